@@ -1,0 +1,117 @@
+"""ColourSlot: one colour (blue or green) of a service in an environment: its containers on every
+target host, each registered with its host's Consul agent, and the health gate over all of them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pulumi
+import pulumi_docker as docker
+
+from .config import Host
+from .docker_host import labels
+from .health_gate import HealthGate
+from .manifest import Manifest
+from .planning import COLOURS, instance_id, registration_payload
+from .registration import AgentRegistration
+
+
+@dataclass(frozen=True)
+class ColourSlotArgs:
+    stack: str
+    environment: str
+    manifest: Manifest
+    colour: str
+    version: str
+    image: pulumi.Input[str]               # repository@sha256:..., from ServiceImage.reference
+    hosts: tuple[Host, ...]
+    providers: dict[str, docker.Provider]
+    networks: dict[str, pulumi.Input[str]]  # host name -> the service's private network there
+    live: bool
+    agents: dict[str, pulumi.Input[str]]   # host name -> its Consul agent's URL
+    gate_address: pulumi.Input[str]        # any agent: health is read from the catalog
+    replicas: int = 1
+    gate_timeout_s: int = 60
+    environment_overrides: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.colour not in COLOURS:
+            raise ValueError(f"colour must be one of {COLOURS}, got {self.colour!r}")
+        if not self.hosts:
+            raise ValueError("a colour slot needs at least one host")
+        for host in self.hosts:
+            if not all(host.name in m for m in (self.providers, self.networks, self.agents)):
+                raise ValueError(f"host {host.name} lacks a Docker provider, network or Consul agent")
+        if self.replicas < 1:
+            raise ValueError("replicas must be at least 1")
+
+
+class ColourSlot(pulumi.ComponentResource):
+    """Containers of one colour; `gate` passes once all of them pass their Consul checks."""
+
+    instances: pulumi.Output[list]
+    colour: pulumi.Output[str]
+
+    def __init__(self, name: str, args: ColourSlotArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("bluegreen:service:ColourSlot", name, None, opts)
+        manifest = args.manifest
+        self.containers: dict[str, docker.Container] = {}
+        self.registrations: list[AgentRegistration] = []
+        environment = {
+            **manifest.environment,
+            **args.environment_overrides,
+            "SERVICE_NAME": manifest.name,
+            "SERVICE_VERSION": args.version,
+            "SERVICE_COLOUR": args.colour,
+            "SERVICE_ENVIRONMENT": args.environment,
+        }
+        for host in args.hosts:
+            provider = args.providers[host.name]
+            pulled = docker.RemoteImage(
+                f"{name}-{host.name}-image", name=args.image, keep_locally=True,
+                opts=pulumi.ResourceOptions(parent=self, provider=provider))
+            for index in range(args.replicas):
+                instance = instance_id(args.environment, manifest.name, args.colour, host.name, index)
+                container = docker.Container(
+                    f"{name}-{host.name}-{index}",
+                    name=f"bluegreen-{instance}",
+                    # The digest reference itself, so `docker ps` and policies see the pin.
+                    image=pulled.name,
+                    envs=[f"{k}={v}" for k, v in sorted(environment.items())]
+                    + [f"CONSUL_HTTP_ADDR={host.consul}"],
+                    networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=args.networks[host.name])],
+                    ports=[docker.ContainerPortArgs(internal=manifest.port, ip="127.0.0.1")],
+                    restart="unless-stopped",
+                    memory=manifest.memory_mb,
+                    labels=labels(stack=args.stack, role="service", service=manifest.name,
+                                  environment=args.environment, colour=args.colour,
+                                  version=args.version, instance=instance),
+                    opts=pulumi.ResourceOptions(parent=self, provider=provider,
+                                                delete_before_replace=True, depends_on=[pulled]),
+                )
+                self.containers[instance] = container
+                payload = pulumi.Output.all(container.ports, args.image).apply(
+                    lambda values, instance=instance, host=host: registration_payload(
+                        instance=instance, service=manifest.name, environment=args.environment,
+                        colour=args.colour, address=host.address, port=int(values[0][0].external),
+                        health_path=manifest.health.path, interval_s=manifest.health.interval_s,
+                        timeout_s=manifest.health.timeout_s, version=args.version,
+                        image=values[1], host=host.name))
+                self.registrations.append(AgentRegistration(
+                    f"{name}-{host.name}-{index}-registration", address=args.agents[host.name], payload=payload,
+                    opts=pulumi.ResourceOptions(parent=self)))
+        self.instances = pulumi.Output.from_input(list(self.containers))
+        self.gate = HealthGate(
+            f"{name}-gate",
+            address=args.gate_address,
+            service=manifest.name,
+            environment=args.environment,
+            colour=args.colour,
+            instances=list(self.containers),
+            timeout_s=args.gate_timeout_s,
+            revision={"image": args.image, "version": args.version, "live": args.live,
+                      "registrations": [r.id for r in self.registrations]},
+            opts=pulumi.ResourceOptions(parent=self, depends_on=self.registrations),
+        )
+        self.colour = self.gate.colour
+        self.register_outputs({"instances": self.instances, "colour": self.colour})

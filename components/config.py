@@ -1,0 +1,186 @@
+"""Typed stack configuration, read once in __main__.py and validated before anything deploys."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from .planning import COLOURS
+from .validation import ConfigError, Fields
+
+HOST_NAME = r"[a-z][a-z0-9-]{0,30}"
+ENV_NAME = r"[a-z][a-z0-9-]{0,30}"
+
+
+@dataclass(frozen=True)
+class Host:
+    """A Docker host with its Consul agent."""
+
+    name: str
+    docker: str                    # unix:///var/run/docker.sock or ssh://user@host
+    consul: str                    # http://127.0.0.1:8500, the host's agent
+    address: str = "127.0.0.1"     # what registrations advertise; the proxy connects there
+    consul_serf_port: int = 8301   # the agent's LAN gossip port (agents the platform starts)
+    consul_server_port: int = 8300
+
+
+@dataclass(frozen=True)
+class ConsulSettings:
+    image: str
+    datacenter: str = "dc1"
+
+
+@dataclass(frozen=True)
+class PlatformConfig:
+    """The shared platform a stack owns: Consul agents, the registry and the proxy."""
+
+    host: str                      # the host that runs the servers, registry and proxy
+    consul: ConsulSettings
+    registry_image: str
+    registry_port: int
+    proxy_image: str
+    proxy_port: int
+    agents: tuple[str, ...] = ()   # further hosts that get a client agent joined to the server
+
+
+@dataclass(frozen=True)
+class ColourConfig:
+    """What one colour slot runs: a version of the service, plus optional environment overrides."""
+
+    version: str
+    environment: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    """A service as one stack deploys it."""
+
+    name: str
+    manifest: str                  # absolute path of service.yaml
+    live: str
+    colours: dict[str, ColourConfig]
+    hosts: tuple[str, ...]
+    replicas: int = 1
+    gate_timeout_s: int = 60
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    stack: str
+    environment: str
+    hosts: dict[str, Host]
+    platform: PlatformConfig | None
+    platform_stack: str | None
+    services: tuple[ServiceConfig, ...]
+    base_image: str = "debian:bookworm-slim"   # what service Dockerfiles build FROM
+
+    @property
+    def source(self) -> str:
+        return stack_file(self.stack)
+
+
+def stack_file(stack: str) -> str:
+    return f"stacks/Pulumi.{stack}.yaml"
+
+
+def parse_stack_config(stack: str, values: Mapping[str, Any], root: str) -> StackConfig:
+    """Builds a StackConfig from the `bluegreen:*` values of a stack (keys without namespace).
+
+    `root` is the project directory: manifest paths are relative to it."""
+    source = stack_file(stack)
+    top = Fields(source, "bluegreen", values, ["environment", "hosts", "platform", "platformStack",
+                                                "services", "baseImage"])
+    environment = top.string("environment", pattern=ENV_NAME,
+                             hint="lower-case name such as integration or production")
+    hosts = _hosts(top)
+    platform = _platform(top, hosts) if top.has("platform") else None
+    platform_stack = top.string("platformStack") if top.has("platformStack") else None
+    if platform is None and platform_stack is None and top.has("services"):
+        raise top.error("platform", "set either platform (this stack owns the platform) or "
+                        "platformStack (the stack that owns it)")
+    services = _services(top, hosts, root)
+    base_image = top.string("baseImage", "debian:bookworm-slim")
+    return StackConfig(stack, environment, hosts, platform, platform_stack, services, base_image)
+
+
+def _hosts(top: Fields) -> dict[str, Host]:
+    raw = top.raw("hosts", {})
+    if not isinstance(raw, Mapping) or not raw:
+        raise top.error("hosts", "needs at least one host, e.g. local: {docker: unix:///var/run/docker.sock, "
+                        "consul: http://127.0.0.1:8500}")
+    hosts = {}
+    for name in raw:
+        if not isinstance(name, str) or not re.fullmatch(HOST_NAME, name):
+            raise top.error("hosts", f"host name {name!r} must be lower-case letters, digits and '-'")
+        fields = Fields(top.source, f"bluegreen.hosts.{name}", raw[name],
+                        ["docker", "consul", "address", "consulSerfPort", "consulServerPort"])
+        hosts[name] = Host(
+            name=name,
+            docker=fields.string("docker", pattern=r"(unix|ssh|tcp)://.+",
+                                 hint="unix:///path/docker.sock, ssh://user@host or tcp://host:2376"),
+            consul=fields.string("consul", pattern=r"https?://[^/]+",
+                                 hint="the agent's HTTP address, e.g. http://127.0.0.1:8500"),
+            address=fields.string("address", "127.0.0.1"),
+            consul_serf_port=fields.integer("consulSerfPort", 8301, minimum=1, maximum=65535),
+            consul_server_port=fields.integer("consulServerPort", 8300, minimum=1, maximum=65535),
+        )
+    return hosts
+
+
+def _platform(top: Fields, hosts: dict[str, Host]) -> PlatformConfig:
+    fields = top.nested("platform", ["host", "agents", "consul", "registry", "proxy"])
+    host = fields.choice("host", list(hosts))
+    agents = fields.raw("agents", [])
+    if not isinstance(agents, list) or any(a not in hosts or a == host for a in agents):
+        raise fields.error("agents", f"must list other configured hosts ({', '.join(h for h in hosts if h != host)})")
+    consul = fields.nested("consul", ["image", "datacenter"])
+    registry = fields.nested("registry", ["image", "port"])
+    proxy = fields.nested("proxy", ["image", "port"])
+    return PlatformConfig(
+        host=host,
+        consul=ConsulSettings(image=consul.string("image"), datacenter=consul.string("datacenter", "dc1")),
+        registry_image=registry.string("image"),
+        registry_port=registry.integer("port", minimum=1, maximum=65535),
+        proxy_image=proxy.string("image"),
+        proxy_port=proxy.integer("port", minimum=1, maximum=65535),
+        agents=tuple(agents),
+    )
+
+
+def _services(top: Fields, hosts: dict[str, Host], root: str) -> tuple[ServiceConfig, ...]:
+    raw = top.raw("services", {})
+    if not isinstance(raw, Mapping):
+        raise top.error("services", "must be a mapping of service name to its settings")
+    services = []
+    for name in raw:
+        fields = Fields(top.source, f"bluegreen.services.{name}", raw[name],
+                        ["manifest", "live", "blue", "green", "hosts", "replicas", "gateTimeout"])
+        colours = {}
+        for colour in COLOURS:
+            if fields.has(colour):
+                slot = fields.nested(colour, ["version", "env"])
+                colours[colour] = ColourConfig(
+                    version=slot.string("version", pattern=r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}",
+                                        hint="a version such as 1.4.2 (letters, digits, . _ -)"),
+                    environment=slot.string_map("env"),
+                )
+        live = fields.choice("live", COLOURS)
+        if live not in colours:
+            raise fields.error(live, f"live is {live} but no {live} version is configured; add "
+                               f"{live}: {{version: ...}} or make the other colour live")
+        service_hosts = fields.raw("hosts", list(hosts))
+        if not isinstance(service_hosts, list) or not service_hosts or any(h not in hosts for h in service_hosts):
+            raise fields.error("hosts", f"must be a non-empty list of configured hosts: {', '.join(hosts)}")
+        manifest = fields.string("manifest", hint="path of the service repo's service.yaml")
+        services.append(ServiceConfig(
+            name=str(name),
+            manifest=os.path.normpath(os.path.join(root, manifest)),
+            live=live,
+            colours=colours,
+            hosts=tuple(service_hosts),
+            replicas=fields.integer("replicas", 1, minimum=1, maximum=20),
+            gate_timeout_s=fields.integer("gateTimeout", 60, minimum=5, maximum=1800),
+        ))
+    return tuple(services)

@@ -1,0 +1,82 @@
+"""The few Consul HTTP API calls the platform makes (KV, agent registration, health).
+
+Written against the documented HTTP API with `requests`; the pulumi-consul provider writes
+services to the catalog directly (bypassing the agents, so nobody runs their checks), and its
+plugin cannot be built here, so registrations and aliases go through these calls instead."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import requests
+
+TIMEOUT_S = 10
+
+
+class ConsulError(RuntimeError):
+    pass
+
+
+def _call(method: str, address: str, path: str, **kwargs) -> requests.Response:
+    url = f"{address.rstrip('/')}{path}"
+    try:
+        response = requests.request(method, url, timeout=TIMEOUT_S, **kwargs)
+    except requests.RequestException as error:
+        raise ConsulError(f"Consul at {address} is unreachable ({error}); is the agent running?") from None
+    if response.status_code >= 400 and response.status_code != 404:
+        raise ConsulError(f"{method} {url} failed: {response.status_code} {response.text.strip()}")
+    return response
+
+
+def kv_put(address: str, key: str, value: str) -> None:
+    response = _call("PUT", address, f"/v1/kv/{key}", data=value.encode())
+    if response.text.strip() != "true":
+        raise ConsulError(f"KV write of {key} was not accepted: {response.text.strip()}")
+
+
+def kv_get(address: str, key: str) -> str | None:
+    response = _call("GET", address, f"/v1/kv/{key}", params={"raw": "true"})
+    return None if response.status_code == 404 else response.text
+
+
+def kv_delete(address: str, key: str, recurse: bool = False) -> None:
+    _call("DELETE", address, f"/v1/kv/{key}", params={"recurse": "true"} if recurse else None)
+
+
+def kv_keys(address: str, prefix: str) -> list[str]:
+    response = _call("GET", address, f"/v1/kv/{prefix}", params={"keys": "true"})
+    return [] if response.status_code == 404 else response.json()
+
+
+def agent_register(address: str, payload: dict) -> None:
+    _call("PUT", address, "/v1/agent/service/register", json=payload)
+
+
+def agent_deregister(address: str, service_id: str) -> None:
+    _call("PUT", address, f"/v1/agent/service/deregister/{service_id}")
+
+
+def agent_services(address: str) -> dict:
+    return _call("GET", address, "/v1/agent/services").json()
+
+
+@dataclass(frozen=True)
+class CheckState:
+    service_id: str
+    node: str
+    name: str
+    status: str
+    output: str
+
+
+def health_checks(address: str, service: str) -> list[CheckState]:
+    """Every check of every instance of `service`, across all nodes (from the catalog)."""
+    response = _call("GET", address, f"/v1/health/checks/{service}")
+    if response.status_code == 404:
+        return []
+    return [CheckState(c["ServiceID"], c["Node"], c["Name"], c["Status"], c.get("Output", ""))
+            for c in response.json()]
+
+
+def leader(address: str) -> str:
+    return _call("GET", address, "/v1/status/leader").json()

@@ -1,0 +1,87 @@
+"""ConsulCluster: a Consul server agent on the platform host and a client agent on every other
+host, joined over LAN gossip; each on the host network with its data on a volume."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import urlparse
+
+import pulumi
+import pulumi_docker as docker
+
+from .config import Host
+from .docker_host import http_healthcheck, labels, local_image
+
+
+@dataclass(frozen=True)
+class ConsulClusterArgs:
+    stack: str
+    image: str
+    datacenter: str
+    server: Host
+    clients: tuple[Host, ...]
+    providers: dict[str, docker.Provider]
+
+    def __post_init__(self):
+        hosts = [self.server, *self.clients]
+        names = [h.name for h in hosts]
+        if len(set(names)) != len(names):
+            raise ValueError(f"a host appears twice among Consul agents: {names}")
+        missing = [n for n in names if n not in self.providers]
+        if missing:
+            raise ValueError(f"no Docker provider for host(s) {missing}")
+
+
+def agent_command(host: Host, datacenter: str, server: Host | None) -> list[str]:
+    """consul agent flags for a host; `server` is None for the server itself, else whom to join."""
+    http_port = urlparse(host.consul).port or 8500
+    command = [
+        "agent", f"-node={host.name}", f"-datacenter={datacenter}", "-data-dir=/consul/data",
+        f"-bind={host.address}", f"-advertise={host.address}", f"-client={host.address}",
+        f"-http-port={http_port}", f"-serf-lan-port={host.consul_serf_port}",
+        f"-server-port={host.consul_server_port}", "-dns-port=-1", "-grpc-port=-1",
+        "-serf-wan-port=-1", "-log-level=warn",
+    ]
+    if server is None:
+        command += ["-server", "-bootstrap-expect=1", "-ui"]
+    else:
+        command += [f"-retry-join={server.address}:{server.consul_serf_port}",
+                    "-hcl=leave_on_terminate = true"]
+    return command
+
+
+class ConsulCluster(pulumi.ComponentResource):
+    """The Consul agents of the platform, one per host; outputs the agents' HTTP addresses."""
+
+    agents: pulumi.Output[dict]
+
+    def __init__(self, name: str, args: ConsulClusterArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("bluegreen:platform:ConsulCluster", name, None, opts)
+        self.containers: dict[str, docker.Container] = {}
+        for host in (args.server, *args.clients):
+            provider = args.providers[host.name]
+            role = "server" if host is args.server else "client"
+            image = local_image(f"{name}-{host.name}-image", args.image, provider, self)
+            data = docker.Volume(f"{name}-{host.name}-data",
+                                 name=f"bluegreen-{args.stack}-consul-{host.name}",
+                                 opts=pulumi.ResourceOptions(parent=self, provider=provider))
+            after = [] if role == "server" else [self.containers[args.server.name]]
+            self.containers[host.name] = docker.Container(
+                f"{name}-{host.name}",
+                name=f"bluegreen-{args.stack}-consul-{host.name}",
+                image=image.image_id,
+                command=agent_command(host, args.datacenter, None if role == "server" else args.server),
+                network_mode="host",
+                volumes=[docker.ContainerVolumeArgs(volume_name=data.name, container_path="/consul/data")],
+                restart="unless-stopped",
+                memory=256,
+                labels=labels(stack=args.stack, role=f"consul-{role}", host=host.name),
+                # A leader address (host:port) in the answer means the cluster accepts writes.
+                healthcheck=http_healthcheck(f"{host.consul}/v1/status/leader", must_contain=":"),
+                wait=True,
+                wait_timeout=120,
+                opts=pulumi.ResourceOptions(parent=self, provider=provider, depends_on=after),
+            )
+        self.agents = pulumi.Output.from_input(
+            {h.name: h.consul for h in (args.server, *args.clients)})
+        self.register_outputs({"agents": self.agents})

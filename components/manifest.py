@@ -1,0 +1,182 @@
+"""The service manifest (`service.yaml`), the only file a service team writes for the platform.
+
+Nothing Pulumi-specific lives in it. Parsing is pure: `load_manifest(path)` returns typed,
+validated objects or raises ConfigError naming the file, the field and what is allowed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+
+import yaml
+
+from .validation import ConfigError, Fields
+
+NAME_PATTERN = r"[a-z][a-z0-9-]{0,30}[a-z0-9]"
+NAME_HINT = "lower-case letters, digits and '-', 2-32 characters, starting with a letter"
+
+
+@dataclass(frozen=True)
+class BuildSpec:
+    """How to build an image: a context directory (absolute) and a Dockerfile inside it."""
+
+    context: str
+    dockerfile: str = "Dockerfile"
+
+
+@dataclass(frozen=True)
+class HealthCheck:
+    """The HTTP check Consul runs against every instance."""
+
+    path: str = "/health"
+    interval_s: float = 2.0
+    timeout_s: float = 1.0
+
+
+@dataclass(frozen=True)
+class Dependency:
+    """A linked container (e.g. a database) reached by the service as `<alias>:<port>`."""
+
+    alias: str
+    port: int
+    image: str | None = None
+    build: BuildSpec | None = None
+    environment: dict[str, str] = field(default_factory=dict)
+    volume: str | None = None
+    memory_mb: int = 256
+
+
+@dataclass(frozen=True)
+class TestSpec:
+    """The command that tests the image in isolation (run in a throwaway container)."""
+
+    command: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A validated service manifest."""
+
+    path: str
+    name: str
+    description: str
+    build: BuildSpec
+    port: int
+    health: HealthCheck
+    dependencies: tuple[Dependency, ...] = ()
+    environment: dict[str, str] = field(default_factory=dict)
+    route: str = ""
+    config: dict[str, str] = field(default_factory=dict)
+    test: TestSpec | None = None
+    memory_mb: int = 128
+
+    @property
+    def directory(self) -> str:
+        return os.path.dirname(self.path)
+
+
+def load_manifest(path: str) -> Manifest:
+    """Reads and validates a service.yaml file."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = yaml.safe_load(handle)
+    except FileNotFoundError:
+        raise ConfigError(path, "(file)", "not found; point the stack's manifest setting at the "
+                          "service repo's service.yaml") from None
+    except yaml.YAMLError as error:
+        raise ConfigError(path, "(file)", f"is not valid YAML: {error}") from None
+    return parse_manifest(data, path)
+
+
+def parse_manifest(data: object, path: str) -> Manifest:
+    """Validates manifest data that was read from `path` (used for messages and relative paths)."""
+    top = Fields(path, "", data, ["name", "description", "build", "port", "health", "dependencies",
+                                  "env", "route", "config", "test", "memory"])
+    base = os.path.dirname(os.path.abspath(path))
+    name = top.string("name", pattern=NAME_PATTERN, hint=NAME_HINT)
+    health = top.nested("health", ["path", "interval", "timeout"])
+    check = HealthCheck(
+        path=health.string("path", "/health", pattern=r"/[^\s]*", hint="an absolute URL path such as /health"),
+        interval_s=health.duration("interval", "2s"),
+        timeout_s=health.duration("timeout", "1s"),
+    )
+    if check.timeout_s > check.interval_s:
+        raise health.error("timeout", "must not be longer than health.interval")
+    dependencies = _dependencies(top, base)
+    environment = top.string_map("env")
+    clash = sorted({d.alias for d in dependencies} & {name})
+    if clash:
+        raise top.error("dependencies", f"alias {clash[0]!r} equals the service name; rename it")
+    test = None
+    if top.has("test"):
+        test_fields = top.nested("test", ["command"])
+        command = test_fields.required("command")
+        if isinstance(command, str):
+            command = ["/bin/sh", "-c", command]
+        if not isinstance(command, list) or not command or not all(isinstance(c, str) for c in command):
+            raise test_fields.error("command", "must be a string or a non-empty list of strings")
+        test = TestSpec(tuple(command))
+    return Manifest(
+        path=os.path.abspath(path),
+        name=name,
+        description=top.string("description", hint="one line saying what the service does"),
+        build=_build(top, "build", base, default={"context": "."}),
+        port=top.integer("port", minimum=1, maximum=65535),
+        health=check,
+        dependencies=dependencies,
+        environment=environment,
+        route=top.string("route", name, pattern=NAME_PATTERN, hint=NAME_HINT),
+        config=top.string_map("config"),
+        test=test,
+        memory_mb=_memory(top, "memory", "128m"),
+    )
+
+
+def _build(parent: Fields, key: str, base: str, default: dict | None = None) -> BuildSpec:
+    spec = parent.nested(key, ["context", "dockerfile"], default)
+    context = os.path.normpath(os.path.join(base, spec.string("context", ".")))
+    if not os.path.isdir(context):
+        raise spec.error("context", f"directory {context} does not exist; paths are relative to "
+                         "the manifest's folder")
+    dockerfile = spec.string("dockerfile", "Dockerfile")
+    if not os.path.isfile(os.path.join(context, dockerfile)):
+        raise spec.error("dockerfile", f"{dockerfile} not found in {context}")
+    return BuildSpec(context=context, dockerfile=dockerfile)
+
+
+def _dependencies(top: Fields, base: str) -> tuple[Dependency, ...]:
+    raw = top.raw("dependencies", {})
+    if not isinstance(raw, dict):
+        raise top.error("dependencies", "must be a mapping of alias to dependency, e.g. db: {image: ..., port: 6379}")
+    result = []
+    for alias in raw:
+        if not isinstance(alias, str) or not re.fullmatch(NAME_PATTERN, alias):
+            raise top.error("dependencies", f"alias {alias!r} is not allowed; {NAME_HINT}")
+        dep = Fields(top.source, f"dependencies.{alias}", raw[alias],
+                     ["image", "build", "port", "env", "volume", "memory"])
+        if dep.has("image") == dep.has("build"):
+            raise dep.error("image", "give exactly one of image (a reference) or build (a context)")
+        volume = dep.raw("volume")
+        if volume is not None and (not isinstance(volume, str) or not volume.startswith("/")):
+            raise dep.error("volume", "must be an absolute path inside the container, e.g. /var/lib/data")
+        result.append(Dependency(
+            alias=alias,
+            port=dep.integer("port", minimum=1, maximum=65535),
+            image=dep.string("image") if dep.has("image") else None,
+            build=_build(dep, "build", base) if dep.has("build") else None,
+            environment=dep.string_map("env"),
+            volume=volume,
+            memory_mb=_memory(dep, "memory", "256m"),
+        ))
+    return tuple(result)
+
+
+def _memory(fields: Fields, key: str, default: str) -> int:
+    text = fields.string(key, default, pattern=r"\d+[mg]", hint="a size such as 128m or 1g")
+    number = int(text[:-1])
+    megabytes = number * 1024 if text.endswith("g") else number
+    if megabytes < 16:
+        raise fields.error(key, "must be at least 16m")
+    return megabytes

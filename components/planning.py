@@ -1,0 +1,100 @@
+"""Pure planning functions: names, keys, colours and registration payloads. No Pulumi here."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from typing import Iterable
+
+COLOURS = ("blue", "green")
+KV_ROOT = "bluegreen"
+DIGEST_REF = re.compile(r"^[^@\s]+@sha256:[0-9a-f]{64}$")
+
+
+def offline_colour(live: str) -> str:
+    """The colour that is not serving: where the next version goes."""
+    if live not in COLOURS:
+        raise ValueError(f"colour must be one of {COLOURS}, got {live!r}")
+    return COLOURS[1 - COLOURS.index(live)]
+
+
+def alias_key(environment: str, service: str) -> str:
+    """The KV key whose value is the live colour of a service in an environment."""
+    return f"{KV_ROOT}/aliases/{environment}/{service}"
+
+
+def route_key(environment: str, service: str) -> str:
+    """The KV key holding the path segment under which the proxy serves a service."""
+    return f"{KV_ROOT}/routes/{environment}/{service}"
+
+
+def config_prefix(environment: str, service: str) -> str:
+    """The KV prefix under which a service's configuration is uploaded."""
+    return f"{KV_ROOT}/config/{environment}/{service}/"
+
+
+def catalogue_key(environment: str, service: str) -> str:
+    """The KV key holding a service's catalogue entry (description, versions, digests)."""
+    return f"{KV_ROOT}/catalogue/{environment}/{service}"
+
+
+def instance_id(environment: str, service: str, colour: str, host: str, index: int) -> str:
+    """The Consul service ID (and container name suffix) of one instance."""
+    return f"{environment}-{service}-{colour}-{host}-{index}"
+
+
+def registration_payload(*, instance: str, service: str, environment: str, colour: str,
+                         address: str, port: int, health_path: str, interval_s: float,
+                         timeout_s: float, version: str, image: str, host: str) -> dict:
+    """The body of PUT /v1/agent/service/register for one container on its host's agent."""
+    return {
+        "ID": instance,
+        "Name": service,
+        "Tags": [environment, colour],
+        "Address": address,
+        "Port": port,
+        "Meta": {
+            "environment": environment,
+            "colour": colour,
+            "version": version,
+            "image": image,
+            "host": host,
+        },
+        "Check": {
+            "CheckID": f"{instance}-http",
+            "Name": f"HTTP GET {health_path} on {instance}",
+            "HTTP": f"http://{address}:{port}{health_path}",
+            "Interval": _go_duration(interval_s),
+            "Timeout": _go_duration(timeout_s),
+            # A replaced container's old registration must not linger as critical forever.
+            "DeregisterCriticalServiceAfter": "10m",
+        },
+    }
+
+
+def _go_duration(seconds: float) -> str:
+    return f"{int(round(seconds * 1000))}ms"
+
+
+def digest_reference(repository: str, digest: str) -> str:
+    """repository@sha256:..., the only form service containers run."""
+    reference = f"{repository}@{digest}"
+    if not DIGEST_REF.match(reference):
+        raise ValueError(f"not a digest reference: {reference!r}")
+    return reference
+
+
+def context_digest(directory: str, ignore: Iterable[str] = (".git", "__pycache__")) -> str:
+    """A content hash of a build context: a rebuild happens when (and only when) it changes."""
+    ignored = set(ignore)
+    digest = hashlib.sha256()
+    for base, dirs, files in os.walk(directory):
+        dirs[:] = sorted(d for d in dirs if d not in ignored)
+        for name in sorted(files):
+            path = os.path.join(base, name)
+            digest.update(os.path.relpath(path, directory).encode())
+            digest.update(b"\0")
+            with open(path, "rb") as handle:
+                digest.update(hashlib.sha256(handle.read()).digest())
+    return digest.hexdigest()

@@ -1,0 +1,58 @@
+"""Platform: what every environment shares: Consul agents, the registry and the proxy."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_docker as docker
+
+from .config import Host, PlatformConfig
+from .consul_cluster import ConsulCluster, ConsulClusterArgs
+from .proxy import Proxy, ProxyArgs
+from .registry import Registry, RegistryArgs
+
+
+@dataclass(frozen=True)
+class PlatformArgs:
+    stack: str
+    settings: PlatformConfig
+    hosts: dict[str, Host]
+    providers: dict[str, docker.Provider]
+
+    def __post_init__(self):
+        for name in (self.settings.host, *self.settings.agents):
+            if name not in self.hosts or name not in self.providers:
+                raise ValueError(f"platform host {name!r} is not configured under bluegreen:hosts")
+
+
+class Platform(pulumi.ComponentResource):
+    """Outputs: `consul` (server agent URL), `registry` (host:port), `proxy` (base URL)."""
+
+    consul: pulumi.Output[str]
+    registry: pulumi.Output[str]
+    proxy: pulumi.Output[str]
+
+    def __init__(self, name: str, args: PlatformArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("bluegreen:platform:Platform", name, None, opts)
+        settings = args.settings
+        home = args.hosts[settings.host]
+        child = pulumi.ResourceOptions(parent=self)
+        self.cluster = ConsulCluster(f"{name}-consul", ConsulClusterArgs(
+            stack=args.stack, image=settings.consul.image, datacenter=settings.consul.datacenter,
+            server=home, clients=tuple(args.hosts[h] for h in settings.agents),
+            providers=args.providers), opts=child)
+        self.registry_component = Registry(f"{name}-registry", RegistryArgs(
+            stack=args.stack, image=settings.registry_image, port=settings.registry_port,
+            provider=args.providers[home.name]), opts=child)
+        self.proxy_component = Proxy(f"{name}-proxy", ProxyArgs(
+            stack=args.stack, image=settings.proxy_image, port=settings.proxy_port,
+            consul_address=home.consul, provider=args.providers[home.name],
+            depends_on=(self.cluster,)), opts=child)
+        # Each URL resolves once its agent's container is healthy: users of it wait for that.
+        self.agents = {host: container.id.apply(lambda _, url=args.hosts[host].consul: url)
+                       for host, container in self.cluster.containers.items()}
+        self.consul = self.agents[home.name]
+        self.registry = self.registry_component.address
+        self.proxy = self.proxy_component.url
+        self.register_outputs({"consul": self.consul, "registry": self.registry, "proxy": self.proxy})

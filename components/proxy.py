@@ -1,0 +1,55 @@
+"""Proxy: nginx whose configuration consul-template renders from Consul (aliases and passing
+instances), checked with `nginx -t` before every graceful reload."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_docker as docker
+
+from .docker_host import http_healthcheck, labels, local_image
+
+
+@dataclass(frozen=True)
+class ProxyArgs:
+    stack: str
+    image: str
+    port: int
+    consul_address: str          # the local agent, http://127.0.0.1:8500
+    provider: docker.Provider
+    depends_on: tuple[pulumi.Resource, ...] = ()
+
+    def __post_init__(self):
+        if not 0 < self.port < 65536:
+            raise ValueError(f"proxy port {self.port} is not a TCP port")
+        if not self.consul_address.startswith("http"):
+            raise ValueError(f"consul address {self.consul_address!r} must be an http(s) URL")
+
+
+class Proxy(pulumi.ComponentResource):
+    """The reverse proxy on the host network, listening on 127.0.0.1:<port>; `url` is its base URL."""
+
+    url: pulumi.Output[str]
+
+    def __init__(self, name: str, args: ProxyArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("bluegreen:platform:Proxy", name, None, opts)
+        image = local_image(f"{name}-image", args.image, args.provider, self)
+        listen = f"127.0.0.1:{args.port}"
+        self.container = docker.Container(
+            f"{name}-container",
+            name=f"bluegreen-{args.stack}-proxy",
+            image=image.image_id,
+            network_mode="host",
+            envs=[f"PROXY_LISTEN={listen}", f"CONSUL_HTTP_ADDR={args.consul_address}"],
+            restart="unless-stopped",
+            memory=128,
+            labels=labels(stack=args.stack, role="proxy"),
+            healthcheck=http_healthcheck(f"http://{listen}/healthz", must_contain="ok"),
+            wait=True,
+            wait_timeout=60,
+            opts=pulumi.ResourceOptions(parent=self, provider=args.provider,
+                                        depends_on=list(args.depends_on)),
+        )
+        self.url = self.container.id.apply(lambda _: f"http://{listen}")
+        self.register_outputs({"url": self.url})

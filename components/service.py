@@ -1,0 +1,145 @@
+"""Service: a service in one environment: its images, its private network and linked dependencies
+on every host, a ColourSlot per configured colour, and the alias that points at the live one."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_docker as docker
+
+from .alias import Alias, AliasArgs
+from .colour_slot import ColourSlot, ColourSlotArgs
+from .config import Host, ServiceConfig
+from .docker_host import labels
+from .manifest import Dependency, Manifest
+from .consul_key import ConsulKey
+from .planning import context_digest, offline_colour, route_key
+from .service_image import ServiceImage, ServiceImageArgs
+
+
+@dataclass(frozen=True)
+class ServiceArgs:
+    stack: str
+    environment: str
+    settings: ServiceConfig
+    manifest: Manifest
+    hosts: dict[str, Host]
+    providers: dict[str, docker.Provider]
+    build_host: str                  # whose engine builds and pushes
+    registry: pulumi.Input[str]      # host:port of the in-house registry
+    agents: dict[str, pulumi.Input[str]]  # host name -> its Consul agent's URL
+    base_image: str = "debian:bookworm-slim"  # passed to Dockerfiles as BASE_IMAGE
+
+    def __post_init__(self):
+        if self.settings.name != self.manifest.name:
+            raise ValueError(f"{self.manifest.path}: name: the manifest says {self.manifest.name!r} "
+                             f"but the stack configures it as {self.settings.name!r}; make them equal")
+        unknown = [h for h in (*self.settings.hosts, self.build_host)
+                   if h not in self.providers or h not in self.agents]
+        if unknown:
+            raise ValueError(f"service {self.settings.name} targets unknown host(s) {unknown}")
+
+
+class Service(pulumi.ComponentResource):
+    """Blue/green deployment of one service; the alias follows `settings.live` once its gate passed."""
+
+    live: pulumi.Output[str]
+    images: pulumi.Output[dict]
+
+    def __init__(self, name: str, args: ServiceArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("bluegreen:service:Service", name, None, opts)
+        settings, manifest, env = args.settings, args.manifest, args.environment
+        repository = pulumi.Output.concat(args.registry, "/", manifest.name)
+        build_provider = args.providers[args.build_host]
+        # KV writes and the gate may use any agent: the first target host's.
+        consul_address = args.agents[settings.hosts[0]]
+
+        # One image per distinct version: two colours on the same version share it.
+        images: dict[str, ServiceImage] = {}
+        for version in sorted({c.version for c in settings.colours.values()}):
+            images[version] = ServiceImage(f"{name}-image-{version}", ServiceImageArgs(
+                repository=repository, tag=version, build=manifest.build, provider=build_provider,
+                build_args={"VERSION": version, "BASE_IMAGE": args.base_image},
+                labels={"bluegreen.service": manifest.name, "bluegreen.version": version}),
+                opts=pulumi.ResourceOptions(parent=self))
+
+        dependency_images = {d.alias: self._dependency_image(name, args, d, repository)
+                             for d in manifest.dependencies}
+        networks = {}
+        self.dependencies: list[docker.Container] = []
+        for host_name in settings.hosts:
+            provider = args.providers[host_name]
+            network = docker.Network(
+                f"{name}-{host_name}-network", name=f"bluegreen-{env}-{manifest.name}",
+                opts=pulumi.ResourceOptions(parent=self, provider=provider))
+            networks[host_name] = network.name
+            for dependency in manifest.dependencies:
+                self.dependencies.append(self._dependency(
+                    name, args, dependency, host_name, network, dependency_images[dependency.alias]))
+
+        self.slots: dict[str, ColourSlot] = {}
+        for colour, slot in settings.colours.items():
+            self.slots[colour] = ColourSlot(f"{name}-{colour}", ColourSlotArgs(
+                stack=args.stack, environment=env, manifest=manifest, colour=colour,
+                version=slot.version, image=images[slot.version].reference,
+                hosts=tuple(args.hosts[h] for h in settings.hosts), providers=args.providers,
+                networks=networks, live=colour == settings.live, agents=args.agents,
+                gate_address=consul_address,
+                replicas=settings.replicas, gate_timeout_s=settings.gate_timeout_s,
+                environment_overrides=slot.environment),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=self.dependencies))
+
+        self.route = ConsulKey(f"{name}-route", address=consul_address,
+                               key=route_key(env, manifest.name), value=manifest.route,
+                               opts=pulumi.ResourceOptions(parent=self))
+        self.alias = Alias(f"{name}-alias", AliasArgs(
+            consul_address=consul_address, environment=env, service=manifest.name,
+            colour=settings.live, gate=self.slots[settings.live].gate),
+            opts=pulumi.ResourceOptions(parent=self))
+        self.live = self.alias.colour
+        self.images = pulumi.Output.from_input(
+            {colour: {"version": slot.version, "image": images[slot.version].reference}
+             for colour, slot in settings.colours.items()})
+        self.offline = offline_colour(settings.live)
+        self.register_outputs({"live": self.live, "images": self.images})
+
+    def _dependency_image(self, name: str, args: ServiceArgs, dependency: Dependency,
+                          repository: pulumi.Output[str]) -> pulumi.Input[str]:
+        """A dependency given as `build` is built and pushed once, then pulled by digest per host."""
+        if dependency.build is None:
+            return dependency.image
+        return ServiceImage(f"{name}-{dependency.alias}-image", ServiceImageArgs(
+            repository=pulumi.Output.concat(repository, "-", dependency.alias),
+            tag=context_digest(dependency.build.context)[:12], build=dependency.build,
+            provider=args.providers[args.build_host], build_args={"BASE_IMAGE": args.base_image}),
+            opts=pulumi.ResourceOptions(parent=self)).reference
+
+    def _dependency(self, name: str, args: ServiceArgs, dependency: Dependency, host_name: str,
+                    network: docker.Network, reference: pulumi.Input[str]) -> docker.Container:
+        provider = args.providers[host_name]
+        child = pulumi.ResourceOptions(parent=self, provider=provider)
+        label = f"{name}-{dependency.alias}-{host_name}"
+        pulled = docker.RemoteImage(label + "-pull", name=reference, keep_locally=True, opts=child)
+        volumes = []
+        if dependency.volume:
+            data = docker.Volume(label + "-data",
+                                 name=f"bluegreen-{args.environment}-{args.manifest.name}-{dependency.alias}",
+                                 opts=child)
+            volumes.append(docker.ContainerVolumeArgs(volume_name=data.name,
+                                                      container_path=dependency.volume))
+        return docker.Container(
+            label,
+            name=f"bluegreen-{args.environment}-{args.manifest.name}-{dependency.alias}-{host_name}",
+            image=pulled.name,
+            envs=[f"{k}={v}" for k, v in sorted(dependency.environment.items())],
+            networks_advanced=[docker.ContainerNetworksAdvancedArgs(
+                name=network.name, aliases=[dependency.alias])],
+            volumes=volumes,
+            restart="unless-stopped",
+            memory=dependency.memory_mb,
+            labels=labels(stack=args.stack, role="dependency", service=args.manifest.name,
+                          environment=args.environment, dependency=dependency.alias),
+            opts=pulumi.ResourceOptions(parent=self, provider=provider, delete_before_replace=True,
+                                        depends_on=[pulled]),
+        )

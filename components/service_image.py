@@ -1,0 +1,67 @@
+"""ServiceImage: build an image on the build host, push it to the in-house registry, and expose
+its digest reference (repository@sha256:...), the only form the platform runs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pulumi
+import pulumi_docker as docker
+
+from .manifest import BuildSpec
+from .planning import context_digest, digest_reference
+
+
+@dataclass(frozen=True)
+class ServiceImageArgs:
+    repository: pulumi.Input[str]  # 127.0.0.1:5000/vizconfig
+    tag: str                     # the version
+    build: BuildSpec
+    provider: docker.Provider    # the build host's engine
+    build_args: dict[str, str] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self):
+        if not self.tag or "/" in self.tag or ":" in self.tag:
+            raise ValueError(f"image tag {self.tag!r} must be a plain version string")
+        if isinstance(self.repository, str) and (
+                "@" in self.repository or ":" in self.repository.rsplit("/", 1)[-1]):
+            raise ValueError(f"repository {self.repository!r} must not carry a tag or digest")
+
+
+class ServiceImage(pulumi.ComponentResource):
+    """A built and pushed image; `reference` is repository@sha256:<registry digest>."""
+
+    reference: pulumi.Output[str]
+    digest: pulumi.Output[str]
+
+    def __init__(self, name: str, args: ServiceImageArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("bluegreen:service:ServiceImage", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self, provider=args.provider)
+        tagged = pulumi.Output.concat(args.repository, ":", args.tag)
+        # The context hash makes a source change rebuild even when the version string stays.
+        source = context_digest(args.build.context)
+        built = docker.RemoteImage(
+            f"{name}-build",
+            name=tagged,
+            build=docker.RemoteImageBuildArgs(
+                context=args.build.context,
+                dockerfile=args.build.dockerfile,
+                build_args=args.build_args,
+                label={**args.labels, "bluegreen.source": source},
+            ),
+            triggers={"source": source},
+            keep_locally=True,
+            opts=child,
+        )
+        pushed = docker.RegistryImage(
+            f"{name}-push",
+            name=built.name,
+            keep_remotely=True,
+            triggers={"image": built.image_id},
+            opts=child,
+        )
+        self.digest = pushed.sha256_digest
+        self.reference = pulumi.Output.all(args.repository, pushed.sha256_digest).apply(
+            lambda values: digest_reference(*values))
+        self.register_outputs({"reference": self.reference, "digest": self.digest})

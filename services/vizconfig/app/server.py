@@ -1,0 +1,98 @@
+"""vizconfig: stores visualization configurations (JSON documents) in the linked database.
+
+GET /                  service, version, colour, environment that served the request
+GET /health            200 when the database link answers, else 503 (Consul's check)
+GET /configs           ids of stored configurations
+GET|PUT|DELETE /configs/<id>
+Every response carries X-Service-Version and X-Service-Colour.
+"""
+
+import json
+import os
+import re
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import redis
+
+from store import ConfigStore
+
+IDENTITY = {
+    "service": os.environ.get("SERVICE_NAME", "vizconfig"),
+    "version": os.environ.get("SERVICE_VERSION", "dev"),
+    "colour": os.environ.get("SERVICE_COLOUR", "none"),
+    "environment": os.environ.get("SERVICE_ENVIRONMENT", "none"),
+}
+DOC_PATH = re.compile(r"^/configs/([A-Za-z0-9_.-]{1,64})$")
+
+
+def make_store() -> ConfigStore:
+    host, _, port = os.environ.get("DB_ADDRESS", "db:6379").partition(":")
+    client = redis.Redis(host=host, port=int(port or 6379), socket_timeout=0.5,
+                         socket_connect_timeout=0.5)
+    return ConfigStore(client, prefix=f"vizconfig:{IDENTITY['environment']}:")
+
+
+class Handler(BaseHTTPRequestHandler):
+    store: ConfigStore = None
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *_):  # quiet: the proxy and Consul poll often
+        pass
+
+    def _send(self, status: int, body) -> None:
+        data = (json.dumps(body) + "\n").encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("X-Service-Version", IDENTITY["version"])
+        self.send_header("X-Service-Colour", IDENTITY["colour"])
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self):
+        if self.path == "/":
+            return self._send(200, IDENTITY)
+        if self.path == "/health":
+            try:
+                self.store.ping()
+                return self._send(200, {"status": "passing", **IDENTITY})
+            except redis.RedisError as error:
+                return self._send(503, {"status": "critical", "database": str(error), **IDENTITY})
+        if self.path == "/configs":
+            return self._send(200, {"ids": self.store.ids(), **IDENTITY})
+        match = DOC_PATH.match(self.path)
+        if match:
+            document = self.store.get(match.group(1))
+            if document is None:
+                return self._send(404, {"error": "not found"})
+            return self._send(200, {"id": match.group(1), "document": document, **IDENTITY})
+        return self._send(404, {"error": "not found"})
+
+    def do_PUT(self):
+        match = DOC_PATH.match(self.path)
+        if not match:
+            return self._send(404, {"error": "not found"})
+        length = int(self.headers.get("Content-Length") or 0)
+        try:
+            document = json.loads(self.rfile.read(length) or b"null")
+        except ValueError:
+            return self._send(400, {"error": "body must be JSON"})
+        self.store.put(match.group(1), document)
+        return self._send(200, {"id": match.group(1), "stored": True, **IDENTITY})
+
+    def do_DELETE(self):
+        match = DOC_PATH.match(self.path)
+        if not match:
+            return self._send(404, {"error": "not found"})
+        return self._send(200, {"deleted": self.store.delete(match.group(1))})
+
+
+def main():
+    Handler.store = make_store()
+    server = ThreadingHTTPServer(("0.0.0.0", int(os.environ.get("PORT", "8000"))), Handler)
+    server.daemon_threads = True
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()
