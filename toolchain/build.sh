@@ -67,11 +67,15 @@ build_language_python() {
   # that the module proxy does not serve.
   local key; key=$(cat "$here/language-python/"{go.mod,*.go} | sha256sum | cut -c1-12)
   local out="$cache/tools/language-python-$PULUMI_VERSION-$key"
-  if cached "$out"; then link_tool language-python "$out"; return; fi
-  log "pulumi-language-python: compiling"
-  mkdir -p "$out"
-  (cd "$here/language-python" && go build "${goflags_build[@]}" -o "$out/pulumi-language-python" .)
-  touch "$out/.complete"; link_tool language-python "$out"
+  if ! cached "$out"; then
+    log "pulumi-language-python: compiling"
+    mkdir -p "$out"
+    (cd "$here/language-python" && go build "${goflags_build[@]}" -o "$out/pulumi-language-python" .)
+    touch "$out/.complete"
+  fi
+  # The CLI looks for its language hosts next to its own (resolved) binary and warns otherwise.
+  cp -f "$out/pulumi-language-python" "$cache/tools/pulumi-$PULUMI_VERSION/pulumi-language-python"
+  link_tool language-python "$cache/tools/pulumi-$PULUMI_VERSION"
 }
 
 build_provider_docker() {

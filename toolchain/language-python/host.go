@@ -27,13 +27,6 @@ type host struct {
 	root, virtualenv          string // -root / -virtualenv flags, passed by older CLIs
 }
 
-// Handshake records the engine address when the CLI attaches to an already running host.
-func (h *host) Handshake(_ context.Context, req *pulumirpc.LanguageHandshakeRequest,
-) (*pulumirpc.LanguageHandshakeResponse, error) {
-	h.engine = cmp.Or(req.GetEngineAddress(), h.engine)
-	return &pulumirpc.LanguageHandshakeResponse{}, nil
-}
-
 func (h *host) GetPluginInfo(context.Context, *emptypb.Empty) (*pulumirpc.PluginInfo, error) {
 	return &pulumirpc.PluginInfo{Version: pulumiVersion()}, nil
 }
