@@ -46,6 +46,12 @@ class ColourSlotArgs:
             raise ValueError("replicas must be at least 1")
 
 
+def published_port(ports: list) -> int:
+    """The host port Docker assigned to the container's first published port."""
+    first = ports[0]
+    return int(first["external"] if isinstance(first, dict) else first.external)
+
+
 class ColourSlot(pulumi.ComponentResource):
     """Containers of one colour; `gate` passes once all of them pass their Consul checks."""
 
@@ -83,6 +89,7 @@ class ColourSlot(pulumi.ComponentResource):
                     ports=[docker.ContainerPortArgs(internal=manifest.port, ip="127.0.0.1")],
                     restart="unless-stopped",
                     memory=manifest.memory_mb,
+                    memory_swap=manifest.memory_mb,  # no swap; also what Docker reports back
                     labels=labels(stack=args.stack, role="service", service=manifest.name,
                                   environment=args.environment, colour=args.colour,
                                   version=args.version, instance=instance),
@@ -93,7 +100,7 @@ class ColourSlot(pulumi.ComponentResource):
                 payload = pulumi.Output.all(container.ports, args.image).apply(
                     lambda values, instance=instance, host=host: registration_payload(
                         instance=instance, service=manifest.name, environment=args.environment,
-                        colour=args.colour, address=host.address, port=int(values[0][0].external),
+                        colour=args.colour, address=host.address, port=published_port(values[0]),
                         health_path=manifest.health.path, interval_s=manifest.health.interval_s,
                         timeout_s=manifest.health.timeout_s, version=args.version,
                         image=values[1], host=host.name))

@@ -95,9 +95,10 @@ def parse_stack_config(stack: str, values: Mapping[str, Any], root: str) -> Stac
     environment = top.string("environment", pattern=ENV_NAME,
                              hint="lower-case name such as integration or production")
     hosts = _hosts(top)
-    platform = _platform(top, hosts) if top.has("platform") else None
-    platform_stack = top.string("platformStack") if top.has("platformStack") else None
-    if platform is None and platform_stack is None and top.has("services"):
+    # Pulumi.yaml declares {} and "" as defaults: empty means "not this stack's".
+    platform = _platform(top, hosts) if top.raw("platform") else None
+    platform_stack = top.string("platformStack") if top.raw("platformStack") else None
+    if platform is None and platform_stack is None and top.raw("services"):
         raise top.error("platform", "set either platform (this stack owns the platform) or "
                         "platformStack (the stack that owns it)")
     services = _services(top, hosts, root)

@@ -49,7 +49,18 @@ def kv_keys(address: str, prefix: str) -> list[str]:
 
 
 def agent_register(address: str, payload: dict) -> None:
-    _call("PUT", address, "/v1/agent/service/register", json=payload)
+    _call("PUT", address, "/v1/agent/service/register", json=whole_numbers(payload))
+
+
+def whole_numbers(value):
+    """Pulumi carries every number as a float; Consul's Go structs want ints where they are whole."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: whole_numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [whole_numbers(v) for v in value]
+    return value
 
 
 def agent_deregister(address: str, service_id: str) -> None:

@@ -75,6 +75,7 @@ class ConsulCluster(pulumi.ComponentResource):
                 volumes=[docker.ContainerVolumeArgs(volume_name=data.name, container_path="/consul/data")],
                 restart="unless-stopped",
                 memory=256,
+                memory_swap=256,  # no swap; also what Docker reports back
                 labels=labels(stack=args.stack, role=f"consul-{role}", host=host.name),
                 # A leader address (host:port) in the answer means the cluster accepts writes.
                 healthcheck=http_healthcheck(f"{host.consul}/v1/status/leader", must_contain=":"),

@@ -8,9 +8,16 @@ import pulumi_docker as docker
 from .config import Host
 
 
-def host_providers(stack: str, hosts: dict[str, Host]) -> dict[str, docker.Provider]:
-    """One pulumi-docker provider per configured host (its engine socket or ssh URL)."""
-    return {name: docker.Provider(f"{stack}-host-{name}", host=host.docker)
+def host_providers(stack: str, hosts: dict[str, Host],
+                   registry: pulumi.Input[str]) -> dict[str, docker.Provider]:
+    """One pulumi-docker provider per configured host (its engine socket or ssh URL).
+
+    The in-house registry needs no credentials, but the provider wants an entry for every
+    registry it pushes to."""
+    # http:// tells the provider to read digests over plain HTTP (a registry on 127.0.0.1).
+    auth = [docker.ProviderRegistryAuthArgs(address=pulumi.Output.concat("http://", registry),
+                                            username="bluegreen", password="")]
+    return {name: docker.Provider(f"{stack}-host-{name}", host=host.docker, registry_auth=auth)
             for name, host in hosts.items()}
 
 

@@ -13,19 +13,16 @@ from .planning import offline_colour
 from .service import Service, ServiceArgs
 from .validation import ConfigError
 
-CONFIG_KEYS = ("environment", "hosts", "platform", "platformStack", "services", "baseImage")
+STRING_KEYS = ("environment", "platformStack", "baseImage")
+OBJECT_KEYS = ("hosts", "platform", "services")
 
 
 def read_config(root: str) -> StackConfig:
     """Reads every bluegreen:* value of the current stack once and validates it."""
     config = pulumi.Config("bluegreen")
-    values = {}
-    for key in CONFIG_KEYS:
-        value = config.get_object(key)
-        if value is None:
-            value = config.get(key)
-        if value is not None:
-            values[key] = value
+    values = {key: config.get(key) for key in STRING_KEYS}
+    values.update({key: config.get_object(key) for key in OBJECT_KEYS})
+    values = {key: value for key, value in values.items() if value is not None}
     return parse_stack_config(pulumi.get_stack(), values, root)
 
 
@@ -37,8 +34,9 @@ def run(root: str) -> None:
         # Nothing is registered before validation, so an invalid input deploys nothing.
         raise pulumi.RunError(f"invalid configuration: {error}") from None
 
-    providers = host_providers(stack.stack, stack.hosts)
     if stack.platform is not None:
+        providers = host_providers(stack.stack, stack.hosts,
+                                   f"127.0.0.1:{stack.platform.registry_port}")
         platform = Platform(f"{stack.stack}-platform", PlatformArgs(
             stack=stack.stack, settings=stack.platform, hosts=stack.hosts, providers=providers))
         registry, proxy, agents = platform.registry, platform.proxy, dict(platform.agents)
@@ -48,6 +46,7 @@ def run(root: str) -> None:
         reference = pulumi.StackReference(stack.platform_stack)
         registry = reference.require_output("registry")
         proxy = reference.require_output("proxy")
+        providers = host_providers(stack.stack, stack.hosts, registry)
         agents = {}
         build_host = next(iter(stack.hosts))
     # Hosts without a platform-managed agent use the address configured for them.

@@ -44,6 +44,7 @@ class Proxy(pulumi.ComponentResource):
             envs=[f"PROXY_LISTEN={listen}", f"CONSUL_HTTP_ADDR={args.consul_address}"],
             restart="unless-stopped",
             memory=128,
+            memory_swap=128,  # no swap; also what Docker reports back
             labels=labels(stack=args.stack, role="proxy"),
             healthcheck=http_healthcheck(f"http://{listen}/healthz", must_contain="ok"),
             wait=True,

@@ -41,6 +41,7 @@ class Registry(pulumi.ComponentResource):
                                                 container_path="/var/lib/docker-registry")],
             restart="unless-stopped",
             memory=256,
+            memory_swap=256,  # no swap; also what Docker reports back
             labels=labels(stack=args.stack, role="registry"),
             healthcheck=http_healthcheck("http://127.0.0.1:5000/v2/", must_contain="{"),
             wait=True,

@@ -138,6 +138,7 @@ class Service(pulumi.ComponentResource):
             volumes=volumes,
             restart="unless-stopped",
             memory=dependency.memory_mb,
+            memory_swap=dependency.memory_mb,  # no swap; also what Docker reports back
             labels=labels(stack=args.stack, role="dependency", service=args.manifest.name,
                           environment=args.environment, dependency=dependency.alias),
             opts=pulumi.ResourceOptions(parent=self, provider=provider, delete_before_replace=True,

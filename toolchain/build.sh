@@ -14,7 +14,7 @@ source "$here/versions.env"
 
 cache=${BLUEGREEN_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/bluegreen}
 bin="$cache/bin"
-mkdir -p "$bin" "$cache/tools" "$cache/src"
+mkdir -p "$bin" "$cache/plugins" "$cache/tools" "$cache/src"
 
 export GOFLAGS=-mod=mod
 export CGO_ENABLED=0
@@ -34,6 +34,10 @@ module_dir() { # MODULE@VERSION -> extracted module directory in the Go module c
 copy_module() { # MODULE@VERSION DEST: a writable copy of a module, for builds with local replaces
   local src; src=$(module_dir "$1")
   rm -rf "$2"; mkdir -p "$(dirname "$2")"; cp -r "$src" "$2"; chmod -R u+w "$2"
+}
+
+link_plugin() { # DIR: resource plugins stay off PATH (the CLI would warn); ./bg installs them
+  ln -sfn "$1/pulumi-resource-docker" "$cache/plugins/pulumi-resource-docker"
 }
 
 link_tool() { # NAME DIR: expose a cached tool's binaries in $bin
@@ -82,7 +86,7 @@ build_provider_docker() {
   local key; key=$(cat "$here/provider-docker/"{go.mod,go.sum,*.go,shim/shim.go.txt} "$here/versions.env" \
     | sha256sum | cut -c1-12)
   local out="$cache/tools/provider-docker-$key"
-  if cached "$out"; then link_tool provider-docker "$out"; return; fi
+  if cached "$out"; then link_plugin "$out"; return; fi
   local src="$cache/src/terraform-provider-docker-$DOCKER_UPSTREAM_VERSION"
   log "pulumi-resource-docker: fetching terraform-provider-docker $DOCKER_UPSTREAM_VERSION"
   copy_module "github.com/kreuzwerker/terraform-provider-docker@$DOCKER_UPSTREAM_VERSION" "$src"
@@ -99,7 +103,7 @@ build_provider_docker() {
   log "pulumi-resource-docker: compiling (minutes when cold)"
   mkdir -p "$out"
   (cd "$work" && go build "${goflags_build[@]}" -o "$out/pulumi-resource-docker" .)
-  touch "$out/.complete"; link_tool provider-docker "$out"
+  touch "$out/.complete"; link_plugin "$out"
 }
 
 build_consul() {
