@@ -29,7 +29,6 @@ class ColourSlotArgs:
     networks: dict[str, pulumi.Input[str]]  # host name -> the service's private network there
     live: bool
     agents: dict[str, pulumi.Input[str]]   # host name -> its Consul agent's URL
-    gate_address: pulumi.Input[str]        # any agent: health is read from the catalog
     replicas: int = 1
     gate_timeout_s: int = 60
     environment_overrides: dict[str, str] = field(default_factory=dict)
@@ -63,6 +62,7 @@ class ColourSlot(pulumi.ComponentResource):
         manifest = args.manifest
         self.containers: dict[str, docker.Container] = {}
         self.registrations: list[AgentRegistration] = []
+        self.agent_of: dict[str, pulumi.Input[str]] = {}
         environment = {
             **manifest.environment,
             **args.environment_overrides,
@@ -97,6 +97,7 @@ class ColourSlot(pulumi.ComponentResource):
                                                 delete_before_replace=True, depends_on=[pulled]),
                 )
                 self.containers[instance] = container
+                self.agent_of[instance] = args.agents[host.name]
                 payload = pulumi.Output.all(container.ports, args.image).apply(
                     lambda values, instance=instance, host=host: registration_payload(
                         instance=instance, service=manifest.name, environment=args.environment,
@@ -110,14 +111,15 @@ class ColourSlot(pulumi.ComponentResource):
         self.instances = pulumi.Output.from_input(list(self.containers))
         self.gate = HealthGate(
             f"{name}-gate",
-            address=args.gate_address,
             service=manifest.name,
             environment=args.environment,
             colour=args.colour,
-            instances=list(self.containers),
+            instances={r_id: agent for r_id, agent in self.agent_of.items()},
             timeout_s=args.gate_timeout_s,
-            revision={"image": args.image, "version": args.version, "live": args.live,
-                      "registrations": [r.id for r in self.registrations]},
+            blocking=args.live,
+            # Any new registration (a new port, image or setting) or a flip re-runs the gate.
+            revision={"image": args.image, "version": args.version,
+                      "registrations": [r.payload for r in self.registrations]},
             opts=pulumi.ResourceOptions(parent=self, depends_on=self.registrations),
         )
         self.colour = self.gate.colour

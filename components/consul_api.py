@@ -17,13 +17,14 @@ class ConsulError(RuntimeError):
     pass
 
 
-def _call(method: str, address: str, path: str, **kwargs) -> requests.Response:
+def _call(method: str, address: str, path: str, ok: tuple[int, ...] = (404,),
+          **kwargs) -> requests.Response:
     url = f"{address.rstrip('/')}{path}"
     try:
         response = requests.request(method, url, timeout=TIMEOUT_S, **kwargs)
     except requests.RequestException as error:
         raise ConsulError(f"Consul at {address} is unreachable ({error}); is the agent running?") from None
-    if response.status_code >= 400 and response.status_code != 404:
+    if response.status_code >= 400 and response.status_code not in ok:
         raise ConsulError(f"{method} {url} failed: {response.status_code} {response.text.strip()}")
     return response
 
@@ -87,6 +88,19 @@ def health_checks(address: str, service: str) -> list[CheckState]:
         return []
     return [CheckState(c["ServiceID"], c["Node"], c["Name"], c["Status"], c.get("Output", ""))
             for c in response.json()]
+
+
+def agent_service_checks(address: str, service_id: str) -> list[CheckState] | None:
+    """The checks of one service instance as its own agent sees them (None: not registered).
+
+    The agent is the authority on its checks; the catalog lags behind it."""
+    # 429 and 503 mean "warning" and "critical": answers, not failures.
+    response = _call("GET", address, f"/v1/agent/health/service/id/{service_id}", ok=(404, 429, 503))
+    if response.status_code == 404:
+        return None
+    body = response.json()
+    return [CheckState(service_id, c.get("Node", ""), c["Name"], c["Status"], c.get("Output", ""))
+            for c in body.get("Checks") or []]
 
 
 def leader(address: str) -> str:

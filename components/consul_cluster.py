@@ -41,6 +41,8 @@ def agent_command(host: Host, datacenter: str, server: Host | None) -> list[str]
         f"-http-port={http_port}", f"-serf-lan-port={host.consul_serf_port}",
         f"-server-port={host.consul_server_port}", "-dns-port=-1", "-grpc-port=-1",
         "-serf-wan-port=-1", "-log-level=warn",
+        # Sync check output changes to the catalog at once (default: every 5 minutes).
+        '-hcl=check_update_interval = "0s"',
     ]
     if server is None:
         command += ["-server", "-bootstrap-expect=1", "-ui"]
@@ -81,7 +83,8 @@ class ConsulCluster(pulumi.ComponentResource):
                 healthcheck=http_healthcheck(f"{host.consul}/v1/status/leader", must_contain=":"),
                 wait=True,
                 wait_timeout=120,
-                opts=pulumi.ResourceOptions(parent=self, provider=provider, depends_on=after),
+                opts=pulumi.ResourceOptions(parent=self, provider=provider, depends_on=after,
+                                            delete_before_replace=True),
             )
         self.agents = pulumi.Output.from_input(
             {h.name: h.consul for h in (args.server, *args.clients)})

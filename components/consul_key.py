@@ -16,10 +16,12 @@ class _ConsulKeyProvider(dynamic.ResourceProvider):
         return dynamic.CreateResult(id_=props["key"], outs=props)
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.DiffResult:
-        replaces = [k for k in ("address", "key") if olds.get(k) != news.get(k)]
-        changed = replaces or olds.get("value") != news.get("value")
-        return dynamic.DiffResult(changes=bool(changed), replaces=replaces,
-                                  delete_before_replace=False)
+        # KV is cluster-wide: only a new key is a new resource. Any agent can write it, so a new
+        # (or not yet known) agent address is a plain update. Deleting the old key first keeps a
+        # replacement from deleting what it just wrote when old and new keys coincide.
+        replaces = ["key"] if olds.get("key") != news.get("key") else []
+        changed = any(olds.get(k) != news.get(k) for k in ("address", "key", "value"))
+        return dynamic.DiffResult(changes=changed, replaces=replaces, delete_before_replace=True)
 
     def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> dynamic.UpdateResult:
         # A plain overwrite: re-running an interrupted update writes the same value again.

@@ -7,7 +7,7 @@ failing checks, and the alias (and so the traffic) stays where it was."""
 from __future__ import annotations
 
 import time
-from typing import Any, Iterable
+from typing import Any, Mapping
 
 import pulumi
 from pulumi import dynamic
@@ -17,17 +17,17 @@ from . import consul_api
 POLL_INTERVAL_S = 0.5
 
 
-def gate_problems(checks: Iterable[consul_api.CheckState], instances: Iterable[str]) -> list[str]:
-    """What keeps the gate closed: one line per missing instance or non-passing check."""
-    by_instance: dict[str, list[consul_api.CheckState]] = {}
-    for check in checks:
-        by_instance.setdefault(check.service_id, []).append(check)
+def gate_problems(checks: Mapping[str, list[consul_api.CheckState] | None]) -> list[str]:
+    """What keeps the gate closed: one line per unregistered instance or non-passing check.
+
+    `checks` maps each expected instance to its checks (None when its agent does not know it)."""
     problems = []
-    for instance in instances:
-        found = by_instance.get(instance)
-        if not found:
-            problems.append(f"instance {instance} is not registered with Consul")
+    for instance, found in checks.items():
+        if found is None:
+            problems.append(f"instance {instance} is not registered with its Consul agent")
             continue
+        if not found:
+            problems.append(f"instance {instance} has no health check")
         for check in found:
             if check.status != "passing":
                 output = " ".join(check.output.split())[:200] or "no output yet"
@@ -35,12 +35,13 @@ def gate_problems(checks: Iterable[consul_api.CheckState], instances: Iterable[s
     return problems
 
 
-def wait_for_gate(address: str, service: str, instances: list[str], timeout_s: float,
-                  label: str) -> float:
-    """Polls until no problems remain; returns the seconds waited or raises with the problems."""
+def wait_for_gate(instances: Mapping[str, str], timeout_s: float, label: str) -> float:
+    """Polls each instance's agent until no problems remain; returns the seconds waited or
+    raises naming the failing checks. `instances` maps instance ID -> its agent's URL."""
     start = time.monotonic()
     while True:
-        problems = gate_problems(consul_api.health_checks(address, service), instances)
+        problems = gate_problems({instance: consul_api.agent_service_checks(agent, instance)
+                                  for instance, agent in sorted(instances.items())})
         waited = time.monotonic() - start
         if not problems:
             return waited
@@ -53,10 +54,14 @@ def wait_for_gate(address: str, service: str, instances: list[str], timeout_s: f
 
 class _HealthGateProvider(dynamic.ResourceProvider):
     def _wait(self, props: dict[str, Any]) -> dict[str, Any]:
+        if not props["blocking"]:
+            # The offline colour only reports: a broken preview must not block a rollback.
+            problems = gate_problems({i: consul_api.agent_service_checks(a, i)
+                                      for i, a in sorted(props["instances"].items())})
+            return {**props, "waited_s": 0.0, "passing": not problems, "problems": problems}
         label = f"{props['environment']}/{props['service']}/{props['colour']}"
-        waited = wait_for_gate(props["address"], props["service"], list(props["instances"]),
-                               float(props["timeout_s"]), label)
-        return {**props, "waited_s": round(waited, 2)}
+        waited = wait_for_gate(props["instances"], float(props["timeout_s"]), label)
+        return {**props, "waited_s": round(waited, 2), "passing": True, "problems": []}
 
     def create(self, props: dict[str, Any]) -> dynamic.CreateResult:
         outs = self._wait(props)
@@ -64,7 +69,7 @@ class _HealthGateProvider(dynamic.ResourceProvider):
                                     outs=outs)
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.DiffResult:
-        keys = set(news) - {"waited_s"}
+        keys = set(news) - {"waited_s", "passing", "problems"}
         return dynamic.DiffResult(changes=any(olds.get(k) != news.get(k) for k in keys))
 
     def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> dynamic.UpdateResult:
@@ -75,19 +80,23 @@ class _HealthGateProvider(dynamic.ResourceProvider):
 
 
 class HealthGate(dynamic.Resource):
-    """Passes once all `instances` of `service` tagged with environment and colour are passing.
+    """Passes once every instance of `service` in that environment and colour passes its checks.
 
-    `revision` is anything whose change must re-run the gate (digest, version, live flag)."""
+    `instances` maps instance IDs to their agents' URLs; `revision` is anything whose change must
+    re-run the gate (registrations, image, version). A `blocking` gate (the live colour's) waits up
+    to `timeout_s` and fails the update; a non-blocking one records `passing` and `problems`."""
 
     colour: pulumi.Output[str]
     environment: pulumi.Output[str]
+    passing: pulumi.Output[bool]
+    problems: pulumi.Output[list]
     waited_s: pulumi.Output[float]
 
-    def __init__(self, name: str, *, address: pulumi.Input[str], service: str, environment: str,
-                 colour: str, instances: pulumi.Input[list], timeout_s: int,
+    def __init__(self, name: str, *, service: str, environment: str, colour: str,
+                 instances: pulumi.Input[dict], timeout_s: int, blocking: bool,
                  revision: pulumi.Input[dict], opts: pulumi.ResourceOptions | None = None):
         super().__init__(_HealthGateProvider(), name, {
-            "address": address, "service": service, "environment": environment,
-            "colour": colour, "instances": instances, "timeout_s": timeout_s,
-            "revision": revision, "waited_s": None,
+            "service": service, "environment": environment, "colour": colour,
+            "instances": instances, "timeout_s": timeout_s, "blocking": blocking,
+            "revision": revision, "waited_s": None, "passing": None, "problems": None,
         }, opts)

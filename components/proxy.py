@@ -50,7 +50,7 @@ class Proxy(pulumi.ComponentResource):
             wait=True,
             wait_timeout=60,
             opts=pulumi.ResourceOptions(parent=self, provider=args.provider,
-                                        depends_on=list(args.depends_on)),
+                                        depends_on=list(args.depends_on), delete_before_replace=True),
         )
         self.url = self.container.id.apply(lambda _: f"http://{listen}")
         self.register_outputs({"url": self.url})

@@ -18,9 +18,14 @@ class _AgentRegistrationProvider(dynamic.ResourceProvider):
         return dynamic.CreateResult(id_=props["payload"]["ID"], outs=props)
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.DiffResult:
-        moved = olds.get("address") != news.get("address") or \
-            olds.get("payload", {}).get("ID") != news.get("payload", {}).get("ID")
-        return dynamic.DiffResult(changes=olds != news, replaces=["address"] if moved else [],
+        # During previews the address or payload may still be unknown (the port comes from a new
+        # container): only a known change of agent or ID moves the registration; anything else
+        # is a re-registration in place. Deregister first: old and new may share their ID.
+        new_address, new_payload = news.get("address"), news.get("payload")
+        moved = (isinstance(new_address, str) and new_address != olds.get("address")) or (
+            isinstance(new_payload, dict) and new_payload.get("ID") != olds["payload"].get("ID"))
+        changed = any(olds.get(k) != news.get(k) for k in ("address", "payload"))
+        return dynamic.DiffResult(changes=changed, replaces=["address"] if moved else [],
                                   delete_before_replace=True)
 
     def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> dynamic.UpdateResult:

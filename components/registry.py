@@ -46,7 +46,7 @@ class Registry(pulumi.ComponentResource):
             healthcheck=http_healthcheck("http://127.0.0.1:5000/v2/", must_contain="{"),
             wait=True,
             wait_timeout=60,
-            opts=child,
+            opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(delete_before_replace=True)),
         )
         # Docker treats 127.0.0.0/8 registries as insecure-allowed, so plain HTTP works locally.
         self.address = self.container.id.apply(lambda _: f"127.0.0.1:{args.port}")

@@ -85,7 +85,6 @@ class Service(pulumi.ComponentResource):
                 version=slot.version, image=images[slot.version].reference,
                 hosts=tuple(args.hosts[h] for h in settings.hosts), providers=args.providers,
                 networks=networks, live=colour == settings.live, agents=args.agents,
-                gate_address=consul_address,
                 replicas=settings.replicas, gate_timeout_s=settings.gate_timeout_s,
                 environment_overrides=slot.environment),
                 opts=pulumi.ResourceOptions(parent=self, depends_on=self.dependencies))
