@@ -43,6 +43,8 @@ def agent_command(host: Host, datacenter: str, server: Host | None) -> list[str]
         "-serf-wan-port=-1", "-log-level=warn",
         # Sync check output changes to the catalog at once (default: every 5 minutes).
         '-hcl=check_update_interval = "0s"',
+        # Several agents may share one network namespace: no fixed default ports.
+        "-hcl=ports { grpc_tls = -1 }",
     ]
     if server is None:
         command += ["-server", "-bootstrap-expect=1", "-ui"]

@@ -16,7 +16,7 @@ def host_providers(stack: str, hosts: dict[str, Host],
     registry it pushes to."""
     # http:// tells the provider to read digests over plain HTTP (a registry on 127.0.0.1).
     auth = [docker.ProviderRegistryAuthArgs(address=pulumi.Output.concat("http://", registry),
-                                            username="bluegreen", password="")]
+                                            auth_disabled=True)]
     return {name: docker.Provider(f"{stack}-host-{name}", host=host.docker, registry_auth=auth)
             for name, host in hosts.items()}
 

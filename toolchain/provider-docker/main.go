@@ -19,8 +19,12 @@ var version = "5.2.0"
 
 func providerInfo() tfbridge.ProviderInfo {
 	// MakeResource("docker", "index", "RemoteImage") is "docker:index/remoteImage:RemoteImage".
-	res := func(name string) *tfbridge.ResourceInfo { return &tfbridge.ResourceInfo{Tok: tfbridge.MakeResource("docker", "index", name)} }
-	ds := func(name string) *tfbridge.DataSourceInfo { return &tfbridge.DataSourceInfo{Tok: tfbridge.MakeDataSource("docker", "index", name)} }
+	res := func(name string) *tfbridge.ResourceInfo {
+		return &tfbridge.ResourceInfo{Tok: tfbridge.MakeResource("docker", "index", name)}
+	}
+	ds := func(name string) *tfbridge.DataSourceInfo {
+		return &tfbridge.DataSourceInfo{Tok: tfbridge.MakeDataSource("docker", "index", name)}
+	}
 	container := res("Container")
 	container.DeleteBeforeReplace = true
 	container.Fields = map[string]*tfbridge.SchemaInfo{

@@ -1,0 +1,207 @@
+"""End-to-end harness: real `pulumi` (Automation API, file backend), real Docker, Consul and nginx.
+
+Stacks are written as config files under stacks/ (as a user would), deployed, inspected through
+the proxy and Consul on 127.0.0.1, and destroyed. Nothing here skips: a missing part fails."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+
+import requests
+import yaml
+from pulumi import automation as auto
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+LOG_DIR = os.path.join(REPO, "reports", "e2e")
+
+
+def require_environment() -> None:
+    """Fails (never skips) with what to run when a real part is missing."""
+    problems = []
+    for tool in ("pulumi", "pulumi-language-python", "consul", "docker"):
+        if shutil.which(tool) is None:
+            problems.append(f"{tool} is not on PATH")
+    if subprocess.run(["docker", "info"], capture_output=True).returncode != 0:
+        problems.append("the Docker engine does not answer")
+    for image in ("bluegreen/consul:", "bluegreen/proxy:", "bluegreen/registry:"):
+        listed = subprocess.run(["docker", "images", "--format", "{{.Repository}}:{{.Tag}}"],
+                                capture_output=True, text=True).stdout
+        if image not in listed:
+            problems.append(f"platform image {image}* is missing")
+    if not os.environ.get("PULUMI_BACKEND_URL", "").startswith("file://"):
+        problems.append("PULUMI_BACKEND_URL is not a file:// backend")
+    if problems:
+        raise RuntimeError("end-to-end tests need the real toolchain: " + "; ".join(problems)
+                           + ". Run them through `./bg test`, which sets everything up.")
+
+
+def platform_config(ports: dict, environment: str) -> dict:
+    """A stack that owns a platform on this machine's Docker engine, on the given ports."""
+    return {
+        "bluegreen:environment": environment,
+        "bluegreen:baseImage": os.environ.get("BLUEGREEN_BASE_IMAGE", "bluegreen/base:bookworm"),
+        "bluegreen:hosts": {
+            "local": {
+                "docker": os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock"),
+                "consul": f"http://127.0.0.1:{ports['consul']}",
+                "address": "127.0.0.1",
+                "consulSerfPort": ports["serf"],
+                "consulServerPort": ports["server"],
+            }
+        },
+        "bluegreen:platform": {
+            "host": "local",
+            "consul": {"image": _image("bluegreen/consul")},
+            "registry": {"image": _image("bluegreen/registry"), "port": ports["registry"]},
+            "proxy": {"image": _image("bluegreen/proxy"), "port": ports["proxy"]},
+        },
+    }
+
+
+def _image(repository: str) -> str:
+    """The platform image the bootstrap built (the tag is the tool's version)."""
+    tags = subprocess.run(["docker", "images", repository, "--format", "{{.Repository}}:{{.Tag}}"],
+                          capture_output=True, text=True, check=True).stdout.split()
+    if not tags:
+        raise RuntimeError(f"image {repository} is missing: run ./bg setup")
+    return sorted(tags)[-1]
+
+
+class Deployment:
+    """One stack of this project, driven through the Automation API."""
+
+    def __init__(self, name: str, config: dict):
+        self.name = name
+        self.config = config
+        self.path = os.path.join(REPO, "stacks", f"Pulumi.{name}.yaml")
+        os.makedirs(LOG_DIR, exist_ok=True)
+        self.log = os.path.join(LOG_DIR, f"{name}.log")
+        self.write_config()
+        self.stack = auto.create_or_select_stack(stack_name=name, work_dir=REPO)
+
+    def write_config(self) -> None:
+        with open(self.path, "w", encoding="utf-8") as handle:
+            handle.write("# Written by the end-to-end tests.\n")
+            yaml.safe_dump({"config": self.config}, handle, sort_keys=False)
+
+    def update_config(self, mutate) -> None:
+        mutate(self.config)
+        self.write_config()
+
+    def _printer(self, label: str):
+        handle = open(self.log, "a", encoding="utf-8")
+        handle.write(f"\n===== {label} {time.strftime('%H:%M:%S')}\n")
+        return handle
+
+    def up(self) -> dict:
+        with self._printer("up") as out:
+            result = self.stack.up(on_output=lambda line: out.write(line + "\n"), color="never")
+        return {k: v.value for k, v in result.outputs.items()}
+
+    def preview(self, **kwargs) -> auto.PreviewResult:
+        with self._printer("preview") as out:
+            return self.stack.preview(on_output=lambda line: out.write(line + "\n"), color="never",
+                                      **kwargs)
+
+    def destroy(self) -> None:
+        with self._printer("destroy") as out:
+            self.stack.destroy(on_output=lambda line: out.write(line + "\n"), color="never")
+
+    def remove(self) -> None:
+        """Destroys what is left and forgets the stack and its config file."""
+        try:
+            self.destroy()
+        finally:
+            self.stack.workspace.remove_stack(self.name)
+            if os.path.exists(self.path):
+                os.remove(self.path)
+
+
+def get_json(url: str, timeout: float = 3.0) -> dict:
+    response = requests.get(url, timeout=timeout)
+    response.raise_for_status()
+    return response.json()
+
+
+def wait_until(predicate, timeout_s: float, interval_s: float = 0.1, what: str = "condition"):
+    """Polls `predicate` until it returns a truthy value; returns (value, seconds waited)."""
+    start = time.monotonic()
+    last_error = None
+    while time.monotonic() - start < timeout_s:
+        try:
+            value = predicate()
+            if value:
+                return value, time.monotonic() - start
+        except Exception as error:  # noqa: BLE001 - retried until the deadline
+            last_error = error
+        time.sleep(interval_s)
+    raise AssertionError(f"{what} not reached within {timeout_s}s (last error: {last_error})")
+
+
+@dataclass
+class RequestLoop:
+    """A bounded client loop (about `rate` requests/s, at most `max_requests` and `max_seconds`)
+    that records every response's status and serving colour."""
+
+    url: str
+    rate: float = 20.0
+    max_requests: int = 3000
+    max_seconds: float = 240.0
+    results: list = field(default_factory=list)
+
+    def __post_init__(self):
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        session = requests.Session()
+        start = time.monotonic()
+        while not self._stop.is_set() and len(self.results) < self.max_requests \
+                and time.monotonic() - start < self.max_seconds:
+            sent = time.monotonic()
+            try:
+                response = session.get(self.url, timeout=5)
+                colour = response.headers.get("X-Service-Colour", "")
+                self.results.append((sent, response.status_code, colour,
+                                     response.headers.get("X-Service-Version", "")))
+            except requests.RequestException as error:
+                self.results.append((sent, 0, "", type(error).__name__))
+            time.sleep(max(0.0, 1.0 / self.rate - (time.monotonic() - sent)))
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_):
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    @property
+    def failures(self) -> list:
+        return [r for r in self.results if r[1] != 200]
+
+
+def docker_json(*args: str) -> list | dict:
+    out = subprocess.run(["docker", *args], capture_output=True, text=True, check=True).stdout
+    return json.loads(out)
+
+
+def docker_names(kind: str, name_filter: str) -> list[str]:
+    """Names of containers/networks/volumes whose name contains `name_filter`."""
+    command = {"container": ["ps", "-a"], "network": ["network", "ls"], "volume": ["volume", "ls"]}[kind]
+    fmt = "{{.Name}}" if kind == "volume" else "{{.Names}}" if kind == "container" else "{{.Name}}"
+    out = subprocess.run(["docker", *command, "--filter", f"name={name_filter}", "--format", fmt],
+                         capture_output=True, text=True, check=True).stdout
+    return [line for line in out.split() if line]
+
+
+def container_identity(name: str) -> tuple[str, str]:
+    """(container id, start time): both unchanged means the container was not restarted."""
+    info = docker_json("inspect", name)[0]
+    return info["Id"], info["State"]["StartedAt"]
