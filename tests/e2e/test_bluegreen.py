@@ -1,0 +1,177 @@
+"""Blue/green end to end: first deploy, deploy v2 to green and flip, roll back, a failing gate,
+destroy. Real build, push, Consul checks and nginx; the tests run in order on one stack."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import threading
+import time
+
+import pytest
+import requests
+from pulumi import automation as auto
+
+from harness import (LOG_DIR, Deployment, RequestLoop, container_identity, docker_names,
+                     get_json, platform_config, require_environment, wait_until)
+
+STACK = ENV = "e2e-bg"
+PORTS = {"consul": 28600, "serf": 28601, "server": 28602, "registry": 28603, "proxy": 28604}
+CONSUL = f"http://127.0.0.1:{PORTS['consul']}"
+PROXY = f"http://127.0.0.1:{PORTS['proxy']}"
+STABLE = f"{PROXY}/{ENV}/vizconfig/"
+PREVIEW = f"{PROXY}/preview/{ENV}/vizconfig/"
+ALIAS = f"{CONSUL}/v1/kv/bluegreen/aliases/{ENV}/vizconfig?raw"
+FIGURES: dict = {}
+
+
+def service_config(**overrides) -> dict:
+    settings = {"manifest": "services/vizconfig/service.yaml", "live": "blue",
+                "blue": {"version": "1.0.0"}, "gateTimeout": 60}
+    settings.update(overrides)
+    return {"vizconfig": settings}
+
+
+@pytest.fixture(scope="module")
+def deployment():
+    require_environment()
+    config = platform_config(PORTS, ENV)
+    config["bluegreen:services"] = service_config()
+    deployment = Deployment(STACK, config)
+    try:
+        yield deployment
+    finally:
+        deployment.remove()
+        os.makedirs(LOG_DIR, exist_ok=True)
+        with open(os.path.join(LOG_DIR, "bluegreen-figures.json"), "w") as handle:
+            json.dump(FIGURES, handle, indent=2)
+
+
+def set_services(deployment: Deployment, **overrides) -> None:
+    deployment.update_config(lambda c: c.__setitem__("bluegreen:services", service_config(**overrides)))
+
+
+def served() -> tuple[str, str]:
+    body = get_json(STABLE)
+    return body["version"], body["colour"]
+
+
+class AliasWatch:
+    """Records when the alias in Consul first takes a value (polled every 20 ms)."""
+
+    def __init__(self, target: str):
+        self.target, self.seen_at = target, None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self._stop.is_set() and self.seen_at is None:
+            try:
+                if requests.get(ALIAS, timeout=1).text == self.target:
+                    self.seen_at = time.monotonic()
+            except requests.RequestException:
+                pass
+            time.sleep(0.02)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_):
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+def first_response_from(loop: RequestLoop, colour: str, after: float) -> float:
+    return min(sent for sent, status, served_by, _ in loop.results
+               if status == 200 and served_by == colour and sent >= after)
+
+
+def test_a_first_deploy_serves_v1_from_blue(deployment):
+    start = time.monotonic()
+    outputs = deployment.up()
+    FIGURES["first_deploy_s"] = round(time.monotonic() - start, 1)
+    assert outputs["services"]["vizconfig"]["live"] == "blue"
+    assert outputs["services"]["vizconfig"]["url"] == STABLE
+    image = outputs["services"]["vizconfig"]["images"]["blue"]["image"]
+    assert image.startswith(f"127.0.0.1:{PORTS['registry']}/vizconfig@sha256:")
+    wait_until(lambda: served() == ("1.0.0", "blue"), 10, what="v1 from blue")
+    assert requests.get(ALIAS, timeout=3).text == "blue"
+    # The container runs exactly the pushed digest, and the API reaches its linked database.
+    assert container_image(f"bluegreen-{ENV}-vizconfig-blue-local-0") == image
+    put = requests.put(f"{STABLE}configs/chart-1", json={"type": "bar"}, timeout=3)
+    assert put.status_code == 200 and put.json()["colour"] == "blue"
+
+
+def test_b_v2_on_green_and_flip_without_failed_requests(deployment):
+    set_services(deployment, live="green", green={"version": "2.0.0"})
+    with RequestLoop(STABLE) as loop, AliasWatch("green") as alias:
+        start = time.monotonic()
+        deployment.up()
+        FIGURES["version_bump_up_s"] = round(time.monotonic() - start, 1)
+        wait_until(lambda: served() == ("2.0.0", "green"), 5, what="v2 from green")
+        time.sleep(1)
+    assert alias.seen_at is not None, "the alias never said green"
+    flip = first_response_from(loop, "green", alias.seen_at) - alias.seen_at
+    FIGURES["flip_s"] = round(flip, 2)
+    FIGURES["flip_requests"] = len(loop.results)
+    FIGURES["flip_failed_requests"] = len(loop.failures)
+    assert loop.failures == [], loop.failures[:5]
+    assert len(loop.results) > 20
+    assert flip < 5
+    # Shared database: what blue stored, green reads.
+    assert get_json(f"{STABLE}configs/chart-1")["document"] == {"type": "bar"}
+    # The old colour keeps running and stays reachable on the preview URI.
+    assert get_json(PREVIEW)["colour"] == "blue"
+
+
+def test_c_revert_flips_back_to_v1_without_restarting_green(deployment):
+    green = f"bluegreen-{ENV}-vizconfig-green-local-0"
+    before = container_identity(green)
+    set_services(deployment, live="blue", green={"version": "2.0.0"})
+    with RequestLoop(STABLE) as loop, AliasWatch("blue") as alias:
+        start = time.monotonic()
+        deployment.up()
+        FIGURES["rollback_up_s"] = round(time.monotonic() - start, 1)
+        wait_until(lambda: served() == ("1.0.0", "blue"), 5, what="v1 again")
+        time.sleep(1)
+    FIGURES["rollback_flip_s"] = round(first_response_from(loop, "blue", alias.seen_at) - alias.seen_at, 2)
+    FIGURES["rollback_failed_requests"] = len(loop.failures)
+    assert loop.failures == [], loop.failures[:5]
+    assert container_identity(green) == before, "green was restarted by a rollback"
+    assert get_json(PREVIEW)["version"] == "2.0.0"
+
+
+def test_d_failing_green_gate_fails_the_update_and_keeps_traffic_on_blue(deployment):
+    set_services(deployment, live="green", gateTimeout=10,
+                 green={"version": "2.0.1", "env": {"DB_ADDRESS": "db:1"}})
+    with RequestLoop(STABLE) as loop:
+        with pytest.raises(auto.CommandError) as failure:
+            deployment.up()
+    message = str(failure.value)
+    assert "health gate e2e-bg/vizconfig/green did not pass" in message
+    assert f"HTTP GET /health on {ENV}-vizconfig-green-local-0" in message
+    assert "critical" in message
+    assert requests.get(ALIAS, timeout=3).text == "blue"
+    assert served() == ("1.0.0", "blue")
+    assert loop.failures == [], loop.failures[:5]
+
+
+def test_e_destroy_leaves_no_container_network_volume_registration_or_key(deployment):
+    # Removing the service first, with Consul still up, shows its registrations and keys go.
+    deployment.update_config(lambda c: c.__setitem__("bluegreen:services", {}))
+    deployment.up()
+    services = requests.get(f"{CONSUL}/v1/agent/services", timeout=3).json()
+    assert [s for s in services if s.startswith(f"{ENV}-")] == []
+    keys = requests.get(f"{CONSUL}/v1/kv/bluegreen/?keys", timeout=3)
+    assert [k for k in (keys.json() if keys.status_code == 200 else []) if f"/{ENV}/" in k] == []
+    assert docker_names("container", f"bluegreen-{ENV}-vizconfig") == []
+    deployment.destroy()
+    for kind in ("container", "network", "volume"):
+        assert docker_names(kind, f"bluegreen-{ENV}-") == [], kind
+
+
+def container_image(name: str) -> str:
+    return subprocess.run(["docker", "inspect", "--format", "{{.Config.Image}}", name],
+                          capture_output=True, text=True, check=True).stdout.strip()
