@@ -51,6 +51,7 @@ class ColourConfig:
 
     version: str
     environment: dict[str, str] = field(default_factory=dict)
+    image: str | None = None       # a pre-built repository@sha256:... (the pipeline's); else built
 
 
 @dataclass(frozen=True)
@@ -161,15 +162,18 @@ def _services(top: Fields, hosts: dict[str, Host], root: str) -> tuple[ServiceCo
         colours = {}
         for colour in COLOURS:
             if fields.has(colour):
-                slot = fields.nested(colour, ["version", "env"])
+                slot = fields.nested(colour, ["version", "env", "image"])
                 colours[colour] = ColourConfig(
                     version=slot.string("version", pattern=r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}",
                                         hint="a version such as 1.4.2 (letters, digits, . _ -)"),
                     environment=slot.string_map("env"),
+                    image=slot.string("image", pattern=r"[^@\s]+@sha256:[0-9a-f]{64}",
+                                      hint="a digest reference repository@sha256:<64 hex>")
+                    if slot.has("image") else None,
                 )
         live = fields.choice("live", COLOURS)
         if live not in colours:
-            raise fields.error(live, f"live is {live} but no {live} version is configured; add "
+            raise fields.error("live", f"live is {live} but no {live} version is configured; add "
                                f"{live}: {{version: ...}} or make the other colour live")
         service_hosts = fields.raw("hosts", list(hosts))
         if not isinstance(service_hosts, list) or not service_hosts or any(h not in hosts for h in service_hosts):

@@ -30,6 +30,12 @@ def run(root: str) -> None:
     try:
         stack = read_config(root)
         manifests = {s.name: load_manifest(s.manifest) for s in stack.services}
+        for settings in stack.services:
+            manifest = manifests[settings.name]
+            if manifest.name != settings.name:
+                raise ConfigError(stack.source, f"bluegreen.services.{settings.name}",
+                                  f"{manifest.path} names the service {manifest.name!r}; use "
+                                  "that name as the key")
     except ConfigError as error:
         # Nothing is registered before validation, so an invalid input deploys nothing.
         raise pulumi.RunError(f"invalid configuration: {error}") from None

@@ -55,14 +55,18 @@ class Service(pulumi.ComponentResource):
         # KV writes and the gate may use any agent: the first target host's.
         consul_address = args.agents[settings.hosts[0]]
 
-        # One image per distinct version: two colours on the same version share it.
-        images: dict[str, ServiceImage] = {}
-        for version in sorted({c.version for c in settings.colours.values()}):
+        # One image per distinct version: two colours on the same version share it. A colour
+        # given a digest (built and tested by the pipeline) runs exactly that, unbuilt.
+        images: dict[str, pulumi.Input[str]] = {}
+        for colour in settings.colours.values():
+            if colour.image:
+                images[colour.version] = colour.image
+        for version in sorted({c.version for c in settings.colours.values()} - set(images)):
             images[version] = ServiceImage(f"{name}-image-{version}", ServiceImageArgs(
                 repository=repository, tag=version, build=manifest.build, provider=build_provider,
                 build_args={"VERSION": version, "BASE_IMAGE": args.base_image},
                 labels={"bluegreen.service": manifest.name, "bluegreen.version": version}),
-                opts=pulumi.ResourceOptions(parent=self))
+                opts=pulumi.ResourceOptions(parent=self)).reference
 
         dependency_images = {d.alias: self._dependency_image(name, args, d, repository)
                              for d in manifest.dependencies}
@@ -82,7 +86,7 @@ class Service(pulumi.ComponentResource):
         for colour, slot in settings.colours.items():
             self.slots[colour] = ColourSlot(f"{name}-{colour}", ColourSlotArgs(
                 stack=args.stack, environment=env, manifest=manifest, colour=colour,
-                version=slot.version, image=images[slot.version].reference,
+                version=slot.version, image=images[slot.version],
                 hosts=tuple(args.hosts[h] for h in settings.hosts), providers=args.providers,
                 networks=networks, live=colour == settings.live, agents=args.agents,
                 replicas=settings.replicas, gate_timeout_s=settings.gate_timeout_s,
@@ -98,7 +102,7 @@ class Service(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self))
         self.live = self.alias.colour
         self.images = pulumi.Output.from_input(
-            {colour: {"version": slot.version, "image": images[slot.version].reference}
+            {colour: {"version": slot.version, "image": images[slot.version]}
              for colour, slot in settings.colours.items()})
         self.offline = offline_colour(settings.live)
         self.register_outputs({"live": self.live, "images": self.images})

@@ -1,0 +1,189 @@
+"""Runs the stack program (`components.program.run`) under Pulumi mocks and records every resource
+registration: type, name, URN, inputs, outputs, provider, parent and dependencies.
+
+The mocks answer like the real providers would (a registry digest for pushed images, an image ID
+for pulled ones, an external port for published container ports), so tests can check that values
+flow from one resource into another instead of only echoing what they configured.
+
+Tests import it as `unit_harness` (see conftest.py): tests/e2e has its own harness.py."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import itertools
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+from pulumi.runtime import mocks as pulumi_mocks
+from pulumi.runtime import settings as pulumi_settings
+from pulumi.runtime.stack import run_pulumi_func
+from pulumi.runtime.sync_await import _sync_await
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+PROJECT = "bluegreen"
+DYNAMIC = "pulumi-python:dynamic:Resource"
+CONTAINER = "docker:index/container:Container"
+REMOTE_IMAGE = "docker:index/remoteImage:RemoteImage"
+REGISTRY_IMAGE = "docker:index/registryImage:RegistryImage"
+PROVIDER = "pulumi:providers:docker"
+FIRST_EXTERNAL_PORT = 32768
+
+
+def fake_digest(text: str) -> str:
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass
+class RegisteredResource:
+    type: str
+    name: str
+    urn: str
+    id: str
+    custom: bool
+    inputs: dict
+    outputs: dict
+    provider: str                  # "<provider urn>::<id>" or ""
+    parent: str                    # parent URN ("" for the stack itself)
+    dependencies: list[str] = field(default_factory=list)
+    property_dependencies: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def provider_urn(self) -> str:
+        return self.provider.rsplit("::", 1)[0] if self.provider else ""
+
+    @property
+    def all_dependencies(self) -> set[str]:
+        result = set(self.dependencies)
+        for urns in self.property_dependencies.values():
+            result.update(urns)
+        return result
+
+    def label(self, key: str) -> str | None:
+        for entry in self.inputs.get("labels") or []:
+            if entry.get("label") == key:
+                return entry.get("value")
+        return None
+
+
+class ProgramFailed(Exception):
+    """The program raised; `resources` holds what was registered before (or despite) that."""
+
+    def __init__(self, error: BaseException, resources: list[RegisteredResource]):
+        super().__init__(str(error))
+        self.error = error
+        self.resources = resources
+
+
+class RealisticMocks(pulumi.runtime.Mocks):
+    """Outputs shaped like the docker provider's and the dynamic providers' answers."""
+
+    def __init__(self, stack_outputs: dict | None = None):
+        self.ports = itertools.count(FIRST_EXTERNAL_PORT)
+        self.stack_outputs = stack_outputs or {}
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs):
+        outputs = {k: v for k, v in copy.deepcopy(args.inputs).items() if k != "__provider"}
+        resource_id = f"{args.name}-id"
+        if args.typ == REGISTRY_IMAGE:
+            outputs["sha256Digest"] = fake_digest("push:" + outputs["name"])
+        elif args.typ == REMOTE_IMAGE:
+            outputs["imageId"] = fake_digest("image:" + outputs["name"])
+            outputs["repoDigest"] = outputs["name"]
+        elif args.typ == CONTAINER:
+            ports = []
+            for port in outputs.get("ports") or []:
+                port = dict(port)
+                port.setdefault("protocol", "tcp")
+                if not port.get("external"):
+                    port["external"] = next(self.ports)
+                ports.append(port)
+            outputs["ports"] = ports
+            resource_id = hashlib.sha256(args.name.encode()).hexdigest()
+        elif args.typ == DYNAMIC and "instances" in outputs:
+            # A HealthGate that passed: its inputs plus what the provider adds.
+            outputs.update(waited_s=0.5, passing=True, problems=[])
+        elif args.typ == "pulumi:pulumi:StackReference":
+            outputs["outputs"] = dict(self.stack_outputs)
+            resource_id = outputs.get("name", args.name)
+        return resource_id, outputs
+
+    def call(self, args: pulumi.runtime.MockCallArgs):
+        return {}
+
+
+class RecordingMonitor(pulumi_mocks.MockMonitor):
+    """MockMonitor that also keeps what MockResourceArgs leaves out: parent and dependencies."""
+
+    def __init__(self, mocks: pulumi.runtime.Mocks):
+        super().__init__(mocks)
+        self.registered: list[RegisteredResource] = []
+
+    def RegisterResource(self, request):
+        response = super().RegisterResource(request)
+        if request.type == "pulumi:pulumi:Stack":
+            return response
+        registration = self.resources[response.urn]
+        self.registered.append(RegisteredResource(
+            type=request.type,
+            name=request.name,
+            urn=response.urn,
+            id=registration.id,
+            custom=request.custom,
+            inputs=pulumi.runtime.rpc.deserialize_properties(request.object),
+            outputs=dict(registration.state),
+            provider=request.provider,
+            parent=request.parent,
+            dependencies=list(request.dependencies),
+            property_dependencies={k: list(v.urns) for k, v in request.propertyDependencies.items()},
+        ))
+        return response
+
+
+    def ReadResource(self, request):
+        response = super().ReadResource(request)
+        registration = self.resources[response.urn]
+        self.registered.append(RegisteredResource(
+            type=request.type, name=request.name, urn=response.urn, id=registration.id,
+            custom=True, inputs=pulumi.runtime.rpc.deserialize_properties(request.properties),
+            outputs=dict(registration.state), provider=request.provider, parent=request.parent,
+            dependencies=list(request.dependencies)))
+        return response
+
+
+def stack_config(stack: str = "local") -> dict[str, Any]:
+    """The bluegreen:* values of stacks/Pulumi.<stack>.yaml, without the namespace."""
+    import yaml
+
+    with open(os.path.join(ROOT, "stacks", f"Pulumi.{stack}.yaml"), encoding="utf-8") as handle:
+        data = yaml.safe_load(handle)
+    return {key.split(":", 1)[1]: value for key, value in data["config"].items()
+            if key.startswith("bluegreen:")}
+
+
+def run_program(config: dict, *, stack: str = "local", root: str = ROOT,
+                stack_outputs: dict | None = None) -> list[RegisteredResource]:
+    """Runs components.program.run(root) with `config` (bluegreen:* values, keys without the
+    namespace) and returns every registered resource. Raises ProgramFailed on an error.
+
+    `stack_outputs` answers StackReferences (stacks that use another stack's platform)."""
+    from components import program
+
+    pulumi_settings.ROOT.set(None)
+    pulumi.runtime.set_all_config({
+        f"bluegreen:{key}": value if isinstance(value, str) else json.dumps(value)
+        for key, value in config.items()
+    })
+    mocks = RealisticMocks(stack_outputs)
+    monitor = RecordingMonitor(mocks)
+    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)
+    try:
+        _sync_await(run_pulumi_func(lambda: program.run(root)))
+    except Exception as error:  # noqa: BLE001 - handed to the test with what was registered
+        raise ProgramFailed(error, list(monitor.registered)) from error
+    finally:
+        pulumi.runtime.set_all_config({})
+    return list(monitor.registered)

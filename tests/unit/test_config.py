@@ -1,0 +1,235 @@
+"""Stack configuration: the local stack parses; errors name stacks/Pulumi.<stack>.yaml, the field
+(bluegreen.…) and what to do."""
+
+import copy
+import os
+
+import pytest
+import yaml
+
+from components.config import (
+    ColourConfig,
+    ConsulSettings,
+    Host,
+    PlatformConfig,
+    ServiceConfig,
+    StackConfig,
+    parse_stack_config,
+)
+from components.validation import ConfigError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def stack_values(stack="local"):
+    with open(os.path.join(ROOT, "stacks", f"Pulumi.{stack}.yaml"), encoding="utf-8") as handle:
+        data = yaml.safe_load(handle)
+    return {key.removeprefix("bluegreen:"): value for key, value in data["config"].items()
+            if key.startswith("bluegreen:")}
+
+
+# A stable copy of the local stack, independent of edits to its services section.
+BASE = {
+    "environment": "integration",
+    "baseImage": "bluegreen/base:bookworm",
+    "hosts": {
+        "local": {"docker": "unix:///var/run/docker.sock", "consul": "http://127.0.0.1:18500",
+                  "address": "127.0.0.1", "consulSerfPort": 18301, "consulServerPort": 18300},
+        "second": {"docker": "unix:///run/bluegreen/second.sock", "consul": "http://127.0.0.1:28500"},
+    },
+    "platform": {
+        "host": "local",
+        "agents": ["second"],
+        "consul": {"image": "bluegreen/consul:1.22.0"},
+        "registry": {"image": "bluegreen/registry:2.8", "port": 15000},
+        "proxy": {"image": "bluegreen/proxy:0.41.4", "port": 18080},
+    },
+    "services": {
+        "vizconfig": {"manifest": "services/vizconfig/service.yaml", "live": "green",
+                      "blue": {"version": "1.0.0"}, "green": {"version": "2.0.0", "env": {"A": 1}}},
+    },
+}
+
+
+def values(**changes):
+    """BASE with dotted-path changes: values(**{"services.vizconfig.live": "blue"}); None deletes."""
+    result = copy.deepcopy(BASE)
+    for path, value in changes.items():
+        *parents, last = path.split(".")
+        target = result
+        for part in parents:
+            target = target[part]
+        if value is None:
+            target.pop(last, None)
+        else:
+            target[last] = value
+    return result
+
+
+def parse(data, stack="integration"):
+    return parse_stack_config(stack, data, ROOT)
+
+
+# --- what parses ---------------------------------------------------------------------------------
+
+def test_local_stack_file_parses():
+    raw = stack_values("local")
+    config = parse_stack_config("local", raw, ROOT)
+    assert isinstance(config, StackConfig)
+    assert config.source == "stacks/Pulumi.local.yaml"
+    assert config.environment == raw["environment"]
+    assert set(config.hosts) == set(raw["hosts"])
+    assert config.platform is not None and config.platform_stack is None
+    assert config.platform.host in config.hosts
+    assert config.platform.registry_port == raw["platform"]["registry"]["port"]
+    assert config.platform.proxy_port == raw["platform"]["proxy"]["port"]
+    assert [s.name for s in config.services] == list(raw["services"])
+    for service in config.services:
+        settings = raw["services"][service.name]
+        assert service.live == settings["live"]
+        assert service.live in service.colours
+        assert {c: v.version for c, v in service.colours.items()} == \
+            {c: str(settings[c]["version"]) for c in ("blue", "green") if c in settings}
+        assert os.path.isfile(service.manifest)
+        assert os.path.isabs(service.manifest)
+
+
+def test_base_values_parse_into_typed_objects():
+    config = parse(values())
+    assert config.environment == "integration"
+    assert config.base_image == "bluegreen/base:bookworm"
+    assert config.hosts["local"] == Host("local", "unix:///var/run/docker.sock", "http://127.0.0.1:18500",
+                                         "127.0.0.1", 18301, 18300)
+    assert config.hosts["second"] == Host("second", "unix:///run/bluegreen/second.sock",
+                                          "http://127.0.0.1:28500", "127.0.0.1", 8301, 8300)
+    assert config.platform == PlatformConfig(
+        host="local", consul=ConsulSettings("bluegreen/consul:1.22.0", "dc1"),
+        registry_image="bluegreen/registry:2.8", registry_port=15000,
+        proxy_image="bluegreen/proxy:0.41.4", proxy_port=18080, agents=("second",))
+    assert config.services == (ServiceConfig(
+        name="vizconfig", manifest=os.path.join(ROOT, "services", "vizconfig", "service.yaml"),
+        live="green",
+        colours={"blue": ColourConfig("1.0.0"), "green": ColourConfig("2.0.0", {"A": "1"})},
+        hosts=("local", "second"), replicas=1, gate_timeout_s=60),)
+
+
+def test_platform_stack_instead_of_platform():
+    # Pulumi.yaml's defaults ({} and "") mean "not set".
+    config = parse(values(platform={}, platformStack="acme/bluegreen/platform"))
+    assert config.platform is None
+    assert config.platform_stack == "acme/bluegreen/platform"
+
+
+def test_stack_without_services_needs_no_platform():
+    config = parse(values(platform={}, services={}))
+    assert config.platform is None and config.services == ()
+
+
+def test_service_settings():
+    config = parse(values(**{"services.vizconfig.hosts": ["second"], "services.vizconfig.replicas": 3,
+                             "services.vizconfig.gateTimeout": 120, "services.vizconfig.blue": None,
+                             "services.vizconfig.green": {"version": 7}}))
+    service = config.services[0]
+    assert service.hosts == ("second",)
+    assert service.replicas == 3
+    assert service.gate_timeout_s == 120
+    assert service.colours == {"green": ColourConfig("7")}
+
+
+def test_a_single_colour_can_be_live():
+    config = parse(values(**{"services.vizconfig.live": "blue", "services.vizconfig.green": None}))
+    assert config.services[0].live == "blue"
+    assert list(config.services[0].colours) == ["blue"]
+
+
+# --- errors --------------------------------------------------------------------------------------
+
+ERRORS = [
+    # (changes to BASE, field, what the message tells the user)
+    pytest.param({"services.vizconfig.live": "purple"}, "bluegreen.services.vizconfig.live",
+                 "'purple' is not allowed; use one of: blue, green", id="bad-live-colour"),
+    pytest.param({"services.vizconfig.live": None}, "bluegreen.services.vizconfig.live",
+                 "is required (one of blue, green)", id="live-missing"),
+    pytest.param({"services.vizconfig.hosts": ["local", "nowhere"]}, "bluegreen.services.vizconfig.hosts",
+                 "must be a non-empty list of configured hosts: local, second", id="unknown-host"),
+    pytest.param({"services.vizconfig.hosts": []}, "bluegreen.services.vizconfig.hosts",
+                 "non-empty list", id="no-hosts-for-service"),
+    pytest.param({"services.vizconfig.hosts": "local"}, "bluegreen.services.vizconfig.hosts",
+                 "non-empty list", id="service-hosts-not-list"),
+    pytest.param({"platform": {}}, "bluegreen.platform",
+                 "set either platform (this stack owns the platform) or platformStack", id="no-platform"),
+    pytest.param({"platform.host": "elsewhere"}, "bluegreen.platform.host",
+                 "use one of: local, second", id="platform-unknown-host"),
+    pytest.param({"platform.agents": ["local"]}, "bluegreen.platform.agents",
+                 "must list other configured hosts (second)", id="agent-is-platform-host"),
+    pytest.param({"platform.agents": ["ghost"]}, "bluegreen.platform.agents",
+                 "must list other configured hosts", id="unknown-agent"),
+    pytest.param({"platform.registry.port": 99999}, "bluegreen.platform.registry.port",
+                 "allowed: 1..65535", id="registry-port"),
+    pytest.param({"platform.proxy.image": None}, "bluegreen.platform.proxy.image", "is required",
+                 id="proxy-image-missing"),
+    pytest.param({"platform.proxy.listen": "0.0.0.0"}, "bluegreen.platform.proxy.listen",
+                 "unknown key; allowed keys here are: image, port", id="unknown-proxy-key"),
+    pytest.param({"hosts": {}}, "bluegreen.hosts", "needs at least one host, e.g. local:",
+                 id="no-hosts"),
+    pytest.param({"hosts.Local": {"docker": "unix:///x", "consul": "http://y"}}, "bluegreen.hosts",
+                 "host name 'Local' must be lower-case", id="bad-host-name"),
+    pytest.param({"hosts.second.docker": "/var/run/docker.sock"}, "bluegreen.hosts.second.docker",
+                 "unix:///path/docker.sock, ssh://user@host or tcp://host:2376", id="docker-url"),
+    pytest.param({"hosts.second.consul": "127.0.0.1:8500"}, "bluegreen.hosts.second.consul",
+                 "the agent's HTTP address, e.g. http://127.0.0.1:8500", id="consul-url"),
+    pytest.param({"hosts.second.port": 1}, "bluegreen.hosts.second.port",
+                 "unknown key; allowed keys here are: docker, consul, address", id="unknown-host-key"),
+    pytest.param({"hosts.second.consulSerfPort": "serf"}, "bluegreen.hosts.second.consulSerfPort",
+                 "must be an integer", id="serf-port-type"),
+    pytest.param({"environment": "Production"}, "bluegreen.environment",
+                 "lower-case name such as integration or production", id="bad-environment"),
+    pytest.param({"environment": None}, "bluegreen.environment", "is required", id="no-environment"),
+    pytest.param({"colour": "blue"}, "bluegreen.colour",
+                 "unknown key; allowed keys here are: environment, hosts, platform", id="unknown-top-key"),
+    pytest.param({"services.vizconfig.colour": "blue"}, "bluegreen.services.vizconfig.colour",
+                 "unknown key; allowed keys here are: manifest, live, blue, green", id="unknown-service-key"),
+    pytest.param({"services.vizconfig.blue.image": "x"}, "bluegreen.services.vizconfig.blue.image",
+                 "unknown key; allowed keys here are: version, env", id="unknown-colour-key"),
+    pytest.param({"services.vizconfig.blue.version": "1.0/0"}, "bluegreen.services.vizconfig.blue.version",
+                 "a version such as 1.4.2", id="bad-version"),
+    pytest.param({"services.vizconfig.blue.version": None}, "bluegreen.services.vizconfig.blue.version",
+                 "is required", id="colour-without-version"),
+    pytest.param({"services.vizconfig.green.env": ["A=1"]}, "bluegreen.services.vizconfig.green.env",
+                 "must be a mapping of names to values", id="colour-env-list"),
+    pytest.param({"services.vizconfig.replicas": 0}, "bluegreen.services.vizconfig.replicas",
+                 "allowed: 1..20", id="zero-replicas"),
+    pytest.param({"services.vizconfig.gateTimeout": 1}, "bluegreen.services.vizconfig.gateTimeout",
+                 "allowed: 5..1800", id="gate-timeout"),
+    pytest.param({"services.vizconfig.manifest": None}, "bluegreen.services.vizconfig.manifest",
+                 "is required (path of the service repo's service.yaml)", id="manifest-missing"),
+    pytest.param({"services.vizconfig": "yes"}, "bluegreen.services.vizconfig",
+                 "must be a mapping, got str", id="service-not-mapping"),
+    pytest.param({"services": ["vizconfig"]}, "bluegreen.services",
+                 "must be a mapping of service name", id="services-list"),
+]
+
+
+@pytest.mark.parametrize("changes, field, advice", ERRORS)
+def test_errors_name_stack_file_field_and_fix(changes, field, advice):
+    with pytest.raises(ConfigError) as raised:
+        parse(values(**changes), stack="integration")
+    error = raised.value
+    assert error.source == "stacks/Pulumi.integration.yaml"
+    assert error.field == field
+    assert str(error).startswith(f"stacks/Pulumi.integration.yaml: {field}: ")
+    assert advice in str(error)
+
+
+def test_live_colour_without_a_version_says_what_to_add():
+    with pytest.raises(ConfigError) as raised:
+        parse(values(**{"services.vizconfig.green": None}), stack="production")
+    message = str(raised.value)
+    assert message.startswith("stacks/Pulumi.production.yaml: bluegreen.services.vizconfig.")
+    assert "live is green but no green version is configured" in message
+    assert "add green: {version: ...} or make the other colour live" in message
+
+
+def test_error_names_the_stack_being_deployed():
+    with pytest.raises(ConfigError, match=r"^stacks/Pulumi\.prod-eu\.yaml: "):
+        parse(values(environment="Prod"), stack="prod-eu")

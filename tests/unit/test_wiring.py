@@ -1,0 +1,509 @@
+"""Wiring of the whole program under Pulumi mocks: which resource feeds which, how many there are,
+who parents them, which provider (host) they use, and that invalid input registers nothing."""
+
+import copy
+import re
+
+import pulumi
+import pytest
+
+from unit_harness import (
+    CONTAINER,
+    DYNAMIC,
+    PROVIDER,
+    REGISTRY_IMAGE,
+    REMOTE_IMAGE,
+    ProgramFailed,
+    run_program,
+    stack_config,
+)
+
+ENV = "integration"
+STACK = "integration"
+REGISTRY = "127.0.0.1:15000"
+DIGEST_REF = re.compile(r"^127\.0\.0\.1:15000/vizconfig@sha256:[0-9a-f]{64}$")
+
+HOSTS = {
+    "local": {"docker": "unix:///var/run/docker.sock", "consul": "http://127.0.0.1:18500",
+              "address": "127.0.0.1", "consulSerfPort": 18301, "consulServerPort": 18300},
+    "second": {"docker": "unix:///run/bluegreen/second/docker.sock", "consul": "http://127.0.0.1:28500",
+               "address": "127.0.0.1", "consulSerfPort": 28301, "consulServerPort": 28300},
+}
+
+
+def config(*, hosts=("local",), live="green", blue="1.0.0", green="2.0.0", replicas=None,
+           green_env=None, **service):
+    settings = {"manifest": "services/vizconfig/service.yaml", "live": live, **service}
+    if blue:
+        settings["blue"] = {"version": blue}
+    if green:
+        settings["green"] = {"version": green}
+        if green_env:
+            settings["green"]["env"] = green_env
+    if replicas:
+        settings["replicas"] = replicas
+    return {
+        "environment": ENV,
+        "baseImage": "bluegreen/base:bookworm",
+        "hosts": {name: copy.deepcopy(HOSTS[name]) for name in hosts},
+        "platform": {
+            "host": "local",
+            "agents": [h for h in hosts if h != "local"],
+            "consul": {"image": "bluegreen/consul:1.22.0"},
+            "registry": {"image": "bluegreen/registry:2.8", "port": 15000},
+            "proxy": {"image": "bluegreen/proxy:0.41.4", "port": 18080},
+        },
+        "services": {"vizconfig": settings},
+    }
+
+
+def run(cfg):
+    return Deployment(run_program(cfg, stack=STACK))
+
+
+class Deployment:
+    """Queries over the registered resources."""
+
+    def __init__(self, resources):
+        self.resources = resources
+        self.by_urn = {r.urn: r for r in resources}
+        assert len(self.by_urn) == len(resources), "two resources share a URN"
+
+    def of_type(self, typ):
+        return [r for r in self.resources if r.type == typ]
+
+    def one(self, items):
+        assert len(items) == 1, [r.name for r in items]
+        return items[0]
+
+    @property
+    def containers(self):
+        return self.of_type(CONTAINER)
+
+    def role(self, role):
+        return [c for c in self.containers if c.label("bluegreen.role") == role]
+
+    @property
+    def registrations(self):
+        return [r for r in self.of_type(DYNAMIC) if "payload" in r.inputs]
+
+    @property
+    def gates(self):
+        return [r for r in self.of_type(DYNAMIC) if "instances" in r.inputs]
+
+    @property
+    def keys(self):
+        return [r for r in self.of_type(DYNAMIC) if "key" in r.inputs]
+
+    def key(self, key):
+        return self.one([r for r in self.keys if r.inputs["key"] == key])
+
+    def gate(self, colour, environment=ENV):
+        return self.one([g for g in self.gates if g.inputs["colour"] == colour
+                         and g.inputs["environment"] == environment])
+
+    @property
+    def slots(self):
+        return {r.name.rsplit("-", 1)[1]: r for r in self.of_type("bluegreen:service:ColourSlot")}
+
+    def children(self, parent, typ=None):
+        return [r for r in self.resources if r.parent == parent.urn and (typ is None or r.type == typ)]
+
+    def provider_of_host(self, host):
+        docker = HOSTS[host]["docker"]
+        return self.one([p for p in self.of_type(PROVIDER) if p.inputs["host"] == docker])
+
+    def host_of(self, container):
+        instance = container.label("bluegreen.instance")
+        colour = container.label("bluegreen.colour")
+        return instance.removeprefix(f"{ENV}-vizconfig-{colour}-").rsplit("-", 1)[0]
+
+    def push_of(self, reference_name):
+        return self.one([r for r in self.of_type(REGISTRY_IMAGE) if r.inputs["name"] == reference_name])
+
+    @property
+    def builds(self):
+        return [r for r in self.of_type(REMOTE_IMAGE) if r.inputs.get("build")]
+
+
+@pytest.fixture(scope="module")
+def one_host():
+    return run(config())
+
+
+@pytest.fixture(scope="module")
+def two_hosts():
+    return run(config(hosts=("local", "second"), replicas=2, green_env={"FEATURE": "on"}))
+
+
+# --- the alias follows the live colour's gate ----------------------------------------------------
+
+@pytest.mark.parametrize("live", ["blue", "green"])
+def test_alias_depends_on_the_gate_of_the_live_colour_only(live):
+    deployment = run(config(live=live))
+    alias = deployment.key(f"bluegreen/aliases/{ENV}/vizconfig")
+    live_gate = deployment.gate(live)
+    other_gate = deployment.gate("green" if live == "blue" else "blue")
+    assert live_gate.urn in alias.dependencies
+    assert live_gate.urn in alias.property_dependencies["value"], "the value must come from the gate"
+    assert other_gate.urn not in alias.all_dependencies
+    assert alias.inputs["value"] == live
+    assert live_gate.inputs["blocking"] is True
+    assert other_gate.inputs["blocking"] is False
+
+
+def test_alias_depends_on_the_gate_of_its_own_environment(one_host):
+    alias = one_host.key(f"bluegreen/aliases/{ENV}/vizconfig")
+    gates = [g for g in one_host.gates if g.urn in alias.all_dependencies]
+    assert [(g.inputs["environment"], g.inputs["colour"]) for g in gates] == [(ENV, "green")]
+
+
+def test_gate_waits_for_every_registration_of_its_colour_and_no_other(two_hosts):
+    for colour, slot in two_hosts.slots.items():
+        gate = two_hosts.gate(colour)
+        own = {r.urn for r in two_hosts.registrations if r.parent == slot.urn}
+        others = {r.urn for r in two_hosts.registrations} - own
+        assert len(own) == 4
+        assert own <= set(gate.dependencies)
+        assert not others & gate.all_dependencies
+
+
+def test_gate_asks_each_instance_at_its_own_hosts_agent(two_hosts):
+    for colour, slot in two_hosts.slots.items():
+        gate = two_hosts.gate(colour)
+        expected = {c.label("bluegreen.instance"): HOSTS[two_hosts.host_of(c)]["consul"]
+                    for c in two_hosts.children(slot, CONTAINER)}
+        assert gate.inputs["instances"] == expected
+        assert set(expected.values()) == {"http://127.0.0.1:18500", "http://127.0.0.1:28500"}
+
+
+def test_gate_reruns_when_a_registration_changes(two_hosts):
+    for colour in ("blue", "green"):
+        gate = two_hosts.gate(colour)
+        payloads = [r.inputs["payload"] for r in two_hosts.registrations
+                    if r.inputs["payload"]["Tags"][1] == colour]
+        assert sorted(p["ID"] for p in gate.inputs["revision"]["registrations"]) == \
+            sorted(p["ID"] for p in payloads)
+
+
+def test_registration_and_key_writes_go_to_a_running_agent(one_host):
+    consul = one_host.one([c for c in one_host.containers if c.label("bluegreen.role") == "consul-server"])
+    for resource in one_host.registrations + one_host.keys:
+        assert consul.urn in resource.property_dependencies["address"], resource.name
+
+
+# --- images by digest ----------------------------------------------------------------------------
+
+def test_service_containers_run_the_pushed_digest_never_a_tag(two_hosts):
+    containers = two_hosts.role("service")
+    assert containers
+    for container in containers:
+        image = container.inputs["image"]
+        assert DIGEST_REF.match(image), image
+        version = container.label("bluegreen.version")
+        push = two_hosts.push_of(f"{REGISTRY}/vizconfig:{version}")
+        assert image == f"{REGISTRY}/vizconfig@{push.outputs['sha256Digest']}"
+
+
+def test_colours_on_different_versions_run_different_digests(two_hosts):
+    images = {c.label("bluegreen.colour"): c.inputs["image"] for c in two_hosts.role("service")}
+    assert images["blue"] != images["green"]
+
+
+def test_dependency_containers_run_a_pushed_digest_too(two_hosts):
+    for container in two_hosts.role("dependency"):
+        image = container.inputs["image"]
+        assert re.fullmatch(r"127\.0\.0\.1:15000/vizconfig-db@sha256:[0-9a-f]{64}", image), image
+        push = two_hosts.one([p for p in two_hosts.of_type(REGISTRY_IMAGE)
+                              if p.inputs["name"].startswith(f"{REGISTRY}/vizconfig-db:")])
+        assert image == f"{REGISTRY}/vizconfig-db@{push.outputs['sha256Digest']}"
+
+
+def test_push_follows_the_build(two_hosts):
+    for build in two_hosts.builds:
+        push = two_hosts.push_of(build.inputs["name"])
+        assert build.urn in push.all_dependencies
+        assert push.inputs["triggers"]["image"] == build.outputs["imageId"]
+        assert push.provider_urn == build.provider_urn == two_hosts.provider_of_host("local").urn
+
+
+def test_builds_pass_version_and_base_image(two_hosts):
+    service_builds = [b for b in two_hosts.builds if b.inputs["name"].startswith(f"{REGISTRY}/vizconfig:")]
+    for build in service_builds:
+        version = build.inputs["name"].rsplit(":", 1)[1]
+        assert build.inputs["build"]["buildArgs"] == {"VERSION": version,
+                                                      "BASE_IMAGE": "bluegreen/base:bookworm"}
+        assert build.inputs["triggers"]["source"] == build.inputs["build"]["label"]["bluegreen.source"]
+
+
+# --- registrations -------------------------------------------------------------------------------
+
+def test_one_registration_per_container_tagged_with_environment_and_colour(two_hosts):
+    containers = two_hosts.role("service")
+    registrations = {r.inputs["payload"]["ID"]: r for r in two_hosts.registrations}
+    assert len(registrations) == len(two_hosts.registrations) == len(containers) == 8
+    for container in containers:
+        instance = container.label("bluegreen.instance")
+        registration = registrations[instance]
+        payload = registration.inputs["payload"]
+        host = two_hosts.host_of(container)
+        port = container.outputs["ports"][0]["external"]
+        assert payload["Tags"] == [ENV, container.label("bluegreen.colour")]
+        assert payload["Port"] == port
+        assert payload["Address"] == HOSTS[host]["address"]
+        assert payload["Check"]["HTTP"] == f"http://{HOSTS[host]['address']}:{int(port)}/health"
+        assert payload["Check"]["Interval"] == "1000ms"
+        assert payload["Meta"]["image"] == container.inputs["image"]
+        assert payload["Meta"]["version"] == container.label("bluegreen.version")
+        assert registration.inputs["address"] == HOSTS[host]["consul"], "register with the host's own agent"
+        assert container.urn in registration.property_dependencies["payload"]
+
+
+def test_published_ports_are_distinct(two_hosts):
+    ports = [c.outputs["ports"][0]["external"] for c in two_hosts.role("service")]
+    assert len(set(ports)) == len(ports)
+    assert {p["Port"] for p in (r.inputs["payload"] for r in two_hosts.registrations)} == set(ports)
+
+
+# --- counts --------------------------------------------------------------------------------------
+
+def test_counts_per_colour_slot_with_two_hosts_and_two_replicas(two_hosts):
+    assert set(two_hosts.slots) == {"blue", "green"}
+    for slot in two_hosts.slots.values():
+        containers = two_hosts.children(slot, CONTAINER)
+        registrations = [r for r in two_hosts.registrations if r.parent == slot.urn]
+        gates = [g for g in two_hosts.gates if g.parent == slot.urn]
+        pulls = two_hosts.children(slot, REMOTE_IMAGE)
+        assert len(containers) == 4
+        assert len(registrations) == 4
+        assert len(gates) == 1
+        assert len(pulls) == 2
+        for host in ("local", "second"):
+            provider = two_hosts.provider_of_host(host).urn
+            assert sum(p.provider_urn == provider for p in pulls) == 1
+            assert sum(c.provider_urn == provider for c in containers) == 2
+
+
+def test_one_dependency_container_and_network_per_host(two_hosts):
+    for host in ("local", "second"):
+        provider = two_hosts.provider_of_host(host).urn
+        db = [c for c in two_hosts.role("dependency") if c.provider_urn == provider]
+        assert len(db) == 1
+        assert db[0].inputs["networksAdvanced"][0]["aliases"] == ["db"]
+        networks = [n for n in two_hosts.of_type("docker:index/network:Network") if n.provider_urn == provider]
+        assert len(networks) == 1
+        service = [c for c in two_hosts.role("service") if c.provider_urn == provider]
+        # Every container on a host joins that host's network, where `db` resolves.
+        assert {c.inputs["networksAdvanced"][0]["name"] for c in service + db} == {networks[0].inputs["name"]}
+    assert len(two_hosts.role("dependency")) == 2
+
+
+def test_one_build_per_distinct_version(two_hosts):
+    service_builds = [b for b in two_hosts.builds if b.inputs["name"].startswith(f"{REGISTRY}/vizconfig:")]
+    assert sorted(b.inputs["name"] for b in service_builds) == \
+        [f"{REGISTRY}/vizconfig:1.0.0", f"{REGISTRY}/vizconfig:2.0.0"]
+    db_builds = [b for b in two_hosts.builds if b.inputs["name"].startswith(f"{REGISTRY}/vizconfig-db:")]
+    assert len(db_builds) == 1
+    assert len(two_hosts.of_type(REGISTRY_IMAGE)) == 3
+
+
+def test_two_colours_on_the_same_version_share_one_build():
+    deployment = run(config(hosts=("local", "second"), blue="3.1.0", green="3.1.0"))
+    service_builds = [b for b in deployment.builds if b.inputs["name"].startswith(f"{REGISTRY}/vizconfig:")]
+    assert [b.inputs["name"] for b in service_builds] == [f"{REGISTRY}/vizconfig:3.1.0"]
+    images = {c.inputs["image"] for c in deployment.role("service")}
+    assert len(images) == 1
+    assert len(deployment.role("service")) == 4
+
+
+def test_a_single_colour_deploys_one_slot():
+    deployment = run(config(live="blue", green=None))
+    assert set(deployment.slots) == {"blue"}
+    assert len(deployment.gates) == 1
+    alias = deployment.key(f"bluegreen/aliases/{ENV}/vizconfig")
+    assert deployment.gate("blue").urn in alias.dependencies
+
+
+# --- names, parents, providers -------------------------------------------------------------------
+
+TOP_LEVEL = {"bluegreen:platform:Platform", "bluegreen:service:Service", PROVIDER}
+
+
+def test_every_resource_is_parented_and_named_after_its_parent(two_hosts):
+    top = [r for r in two_hosts.resources if r.parent not in two_hosts.by_urn]
+    assert {r.type for r in top} == TOP_LEVEL
+    assert {r.name for r in top if r.type != PROVIDER} == {f"{ENV}-vizconfig", f"{STACK}-platform"}
+    for resource in two_hosts.resources:
+        if resource in top:
+            continue
+        parent = two_hosts.by_urn[resource.parent]
+        assert not parent.custom, f"{resource.name} is parented to a custom resource"
+        assert resource.name.startswith(parent.name + "-"), (resource.name, parent.name)
+
+
+def test_providers_are_one_per_host_and_pinned_to_the_registry(two_hosts):
+    providers = two_hosts.of_type(PROVIDER)
+    assert sorted(p.name for p in providers) == [f"{STACK}-host-local", f"{STACK}-host-second"]
+    for provider in providers:
+        auth = provider.inputs["registryAuth"]
+        auth = auth if isinstance(auth, list) else __import__("json").loads(auth)
+        assert [a["address"] for a in auth] == [f"http://{REGISTRY}"]
+
+
+def test_service_containers_use_their_hosts_provider(two_hosts):
+    for container in two_hosts.role("service"):
+        host = two_hosts.host_of(container)
+        assert container.provider_urn == two_hosts.provider_of_host(host).urn, container.name
+        pull = two_hosts.one([p for p in two_hosts.of_type(REMOTE_IMAGE) if p.urn in container.dependencies])
+        assert pull.provider_urn == container.provider_urn, "pulled on the host that runs it"
+
+
+def test_every_docker_resource_has_an_explicit_provider(two_hosts):
+    for resource in two_hosts.resources:
+        if resource.type.startswith("docker:"):
+            assert resource.provider_urn in {p.urn for p in two_hosts.of_type(PROVIDER)}, resource.name
+
+
+def test_container_names_are_unique_per_host(two_hosts):
+    for provider in two_hosts.of_type(PROVIDER):
+        names = [c.inputs["name"] for c in two_hosts.containers if c.provider_urn == provider.urn]
+        assert len(names) == len(set(names))
+
+
+# --- environment ---------------------------------------------------------------------------------
+
+def test_colour_environment_overrides_apply_to_their_colour_only(two_hosts):
+    for container in two_hosts.role("service"):
+        envs = container.inputs["envs"]
+        colour = container.label("bluegreen.colour")
+        assert f"SERVICE_COLOUR={colour}" in envs
+        assert f"SERVICE_ENVIRONMENT={ENV}" in envs
+        assert "DB_ADDRESS=db:6379" in envs
+        assert ("FEATURE=on" in envs) == (colour == "green")
+        assert f"CONSUL_HTTP_ADDR={HOSTS[two_hosts.host_of(container)]['consul']}" in envs
+
+
+def test_route_key_holds_the_manifest_route(one_host):
+    assert one_host.key(f"bluegreen/routes/{ENV}/vizconfig").inputs["value"] == "vizconfig"
+
+
+# --- invalid input deploys nothing ---------------------------------------------------------------
+
+def test_bad_live_colour_registers_nothing():
+    with pytest.raises(ProgramFailed) as raised:
+        run(config(live="purple"))
+    assert isinstance(raised.value.error, pulumi.RunError)
+    message = str(raised.value)
+    assert f"stacks/Pulumi.{STACK}.yaml" in message
+    assert "bluegreen.services.vizconfig.live" in message
+    assert "use one of: blue, green" in message
+    assert raised.value.resources == []
+
+
+def test_live_colour_without_version_registers_nothing():
+    with pytest.raises(ProgramFailed) as raised:
+        run(config(live="green", green=None))
+    assert f"stacks/Pulumi.{STACK}.yaml: bluegreen.services.vizconfig" in str(raised.value)
+    assert raised.value.resources == []
+
+
+def test_bad_manifest_registers_nothing(tmp_path):
+    (tmp_path / "Dockerfile").write_text("FROM scratch\n")
+    manifest = tmp_path / "service.yaml"
+    manifest.write_text("name: vizconfig\ndescription: x\nport: eighty\n")
+    with pytest.raises(ProgramFailed) as raised:
+        run(config(manifest=str(manifest)))
+    assert isinstance(raised.value.error, pulumi.RunError)
+    assert f"{manifest}: port: must be an integer" in str(raised.value)
+    assert raised.value.resources == []
+
+
+def test_missing_manifest_registers_nothing(tmp_path):
+    with pytest.raises(ProgramFailed) as raised:
+        run(config(manifest=str(tmp_path / "nowhere.yaml")))
+    assert f"{tmp_path / 'nowhere.yaml'}: (file): not found" in str(raised.value)
+    assert raised.value.resources == []
+
+
+def test_manifest_name_mismatch_registers_nothing():
+    cfg = config()
+    cfg["services"] = {"vizconfig-api": cfg["services"]["vizconfig"]}
+    with pytest.raises(ProgramFailed) as raised:
+        run(cfg)
+    assert "name" in str(raised.value) and "vizconfig-api" in str(raised.value)
+    assert raised.value.resources == []
+
+
+# --- the platform listens on 127.0.0.1 only ------------------------------------------------------
+
+def test_registry_publishes_on_loopback_only(two_hosts):
+    registry = two_hosts.one(two_hosts.role("registry"))
+    assert registry.inputs["ports"] == [{"internal": 5000, "external": 15000, "ip": "127.0.0.1"}]
+    assert registry.provider_urn == two_hosts.provider_of_host("local").urn
+
+
+def test_consul_agents_bind_to_their_hosts_address(two_hosts):
+    server = two_hosts.one(two_hosts.role("consul-server"))
+    client = two_hosts.one(two_hosts.role("consul-client"))
+    for agent, host in ((server, "local"), (client, "second")):
+        command = agent.inputs["command"]
+        assert agent.inputs["networkMode"] == "host"
+        assert agent.provider_urn == two_hosts.provider_of_host(host).urn
+        for flag in ("-bind", "-client", "-advertise"):
+            assert f"{flag}=127.0.0.1" in command
+        port = HOSTS[host]["consul"].rsplit(":", 1)[1]
+        assert f"-http-port={port}" in command
+        assert f"-serf-lan-port={HOSTS[host]['consulSerfPort']}" in command
+        assert not any("0.0.0.0" in part for part in command)
+    assert "-server" in server.inputs["command"]
+    assert "-server" not in client.inputs["command"]
+    assert "-retry-join=127.0.0.1:18301" in client.inputs["command"]
+    assert server.urn in client.all_dependencies
+
+
+def test_proxy_listens_on_loopback(two_hosts):
+    proxy = two_hosts.one(two_hosts.role("proxy"))
+    assert proxy.inputs["networkMode"] == "host"
+    assert "PROXY_LISTEN=127.0.0.1:18080" in proxy.inputs["envs"]
+    assert "CONSUL_HTTP_ADDR=http://127.0.0.1:18500" in proxy.inputs["envs"]
+    assert not proxy.inputs.get("ports")
+
+
+def test_no_container_publishes_beyond_loopback(two_hosts):
+    for container in two_hosts.containers:
+        for port in container.inputs.get("ports") or []:
+            assert port.get("ip") == "127.0.0.1", container.name
+        if container.inputs.get("networkMode") == "host":
+            assert container.label("bluegreen.role") in {"consul-server", "consul-client", "proxy"}
+
+
+# --- a stack that uses another stack's platform --------------------------------------------------
+
+def test_platform_stack_reference_supplies_registry_and_agents():
+    cfg = config(hosts=("local", "second"))
+    cfg["platform"] = {}
+    cfg["platformStack"] = "acme/bluegreen/local"
+    deployment = Deployment(run_program(cfg, stack=STACK, stack_outputs={
+        "registry": "127.0.0.1:25000", "proxy": "http://127.0.0.1:18080", "consul": "http://127.0.0.1:18500"}))
+    assert not deployment.of_type("bluegreen:platform:Platform")
+    assert not [c for c in deployment.containers if c.label("bluegreen.role") in
+                {"registry", "proxy", "consul-server", "consul-client"}]
+    reference = deployment.one(deployment.of_type("pulumi:pulumi:StackReference"))
+    assert reference.inputs["name"] == "acme/bluegreen/local"
+    for container in deployment.role("service"):
+        assert re.fullmatch(r"127\.0\.0\.1:25000/vizconfig@sha256:[0-9a-f]{64}", container.inputs["image"])
+    for registration in deployment.registrations:
+        host = registration.inputs["payload"]["Meta"]["host"]
+        assert registration.inputs["address"] == HOSTS[host]["consul"]
+
+
+# --- the committed local stack -------------------------------------------------------------------
+
+def test_the_local_stack_file_deploys_under_mocks():
+    raw = stack_config("local")
+    deployment = Deployment(run_program(raw, stack="local"))
+    for name, settings in raw["services"].items():
+        alias = deployment.key(f"bluegreen/aliases/{raw['environment']}/{name}")
+        gate = deployment.gate(settings["live"], raw["environment"])
+        assert gate.urn in alias.dependencies
+        assert alias.inputs["value"] == settings["live"]
