@@ -1,0 +1,97 @@
+"""Images: service containers run `<in-house registry>/<name>@sha256:<digest>`, never a moving tag."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Mapping
+
+from pulumi_policy import EnforcementLevel, PolicyConfigSchema, Severity
+
+from .common import (CONTAINER, DIGEST_REFERENCE, ROLE_DEPENDENCY, ROLE_SERVICE, is_unknown,
+                     resource_policy, role_of)
+
+# Without configured registries, the in-house registry is the platform's: published on the
+# loopback address of every host (components/registry.py), which Docker trusts over plain HTTP.
+LOOPBACK_REGISTRY = re.compile(r"^(127(\.\d{1,3}){3}|localhost|\[::1\])(:\d{1,5})?$")
+
+
+def registry_of(repository: str) -> str:
+    """The registry host of a repository; Docker Hub when the first part is not a host."""
+    first, _, rest = repository.partition("/")
+    if rest and ("." in first or ":" in first or first == "localhost"):
+        return first
+    return "docker.io"
+
+
+def image_problem(image: Any, registries: list[str] | None) -> str | None:
+    """Why `image` is not a digest reference from an allowed registry, or None when it is.
+
+    `registries` (host[:port] entries) is the allow-list; empty or None means loopback only."""
+    if is_unknown(image):
+        return None  # a new build's digest is known only once pushed; checked again at `up`
+    if not isinstance(image, str) or not image:
+        return "has no image reference"
+    match = DIGEST_REFERENCE.match(image)
+    if match is None:
+        return (f"runs {image!r}, which is not pinned by digest: a tag can move under a running "
+                "colour. Run the reference of a ServiceImage (repository@sha256:<64 hex>, see "
+                "components/service_image.py), i.e. pass ServiceImage(...).reference to the container")
+    registry = registry_of(match["repository"])
+    if registries:
+        if registry not in registries:
+            return (f"runs an image from {registry}, which is not an in-house registry "
+                    f"({', '.join(registries)}). Build and push it with ServiceImage to the "
+                    "platform registry, or add that registry to this policy's `registries` config")
+    elif not LOOPBACK_REGISTRY.match(registry):
+        return (f"runs an image from {registry}, not from the platform registry (published on "
+                "127.0.0.1). Build and push it with ServiceImage, or list the in-house registry in "
+                "this policy's `registries` config, e.g. {\"service-image-pinned\": "
+                "{\"registries\": [\"registry.example:5000\"]}}")
+    return None
+
+
+def _registries(config: Mapping[str, Any]) -> list[str]:
+    raw = config.get("registries") or []
+    return [str(r) for r in raw if isinstance(r, str) and r]
+
+
+def check_service_image(resource: Mapping[str, Any], config: Mapping[str, Any]) -> list[str]:
+    if resource["type"] != CONTAINER or role_of(resource["props"]) != ROLE_SERVICE:
+        return []
+    problem = image_problem(resource["props"].get("image"), _registries(config))
+    return [f"service container {resource['name']} {problem}"] if problem else []
+
+
+def check_dependency_image(resource: Mapping[str, Any], config: Mapping[str, Any]) -> list[str]:
+    if resource["type"] != CONTAINER or role_of(resource["props"]) != ROLE_DEPENDENCY:
+        return []
+    image = resource["props"].get("image")
+    if is_unknown(image) or (isinstance(image, str) and DIGEST_REFERENCE.match(image)):
+        return []
+    return [f"dependency container {resource['name']} runs {image!r}, a moving tag: the same "
+            "deploy can start a different image tomorrow. Pin it in service.yaml as "
+            "image: <repository>@sha256:<digest>, or give the dependency a `build:` context so "
+            "the platform builds and pins it"]
+
+
+REGISTRIES_SCHEMA = PolicyConfigSchema(properties={
+    "registries": {
+        "type": "array",
+        "items": {"type": "string"},
+        "description": "In-house registries (host[:port]) service images may come from; "
+                       "empty means the platform registry on a loopback address.",
+    },
+})
+
+POLICIES = [
+    resource_policy(
+        "service-image-pinned",
+        "Service containers run an image pinned by digest (repository@sha256:...) from the "
+        "in-house registry, never a moving tag.",
+        EnforcementLevel.MANDATORY, check_service_image,
+        severity=Severity.HIGH, config_schema=REGISTRIES_SCHEMA),
+    resource_policy(
+        "dependency-image-pinned",
+        "Linked dependency containers (databases, caches) run an image pinned by digest.",
+        EnforcementLevel.ADVISORY, check_dependency_image, severity=Severity.MEDIUM),
+]

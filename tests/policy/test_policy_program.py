@@ -1,0 +1,133 @@
+"""The pack against what the real components register: program_capture.py runs Service under
+Pulumi mocks (in its own process) and the recorded registrations go through the SDK's analyzer
+servicer exactly as the engine would send them. This is what keeps the rules' assumptions about
+resource shapes (labels, payloads, gate props, alias dependencies, names) true to the code."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from google.protobuf import json_format, struct_pb2
+from pulumi.runtime import proto
+
+from test_policy_servicer import servicer
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+BOTH = {"manifest": "services/vizconfig/service.yaml", "live": "blue",
+        "blue": {"version": "1.0.0"}, "green": {"version": "1.1.0"}}
+
+
+ONE = {k: v for k, v in BOTH.items() if k != "green"}
+PLAIN_PASSWORD = dict(BOTH, green={"version": "1.1.0", "env": {"DB_PASSWORD": "hunter2"}})
+_captured: dict[str, list[dict]] = {}
+
+
+def _scenario(mode: str, service: dict, environment: str = "production", **extra) -> str:
+    return json.dumps({"mode": mode, "environment": environment, "service": service, **extra},
+                      sort_keys=True)
+
+
+SCENARIOS = [_scenario("up", BOTH), _scenario("preview", BOTH), _scenario("up", ONE),
+             _scenario("up", ONE, environment="integration"),
+             _scenario("up", PLAIN_PASSWORD, secret_env=True)]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _capture_all():
+    """Runs every scenario's capture at once (each is a Python start-up plus the program)."""
+    started = {s: subprocess.Popen([sys.executable, os.path.join(HERE, "program_capture.py"), s],
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+               for s in SCENARIOS}
+    try:
+        for scenario, process in started.items():
+            out, err = process.communicate(timeout=120)
+            assert process.returncode == 0, err[-3000:]
+            _captured[scenario] = json.loads(out)
+    finally:
+        for process in started.values():
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    yield
+
+
+def records(mode: str, service: dict, environment: str = "production", **extra) -> list[dict]:
+    return _captured[_scenario(mode, service, environment, **extra)]
+
+
+def diagnostics(recorded: list[dict], config: dict | None = None) -> list:
+    server = servicer(config)
+    found = []
+    for r in recorded:
+        if r["custom"]:  # the engine runs resource policies on custom resources' inputs
+            found += server.Analyze(proto.AnalyzeRequest(
+                type=r["type"], urn=r["urn"], name=r["name"],
+                properties=json_format.ParseDict(r["inputs"], struct_pb2.Struct())), None).diagnostics
+    stack = proto.AnalyzeStackRequest()
+    for r in recorded:
+        item = proto.AnalyzerResource(
+            type=r["type"], urn=r["urn"], name=r["name"], parent=r["parent"] or "",
+            dependencies=r["dependencies"],
+            properties=json_format.ParseDict(r["outputs"], struct_pb2.Struct()))
+        for key, urns in r["property_dependencies"].items():
+            item.propertyDependencies[key].urns.extend(urns)
+        stack.resources.append(item)
+    found += server.AnalyzeStack(stack, None).diagnostics
+    return [(d.policyName, d.urn, d.message) for d in found]
+
+
+def named(recorded: list[dict], name: str) -> dict:
+    return next(r for r in recorded if r["name"] == name)
+
+
+def test_capture_has_the_shapes_the_rules_rely_on():
+    recorded = records("up", BOTH)
+    box = named(recorded, "production-vizconfig-blue-local-0")
+    assert box["type"] == "docker:index/container:Container"
+    assert {"label": "bluegreen.role", "value": "service"} in box["inputs"]["labels"]
+    assert "external" not in box["inputs"]["ports"][0]
+    registration = named(recorded, "production-vizconfig-blue-local-0-registration")
+    assert registration["type"] == "pulumi-python:dynamic:Resource"
+    assert registration["outputs"]["payload"]["ID"] == "production-vizconfig-blue-local-0"
+    gate = named(recorded, "production-vizconfig-blue-gate")
+    alias = named(recorded, "production-vizconfig-alias-key")
+    assert gate["urn"] in alias["dependencies"]
+    assert gate["urn"] in alias["property_dependencies"]["value"]
+    assert named(recorded, "production-vizconfig-green")["parent"] == \
+        named(recorded, "production-vizconfig")["urn"]
+
+
+@pytest.mark.parametrize("mode", ["up", "preview"])
+def test_a_production_service_with_both_colours_is_compliant(mode):
+    assert diagnostics(records(mode, BOTH)) == []
+
+
+def test_preview_values_are_unknown_where_expected():
+    recorded = records("preview", BOTH)
+    box = named(recorded, "production-vizconfig-blue-local-0")
+    registration = named(recorded, "production-vizconfig-blue-local-0-registration")
+    assert box["inputs"]["image"] == "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
+    assert registration["inputs"]["payload"] == "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
+
+
+def test_production_with_one_colour_needs_it_retired():
+    recorded = records("up", ONE)
+    found = diagnostics(recorded)
+    assert [(policy, urn) for policy, urn, _ in found] == [
+        ("production-keeps-both-colours", named(recorded, "production-vizconfig")["urn"])]
+    retired = {"production-keeps-both-colours": {"retired": ["production/vizconfig/green"]}}
+    assert diagnostics(recorded, retired) == []
+    assert diagnostics(records("up", ONE, environment="integration")) == []
+
+
+def test_secret_env_passes_and_plain_password_override_fails():
+    recorded = records("up", PLAIN_PASSWORD, secret_env=True)
+    found = diagnostics(recorded)
+    assert [(policy, urn) for policy, urn, _ in found] == [
+        ("no-plaintext-secrets", "")]  # resource diagnostics carry no URN of their own
+    assert "DB_PASSWORD" in found[0][2] and "hunter2" not in found[0][2]
+    assert "production-vizconfig-green-local-0" in found[0][2]
