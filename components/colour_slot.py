@@ -4,6 +4,7 @@ target host, each registered with its host's Consul agent, and the health gate o
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from urllib.parse import urlparse
 
 import pulumi
 import pulumi_docker as docker
@@ -12,7 +13,7 @@ from .config import Host
 from .docker_host import labels
 from .health_gate import HealthGate
 from .manifest import Manifest
-from .planning import COLOURS, instance_id, registration_payload
+from .planning import COLOURS, config_prefix, instance_id, registration_payload
 from .registration import AgentRegistration
 
 
@@ -43,6 +44,15 @@ class ColourSlotArgs:
                 raise ValueError(f"host {host.name} lacks a Docker provider, network or Consul agent")
         if self.replicas < 1:
             raise ValueError("replicas must be at least 1")
+
+
+def agent_environment(host: Host, environment: str, service: str) -> list[str]:
+    """Where a container reads its service configuration: its host's agent over the bridge."""
+    if not host.bridge_address:
+        return []
+    port = urlparse(host.consul).port or 8500
+    return [f"CONSUL_HTTP_ADDR=http://{host.bridge_address}:{port}",
+            f"SERVICE_CONFIG_PREFIX={config_prefix(environment, service)}"]
 
 
 def published_port(ports: list) -> int:
@@ -84,7 +94,7 @@ class ColourSlot(pulumi.ComponentResource):
                     # The digest reference itself, so `docker ps` and policies see the pin.
                     image=pulled.name,
                     envs=[f"{k}={v}" for k, v in sorted(environment.items())]
-                    + [f"CONSUL_HTTP_ADDR={host.consul}"],
+                    + agent_environment(host, args.environment, manifest.name),
                     networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=args.networks[host.name])],
                     ports=[docker.ContainerPortArgs(internal=manifest.port, ip="127.0.0.1")],
                     restart="unless-stopped",

@@ -24,6 +24,7 @@ class Host:
     address: str = "127.0.0.1"     # what registrations advertise; the proxy connects there
     consul_serf_port: int = 8301   # the agent's LAN gossip port (agents the platform starts)
     consul_server_port: int = 8300
+    bridge_address: str | None = None  # the host's IP on its Docker bridge: how containers reach the agent
 
 
 @dataclass(frozen=True)
@@ -117,7 +118,8 @@ def _hosts(top: Fields) -> dict[str, Host]:
         if not isinstance(name, str) or not re.fullmatch(HOST_NAME, name):
             raise top.error("hosts", f"host name {name!r} must be lower-case letters, digits and '-'")
         fields = Fields(top.source, f"bluegreen.hosts.{name}", raw[name],
-                        ["docker", "consul", "address", "consulSerfPort", "consulServerPort"])
+                        ["docker", "consul", "address", "bridgeAddress", "consulSerfPort",
+                         "consulServerPort"])
         hosts[name] = Host(
             name=name,
             docker=fields.string("docker", pattern=r"(unix|ssh|tcp)://.+",
@@ -125,6 +127,9 @@ def _hosts(top: Fields) -> dict[str, Host]:
             consul=fields.string("consul", pattern=r"https?://[^/]+",
                                  hint="the agent's HTTP address, e.g. http://127.0.0.1:8500"),
             address=fields.string("address", "127.0.0.1"),
+            bridge_address=fields.string("bridgeAddress", pattern=r"[0-9.]+",
+                                         hint="an IPv4 address such as 172.17.0.1")
+            if fields.has("bridgeAddress") else None,
             consul_serf_port=fields.integer("consulSerfPort", 8301, minimum=1, maximum=65535),
             consul_server_port=fields.integer("consulServerPort", 8300, minimum=1, maximum=65535),
         )

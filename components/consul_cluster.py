@@ -37,7 +37,9 @@ def agent_command(host: Host, datacenter: str, server: Host | None) -> list[str]
     http_port = urlparse(host.consul).port or 8500
     command = [
         "agent", f"-node={host.name}", f"-datacenter={datacenter}", "-data-dir=/consul/data",
-        f"-bind={host.address}", f"-advertise={host.address}", f"-client={host.address}",
+        f"-bind={host.address}", f"-advertise={host.address}",
+        # Containers reach their host's agent on the Docker bridge (to read service config).
+        "-client=" + " ".join(filter(None, [host.address, host.bridge_address])),
         f"-http-port={http_port}", f"-serf-lan-port={host.consul_serf_port}",
         f"-server-port={host.consul_server_port}", "-dns-port=-1", "-grpc-port=-1",
         "-serf-wan-port=-1", "-log-level=warn",
@@ -65,7 +67,7 @@ class ConsulCluster(pulumi.ComponentResource):
         for host in (args.server, *args.clients):
             provider = args.providers[host.name]
             role = "server" if host is args.server else "client"
-            image = local_image(f"{name}-{host.name}-image", args.image, provider, self)
+            image = local_image(args.image, provider, self)
             data = docker.Volume(f"{name}-{host.name}-data",
                                  name=f"bluegreen-{args.stack}-consul-{host.name}",
                                  opts=pulumi.ResourceOptions(parent=self, provider=provider))
@@ -73,7 +75,7 @@ class ConsulCluster(pulumi.ComponentResource):
             self.containers[host.name] = docker.Container(
                 f"{name}-{host.name}",
                 name=f"bluegreen-{args.stack}-consul-{host.name}",
-                image=image.image_id,
+                image=image,
                 command=agent_command(host, args.datacenter, None if role == "server" else args.server),
                 network_mode="host",
                 volumes=[docker.ContainerVolumeArgs(volume_name=data.name, container_path="/consul/data")],

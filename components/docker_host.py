@@ -35,8 +35,8 @@ def http_healthcheck(url: str, must_contain: str = "", interval: str = "1s",
         interval=interval, timeout="2s", retries=retries, start_period="1s")
 
 
-def local_image(name: str, reference: str, provider: docker.Provider,
-                parent: pulumi.Resource) -> docker.RemoteImage:
-    """An image already on the host (built by the bootstrap); its ID pins the container."""
-    return docker.RemoteImage(name, name=reference, keep_locally=True,
-                              opts=pulumi.ResourceOptions(parent=parent, provider=provider))
+def local_image(reference: str, provider: docker.Provider, parent: pulumi.Resource) -> pulumi.Output[str]:
+    """The ID of a platform image already on the host (built by the bootstrap), read on every
+    run: when the bootstrap rebuilds an image under the same tag, its containers are replaced."""
+    return docker.get_remote_image_output(
+        name=reference, opts=pulumi.InvokeOptions(parent=parent, provider=provider)).id

@@ -98,3 +98,18 @@ def context_digest(directory: str, ignore: Iterable[str] = (".git", "__pycache__
             with open(path, "rb") as handle:
                 digest.update(hashlib.sha256(handle.read()).digest())
     return digest.hexdigest()
+
+
+def catalogue_entry(manifest, environment: str, settings, images: dict[str, str]) -> dict:
+    """A service's row in the catalogue (Consul adds the live colour and instance health)."""
+    return {
+        "service": manifest.name,
+        "environment": environment,
+        "description": manifest.description,
+        "stableUri": f"/{environment}/{manifest.route}/",
+        "previewUri": f"/preview/{environment}/{manifest.route}/",
+        "hosts": list(settings.hosts),
+        "colours": {colour: {"version": slot.version, "image": images[colour],
+                             "digest": images[colour].rsplit("@", 1)[-1]}
+                    for colour, slot in sorted(settings.colours.items())},
+    }

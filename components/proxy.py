@@ -34,12 +34,12 @@ class Proxy(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: ProxyArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("bluegreen:platform:Proxy", name, None, opts)
-        image = local_image(f"{name}-image", args.image, args.provider, self)
+        image = local_image(args.image, args.provider, self)
         listen = f"127.0.0.1:{args.port}"
         self.container = docker.Container(
             f"{name}-container",
             name=f"bluegreen-{args.stack}-proxy",
-            image=image.image_id,
+            image=image,
             network_mode="host",
             envs=[f"PROXY_LISTEN={listen}", f"CONSUL_HTTP_ADDR={args.consul_address}"],
             restart="unless-stopped",

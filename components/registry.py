@@ -30,12 +30,12 @@ class Registry(pulumi.ComponentResource):
     def __init__(self, name: str, args: RegistryArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("bluegreen:platform:Registry", name, None, opts)
         child = pulumi.ResourceOptions(parent=self, provider=args.provider)
-        image = local_image(f"{name}-image", args.image, args.provider, self)
+        image = local_image(args.image, args.provider, self)
         storage = docker.Volume(f"{name}-storage", name=f"bluegreen-{args.stack}-registry", opts=child)
         self.container = docker.Container(
             f"{name}-container",
             name=f"bluegreen-{args.stack}-registry",
-            image=image.image_id,
+            image=image,
             ports=[docker.ContainerPortArgs(internal=5000, external=args.port, ip="127.0.0.1")],
             volumes=[docker.ContainerVolumeArgs(volume_name=storage.name,
                                                 container_path="/var/lib/docker-registry")],

@@ -3,6 +3,7 @@ on every host, a ColourSlot per configured colour, and the alias that points at 
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import pulumi
@@ -14,7 +15,8 @@ from .config import Host, ServiceConfig
 from .docker_host import labels
 from .manifest import Dependency, Manifest
 from .consul_key import ConsulKey
-from .planning import context_digest, offline_colour, route_key
+from .planning import (catalogue_entry, catalogue_key, config_prefix, context_digest,
+                       offline_colour, route_key)
 from .service_image import ServiceImage, ServiceImageArgs
 
 
@@ -93,9 +95,22 @@ class Service(pulumi.ComponentResource):
                 environment_overrides=slot.environment),
                 opts=pulumi.ResourceOptions(parent=self, depends_on=self.dependencies))
 
+        # Step 7 of the flow: the manifest's config block in KV. Each key is written only when its
+        # value changed, and containers read it live: a config change rebuilds and restarts nothing.
+        self.config_keys = [
+            ConsulKey(f"{name}-config-{key}", address=consul_address,
+                      key=config_prefix(env, manifest.name) + key, value=value,
+                      opts=pulumi.ResourceOptions(parent=self))
+            for key, value in sorted(manifest.config.items())]
         self.route = ConsulKey(f"{name}-route", address=consul_address,
                                key=route_key(env, manifest.name), value=manifest.route,
                                opts=pulumi.ResourceOptions(parent=self))
+        # The catalogue entry: what the proxy's service catalogue shows besides live Consul state.
+        self.catalogue = ConsulKey(
+            f"{name}-catalogue", address=consul_address, key=catalogue_key(env, manifest.name),
+            value=pulumi.Output.from_input({c: images[s.version] for c, s in settings.colours.items()})
+            .apply(lambda refs: json.dumps(catalogue_entry(manifest, env, settings, refs), sort_keys=True)),
+            opts=pulumi.ResourceOptions(parent=self))
         self.alias = Alias(f"{name}-alias", AliasArgs(
             consul_address=consul_address, environment=env, service=manifest.name,
             colour=settings.live, gate=self.slots[settings.live].gate),

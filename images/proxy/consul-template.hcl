@@ -10,3 +10,9 @@ template {
   command     = "/usr/local/bin/apply-config"
   command_timeout = "30s"
 }
+
+# The catalogue's data: a static file nginx serves, so it needs no reload.
+template {
+  source      = "/etc/bluegreen/catalogue.json.ctmpl"
+  destination = "/var/lib/bluegreen/catalogue.json"
+}

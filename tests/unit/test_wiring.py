@@ -27,7 +27,8 @@ HOSTS = {
     "local": {"docker": "unix:///var/run/docker.sock", "consul": "http://127.0.0.1:18500",
               "address": "127.0.0.1", "consulSerfPort": 18301, "consulServerPort": 18300},
     "second": {"docker": "unix:///run/bluegreen/second/docker.sock", "consul": "http://127.0.0.1:28500",
-               "address": "127.0.0.1", "consulSerfPort": 28301, "consulServerPort": 28300},
+               "address": "127.0.0.1", "consulSerfPort": 28301, "consulServerPort": 28300,
+               "bridgeAddress": "172.31.250.1"},
 }
 
 
@@ -380,7 +381,22 @@ def test_colour_environment_overrides_apply_to_their_colour_only(two_hosts):
         assert f"SERVICE_ENVIRONMENT={ENV}" in envs
         assert "DB_ADDRESS=db:6379" in envs
         assert ("FEATURE=on" in envs) == (colour == "green")
-        assert f"CONSUL_HTTP_ADDR={HOSTS[two_hosts.host_of(container)]['consul']}" in envs
+        # Containers reach their own host's agent over its Docker bridge, when one is configured.
+        host = HOSTS[two_hosts.host_of(container)]
+        agent = [e for e in envs if e.startswith("CONSUL_HTTP_ADDR=")]
+        if "bridgeAddress" in host:
+            port = host["consul"].rsplit(":", 1)[1]
+            assert agent == [f"CONSUL_HTTP_ADDR=http://{host['bridgeAddress']}:{port}"]
+            assert "SERVICE_CONFIG_PREFIX=bluegreen/config/integration/vizconfig/" in envs
+        else:
+            assert agent == []
+
+
+def test_manifest_config_goes_to_kv_under_the_service_prefix(one_host):
+    keys = {k.inputs["key"]: k.inputs["value"] for k in one_host.keys
+            if str(k.inputs.get("key", "")).startswith("bluegreen/config/")}
+    assert keys == {f"bluegreen/config/{ENV}/vizconfig/page_size": "50",
+                    f"bluegreen/config/{ENV}/vizconfig/title": "Visualization configurations"}
 
 
 def test_route_key_holds_the_manifest_route(one_host):
@@ -449,8 +465,11 @@ def test_consul_agents_bind_to_their_hosts_address(two_hosts):
         command = agent.inputs["command"]
         assert agent.inputs["networkMode"] == "host"
         assert agent.provider_urn == two_hosts.provider_of_host(host).urn
-        for flag in ("-bind", "-client", "-advertise"):
+        for flag in ("-bind", "-advertise"):
             assert f"{flag}=127.0.0.1" in command
+        # The HTTP API also listens on the Docker bridge when the host names one, for containers.
+        bridge = HOSTS[host].get("bridgeAddress")
+        assert (f"-client=127.0.0.1 {bridge}" if bridge else "-client=127.0.0.1") in command
         port = HOSTS[host]["consul"].rsplit(":", 1)[1]
         assert f"-http-port={port}" in command
         assert f"-serf-lan-port={HOSTS[host]['consulSerfPort']}" in command

@@ -1,15 +1,20 @@
 """vizconfig: stores visualization configurations (JSON documents) in the linked database.
 
-GET /                  service, version, colour, environment that served the request
+GET /                  service, version, colour, environment that served the request, and
+                       the service configuration it currently reads from Consul KV
 GET /health            200 when the database link answers, else 503 (Consul's check)
 GET /configs           ids of stored configurations
 GET|PUT|DELETE /configs/<id>
 Every response carries X-Service-Version and X-Service-Colour.
 """
 
+import base64
 import json
 import os
 import re
+import threading
+import time
+import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import redis
@@ -25,6 +30,34 @@ IDENTITY = {
 DOC_PATH = re.compile(r"^/configs/([A-Za-z0-9_.-]{1,64})$")
 
 
+class LiveConfig:
+    """The service's configuration, read from its host's Consul agent (cached for a second), so a
+    config change reaches running containers without a rebuild or a restart."""
+
+    def __init__(self, agent: str | None, prefix: str | None, ttl_s: float = 1.0):
+        self.agent, self.prefix, self.ttl_s = agent, prefix, ttl_s
+        self._lock = threading.Lock()
+        self._value, self._read_at = {}, 0.0
+
+    def get(self) -> dict:
+        if not self.agent or not self.prefix:
+            return {}
+        with self._lock:
+            if time.monotonic() - self._read_at > self.ttl_s:
+                self._value, self._read_at = self._read(), time.monotonic()
+            return self._value
+
+    def _read(self) -> dict:
+        url = f"{self.agent.rstrip('/')}/v1/kv/{self.prefix}?recurse=true"
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                entries = json.load(response)
+        except Exception:  # noqa: BLE001 - keep serving the last known configuration
+            return self._value
+        return {e["Key"][len(self.prefix):]: base64.b64decode(e["Value"] or b"").decode()
+                for e in entries if e["Key"] != self.prefix}
+
+
 def make_store() -> ConfigStore:
     host, _, port = os.environ.get("DB_ADDRESS", "db:6379").partition(":")
     client = redis.Redis(host=host, port=int(port or 6379), socket_timeout=0.5,
@@ -34,6 +67,7 @@ def make_store() -> ConfigStore:
 
 class Handler(BaseHTTPRequestHandler):
     store: ConfigStore = None
+    config = LiveConfig(os.environ.get("CONSUL_HTTP_ADDR"), os.environ.get("SERVICE_CONFIG_PREFIX"))
     protocol_version = "HTTP/1.1"
 
     def log_message(self, *_):  # quiet: the proxy and Consul poll often
@@ -51,7 +85,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_GET(self):
         if self.path == "/":
-            return self._send(200, IDENTITY)
+            return self._send(200, {**IDENTITY, "config": self.config.get()})
         if self.path == "/health":
             try:
                 self.store.ping()
