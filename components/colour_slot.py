@@ -102,7 +102,11 @@ class ColourSlot(pulumi.ComponentResource):
                     memory_swap=manifest.memory_mb,  # no swap; also what Docker reports back
                     labels=labels(stack=args.stack, role="service", service=manifest.name,
                                   environment=args.environment, colour=args.colour,
-                                  version=args.version, instance=instance),
+                                  version=args.version, instance=instance,
+                                  # What the host's registrator needs to re-register a restart.
+                                  **{"health.path": manifest.health.path,
+                                     "health.interval": str(manifest.health.interval_s),
+                                     "health.timeout": str(manifest.health.timeout_s)}),
                     opts=pulumi.ResourceOptions(parent=self, provider=provider,
                                                 delete_before_replace=True, depends_on=[pulled]),
                 )

@@ -1,5 +1,6 @@
 """ConsulCluster: a Consul server agent on the platform host and a client agent on every other
-host, joined over LAN gossip; each on the host network with its data on a volume."""
+host, joined over LAN gossip; each on the host network with its data on a volume, and beside
+each agent a registrator that re-registers restarted containers at their new ports."""
 
 from __future__ import annotations
 
@@ -56,6 +57,13 @@ def agent_command(host: Host, datacenter: str, server: Host | None) -> list[str]
     return command
 
 
+def docker_socket_path(host: Host) -> str:
+    """The engine's socket on the host's filesystem, for the registrator to watch."""
+    if host.docker.startswith("unix://"):
+        return host.docker.removeprefix("unix://")
+    return "/var/run/docker.sock"
+
+
 class ConsulCluster(pulumi.ComponentResource):
     """The Consul agents of the platform, one per host; outputs the agents' HTTP addresses."""
 
@@ -64,6 +72,7 @@ class ConsulCluster(pulumi.ComponentResource):
     def __init__(self, name: str, args: ConsulClusterArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("bluegreen:platform:ConsulCluster", name, None, opts)
         self.containers: dict[str, docker.Container] = {}
+        self.registrators: dict[str, docker.Container] = {}
         for host in (args.server, *args.clients):
             provider = args.providers[host.name]
             role = "server" if host is args.server else "client"
@@ -88,6 +97,24 @@ class ConsulCluster(pulumi.ComponentResource):
                 wait=True,
                 wait_timeout=120,
                 opts=pulumi.ResourceOptions(parent=self, provider=provider, depends_on=after,
+                                            delete_before_replace=True),
+            )
+            self.registrators[host.name] = docker.Container(
+                f"{name}-{host.name}-registrator",
+                name=f"bluegreen-{args.stack}-registrator-{host.name}",
+                image=image,
+                entrypoints=["python3", "-u", "/usr/local/lib/bluegreen/registrator.py"],
+                network_mode="host",
+                envs=[f"CONSUL_HTTP_ADDR={host.consul}", f"ADVERTISE_ADDRESS={host.address}"],
+                volumes=[docker.ContainerVolumeArgs(host_path=docker_socket_path(host),
+                                                    container_path="/var/run/docker.sock",
+                                                    read_only=True)],
+                restart="unless-stopped",
+                memory=64,
+                memory_swap=64,
+                labels=labels(stack=args.stack, role="registrator", host=host.name),
+                opts=pulumi.ResourceOptions(parent=self, provider=provider,
+                                            depends_on=[self.containers[host.name]],
                                             delete_before_replace=True),
             )
         self.agents = pulumi.Output.from_input(

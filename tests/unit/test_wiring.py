@@ -493,7 +493,25 @@ def test_no_container_publishes_beyond_loopback(two_hosts):
         for port in container.inputs.get("ports") or []:
             assert port.get("ip") == "127.0.0.1", container.name
         if container.inputs.get("networkMode") == "host":
-            assert container.label("bluegreen.role") in {"consul-server", "consul-client", "proxy"}
+            assert container.label("bluegreen.role") in {"consul-server", "consul-client", "proxy",
+                                                         "registrator"}
+
+
+def test_every_host_gets_a_registrator_watching_its_own_engine(two_hosts):
+    registrators = two_hosts.role("registrator")
+    assert len(registrators) == 2
+    for registrator in registrators:
+        host = registrator.label("bluegreen.host")
+        assert registrator.provider_urn == two_hosts.provider_of_host(host).urn
+        socket = HOSTS[host]["docker"].removeprefix("unix://")
+        assert [v["hostPath"] for v in registrator.inputs["volumes"]] == [socket]
+        assert f"CONSUL_HTTP_ADDR={HOSTS[host]['consul']}" in registrator.inputs["envs"]
+
+
+def test_service_containers_carry_what_the_registrator_needs(one_host):
+    for container in one_host.role("service"):
+        assert container.label("bluegreen.health.path") == "/health"
+        assert float(container.label("bluegreen.health.interval")) == 1.0
 
 
 # --- a stack that uses another stack's platform --------------------------------------------------
