@@ -77,6 +77,7 @@ class StackConfig:
     platform_stack: str | None
     services: tuple[ServiceConfig, ...]
     base_image: str = "debian:bookworm-slim"   # what service Dockerfiles build FROM
+    build_host: str = ""                       # whose engine builds and pushes images
 
     @property
     def source(self) -> str:
@@ -93,9 +94,11 @@ def parse_stack_config(stack: str, values: Mapping[str, Any], root: str) -> Stac
     `root` is the project directory: manifest paths are relative to it."""
     source = stack_file(stack)
     top = Fields(source, "bluegreen", values, ["environment", "hosts", "platform", "platformStack",
-                                                "services", "baseImage"])
+                                                "services", "baseImage", "buildHost"])
+    has_services = bool(top.raw("services"))
     environment = top.string("environment", pattern=ENV_NAME,
-                             hint="lower-case name such as integration or production")
+                             hint="lower-case name such as integration or production") \
+        if has_services or top.raw("environment") else ""
     hosts = _hosts(top)
     # Pulumi.yaml declares {} and "" as defaults: empty means "not this stack's".
     platform = _platform(top, hosts) if top.raw("platform") else None
@@ -105,7 +108,17 @@ def parse_stack_config(stack: str, values: Mapping[str, Any], root: str) -> Stac
                         "platformStack (the stack that owns it)")
     services = _services(top, hosts, root)
     base_image = top.string("baseImage", "debian:bookworm-slim")
-    return StackConfig(stack, environment, hosts, platform, platform_stack, services, base_image)
+    if top.raw("buildHost"):
+        build_host = top.choice("buildHost", sorted(hosts))
+    elif platform is not None:
+        build_host = platform.host
+    elif len(hosts) == 1 or not services:
+        build_host = next(iter(hosts))
+    else:
+        raise top.error("buildHost", "name the host whose engine builds and pushes images: one of "
+                        + ", ".join(sorted(hosts)))
+    return StackConfig(stack, environment, hosts, platform, platform_stack, services, base_image,
+                       build_host)
 
 
 def _hosts(top: Fields) -> dict[str, Host]:

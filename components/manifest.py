@@ -56,6 +56,14 @@ class TestSpec:
 
 
 @dataclass(frozen=True)
+class AcceptanceSpec:
+    """The service's automated tests against a deployed environment: run on the CI host, with
+    BASE_URL set to the environment's stable URI."""
+
+    command: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Manifest:
     """A validated service manifest."""
 
@@ -71,6 +79,7 @@ class Manifest:
     config: dict[str, str] = field(default_factory=dict)
     test: TestSpec | None = None
     memory_mb: int = 128
+    acceptance: AcceptanceSpec | None = None
 
     @property
     def directory(self) -> str:
@@ -93,7 +102,7 @@ def load_manifest(path: str) -> Manifest:
 def parse_manifest(data: object, path: str) -> Manifest:
     """Validates manifest data that was read from `path` (used for messages and relative paths)."""
     top = Fields(path, "", data, ["name", "description", "build", "port", "health", "dependencies",
-                                  "env", "route", "config", "test", "memory"])
+                                  "env", "route", "config", "test", "memory", "acceptance"])
     base = os.path.dirname(os.path.abspath(path))
     name = top.string("name", pattern=NAME_PATTERN, hint=NAME_HINT)
     health = top.nested("health", ["path", "interval", "timeout"])
@@ -109,15 +118,8 @@ def parse_manifest(data: object, path: str) -> Manifest:
     clash = sorted({d.alias for d in dependencies} & {name})
     if clash:
         raise top.error("dependencies", f"alias {clash[0]!r} equals the service name; rename it")
-    test = None
-    if top.has("test"):
-        test_fields = top.nested("test", ["command"])
-        command = test_fields.required("command")
-        if isinstance(command, str):
-            command = ["/bin/sh", "-c", command]
-        if not isinstance(command, list) or not command or not all(isinstance(c, str) for c in command):
-            raise test_fields.error("command", "must be a string or a non-empty list of strings")
-        test = TestSpec(tuple(command))
+    test = TestSpec(_command(top, "test")) if top.has("test") else None
+    acceptance = AcceptanceSpec(_command(top, "acceptance")) if top.has("acceptance") else None
     return Manifest(
         path=os.path.abspath(path),
         name=name,
@@ -131,7 +133,19 @@ def parse_manifest(data: object, path: str) -> Manifest:
         config=top.string_map("config"),
         test=test,
         memory_mb=_memory(top, "memory", "128m"),
+        acceptance=acceptance,
     )
+
+
+def _command(top: Fields, key: str) -> tuple[str, ...]:
+    """`<key>: {command: ...}`: a list of strings, or a string run by /bin/sh -c."""
+    fields = top.nested(key, ["command"])
+    command = fields.required("command")
+    if isinstance(command, str):
+        command = ["/bin/sh", "-c", command]
+    if not isinstance(command, list) or not command or not all(isinstance(c, str) for c in command):
+        raise fields.error("command", "must be a string or a non-empty list of strings")
+    return tuple(command)
 
 
 def _build(parent: Fields, key: str, base: str, default: dict | None = None) -> BuildSpec:

@@ -13,7 +13,7 @@ from .planning import offline_colour
 from .service import Service, ServiceArgs
 from .validation import ConfigError
 
-STRING_KEYS = ("environment", "platformStack", "baseImage")
+STRING_KEYS = ("environment", "platformStack", "baseImage", "buildHost")
 OBJECT_KEYS = ("hosts", "platform", "services")
 
 
@@ -46,7 +46,6 @@ def run(root: str) -> None:
         platform = Platform(f"{stack.stack}-platform", PlatformArgs(
             stack=stack.stack, settings=stack.platform, hosts=stack.hosts, providers=providers))
         registry, proxy, agents = platform.registry, platform.proxy, dict(platform.agents)
-        build_host = stack.platform.host
         pulumi.export("consul", platform.consul)
     else:
         reference = pulumi.StackReference(stack.platform_stack)
@@ -54,7 +53,6 @@ def run(root: str) -> None:
         proxy = reference.require_output("proxy")
         providers = host_providers(stack.stack, stack.hosts, registry)
         agents = {}
-        build_host = next(iter(stack.hosts))
     # Hosts without a platform-managed agent use the address configured for them.
     for name, host in stack.hosts.items():
         agents.setdefault(name, host.consul)
@@ -66,7 +64,7 @@ def run(root: str) -> None:
         service = Service(f"{stack.environment}-{settings.name}", ServiceArgs(
             stack=stack.stack, environment=stack.environment, settings=settings,
             manifest=manifests[settings.name], hosts=stack.hosts, providers=providers,
-            build_host=build_host, registry=registry, agents=agents,
+            build_host=stack.build_host, registry=registry, agents=agents,
             base_image=stack.base_image))
         offline = offline_colour(settings.live)
         summary[settings.name] = {

@@ -115,9 +115,10 @@ def test_base_values_parse_into_typed_objects():
 
 def test_platform_stack_instead_of_platform():
     # Pulumi.yaml's defaults ({} and "") mean "not set".
-    config = parse(values(platform={}, platformStack="acme/bluegreen/platform"))
+    config = parse(values(platform={}, platformStack="acme/bluegreen/platform", buildHost="local"))
     assert config.platform is None
     assert config.platform_stack == "acme/bluegreen/platform"
+    assert config.build_host == "local"
 
 
 def test_stack_without_services_needs_no_platform():

@@ -497,6 +497,27 @@ def test_no_container_publishes_beyond_loopback(two_hosts):
                                                          "registrator"}
 
 
+def test_a_referencing_stack_with_several_hosts_must_name_its_build_host():
+    cfg = config(hosts=("local", "second"))
+    cfg["platform"] = {}
+    cfg["platformStack"] = "acme/bluegreen/local"
+    with pytest.raises(ProgramFailed) as raised:
+        run(cfg)
+    assert "bluegreen.buildHost" in str(raised.value) and "local, second" in str(raised.value)
+    assert raised.value.resources == []
+
+
+def test_images_build_on_the_named_build_host():
+    cfg = config(hosts=("local", "second"))
+    cfg["platform"] = {}
+    cfg["platformStack"] = "acme/bluegreen/local"
+    cfg["buildHost"] = "second"
+    deployment = Deployment(run_program(cfg, stack=STACK, stack_outputs={
+        "registry": "127.0.0.1:25000", "proxy": "http://127.0.0.1:18080", "consul": "http://127.0.0.1:18500"}))
+    builds = [r for r in deployment.of_type("docker:index/remoteImage:RemoteImage") if "build" in r.inputs]
+    assert builds and all(b.provider_urn == deployment.provider_of_host("second").urn for b in builds)
+
+
 def test_every_host_gets_a_registrator_watching_its_own_engine(two_hosts):
     registrators = two_hosts.role("registrator")
     assert len(registrators) == 2
@@ -520,6 +541,7 @@ def test_platform_stack_reference_supplies_registry_and_agents():
     cfg = config(hosts=("local", "second"))
     cfg["platform"] = {}
     cfg["platformStack"] = "acme/bluegreen/local"
+    cfg["buildHost"] = "local"
     deployment = Deployment(run_program(cfg, stack=STACK, stack_outputs={
         "registry": "127.0.0.1:25000", "proxy": "http://127.0.0.1:18080", "consul": "http://127.0.0.1:18500"}))
     assert not deployment.of_type("bluegreen:platform:Platform")
