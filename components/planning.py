@@ -85,14 +85,21 @@ def digest_reference(repository: str, digest: str) -> str:
     return reference
 
 
-def context_digest(directory: str, ignore: Iterable[str] = (".git", "__pycache__")) -> str:
-    """A content hash of a build context: a rebuild happens when (and only when) it changes."""
+def context_digest(directory: str, ignore: Iterable[str] = (".git", "__pycache__"),
+                   exclude_files: Iterable[str] = ()) -> str:
+    """A content hash of a build context: a rebuild happens when (and only when) it changes.
+
+    `exclude_files` (absolute paths) are left out: the service manifest sits in its repo's
+    context, but a change to its config block is not a change to the image."""
     ignored = set(ignore)
+    excluded = {os.path.abspath(f) for f in exclude_files}
     digest = hashlib.sha256()
     for base, dirs, files in os.walk(directory):
         dirs[:] = sorted(d for d in dirs if d not in ignored)
         for name in sorted(files):
             path = os.path.join(base, name)
+            if os.path.abspath(path) in excluded:
+                continue
             digest.update(os.path.relpath(path, directory).encode())
             digest.update(b"\0")
             with open(path, "rb") as handle:

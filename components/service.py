@@ -67,7 +67,8 @@ class Service(pulumi.ComponentResource):
             images[version] = ServiceImage(f"{name}-image-{version}", ServiceImageArgs(
                 repository=repository, tag=version, build=manifest.build, provider=build_provider,
                 build_args={"VERSION": version, "BASE_IMAGE": args.base_image},
-                labels={"bluegreen.service": manifest.name, "bluegreen.version": version}),
+                labels={"bluegreen.service": manifest.name, "bluegreen.version": version},
+                exclude_files=(manifest.path,)),
                 opts=pulumi.ResourceOptions(parent=self)).reference
 
         dependency_images = {d.alias: self._dependency_image(name, args, d, repository)

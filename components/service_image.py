@@ -20,6 +20,7 @@ class ServiceImageArgs:
     provider: docker.Provider    # the build host's engine
     build_args: dict[str, str] = field(default_factory=dict)
     labels: dict[str, str] = field(default_factory=dict)
+    exclude_files: tuple[str, ...] = ()  # in the context but not part of the image (the manifest)
 
     def __post_init__(self):
         if not self.tag or "/" in self.tag or ":" in self.tag:
@@ -40,7 +41,7 @@ class ServiceImage(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self, provider=args.provider)
         tagged = pulumi.Output.concat(args.repository, ":", args.tag)
         # The context hash makes a source change rebuild even when the version string stays.
-        source = context_digest(args.build.context)
+        source = context_digest(args.build.context, exclude_files=args.exclude_files)
         built = docker.RemoteImage(
             f"{name}-build",
             name=tagged,

@@ -41,20 +41,39 @@ def require_environment() -> None:
                            + ". Run them through `./bg test`, which sets everything up.")
 
 
-def platform_config(ports: dict, environment: str) -> dict:
+HOST2_DOCKER = "unix:///var/run/bluegreen-host2.sock"   # the bootstrap's second engine
+
+
+def host_entries(ports: dict, second_host: bool = False) -> dict:
+    """bluegreen:hosts for this machine's engine, and the second engine when asked."""
+    hosts = {
+        "local": {
+            "docker": os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock"),
+            "consul": f"http://127.0.0.1:{ports['consul']}",
+            "address": "127.0.0.1",
+            "bridgeAddress": "172.17.0.1",
+            "consulSerfPort": ports["serf"],
+            "consulServerPort": ports["server"],
+        }
+    }
+    if second_host:
+        hosts["host2"] = {
+            "docker": HOST2_DOCKER,
+            "consul": f"http://127.0.0.1:{ports['host2_consul']}",
+            "address": "127.0.0.1",
+            "bridgeAddress": "172.31.250.1",
+            "consulSerfPort": ports["host2_serf"],
+            "consulServerPort": ports["host2_server"],
+        }
+    return hosts
+
+
+def platform_config(ports: dict, environment: str, second_host: bool = False) -> dict:
     """A stack that owns a platform on this machine's Docker engine, on the given ports."""
-    return {
+    config = {
         "bluegreen:environment": environment,
         "bluegreen:baseImage": os.environ.get("BLUEGREEN_BASE_IMAGE", "bluegreen/base:bookworm"),
-        "bluegreen:hosts": {
-            "local": {
-                "docker": os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock"),
-                "consul": f"http://127.0.0.1:{ports['consul']}",
-                "address": "127.0.0.1",
-                "consulSerfPort": ports["serf"],
-                "consulServerPort": ports["server"],
-            }
-        },
+        "bluegreen:hosts": host_entries(ports, second_host),
         "bluegreen:platform": {
             "host": "local",
             "consul": {"image": _image("bluegreen/consul")},
@@ -62,6 +81,9 @@ def platform_config(ports: dict, environment: str) -> dict:
             "proxy": {"image": _image("bluegreen/proxy"), "port": ports["proxy"]},
         },
     }
+    if second_host:
+        config["bluegreen:platform"]["agents"] = ["host2"]
+    return config
 
 
 def _image(repository: str) -> str:
@@ -160,13 +182,14 @@ class RequestLoop:
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self):
-        session = requests.Session()
+        # A fresh connection per request: a graceful nginx reload finishes in-flight requests but
+        # closes idle keep-alive connections, which a keep-alive client must retry (as browsers do).
         start = time.monotonic()
         while not self._stop.is_set() and len(self.results) < self.max_requests \
                 and time.monotonic() - start < self.max_seconds:
             sent = time.monotonic()
             try:
-                response = session.get(self.url, timeout=5)
+                response = requests.get(self.url, timeout=5, headers={"Connection": "close"})
                 colour = response.headers.get("X-Service-Colour", "")
                 self.results.append((sent, response.status_code, colour,
                                      response.headers.get("X-Service-Version", "")))
@@ -192,11 +215,12 @@ def docker_json(*args: str) -> list | dict:
     return json.loads(out)
 
 
-def docker_names(kind: str, name_filter: str) -> list[str]:
-    """Names of containers/networks/volumes whose name contains `name_filter`."""
+def docker_names(kind: str, name_filter: str, host: str | None = None) -> list[str]:
+    """Names of containers/networks/volumes whose name contains `name_filter` (on `host`)."""
     command = {"container": ["ps", "-a"], "network": ["network", "ls"], "volume": ["volume", "ls"]}[kind]
     fmt = "{{.Name}}" if kind == "volume" else "{{.Names}}" if kind == "container" else "{{.Name}}"
-    out = subprocess.run(["docker", *command, "--filter", f"name={name_filter}", "--format", fmt],
+    out = subprocess.run(["docker", *(["-H", host] if host else []), *command,
+                          "--filter", f"name={name_filter}", "--format", fmt],
                          capture_output=True, text=True, check=True).stdout
     return [line for line in out.split() if line]
 
