@@ -317,7 +317,7 @@ def test_valid_manifests_round_trip_through_yaml(context_dir, generated):
 # Where unknown keys can go, and which keys are allowed there.
 PLACES = {
     "": {"name", "description", "build", "port", "health", "dependencies", "env", "route",
-         "config", "test", "memory"},
+         "config", "test", "acceptance", "memory"},
     "health": {"path", "interval", "timeout"},
     "build": {"context", "dockerfile"},
     "test": {"command"},
