@@ -1,0 +1,135 @@
+"""Commit -> production for the example service, with warm caches: how long `./bg pipeline` takes
+and where the time goes, against the 3-minute target. Not a test: run it, read the figures.
+
+    eval "$(./bg env)" && .venv/bin/python benchmarks/pipeline_benchmark.py [--runs N] [--keep]
+
+On stacks of its own (bench-pipe-platform, -int, -prod; ports 28750-28754 on 127.0.0.1), with a
+copy of services/vizconfig as the service repo: two warm-up runs (a first deploy, then a
+blue/green one) fill the build cache, the registry and both colours; then each timed run is a
+commit (a source change in the copy) followed by the pipeline, as a user runs it. Everything it
+created is destroyed at the end unless --keep is given. Figures go to stdout and to
+reports/benchmark-pipeline.json."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+sys.path.insert(0, os.path.join(REPO, "tests", "e2e"))
+
+from harness import Deployment, platform_config, require_environment  # noqa: E402
+
+from delivery.build import build_stack_name, remove as remove_build_stack  # noqa: E402
+from delivery.steps import step_shares  # noqa: E402
+
+PLATFORM, INT, PROD = "bench-pipe-platform", "bench-pipe-int", "bench-pipe-prod"
+PORTS = {"consul": 28750, "serf": 28751, "server": 28752, "registry": 28753, "proxy": 28754}
+TARGET_S = 180.0
+OUT = os.path.join(REPO, "reports", "benchmark-pipeline.json")
+
+
+def env_config(environment: str) -> dict:
+    platform = platform_config(PORTS, environment)
+    return {"bluegreen:environment": environment,
+            "bluegreen:baseImage": platform["bluegreen:baseImage"],
+            "bluegreen:hosts": platform["bluegreen:hosts"],
+            "bluegreen:platformStack": f"organization/bluegreen/{PLATFORM}"}
+
+
+def commit(repo: str, number: int) -> None:
+    """A source change, as a developer's commit would bring (the image must be rebuilt)."""
+    with open(os.path.join(repo, "app", "server.py"), "a", encoding="utf-8") as handle:
+        handle.write(f"\n# benchmark commit {number} at {time.time():.0f}\n")
+
+
+def pipeline(repo: str, version: str, workdir: str) -> tuple[float, dict]:
+    report = os.path.join(workdir, f"pipeline-{version}.json")
+    start = time.monotonic()
+    result = subprocess.run([sys.executable, "-m", "delivery", "pipeline", repo, "--version", version,
+                             "--integration", INT, "--production", PROD, "--report", report],
+                            cwd=REPO, capture_output=True, text=True, timeout=900)
+    seconds = time.monotonic() - start
+    if result.returncode != 0:
+        sys.exit(f"pipeline {version} failed:\n{result.stdout[-4000:]}{result.stderr[-2000:]}")
+    with open(report, encoding="utf-8") as handle:
+        return seconds, json.load(handle)
+
+
+def show(seconds: float, report: dict) -> None:
+    """Each step's duration and its share of the whole command (the lines add up to it)."""
+    print(f"\n{'step':<74} {'seconds':>8} {'share':>7}")
+    for number, name, step_seconds, _ in step_shares(report):
+        status = next(s["status"] for s in report["steps"] if s["number"] == number)
+        label = f"{number:>2} {name}" + ("" if status == "passed" else f" ({status})")
+        print(f"{label:<74} {step_seconds:8.1f} {step_seconds / seconds:7.1%}")
+    between = report["totalSeconds"] - sum(s["seconds"] or 0 for s in report["steps"])
+    outside = seconds - report["totalSeconds"]
+    print(f"{'   between steps (opening stacks, reading config and aliases)':<74} {between:8.1f} "
+          f"{between / seconds:7.1%}")
+    print(f"{'   outside the steps (interpreter start-up, report)':<74} {outside:8.1f} "
+          f"{outside / seconds:7.1%}")
+    verdict = "within" if seconds <= TARGET_S else "OVER"
+    print(f"{'total, commit -> production':<74} {seconds:8.1f}   {verdict} the {TARGET_S:.0f}s target "
+          f"({seconds / TARGET_S:.0%} of it)")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=1, help="timed runs after the warm-up (default 1)")
+    parser.add_argument("--keep", action="store_true", help="keep the stacks afterwards")
+    args = parser.parse_args()
+    require_environment()
+    workdir = tempfile.mkdtemp(prefix="bluegreen-bench-")
+    repo = os.path.join(workdir, "vizconfig")
+    shutil.copytree(os.path.join(REPO, "services", "vizconfig"), repo,
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    platform = Deployment(PLATFORM, platform_config(PORTS, PLATFORM))
+    environments = [Deployment(INT, env_config(INT)), Deployment(PROD, env_config(PROD))]
+    figures = {"target_s": TARGET_S, "warmup": [], "runs": []}
+    try:
+        start = time.monotonic()
+        platform.up()
+        print(f"platform up: {time.monotonic() - start:.1f}s")
+        stamp = time.strftime("%H%M%S")
+        for index in (1, 2):
+            seconds, report = pipeline(repo, f"warm-{stamp}-{index}", workdir)
+            figures["warmup"].append(round(seconds, 1))
+            print(f"warm-up run {index}: {seconds:.1f}s")
+        for index in range(1, args.runs + 1):
+            commit(repo, index)
+            seconds, report = pipeline(repo, f"bench-{stamp}-{index}", workdir)
+            print(f"\ntimed run {index}: {report['version']} is live on {PROD} "
+                  f"({report['environments']['production']['after']['alias']})")
+            show(seconds, report)
+            figures["runs"].append({"total_s": round(seconds, 2), "steps": [
+                {"number": n, "name": name, "seconds": s, "share": round(share, 4)}
+                for n, name, s, share in step_shares(report)]})
+    finally:
+        if not args.keep:
+            for deployment in reversed(environments):
+                deployment.remove()
+            remove_build_stack(build_stack_name("vizconfig", INT))
+            platform.remove()
+            images = subprocess.run(["docker", "images", "--format", "{{.Repository}}:{{.Tag}}"],
+                                    capture_output=True, text=True).stdout.split()
+            mine = [i for i in images if i.startswith(f"127.0.0.1:{PORTS['registry']}/")]
+            if mine:
+                subprocess.run(["docker", "rmi", "-f", *mine], capture_output=True)
+        shutil.rmtree(workdir, ignore_errors=True)
+    os.makedirs(os.path.dirname(OUT), exist_ok=True)
+    with open(OUT, "w", encoding="utf-8") as handle:
+        json.dump(figures, handle, indent=2)
+    print(f"\nfigures: {os.path.relpath(OUT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,18 @@
+"""Delivery: the seed's eleven steps as one command, rollbacks and PR previews.
+
+Built on the Pulumi Automation API with the same components the stacks use, so a pipeline run and
+a plain `pulumi up` of a stack deploy through one code path:
+
+    python -m delivery pipeline SERVICE_REPO_DIR --version V [--integration S] [--production S]
+    python -m delivery rollback SERVICE --stack S
+    python -m delivery preview [--stack S ...] [--base REF] [--markdown FILE]
+
+(`./bg pipeline|rollback|preview ...` runs these after the set-up.) See delivery/README.md.
+"""
+
+import os
+import sys
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if REPO not in sys.path:  # components/ is imported from the project root
+    sys.path.insert(0, REPO)

@@ -1,0 +1,90 @@
+"""Command line of the delivery package: `python -m delivery {pipeline,rollback,preview} --help`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+PIPELINE_HELP = """\
+Takes a service repo (its service.yaml, Dockerfile and tests) through the seed's eleven steps:
+build the image and push it (an inline Automation API program instantiating ServiceImage), test
+it in isolation, deploy it by digest to integration's offline colour and flip integration, run
+the manifest's acceptance.command against integration (BASE_URL), deploy production's offline
+colour on all hosts, wait for its checks, flip production's alias, and check it is online.
+
+Prints each step with its elapsed time, writes a JSON report and exits non-zero naming the failing
+step. Nothing touches production's alias or live containers before the flip (step 10)."""
+
+ROLLBACK_HELP = """\
+Moves the service's `live` back to the other colour (it must have a version) and runs `pulumi up`:
+the other colour still runs the previous version, so only the alias moves and no container
+restarts. With git the same is `git revert <the pipeline's flip commit>` followed by
+`pulumi up --stack STACK`: the pipeline's flip is a config change of its own (`live:` in
+stacks/Pulumi.<stack>.yaml)."""
+
+PREVIEW_HELP = """\
+Runs `pulumi preview --diff --json` (Automation API) for each affected stack and renders a short
+Markdown summary for a pull request: per service the aliases that flip, the images that change
+(digest per host), the containers created, replaced or deleted, and the results of the policy pack
+in policies/ when it exists (a pack that fails to load is reported, not fatal).
+Affected stacks, unless --stack is given: those whose stacks/Pulumi.<stack>.yaml differs from
+--base; a change to the program (Pulumi.yaml, __main__.py, components/) affects all stacks, a
+change under a service's folder the stacks that deploy it."""
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="python -m delivery",
+                                  description="Blue/green delivery: pipeline, rollback, PR preview.")
+    commands = top.add_subparsers(dest="command", required=True, metavar="{pipeline,rollback,preview}")
+
+    pipeline = commands.add_parser("pipeline", help="commit to production: the eleven steps",
+                                   description=PIPELINE_HELP,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    pipeline.add_argument("service_repo", metavar="SERVICE_REPO_DIR",
+                          help="the service's folder (holds service.yaml)")
+    pipeline.add_argument("--version", required=True, help="the version to deliver, e.g. 1.4.2")
+    pipeline.add_argument("--integration", default="integration", metavar="STACK",
+                          help="the integration stack (default: integration)")
+    pipeline.add_argument("--production", default="production", metavar="STACK",
+                          help="the production stack (default: production)")
+    pipeline.add_argument("--report", metavar="FILE",
+                          help="JSON report path (default: reports/pipeline-<service>-<version>.json)")
+
+    rollback = commands.add_parser("rollback", help="move live back to the other colour",
+                                   description=ROLLBACK_HELP,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    rollback.add_argument("service", metavar="SERVICE")
+    rollback.add_argument("--stack", required=True, metavar="STACK")
+
+    preview = commands.add_parser("preview", help="preview affected stacks as Markdown",
+                                  description=PREVIEW_HELP,
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+    preview.add_argument("--stack", action="append", dest="stacks", metavar="S",
+                         help="a stack to preview (repeatable); default: the affected stacks")
+    preview.add_argument("--base", metavar="REF",
+                         help="git ref to compare with (default: origin/main if it exists, else HEAD)")
+    preview.add_argument("--markdown", metavar="FILE", help="also write the summary to FILE")
+    preview.add_argument("--list", action="store_true",
+                         help="only print the affected stacks, one per line (platform stacks first)")
+    preview.add_argument("--no-policy", action="store_true",
+                         help="do not run the policy pack in policies/")
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if args.command == "pipeline":
+        from .pipeline import PipelineArgs, run_pipeline
+        return run_pipeline(PipelineArgs(service_repo=args.service_repo, version=args.version,
+                                         integration=args.integration, production=args.production,
+                                         report=args.report))
+    if args.command == "rollback":
+        from .rollback import run_rollback
+        return run_rollback(args.service, args.stack)
+    from .preview import run_preview
+    return run_preview(stacks=args.stacks, base=args.base, markdown=args.markdown,
+                       list_only=args.list, policy=not args.no_policy)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

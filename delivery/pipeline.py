@@ -1,0 +1,353 @@
+"""`pipeline`: a service repo through the seed's eleven steps, on the Automation API.
+
+1-3   build the image with ServiceImage on an inline build stack, push it, keep its digest; test it
+      in isolation (test.command with no network, then a health probe with its linked dependencies)
+4-5   integration: the offline colour gets version + digest in stack config, `up`; then `live`
+      moves to it and `up` again (the live colour's gate blocks, the alias follows)
+6     the manifest's acceptance.command against integration's stable URI (BASE_URL)
+7     configuration upload: the stacks' `up` writes the manifest's config to Consul KV
+8-10  production: the same as 4-5, with an explicit wait for the offline colour's checks (the gate
+      the flip will re-check) between deploying it and flipping
+11    production's stable URI answers with the new version
+
+Every config change goes through `stack.set_config(..., path=True)`, so it lands in
+stacks/Pulumi.<stack>.yaml like a hand edit would: the flip is its own change, and reverting it
+plus `pulumi up` is a rollback. Nothing touches production's alias or its live containers before
+step 10."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+import requests
+
+from . import REPO
+from components import consul_api
+from components.health_gate import wait_for_gate
+from components.manifest import Manifest, load_manifest
+from components.planning import config_prefix, instance_id, offline_colour
+from components.validation import ConfigError
+from .build import BuildRequest, BuildResult, build, build_stack_name
+from .isolation import health_probe, run_tests, tail
+from .stacks import EnvStack, error_summary, platform_outputs, relative_to_repo, short_name
+from .steps import INCLUDED, SKIPPED, PipelineFailed, Run, StepFailed, write_report
+
+VERSION = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"
+ACCEPTANCE_TIMEOUT_S = 600
+ONLINE_TIMEOUT_S = 20
+
+
+@dataclass(frozen=True)
+class PipelineArgs:
+    service_repo: str
+    version: str
+    integration: str = "integration"
+    production: str = "production"
+    report: str | None = None
+
+
+def default_report(service: str, version: str) -> str:
+    return os.path.join(REPO, "reports", f"pipeline-{service}-{version}.json")
+
+
+class Pipeline:
+    def __init__(self, args: PipelineArgs, manifest: Manifest, out=None):
+        self.args = args
+        self.manifest = manifest
+        self.service = manifest.name
+        self.version = args.version
+        self.out = out or sys.stdout
+        self.run = Run(out=self.out)
+        self.report_path = args.report or default_report(self.service, args.version)
+        self.log_path = os.path.splitext(self.report_path)[0] + ".log"
+        self.build: BuildResult | None = None
+        self.build_engine: str | None = None
+        self.environments: dict[str, dict] = {}
+        self.urls: dict[str, str] = {}
+
+    # -- helpers
+    def _say(self, text: str) -> None:
+        self.run.say(text)
+
+    def _snapshot(self, role: str, stack: EnvStack, when: str) -> None:
+        try:
+            state = stack.colour_state(self.service).as_dict()
+        except Exception as error:  # noqa: BLE001 - the report says what could not be read
+            state = {"error": str(error)}
+        entry = self.environments.setdefault(role, {"stack": stack.name})
+        entry[when] = state
+
+    def _deploy_offline(self, stack: EnvStack, label: str) -> tuple[str, str | None, dict]:
+        """Records version + digest for the offline colour, `up`. Returns (colour, the live
+        colour before or None on a first deploy, outputs)."""
+        settings = stack.service(self.service)
+        image = self.build.image
+        if settings is None:
+            colour, live = "blue", None
+            self._say(f"first deploy of {self.service} on {stack.name}: {colour} goes live in this up "
+                      "(its gate blocks it)")
+            stack.set_service(self.service, {
+                "manifest": relative_to_repo(self.manifest.path), "live": colour,
+                f"{colour}.version": self.version, f"{colour}.image": image})
+        else:
+            live, colour = settings.live, offline_colour(settings.live)
+            if os.path.realpath(settings.manifest) != os.path.realpath(self.manifest.path):
+                self._say(f"note: {stack.name} deploys with the manifest at "
+                          f"{relative_to_repo(settings.manifest)}")
+            stack.set_service(self.service, {f"{colour}.version": self.version,
+                                             f"{colour}.image": image})
+        self._say(f"stacks/Pulumi.{stack.name}.yaml: {self.service}.{colour} = {self.version} "
+                  f"@ {image.rsplit('@', 1)[-1][:19]}…; pulumi up")
+        outputs = stack.up(f"{label}: {colour} {self.version}")
+        self.urls[stack.name] = outputs["services"][self.service]["url"]
+        preview = outputs["services"][self.service].get("previewUrl")
+        if live is not None and preview:
+            self._say(f"{colour} runs {self.version}, offline: {preview}")
+        return colour, live, outputs
+
+    def _flip(self, stack: EnvStack, colour: str, live: str) -> dict:
+        """`live` -> colour, `up` (the gate blocks, then the alias flips). A failed flip puts `live`
+        back in the stack config, which then again matches the alias that stayed."""
+        stack.set_service(self.service, {"live": colour})
+        self._say(f"stacks/Pulumi.{stack.name}.yaml: {self.service}.live = {colour} (was {live}); pulumi up")
+        try:
+            outputs = stack.up(f"flip {self.service} to {colour}")
+        except StepFailed as error:
+            stack.set_service(self.service, {"live": live})
+            raise StepFailed(f"{error}; the alias stays on {live} and stacks/Pulumi.{stack.name}.yaml "
+                             f"says live: {live} again") from None
+        return outputs
+
+    def _wait_online(self, url: str, colour: str) -> float:
+        start, last = time.monotonic(), "no answer yet"
+        for _ in range(int(ONLINE_TIMEOUT_S / 0.2) + 1):
+            try:
+                body = requests.get(url, timeout=3).json()
+                if body.get("version") == self.version and body.get("colour") == colour:
+                    return time.monotonic() - start
+                last = f"version {body.get('version')} from {body.get('colour')}"
+            except (requests.RequestException, ValueError) as error:
+                last = type(error).__name__
+            if time.monotonic() - start > ONLINE_TIMEOUT_S:
+                break
+            time.sleep(0.2)
+        raise StepFailed(f"{url} did not serve {self.version} from {colour} within "
+                         f"{ONLINE_TIMEOUT_S}s (last: {last})")
+
+    # -- the steps
+    def execute(self) -> int:
+        run, args = self.run, self.args
+        print(f"pipeline: {self.service} {self.version} from {self.manifest.directory}\n"
+              f"          integration stack {args.integration}, production stack {args.production}\n"
+              f"          log {os.path.relpath(self.log_path)}", file=self.out, flush=True)
+        try:
+            if args.integration == args.production:
+                raise StepFailed("integration and production must be different stacks")
+            integration = EnvStack(args.integration, self.log_path)
+            production = EnvStack(args.production, self.log_path)
+            int_config, prod_config = integration.config(), production.config()
+        except Exception as error:  # noqa: BLE001 - a missing stack, invalid config, no CLI
+            print(f"pipeline: cannot start: {error_summary(str(error))}", file=self.out, flush=True)
+            write_report(self.report_path, self.run.report(**self._facts(), error=str(error)))
+            return 2
+        self.environments = {
+            "integration": {"stack": integration.name, "environment": int_config.environment},
+            "production": {"stack": production.name, "environment": prod_config.environment}}
+        self._snapshot("integration", integration, "before")
+        self._snapshot("production", production, "before")
+        try:
+            self._steps(integration, production, int_config)
+        except PipelineFailed as failure:
+            step = failure.step
+            self._snapshot("integration", integration, "after")
+            self._snapshot("production", production, "after")
+            write_report(self.report_path, run.report(**self._facts()))
+            untouched = "" if step.number > 10 else (
+                f"; production ({production.name}) keeps its alias and live containers")
+            print(f"pipeline FAILED at step {step.number} ({step.name}){untouched}.\n"
+                  f"report: {os.path.relpath(self.report_path)}", file=self.out, flush=True)
+            return 1
+        self._snapshot("integration", integration, "after")
+        self._snapshot("production", production, "after")
+        write_report(self.report_path, run.report(**self._facts()))
+        print(f"pipeline succeeded: {self.service} {self.version} is live on {production.name} at "
+              f"{self.urls.get(production.name)} after {run.elapsed():.1f}s\n"
+              f"report: {os.path.relpath(self.report_path)}", file=self.out, flush=True)
+        return 0
+
+    def _facts(self) -> dict:
+        return {
+            "service": self.service,
+            "version": self.version,
+            "serviceRepo": self.manifest.directory,
+            "image": self.build.image if self.build else None,
+            "digest": self.build.digest if self.build else None,
+            "dependencies": self.build.dependencies if self.build else {},
+            "stacks": {"build": build_stack_name(self.service, short_name(self.args.integration)),
+                       "integration": short_name(self.args.integration),
+                       "production": short_name(self.args.production)},
+            "environments": self.environments,
+            "urls": self.urls,
+            "log": self.log_path,
+        }
+
+    def _steps(self, integration: EnvStack, production: EnvStack, int_config) -> None:
+        run, manifest = self.run, self.manifest
+
+        with run.step(1) as step:
+            platform = platform_outputs(int_config)
+            host = int_config.hosts[build_host(int_config)]
+            request = BuildRequest(manifest=manifest, version=self.version,
+                                   registry=platform["registry"], host=host,
+                                   base_image=int_config.base_image,
+                                   stack=build_stack_name(self.service, integration.name))
+            self._say(f"ServiceImage on stack {request.stack}: {request.registry}/{self.service}:"
+                      f"{self.version} built by host {host.name}")
+            self.build = build(request, self.log_path)
+            self.build_engine = host.docker
+            step.detail = self.build.image
+            self._say(self.build.image)
+
+        with run.step(2) as step:
+            engine = self.build_engine
+            output = run_tests(manifest, self.build.image, engine=engine)
+            self._say(tail(output, 4))
+            probe = health_probe(manifest, self.build.image, self.build.dependencies, self.version,
+                                 engine=engine)
+            self._say(probe)
+            step.detail = probe
+
+        run.record(3, INCLUDED, f"pushed by step 1 (ServiceImage's RegistryImage); deploys use "
+                                f"the digest {self.build.digest}")
+
+        with run.step(4) as step:
+            colour, live, outputs = self._deploy_offline(integration, "integration")
+            step.detail = f"{colour} runs {self.version} on {integration.name}"
+            if live is None:
+                self._wait_online(self.urls[integration.name], colour)
+        if live is None:
+            run.record(5, INCLUDED, f"first deploy: {colour} went live in step 4 (gate, then alias)")
+        else:
+            with run.step(5) as step:
+                self._flip(integration, colour, live)
+                waited = self._wait_online(self.urls[integration.name], colour)
+                step.detail = f"alias {integration.name}: {live} -> {colour}"
+                self._say(f"{self.urls[integration.name]} serves {self.version} from {colour} "
+                          f"({waited:.1f}s after the up)")
+
+        if manifest.acceptance is None:
+            run.record(6, SKIPPED, "the manifest has no acceptance.command")
+        else:
+            with run.step(6) as step:
+                step.detail = self._acceptance(self.urls[integration.name])
+
+        prefix = config_prefix(production.config().environment, self.service)
+        run.record(7, INCLUDED, f"done by the `pulumi up` of step 8 (and of step 4 for integration): "
+                                f"one Consul key per manifest config entry under {prefix}, written "
+                                "only when its value changed")
+
+        with run.step(8) as step:
+            colour, live, outputs = self._deploy_offline(production, "production")
+            step.detail = f"{colour} runs {self.version} on {production.name}"
+        try:
+            self._check_config(production, prefix)
+        except Exception as error:  # noqa: BLE001 - a report detail, not a reason to stop
+            run.steps[7].detail += f"; could not check Consul ({error})"
+
+        if live is None:
+            run.record(9, INCLUDED, f"first deploy: {colour}'s gate passed inside step 8's up")
+            run.record(10, INCLUDED, f"first deploy: the alias was created with {colour} in step 8")
+        else:
+            with run.step(9) as step:
+                waited = self._gate(production, colour)
+                step.detail = f"every {colour} instance passing after {waited:.1f}s"
+                self._say(step.detail)
+            with run.step(10) as step:
+                self._flip(production, colour, live)
+                step.detail = f"alias {production.name}: {live} -> {colour}"
+                self._say(step.detail)
+
+        with run.step(11) as step:
+            url = self.urls[production.name]
+            waited = self._wait_online(url, colour)
+            step.detail = f"{url} serves {self.version} from {colour}"
+            self._say(f"{step.detail} ({waited:.1f}s after the flip)")
+
+    def _acceptance(self, url: str) -> str:
+        command = list(self.manifest.acceptance.command)
+        env = {**os.environ, "BASE_URL": url, "EXPECTED_VERSION": self.version,
+               "SERVICE_NAME": self.service}
+        self._say(f"BASE_URL={url} {' '.join(command)}  (in {self.manifest.directory})")
+        try:
+            result = subprocess.run(command, cwd=self.manifest.directory, env=env, text=True,
+                                    capture_output=True, timeout=ACCEPTANCE_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            raise StepFailed(f"the acceptance tests did not finish within {ACCEPTANCE_TIMEOUT_S}s") from None
+        except OSError as error:
+            raise StepFailed(f"cannot run the acceptance command {command}: {error}") from None
+        output = tail(result.stdout + "\n" + result.stderr, 8)
+        self._say(output)
+        if result.returncode != 0:
+            raise StepFailed(f"the acceptance tests failed against {url} (exit {result.returncode}): "
+                             f"{output.splitlines()[-1] if output else ''}")
+        return f"passed against {url}"
+
+    def _check_config(self, production: EnvStack, prefix: str) -> None:
+        step = self.run.steps[7]
+        config = production.config()
+        settings = production.service(self.service)
+        wanted = sorted(load_manifest(settings.manifest).config)
+        if not wanted:
+            step.detail += "; the manifest has no config entries"
+            return
+        host = config.hosts[settings.hosts[0]]
+        try:
+            present = {k[len(prefix):] for k in consul_api.kv_keys(host.consul, prefix)}
+        except consul_api.ConsulError as error:
+            present = set()
+            step.detail += f"; could not read Consul ({error})"
+        found = [k for k in wanted if k in present]
+        step.detail += f"; {len(found)} of {len(wanted)} keys present after step 8"
+        if len(found) < len(wanted):
+            step.detail += " (this stack program does not upload service config)"
+        self._say(f"step 7: {len(found)} of {len(wanted)} config keys under {prefix}")
+
+    def _gate(self, production: EnvStack, colour: str) -> float:
+        """Step 9 with the health gate's own wait: every instance of `colour` on every host."""
+        config = production.config()
+        settings = production.service(self.service)
+        instances = {instance_id(config.environment, self.service, colour, host, index):
+                     config.hosts[host].consul
+                     for host in settings.hosts for index in range(settings.replicas)}
+        self._say(f"{len(instances)} instance(s) on {', '.join(settings.hosts)}, up to "
+                  f"{settings.gate_timeout_s}s")
+        return wait_for_gate(instances, settings.gate_timeout_s,
+                             f"{config.environment}/{self.service}/{colour}")
+
+
+def build_host(config) -> str:
+    """The host whose engine builds, as the stack program picks it (bluegreen:buildHost, else the
+    platform's host, else the first host)."""
+    chosen = getattr(config, "build_host", "")
+    if chosen:
+        return chosen
+    return config.platform.host if config.platform else next(iter(config.hosts))
+
+
+def run_pipeline(args: PipelineArgs, out=None) -> int:
+    out = out or sys.stdout
+    if not re.fullmatch(VERSION, args.version):
+        print(f"pipeline: version {args.version!r} is not allowed (letters, digits, . _ -)", file=out)
+        return 2
+    path = os.path.join(os.path.abspath(args.service_repo), "service.yaml")
+    try:
+        manifest = load_manifest(path)
+    except ConfigError as error:
+        print(f"pipeline: {error}", file=out)
+        return 2
+    return Pipeline(args, manifest, out).execute()

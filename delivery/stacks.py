@@ -1,0 +1,188 @@
+"""The project's stacks through the Automation API: typed config in (the same parser the program
+uses), path-wise config changes out (`stack.set_config(..., path=True)` writes
+stacks/Pulumi.<stack>.yaml), `up` with its log, outputs, and what Consul says is live."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from dataclasses import dataclass
+
+from pulumi import automation as auto
+
+from . import REPO
+from components import consul_api
+from components.config import ServiceConfig, StackConfig, parse_stack_config
+from components.planning import COLOURS, alias_key
+from components.program import OBJECT_KEYS, STRING_KEYS
+from .steps import StepFailed
+
+NAMESPACE = "bluegreen"
+CONTAINER = "docker:index/container:Container"
+
+
+def short_name(stack: str) -> str:
+    """`organization/bluegreen/prod` -> `prod`: stacks of this project live in one backend."""
+    return stack.rsplit("/", 1)[-1]
+
+
+def decode_values(raw: dict[str, str]) -> dict:
+    """`bluegreen:*` config values (strings, objects as JSON) -> the program's typed inputs."""
+    values = {}
+    for key, value in raw.items():
+        namespace, _, name = key.partition(":")
+        if namespace != NAMESPACE or name not in (*STRING_KEYS, *OBJECT_KEYS):
+            continue
+        values[name] = json.loads(value) if name in OBJECT_KEYS and isinstance(value, str) else value
+    return values
+
+
+def error_summary(text: str, limit: int = 900) -> str:
+    """The lines of a failed `pulumi` run that say what went wrong (not the whole transcript)."""
+    lines = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line in lines:
+            continue
+        if re.search(r"\berror:|did not pass|invalid configuration|Exception:|Error:", line) \
+                and not re.fullmatch(r"error: (update|preview) failed", line):
+            lines.append(line)
+    summary = " | ".join(lines) if lines else " ".join(text.split())[-limit:]
+    return summary[:limit]
+
+
+def classify(ops: set[str]) -> str:
+    """One word per resource for the ops an update or preview reports for it."""
+    if ops & {"replace", "create-replacement", "delete-replaced"}:
+        return "replaced"
+    for op, word in (("create", "created"), ("delete", "deleted"), ("update", "updated")):
+        if op in ops:
+            return word
+    return "unchanged"
+
+
+def container_changes(events) -> str:
+    """`1 replaced, 2 created` over the containers an update touched (from its engine events)."""
+    ops: dict[str, set[str]] = {}
+    for event in events:
+        metadata = getattr(getattr(event, "resource_pre_event", None), "metadata", None)
+        if metadata is not None and metadata.type == CONTAINER:
+            ops.setdefault(metadata.urn, set()).add(getattr(metadata.op, "value", str(metadata.op)))
+    counts: dict[str, int] = {}
+    for word in map(classify, ops.values()):
+        if word != "unchanged":
+            counts[word] = counts.get(word, 0) + 1
+    return ", ".join(f"{n} {word}" for word, n in sorted(counts.items()))
+
+
+@dataclass
+class ColourState:
+    """A service's colours in one stack: what config says and what the alias in Consul says."""
+
+    live: str | None
+    alias: str | None
+    colours: dict[str, dict]
+
+    def as_dict(self) -> dict:
+        return {"live": self.live, "alias": self.alias, **self.colours}
+
+
+class EnvStack:
+    """A stack of this project (its config file under stacks/)."""
+
+    def __init__(self, name: str, log_path: str | None = None):
+        self.name = short_name(name)
+        path = os.path.join(REPO, "stacks", f"Pulumi.{self.name}.yaml")
+        if not os.path.exists(path):
+            raise StepFailed(f"stack {self.name} has no config file {os.path.relpath(path, REPO)}")
+        self.stack = auto.create_or_select_stack(stack_name=self.name, work_dir=REPO)
+        self.log_path = log_path
+        self._values: dict | None = None
+        self.last_changes: dict[str, int] = {}
+        self.container_changes: str = ""
+
+    # -- config
+    def values(self) -> dict:
+        """The stack's bluegreen:* config (read once; a change through set_service re-reads it)."""
+        if self._values is None:
+            self._values = decode_values({k: v.value for k, v in self.stack.get_all_config().items()})
+        return self._values
+
+    def config(self) -> StackConfig:
+        return parse_stack_config(self.name, self.values(), REPO)
+
+    def service(self, service: str) -> ServiceConfig | None:
+        return next((s for s in self.config().services if s.name == service), None)
+
+    def set_service(self, service: str, settings: dict[str, str]) -> None:
+        """Sets `bluegreen:services.<service>.<path>` for each path (e.g. `green.version`)."""
+        self._values = None
+        self.stack.set_all_config(
+            {f"{NAMESPACE}:services.{service}.{path}": auto.ConfigValue(value=str(value))
+             for path, value in settings.items()}, path=True)
+
+    # -- operations
+    def _log(self, label: str):
+        if not self.log_path:
+            return None
+        os.makedirs(os.path.dirname(os.path.abspath(self.log_path)), exist_ok=True)
+        handle = open(self.log_path, "a", encoding="utf-8")
+        handle.write(f"\n===== {self.name}: {label} {time.strftime('%H:%M:%S')}\n")
+        return handle
+
+    def up(self, label: str) -> dict:
+        """`pulumi up`; returns the outputs, or raises StepFailed with the lines that matter."""
+        handle = self._log(f"up ({label})")
+        events = []
+        try:
+            result = self.stack.up(color="never", on_event=events.append,
+                                   on_output=(lambda line: handle.write(line + "\n")) if handle else None)
+        except auto.CommandError as error:
+            raise StepFailed(f"pulumi up of stack {self.name} failed: {error_summary(str(error))}") from None
+        finally:
+            if handle:
+                handle.close()
+        self.last_changes = {getattr(op, "value", str(op)): n
+                             for op, n in (result.summary.resource_changes or {}).items()}
+        self.container_changes = container_changes(events)
+        return {key: value.value for key, value in result.outputs.items()}
+
+    def outputs(self) -> dict:
+        return {key: value.value for key, value in self.stack.outputs().items()}
+
+    # -- what runs
+    def colour_state(self, service: str) -> ColourState:
+        config = self.config()
+        settings = next((s for s in config.services if s.name == service), None)
+        host = config.hosts[settings.hosts[0]] if settings else next(iter(config.hosts.values()))
+        try:
+            alias = consul_api.kv_get(host.consul, alias_key(config.environment, service))
+        except consul_api.ConsulError:
+            alias = None
+        colours = {}
+        if settings:
+            for colour in COLOURS:
+                slot = settings.colours.get(colour)
+                colours[colour] = None if slot is None else {"version": slot.version, "image": slot.image}
+        return ColourState(settings.live if settings else None, alias, colours)
+
+
+def platform_outputs(config: StackConfig) -> dict:
+    """registry/proxy/consul of the platform a stack uses (its own, or the referenced stack's)."""
+    owner = config.stack if config.platform is not None else short_name(config.platform_stack or "")
+    if not owner:
+        raise StepFailed(f"stack {config.stack} neither owns a platform nor references one")
+    outputs = EnvStack(owner).outputs()
+    if not outputs.get("registry"):
+        raise StepFailed(f"the platform stack {owner} has no `registry` output yet: deploy it first "
+                         f"(./bg up {owner})")
+    return outputs
+
+
+def relative_to_repo(path: str) -> str:
+    """A manifest path as stack config writes it: relative to the project when inside it."""
+    path = os.path.abspath(path)
+    inside = os.path.commonpath([path, REPO]) == REPO
+    return os.path.relpath(path, REPO) if inside else path

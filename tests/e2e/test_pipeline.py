@@ -1,0 +1,321 @@
+"""The delivery pipeline end to end (`python -m delivery`): a real build, push, isolation test,
+integration deploy and flip, acceptance tests, production deploy, gate and flip, on stacks of its
+own: a platform stack and two environment stacks that reference it. Then failures at steps 2, 6
+and 9 that must leave production untouched, a rollback, a PR preview, and a clean destroy.
+The tests run in order on the same stacks."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+import requests
+import yaml
+
+from harness import (LOG_DIR, REPO, Deployment, container_identity, docker_names, get_json,
+                     platform_config, require_environment, wait_until)
+
+PLATFORM, INT, PROD = "e2e-pipe-platform", "e2e-pipe-int", "e2e-pipe-prod"
+BUILD_STACK = f"build-vizconfig-{INT}"
+PORTS = {"consul": 28700, "serf": 28701, "server": 28702, "registry": 28703, "proxy": 28704}
+CONSUL = f"http://127.0.0.1:{PORTS['consul']}"
+PROXY = f"http://127.0.0.1:{PORTS['proxy']}"
+REGISTRY = f"127.0.0.1:{PORTS['registry']}"
+SERVICE_REPO = os.path.join(REPO, "services", "vizconfig")
+PIPELINE_LOG = os.path.join(LOG_DIR, "pipeline-runs.log")
+RESULTS: dict = {}
+IMAGES: dict = {}    # version -> the digest reference the pipeline built
+
+
+def env_config(environment: str) -> dict:
+    """An environment stack that deploys onto the pipeline platform (StackReference)."""
+    platform = platform_config(PORTS, environment)
+    return {
+        "bluegreen:environment": environment,
+        "bluegreen:baseImage": platform["bluegreen:baseImage"],
+        "bluegreen:hosts": platform["bluegreen:hosts"],
+        "bluegreen:platformStack": f"organization/bluegreen/{PLATFORM}",
+    }
+
+
+class Stacks:
+    def __init__(self):
+        self.platform = Deployment(PLATFORM, platform_config(PORTS, PLATFORM))
+        self.integration = Deployment(INT, env_config(INT))
+        self.production = Deployment(PROD, env_config(PROD))
+        self.removed = False
+
+    def remove(self) -> None:
+        """Destroys the environments, the build stack and the platform (once)."""
+        if self.removed:
+            return
+        self.removed = True
+        errors = []
+        for step in (self.production.remove, self.integration.remove, _remove_build_stack,
+                     self.platform.remove, _remove_local_images):
+            try:
+                step()
+            except Exception as error:  # noqa: BLE001 - remove the rest, then report
+                errors.append(f"{getattr(step, '__qualname__', step)}: {error}")
+        if errors:
+            raise AssertionError("cleanup failed: " + "; ".join(errors))
+
+
+def _remove_build_stack() -> None:
+    sys.path.insert(0, REPO)
+    from delivery.build import remove
+    remove(BUILD_STACK)
+
+
+def _remove_local_images() -> None:
+    """The pipeline's builds stay in the engine's image store; this run's tags go with it."""
+    listed = subprocess.run(["docker", "images", "--format", "{{.Repository}}:{{.Tag}}"],
+                            capture_output=True, text=True, check=True).stdout.split()
+    mine = [image for image in listed if image.startswith(f"{REGISTRY}/")]
+    if mine:
+        subprocess.run(["docker", "rmi", "-f", *mine], capture_output=True, check=False)
+
+
+@pytest.fixture(scope="module")
+def stacks():
+    require_environment()
+    os.makedirs(LOG_DIR, exist_ok=True)
+    created = Stacks()
+    try:
+        created.platform.up()
+        yield created
+    finally:
+        try:
+            created.remove()
+        finally:
+            with open(os.path.join(LOG_DIR, "pipeline-results.json"), "w") as handle:
+                json.dump(RESULTS, handle, indent=2)
+
+
+# -- helpers -------------------------------------------------------------------------------------
+
+def pipeline(version: str, tmp_path, repo: str = SERVICE_REPO) -> tuple[int, str, dict]:
+    """Runs the CLI as a user would; returns (exit code, output, report)."""
+    report = os.path.join(tmp_path, f"pipeline-{version}.json")
+    result = subprocess.run(
+        [sys.executable, "-m", "delivery", "pipeline", repo, "--version", version,
+         "--integration", INT, "--production", PROD, "--report", report],
+        cwd=REPO, capture_output=True, text=True, timeout=600)
+    output = result.stdout + result.stderr
+    with open(PIPELINE_LOG, "a", encoding="utf-8") as handle:
+        handle.write(f"\n===== pipeline {version} (exit {result.returncode})\n{output}")
+    with open(report, encoding="utf-8") as handle:
+        data = json.load(handle)
+    RESULTS[version] = {"exit": result.returncode, "seconds": data.get("totalSeconds"),
+                        "steps": {s["number"]: [s["status"], s["seconds"]] for s in data["steps"]}}
+    return result.returncode, output, data
+
+
+def delivery(*args: str) -> subprocess.CompletedProcess:
+    result = subprocess.run([sys.executable, "-m", "delivery", *args], cwd=REPO,
+                            capture_output=True, text=True, timeout=300)
+    with open(PIPELINE_LOG, "a", encoding="utf-8") as handle:
+        handle.write(f"\n===== {' '.join(args)} (exit {result.returncode})\n{result.stdout}{result.stderr}")
+    return result
+
+
+def stable(environment: str) -> str:
+    return f"{PROXY}/{environment}/vizconfig/"
+
+
+def served(environment: str) -> tuple[str, str]:
+    body = get_json(stable(environment))
+    return body["version"], body["colour"]
+
+
+def alias(environment: str) -> str:
+    return requests.get(f"{CONSUL}/v1/kv/bluegreen/aliases/{environment}/vizconfig?raw", timeout=3).text
+
+
+def service_containers(environment: str) -> dict[str, tuple[str, str]]:
+    """Every container of vizconfig in an environment -> (id, start time)."""
+    return {name: container_identity(name)
+            for name in docker_names("container", f"bluegreen-{environment}-vizconfig")}
+
+
+def production_snapshot() -> tuple[str, dict]:
+    return alias(PROD), service_containers(PROD)
+
+
+def stack_services(name: str) -> dict:
+    with open(os.path.join(REPO, "stacks", f"Pulumi.{name}.yaml"), encoding="utf-8") as handle:
+        return yaml.safe_load(handle)["config"]["bluegreen:services"]["vizconfig"]
+
+
+def edit_stack(name: str, mutate) -> None:
+    """Edits stacks/Pulumi.<name>.yaml by hand, as a reviewer's commit would."""
+    path = os.path.join(REPO, "stacks", f"Pulumi.{name}.yaml")
+    with open(path, encoding="utf-8") as handle:
+        data = yaml.safe_load(handle)
+    mutate(data["config"]["bluegreen:services"]["vizconfig"])
+    with open(path, "w", encoding="utf-8") as handle:
+        yaml.safe_dump(data, handle, sort_keys=False)
+
+
+def service_copy(tmp_path, change) -> str:
+    """A copy of the example service repo with one change (a broken test, a failing check)."""
+    target = os.path.join(tmp_path, "vizconfig")
+    shutil.copytree(SERVICE_REPO, target, ignore=shutil.ignore_patterns("__pycache__"))
+    change(target)
+    return target
+
+
+def container_image(name: str) -> str:
+    return subprocess.run(["docker", "inspect", "--format", "{{.Config.Image}}", name],
+                          capture_output=True, text=True, check=True).stdout.strip()
+
+
+def assert_failed_at(code: int, output: str, report: dict, number: int) -> None:
+    assert code != 0, output[-2000:]
+    assert f"pipeline FAILED at step {number} (" in output, output[-2000:]
+    assert report["result"] == "failed"
+    assert report["failedStep"]["number"] == number
+    statuses = {s["number"]: s["status"] for s in report["steps"]}
+    assert statuses[number] == "failed"
+    assert all(statuses[n] == "not run" for n in statuses if n > number), statuses
+
+
+# -- the tests -----------------------------------------------------------------------------------
+
+def test_a_pipeline_delivers_v1_then_v2_to_production(stacks, tmp_path):
+    code, output, report = pipeline("1.0.0", tmp_path)
+    assert code == 0, output[-3000:]
+    assert served(PROD) == ("1.0.0", "blue")
+    assert served(INT) == ("1.0.0", "blue")
+
+    code, output, report = pipeline("2.0.0", tmp_path)
+    assert code == 0, output[-3000:]
+    assert served(PROD) == ("2.0.0", "green")
+    assert alias(PROD) == "green" and alias(INT) == "green"
+    # Every step is reported, in order, with its status and duration; progress was printed.
+    assert [s["number"] for s in report["steps"]] == list(range(1, 12))
+    statuses = {s["number"]: s["status"] for s in report["steps"]}
+    assert {n for n, s in statuses.items() if s == "included"} == {3, 7}, statuses
+    assert all(statuses[n] == "passed" for n in (1, 2, 4, 5, 6, 8, 9, 10, 11)), statuses
+    assert all(isinstance(s["seconds"], float) for s in report["steps"])
+    for number in range(1, 12):
+        assert f"==> [{number}/11] " in output
+    assert report["result"] == "succeeded" and report["failedStep"] is None
+    # One digest, pushed once, runs in both environments and is recorded in both stack configs.
+    image = IMAGES["2.0.0"] = report["image"]
+    assert image.startswith(f"{REGISTRY}/vizconfig@sha256:") and image.endswith(report["digest"])
+    assert stack_services(INT)["green"] == {"version": "2.0.0", "image": image}
+    assert stack_services(PROD)["green"] == {"version": "2.0.0", "image": image}
+    assert container_image(f"bluegreen-{INT}-vizconfig-green-local-0") == image
+    assert container_image(f"bluegreen-{PROD}-vizconfig-green-local-0") == image
+    production = report["environments"]["production"]
+    assert (production["before"]["live"], production["before"]["alias"]) == ("blue", "blue")
+    assert (production["after"]["live"], production["after"]["alias"]) == ("green", "green")
+    assert production["before"]["blue"]["version"] == "1.0.0"
+    # The old colour keeps running for a rollback; the probe left nothing behind.
+    assert get_json(f"{PROXY}/preview/{PROD}/vizconfig/")["version"] == "1.0.0"
+    assert docker_names("container", "bluegreen-probe-") == []
+    assert docker_names("network", "bluegreen-probe-") == []
+
+
+def test_b_failing_image_test_stops_at_step_2(stacks, tmp_path):
+    def break_a_test(repo):
+        with open(os.path.join(repo, "tests", "test_broken.py"), "w") as handle:
+            handle.write("import unittest\n\n\nclass Broken(unittest.TestCase):\n"
+                         "    def test_fails(self):\n        self.assertEqual(1, 2)\n")
+
+    before, integration = production_snapshot(), alias(INT)
+    code, output, report = pipeline("3.0.1", tmp_path, service_copy(tmp_path, break_a_test))
+    assert_failed_at(code, output, report, 2)
+    assert "the image's tests failed" in output
+    assert production_snapshot() == before
+    assert alias(INT) == integration
+    assert served(PROD) == ("2.0.0", "green")
+
+
+def test_c_failing_acceptance_tests_stop_at_step_6(stacks, tmp_path):
+    def failing_acceptance(repo):
+        path = os.path.join(repo, "service.yaml")
+        with open(path) as handle:
+            manifest = yaml.safe_load(handle)
+        manifest["acceptance"] = {"command": ["python3", "-c",
+                                              "import sys; sys.exit('acceptance: deliberately failing')"]}
+        with open(path, "w") as handle:
+            yaml.safe_dump(manifest, handle, sort_keys=False)
+
+    before = production_snapshot()
+    code, output, report = pipeline("3.0.2", tmp_path, service_copy(tmp_path, failing_acceptance))
+    assert_failed_at(code, output, report, 6)
+    assert "deliberately failing" in output
+    assert production_snapshot() == before
+    assert served(PROD) == ("2.0.0", "green")
+    # Integration is where it failed: it runs the candidate.
+    assert served(INT) == ("3.0.2", "blue")
+
+
+def test_d_rollback_moves_only_the_alias(stacks):
+    before = service_containers(PROD)
+    result = delivery("rollback", "vizconfig", "--stack", PROD)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "live green (2.0.0) -> blue (1.0.0)" in result.stdout
+    assert "green -> blue" in result.stdout
+    assert "git revert" in result.stdout
+    wait_until(lambda: served(PROD) == ("1.0.0", "blue"), 10, what="v1 again")
+    assert alias(PROD) == "blue"
+    assert stack_services(PROD)["live"] == "blue"
+    assert service_containers(PROD) == before, "a rollback restarted a container"
+    # Nothing left to roll back to in a stack with one colour is an error, not a guess.
+    assert delivery("rollback", "nosuch", "--stack", PROD).returncode != 0
+
+
+def test_e_failing_production_gate_stops_at_step_9(stacks, tmp_path):
+    edit_stack(PROD, lambda s: (s.__setitem__("gateTimeout", 10),
+                                s["green"].__setitem__("env", {"DB_ADDRESS": "db:1"})))
+    live_names = [n for n in service_containers(PROD) if "-green-" not in n]
+    before_alias = alias(PROD)
+    before = {n: container_identity(n) for n in live_names}
+    code, output, report = pipeline("3.0.3", tmp_path)
+    assert_failed_at(code, output, report, 9)
+    assert f"health gate {PROD}/vizconfig/green did not pass within 10s" in output
+    assert f"HTTP GET /health on {PROD}-vizconfig-green-local-0" in output
+    assert alias(PROD) == before_alias == "blue"
+    assert {n: container_identity(n) for n in live_names} == before
+    assert served(PROD) == ("1.0.0", "blue")
+    assert stack_services(PROD)["live"] == "blue"
+    # Integration passed (its config has no broken env) and serves the candidate.
+    assert served(INT) == ("3.0.3", "green")
+
+
+def test_f_preview_names_the_alias_flip_and_the_image_change(stacks, tmp_path):
+    green = stack_services(PROD)["green"]["image"]
+    v2 = IMAGES["2.0.0"]
+    original = open(os.path.join(REPO, "stacks", f"Pulumi.{PROD}.yaml")).read()
+    edit_stack(PROD, lambda s: (s.__setitem__("live", "green"),
+                                s.__setitem__("green", {"version": "2.0.0", "image": v2})))
+    markdown = os.path.join(tmp_path, "preview.md")
+    try:
+        result = delivery("preview", "--stack", PROD, "--markdown", markdown)
+    finally:
+        with open(os.path.join(REPO, "stacks", f"Pulumi.{PROD}.yaml"), "w") as handle:
+            handle.write(original)
+    text = open(markdown).read()
+    assert f"### `{PROD}`" in text, text
+    assert f"alias flips: `blue` -> `green` (`bluegreen/aliases/{PROD}/vizconfig`)" in text, text
+    short = lambda ref: "sha256:" + ref.rsplit("@sha256:", 1)[1][:12]  # noqa: E731
+    assert f"image green on `local`: `{short(green)}` -> `{short(v2)}`" in text, text
+    assert f"containers replaced: `bluegreen-{PROD}-vizconfig-green-local-0`" in text, text
+    assert "Policies:" in text and "preview failed" not in text, text
+    assert result.returncode in (0, 1), result.stderr  # 1: a mandatory policy violation
+    # A preview changes nothing.
+    assert alias(PROD) == "blue"
+
+
+def test_z_destroy_leaves_nothing(stacks):
+    stacks.remove()
+    for kind in ("container", "network", "volume"):
+        assert docker_names(kind, "bluegreen-e2e-pipe-") == [], kind
+        assert docker_names(kind, "bluegreen-probe-") == [], kind

@@ -1,0 +1,255 @@
+"""The pure parts of the delivery package: step bookkeeping and the JSON report, error summaries,
+config decoding, the acceptance field of the manifest, the command line."""
+
+from __future__ import annotations
+
+import io
+import json
+import types
+
+import pytest
+
+from components.manifest import AcceptanceSpec, parse_manifest
+from components.validation import ConfigError
+from delivery import cli
+from delivery.pipeline import PipelineArgs, build_host, run_pipeline
+from delivery.stacks import classify, container_changes, decode_values, error_summary, short_name
+from delivery.steps import (FAILED, INCLUDED, NOT_RUN, PASSED, PIPELINE_STEPS, SKIPPED,
+                            PipelineFailed, Run, StepFailed, step_shares, write_report)
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock():
+    return FakeClock()
+
+
+@pytest.fixture
+def run(clock):
+    return Run(out=io.StringIO(), clock=clock)
+
+
+# -- steps ---------------------------------------------------------------------------------------
+
+def test_the_pipeline_has_the_seeds_eleven_steps_in_order():
+    assert [number for number, _ in PIPELINE_STEPS] == list(range(1, 12))
+    names = dict(PIPELINE_STEPS)
+    assert "build" in names[1] and "isolation" in names[2] and "push" in names[3]
+    assert "flip" in names[10] and "online" in names[11]
+
+
+def test_a_passing_step_records_its_duration_and_prints_progress(run, clock):
+    with run.step(1) as step:
+        clock.advance(2.5)
+        step.detail = "127.0.0.1:5000/api@sha256:..."
+    assert run.steps[1].status == PASSED
+    assert run.steps[1].seconds == 2.5
+    output = run.out.getvalue()
+    assert "==> [1/11] build the image  (at 0.0s)" in output
+    assert "passed in 2.5s (total 2.5s)" in output
+
+
+def test_a_failing_step_names_itself_and_the_rest_is_not_run(run, clock):
+    with run.step(1):
+        clock.advance(1)
+    with pytest.raises(PipelineFailed) as failure:
+        with run.step(2):
+            clock.advance(3)
+            raise StepFailed("the image's tests failed (exit 1)")
+    assert failure.value.step.number == 2
+    assert str(failure.value) == "step 2 (test the image in isolation) failed: the image's tests failed (exit 1)"
+    assert "FAILED after 3.0s: the image's tests failed (exit 1)" in run.out.getvalue()
+    report = run.report(service="api")
+    statuses = {s["number"]: s["status"] for s in report["steps"]}
+    assert statuses[1] == PASSED and statuses[2] == FAILED
+    assert all(statuses[n] == NOT_RUN for n in range(3, 12))
+    assert report["result"] == "failed"
+    assert report["failedStep"] == {"number": 2, "name": "test the image in isolation",
+                                    "error": "the image's tests failed (exit 1)"}
+
+
+def test_any_exception_in_a_step_fails_it(run):
+    with pytest.raises(PipelineFailed) as failure:
+        with run.step(9):
+            raise RuntimeError("health gate e2e/api/green did not pass within 10s")
+    assert failure.value.step.error == "health gate e2e/api/green did not pass within 10s"
+    assert isinstance(failure.value.__cause__, RuntimeError)
+
+
+def test_a_run_that_could_not_start_is_a_failure(run):
+    report = run.report(error="stack production has no config file")
+    assert report["result"] == "failed" and report["failedStep"] is None
+    assert {s["status"] for s in report["steps"]} == {NOT_RUN}
+
+
+def test_recorded_steps_carry_a_status_and_no_time(run):
+    run.record(3, INCLUDED, "pushed by step 1")
+    run.record(6, SKIPPED, "no acceptance command")
+    assert (run.steps[3].status, run.steps[3].seconds, run.steps[3].detail) == (INCLUDED, 0.0, "pushed by step 1")
+    assert "==> [6/11] run the service's automated tests against integration: skipped" in run.out.getvalue()
+
+
+def test_a_step_can_be_renamed_for_this_run(run):
+    with run.step(4, name="deploy integration's green"):
+        pass
+    assert run.steps[4].name == "deploy integration's green"
+
+
+def test_the_report_is_json_with_every_step_and_the_facts_given(run, clock, tmp_path):
+    for number in range(1, 12):
+        with run.step(number):
+            clock.advance(number)
+    report = run.report(service="api", version="2.0.0", digest="sha256:" + "a" * 64,
+                        environments={"production": {"before": {"live": "blue"}, "after": {"live": "green"}}})
+    path = tmp_path / "reports" / "pipeline-api-2.0.0.json"
+    write_report(str(path), report)
+    loaded = json.loads(path.read_text())
+    assert loaded["result"] == "succeeded" and loaded["failedStep"] is None
+    assert loaded["totalSeconds"] == 66.0
+    assert [s["number"] for s in loaded["steps"]] == list(range(1, 12))
+    assert set(loaded["steps"][0]) == {"number", "name", "status", "seconds", "detail", "error"}
+    assert loaded["digest"] == "sha256:" + "a" * 64
+    assert loaded["environments"]["production"]["after"]["live"] == "green"
+    shares = step_shares(loaded)
+    assert shares[10][:3] == (11, "check the new build is online", 11.0)
+    assert sum(share for *_, share in shares) == pytest.approx(1.0)
+
+
+# -- stacks helpers ------------------------------------------------------------------------------
+
+def test_error_summary_keeps_the_lines_that_say_what_failed():
+    transcript = """code: 255
+ stdout: Updating (e2e-pipe-prod):
+    pulumi:pulumi:Stack bluegreen-e2e-pipe-prod running
+ +  bluegreen:service:Service e2e-pipe-prod-vizconfig created
+Diagnostics:
+  pulumi-python:dynamic:Resource (e2e-pipe-prod-vizconfig-green-gate):
+    error: Exception: health gate e2e-pipe-prod/vizconfig/green did not pass within 10s, so the alias was not flipped
+  pulumi:pulumi:Stack (bluegreen-e2e-pipe-prod):
+    error: update failed
+"""
+    summary = error_summary(transcript)
+    assert summary == ("error: Exception: health gate e2e-pipe-prod/vizconfig/green did not pass "
+                       "within 10s, so the alias was not flipped")
+
+
+def test_error_summary_falls_back_to_the_tail_when_nothing_says_error():
+    assert error_summary("something odd\nhappened here", limit=20) == "ng odd happened here"
+
+
+def test_config_values_decode_objects_and_ignore_other_namespaces():
+    values = decode_values({
+        "bluegreen:environment": "production",
+        "bluegreen:services": '{"api": {"live": "blue"}}',
+        "bluegreen:hosts": '{"local": {"docker": "unix:///var/run/docker.sock"}}',
+        "aws:region": "nowhere",
+        "bluegreen:unknownKey": "x",
+    })
+    assert values == {"environment": "production", "services": {"api": {"live": "blue"}},
+                      "hosts": {"local": {"docker": "unix:///var/run/docker.sock"}}}
+
+
+def test_stack_names_may_be_fully_qualified():
+    assert short_name("organization/bluegreen/production") == "production"
+    assert short_name("production") == "production"
+
+
+@pytest.mark.parametrize("ops, word", [
+    ({"replace"}, "replaced"), ({"create-replacement", "delete-replaced"}, "replaced"),
+    ({"create"}, "created"), ({"delete"}, "deleted"), ({"update"}, "updated"),
+    ({"same"}, "unchanged"), ({"read"}, "unchanged")])
+def test_step_ops_classify_into_one_word(ops, word):
+    assert classify(ops) == word
+
+
+def test_container_changes_count_each_container_once():
+    def event(op, urn, kind="docker:index/container:Container"):
+        metadata = types.SimpleNamespace(op=op, urn=urn, type=kind)
+        return types.SimpleNamespace(resource_pre_event=types.SimpleNamespace(metadata=metadata))
+
+    events = [event("replace", "c1"), event("create-replacement", "c1"), event("delete-replaced", "c1"),
+              event("create", "c2"), event("same", "c3"), event("update", "gate", "pulumi-python:dynamic:Resource"),
+              types.SimpleNamespace(resource_pre_event=None)]
+    assert container_changes(events) == "1 created, 1 replaced"
+    assert container_changes([event("same", "c3")]) == ""
+
+
+def test_the_build_host_is_chosen_like_the_stack_program_does():
+    platform = types.SimpleNamespace(host="main")
+    hosts = {"first": object(), "main": object()}
+    assert build_host(types.SimpleNamespace(build_host="first", platform=platform, hosts=hosts)) == "first"
+    assert build_host(types.SimpleNamespace(build_host="", platform=platform, hosts=hosts)) == "main"
+    assert build_host(types.SimpleNamespace(platform=None, hosts=hosts)) == "first"
+
+
+# -- the acceptance field of the manifest --------------------------------------------------------
+
+def manifest_data(**extra) -> dict:
+    return {"name": "api", "description": "x", "port": 80, "health": {}, **extra}
+
+
+def test_acceptance_takes_a_list_or_a_shell_string(tmp_path):
+    (tmp_path / "Dockerfile").write_text("FROM scratch\n")
+    path = str(tmp_path / "service.yaml")
+    listed = parse_manifest(manifest_data(acceptance={"command": ["python3", "tests/acceptance.py"]}), path)
+    assert listed.acceptance == AcceptanceSpec(("python3", "tests/acceptance.py"))
+    shell = parse_manifest(manifest_data(acceptance={"command": "make accept"}), path)
+    assert shell.acceptance.command == ("/bin/sh", "-c", "make accept")
+    assert parse_manifest(manifest_data(), path).acceptance is None
+
+
+@pytest.mark.parametrize("acceptance, field, problem", [
+    ({"command": []}, "acceptance.command", "non-empty list"),
+    ({"command": [1]}, "acceptance.command", "non-empty list"),
+    ({}, "acceptance.command", "is required"),
+    ({"command": "x", "timeout": 3}, "acceptance.timeout", "unknown key"),
+    ("make accept", "acceptance", "must be a mapping"),
+])
+def test_invalid_acceptance_names_the_field(tmp_path, acceptance, field, problem):
+    (tmp_path / "Dockerfile").write_text("FROM scratch\n")
+    with pytest.raises(ConfigError) as raised:
+        parse_manifest(manifest_data(acceptance=acceptance), str(tmp_path / "service.yaml"))
+    assert raised.value.field == field
+    assert problem in str(raised.value)
+
+
+def test_the_example_service_declares_its_acceptance_tests():
+    from delivery import REPO
+    from components.manifest import load_manifest
+    manifest = load_manifest(f"{REPO}/services/vizconfig/service.yaml")
+    assert manifest.acceptance.command == ("python3", "tests/acceptance.py")
+
+
+# -- the command line ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("command, words", [
+    ("pipeline", ["SERVICE_REPO_DIR", "--version", "--integration", "--production", "--report"]),
+    ("rollback", ["SERVICE", "--stack", "git revert"]),
+    ("preview", ["--stack", "--markdown", "--base", "policies"]),
+])
+def test_every_command_has_help(capsys, command, words):
+    with pytest.raises(SystemExit) as exited:
+        cli.main([command, "--help"])
+    assert exited.value.code == 0
+    text = capsys.readouterr().out
+    for word in words:
+        assert word in text
+
+
+def test_the_pipeline_rejects_a_bad_version_or_a_missing_manifest_before_touching_anything(tmp_path):
+    out = io.StringIO()
+    assert run_pipeline(PipelineArgs(str(tmp_path), "1.0/evil"), out) == 2
+    assert "is not allowed" in out.getvalue()
+    out = io.StringIO()
+    assert run_pipeline(PipelineArgs(str(tmp_path), "1.0.0"), out) == 2
+    assert "service.yaml: (file): not found" in out.getvalue()
