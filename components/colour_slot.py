@@ -128,10 +128,11 @@ class ColourSlot(pulumi.ComponentResource):
             service=manifest.name,
             environment=args.environment,
             colour=args.colour,
-            instances={r_id: agent for r_id, agent in self.agent_of.items()},
+            instances=dict(self.agent_of),
             timeout_s=args.gate_timeout_s,
             blocking=args.live,
-            # Any new registration (a new port, image or setting) or a flip re-runs the gate.
+            # A new registration (port, image, setting) re-runs the gate; so does a flip, which
+            # changes `blocking`.
             revision={"image": args.image, "version": args.version,
                       "registrations": [r.payload for r in self.registrations]},
             opts=pulumi.ResourceOptions(parent=self, depends_on=self.registrations),
