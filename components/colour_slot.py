@@ -33,6 +33,8 @@ class ColourSlotArgs:
     replicas: int = 1
     gate_timeout_s: int = 60
     environment_overrides: dict[str, str] = field(default_factory=dict)
+    # Secret environment (bluegreen:secrets): an Output kept secret in state and previews.
+    secret_environment: pulumi.Input[dict] | None = None
 
     def __post_init__(self):
         if self.colour not in COLOURS:
@@ -53,6 +55,17 @@ def agent_environment(host: Host, environment: str, service: str) -> list[str]:
     port = urlparse(host.consul).port or 8500
     return [f"CONSUL_HTTP_ADDR=http://{host.bridge_address}:{port}",
             f"SERVICE_CONFIG_PREFIX={config_prefix(environment, service)}"]
+
+
+def container_environment(plain: dict[str, str], extra: list[str],
+                          secret: pulumi.Input[dict] | None) -> pulumi.Input[list]:
+    """NAME=value entries; with secret values present the whole list is a Pulumi secret (the
+    provider could not keep one entry of a list secret anyway)."""
+    entries = [f"{k}={v}" for k, v in sorted(plain.items())] + extra
+    if secret is None:
+        return entries
+    return pulumi.Output.secret(pulumi.Output.from_input(secret).apply(
+        lambda values: entries + [f"{k}={v}" for k, v in sorted((values or {}).items())]))
 
 
 def published_port(ports: list) -> int:
@@ -93,8 +106,9 @@ class ColourSlot(pulumi.ComponentResource):
                     name=f"bluegreen-{instance}",
                     # The digest reference itself, so `docker ps` and policies see the pin.
                     image=pulled.name,
-                    envs=[f"{k}={v}" for k, v in sorted(environment.items())]
-                    + agent_environment(host, args.environment, manifest.name),
+                    envs=container_environment(
+                        environment, agent_environment(host, args.environment, manifest.name),
+                        args.secret_environment),
                     networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=args.networks[host.name])],
                     ports=[docker.ContainerPortArgs(internal=manifest.port, ip="127.0.0.1")],
                     restart="unless-stopped",

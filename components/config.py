@@ -94,7 +94,7 @@ def parse_stack_config(stack: str, values: Mapping[str, Any], root: str) -> Stac
     `root` is the project directory: manifest paths are relative to it."""
     source = stack_file(stack)
     top = Fields(source, "bluegreen", values, ["environment", "hosts", "platform", "platformStack",
-                                                "services", "baseImage", "buildHost"])
+                                                "services", "baseImage", "buildHost", "secrets"])
     has_services = bool(top.raw("services"))
     environment = top.string("environment", pattern=ENV_NAME,
                              hint="lower-case name such as integration or production") \

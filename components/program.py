@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pulumi
 
-from .config import StackConfig, parse_stack_config
+from .config import StackConfig, parse_stack_config, stack_file
 from .docker_host import host_providers
 from .manifest import load_manifest
 from .platform import Platform, PlatformArgs
@@ -24,6 +24,24 @@ def read_config(root: str) -> StackConfig:
     values.update({key: config.get_object(key) for key in OBJECT_KEYS})
     values = {key: value for key, value in values.items() if value is not None}
     return parse_stack_config(pulumi.get_stack(), values, root)
+
+
+def read_secrets(stack: str) -> pulumi.Output[dict] | None:
+    """bluegreen:secrets, {service: {NAME: value}}, set with `pulumi config set --secret --path`;
+    it stays an Output so values are never plain in state, previews or the policy pack."""
+    raw = pulumi.runtime.get_config("bluegreen:secrets")  # presence only; the value stays secret
+    if raw is None or raw.strip() in ("", "{}", "null"):
+        return None
+    secrets = pulumi.Config("bluegreen").require_secret_object("secrets")
+
+    def checked(values) -> dict:
+        if not isinstance(values, dict) or not all(isinstance(v, dict) for v in values.values()):
+            raise ConfigError(stack_file(stack), "bluegreen.secrets",
+                              "must map service names to {NAME: value}; set entries with "
+                              "`pulumi config set --secret --path 'bluegreen:secrets.<service>.<NAME>' VALUE`")
+        return values
+
+    return secrets.apply(checked)
 
 
 def run(root: str) -> None:
@@ -59,13 +77,16 @@ def run(root: str) -> None:
     pulumi.export("registry", registry)
     pulumi.export("proxy", proxy)
 
+    secrets = read_secrets(stack.stack)
     summary = {}
     for settings in stack.services:
         service = Service(f"{stack.environment}-{settings.name}", ServiceArgs(
             stack=stack.stack, environment=stack.environment, settings=settings,
             manifest=manifests[settings.name], hosts=stack.hosts, providers=providers,
             build_host=stack.build_host, registry=registry, agents=agents,
-            base_image=stack.base_image))
+            base_image=stack.base_image,
+            secret_environment=None if secrets is None else
+            secrets.apply(lambda values, name=settings.name: {k: str(v) for k, v in values.get(name, {}).items()})))
         offline = offline_colour(settings.live)
         summary[settings.name] = {
             "live": service.live,

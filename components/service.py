@@ -32,6 +32,7 @@ class ServiceArgs:
     registry: pulumi.Input[str]      # host:port of the in-house registry
     agents: dict[str, pulumi.Input[str]]  # host name -> its Consul agent's URL
     base_image: str = "debian:bookworm-slim"  # passed to Dockerfiles as BASE_IMAGE
+    secret_environment: pulumi.Input[dict] | None = None  # NAME -> value, from bluegreen:secrets
 
     def __post_init__(self):
         if self.settings.name != self.manifest.name:
@@ -93,7 +94,8 @@ class Service(pulumi.ComponentResource):
                 hosts=tuple(args.hosts[h] for h in settings.hosts), providers=args.providers,
                 networks=networks, live=colour == settings.live, agents=args.agents,
                 replicas=settings.replicas, gate_timeout_s=settings.gate_timeout_s,
-                environment_overrides=slot.environment),
+                environment_overrides=slot.environment,
+                secret_environment=args.secret_environment),
                 opts=pulumi.ResourceOptions(parent=self, depends_on=self.dependencies))
 
         # Step 7 of the flow: the manifest's config block in KV. Each key is written only when its

@@ -566,3 +566,26 @@ def test_the_local_stack_file_deploys_under_mocks():
         gate = deployment.gate(settings["live"], raw["environment"])
         assert gate.urn in alias.dependencies
         assert alias.inputs["value"] == settings["live"]
+
+
+# --- secret environment -------------------------------------------------------------------------
+
+SECRET_SIG = "4dabf18193072939515e22adb298388d"
+
+
+def test_secret_environment_reaches_only_its_service_and_stays_secret():
+    cfg = config()
+    cfg["secrets"] = {"vizconfig": {"DB_PASSWORD": "hunter2"}, "other": {"TOKEN": "x"}}
+    deployment = run(cfg)
+    for container in deployment.role("service"):
+        envs = container.inputs["envs"]
+        assert isinstance(envs, dict) and envs.get(SECRET_SIG), "envs must be sent as a secret"
+        assert "DB_PASSWORD=hunter2" in envs["value"]
+        assert not any(e.startswith("TOKEN=") for e in envs["value"])
+    for container in deployment.role("dependency"):
+        assert not any("hunter2" in str(e) for e in container.inputs["envs"])
+
+
+def test_without_secrets_the_environment_is_plain():
+    for container in run(config()).role("service"):
+        assert isinstance(container.inputs["envs"], list)
