@@ -32,6 +32,10 @@ def read_secrets(stack: str) -> pulumi.Output[dict] | None:
     raw = pulumi.runtime.get_config("bluegreen:secrets")  # presence only; the value stays secret
     if raw is None or raw.strip() in ("", "{}", "null"):
         return None
+    if not pulumi.runtime.is_config_secret("bluegreen:secrets"):
+        raise ConfigError(stack_file(stack), "bluegreen.secrets",
+                          "holds plain-text values; remove them and set each with `pulumi config set "
+                          "--secret --path 'bluegreen:secrets.<service>.<NAME>' VALUE`")
     secrets = pulumi.Config("bluegreen").require_secret_object("secrets")
 
     def checked(values) -> dict:
@@ -47,6 +51,7 @@ def read_secrets(stack: str) -> pulumi.Output[dict] | None:
 def run(root: str) -> None:
     try:
         stack = read_config(root)
+        secrets = read_secrets(stack.stack)
         manifests = {s.name: load_manifest(s.manifest) for s in stack.services}
         for settings in stack.services:
             manifest = manifests[settings.name]
@@ -77,7 +82,6 @@ def run(root: str) -> None:
     pulumi.export("registry", registry)
     pulumi.export("proxy", proxy)
 
-    secrets = read_secrets(stack.stack)
     summary = {}
     for settings in stack.services:
         service = Service(f"{stack.environment}-{settings.name}", ServiceArgs(

@@ -177,10 +177,11 @@ def run_program(config: dict, *, stack: str = "local", root: str = ROOT,
     from components import program
 
     pulumi_settings.ROOT.set(None)
+    plain_secrets = config.pop("plain_secrets", False)
     pulumi.runtime.set_all_config({
         f"bluegreen:{key}": value if isinstance(value, str) else json.dumps(value)
         for key, value in config.items()
-    })
+    }, [] if plain_secrets or "secrets" not in config else ["bluegreen:secrets"])
     mocks = RealisticMocks(stack_outputs)
     monitor = RecordingMonitor(mocks)
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)

@@ -589,3 +589,14 @@ def test_secret_environment_reaches_only_its_service_and_stays_secret():
 def test_without_secrets_the_environment_is_plain():
     for container in run(config()).role("service"):
         assert isinstance(container.inputs["envs"], list)
+
+
+def test_secrets_set_without_encryption_are_refused_and_nothing_deploys():
+    cfg = config()
+    cfg["secrets"] = {"vizconfig": {"DB_PASSWORD": "hunter2"}}
+    cfg["plain_secrets"] = True
+    with pytest.raises(ProgramFailed) as raised:
+        run(cfg)
+    assert f"stacks/Pulumi.{STACK}.yaml: bluegreen.secrets: holds plain-text values" in str(raised.value)
+    assert "--secret" in str(raised.value)
+    assert raised.value.resources == []
