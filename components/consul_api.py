@@ -79,6 +79,7 @@ class CheckState:
     name: str
     status: str
     output: str
+    target: str = ""   # address:port the instance is registered at now (agent answers only)
 
 
 def health_checks(address: str, service: str) -> list[CheckState]:
@@ -99,7 +100,10 @@ def agent_service_checks(address: str, service_id: str) -> list[CheckState] | No
     if response.status_code == 404:
         return None
     body = response.json()
-    return [CheckState(service_id, c.get("Node", ""), c["Name"], c["Status"], c.get("Output", ""))
+    service = body.get("Service") or {}
+    target = f"{service.get('Address', '')}:{service.get('Port', '')}"
+    return [CheckState(service_id, c.get("Node", ""), c["Name"], c["Status"], c.get("Output", ""),
+                       target)
             for c in body.get("Checks") or []]
 
 

@@ -32,6 +32,11 @@ def gate_problems(checks: Mapping[str, list[consul_api.CheckState] | None]) -> l
             if check.status != "passing":
                 output = " ".join(check.output.split())[:200] or "no output yet"
                 problems.append(f"check '{check.name}' on node {check.node} is {check.status}: {output}")
+            elif check.target and f"//{check.target}/" not in check.output:
+                # Re-registering a replaced container keeps the old check's status until the
+                # check runs again: a pass only counts once it was measured at the new address.
+                problems.append(f"check '{check.name}' on node {check.node} has not run against "
+                                f"{check.target} yet")
     return problems
 
 

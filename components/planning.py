@@ -67,6 +67,9 @@ def registration_payload(*, instance: str, service: str, environment: str, colou
             "HTTP": f"http://{address}:{port}{health_path}",
             "Interval": _go_duration(interval_s),
             "Timeout": _go_duration(timeout_s),
+            # Start critical: a re-registration (a replaced container at a new port) must not
+            # inherit the old container's passing status, or a gate could pass on it.
+            "Status": "critical",
             # A replaced container's old registration must not linger as critical forever.
             "DeregisterCriticalServiceAfter": "10m",
         },

@@ -19,6 +19,19 @@ def test_all_passing_means_no_problems():
     assert gate_problems(checks) == []
 
 
+def test_a_pass_measured_at_an_old_address_does_not_count():
+    # A replaced container re-registered at a new port keeps its old check's "passing" until
+    # the check runs again; only a pass measured at the registered address opens the gate.
+    stale = CheckState("i-0", "local", "HTTP GET /health on i-0", "passing",
+                       "HTTP GET http://127.0.0.1:32770/health: 200 OK", target="127.0.0.1:32777")
+    problems = gate_problems({"i-0": [stale]})
+    assert problems == ["check 'HTTP GET /health on i-0' on node local has not run against "
+                        "127.0.0.1:32777 yet"]
+    fresh = CheckState("i-0", "local", "HTTP GET /health on i-0", "passing",
+                       "HTTP GET http://127.0.0.1:32777/health: 200 OK", target="127.0.0.1:32777")
+    assert gate_problems({"i-0": [fresh]}) == []
+
+
 def test_no_instances_expected_means_no_problems():
     assert gate_problems({}) == []
 

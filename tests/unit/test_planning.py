@@ -104,6 +104,10 @@ def test_registration_payload_check_targets_the_published_port_and_path():
     assert "/status/ready" in check["Name"]
 
 
+def test_a_registration_starts_critical_so_a_replaced_container_cannot_inherit_passing():
+    assert _payload()["Check"]["Status"] == "critical"
+
+
 @pytest.mark.parametrize("interval, timeout, expected_interval, expected_timeout", [
     (2.0, 0.5, "2000ms", "500ms"),
     (0.25, 0.1, "250ms", "100ms"),
