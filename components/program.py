@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import pulumi
 
 from .config import StackConfig, parse_stack_config, stack_file
@@ -48,6 +47,13 @@ def read_secrets(stack: str) -> pulumi.Output[dict] | None:
     return secrets.apply(checked)
 
 
+def secrets_of(secrets: pulumi.Output[dict] | None, service: str) -> pulumi.Output[dict] | None:
+    """One service's secret environment, still a secret Output."""
+    if secrets is None:
+        return None
+    return secrets.apply(lambda values: {k: str(v) for k, v in values.get(service, {}).items()})
+
+
 def run(root: str) -> None:
     try:
         stack = read_config(root)
@@ -88,9 +94,7 @@ def run(root: str) -> None:
             stack=stack.stack, environment=stack.environment, settings=settings,
             manifest=manifests[settings.name], hosts=stack.hosts, providers=providers,
             build_host=stack.build_host, registry=registry, agents=agents,
-            base_image=stack.base_image,
-            secret_environment=None if secrets is None else
-            secrets.apply(lambda values, name=settings.name: {k: str(v) for k, v in values.get(name, {}).items()})))
+            base_image=stack.base_image, secret_environment=secrets_of(secrets, settings.name)))
         offline = offline_colour(settings.live)
         summary[settings.name] = {
             "live": service.live,

@@ -58,19 +58,18 @@ class Service(pulumi.ComponentResource):
         # KV writes and the gate may use any agent: the first target host's.
         consul_address = args.agents[settings.hosts[0]]
 
-        # One image per distinct version: two colours on the same version share it. A colour
+        # One build per distinct version: two colours on the same version share it. A colour
         # given a digest (built and tested by the pipeline) runs exactly that, unbuilt.
-        images: dict[str, pulumi.Input[str]] = {}
-        for colour in settings.colours.values():
-            if colour.image:
-                images[colour.version] = colour.image
-        for version in sorted({c.version for c in settings.colours.values()} - set(images)):
-            images[version] = ServiceImage(f"{name}-image-{version}", ServiceImageArgs(
+        built = {
+            version: ServiceImage(f"{name}-image-{version}", ServiceImageArgs(
                 repository=repository, tag=version, build=manifest.build, provider=build_provider,
                 build_args={"VERSION": version, "BASE_IMAGE": args.base_image},
                 labels={"bluegreen.service": manifest.name, "bluegreen.version": version},
                 exclude_files=(manifest.path,)),
                 opts=pulumi.ResourceOptions(parent=self)).reference
+            for version in sorted({c.version for c in settings.colours.values() if not c.image})}
+        images: dict[str, pulumi.Input[str]] = {
+            colour: slot.image or built[slot.version] for colour, slot in settings.colours.items()}
 
         dependency_images = {d.alias: self._dependency_image(name, args, d, repository)
                              for d in manifest.dependencies}
@@ -90,7 +89,7 @@ class Service(pulumi.ComponentResource):
         for colour, slot in settings.colours.items():
             self.slots[colour] = ColourSlot(f"{name}-{colour}", ColourSlotArgs(
                 stack=args.stack, environment=env, manifest=manifest, colour=colour,
-                version=slot.version, image=images[slot.version],
+                version=slot.version, image=images[colour],
                 hosts=tuple(args.hosts[h] for h in settings.hosts), providers=args.providers,
                 networks=networks, live=colour == settings.live, agents=args.agents,
                 replicas=settings.replicas, gate_timeout_s=settings.gate_timeout_s,
@@ -111,7 +110,7 @@ class Service(pulumi.ComponentResource):
         # The catalogue entry: what the proxy's service catalogue shows besides live Consul state.
         self.catalogue = ConsulKey(
             f"{name}-catalogue", address=consul_address, key=catalogue_key(env, manifest.name),
-            value=pulumi.Output.from_input({c: images[s.version] for c, s in settings.colours.items()})
+            value=pulumi.Output.from_input(images)
             .apply(lambda refs: json.dumps(catalogue_entry(manifest, env, settings, refs), sort_keys=True)),
             opts=pulumi.ResourceOptions(parent=self))
         self.alias = Alias(f"{name}-alias", AliasArgs(
@@ -120,7 +119,7 @@ class Service(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self))
         self.live = self.alias.colour
         self.images = pulumi.Output.from_input(
-            {colour: {"version": slot.version, "image": images[slot.version]}
+            {colour: {"version": slot.version, "image": images[colour]}
              for colour, slot in settings.colours.items()})
         self.offline = offline_colour(settings.live)
         self.register_outputs({"live": self.live, "images": self.images})
