@@ -104,22 +104,28 @@ def test_a_first_deploy_serves_v1_from_blue(deployment):
     assert put.status_code == 200 and put.json()["colour"] == "blue"
 
 
-def test_b_v2_on_green_and_flip_without_failed_requests(deployment):
-    set_services(deployment, live="green", green={"version": "2.0.0"})
-    with RequestLoop(STABLE) as loop, AliasWatch("green") as alias:
+def flip_under_load(deployment: Deployment, colour: str, version: str, label: str) -> float:
+    """`up` with a request loop running; records the figures under `label` and returns the flip
+    time (alias write -> first response from `colour`). Fails on any failed request."""
+    with RequestLoop(STABLE) as loop, AliasWatch(colour) as alias:
         start = time.monotonic()
         deployment.up()
-        FIGURES["version_bump_up_s"] = round(time.monotonic() - start, 1)
-        wait_until(lambda: served() == ("2.0.0", "green"), 5, what="v2 from green")
+        FIGURES[f"{label}_up_s"] = round(time.monotonic() - start, 1)
+        wait_until(lambda: served() == (version, colour), 5, what=f"{version} from {colour}")
         time.sleep(1)
-    assert alias.seen_at is not None, "the alias never said green"
-    flip = first_response_from(loop, "green", alias.seen_at) - alias.seen_at
-    FIGURES["flip_s"] = round(flip, 2)
-    FIGURES["flip_requests"] = len(loop.results)
-    FIGURES["flip_failed_requests"] = len(loop.failures)
+    assert alias.seen_at is not None, f"the alias never said {colour}"
+    flip = first_response_from(loop, colour, alias.seen_at) - alias.seen_at
+    FIGURES[f"{label}_flip_s"] = round(flip, 2)
+    FIGURES[f"{label}_requests"] = len(loop.results)
+    FIGURES[f"{label}_failed_requests"] = len(loop.failures)
     assert loop.failures == [], loop.failures[:5]
     assert len(loop.results) > 20
-    assert flip < 5
+    return flip
+
+
+def test_b_v2_on_green_and_flip_without_failed_requests(deployment):
+    set_services(deployment, live="green", green={"version": "2.0.0"})
+    assert flip_under_load(deployment, "green", "2.0.0", "version_bump") < 5
     # Shared database: what blue stored, green reads.
     assert get_json(f"{STABLE}configs/chart-1")["document"] == {"type": "bar"}
     # The old colour keeps running and stays reachable on the preview URI.
@@ -130,15 +136,7 @@ def test_c_revert_flips_back_to_v1_without_restarting_green(deployment):
     green = f"bluegreen-{ENV}-vizconfig-green-local-0"
     before = container_identity(green)
     set_services(deployment, live="blue", green={"version": "2.0.0"})
-    with RequestLoop(STABLE) as loop, AliasWatch("blue") as alias:
-        start = time.monotonic()
-        deployment.up()
-        FIGURES["rollback_up_s"] = round(time.monotonic() - start, 1)
-        wait_until(lambda: served() == ("1.0.0", "blue"), 5, what="v1 again")
-        time.sleep(1)
-    FIGURES["rollback_flip_s"] = round(first_response_from(loop, "blue", alias.seen_at) - alias.seen_at, 2)
-    FIGURES["rollback_failed_requests"] = len(loop.failures)
-    assert loop.failures == [], loop.failures[:5]
+    assert flip_under_load(deployment, "blue", "1.0.0", "rollback") < 5
     assert container_identity(green) == before, "green was restarted by a rollback"
     assert get_json(PREVIEW)["version"] == "2.0.0"
 
