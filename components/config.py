@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from .planning import COLOURS
-from .validation import ConfigError, Fields
+from .validation import Fields
 
 HOST_NAME = r"[a-z][a-z0-9-]{0,30}"
 ENV_NAME = r"[a-z][a-z0-9-]{0,30}"

@@ -1,4 +1,4 @@
-"""The few Consul HTTP API calls the platform makes (KV, agent registration, health).
+"""The few Consul HTTP API calls the platform makes (KV, agent registration, instance health).
 
 Written against the documented HTTP API with `requests`; the pulumi-consul provider writes
 services to the catalog directly (bypassing the agents, so nobody runs their checks), and its
@@ -68,10 +68,6 @@ def agent_deregister(address: str, service_id: str) -> None:
     _call("PUT", address, f"/v1/agent/service/deregister/{service_id}")
 
 
-def agent_services(address: str) -> dict:
-    return _call("GET", address, "/v1/agent/services").json()
-
-
 @dataclass(frozen=True)
 class CheckState:
     service_id: str
@@ -80,15 +76,6 @@ class CheckState:
     status: str
     output: str
     target: str = ""   # address:port the instance is registered at now (agent answers only)
-
-
-def health_checks(address: str, service: str) -> list[CheckState]:
-    """Every check of every instance of `service`, across all nodes (from the catalog)."""
-    response = _call("GET", address, f"/v1/health/checks/{service}")
-    if response.status_code == 404:
-        return []
-    return [CheckState(c["ServiceID"], c["Node"], c["Name"], c["Status"], c.get("Output", ""))
-            for c in response.json()]
 
 
 def agent_service_checks(address: str, service_id: str) -> list[CheckState] | None:
@@ -105,7 +92,3 @@ def agent_service_checks(address: str, service_id: str) -> list[CheckState] | No
     return [CheckState(service_id, c.get("Node", ""), c["Name"], c["Status"], c.get("Output", ""),
                        target)
             for c in body.get("Checks") or []]
-
-
-def leader(address: str) -> str:
-    return _call("GET", address, "/v1/status/leader").json()

@@ -15,8 +15,7 @@ from .config import Host, ServiceConfig
 from .docker_host import labels
 from .manifest import Dependency, Manifest
 from .consul_key import ConsulKey
-from .planning import (catalogue_entry, catalogue_key, config_prefix, context_digest,
-                       offline_colour, route_key)
+from .planning import catalogue_entry, catalogue_key, config_prefix, context_digest, route_key
 from .service_image import ServiceImage, ServiceImageArgs
 
 
@@ -121,7 +120,6 @@ class Service(pulumi.ComponentResource):
         self.images = pulumi.Output.from_input(
             {colour: {"version": slot.version, "image": images[colour]}
              for colour, slot in settings.colours.items()})
-        self.offline = offline_colour(settings.live)
         self.register_outputs({"live": self.live, "images": self.images})
 
     def _dependency_image(self, name: str, args: ServiceArgs, dependency: Dependency,

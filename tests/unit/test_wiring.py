@@ -497,23 +497,34 @@ def test_no_container_publishes_beyond_loopback(two_hosts):
                                                          "registrator"}
 
 
-def test_a_referencing_stack_with_several_hosts_must_name_its_build_host():
+PLATFORM_OUTPUTS = {"registry": "127.0.0.1:25000", "proxy": "http://127.0.0.1:18080",
+                    "consul": "http://127.0.0.1:18500"}
+
+
+def referencing_config(build_host=None):
+    """Two hosts on another stack's platform (StackReference), optionally naming the build host."""
     cfg = config(hosts=("local", "second"))
     cfg["platform"] = {}
     cfg["platformStack"] = "acme/bluegreen/local"
+    if build_host:
+        cfg["buildHost"] = build_host
+    return cfg
+
+
+def run_referencing(build_host):
+    return Deployment(run_program(referencing_config(build_host), stack=STACK,
+                                  stack_outputs=PLATFORM_OUTPUTS))
+
+
+def test_a_referencing_stack_with_several_hosts_must_name_its_build_host():
     with pytest.raises(ProgramFailed) as raised:
-        run(cfg)
+        run(referencing_config())
     assert "bluegreen.buildHost" in str(raised.value) and "local, second" in str(raised.value)
     assert raised.value.resources == []
 
 
 def test_images_build_on_the_named_build_host():
-    cfg = config(hosts=("local", "second"))
-    cfg["platform"] = {}
-    cfg["platformStack"] = "acme/bluegreen/local"
-    cfg["buildHost"] = "second"
-    deployment = Deployment(run_program(cfg, stack=STACK, stack_outputs={
-        "registry": "127.0.0.1:25000", "proxy": "http://127.0.0.1:18080", "consul": "http://127.0.0.1:18500"}))
+    deployment = run_referencing("second")
     builds = [r for r in deployment.of_type("docker:index/remoteImage:RemoteImage") if "build" in r.inputs]
     assert builds and all(b.provider_urn == deployment.provider_of_host("second").urn for b in builds)
 
@@ -538,12 +549,7 @@ def test_service_containers_carry_what_the_registrator_needs(one_host):
 # --- a stack that uses another stack's platform --------------------------------------------------
 
 def test_platform_stack_reference_supplies_registry_and_agents():
-    cfg = config(hosts=("local", "second"))
-    cfg["platform"] = {}
-    cfg["platformStack"] = "acme/bluegreen/local"
-    cfg["buildHost"] = "local"
-    deployment = Deployment(run_program(cfg, stack=STACK, stack_outputs={
-        "registry": "127.0.0.1:25000", "proxy": "http://127.0.0.1:18080", "consul": "http://127.0.0.1:18500"}))
+    deployment = run_referencing("local")
     assert not deployment.of_type("bluegreen:platform:Platform")
     assert not [c for c in deployment.containers if c.label("bluegreen.role") in
                 {"registry", "proxy", "consul-server", "consul-client"}]
