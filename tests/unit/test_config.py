@@ -40,7 +40,7 @@ BASE = {
     "platform": {
         "host": "local",
         "agents": ["second"],
-        "consul": {"image": "bluegreen/consul:1.22.0"},
+        "consul": {"image": "bluegreen/consul:1.16.3"},
         "registry": {"image": "bluegreen/registry:2.8", "port": 15000},
         "proxy": {"image": "bluegreen/proxy:0.41.4", "port": 18080},
     },
@@ -103,7 +103,7 @@ def test_base_values_parse_into_typed_objects():
     assert config.hosts["second"] == Host("second", "unix:///run/bluegreen/second.sock",
                                           "http://127.0.0.1:28500", "127.0.0.1", 8301, 8300)
     assert config.platform == PlatformConfig(
-        host="local", consul=ConsulSettings("bluegreen/consul:1.22.0", "dc1"),
+        host="local", consul=ConsulSettings("bluegreen/consul:1.16.3", "dc1"),
         registry_image="bluegreen/registry:2.8", registry_port=15000,
         proxy_image="bluegreen/proxy:0.41.4", proxy_port=18080, agents=("second",))
     assert config.services == (ServiceConfig(
