@@ -1,7 +1,7 @@
 """Commit -> production for the example service, with warm caches: how long `./bg pipeline` takes
 and where the time goes, against the 3-minute target. Not a test: run it, read the figures.
 
-    eval "$(./bg env)" && .venv/bin/python benchmarks/pipeline_benchmark.py [--runs N] [--keep]
+    ./bg bench pipeline_benchmark [--runs N] [--keep]
 
 On stacks of its own (bench-pipe-platform, -int, -prod; ports 28750-28754 on 127.0.0.1), with a
 copy of services/vizconfig as the service repo: two warm-up runs (a first deploy, then a
@@ -22,13 +22,10 @@ import tempfile
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
-sys.path.insert(0, os.path.join(REPO, "tests", "e2e"))
+from e2e_harness import Deployment, platform_config, require_environment
 
-from harness import Deployment, platform_config, require_environment  # noqa: E402
-
-from delivery.build import build_stack_name, remove as remove_build_stack  # noqa: E402
-from delivery.steps import step_shares  # noqa: E402
+from delivery.build import build_stack_name, remove as remove_build_stack
+from delivery.steps import step_shares
 
 PLATFORM, INT, PROD = "bench-pipe-platform", "bench-pipe-int", "bench-pipe-prod"
 PORTS = {"consul": 28750, "serf": 28751, "server": 28752, "registry": 28753, "proxy": 28754}

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pulumi
 
-from .config import StackConfig, parse_stack_config, stack_file
-from .docker_host import host_providers
-from .manifest import load_manifest
-from .platform import Platform, PlatformArgs
-from .planning import offline_colour
-from .service import Service, ServiceArgs
-from .validation import ConfigError
+from components.model.config import StackConfig, parse_stack_config, stack_file
+from components.model.manifest import load_manifest
+from components.model.validation import ConfigError
+from components.naming import offline_colour, service_component_name
+from components.platform.docker_host import host_providers
+from components.platform.platform import Platform, PlatformArgs
+from components.service.service import Service, ServiceArgs
 
 STRING_KEYS = ("environment", "platformStack", "baseImage", "buildHost")
 OBJECT_KEYS = ("hosts", "platform", "services")
@@ -90,7 +90,7 @@ def run(root: str) -> None:
 
     summary = {}
     for settings in stack.services:
-        service = Service(f"{stack.environment}-{settings.name}", ServiceArgs(
+        service = Service(service_component_name(stack.environment, settings.name), ServiceArgs(
             stack=stack.stack, environment=stack.environment, settings=settings,
             manifest=manifests[settings.name], hosts=stack.hosts, providers=providers,
             build_host=stack.build_host, registry=registry, agents=agents,

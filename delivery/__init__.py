@@ -11,8 +11,5 @@ a plain `pulumi up` of a stack deploy through one code path:
 """
 
 import os
-import sys
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if REPO not in sys.path:  # components/ is imported from the project root
-    sys.path.insert(0, REPO)

@@ -11,11 +11,12 @@ from dataclasses import dataclass, field
 import pulumi
 from pulumi import automation as auto
 
-from components.config import Host
-from components.docker_host import host_providers
-from components.manifest import Manifest
-from components.planning import context_digest
-from components.service_image import ServiceImage, ServiceImageArgs
+from components.model.config import Host
+from components.model.manifest import Manifest
+from components.naming import context_digest
+from components.platform.docker_host import host_providers
+from components.service.service_image import ServiceImage, ServiceImageArgs
+
 from .stacks import error_summary
 from .steps import StepFailed
 

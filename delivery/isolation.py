@@ -12,7 +12,9 @@ import uuid
 
 import requests
 
-from components.manifest import Manifest
+from components.model.manifest import Manifest
+from components.naming import docker_name
+
 from .steps import StepFailed
 
 TEST_TIMEOUT_S = 300
@@ -34,7 +36,7 @@ def tail(text: str, lines: int = 15) -> str:
 
 
 def probe_name(service: str) -> str:
-    return f"bluegreen-probe-{service}-{uuid.uuid4().hex[:8]}"
+    return docker_name("probe", service, uuid.uuid4().hex[:8])
 
 
 def run_tests(manifest: Manifest, image: str, timeout_s: float = TEST_TIMEOUT_S,

@@ -26,12 +26,13 @@ from dataclasses import dataclass
 
 import requests
 
+from components.consul import api as consul_api
+from components.consul.health_gate import wait_for_gate
+from components.model.manifest import Manifest, load_manifest
+from components.model.validation import ConfigError
+from components.naming import config_prefix, instance_id, offline_colour
+
 from . import REPO
-from components import consul_api
-from components.health_gate import wait_for_gate
-from components.manifest import Manifest, load_manifest
-from components.planning import config_prefix, instance_id, offline_colour
-from components.validation import ConfigError
 from .build import BuildRequest, BuildResult, build, build_stack_name
 from .isolation import health_probe, run_tests, tail
 from .stacks import EnvStack, error_summary, platform_outputs, relative_to_repo, short_name

@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 import yaml
 from pulumi import automation as auto
 
+from components.naming import COLOURS, KV_ROOT, owning_service, slot_image_name
+
 from . import REPO
-from components.planning import COLOURS, KV_ROOT
 from .stacks import classify, error_summary
 
 UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"   # the engine's "known after apply" sentinel
@@ -153,7 +154,7 @@ def summarise(preview: StackPreview) -> dict:
     for name in services_config:
         service(name)
     claimed = set()
-    image_names = {f"{environment}-{s}-{c}-{h}-image": (s, c, h)
+    image_names = {slot_image_name(environment, s, c, h): (s, c, h)
                    for s in services_config for c in COLOURS for h in hosts}
     for urn, entry in resources.items():
         kind, name = urn_parts(urn)
@@ -183,17 +184,15 @@ def summarise(preview: StackPreview) -> dict:
                 if change != "unchanged":
                     container = (new.get("inputs") or {}).get("name") or (old.get("inputs") or {}).get("name") or name
                     service(svc)["containers"].setdefault(change, []).append(container)
-    # What else of a service changes (gates, registrations, config keys): its resources are named
-    # `<environment>-<service>-...`; the longest service name wins where names share a prefix.
+    # What else of a service changes (gates, registrations, config keys), by resource name.
     for urn, entry in resources.items():
         name, change = urn_parts(urn)[1], classify(entry["ops"])
         if urn in claimed or change == "unchanged":
             continue
-        owner = max((s for s in services if name.startswith(f"{environment}-{s}-")), key=len, default=None)
-        if owner:
+        owned = owning_service(environment, services, name)
+        if owned:
             claimed.add(urn)
-            services[owner].setdefault("also", []).append(
-                f"{name[len(environment) + len(owner) + 2:]} ({change})")
+            services[owned[0]].setdefault("also", []).append(f"{owned[1]} ({change})")
     for entry in services.values():
         entry["also"].sort()
         alias = entry["alias"]

@@ -10,9 +10,10 @@ from __future__ import annotations
 import os
 import sys
 
+from components.model.validation import ConfigError
+from components.naming import alias_key, offline_colour
+
 from . import REPO
-from components.planning import alias_key, offline_colour
-from components.validation import ConfigError
 from .stacks import EnvStack
 from .steps import StepFailed
 

@@ -12,11 +12,12 @@ from dataclasses import dataclass
 
 from pulumi import automation as auto
 
-from . import REPO
-from components import consul_api
-from components.config import ServiceConfig, StackConfig, parse_stack_config
-from components.planning import COLOURS, alias_key
+from components.consul import api as consul_api
+from components.model.config import ServiceConfig, StackConfig, parse_stack_config
+from components.naming import COLOURS, alias_key
 from components.program import OBJECT_KEYS, STRING_KEYS
+
+from . import REPO
 from .steps import StepFailed
 
 NAMESPACE = "bluegreen"

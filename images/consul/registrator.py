@@ -20,7 +20,7 @@ import time
 import urllib.parse
 import urllib.request
 
-from planning import registration_payload
+from naming import registration_payload
 
 AGENT = os.environ.get("CONSUL_HTTP_ADDR", "http://127.0.0.1:8500").rstrip("/")
 ADVERTISE = os.environ.get("ADVERTISE_ADDRESS", "127.0.0.1")

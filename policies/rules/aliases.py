@@ -35,7 +35,7 @@ def check_colour_values(resource: Mapping[str, Any], _config: Mapping[str, Any])
         meta = payload.get("Meta") if isinstance(payload, Mapping) else None
         if isinstance(meta, Mapping) and _bad(meta.get("colour")):
             return [f"registration {name} has Meta.colour={meta.get('colour')!r}; colours are "
-                    f"{ALLOWED}. Build the payload with planning.registration_payload"]
+                    f"{ALLOWED}. Build the payload with naming.registration_payload"]
     if kind == CONSUL_KEY:
         key, value = props.get("key"), props.get("value")
         if isinstance(key, str) and ALIAS_KEY.match(key) and _bad(value):
@@ -76,7 +76,7 @@ def check_alias_gated(resources: list[dict[str, Any]],
             problems.append((alias["urn"], f"alias {label} is written without depending on a "
                              "health gate, so traffic could flip to a colour that never passed its "
                              "checks. Write aliases through the Alias component "
-                             "(components/alias.py): its value is the gate's colour output and it "
+                             "(components/consul/alias.py): its value is the gate's colour output and it "
                              "depends_on the gate"))
             continue
 

@@ -14,7 +14,7 @@ checks it again at `pulumi up`, when resource policies see the real inputs befor
 A value that was a Pulumi secret is a `SecretStr` when `secret_markers.install()` ran (the pack's
 `__main__.py` does that), see `is_secret`.
 
-The constants mirror components/planning.py and components/docker_host.py; the policy tests keep
+The constants mirror components/naming.py and components/docker_host.py; the policy tests keep
 them equal, but the pack stays importable without the project's packages on its path.
 """
 
@@ -48,7 +48,7 @@ from pulumi_policy.proxy import (
 
 from .secret_markers import SecretStr
 
-# --- the vocabulary of components/planning.py -------------------------------------------------
+# --- the vocabulary of components/naming.py -------------------------------------------------
 COLOURS = ("blue", "green")
 KV_ROOT = "bluegreen"
 ALIAS_KEY = re.compile(rf"^{KV_ROOT}/aliases/(?P<environment>[^/]+)/(?P<service>[^/]+)$")
@@ -58,9 +58,10 @@ DIGEST_REFERENCE = re.compile(r"^(?P<repository>[^@\s]+)@sha256:[0-9a-f]{64}$")
 CONTAINER = "docker:index/container:Container"
 SERVICE = "bluegreen:service:Service"
 COLOUR_SLOT = "bluegreen:service:ColourSlot"
-# Dynamic resources are `pulumi-python:dynamic:Resource`, or `pulumi-python:dynamic/<module>:<Name>`
-# should a class ever pass module=/name= to dynamic.Resource; both are recognised.
-DYNAMIC_PREFIX = "pulumi-python:dynamic"
+# Our dynamic resources each have their own type (components/naming.py: *_TYPE).
+REGISTRATION_TYPE = "pulumi-python:dynamic/consul:Registration"
+CONSUL_KEY_TYPE = "pulumi-python:dynamic/consul:Key"
+HEALTH_GATE_TYPE = "pulumi-python:dynamic/consul:HealthGate"
 
 # --- container labels (docker_host.labels: bluegreen.<key>) -----------------------------------
 LABEL_PREFIX = "bluegreen."
@@ -72,10 +73,12 @@ PLATFORM_ROLES = frozenset({"consul-server", "consul-client", "registrator", "re
 SERVICE_LABELS = ("bluegreen.service", "bluegreen.environment", "bluegreen.colour",
                   "bluegreen.instance")
 
-# --- kinds of dynamic resources, told apart by their properties (and names as a fallback) ------
-REGISTRATION = "registration"   # components/registration.py: {address, payload}
-CONSUL_KEY = "consul-key"       # components/consul_key.py: {address, key, value}
-HEALTH_GATE = "health-gate"     # components/health_gate.py: {service, environment, colour, ...}
+# --- kinds of dynamic resources, selected by type ------------------------------------------------
+REGISTRATION = "registration"   # components/consul/registration.py: {address, payload}
+CONSUL_KEY = "consul-key"       # components/consul/key.py: {address, key, value}
+HEALTH_GATE = "health-gate"     # components/consul/health_gate.py: {service, environment, colour, ...}
+DYNAMIC_KINDS = {REGISTRATION_TYPE: REGISTRATION, CONSUL_KEY_TYPE: CONSUL_KEY,
+                 HEALTH_GATE_TYPE: HEALTH_GATE}
 
 
 class _Unknown:
@@ -156,24 +159,8 @@ def is_service_container(resource: Mapping[str, Any]) -> bool:
 
 
 def dynamic_kind(resource: Mapping[str, Any]) -> str | None:
-    """REGISTRATION, CONSUL_KEY, HEALTH_GATE or None, for one of our dynamic resources."""
-    if not str(resource.get("type", "")).startswith(DYNAMIC_PREFIX):
-        return None
-    props = resource.get("props") or {}
-    if "payload" in props:
-        return REGISTRATION
-    if "key" in props and "value" in props:
-        return CONSUL_KEY
-    if "instances" in props and "colour" in props:
-        return HEALTH_GATE
-    name = str(resource.get("name", ""))
-    if name.endswith("-registration"):
-        return REGISTRATION
-    if name.endswith("-gate"):
-        return HEALTH_GATE
-    if name.endswith("-key") or name.endswith("-route"):
-        return CONSUL_KEY
-    return None
+    """REGISTRATION, CONSUL_KEY, HEALTH_GATE or None, by the resource's type."""
+    return DYNAMIC_KINDS.get(str(resource.get("type", "")))
 
 
 def known(value: Any) -> bool:

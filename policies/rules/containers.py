@@ -25,7 +25,7 @@ def check_service_labels(resource: Mapping[str, Any], _config: Mapping[str, Any]
                if not is_unknown(labels.get(label)) and not labels.get(label)]
     if missing:
         return [f"service container {name} lacks the label(s) {', '.join(missing)}; create service "
-                "containers through ColourSlot (components/colour_slot.py), which labels them with "
+                "containers through ColourSlot (components/service/colour_slot.py), which labels them with "
                 "docker_host.labels(role='service', service=..., environment=..., colour=..., "
                 "instance=...)"]
     values = [labels[label] for label in SERVICE_LABELS]
@@ -36,8 +36,8 @@ def check_service_labels(resource: Mapping[str, Any], _config: Mapping[str, Any]
     if not str(instance).startswith(prefix):
         return [f"service container {name} has bluegreen.instance={instance!r}, which does not "
                 f"start with {prefix!r} (environment-service-colour-host-index, as "
-                "planning.instance_id makes it); its Consul registration and health gate would "
-                "not find it. Use planning.instance_id for the label"]
+                "naming.instance_id makes it); its Consul registration and health gate would "
+                "not find it. Use naming.instance_id for the label"]
     return []
 
 

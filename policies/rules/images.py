@@ -11,7 +11,7 @@ from .common import (CONTAINER, DIGEST_REFERENCE, ROLE_DEPENDENCY, ROLE_SERVICE,
                      resource_policy, role_of)
 
 # Without configured registries, the in-house registry is the platform's: published on the
-# loopback address of every host (components/registry.py), which Docker trusts over plain HTTP.
+# loopback address of every host (components/platform/registry.py), which Docker trusts over plain HTTP.
 LOOPBACK_REGISTRY = re.compile(r"^(127(\.\d{1,3}){3}|localhost|\[::1\])(:\d{1,5})?$")
 
 
@@ -35,7 +35,7 @@ def image_problem(image: Any, registries: list[str] | None) -> str | None:
     if match is None:
         return (f"runs {image!r}, which is not pinned by digest: a tag can move under a running "
                 "colour. Run the reference of a ServiceImage (repository@sha256:<64 hex>, see "
-                "components/service_image.py), i.e. pass ServiceImage(...).reference to the container")
+                "components/service/service_image.py), i.e. pass ServiceImage(...).reference to the container")
     registry = registry_of(match["repository"])
     if registries:
         if registry not in registries:

@@ -10,9 +10,9 @@ from pulumi_policy import EnforcementLevel, Severity
 from .common import (REGISTRATION, dynamic_kind, is_service_container, is_unknown, known,
                      labels_of, stack_policy)
 
-FIX_REGISTER = ("Create service containers through ColourSlot (components/colour_slot.py), which "
+FIX_REGISTER = ("Create service containers through ColourSlot (components/service/colour_slot.py), which "
                 "registers each one with its host's agent via AgentRegistration and "
-                "planning.registration_payload")
+                "naming.registration_payload")
 
 
 def _registrations(resources: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -62,7 +62,7 @@ def check_registered(resources: list[dict[str, Any]],
         if known(found_id) and known(instance) and found_id != instance:
             problems.append((registration["urn"], f"{where} has ID {found_id!r}, not the container's "
                              f"instance {instance!r}; the gate looks instances up by that ID. "
-                             "Register it with ID=planning.instance_id(...), the label's value"))
+                             "Register it with ID=naming.instance_id(...), the label's value"))
         service = labels.get("bluegreen.service")
         found_name = payload.get("Name")
         if known(found_name) and known(service) and found_name != service:
@@ -78,7 +78,7 @@ def check_registered(resources: list[dict[str, Any]],
             problems.append((registration["urn"], f"{where} has tags {tag_list}, missing "
                              f"{', '.join(map(str, missing))}; consul-template and the gate select "
                              "instances by the tags [environment, colour]. Register with "
-                             "Tags=[environment, colour] (planning.registration_payload)"))
+                             "Tags=[environment, colour] (naming.registration_payload)"))
     return problems
 
 
@@ -113,7 +113,7 @@ def check_http_health(resources: list[dict[str, Any]],
                          f"container {name} has no HTTP check, so the health gate would pass an "
                          "instance that does not serve. Register it with Check={HTTP: "
                          "http://<address>:<port><health path>, Interval, Timeout} (the manifest's "
-                         "`health:` feeds planning.registration_payload)"))
+                         "`health:` feeds naming.registration_payload)"))
     return problems
 
 

@@ -13,7 +13,7 @@ import pytest
 import requests
 from pulumi import automation as auto
 
-from harness import (LOG_DIR, Deployment, RequestLoop, container_identity, docker_names,
+from e2e_harness import (LOG_DIR, Deployment, RequestLoop, container_identity, docker_names,
                      get_json, platform_config, require_environment, wait_until)
 
 STACK = ENV = "e2e-bg"

@@ -16,7 +16,7 @@ import pytest
 import requests
 import yaml
 
-from harness import (HOST2_DOCKER, LOG_DIR, REPO, Deployment, RequestLoop, container_identity,
+from e2e_harness import (HOST2_DOCKER, LOG_DIR, REPO, Deployment, RequestLoop, container_identity,
                      docker_names, get_json, host_entries, platform_config, require_environment,
                      wait_until)
 

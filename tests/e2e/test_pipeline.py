@@ -16,7 +16,7 @@ import pytest
 import requests
 import yaml
 
-from harness import (LOG_DIR, REPO, Deployment, container_identity, docker_names, get_json,
+from e2e_harness import (LOG_DIR, REPO, Deployment, container_identity, docker_names, get_json,
                      platform_config, require_environment, wait_until)
 
 PLATFORM, INT, PROD = "e2e-pipe-platform", "e2e-pipe-int", "e2e-pipe-prod"
@@ -66,7 +66,6 @@ class Stacks:
 
 
 def _remove_build_stack() -> None:
-    sys.path.insert(0, REPO)
     from delivery.build import remove
     remove(BUILD_STACK)
 

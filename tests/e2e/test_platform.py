@@ -9,7 +9,7 @@ import time
 import pytest
 import requests
 
-from harness import Deployment, docker_names, platform_config, require_environment, wait_until
+from e2e_harness import Deployment, docker_names, platform_config, require_environment, wait_until
 
 STACK = "e2e-platform"
 PORTS = {"consul": 28500, "serf": 28301, "server": 28300, "registry": 28000, "proxy": 28080}

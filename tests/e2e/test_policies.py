@@ -8,7 +8,7 @@ import os
 import pytest
 from pulumi import automation as auto
 
-from harness import REPO, Deployment, platform_config, require_environment
+from e2e_harness import REPO, Deployment, platform_config, require_environment
 
 PACK = os.path.join(REPO, "policies")
 PORTS = {"consul": 28800, "serf": 28801, "server": 28802, "registry": 28805, "proxy": 28880}

@@ -17,7 +17,7 @@ IMAGE = f"127.0.0.1:15000/vizconfig@{DIGEST}"
 UNKNOWN = UNKNOWN_STRING_VALUE  # how the engine sends a value it does not know yet
 STACK = "urn:pulumi:production::bluegreen::"
 CONTAINER = "docker:index/container:Container"
-DYNAMIC = "pulumi-python:dynamic:Resource"
+from policies.rules.common import CONSUL_KEY_TYPE, HEALTH_GATE_TYPE, REGISTRATION_TYPE
 
 
 def policy(name: str):
@@ -87,14 +87,14 @@ def registration_payload(instance: str = "production-vizconfig-blue-local-0", *,
 def registration(name: str = "production-vizconfig-blue-local-0-registration", payload=None,
                  parent: str | None = None, **kwargs: Any) -> dict[str, Any]:
     payload = registration_payload(**kwargs) if payload is None else payload
-    return resource(DYNAMIC, name, {"address": "http://127.0.0.1:18500", "payload": payload},
+    return resource(REGISTRATION_TYPE, name, {"address": "http://127.0.0.1:18500", "payload": payload},
                     parent=parent)
 
 
 def gate(name: str = "production-vizconfig-blue-gate", *, environment="production",
          service="vizconfig", colour="blue", blocking=True, parent: str | None = None):
     instance = f"{environment}-{service}-{colour}-local-0"
-    return resource(DYNAMIC, name, {
+    return resource(HEALTH_GATE_TYPE, name, {
         "service": service, "environment": environment, "colour": colour,
         "instances": {instance: "http://127.0.0.1:18500"}, "timeout_s": 60, "blocking": blocking,
         "revision": {"image": IMAGE, "version": "1.0.0"}, "waited_s": 0.5, "passing": True,
@@ -103,7 +103,7 @@ def gate(name: str = "production-vizconfig-blue-gate", *, environment="productio
 
 def consul_key(name: str, key: str, value: Any, *, dependencies=(), value_dependencies=None,
                parent: str | None = None) -> dict[str, Any]:
-    r = resource(DYNAMIC, name, {"address": "http://127.0.0.1:18500", "key": key, "value": value},
+    r = resource(CONSUL_KEY_TYPE, name, {"address": "http://127.0.0.1:18500", "key": key, "value": value},
                  parent=parent)
     r["dependencies"] = list(dependencies)
     r["property_dependencies"] = {"value": list(dependencies if value_dependencies is None

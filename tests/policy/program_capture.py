@@ -13,14 +13,12 @@ import json
 import os
 import sys
 
+import pulumi
+import pulumi_docker as docker
+from google.protobuf import json_format
+from pulumi.runtime import mocks
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, ROOT)
-
-import pulumi  # noqa: E402
-import pulumi_docker as docker  # noqa: E402
-from google.protobuf import json_format  # noqa: E402
-from pulumi.runtime import mocks  # noqa: E402
-
 DIGEST = "sha256:" + "a" * 64
 
 
@@ -74,9 +72,9 @@ def main() -> None:
     pulumi.runtime.set_mocks(Fakes(preview), project="bluegreen", stack=environment,
                              preview=preview, monitor=recorder)
 
-    from components.config import parse_stack_config
-    from components.manifest import load_manifest
-    from components.service import Service, ServiceArgs
+    from components.model.config import parse_stack_config
+    from components.model.manifest import load_manifest
+    from components.service.service import Service, ServiceArgs
 
     @pulumi.runtime.test
     def program():

@@ -58,7 +58,7 @@ def test_alias_without_gate_fails():
     alias["dependencies"], alias["property_dependencies"] = [], {}
     [(urn, message)] = run_stack_policy("alias-depends-on-gate", resources)
     assert urn == alias["urn"]
-    assert "without depending on a health gate" in message and "components/alias.py" in message
+    assert "without depending on a health gate" in message and "components/consul/alias.py" in message
 
 
 def test_alias_depending_on_the_other_colour_fails():

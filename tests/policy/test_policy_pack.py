@@ -39,7 +39,10 @@ def test_policies_are_named_described_and_levelled():
 
 
 def test_constants_mirror_the_components():
-    from components import planning
+    from components import naming as planning
+    assert common.REGISTRATION_TYPE == planning.dynamic_type(planning.REGISTRATION_TYPE)
+    assert common.CONSUL_KEY_TYPE == planning.dynamic_type(planning.CONSUL_KEY_TYPE)
+    assert common.HEALTH_GATE_TYPE == planning.dynamic_type(planning.HEALTH_GATE_TYPE)
     assert common.COLOURS == planning.COLOURS
     assert common.KV_ROOT == planning.KV_ROOT
     assert common.ALIAS_KEY.match(planning.alias_key("production", "vizconfig"))

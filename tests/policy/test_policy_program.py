@@ -91,7 +91,7 @@ def test_capture_has_the_shapes_the_rules_rely_on():
     assert {"label": "bluegreen.role", "value": "service"} in box["inputs"]["labels"]
     assert "external" not in box["inputs"]["ports"][0]
     registration = named(recorded, "production-vizconfig-blue-local-0-registration")
-    assert registration["type"] == "pulumi-python:dynamic:Resource"
+    assert registration["type"] == "pulumi-python:dynamic/consul:Registration"
     assert registration["outputs"]["payload"]["ID"] == "production-vizconfig-blue-local-0"
     gate = named(recorded, "production-vizconfig-blue-gate")
     alias = named(recorded, "production-vizconfig-alias-key")

@@ -7,7 +7,7 @@ import os
 import pytest
 import yaml
 
-from components.config import (
+from components.model.config import (
     ColourConfig,
     ConsulSettings,
     Host,
@@ -16,7 +16,7 @@ from components.config import (
     StackConfig,
     parse_stack_config,
 )
-from components.validation import ConfigError
+from components.model.validation import ConfigError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

@@ -9,8 +9,8 @@ import types
 
 import pytest
 
-from components.manifest import AcceptanceSpec, parse_manifest
-from components.validation import ConfigError
+from components.model.manifest import AcceptanceSpec, parse_manifest
+from components.model.validation import ConfigError
 from delivery import cli
 from delivery.pipeline import PipelineArgs, build_host, run_pipeline
 from delivery.stacks import classify, container_changes, decode_values, error_summary, short_name
@@ -225,7 +225,7 @@ def test_invalid_acceptance_names_the_field(tmp_path, acceptance, field, problem
 
 def test_the_example_service_declares_its_acceptance_tests():
     from delivery import REPO
-    from components.manifest import load_manifest
+    from components.model.manifest import load_manifest
     manifest = load_manifest(f"{REPO}/services/vizconfig/service.yaml")
     assert manifest.acceptance.command == ("python3", "tests/acceptance.py")
 

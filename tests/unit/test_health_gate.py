@@ -3,9 +3,9 @@
 import pytest
 from hypothesis import given, strategies as st
 
-from components import health_gate
-from components.consul_api import CheckState
-from components.health_gate import gate_problems, wait_for_gate
+from components.consul import health_gate
+from components.consul.api import CheckState
+from components.consul.health_gate import gate_problems, wait_for_gate
 
 
 def check(instance, status="passing", name=None, node="local", output=""):

@@ -7,7 +7,7 @@ import pytest
 import yaml
 from hypothesis import HealthCheck as HypothesisHealthCheck, given, settings, strategies as st
 
-from components.manifest import (
+from components.model.manifest import (
     NAME_PATTERN,
     BuildSpec,
     Dependency,
@@ -17,7 +17,7 @@ from components.manifest import (
     load_manifest,
     parse_manifest,
 )
-from components.validation import ConfigError
+from components.model.validation import ConfigError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 EXAMPLE = os.path.join(ROOT, "services", "vizconfig", "service.yaml")

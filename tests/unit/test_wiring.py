@@ -9,7 +9,9 @@ import pytest
 
 from unit_harness import (
     CONTAINER,
-    DYNAMIC,
+    CONSUL_KEY,
+    HEALTH_GATE,
+    REGISTRATION,
     PROVIDER,
     REGISTRY_IMAGE,
     REMOTE_IMAGE,
@@ -86,15 +88,15 @@ class Deployment:
 
     @property
     def registrations(self):
-        return [r for r in self.of_type(DYNAMIC) if "payload" in r.inputs]
+        return self.of_type(REGISTRATION)
 
     @property
     def gates(self):
-        return [r for r in self.of_type(DYNAMIC) if "instances" in r.inputs]
+        return self.of_type(HEALTH_GATE)
 
     @property
     def keys(self):
-        return [r for r in self.of_type(DYNAMIC) if "key" in r.inputs]
+        return self.of_type(CONSUL_KEY)
 
     def key(self, key):
         return self.one([r for r in self.keys if r.inputs["key"] == key])

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_docker as docker
 
-from .docker_host import http_healthcheck, labels, local_image
+from components.naming import docker_name
+from components.platform.docker_host import http_healthcheck, labels, local_image
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,7 @@ class Proxy(pulumi.ComponentResource):
         listen = f"127.0.0.1:{args.port}"
         self.container = docker.Container(
             f"{name}-container",
-            name=f"bluegreen-{args.stack}-proxy",
+            name=docker_name(args.stack, "proxy"),
             image=image,
             network_mode="host",
             envs=[f"PROXY_LISTEN={listen}", f"CONSUL_HTTP_ADDR={args.consul_address}"],

@@ -5,7 +5,7 @@ import re
 import pytest
 from hypothesis import given, strategies as st
 
-from components.planning import (
+from components.naming import (
     COLOURS,
     alias_key,
     catalogue_key,
@@ -242,3 +242,27 @@ def test_context_digest_differs_iff_content_differs(tmp_path_factory, first, sec
     (base / "two" / "file").write_bytes(second)
     same = context_digest(str(base / "one")) == context_digest(str(base / "two"))
     assert same == (first == second)
+
+
+def test_naming_imports_only_the_standard_library():
+    """The bootstrap copies naming.py alone into the consul image, for the registrator."""
+    import ast
+    import sys
+
+    import components.naming as naming
+    tree = ast.parse(open(naming.__file__, encoding="utf-8").read())
+    imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
+                for alias in node.names}
+    imported |= {node.module.split(".")[0] for node in ast.walk(tree)
+                 if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module}
+    assert not any(isinstance(node, ast.ImportFrom) and node.level for node in ast.walk(tree))
+    assert imported <= set(sys.stdlib_module_names), imported - set(sys.stdlib_module_names)
+
+
+def test_owning_service_prefers_the_longest_name():
+    from components.naming import owning_service, service_component_name, slot_image_name
+    services = ["api", "api-admin"]
+    assert owning_service("prod", services, "prod-api-admin-blue-gate") == ("api-admin", "blue-gate")
+    assert owning_service("prod", services, "prod-api-green-local-0") == ("api", "green-local-0")
+    assert owning_service("prod", services, "staging-api-blue-gate") is None
+    assert slot_image_name("prod", "api", "blue", "h1").startswith(service_component_name("prod", "api") + "-")

@@ -10,8 +10,9 @@ from urllib.parse import urlparse
 import pulumi
 import pulumi_docker as docker
 
-from .config import Host
-from .docker_host import http_healthcheck, labels, local_image
+from components.model.config import Host
+from components.naming import docker_name
+from components.platform.docker_host import http_healthcheck, labels, local_image
 
 
 @dataclass(frozen=True)
@@ -78,12 +79,12 @@ class ConsulCluster(pulumi.ComponentResource):
             role = "server" if host is args.server else "client"
             image = local_image(args.image, provider, self)
             data = docker.Volume(f"{name}-{host.name}-data",
-                                 name=f"bluegreen-{args.stack}-consul-{host.name}",
+                                 name=docker_name(args.stack, "consul", host.name),
                                  opts=pulumi.ResourceOptions(parent=self, provider=provider))
             after = [] if role == "server" else [self.containers[args.server.name]]
             self.containers[host.name] = docker.Container(
                 f"{name}-{host.name}",
-                name=f"bluegreen-{args.stack}-consul-{host.name}",
+                name=docker_name(args.stack, "consul", host.name),
                 image=image,
                 command=agent_command(host, args.datacenter, None if role == "server" else args.server),
                 network_mode="host",
@@ -101,7 +102,7 @@ class ConsulCluster(pulumi.ComponentResource):
             )
             self.registrators[host.name] = docker.Container(
                 f"{name}-{host.name}-registrator",
-                name=f"bluegreen-{args.stack}-registrator-{host.name}",
+                name=docker_name(args.stack, "registrator", host.name),
                 image=image,
                 entrypoints=["python3", "-u", "/usr/local/lib/bluegreen/registrator.py"],
                 network_mode="host",

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 import pulumi
 
-from .consul_key import ConsulKey
-from .health_gate import HealthGate
-from .planning import COLOURS, alias_key
+from components.consul.health_gate import HealthGate
+from components.consul.key import ConsulKey
+from components.naming import COLOURS, alias_key
 
 
 @dataclass(frozen=True)

@@ -3,9 +3,7 @@ registration: type, name, URN, inputs, outputs, provider, parent and dependencie
 
 The mocks answer like the real providers would (a registry digest for pushed images, an image ID
 for pulled ones, an external port for published container ports), so tests can check that values
-flow from one resource into another instead of only echoing what they configured.
-
-Tests import it as `unit_harness` (see conftest.py): tests/e2e has its own harness.py."""
+flow from one resource into another instead of only echoing what they configured."""
 
 from __future__ import annotations
 
@@ -25,7 +23,11 @@ from pulumi.runtime.sync_await import _sync_await
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PROJECT = "bluegreen"
-DYNAMIC = "pulumi-python:dynamic:Resource"
+from components.naming import CONSUL_KEY_TYPE, HEALTH_GATE_TYPE, REGISTRATION_TYPE, dynamic_type
+
+REGISTRATION = dynamic_type(REGISTRATION_TYPE)
+HEALTH_GATE = dynamic_type(HEALTH_GATE_TYPE)
+CONSUL_KEY = dynamic_type(CONSUL_KEY_TYPE)
 CONTAINER = "docker:index/container:Container"
 REMOTE_IMAGE = "docker:index/remoteImage:RemoteImage"
 REGISTRY_IMAGE = "docker:index/registryImage:RegistryImage"
@@ -103,7 +105,7 @@ class RealisticMocks(pulumi.runtime.Mocks):
                 ports.append(port)
             outputs["ports"] = ports
             resource_id = hashlib.sha256(args.name.encode()).hexdigest()
-        elif args.typ == DYNAMIC and "instances" in outputs:
+        elif args.typ == HEALTH_GATE:
             # A HealthGate that passed: its inputs plus what the provider adds.
             outputs.update(waited_s=0.5, passing=True, problems=[])
         elif args.typ == "pulumi:pulumi:StackReference":

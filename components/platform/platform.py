@@ -7,10 +7,10 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_docker as docker
 
-from .config import Host, PlatformConfig
-from .consul_cluster import ConsulCluster, ConsulClusterArgs
-from .proxy import Proxy, ProxyArgs
-from .registry import Registry, RegistryArgs
+from components.model.config import Host, PlatformConfig
+from components.platform.consul_cluster import ConsulCluster, ConsulClusterArgs
+from components.platform.proxy import Proxy, ProxyArgs
+from components.platform.registry import Registry, RegistryArgs
 
 
 @dataclass(frozen=True)

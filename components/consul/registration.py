@@ -9,7 +9,9 @@ from typing import Any
 import pulumi
 from pulumi import dynamic
 
-from . import consul_api
+from components.consul import api as consul_api
+from components.consul.legacy import with_legacy_type
+from components.naming import REGISTRATION_TYPE
 
 
 class _AgentRegistrationProvider(dynamic.ResourceProvider):
@@ -36,8 +38,8 @@ class _AgentRegistrationProvider(dynamic.ResourceProvider):
         consul_api.agent_deregister(props["address"], props["payload"]["ID"])
 
 
-class AgentRegistration(dynamic.Resource):
-    """PUT /v1/agent/service/register on `address` with `payload` (see planning.registration_payload)."""
+class AgentRegistration(dynamic.Resource, module=REGISTRATION_TYPE[0], name=REGISTRATION_TYPE[1]):
+    """PUT /v1/agent/service/register on `address` with `payload` (see naming.registration_payload)."""
 
     address: pulumi.Output[str]
     payload: pulumi.Output[dict]
@@ -45,4 +47,4 @@ class AgentRegistration(dynamic.Resource):
     def __init__(self, name: str, *, address: pulumi.Input[str], payload: pulumi.Input[dict],
                  opts: pulumi.ResourceOptions | None = None):
         super().__init__(_AgentRegistrationProvider(), name,
-                         {"address": address, "payload": payload}, opts)
+                         {"address": address, "payload": payload}, with_legacy_type(opts))

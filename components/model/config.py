@@ -7,8 +7,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from .planning import COLOURS
-from .validation import Fields
+from components.model.validation import Fields
+from components.naming import COLOURS
 
 HOST_NAME = r"[a-z][a-z0-9-]{0,30}"
 ENV_NAME = r"[a-z][a-z0-9-]{0,30}"

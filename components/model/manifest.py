@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import yaml
 
-from .validation import ConfigError, Fields
+from components.model.validation import ConfigError, Fields
 
 NAME_PATTERN = r"[a-z][a-z0-9-]{0,30}[a-z0-9]"
 NAME_HINT = "lower-case letters, digits and '-', 2-32 characters, starting with a letter"

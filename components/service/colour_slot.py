@@ -9,12 +9,12 @@ from urllib.parse import urlparse
 import pulumi
 import pulumi_docker as docker
 
-from .config import Host
-from .docker_host import labels
-from .health_gate import HealthGate
-from .manifest import Manifest
-from .planning import COLOURS, config_prefix, instance_id, registration_payload
-from .registration import AgentRegistration
+from components.consul.health_gate import HealthGate
+from components.consul.registration import AgentRegistration
+from components.model.config import Host
+from components.model.manifest import Manifest
+from components.naming import COLOURS, config_prefix, docker_name, instance_id, registration_payload
+from components.platform.docker_host import labels
 
 
 @dataclass(frozen=True)
@@ -103,7 +103,7 @@ class ColourSlot(pulumi.ComponentResource):
                 instance = instance_id(args.environment, manifest.name, args.colour, host.name, index)
                 container = docker.Container(
                     f"{name}-{host.name}-{index}",
-                    name=f"bluegreen-{instance}",
+                    name=docker_name(instance),
                     # The digest reference itself, so `docker ps` and policies see the pin.
                     image=pulled.name,
                     envs=container_environment(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pulumi
 import pulumi_docker as docker
 
-from .config import Host
+from components.model.config import Host
 
 
 def host_providers(stack: str, hosts: dict[str, Host],

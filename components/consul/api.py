@@ -92,3 +92,4 @@ def agent_service_checks(address: str, service_id: str) -> list[CheckState] | No
     return [CheckState(service_id, c.get("Node", ""), c["Name"], c["Status"], c.get("Output", ""),
                        target)
             for c in body.get("Checks") or []]
+

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_docker as docker
 
-from .docker_host import http_healthcheck, labels, local_image
+from components.naming import docker_name
+from components.platform.docker_host import http_healthcheck, labels, local_image
 
 
 @dataclass(frozen=True)
@@ -31,10 +32,10 @@ class Registry(pulumi.ComponentResource):
         super().__init__("bluegreen:platform:Registry", name, None, opts)
         child = pulumi.ResourceOptions(parent=self, provider=args.provider)
         image = local_image(args.image, args.provider, self)
-        storage = docker.Volume(f"{name}-storage", name=f"bluegreen-{args.stack}-registry", opts=child)
+        storage = docker.Volume(f"{name}-storage", name=docker_name(args.stack, "registry"), opts=child)
         self.container = docker.Container(
             f"{name}-container",
-            name=f"bluegreen-{args.stack}-registry",
+            name=docker_name(args.stack, "registry"),
             image=image,
             ports=[docker.ContainerPortArgs(internal=5000, external=args.port, ip="127.0.0.1")],
             volumes=[docker.ContainerVolumeArgs(volume_name=storage.name,

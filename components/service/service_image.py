@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_docker as docker
 
-from .manifest import BuildSpec
-from .planning import context_digest, digest_reference
+from components.model.manifest import BuildSpec
+from components.naming import context_digest, digest_reference
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,6 @@
-"""Pure planning functions: names, keys, colours and registration payloads. No Pulumi here."""
+"""Names, KV keys, colours and registration payloads: the one module that makes them.
+
+Standard library only: the bootstrap copies this file into the consul image for the registrator."""
 
 from __future__ import annotations
 
@@ -10,6 +12,20 @@ from typing import Iterable
 COLOURS = ("blue", "green")
 KV_ROOT = "bluegreen"
 DIGEST_REF = re.compile(r"^[^@\s]+@sha256:[0-9a-f]{64}$")
+
+# Type tokens of the dynamic resources: `dynamic.Resource` subclasses declare (module, name), and
+# Pulumi makes `pulumi-python:dynamic/<module>:<name>` of them. Stacks made before these existed
+# hold every dynamic resource as LEGACY_DYNAMIC_TYPE; the classes alias it so nothing is replaced.
+CONSUL_KEY_TYPE = ("consul", "Key")
+REGISTRATION_TYPE = ("consul", "Registration")
+HEALTH_GATE_TYPE = ("consul", "HealthGate")
+LEGACY_DYNAMIC_TYPE = "pulumi-python:dynamic:Resource"
+
+
+def dynamic_type(module_and_name: tuple[str, str]) -> str:
+    """The full type token Pulumi gives a dynamic resource class declared with (module, name)."""
+    module, name = module_and_name
+    return f"pulumi-python:dynamic/{module}:{name}"
 
 
 def offline_colour(live: str) -> str:
@@ -37,6 +53,33 @@ def config_prefix(environment: str, service: str) -> str:
 def catalogue_key(environment: str, service: str) -> str:
     """The KV key holding a service's catalogue entry (description, versions, digests)."""
     return f"{KV_ROOT}/catalogue/{environment}/{service}"
+
+
+def docker_name(*parts: str) -> str:
+    """The name of a Docker object the platform owns (container, network, volume): `bluegreen-...`,
+    which is what `docker ps --filter name=bluegreen-` and the clean-up rely on."""
+    return "-".join(("bluegreen", *parts))
+
+
+def service_component_name(environment: str, service: str) -> str:
+    """The Pulumi name of a Service component; every resource of it starts with this and '-'."""
+    return f"{environment}-{service}"
+
+
+def slot_image_name(environment: str, service: str, colour: str, host: str) -> str:
+    """The Pulumi name of the pull of a colour's image on one host (what preview reports)."""
+    return f"{service_component_name(environment, service)}-{colour}-{host}-image"
+
+
+def owning_service(environment: str, services, resource_name: str) -> tuple[str, str] | None:
+    """(service, rest of the name) for a resource of one of `services`, or None; the longest
+    service name wins where names share a prefix."""
+    owner = max((s for s in services
+                 if resource_name.startswith(service_component_name(environment, s) + "-")),
+                key=len, default=None)
+    if owner is None:
+        return None
+    return owner, resource_name[len(service_component_name(environment, owner)) + 1:]
 
 
 def instance_id(environment: str, service: str, colour: str, host: str, index: int) -> str:

@@ -7,7 +7,9 @@ from typing import Any
 import pulumi
 from pulumi import dynamic
 
-from . import consul_api
+from components.consul import api as consul_api
+from components.consul.legacy import with_legacy_type
+from components.naming import CONSUL_KEY_TYPE
 
 
 class _ConsulKeyProvider(dynamic.ResourceProvider):
@@ -32,7 +34,7 @@ class _ConsulKeyProvider(dynamic.ResourceProvider):
         consul_api.kv_delete(props["address"], props["key"])
 
 
-class ConsulKey(dynamic.Resource):
+class ConsulKey(dynamic.Resource, module=CONSUL_KEY_TYPE[0], name=CONSUL_KEY_TYPE[1]):
     """A key/value pair written to Consul through an agent's HTTP API."""
 
     address: pulumi.Output[str]
@@ -42,4 +44,4 @@ class ConsulKey(dynamic.Resource):
     def __init__(self, name: str, *, address: pulumi.Input[str], key: pulumi.Input[str],
                  value: pulumi.Input[str], opts: pulumi.ResourceOptions | None = None):
         super().__init__(_ConsulKeyProvider(), name,
-                         {"address": address, "key": key, "value": value}, opts)
+                         {"address": address, "key": key, "value": value}, with_legacy_type(opts))

@@ -12,7 +12,9 @@ from typing import Any, Mapping
 import pulumi
 from pulumi import dynamic
 
-from . import consul_api
+from components.consul import api as consul_api
+from components.consul.legacy import with_legacy_type
+from components.naming import HEALTH_GATE_TYPE
 
 POLL_INTERVAL_S = 0.5
 
@@ -84,7 +86,7 @@ class _HealthGateProvider(dynamic.ResourceProvider):
         pass
 
 
-class HealthGate(dynamic.Resource):
+class HealthGate(dynamic.Resource, module=HEALTH_GATE_TYPE[0], name=HEALTH_GATE_TYPE[1]):
     """Passes once every instance of `service` in that environment and colour passes its checks.
 
     `instances` maps instance IDs to their agents' URLs; `revision` is anything whose change must
@@ -104,4 +106,4 @@ class HealthGate(dynamic.Resource):
             "service": service, "environment": environment, "colour": colour,
             "instances": instances, "timeout_s": timeout_s, "blocking": blocking,
             "revision": revision, "waited_s": None, "passing": None, "problems": None,
-        }, opts)
+        }, with_legacy_type(opts))

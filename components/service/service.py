@@ -9,14 +9,16 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_docker as docker
 
-from .alias import Alias, AliasArgs
-from .colour_slot import ColourSlot, ColourSlotArgs
-from .config import Host, ServiceConfig
-from .docker_host import labels
-from .manifest import Dependency, Manifest
-from .consul_key import ConsulKey
-from .planning import catalogue_entry, catalogue_key, config_prefix, context_digest, route_key
-from .service_image import ServiceImage, ServiceImageArgs
+from components.consul.alias import Alias, AliasArgs
+from components.consul.key import ConsulKey
+from components.model.config import Host, ServiceConfig
+from components.model.manifest import Dependency, Manifest
+from components.naming import (
+    catalogue_entry, catalogue_key, config_prefix, context_digest, docker_name, route_key
+)
+from components.platform.docker_host import labels
+from components.service.colour_slot import ColourSlot, ColourSlotArgs
+from components.service.service_image import ServiceImage, ServiceImageArgs
 
 
 @dataclass(frozen=True)
@@ -77,7 +79,7 @@ class Service(pulumi.ComponentResource):
         for host_name in settings.hosts:
             provider = args.providers[host_name]
             network = docker.Network(
-                f"{name}-{host_name}-network", name=f"bluegreen-{env}-{manifest.name}",
+                f"{name}-{host_name}-network", name=docker_name(env, manifest.name),
                 opts=pulumi.ResourceOptions(parent=self, provider=provider))
             networks[host_name] = network.name
             for dependency in manifest.dependencies:
@@ -142,13 +144,13 @@ class Service(pulumi.ComponentResource):
         volumes = []
         if dependency.volume:
             data = docker.Volume(label + "-data",
-                                 name=f"bluegreen-{args.environment}-{args.manifest.name}-{dependency.alias}",
+                                 name=docker_name(args.environment, args.manifest.name, dependency.alias),
                                  opts=child)
             volumes.append(docker.ContainerVolumeArgs(volume_name=data.name,
                                                       container_path=dependency.volume))
         return docker.Container(
             label,
-            name=f"bluegreen-{args.environment}-{args.manifest.name}-{dependency.alias}-{host_name}",
+            name=docker_name(args.environment, args.manifest.name, dependency.alias, host_name),
             image=pulled.name,
             envs=[f"{k}={v}" for k, v in sorted(dependency.environment.items())],
             networks_advanced=[docker.ContainerNetworksAdvancedArgs(

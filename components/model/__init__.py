@@ -1,0 +1,1 @@
+"""Typed stack configuration, the service manifest and the validation helpers they share."""

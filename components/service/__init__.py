@@ -1,0 +1,1 @@
+"""A service in one environment: its images, colour slots and linked dependencies."""
