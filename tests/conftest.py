@@ -1,0 +1,14 @@
+"""Marks every test by its folder, so `pytest -m unit`, `-m policy` or `-m e2e` selects a tier."""
+
+import pathlib
+
+import pytest
+
+TIERS = ("unit", "policy", "e2e")
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        tier = pathlib.Path(str(item.fspath)).parent.name
+        if tier in TIERS:
+            item.add_marker(getattr(pytest.mark, tier))
