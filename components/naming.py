@@ -50,6 +50,22 @@ def config_prefix(environment: str, service: str) -> str:
     return f"{KV_ROOT}/config/{environment}/{service}/"
 
 
+def release_prefix(service: str) -> str:
+    """The KV prefix of a service's releases: `<prefix><version>` -> its digest and runtime spec.
+    Shared by every environment on the platform: a version names one image everywhere."""
+    return f"{KV_ROOT}/releases/{service}/"
+
+
+def slot_key(environment: str, service: str, colour: str) -> str:
+    """The KV key recording which release a colour of a service runs in an environment."""
+    return f"{KV_ROOT}/slots/{environment}/{service}/{colour}"
+
+
+def history_prefix(environment: str, service: str) -> str:
+    """The KV prefix of a service's release history in an environment: `<prefix><version>`."""
+    return f"{KV_ROOT}/history/{environment}/{service}/"
+
+
 def catalogue_key(environment: str, service: str) -> str:
     """The KV key holding a service's catalogue entry (description, versions, digests)."""
     return f"{KV_ROOT}/catalogue/{environment}/{service}"

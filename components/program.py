@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import datetime
+import getpass
+import os
+import socket
+import subprocess
+
 import pulumi
 
-from components.model.config import StackConfig, parse_stack_config, stack_file
+from components.consul.api import ConsulError
+from components.consul.records import ServiceRecords, read_service_records
+from components.model.config import ServiceConfig, StackConfig, parse_stack_config, stack_file
 from components.model.manifest import load_manifest
+from components.model.release import plan_colours
 from components.model.validation import ConfigError
-from components.naming import offline_colour, service_component_name
+from components.naming import context_digest, docker_name, offline_colour, service_component_name
 from components.platform.docker_host import host_providers
 from components.platform.platform import Platform, PlatformArgs
 from components.service.service import Service, ServiceArgs
@@ -54,6 +63,26 @@ def secrets_of(secrets: pulumi.Output[dict] | None, service: str) -> pulumi.Outp
     return secrets.apply(lambda values: {k: str(v) for k, v in values.get(service, {}).items()})
 
 
+def read_records(stack: StackConfig, settings: ServiceConfig) -> ServiceRecords:
+    """Consul's records of a service, through the agent of its first host. Unreachable Consul is
+    an error, except on a platform's first deployment (its Consul container does not exist yet):
+    without the records, released versions could not be told from new ones."""
+    host = stack.hosts[settings.hosts[0]]
+    try:
+        return read_service_records(host.consul, stack.environment, settings.name)
+    except ConsulError:
+        if stack.platform is not None and not container_exists(
+                stack.hosts[stack.platform.host].docker, docker_name(stack.stack, "consul", stack.platform.host)):
+            return ServiceRecords()
+        raise
+
+
+def container_exists(docker_host: str, name: str) -> bool:
+    result = subprocess.run(["docker", "-H", docker_host, "container", "inspect", name],
+                            capture_output=True)
+    return result.returncode == 0
+
+
 def run(root: str) -> None:
     try:
         stack = read_config(root)
@@ -65,9 +94,20 @@ def run(root: str) -> None:
                 raise ConfigError(stack.source, f"bluegreen.services.{settings.name}",
                                   f"{manifest.path} names the service {manifest.name!r}; use "
                                   "that name as the key")
+        records = {s.name: read_records(stack, s) for s in stack.services}
+        checkouts = {name: context_digest(m.build.context, exclude_files=(m.path,))
+                     for name, m in manifests.items()}
+        plans = {s.name: plan_colours(stack.source, s, manifests[s.name], checkouts[s.name],
+                                      records[s.name].releases, records[s.name].slots)
+                 for s in stack.services}
     except ConfigError as error:
         # Nothing is registered before validation, so an invalid input deploys nothing.
         raise pulumi.RunError(f"invalid configuration: {error}") from None
+    except ConsulError as error:
+        raise pulumi.RunError(f"cannot read the release records, so nothing was changed: {error}") from None
+    actor = os.environ.get("BLUEGREEN_ACTOR") or \
+        f"{getpass.getuser()}@{socket.gethostname()} (pulumi {'preview' if pulumi.runtime.is_dry_run() else 'up'})"
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
     if stack.platform is not None:
         providers = host_providers(stack.stack, stack.hosts,
@@ -94,6 +134,8 @@ def run(root: str) -> None:
             stack=stack.stack, environment=stack.environment, settings=settings,
             manifest=manifests[settings.name], hosts=stack.hosts, providers=providers,
             build_host=stack.build_host, registry=registry, agents=agents,
+            plans=plans[settings.name], records=records[settings.name],
+            checkout=checkouts[settings.name], actor=actor, now=now,
             base_image=stack.base_image, secret_environment=secrets_of(secrets, settings.name)))
         offline = offline_colour(settings.live)
         summary[settings.name] = {

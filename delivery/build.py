@@ -1,6 +1,6 @@
 """Step 1 (and 3): build the service image and push it to the in-house registry, as an inline
 Automation API program on a stack of its own (`build-<service>-<integration stack>`, same
-backend). It instantiates components.service_image.ServiceImage, the component the environment
+backend). It instantiates components.service.service_image.ServiceImage, the component the environment
 stacks build with, so the pipeline's image is made exactly as `pulumi up` would make it."""
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from pulumi import automation as auto
 
 from components.model.config import Host
 from components.model.manifest import Manifest
-from components.naming import context_digest
 from components.platform.docker_host import host_providers
-from components.service.service_image import ServiceImage, ServiceImageArgs
+from components.service.service_image import (
+    ServiceImage, dependency_image_args, service_image_args)
 
 from .stacks import error_summary
 from .steps import StepFailed
@@ -54,20 +54,16 @@ def program(request: BuildRequest):
         provider = host_providers(request.stack, {request.host.name: request.host},
                                   request.registry)[request.host.name]
         repository = f"{request.registry}/{manifest.name}"
-        image = ServiceImage(f"{manifest.name}-image", ServiceImageArgs(
-            repository=repository, tag=request.version, build=manifest.build, provider=provider,
-            build_args={"VERSION": request.version, "BASE_IMAGE": request.base_image},
-            labels={"bluegreen.service": manifest.name, "bluegreen.version": request.version}))
+        image = ServiceImage(f"{manifest.name}-image", service_image_args(
+            manifest, request.version, repository, provider, request.base_image))
         dependencies = {}
         for dependency in manifest.dependencies:
             if dependency.build is None:
                 dependencies[dependency.alias] = dependency.image
                 continue
             dependencies[dependency.alias] = ServiceImage(
-                f"{manifest.name}-{dependency.alias}-image", ServiceImageArgs(
-                    repository=f"{repository}-{dependency.alias}",
-                    tag=context_digest(dependency.build.context)[:12], build=dependency.build,
-                    provider=provider, build_args={"BASE_IMAGE": request.base_image})).reference
+                f"{manifest.name}-{dependency.alias}-image", dependency_image_args(
+                    dependency, repository, provider, request.base_image)).reference
         pulumi.export("image", image.reference)
         pulumi.export("digest", image.digest)
         pulumi.export("dependencies", dependencies)

@@ -6,6 +6,7 @@ plugin cannot be built here, so registrations and aliases go through these calls
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass
 
 import requests
@@ -38,6 +39,15 @@ def kv_put(address: str, key: str, value: str) -> None:
 def kv_get(address: str, key: str) -> str | None:
     response = _call("GET", address, f"/v1/kv/{key}", params={"raw": "true"})
     return None if response.status_code == 404 else response.text
+
+
+def kv_tree(address: str, prefix: str) -> dict[str, str]:
+    """Every key under `prefix` with its value, in one request."""
+    response = _call("GET", address, f"/v1/kv/{prefix}", params={"recurse": "true"})
+    if response.status_code == 404:
+        return {}
+    return {entry["Key"]: base64.b64decode(entry["Value"] or b"").decode()
+            for entry in response.json()}
 
 
 def kv_delete(address: str, key: str, recurse: bool = False) -> None:

@@ -12,7 +12,7 @@ import pulumi_docker as docker
 from components.consul.health_gate import HealthGate
 from components.consul.registration import AgentRegistration
 from components.model.config import Host
-from components.model.manifest import Manifest
+from components.model.release import RuntimeSpec
 from components.naming import COLOURS, config_prefix, docker_name, instance_id, registration_payload
 from components.platform.docker_host import labels
 
@@ -21,7 +21,8 @@ from components.platform.docker_host import labels
 class ColourSlotArgs:
     stack: str
     environment: str
-    manifest: Manifest
+    service: str
+    spec: RuntimeSpec                      # the release's port, health check, memory, env
     colour: str
     version: str
     image: pulumi.Input[str]               # repository@sha256:..., from ServiceImage.reference
@@ -82,14 +83,14 @@ class ColourSlot(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: ColourSlotArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("bluegreen:service:ColourSlot", name, None, opts)
-        manifest = args.manifest
+        spec, service = args.spec, args.service
         self.containers: dict[str, docker.Container] = {}
         self.registrations: list[AgentRegistration] = []
         self.agent_of: dict[str, pulumi.Input[str]] = {}
         environment = {
-            **manifest.environment,
+            **spec.environment,
             **args.environment_overrides,
-            "SERVICE_NAME": manifest.name,
+            "SERVICE_NAME": service,
             "SERVICE_VERSION": args.version,
             "SERVICE_COLOUR": args.colour,
             "SERVICE_ENVIRONMENT": args.environment,
@@ -100,27 +101,27 @@ class ColourSlot(pulumi.ComponentResource):
                 f"{name}-{host.name}-image", name=args.image, keep_locally=True,
                 opts=pulumi.ResourceOptions(parent=self, provider=provider))
             for index in range(args.replicas):
-                instance = instance_id(args.environment, manifest.name, args.colour, host.name, index)
+                instance = instance_id(args.environment, service, args.colour, host.name, index)
                 container = docker.Container(
                     f"{name}-{host.name}-{index}",
                     name=docker_name(instance),
                     # The digest reference itself, so `docker ps` and policies see the pin.
                     image=pulled.name,
                     envs=container_environment(
-                        environment, agent_environment(host, args.environment, manifest.name),
+                        environment, agent_environment(host, args.environment, service),
                         args.secret_environment),
                     networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=args.networks[host.name])],
-                    ports=[docker.ContainerPortArgs(internal=manifest.port, ip="127.0.0.1")],
+                    ports=[docker.ContainerPortArgs(internal=spec.port, ip="127.0.0.1")],
                     restart="unless-stopped",
-                    memory=manifest.memory_mb,
-                    memory_swap=manifest.memory_mb,  # no swap; also what Docker reports back
-                    labels=labels(stack=args.stack, role="service", service=manifest.name,
+                    memory=spec.memory_mb,
+                    memory_swap=spec.memory_mb,  # no swap; also what Docker reports back
+                    labels=labels(stack=args.stack, role="service", service=service,
                                   environment=args.environment, colour=args.colour,
                                   version=args.version, instance=instance,
                                   # What the host's registrator needs to re-register a restart.
-                                  **{"health.path": manifest.health.path,
-                                     "health.interval": str(manifest.health.interval_s),
-                                     "health.timeout": str(manifest.health.timeout_s)}),
+                                  **{"health.path": spec.health_path,
+                                     "health.interval": str(spec.health_interval_s),
+                                     "health.timeout": str(spec.health_timeout_s)}),
                     opts=pulumi.ResourceOptions(parent=self, provider=provider,
                                                 delete_before_replace=True, depends_on=[pulled]),
                 )
@@ -128,10 +129,10 @@ class ColourSlot(pulumi.ComponentResource):
                 self.agent_of[instance] = args.agents[host.name]
                 payload = pulumi.Output.all(container.ports, args.image).apply(
                     lambda values, instance=instance, host=host: registration_payload(
-                        instance=instance, service=manifest.name, environment=args.environment,
+                        instance=instance, service=service, environment=args.environment,
                         colour=args.colour, address=host.address, port=published_port(values[0]),
-                        health_path=manifest.health.path, interval_s=manifest.health.interval_s,
-                        timeout_s=manifest.health.timeout_s, version=args.version,
+                        health_path=spec.health_path, interval_s=spec.health_interval_s,
+                        timeout_s=spec.health_timeout_s, version=args.version,
                         image=values[1], host=host.name))
                 self.registrations.append(AgentRegistration(
                     f"{name}-{host.name}-{index}-registration", address=args.agents[host.name], payload=payload,
@@ -139,7 +140,7 @@ class ColourSlot(pulumi.ComponentResource):
         self.instances = pulumi.Output.from_input(list(self.containers))
         self.gate = HealthGate(
             f"{name}-gate",
-            service=manifest.name,
+            service=service,
             environment=args.environment,
             colour=args.colour,
             instances=dict(self.agent_of),

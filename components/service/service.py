@@ -4,21 +4,26 @@ on every host, a ColourSlot per configured colour, and the alias that points at 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import pulumi
 import pulumi_docker as docker
 
 from components.consul.alias import Alias, AliasArgs
 from components.consul.key import ConsulKey
+from components.consul.records import ServiceRecords
 from components.model.config import Host, ServiceConfig
 from components.model.manifest import Dependency, Manifest
+from components.model.release import ColourPlan, Release, history_entry, slot_record
 from components.naming import (
-    catalogue_entry, catalogue_key, config_prefix, context_digest, docker_name, route_key
+    catalogue_entry, catalogue_key, config_prefix, docker_name, history_prefix, release_prefix,
+    route_key, slot_key
 )
 from components.platform.docker_host import labels
 from components.service.colour_slot import ColourSlot, ColourSlotArgs
-from components.service.service_image import ServiceImage, ServiceImageArgs
+from components.service.service_image import (
+    ServiceImage, dependency_image_args, service_image_args
+)
 
 
 @dataclass(frozen=True)
@@ -32,6 +37,11 @@ class ServiceArgs:
     build_host: str                  # whose engine builds and pushes
     registry: pulumi.Input[str]      # host:port of the in-house registry
     agents: dict[str, pulumi.Input[str]]  # host name -> its Consul agent's URL
+    plans: dict[str, ColourPlan]     # colour -> what it runs (model.release.plan_colours)
+    records: ServiceRecords = field(default_factory=ServiceRecords)  # Consul's, before this update
+    checkout: str = ""               # content hash of the build context now
+    actor: str = "pulumi up"         # who deploys, for the release history
+    now: str = ""                    # this update's time, for the release history
     base_image: str = "debian:bookworm-slim"  # passed to Dockerfiles as BASE_IMAGE
     secret_environment: pulumi.Input[dict] | None = None  # NAME -> value, from bluegreen:secrets
 
@@ -43,6 +53,9 @@ class ServiceArgs:
                    if h not in self.providers or h not in self.agents]
         if unknown:
             raise ValueError(f"service {self.settings.name} targets unknown host(s) {unknown}")
+        if set(self.plans) != set(self.settings.colours):
+            raise ValueError(f"service {self.settings.name}: plans for {sorted(self.plans)} but "
+                             f"colours {sorted(self.settings.colours)} are configured")
 
 
 class Service(pulumi.ComponentResource):
@@ -58,19 +71,36 @@ class Service(pulumi.ComponentResource):
         build_provider = args.providers[args.build_host]
         # KV writes and the gate may use any agent: the first target host's.
         consul_address = args.agents[settings.hosts[0]]
+        child = pulumi.ResourceOptions(parent=self)
 
-        # One build per distinct version: two colours on the same version share it. A colour
-        # given a digest (built and tested by the pipeline) runs exactly that, unbuilt.
+        # Only a version never released is built, once; a released one runs its recorded digest
+        # whatever the checkout holds, and so does a colour pinned to a digest.
         built = {
-            version: ServiceImage(f"{name}-image-{version}", ServiceImageArgs(
-                repository=repository, tag=version, build=manifest.build, provider=build_provider,
-                build_args={"VERSION": version, "BASE_IMAGE": args.base_image},
-                labels={"bluegreen.service": manifest.name, "bluegreen.version": version},
-                exclude_files=(manifest.path,)),
-                opts=pulumi.ResourceOptions(parent=self)).reference
-            for version in sorted({c.version for c in settings.colours.values() if not c.image})}
+            version: ServiceImage(f"{name}-image-{version}", service_image_args(
+                manifest, version, repository, build_provider, args.base_image),
+                opts=child).reference
+            for version in sorted({p.version for p in args.plans.values() if p.reference is None})}
         images: dict[str, pulumi.Input[str]] = {
-            colour: slot.image or built[slot.version] for colour, slot in settings.colours.items()}
+            colour: plan.reference or built[plan.version] for colour, plan in args.plans.items()}
+        for plan in args.plans.values():
+            if plan.note:
+                pulumi.log.warn(plan.note, resource=self)
+
+        # The release records: one per version, kept when the version leaves the stack, since
+        # every environment and every later update reads them.
+        self.releases = {}
+        for colour, plan in sorted(args.plans.items()):
+            if plan.version in self.releases:
+                continue
+            record = plan.release or Release(
+                service=manifest.name, version=plan.version, reference="", source=args.checkout,
+                spec=plan.spec)
+            self.releases[plan.version] = ConsulKey(
+                f"{name}-release-{plan.version}", address=consul_address,
+                key=release_prefix(manifest.name) + plan.version,
+                value=pulumi.Output.from_input(images[colour]).apply(
+                    lambda reference, record=record: replace(record, reference=reference).to_json()),
+                opts=pulumi.ResourceOptions(parent=self, retain_on_delete=True))
 
         dependency_images = {d.alias: self._dependency_image(name, args, d, repository)
                              for d in manifest.dependencies}
@@ -87,16 +117,44 @@ class Service(pulumi.ComponentResource):
                     name, args, dependency, host_name, network, dependency_images[dependency.alias]))
 
         self.slots: dict[str, ColourSlot] = {}
-        for colour, slot in settings.colours.items():
+        self.slot_records: dict[str, ConsulKey] = {}
+        self.history: dict[str, ConsulKey] = {}
+        for colour, plan in args.plans.items():
+            slot = settings.colours[colour]
             self.slots[colour] = ColourSlot(f"{name}-{colour}", ColourSlotArgs(
-                stack=args.stack, environment=env, manifest=manifest, colour=colour,
-                version=slot.version, image=images[colour],
+                stack=args.stack, environment=env, service=manifest.name, spec=plan.spec,
+                colour=colour, version=plan.version, image=images[colour],
                 hosts=tuple(args.hosts[h] for h in settings.hosts), providers=args.providers,
                 networks=networks, live=colour == settings.live, agents=args.agents,
                 replicas=settings.replicas, gate_timeout_s=settings.gate_timeout_s,
                 environment_overrides=slot.environment,
                 secret_environment=args.secret_environment),
                 opts=pulumi.ResourceOptions(parent=self, depends_on=self.dependencies))
+            # Written once the colour's containers are registered and gated: what it runs now.
+            self.slot_records[colour] = ConsulKey(
+                f"{name}-{colour}-slot", address=consul_address,
+                key=slot_key(env, manifest.name, colour),
+                value=pulumi.Output.from_input(images[colour]).apply(
+                    lambda reference, version=plan.version: slot_record(version, reference)),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[self.slots[colour].gate]))
+
+        # The history: one line per version (the live colour's, where both colours run it).
+        for colour, plan in sorted(args.plans.items(), key=lambda item: item[0] != settings.live):
+            if plan.version in self.history:
+                continue
+            live = colour == settings.live
+            was_live = args.records.live == colour and args.records.slots.get(colour) == plan.version
+            self.history[plan.version] = ConsulKey(
+                f"{name}-history-{plan.version}", address=consul_address,
+                key=history_prefix(env, manifest.name) + plan.version,
+                value=pulumi.Output.from_input(images[colour]).apply(
+                    lambda reference, plan=plan, live=live, was_live=was_live: json.dumps(
+                        history_entry(args.records.history.get(plan.version), version=plan.version,
+                                      reference=reference, colour=plan.colour, live=live,
+                                      was_live=was_live, now=args.now, actor=args.actor),
+                        sort_keys=True)),
+                opts=pulumi.ResourceOptions(parent=self, retain_on_delete=True,
+                                            depends_on=[self.slots[colour].gate]))
 
         # Step 7 of the flow: the manifest's config block in KV. Each key is written only when its
         # value changed, and containers read it live: a config change rebuilds and restarts nothing.
@@ -120,8 +178,8 @@ class Service(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self))
         self.live = self.alias.colour
         self.images = pulumi.Output.from_input(
-            {colour: {"version": slot.version, "image": images[colour]}
-             for colour, slot in settings.colours.items()})
+            {colour: {"version": plan.version, "image": images[colour]}
+             for colour, plan in args.plans.items()})
         self.register_outputs({"live": self.live, "images": self.images})
 
     def _dependency_image(self, name: str, args: ServiceArgs, dependency: Dependency,
@@ -129,10 +187,8 @@ class Service(pulumi.ComponentResource):
         """A dependency given as `build` is built and pushed once, then pulled by digest per host."""
         if dependency.build is None:
             return dependency.image
-        return ServiceImage(f"{name}-{dependency.alias}-image", ServiceImageArgs(
-            repository=pulumi.Output.concat(repository, "-", dependency.alias),
-            tag=context_digest(dependency.build.context)[:12], build=dependency.build,
-            provider=args.providers[args.build_host], build_args={"BASE_IMAGE": args.base_image}),
+        return ServiceImage(f"{name}-{dependency.alias}-image", dependency_image_args(
+            dependency, repository, args.providers[args.build_host], args.base_image),
             opts=pulumi.ResourceOptions(parent=self)).reference
 
     def _dependency(self, name: str, args: ServiceArgs, dependency: Dependency, host_name: str,

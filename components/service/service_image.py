@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_docker as docker
 
-from components.model.manifest import BuildSpec
+from components.model.manifest import BuildSpec, Dependency, Manifest
 from components.naming import context_digest, digest_reference
 
 
@@ -28,6 +28,25 @@ class ServiceImageArgs:
         if isinstance(self.repository, str) and (
                 "@" in self.repository or ":" in self.repository.rsplit("/", 1)[-1]):
             raise ValueError(f"repository {self.repository!r} must not carry a tag or digest")
+
+
+def service_image_args(manifest: Manifest, version: str, repository: pulumi.Input[str],
+                       provider: docker.Provider, base_image: str) -> ServiceImageArgs:
+    """How a service's own image is built, for the stacks and the pipeline alike."""
+    return ServiceImageArgs(
+        repository=repository, tag=version, build=manifest.build, provider=provider,
+        build_args={"VERSION": version, "BASE_IMAGE": base_image},
+        labels={"bluegreen.service": manifest.name, "bluegreen.version": version},
+        exclude_files=(manifest.path,))
+
+
+def dependency_image_args(dependency: Dependency, repository: pulumi.Input[str],
+                          provider: docker.Provider, base_image: str) -> ServiceImageArgs:
+    """How a dependency given as `build:` is built: tagged by its context's content hash."""
+    return ServiceImageArgs(
+        repository=pulumi.Output.concat(repository, "-", dependency.alias),
+        tag=context_digest(dependency.build.context)[:12], build=dependency.build,
+        provider=provider, build_args={"BASE_IMAGE": base_image})
 
 
 class ServiceImage(pulumi.ComponentResource):
@@ -53,7 +72,10 @@ class ServiceImage(pulumi.ComponentResource):
             ),
             triggers={"source": source},
             keep_locally=True,
-            opts=child,
+            # A tag is built once: a later change of the sources never rebuilds it (a release is
+            # immutable; a new version is a new tag, hence a new resource).
+            opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(
+                ignore_changes=["build", "triggers"])),
         )
         pushed = docker.RegistryImage(
             f"{name}-push",

@@ -74,6 +74,7 @@ def main() -> None:
 
     from components.model.config import parse_stack_config
     from components.model.manifest import load_manifest
+    from components.model.release import plan_colours
     from components.service.service import Service, ServiceArgs
 
     @pulumi.runtime.test
@@ -86,12 +87,14 @@ def main() -> None:
             "services": {"vizconfig": scenario["service"]},
         }, ROOT)
         settings = config.services[0]
+        manifest = load_manifest(settings.manifest)
         providers = {"local": docker.Provider("local-host-local", host="unix:///var/run/docker.sock")}
         service = Service(f"{environment}-vizconfig", ServiceArgs(
             stack=environment, environment=environment, settings=settings,
-            manifest=load_manifest(settings.manifest), hosts=config.hosts, providers=providers,
+            manifest=manifest, hosts=config.hosts, providers=providers,
             build_host="local", registry="127.0.0.1:15000",
-            agents={"local": "http://127.0.0.1:18500"}))
+            agents={"local": "http://127.0.0.1:18500"},
+            plans=plan_colours(config.source, settings, manifest, "", {}, {})))
         if scenario.get("secret_env"):
             # How a secret reaches a container env: one secret element of the envs list.
             docker.Container(

@@ -2,12 +2,15 @@
 who parents them, which provider (host) they use, and that invalid input registers nothing."""
 
 import copy
+import json
+import os
 import re
 
 import pulumi
 import pytest
 
 from unit_harness import (
+    ROOT,
     CONTAINER,
     CONSUL_KEY,
     HEALTH_GATE,
@@ -608,3 +611,45 @@ def test_secrets_set_without_encryption_are_refused_and_nothing_deploys():
     assert f"stacks/Pulumi.{STACK}.yaml: bluegreen.secrets: holds plain-text values" in str(raised.value)
     assert "--secret" in str(raised.value)
     assert raised.value.resources == []
+
+
+def _released(version, spec_changes, digest_char="9"):
+    import dataclasses
+
+    from components.model.manifest import load_manifest
+    from components.model.release import Release, RuntimeSpec
+    from components.naming import context_digest
+    manifest = load_manifest(os.path.join(ROOT, "services/vizconfig/service.yaml"))
+    source = context_digest(manifest.build.context, exclude_files=(manifest.path,))
+    return Release("vizconfig", version, f"{REGISTRY}/vizconfig@sha256:{digest_char * 64}", source,
+                   dataclasses.replace(RuntimeSpec.of(manifest), **spec_changes))
+
+
+def test_a_released_version_is_not_built_and_runs_its_recorded_spec():
+    from components.consul.records import ServiceRecords
+    blue = _released("1.0.0", {"memory_mb": 48, "port": 7000})
+    records = {"vizconfig": ServiceRecords(releases={"1.0.0": blue}, slots={"blue": "1.0.0"},
+                                           live="blue")}
+    deployment = Deployment(run_program(config(live="blue"), stack=STACK, records=records))
+    assert [b.inputs["name"] for b in deployment.builds if "/vizconfig:" in b.inputs["name"]] == \
+        [f"{REGISTRY}/vizconfig:2.0.0"]
+    [container] = [c for c in deployment.role("service") if c.label("bluegreen.colour") == "blue"]
+    assert container.inputs["image"] == blue.reference
+    assert container.inputs["memory"] == 48 and container.inputs["ports"][0]["internal"] == 7000
+    [registration] = [r for r in deployment.registrations
+                      if r.inputs["payload"]["Tags"][1] == "blue"]
+    assert registration.inputs["payload"]["Meta"]["image"] == blue.reference
+    # the release record is rewritten as it was, and kept when the version leaves the stack
+    record = deployment.key("bluegreen/releases/vizconfig/1.0.0")
+    assert json.loads(record.inputs["value"])["reference"] == blue.reference
+    assert json.loads(record.inputs["value"])["spec"]["memory_mb"] == 48
+
+
+def test_each_colour_records_its_release_and_history_after_its_gate(one_host):
+    for colour, version in (("blue", "1.0.0"), ("green", "2.0.0")):
+        slot = one_host.key(f"bluegreen/slots/{ENV}/vizconfig/{colour}")
+        assert json.loads(slot.inputs["value"])["version"] == version
+        assert one_host.gate(colour).urn in slot.dependencies
+        history = json.loads(one_host.key(f"bluegreen/history/{ENV}/vizconfig/{version}").inputs["value"])
+        assert history["version"] == version and history["colour"] == colour
+        assert ("liveAt" in history) == (colour == "green")   # config(): green is live

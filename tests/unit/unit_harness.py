@@ -171,12 +171,15 @@ def stack_config(stack: str = "local") -> dict[str, Any]:
 
 
 def run_program(config: dict, *, stack: str = "local", root: str = ROOT,
-                stack_outputs: dict | None = None) -> list[RegisteredResource]:
+                stack_outputs: dict | None = None,
+                records: dict | None = None) -> list[RegisteredResource]:
     """Runs components.program.run(root) with `config` (bluegreen:* values, keys without the
     namespace) and returns every registered resource. Raises ProgramFailed on an error.
 
-    `stack_outputs` answers StackReferences (stacks that use another stack's platform)."""
+    `stack_outputs` answers StackReferences (stacks that use another stack's platform);
+    `records` ({service: ServiceRecords}) stands in for what Consul holds before the update."""
     from components import program
+    from components.consul.records import ServiceRecords
 
     pulumi_settings.ROOT.set(None)
     plain_secrets = config.pop("plain_secrets", False)
@@ -187,10 +190,13 @@ def run_program(config: dict, *, stack: str = "local", root: str = ROOT,
     mocks = RealisticMocks(stack_outputs)
     monitor = RecordingMonitor(mocks)
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)
+    read_records = program.read_records
+    program.read_records = lambda _stack, settings: (records or {}).get(settings.name, ServiceRecords())
     try:
         _sync_await(run_pulumi_func(lambda: program.run(root)))
     except Exception as error:  # noqa: BLE001 - handed to the test with what was registered
         raise ProgramFailed(error, list(monitor.registered)) from error
     finally:
+        program.read_records = read_records
         pulumi.runtime.set_all_config({})
     return list(monitor.registered)

@@ -1,0 +1,34 @@
+"""What Consul records about a service before an update: its releases, which release each colour
+runs, its release history and the alias. Read once by the program, before anything deploys."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+from components.consul import api as consul_api
+from components.model.release import Release
+from components.naming import COLOURS, alias_key, history_prefix, release_prefix, slot_key
+
+
+@dataclass(frozen=True)
+class ServiceRecords:
+    releases: dict[str, Release] = field(default_factory=dict)   # version -> release
+    slots: dict[str, str] = field(default_factory=dict)          # colour -> version it runs
+    history: dict[str, dict] = field(default_factory=dict)       # version -> history entry
+    live: str | None = None                                      # the alias's colour
+
+
+def read_service_records(address: str, environment: str, service: str) -> ServiceRecords:
+    """Reads the records of one service in one environment (ConsulError when Consul is down)."""
+    releases = {key.rsplit("/", 1)[1]: Release.from_json(value)
+                for key, value in consul_api.kv_tree(address, release_prefix(service)).items()}
+    slots = {}
+    for colour in COLOURS:
+        value = consul_api.kv_get(address, slot_key(environment, service, colour))
+        if value:
+            slots[colour] = json.loads(value)["version"]
+    history = {key.rsplit("/", 1)[1]: json.loads(value) for key, value in
+               consul_api.kv_tree(address, history_prefix(environment, service)).items()}
+    live = consul_api.kv_get(address, alias_key(environment, service))
+    return ServiceRecords(releases, slots, history, live or None)
