@@ -16,11 +16,14 @@ Prints each step with its elapsed time, writes a JSON report and exits non-zero 
 step. Nothing touches production's alias or live containers before the flip (step 10)."""
 
 ROLLBACK_HELP = """\
-Moves the service's `live` back to the other colour (it must have a version) and runs `pulumi up`:
-the other colour still runs the previous version, so only the alias moves and no container
-restarts. With git the same is `git revert <the pipeline's flip commit>` followed by
-`pulumi up --stack STACK`: the pipeline's flip is a config change of its own (`live:` in
-stacks/Pulumi.<stack>.yaml)."""
+Brings back an earlier release of SERVICE in STACK. Without --to: the last release that was live
+before the current one (the release history in Consul). When the other colour still runs it, only
+the alias moves (after reading that colour's checks, with a check-and-set write), then `live:` is
+recorded in stacks/Pulumi.<stack>.yaml and `pulumi up` converges; no container restarts.
+Otherwise the release is deployed by its digest to the offline colour (no build), gated, and
+flipped. With --to VERSION: any release in the history. `./bg releases SERVICE --stack STACK`
+lists them. With git, the alias-only case is `git revert <the flip commit>` followed by
+`pulumi up --stack STACK`."""
 
 PREVIEW_HELP = """\
 Runs `pulumi preview --diff --json` (Automation API) for each affected stack and renders a short
@@ -35,7 +38,7 @@ change under a service's folder the stacks that deploy it."""
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="python -m delivery",
                                   description="Blue/green delivery: pipeline, rollback, PR preview.")
-    commands = top.add_subparsers(dest="command", required=True, metavar="{pipeline,rollback,preview}")
+    commands = top.add_subparsers(dest="command", required=True, metavar="{pipeline,rollback,releases,preview}")
 
     pipeline = commands.add_parser("pipeline", help="commit to production: the eleven steps",
                                    description=PIPELINE_HELP,
@@ -55,6 +58,14 @@ def parser() -> argparse.ArgumentParser:
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
     rollback.add_argument("service", metavar="SERVICE")
     rollback.add_argument("--stack", required=True, metavar="STACK")
+    rollback.add_argument("--to", metavar="VERSION", help="the release to go back to")
+
+    releases = commands.add_parser("releases", help="a service's release history in a stack",
+                                   description="Lists the release history of SERVICE in STACK from Consul: "
+                                               "version, digest, when and by whom it was deployed, "
+                                               "when it was last made live, and which colour runs it.")
+    releases.add_argument("service", metavar="SERVICE")
+    releases.add_argument("--stack", required=True, metavar="STACK")
 
     preview = commands.add_parser("preview", help="preview affected stacks as Markdown",
                                   description=PREVIEW_HELP,
@@ -80,7 +91,10 @@ def main(argv: list[str] | None = None) -> int:
                                          report=args.report))
     if args.command == "rollback":
         from .rollback import run_rollback
-        return run_rollback(args.service, args.stack)
+        return run_rollback(args.service, args.stack, args.to)
+    if args.command == "releases":
+        from .releases import run_releases
+        return run_releases(args.service, args.stack)
     from .preview import run_preview
     return run_preview(stacks=args.stacks, base=args.base, markdown=args.markdown,
                        list_only=args.list, policy=not args.no_policy)

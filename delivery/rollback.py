@@ -1,59 +1,124 @@
-"""`rollback`: move a service's `live` back to the other colour and `pulumi up`.
+"""`rollback`: bring back an earlier release of a service in one stack.
 
-The other colour still runs the previous version (the pipeline only ever deploys to the offline
-colour), so only the alias moves: no container is created, replaced or restarted. With git the
-same is `git revert <the pipeline's flip commit>` + `pulumi up --stack <stack>`: the flip is a
-config change of its own (`live:` in stacks/Pulumi.<stack>.yaml)."""
+Without --to it goes back to the last release that was live before the current one (the release
+history in Consul KV). When the other colour still runs that release, only the alias moves: its
+instances' checks are read from Consul, the alias is written with a check-and-set (so it never
+overwrites a flip made meanwhile), and the proxy serves the old release within a second; then
+`live:` is recorded in stacks/Pulumi.<stack>.yaml and `pulumi up` brings state and outputs in line.
+Otherwise (or with --to a release neither colour runs) the release is deployed by its digest to
+the offline colour, without a build, gated, and flipped by `pulumi up`.
+
+With git the alias-only case is `git revert <the flip commit>` + `pulumi up --stack <stack>`."""
 
 from __future__ import annotations
 
 import os
 import sys
+import time
 
+from components.consul import api as consul_api
+from components.consul.health_gate import wait_for_gate
+from components.consul.records import read_service_records
+from components.model.release import rollback_target
 from components.model.validation import ConfigError
-from components.naming import alias_key, offline_colour
+from components.naming import alias_key, instance_id, offline_colour
 
 from . import REPO
 from .stacks import EnvStack
 from .steps import StepFailed
 
+# How long the fast path waits for the other colour's checks before giving up (it moves nothing
+# then): they normally pass already, since that colour kept running.
+FAST_GATE_S = 10
 
-def run_rollback(service: str, stack_name: str, out=None) -> int:
+
+class RollbackRefused(Exception):
+    """Nothing was changed; the message says why and what to do."""
+
+
+def run_rollback(service: str, stack_name: str, to: str | None = None, out=None) -> int:
     out = out or sys.stdout
+    start = time.monotonic()
     log = os.path.join(REPO, "reports", f"rollback-{service}-{stack_name.rsplit('/', 1)[-1]}.log")
+
+    def say(message: str) -> None:
+        print(f"[{time.monotonic() - start:5.2f}s] {message}", file=out, flush=True)
+
     try:
         stack = EnvStack(stack_name, log)
         config = stack.config()
         settings = stack.service(service)
-    except (StepFailed, ConfigError) as error:
+        if settings is None:
+            raise RollbackRefused(f"stack {stack.name} does not deploy {service}")
+        consul = config.hosts[settings.hosts[0]].consul
+        records = read_service_records(consul, config.environment, service)
+        live, other = settings.live, offline_colour(settings.live)
+        live_version = settings.colours[live].version
+        target = _target(records, service, live_version, to)
+    except (StepFailed, ConfigError, RollbackRefused, consul_api.ConsulError) as error:
         print(f"rollback: {error}", file=out)
         return 2
-    if settings is None:
-        print(f"rollback: stack {stack.name} does not deploy {service}", file=out)
-        return 2
-    live, target = settings.live, offline_colour(settings.live)
-    if target not in settings.colours:
-        print(f"rollback: nothing to roll back to: {service} on {stack.name} has no {target} "
-              f"version (only {live} {settings.colours[live].version} is configured)", file=out)
-        return 1
-    before = stack.colour_state(service)
-    old, new = settings.colours[live].version, settings.colours[target].version
-    print(f"rollback: {service} on {stack.name}: live {live} ({old}) -> {target} ({new}); pulumi up",
-          file=out, flush=True)
-    stack.set_service(service, {"live": target})
+    version, reference = target["version"], target["reference"]
+    say(f"{service} on {stack.name}: live is {live} ({live_version}); rolling back to {version} "
+        f"({reference.rsplit('@', 1)[-1][:19]})")
+    other_runs_it = (other in settings.colours and settings.colours[other].version == version
+                     and records.slots.get(other) == version)
     try:
-        stack.up(f"rollback {service} to {target}")
-    except StepFailed as error:
-        stack.set_service(service, {"live": live})
-        print(f"rollback FAILED: {error}\nthe alias stays on {live}; stacks/Pulumi.{stack.name}.yaml "
-              f"says live: {live} again (log: {os.path.relpath(log)})", file=out)
+        if other_runs_it:
+            _flip_alias(consul, config, settings, other, live, say)
+            say(f"alias {alias_key(config.environment, service)}: {live} -> {other}; the proxy serves "
+                f"{version} now")
+            stack.set_service(service, {"live": other})
+            say(f"recorded live: {other} in stacks/Pulumi.{stack.name}.yaml; pulumi up to converge")
+        else:
+            say(f"{other} runs {settings.colours[other].version if other in settings.colours else 'nothing'}: "
+                f"deploying {version} by digest to {other} (no build), gating it, then flipping")
+            stack.set_service(service, {f"{other}.version": version, f"{other}.image": reference,
+                                        "live": other})
+        stack.up(f"rollback {service} to {version}")
+    except (StepFailed, RollbackRefused, consul_api.ConsulError) as error:
+        print(f"rollback FAILED: {error}\nstacks/Pulumi.{stack.name}.yaml and the alias say what "
+              f"serves now; `./bg pulumi up --stack {stack.name} --yes` brings state in line "
+              f"(log: {os.path.relpath(log)})", file=out)
         return 1
-    after = stack.colour_state(service)
-    changes = stack.last_changes
-    touched = {op: n for op, n in changes.items() if op != "same" and n}
-    print(f"moved: alias {alias_key(config.environment, service)}: {before.alias} -> {after.alias}\n"
-          f"resource changes: {', '.join(f'{n} {op}' for op, n in sorted(touched.items())) or 'none'}"
-          f" (containers: {stack.container_changes or 'none changed'})\n"
-          f"with git the same is: git revert <flip commit> && pulumi up --stack {stack.name}",
-          file=out, flush=True)
+    touched = {op: n for op, n in stack.last_changes.items() if op != "same" and n}
+    say(f"done: {version} is live on {other}; resource changes: "
+        f"{', '.join(f'{n} {op}' for op, n in sorted(touched.items())) or 'none'} "
+        f"(containers: {stack.container_changes or 'none changed'})")
     return 0
+
+
+def _target(records, service: str, live_version: str, to: str | None) -> dict:
+    if to is None:
+        target = rollback_target(records.history, live_version)
+        if target is None:
+            raise RollbackRefused(f"nothing to roll back to: no release of {service} other than "
+                                  f"{live_version} was ever live here (./bg releases {service} lists them)")
+        return target
+    if to == live_version:
+        raise RollbackRefused(f"{service} {to} is live already")
+    if to in records.history:
+        return records.history[to]
+    if to in records.releases:
+        return {"version": to, "reference": records.releases[to].reference}
+    known = ", ".join(sorted(set(records.history) | set(records.releases))) or "none"
+    raise RollbackRefused(f"{service} has no release {to}; released versions: {known}")
+
+
+def _flip_alias(consul: str, config, settings, colour: str, expected: str, say) -> None:
+    """The fast path: the other colour's checks, then a check-and-set write of the alias."""
+    instances = {instance_id(config.environment, settings.name, colour, host, index):
+                 config.hosts[host].consul
+                 for host in settings.hosts for index in range(settings.replicas)}
+    try:
+        waited = wait_for_gate(instances, FAST_GATE_S, f"{config.environment}/{settings.name}/{colour}")
+    except RuntimeError as error:
+        raise RollbackRefused(str(error)) from None
+    say(f"{colour}: {len(instances)} instance(s) passing their checks (waited {waited:.1f}s)")
+    key = alias_key(config.environment, settings.name)
+    current, index = consul_api.kv_get_indexed(consul, key)
+    if current != expected:
+        raise RollbackRefused(f"the alias {key} says {current}, not {expected}: someone flipped it "
+                              f"meanwhile; nothing was changed")
+    if not consul_api.kv_cas(consul, key, colour, index):
+        raise RollbackRefused(f"the alias {key} changed while rolling back; nothing was changed")

@@ -10,6 +10,7 @@ import re
 import time
 from dataclasses import dataclass
 
+import yaml
 from pulumi import automation as auto
 
 from components.consul import api as consul_api
@@ -98,17 +99,28 @@ class EnvStack:
         path = os.path.join(REPO, "stacks", f"Pulumi.{self.name}.yaml")
         if not os.path.exists(path):
             raise StepFailed(f"stack {self.name} has no config file {os.path.relpath(path, REPO)}")
-        self.stack = auto.create_or_select_stack(stack_name=self.name, work_dir=REPO)
+        self.path = path
+        self._stack: auto.Stack | None = None
         self.log_path = log_path
         self._values: dict | None = None
         self.last_changes: dict[str, int] = {}
         self.container_changes: str = ""
 
+    @property
+    def stack(self) -> auto.Stack:
+        """The Automation API stack, selected on first use (it runs the CLI: a second or so)."""
+        if self._stack is None:
+            self._stack = auto.create_or_select_stack(stack_name=self.name, work_dir=REPO)
+        return self._stack
+
     # -- config
     def values(self) -> dict:
-        """The stack's bluegreen:* config (read once; a change through set_service re-reads it)."""
+        """The stack's bluegreen:* config, read from its file (secrets are not among them; a
+        change through set_service re-reads it)."""
         if self._values is None:
-            self._values = decode_values({k: v.value for k, v in self.stack.get_all_config().items()})
+            with open(self.path, encoding="utf-8") as handle:
+                raw = (yaml.safe_load(handle) or {}).get("config") or {}
+            self._values = decode_values(raw)
         return self._values
 
     def config(self) -> StackConfig:

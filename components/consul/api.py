@@ -41,6 +41,21 @@ def kv_get(address: str, key: str) -> str | None:
     return None if response.status_code == 404 else response.text
 
 
+def kv_get_indexed(address: str, key: str) -> tuple[str | None, int]:
+    """A key's value and ModifyIndex (0 when absent): what a check-and-set write compares."""
+    response = _call("GET", address, f"/v1/kv/{key}")
+    if response.status_code == 404:
+        return None, 0
+    entry = response.json()[0]
+    return base64.b64decode(entry["Value"] or b"").decode(), entry["ModifyIndex"]
+
+
+def kv_cas(address: str, key: str, value: str, index: int) -> bool:
+    """Writes `value` only if the key is still at ModifyIndex `index` (0: only if absent)."""
+    response = _call("PUT", address, f"/v1/kv/{key}", params={"cas": str(index)}, data=value.encode())
+    return response.text.strip() == "true"
+
+
 def kv_tree(address: str, prefix: str) -> dict[str, str]:
     """Every key under `prefix` with its value, in one request."""
     response = _call("GET", address, f"/v1/kv/{prefix}", params={"recurse": "true"})

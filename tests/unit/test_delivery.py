@@ -234,7 +234,8 @@ def test_the_example_service_declares_its_acceptance_tests():
 
 @pytest.mark.parametrize("command, words", [
     ("pipeline", ["SERVICE_REPO_DIR", "--version", "--integration", "--production", "--report"]),
-    ("rollback", ["SERVICE", "--stack", "git revert"]),
+    ("rollback", ["SERVICE", "--stack", "--to", "git revert"]),
+    ("releases", ["SERVICE", "--stack", "history"]),
     ("preview", ["--stack", "--markdown", "--base", "policies"]),
 ])
 def test_every_command_has_help(capsys, command, words):

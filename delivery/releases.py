@@ -1,0 +1,45 @@
+"""`releases`: a service's release history in one stack, newest first, from Consul KV."""
+
+from __future__ import annotations
+
+import sys
+
+from components.consul import api as consul_api
+from components.consul.records import read_service_records
+from components.model.validation import ConfigError
+
+from .stacks import EnvStack
+from .steps import StepFailed
+
+
+def release_rows(records) -> list[list[str]]:
+    """One row per release: version, digest, deployed, by, last live, colour now."""
+    running = {version: colour for colour, version in records.slots.items()}
+    rows = []
+    for version, entry in sorted(records.history.items(),
+                                 key=lambda item: item[1].get("deployedAt", ""), reverse=True):
+        colour = running.get(version, "")
+        marker = " (live)" if colour and colour == records.live else ""
+        rows.append([version, entry.get("reference", "").rsplit("@", 1)[-1][:19],
+                     entry.get("deployedAt", ""), entry.get("deployedBy", ""),
+                     entry.get("liveAt", "never"), colour + marker])
+    return rows
+
+
+def run_releases(service: str, stack_name: str, out=None) -> int:
+    out = out or sys.stdout
+    try:
+        stack = EnvStack(stack_name)
+        config = stack.config()
+        settings = stack.service(service)
+        if settings is None:
+            raise StepFailed(f"stack {stack.name} does not deploy {service}")
+        records = read_service_records(config.hosts[settings.hosts[0]].consul, config.environment, service)
+    except (StepFailed, ConfigError, consul_api.ConsulError) as error:
+        print(f"releases: {error}", file=out)
+        return 2
+    rows = [["VERSION", "DIGEST", "DEPLOYED", "BY", "LAST LIVE", "COLOUR"], *release_rows(records)]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip(), file=out)
+    return 0
