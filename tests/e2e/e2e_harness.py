@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 
 import requests
+import urllib3
 import yaml
 from pulumi import automation as auto
 
@@ -175,6 +176,7 @@ class RequestLoop:
     rate: float = 20.0
     max_requests: int = 3000
     max_seconds: float = 240.0
+    keep_alive: bool = False
     results: list = field(default_factory=list)
 
     def __post_init__(self):
@@ -182,14 +184,20 @@ class RequestLoop:
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self):
-        # A fresh connection per request: a graceful nginx reload finishes in-flight requests but
-        # closes idle keep-alive connections, which a keep-alive client must retry (as browsers do).
+        # Without keep_alive, a fresh connection per request. With it, one session: a graceful
+        # nginx reload finishes in-flight requests but closes idle keep-alive connections, which a
+        # keep-alive client retries once on a new connection (as browsers do for a GET).
+        session = requests.Session()
+        if self.keep_alive:
+            retry = urllib3.Retry(total=1, connect=1, read=1, status=0, allowed_methods={"GET"})
+            session.mount("http://", requests.adapters.HTTPAdapter(max_retries=retry))
+        headers = {} if self.keep_alive else {"Connection": "close"}
         start = time.monotonic()
         while not self._stop.is_set() and len(self.results) < self.max_requests \
                 and time.monotonic() - start < self.max_seconds:
             sent = time.monotonic()
             try:
-                response = requests.get(self.url, timeout=5, headers={"Connection": "close"})
+                response = session.get(self.url, timeout=5, headers=headers)
                 colour = response.headers.get("X-Service-Colour", "")
                 self.results.append((sent, response.status_code, colour,
                                      response.headers.get("X-Service-Version", "")))

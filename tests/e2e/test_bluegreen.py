@@ -163,7 +163,10 @@ def test_e_destroy_leaves_no_container_network_volume_registration_or_key(deploy
     services = requests.get(f"{CONSUL}/v1/agent/services", timeout=3).json()
     assert [s for s in services if s.startswith(f"{ENV}-")] == []
     keys = requests.get(f"{CONSUL}/v1/kv/bluegreen/?keys", timeout=3)
-    assert [k for k in (keys.json() if keys.status_code == 200 else []) if f"/{ENV}/" in k] == []
+    keys = keys.json() if keys.status_code == 200 else []
+    # Only the release history stays: it outlives the service's removal, as releases do.
+    assert [k for k in keys if f"/{ENV}/" in k and not k.startswith("bluegreen/history/")] == []
+    assert f"bluegreen/history/{ENV}/vizconfig/1.0.0" in keys
     assert docker_names("container", f"bluegreen-{ENV}-vizconfig") == []
     deployment.destroy()
     for kind in ("container", "network", "volume"):
