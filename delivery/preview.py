@@ -184,6 +184,9 @@ def summarise(preview: StackPreview) -> dict:
                 if change != "unchanged":
                     container = (new.get("inputs") or {}).get("name") or (old.get("inputs") or {}).get("name") or name
                     service(svc)["containers"].setdefault(change, []).append(container)
+                    if change in ("replaced", "deleted", "updated") and labels.get("bluegreen.role") == "service":
+                        service(svc).setdefault("colours_touched", set()).add(
+                            (_labels(old) or labels).get("bluegreen.colour"))
     # What else of a service changes (gates, registrations, config keys), by resource name.
     for urn, entry in resources.items():
         name, change = urn_parts(urn)[1], classify(entry["ops"])
@@ -197,6 +200,9 @@ def summarise(preview: StackPreview) -> dict:
         entry["also"].sort()
         alias = entry["alias"]
         entry["flip"] = bool(alias and alias["from"] != alias["to"])
+        # What served before this update: the alias's old value (or, unchanged, its value).
+        live_before = (alias["from"] if entry["flip"] else alias["to"]) if alias else None
+        entry["live_touched"] = bool(live_before and live_before in entry.pop("colours_touched", set()))
         entry["images"].sort(key=lambda i: (i["colour"], i["host"]))
         for names in entry["containers"].values():
             names.sort()
@@ -247,6 +253,9 @@ def render_markdown(summaries: list[dict], notes: list[str] = (), base: str = ""
                              f"(`{alias['key']}`)")
             elif alias:
                 lines.append(f"- alias stays on `{alias['to']}`")
+            if service.get("live_touched"):
+                lines.append("- **replaces live containers**: this change restarts what serves traffic; "
+                             "ship it as a release on the offline colour, or make it on its own")
             for image in service["images"]:
                 repository = (image["to"] or image["from"] or "").split("@")[0]
                 lines.append(f"- image {image['colour']} on `{image['host']}`: `{short_digest(image['from'])}`"

@@ -15,6 +15,7 @@ from components.naming import COLOURS, alias_key, history_prefix, release_prefix
 class ServiceRecords:
     releases: dict[str, Release] = field(default_factory=dict)   # version -> release
     slots: dict[str, str] = field(default_factory=dict)          # colour -> version it runs
+    shapes: dict[str, str] = field(default_factory=dict)         # colour -> its containers' shape
     history: dict[str, dict] = field(default_factory=dict)       # version -> history entry
     live: str | None = None                                      # the alias's colour
 
@@ -23,12 +24,14 @@ def read_service_records(address: str, environment: str, service: str) -> Servic
     """Reads the records of one service in one environment (ConsulError when Consul is down)."""
     releases = {key.rsplit("/", 1)[1]: Release.from_json(value)
                 for key, value in consul_api.kv_tree(address, release_prefix(service)).items()}
-    slots = {}
+    slots, shapes = {}, {}
     for colour in COLOURS:
         value = consul_api.kv_get(address, slot_key(environment, service, colour))
         if value:
-            slots[colour] = json.loads(value)["version"]
+            record = json.loads(value)
+            slots[colour] = record["version"]
+            shapes[colour] = record.get("shape", "")
     history = {key.rsplit("/", 1)[1]: json.loads(value) for key, value in
                consul_api.kv_tree(address, history_prefix(environment, service)).items()}
     live = consul_api.kv_get(address, alias_key(environment, service))
-    return ServiceRecords(releases, slots, history, live or None)
+    return ServiceRecords(releases, slots, shapes, history, live or None)

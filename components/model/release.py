@@ -122,9 +122,25 @@ def suggest_next(version: str) -> str:
     return f"{version}.1"
 
 
-def slot_record(version: str, reference: str) -> str:
-    """The value of naming.slot_key: which release a colour runs."""
-    return json.dumps({"version": version, "reference": reference}, sort_keys=True)
+def slot_record(version: str, reference: str, shape: str, replaced_live: str | None = None) -> str:
+    """The value of naming.slot_key: which release a colour runs and the shape of its containers;
+    `replacedLive` says why an update replaced the containers that were serving traffic."""
+    record = {"version": version, "reference": reference, "shape": shape}
+    if replaced_live:
+        record["replacedLive"] = replaced_live
+    return json.dumps(record, sort_keys=True)
+
+
+def live_replacement(colour: str, live_before: str | None, recorded_shape: str | None,
+                     shape: str, recorded_version: str | None, version: str) -> str | None:
+    """Why this update replaces the containers of the colour serving traffic, or None."""
+    if colour != live_before or not recorded_shape or recorded_shape == shape:
+        return None
+    if recorded_version != version:
+        return (f"the live colour {colour} goes from {recorded_version} to {version}: deploy to the "
+                f"offline colour and flip instead")
+    return (f"the live colour {colour}'s containers change (a host setting, a colour's env "
+            f"override or the stack's hosts): they are replaced while serving")
 
 
 def history_entry(existing: dict | None, *, version: str, reference: str, colour: str,

@@ -3,6 +3,9 @@ target host, each registered with its host's Consul agent, and the health gate o
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 from dataclasses import dataclass, field
 from urllib.parse import urlparse
 
@@ -75,6 +78,21 @@ def published_port(ports: list) -> int:
     return int(first["external"] if isinstance(first, dict) else first.external)
 
 
+def shape_of(args: ColourSlotArgs) -> str:
+    """A hash of everything plain that shapes the colour's containers: when it differs from what
+    the colour was deployed with, this update replaces those containers. Secrets are left out."""
+    shape = {
+        "version": args.version,
+        "image": args.image if isinstance(args.image, str) else "(built)",
+        "spec": dataclasses.asdict(args.spec),
+        "overrides": args.environment_overrides,
+        "hosts": [[h.name, h.address, h.consul, h.bridge_address or ""] for h in args.hosts],
+        "replicas": args.replicas,
+        "stack": args.stack,
+    }
+    return hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()[:16]
+
+
 class ColourSlot(pulumi.ComponentResource):
     """Containers of one colour; `gate` passes once all of them pass their Consul checks."""
 
@@ -84,6 +102,7 @@ class ColourSlot(pulumi.ComponentResource):
     def __init__(self, name: str, args: ColourSlotArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("bluegreen:service:ColourSlot", name, None, opts)
         spec, service = args.spec, args.service
+        self.shape = shape_of(args)
         self.containers: dict[str, docker.Container] = {}
         self.registrations: list[AgentRegistration] = []
         self.agent_of: dict[str, pulumi.Input[str]] = {}

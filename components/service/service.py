@@ -14,16 +14,16 @@ from components.consul.key import ConsulKey
 from components.consul.records import ServiceRecords
 from components.model.config import Host, ServiceConfig
 from components.model.manifest import Dependency, Manifest
-from components.model.release import ColourPlan, Release, history_entry, slot_record
+from components.model.release import (
+    ColourPlan, Release, history_entry, live_replacement, slot_record
+)
 from components.naming import (
     catalogue_entry, catalogue_key, config_prefix, docker_name, history_prefix, release_prefix,
     route_key, slot_key
 )
 from components.platform.docker_host import labels
 from components.service.colour_slot import ColourSlot, ColourSlotArgs
-from components.service.service_image import (
-    ServiceImage, dependency_image_args, service_image_args
-)
+from components.service.service_image import ServiceImage, dependency_image_args, service_image_args
 
 
 @dataclass(frozen=True)
@@ -130,12 +130,19 @@ class Service(pulumi.ComponentResource):
                 environment_overrides=slot.environment,
                 secret_environment=args.secret_environment),
                 opts=pulumi.ResourceOptions(parent=self, depends_on=self.dependencies))
+            shape = self.slots[colour].shape
+            replaced = live_replacement(colour, args.records.live, args.records.shapes.get(colour),
+                                        shape, args.records.slots.get(colour), plan.version)
+            if replaced:
+                pulumi.log.warn(f"{env}/{manifest.name}: this update replaces live containers: "
+                                f"{replaced}", resource=self)
             # Written once the colour's containers are registered and gated: what it runs now.
             self.slot_records[colour] = ConsulKey(
                 f"{name}-{colour}-slot", address=consul_address,
                 key=slot_key(env, manifest.name, colour),
                 value=pulumi.Output.from_input(images[colour]).apply(
-                    lambda reference, version=plan.version: slot_record(version, reference)),
+                    lambda reference, version=plan.version, shape=shape, replaced=replaced:
+                    slot_record(version, reference, shape, replaced)),
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[self.slots[colour].gate]))
 
         # The history: one line per version (the live colour's, where both colours run it).

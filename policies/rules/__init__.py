@@ -8,7 +8,7 @@ tests/policy/.
 
 from __future__ import annotations
 
-from . import aliases, containers, images, production, registration, secrets
+from . import aliases, containers, images, live, production, registration, secrets
 from .secret_markers import install as install_secret_markers
 
 ALL_POLICIES = [
@@ -16,6 +16,7 @@ ALL_POLICIES = [
     *containers.POLICIES,
     *registration.POLICIES,
     *aliases.POLICIES,
+    *live.POLICIES,
     *secrets.POLICIES,
     *production.POLICIES,
 ]

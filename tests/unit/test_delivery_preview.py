@@ -236,3 +236,26 @@ def test_stacks_are_selected_from_the_git_diff(tmp_path):
     selected, notes = affected_stacks(paths, configs)
     assert selected == ["production", "staging"]
     assert notes and "Pulumi.old.yaml was removed" in notes[0]
+
+
+def test_replacing_the_colour_that_served_before_the_update_is_called_out(recorded):
+    """The recorded change flips green -> blue and replaces green in the same update: green served
+    until the flip, and nothing orders its replacement after the flip."""
+    summary = summary_of(recorded, policy="ran")
+    assert summary["services"]["vizconfig"]["live_touched"] is True
+    assert "- **replaces live containers**" in render_markdown([summary])
+
+
+def test_replacing_only_the_offline_colour_is_not_called_out(recorded):
+    digest = copy.deepcopy(recorded)
+    for step in digest["steps"]:
+        for state in ("oldState", "newState"):
+            value = (step.get(state) or {}).get("inputs", {})
+            if value.get("key") == "bluegreen/aliases/e2e-pipe-prod/vizconfig":
+                value["value"] = "blue"
+            if (step.get(state) or {}).get("outputs", {}).get("key") == "bluegreen/aliases/e2e-pipe-prod/vizconfig":
+                step[state]["outputs"]["value"] = "blue"
+    summary = summary_of(digest, policy="ran")
+    assert summary["services"]["vizconfig"]["flip"] is False
+    assert summary["services"]["vizconfig"]["live_touched"] is False
+    assert "replaces live containers" not in render_markdown([summary])

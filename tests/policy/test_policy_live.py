@@ -1,0 +1,21 @@
+import json
+
+from policies.rules.live import check_live_untouched
+from policy_fakes import consul_key
+
+
+def slot(value: dict):
+    return consul_key("production-vizconfig-blue-slot", "bluegreen/slots/production/vizconfig/blue",
+                      json.dumps(value))
+
+
+def test_replacing_the_live_colour_warns_with_the_reason():
+    [message] = check_live_untouched(slot({"version": "2", "reference": "r", "shape": "s",
+                                           "replacedLive": "the live colour blue goes from 1 to 2"}), {})
+    assert message.startswith("production/vizconfig: this update replaces the containers serving "
+                              "traffic: the live colour blue goes from 1 to 2")
+
+
+def test_an_ordinary_slot_record_passes():
+    assert check_live_untouched(slot({"version": "2", "reference": "r", "shape": "s"}), {}) == []
+    assert check_live_untouched(consul_key("x-alias-key", "bluegreen/aliases/p/x", "blue"), {}) == []
