@@ -14,8 +14,7 @@ from pulumi import automation as auto
 from components.model.config import Host
 from components.model.manifest import Manifest
 from components.platform.docker_host import host_providers
-from components.service.service_image import (
-    ServiceImage, dependency_image_args, service_image_args)
+from components.service.service_image import ServiceImage, dependency_image_args, service_image_args
 
 from .stacks import error_summary
 from .steps import StepFailed

@@ -17,6 +17,7 @@ step 10."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import subprocess
@@ -28,9 +29,11 @@ import requests
 
 from components.consul import api as consul_api
 from components.consul.health_gate import wait_for_gate
+from components.consul.records import read_service_records
 from components.model.manifest import Manifest, load_manifest
+from components.model.release import Release, suggest_next
 from components.model.validation import ConfigError
-from components.naming import config_prefix, instance_id, offline_colour
+from components.naming import config_prefix, context_digest, instance_id, offline_colour
 
 from . import REPO
 from .build import BuildRequest, BuildResult, build, build_stack_name
@@ -202,7 +205,8 @@ class Pipeline:
 
         with run.step(1) as step:
             platform = platform_outputs(int_config)
-            host = int_config.hosts[build_host(int_config)]
+            host = int_config.hosts[int_config.build_host]
+            released = self._release(int_config)
             request = BuildRequest(manifest=manifest, version=self.version,
                                    registry=platform["registry"], host=host,
                                    base_image=int_config.base_image,
@@ -210,6 +214,12 @@ class Pipeline:
             self._say(f"ServiceImage on stack {request.stack}: {request.registry}/{self.service}:"
                       f"{self.version} built by host {host.name}")
             self.build = build(request, self.log_path)
+            if released is not None and released.reference != self.build.image:
+                # Same sources, another digest (a build that is not byte-for-byte repeatable):
+                # the release keeps the digest it was first made with.
+                self._say(f"{self.version} is released as {released.reference}; deploying that")
+                self.build = dataclasses.replace(self.build, image=released.reference,
+                                                 digest=released.reference.rsplit("@", 1)[1])
             self.build_engine = host.docker
             step.detail = self.build.image
             self._say(self.build.image)
@@ -247,18 +257,13 @@ class Pipeline:
             with run.step(6) as step:
                 step.detail = self._acceptance(self.urls[integration.name])
 
-        prefix = config_prefix(production.config().environment, self.service)
-        run.record(7, INCLUDED, f"done by the `pulumi up` of step 8 (and of step 4 for integration): "
-                                f"one Consul key per manifest config entry under {prefix}, written "
-                                "only when its value changed")
-
         with run.step(8) as step:
             colour, live, outputs = self._deploy_offline(production, "production")
             step.detail = f"{colour} runs {self.version} on {production.name}"
-        try:
-            self._check_config(production, prefix)
-        except Exception as error:  # noqa: BLE001 - a report detail, not a reason to stop
-            run.steps[7].detail += f"; could not check Consul ({error})"
+        with run.step(7) as step:
+            # The upload is the ConsulKey resources of step 8's `up` (a key is written only when
+            # its value changed); this step checks Consul holds the manifest's configuration.
+            step.detail = self._check_config(production)
 
         if live is None:
             run.record(9, INCLUDED, f"first deploy: {colour}'s gate passed inside step 8's up")
@@ -298,25 +303,44 @@ class Pipeline:
                              f"{output.splitlines()[-1] if output else ''}")
         return f"passed against {url}"
 
-    def _check_config(self, production: EnvStack, prefix: str) -> None:
-        step = self.run.steps[7]
+    def _check_config(self, production: EnvStack) -> str:
+        """Every config entry of the manifest is in production's Consul KV with its value."""
         config = production.config()
         settings = production.service(self.service)
-        wanted = sorted(load_manifest(settings.manifest).config)
+        wanted = load_manifest(settings.manifest).config
+        prefix = config_prefix(config.environment, self.service)
         if not wanted:
-            step.detail += "; the manifest has no config entries"
-            return
-        host = config.hosts[settings.hosts[0]]
+            return "the manifest has no config entries"
         try:
-            present = {k[len(prefix):] for k in consul_api.kv_keys(host.consul, prefix)}
+            present = consul_api.kv_tree(config.hosts[settings.hosts[0]].consul, prefix)
         except consul_api.ConsulError as error:
-            present = set()
-            step.detail += f"; could not read Consul ({error})"
-        found = [k for k in wanted if k in present]
-        step.detail += f"; {len(found)} of {len(wanted)} keys present after step 8"
-        if len(found) < len(wanted):
-            step.detail += " (this stack program does not upload service config)"
-        self._say(f"step 7: {len(found)} of {len(wanted)} config keys under {prefix}")
+            raise StepFailed(f"cannot read the service configuration from Consul: {error}") from None
+        wrong = [key for key, value in sorted(wanted.items()) if present.get(prefix + key) != value]
+        if wrong:
+            raise StepFailed(f"Consul KV under {prefix} lacks or differs for {', '.join(wrong)} "
+                             f"after step 8's up")
+        self._say(f"{len(wanted)} config entries under {prefix} match the manifest")
+        return f"{len(wanted)} entries under {prefix} match the manifest"
+
+    def _release(self, config) -> Release | None:
+        """The release record of this version, if it exists; refuses a rebuild from other sources."""
+        settings = next(iter(config.services), None)
+        host = config.hosts[settings.hosts[0]] if settings else next(iter(config.hosts.values()))
+        try:
+            records = read_service_records(host.consul, config.environment, self.service)
+        except consul_api.ConsulError as error:
+            raise StepFailed(f"cannot read the release records from Consul: {error}") from None
+        release = records.releases.get(self.version)
+        if release is None:
+            return None
+        checkout = context_digest(self.manifest.build.context, exclude_files=(self.manifest.path,))
+        if release.source != checkout:
+            raise StepFailed(f"{self.service} {self.version} is already released as "
+                             f"{release.reference}, built from other sources than "
+                             f"{self.manifest.build.context} holds now; a released version is never "
+                             f"rebuilt: run the pipeline with a new version (e.g. "
+                             f"{suggest_next(self.version)})")
+        return release
 
     def _gate(self, production: EnvStack, colour: str) -> float:
         """Step 9 with the health gate's own wait: every instance of `colour` on every host."""
@@ -329,15 +353,6 @@ class Pipeline:
                   f"{settings.gate_timeout_s}s")
         return wait_for_gate(instances, settings.gate_timeout_s,
                              f"{config.environment}/{self.service}/{colour}")
-
-
-def build_host(config) -> str:
-    """The host whose engine builds, as the stack program picks it (bluegreen:buildHost, else the
-    platform's host, else the first host)."""
-    chosen = getattr(config, "build_host", "")
-    if chosen:
-        return chosen
-    return config.platform.host if config.platform else next(iter(config.hosts))
 
 
 def run_pipeline(args: PipelineArgs, out=None) -> int:

@@ -12,7 +12,7 @@ import pytest
 from components.model.manifest import AcceptanceSpec, parse_manifest
 from components.model.validation import ConfigError
 from delivery import cli
-from delivery.pipeline import PipelineArgs, build_host, run_pipeline
+from delivery.pipeline import PipelineArgs, run_pipeline
 from delivery.stacks import classify, container_changes, decode_values, error_summary, short_name
 from delivery.steps import (FAILED, INCLUDED, NOT_RUN, PASSED, PIPELINE_STEPS, SKIPPED,
                             PipelineFailed, Run, StepFailed, step_shares, write_report)
@@ -182,14 +182,6 @@ def test_container_changes_count_each_container_once():
               types.SimpleNamespace(resource_pre_event=None)]
     assert container_changes(events) == "1 created, 1 replaced"
     assert container_changes([event("same", "c3")]) == ""
-
-
-def test_the_build_host_is_chosen_like_the_stack_program_does():
-    platform = types.SimpleNamespace(host="main")
-    hosts = {"first": object(), "main": object()}
-    assert build_host(types.SimpleNamespace(build_host="first", platform=platform, hosts=hosts)) == "first"
-    assert build_host(types.SimpleNamespace(build_host="", platform=platform, hosts=hosts)) == "main"
-    assert build_host(types.SimpleNamespace(platform=None, hosts=hosts)) == "first"
 
 
 # -- the acceptance field of the manifest --------------------------------------------------------
