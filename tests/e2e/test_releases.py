@@ -217,3 +217,7 @@ def test_rollback_when_the_other_colour_runs_it_moves_only_the_alias(repo, deplo
     rows = {line.split()[0]: line for line in listing.splitlines()[1:]}
     assert set(rows) == {"1.0.0", "2.0.0", "3.0.0", "4.0.0"}
     assert rows["4.0.0"].rstrip().endswith("green (live)") and "never" in rows["3.0.0"]
+    # The catalogue shows the same history.
+    entries = [s for s in get_json(f"http://127.0.0.1:{PORTS['proxy']}/catalogue.json")["services"]
+               if s["entry"]["environment"] == ENV]
+    assert {h["version"] for h in entries[0]["history"]} == {"1.0.0", "2.0.0", "3.0.0", "4.0.0"}
