@@ -38,7 +38,7 @@ change under a service's folder the stacks that deploy it."""
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="python -m delivery",
                                   description="Blue/green delivery: pipeline, rollback, PR preview.")
-    commands = top.add_subparsers(dest="command", required=True, metavar="{pipeline,rollback,releases,preview}")
+    commands = top.add_subparsers(dest="command", required=True, metavar="{pipeline,rollback,promote,releases,preview}")
 
     pipeline = commands.add_parser("pipeline", help="commit to production: the eleven steps",
                                    description=PIPELINE_HELP,
@@ -59,6 +59,19 @@ def parser() -> argparse.ArgumentParser:
     rollback.add_argument("service", metavar="SERVICE")
     rollback.add_argument("--stack", required=True, metavar="STACK")
     rollback.add_argument("--to", metavar="VERSION", help="the release to go back to")
+
+    promote = commands.add_parser(
+        "promote", help="flip several services of one environment together, all or none",
+        description="An environment-wide release: every SERVICE flips to its offline colour (which "
+                    "must run the release already) in one Consul transaction, after every one of "
+                    "those colours passes its checks; all aliases move or none does. Then live: is "
+                    "recorded in the stack files and pulumi up converges. Promoting the same set "
+                    "again moves them all back. A service is found in STACK or in its own service "
+                    "stack STACK.SERVICE.")
+    promote.add_argument("services", metavar="SERVICE", nargs="+")
+    promote.add_argument("--stack", required=True, metavar="STACK")
+    promote.add_argument("--dry-run", action="store_true",
+                         help="print what would flip, change nothing")
 
     releases = commands.add_parser("releases", help="a service's release history in a stack",
                                    description="Lists the release history of SERVICE in STACK from Consul: "
@@ -92,6 +105,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "rollback":
         from .rollback import run_rollback
         return run_rollback(args.service, args.stack, args.to)
+    if args.command == "promote":
+        from .promote import run_promote
+        return run_promote(args.stack, args.services, args.dry_run)
     if args.command == "releases":
         from .releases import run_releases
         return run_releases(args.service, args.stack)

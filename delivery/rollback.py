@@ -17,19 +17,15 @@ import sys
 import time
 
 from components.consul import api as consul_api
-from components.consul.health_gate import wait_for_gate
 from components.consul.records import read_service_records
 from components.model.release import rollback_target
 from components.model.validation import ConfigError
-from components.naming import alias_key, instance_id, offline_colour
+from components.naming import alias_key, offline_colour
 
 from . import REPO
+from .flip import FlipRefused, Move, flip_together
 from .stacks import EnvStack
 from .steps import StepFailed
-
-# How long the fast path waits for the other colour's checks before giving up (it moves nothing
-# then): they normally pass already, since that colour kept running.
-FAST_GATE_S = 10
 
 
 class RollbackRefused(Exception):
@@ -65,7 +61,7 @@ def run_rollback(service: str, stack_name: str, to: str | None = None, out=None)
                      and records.slots.get(other) == version)
     try:
         if other_runs_it:
-            _flip_alias(consul, config, settings, other, live, say)
+            flip_together([Move(config, settings, colour=other, expected=live)])
             say(f"alias {alias_key(config.environment, service)}: {live} -> {other}; the proxy serves "
                 f"{version} now")
             stack.set_service(service, {"live": other})
@@ -76,7 +72,7 @@ def run_rollback(service: str, stack_name: str, to: str | None = None, out=None)
             stack.set_service(service, {f"{other}.version": version, f"{other}.image": reference,
                                         "live": other})
         stack.up(f"rollback {service} to {version}")
-    except (StepFailed, RollbackRefused, consul_api.ConsulError) as error:
+    except (StepFailed, RollbackRefused, FlipRefused, consul_api.ConsulError) as error:
         print(f"rollback FAILED: {error}\nstacks/Pulumi.{stack.name}.yaml and the alias say what "
               f"serves now; `./bg pulumi up --stack {stack.name} --yes` brings state in line "
               f"(log: {os.path.relpath(log)})", file=out)
@@ -103,22 +99,3 @@ def _target(records, service: str, live_version: str, to: str | None) -> dict:
         return {"version": to, "reference": records.releases[to].reference}
     known = ", ".join(sorted(set(records.history) | set(records.releases))) or "none"
     raise RollbackRefused(f"{service} has no release {to}; released versions: {known}")
-
-
-def _flip_alias(consul: str, config, settings, colour: str, expected: str, say) -> None:
-    """The fast path: the other colour's checks, then a check-and-set write of the alias."""
-    instances = {instance_id(config.environment, settings.name, colour, host, index):
-                 config.hosts[host].consul
-                 for host in settings.hosts for index in range(settings.replicas)}
-    try:
-        waited = wait_for_gate(instances, FAST_GATE_S, f"{config.environment}/{settings.name}/{colour}")
-    except RuntimeError as error:
-        raise RollbackRefused(str(error)) from None
-    say(f"{colour}: {len(instances)} instance(s) passing their checks (waited {waited:.1f}s)")
-    key = alias_key(config.environment, settings.name)
-    current, index = consul_api.kv_get_indexed(consul, key)
-    if current != expected:
-        raise RollbackRefused(f"the alias {key} says {current}, not {expected}: someone flipped it "
-                              f"meanwhile; nothing was changed")
-    if not consul_api.kv_cas(consul, key, colour, index):
-        raise RollbackRefused(f"the alias {key} changed while rolling back; nothing was changed")

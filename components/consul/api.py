@@ -56,6 +56,16 @@ def kv_cas(address: str, key: str, value: str, index: int) -> bool:
     return response.text.strip() == "true"
 
 
+def kv_cas_many(address: str, writes: dict[str, tuple[str, int]]) -> bool:
+    """One transaction: every key gets its value if each is still at its ModifyIndex, or none
+    does. `writes` maps key -> (value, index)."""
+    operations = [{"KV": {"Verb": "cas", "Key": key, "Index": index,
+                          "Value": base64.b64encode(value.encode()).decode()}}
+                  for key, (value, index) in sorted(writes.items())]
+    response = _call("PUT", address, "/v1/txn", ok=(409,), json=operations)
+    return response.status_code == 200
+
+
 def kv_tree(address: str, prefix: str) -> dict[str, str]:
     """Every key under `prefix` with its value, in one request."""
     response = _call("GET", address, f"/v1/kv/{prefix}", params={"recurse": "true"})

@@ -228,6 +228,7 @@ def test_the_example_service_declares_its_acceptance_tests():
     ("pipeline", ["SERVICE_REPO_DIR", "--version", "--integration", "--production", "--report"]),
     ("rollback", ["SERVICE", "--stack", "--to", "git revert"]),
     ("releases", ["SERVICE", "--stack", "history"]),
+    ("promote", ["SERVICE", "--stack", "--dry-run", "one Consul transaction"]),
     ("preview", ["--stack", "--markdown", "--base", "policies"]),
 ])
 def test_every_command_has_help(capsys, command, words):

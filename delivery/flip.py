@@ -1,0 +1,68 @@
+"""Moving aliases outside `pulumi up`, safely: every target colour's checks first, then one Consul
+transaction with a check-and-set per alias, so either every alias moves or none does, and none
+overwrites a flip made meanwhile. Used by `rollback` (one service) and `promote` (several)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from components.consul import api as consul_api
+from components.consul.health_gate import wait_for_gate
+from components.model.config import ServiceConfig, StackConfig
+from components.naming import alias_key, instance_id
+
+# How long a flip waits for the target colour's checks before giving up (it moves nothing then):
+# they normally pass already, since that colour kept running.
+GATE_S = 10
+
+
+class FlipRefused(Exception):
+    """Nothing was changed; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class Move:
+    config: StackConfig
+    settings: ServiceConfig
+    colour: str                    # the colour that goes live
+    expected: str                  # the colour the alias must say now
+
+    @property
+    def key(self) -> str:
+        return alias_key(self.config.environment, self.settings.name)
+
+    @property
+    def consul(self) -> str:
+        return self.config.hosts[self.settings.hosts[0]].consul
+
+
+def check_colour(move: Move) -> float:
+    """Waits (up to GATE_S) until every instance of the target colour passes its checks."""
+    config, settings = move.config, move.settings
+    instances = {instance_id(config.environment, settings.name, move.colour, host, index):
+                 config.hosts[host].consul
+                 for host in settings.hosts for index in range(settings.replicas)}
+    try:
+        return wait_for_gate(instances, GATE_S, f"{config.environment}/{settings.name}/{move.colour}")
+    except RuntimeError as error:
+        raise FlipRefused(str(error)) from None
+
+
+def flip_together(moves: list[Move]) -> None:
+    """Checks every target colour, then writes every alias in one check-and-set transaction."""
+    for move in moves:
+        check_colour(move)
+    consuls = {move.consul for move in moves}
+    if len(consuls) != 1:
+        raise FlipRefused(f"the services' aliases are reached through different Consul agents "
+                          f"({', '.join(sorted(consuls))}); flip them from one environment")
+    consul = consuls.pop()
+    writes = {}
+    for move in moves:
+        current, index = consul_api.kv_get_indexed(consul, move.key)
+        if current != move.expected:
+            raise FlipRefused(f"the alias {move.key} says {current}, not {move.expected}: someone "
+                              f"flipped it meanwhile; nothing was changed")
+        writes[move.key] = (move.colour, index)
+    if not consul_api.kv_cas_many(consul, writes):
+        raise FlipRefused("an alias changed while flipping; nothing was changed")
