@@ -5,6 +5,7 @@ the proxy and Consul on 127.0.0.1, and destroyed. Nothing here skips: a missing 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -144,6 +145,26 @@ class Deployment:
             self.stack.workspace.remove_stack(self.name)
             if os.path.exists(self.path):
                 os.remove(self.path)
+
+
+def write_figures(name: str, figures: dict) -> None:
+    """Measured figures of an end-to-end module, as reports/e2e/<name>-figures.json."""
+    os.makedirs(LOG_DIR, exist_ok=True)
+    with open(os.path.join(LOG_DIR, f"{name}-figures.json"), "w", encoding="utf-8") as handle:
+        json.dump(figures, handle, indent=2)
+
+
+@contextlib.contextmanager
+def deployed(name: str, config: dict, figures: dict | None = None, figures_name: str = ""):
+    """A stack for a module's tests: removed afterwards, and its figures written (if given)."""
+    require_environment()
+    deployment = Deployment(name, config)
+    try:
+        yield deployment
+    finally:
+        deployment.remove()
+        if figures is not None:
+            write_figures(figures_name or name, figures)
 
 
 def get_json(url: str, timeout: float = 3.0) -> dict:

@@ -3,8 +3,6 @@ destroy. Real build, push, Consul checks and nginx; the tests run in order on on
 
 from __future__ import annotations
 
-import json
-import os
 import subprocess
 import threading
 import time
@@ -13,8 +11,8 @@ import pytest
 import requests
 from pulumi import automation as auto
 
-from e2e_harness import (LOG_DIR, Deployment, RequestLoop, container_identity, docker_names,
-                     get_json, platform_config, require_environment, wait_until)
+from e2e_harness import (Deployment, RequestLoop, container_identity, deployed, docker_names,
+                         get_json, platform_config, wait_until)
 
 STACK = ENV = "e2e-bg"
 PORTS = {"consul": 28600, "serf": 28601, "server": 28602, "registry": 28603, "proxy": 28604}
@@ -35,17 +33,10 @@ def service_config(**overrides) -> dict:
 
 @pytest.fixture(scope="module")
 def deployment():
-    require_environment()
     config = platform_config(PORTS, ENV)
     config["bluegreen:services"] = service_config()
-    deployment = Deployment(STACK, config)
-    try:
+    with deployed(STACK, config, FIGURES, "bluegreen") as deployment:
         yield deployment
-    finally:
-        deployment.remove()
-        os.makedirs(LOG_DIR, exist_ok=True)
-        with open(os.path.join(LOG_DIR, "bluegreen-figures.json"), "w") as handle:
-            json.dump(FIGURES, handle, indent=2)
 
 
 def set_services(deployment: Deployment, **overrides) -> None:

@@ -13,8 +13,7 @@ import tempfile
 import pytest
 import requests
 
-from e2e_harness import (REPO, Deployment, RequestLoop, get_json, platform_config,
-                         require_environment, wait_until)
+from e2e_harness import REPO, RequestLoop, deployed, get_json, platform_config, wait_until
 
 STACK = ENV = "e2e-promote"
 PORTS = {"consul": 29300, "serf": 29301, "server": 29302, "registry": 29303, "proxy": 29304}
@@ -44,7 +43,6 @@ def copy_service(name: str, healthy: bool = True) -> str:
 
 @pytest.fixture(scope="module")
 def deployment():
-    require_environment()
     config = platform_config(PORTS, ENV)
     config["bluegreen:services"] = {
         "vizconfig": {"manifest": "services/vizconfig/service.yaml", "live": "blue",
@@ -52,12 +50,9 @@ def deployment():
         "charts": {"manifest": copy_service("charts"), "live": "blue",
                    "blue": {"version": "1.0.0"}, "gateTimeout": 20},
     }
-    deployment = Deployment(STACK, config)
-    try:
+    with deployed(STACK, config) as deployment:
         deployment.up()
         yield deployment
-    finally:
-        deployment.remove()
 
 
 def live(service: str) -> str:

@@ -18,8 +18,8 @@ import requests
 import yaml
 from pulumi import automation as auto
 
-from e2e_harness import (LOG_DIR, REPO, Deployment, RequestLoop, container_identity, get_json,
-                         platform_config, require_environment, wait_until)
+from e2e_harness import (LOG_DIR, REPO, Deployment, RequestLoop, container_identity, deployed,
+                         get_json, platform_config, wait_until)
 
 STACK = ENV = "e2e-rel"
 PORTS = {"consul": 29200, "serf": 29201, "server": 29202, "registry": 29203, "proxy": 29204}
@@ -59,18 +59,11 @@ def repo():
 
 @pytest.fixture(scope="module")
 def deployment(repo):
-    require_environment()
     config = platform_config(PORTS, ENV)
     config["bluegreen:services"] = {"vizconfig": {"manifest": repo.manifest, "live": "blue",
                                                   "blue": {"version": "1.0.0"}, "gateTimeout": 30}}
-    deployment = Deployment(STACK, config)
-    try:
+    with deployed(STACK, config, FIGURES, "releases") as deployment:
         yield deployment
-    finally:
-        deployment.remove()
-        os.makedirs(LOG_DIR, exist_ok=True)
-        with open(os.path.join(LOG_DIR, "releases-figures.json"), "w") as handle:
-            json.dump(FIGURES, handle, indent=2)
 
 
 def service(deployment: Deployment) -> dict:
