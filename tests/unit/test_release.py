@@ -1,7 +1,6 @@
 """Releases: a version is one digest and one runtime spec, made once; what each colour runs."""
 
 import dataclasses
-import json
 import os
 
 import pytest
