@@ -65,7 +65,8 @@ def run_rollback(service: str, stack_name: str, to: str | None = None, out=None)
             say(f"alias {alias_key(config.environment, service)}: {live} -> {other}; the proxy serves "
                 f"{version} now")
             stack.set_service(service, {"live": other})
-            say(f"recorded live: {other} in stacks/Pulumi.{stack.name}.yaml; pulumi up to converge")
+            say(f"recorded live: {other} in stacks/Pulumi.{stack.name}.yaml (with git the same is "
+                f"`git revert <the flip commit>`); pulumi up to converge")
         else:
             say(f"{other} runs {settings.colours[other].version if other in settings.colours else 'nothing'}: "
                 f"deploying {version} by digest to {other} (no build), gating it, then flipping")

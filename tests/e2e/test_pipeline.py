@@ -260,8 +260,8 @@ def test_d_rollback_moves_only_the_alias(stacks):
     before = service_containers(PROD)
     result = delivery("rollback", "vizconfig", "--stack", PROD)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "live green (2.0.0) -> blue (1.0.0)" in result.stdout
-    assert "green -> blue" in result.stdout
+    assert "live is green (2.0.0); rolling back to 1.0.0" in result.stdout
+    assert "alias bluegreen/aliases/e2e-pipe-prod/vizconfig: green -> blue" in result.stdout
     assert "git revert" in result.stdout
     wait_until(lambda: served(PROD) == ("1.0.0", "blue"), 10, what="v1 again")
     assert alias(PROD) == "blue"
