@@ -45,6 +45,32 @@ def route_key(environment: str, service: str) -> str:
     return f"{KV_ROOT}/routes/{environment}/{service}"
 
 
+def drain_timeout_key() -> str:
+    """The KV key holding how long the proxy lets retired workers (and their long-lived
+    connections) drain after a reload: nginx's worker_shutdown_timeout, read live."""
+    return f"{KV_ROOT}/proxy/drain-timeout"
+
+
+def nginx_duration(seconds: float) -> str:
+    """A duration as nginx (and a service reading the drain key) understands it: whole ms."""
+    return f"{round(seconds * 1000)}ms"
+
+
+def stable_path(environment: str, route: str) -> str:
+    """Where the proxy serves a service's live colour."""
+    return f"/{environment}/{route}/"
+
+
+def preview_path(environment: str, route: str) -> str:
+    """Where the proxy serves a service's offline colour."""
+    return f"/preview/{environment}/{route}/"
+
+
+def proxy_route(environment: str, service: str, preview: bool = False) -> str:
+    """The X-Bluegreen-Route header the proxy sets on a service's answers."""
+    return f"{'preview/' if preview else ''}{environment}/{service}"
+
+
 def config_prefix(environment: str, service: str) -> str:
     """The KV prefix under which a service's configuration is uploaded."""
     return f"{KV_ROOT}/config/{environment}/{service}/"
@@ -175,8 +201,8 @@ def catalogue_entry(manifest, environment: str, settings, images: dict[str, str]
         "service": manifest.name,
         "environment": environment,
         "description": manifest.description,
-        "stableUri": f"/{environment}/{manifest.route}/",
-        "previewUri": f"/preview/{environment}/{manifest.route}/",
+        "stableUri": stable_path(environment, manifest.route),
+        "previewUri": preview_path(environment, manifest.route),
         "hosts": list(settings.hosts),
         "colours": {colour: {"version": slot.version, "image": images[colour],
                              "digest": images[colour].rsplit("@", 1)[-1]}

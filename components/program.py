@@ -133,7 +133,7 @@ def run(root: str) -> None:
         service = Service(service_component_name(stack.environment, settings.name), ServiceArgs(
             stack=stack.stack, environment=stack.environment, settings=settings,
             manifest=manifests[settings.name], hosts=stack.hosts, providers=providers,
-            build_host=stack.build_host, registry=registry, agents=agents,
+            build_host=stack.build_host, registry=registry, agents=agents, proxy=proxy,
             plans=plans[settings.name], records=records[settings.name],
             checkout=checkouts[settings.name], actor=actor, now=now,
             base_image=stack.base_image, secret_environment=secrets_of(secrets, settings.name)))
@@ -141,9 +141,11 @@ def run(root: str) -> None:
         summary[settings.name] = {
             "live": service.live,
             "offline": offline,
-            "url": pulumi.Output.concat(proxy, f"/{stack.environment}/{manifests[settings.name].route}/"),
-            "previewUrl": pulumi.Output.concat(proxy, f"/preview/{stack.environment}/{manifests[settings.name].route}/"),
+            "url": service.url,
+            "previewUrl": service.preview_url,
             "images": service.images,
+            # Alias write -> the proxy serving the live colour, measured at the last flip.
+            "flipSeconds": service.flip_seconds,
         }
     pulumi.export("environment", stack.environment)
     pulumi.export("services", summary)

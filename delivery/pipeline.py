@@ -73,6 +73,7 @@ class Pipeline:
         self.build_engine: str | None = None
         self.environments: dict[str, dict] = {}
         self.urls: dict[str, str] = {}
+        self.flips: dict[str, dict] = {}
 
     # -- helpers
     def _say(self, text: str) -> None:
@@ -115,8 +116,9 @@ class Pipeline:
         return colour, live, outputs
 
     def _flip(self, stack: EnvStack, colour: str, live: str) -> dict:
-        """`live` -> colour, `up` (the gate blocks, then the alias flips). A failed flip puts `live`
-        back in the stack config, which then again matches the alias that stayed."""
+        """`live` -> colour, `up` (the gate blocks, the alias flips, and the up proves that the
+        proxy serves `colour`). A failed flip puts `live` back in the stack config, which then
+        again matches the alias that stayed (or was put back)."""
         stack.set_service(self.service, {"live": colour})
         self._say(f"stacks/Pulumi.{stack.name}.yaml: {self.service}.live = {colour} (was {live}); pulumi up")
         try:
@@ -125,6 +127,7 @@ class Pipeline:
             stack.set_service(self.service, {"live": live})
             raise StepFailed(f"{error}; the alias stays on {live} and stacks/Pulumi.{stack.name}.yaml "
                              f"says live: {live} again") from None
+        self.flips[stack.name] = flip_record(outputs, self.service, live, colour)
         return outputs
 
     def _wait_online(self, url: str, colour: str) -> float:
@@ -197,6 +200,7 @@ class Pipeline:
                        "production": short_name(self.args.production)},
             "environments": self.environments,
             "urls": self.urls,
+            "flips": self.flips,
             "log": self.log_path,
         }
 
@@ -247,7 +251,7 @@ class Pipeline:
             with run.step(5) as step:
                 self._flip(integration, colour, live)
                 waited = self._wait_online(self.urls[integration.name], colour)
-                step.detail = f"alias {integration.name}: {live} -> {colour}"
+                step.detail = flip_detail(integration.name, self.flips[integration.name])
                 self._say(f"{self.urls[integration.name]} serves {self.version} from {colour} "
                           f"({waited:.1f}s after the up)")
 
@@ -275,7 +279,7 @@ class Pipeline:
                 self._say(step.detail)
             with run.step(10) as step:
                 self._flip(production, colour, live)
-                step.detail = f"alias {production.name}: {live} -> {colour}"
+                step.detail = flip_detail(production.name, self.flips[production.name])
                 self._say(step.detail)
 
         with run.step(11) as step:
@@ -353,6 +357,19 @@ class Pipeline:
                   f"{settings.gate_timeout_s}s")
         return wait_for_gate(instances, settings.gate_timeout_s,
                              f"{config.environment}/{self.service}/{colour}")
+
+
+def flip_record(outputs: dict, service: str, before: str, after: str) -> dict:
+    """What the report keeps of one flip: the colours, and alias write -> the proxy serving the
+    new colour as the stack measured it (its `flipSeconds` output)."""
+    seconds = (outputs.get("services", {}).get(service) or {}).get("flipSeconds")
+    return {"from": before, "to": after, "flipSeconds": seconds}
+
+
+def flip_detail(stack: str, flip: dict) -> str:
+    served = ("" if flip["flipSeconds"] is None else
+              f"; the proxy served {flip['to']} {flip['flipSeconds'] * 1000:.0f} ms after the alias write")
+    return f"alias {stack}: {flip['from']} -> {flip['to']}{served}"
 
 
 def run_pipeline(args: PipelineArgs, out=None) -> int:

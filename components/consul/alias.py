@@ -1,5 +1,7 @@
 """Alias: the KV key `<environment>/<service>` -> live colour, written only after that colour's
-health gate passed (its value is the gate's output, so the write depends on the gate)."""
+health gate passed (its value is the gate's output, so the write depends on the gate) and once the
+proxy serves that colour on the preview URI; then proven: the update fails unless the proxy's
+stable URI answers from that colour within a bound."""
 
 from __future__ import annotations
 
@@ -8,8 +10,8 @@ from dataclasses import dataclass
 import pulumi
 
 from components.consul.health_gate import HealthGate
-from components.consul.key import ConsulKey
-from components.naming import COLOURS, alias_key
+from components.consul.route_proof import AliasKey
+from components.naming import COLOURS, alias_key, proxy_route
 
 
 @dataclass(frozen=True)
@@ -19,6 +21,8 @@ class AliasArgs:
     service: str
     colour: str
     gate: HealthGate
+    url: pulumi.Input[str]           # the service's stable URI at the proxy, where the flip is proven
+    preview_url: pulumi.Input[str]   # its preview URI, where the colour must answer before the flip
 
     def __post_init__(self):
         if self.colour not in COLOURS:
@@ -30,6 +34,7 @@ class Alias(pulumi.ComponentResource):
 
     key: pulumi.Output[str]
     colour: pulumi.Output[str]
+    flip_seconds: pulumi.Output[float]   # alias write -> the proxy serving that colour, last flip
 
     def __init__(self, name: str, args: AliasArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("bluegreen:service:Alias", name, None, opts)
@@ -41,13 +46,19 @@ class Alias(pulumi.ComponentResource):
                                  f"given the gate of {colour}")
             return colour
 
-        self.entry = ConsulKey(
+        self.entry = AliasKey(
             f"{name}-key",
             address=args.consul_address,
             key=alias_key(args.environment, args.service),
             value=args.gate.colour.apply(checked),
+            url=args.url,
+            route=proxy_route(args.environment, args.service),
+            preview_url=args.preview_url,
+            preview_route=proxy_route(args.environment, args.service, preview=True),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[args.gate]),
         )
         self.key = self.entry.key
         self.colour = self.entry.value
-        self.register_outputs({"key": self.key, "colour": self.colour})
+        self.flip_seconds = self.entry.flip_s
+        self.register_outputs({"key": self.key, "colour": self.colour,
+                               "flipSeconds": self.flip_seconds})

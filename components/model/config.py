@@ -44,6 +44,9 @@ class PlatformConfig:
     proxy_image: str
     proxy_port: int
     agents: tuple[str, ...] = ()   # further hosts that get a client agent joined to the server
+    # How long a reload's retired nginx workers, and the long-lived connections they hold (on the
+    # colour a flip left), may drain before nginx closes them.
+    proxy_drain_s: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -157,7 +160,11 @@ def _platform(top: Fields, hosts: dict[str, Host]) -> PlatformConfig:
         raise fields.error("agents", f"must list other configured hosts ({', '.join(h for h in hosts if h != host)})")
     consul = fields.nested("consul", ["image", "datacenter"])
     registry = fields.nested("registry", ["image", "port"])
-    proxy = fields.nested("proxy", ["image", "port"])
+    proxy = fields.nested("proxy", ["image", "port", "drainTimeout"])
+    drain_s = proxy.duration("drainTimeout", "30s")
+    if not 1 <= drain_s <= 3600:
+        raise proxy.error("drainTimeout", f"{proxy.raw('drainTimeout')!r} is out of range; "
+                          "allowed: 1s to 60m, e.g. 30s")
     return PlatformConfig(
         host=host,
         consul=ConsulSettings(image=consul.string("image"), datacenter=consul.string("datacenter", "dc1")),
@@ -166,6 +173,7 @@ def _platform(top: Fields, hosts: dict[str, Host]) -> PlatformConfig:
         proxy_image=proxy.string("image"),
         proxy_port=proxy.integer("port", minimum=1, maximum=65535),
         agents=tuple(agents),
+        proxy_drain_s=drain_s,
     )
 
 

@@ -7,7 +7,9 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_docker as docker
 
+from components.consul.key import ConsulKey
 from components.model.config import Host, PlatformConfig
+from components.naming import drain_timeout_key, nginx_duration
 from components.platform.consul_cluster import ConsulCluster, ConsulClusterArgs
 from components.platform.proxy import Proxy, ProxyArgs
 from components.platform.registry import Registry, RegistryArgs
@@ -27,7 +29,8 @@ class PlatformArgs:
 
 
 class Platform(pulumi.ComponentResource):
-    """Outputs: `consul` (server agent URL), `registry` (host:port), `proxy` (base URL)."""
+    """Outputs: `consul` (server agent URL), `registry` (host:port), `proxy` (base URL). The
+    proxy's drain bound (bluegreen:platform.proxy.drainTimeout) is a KV entry the proxy reads."""
 
     consul: pulumi.Output[str]
     registry: pulumi.Output[str]
@@ -53,6 +56,10 @@ class Platform(pulumi.ComponentResource):
         self.agents = {host: container.id.apply(lambda _, url=args.hosts[host].consul: url)
                        for host, container in self.cluster.containers.items()}
         self.consul = self.agents[home.name]
+        # In KV, not in the proxy's environment: changing it reloads the proxy, never replaces it.
+        self.drain_timeout = ConsulKey(
+            f"{name}-proxy-drain-timeout", address=self.consul, key=drain_timeout_key(),
+            value=nginx_duration(settings.proxy_drain_s), opts=child)
         self.registry = self.registry_component.address
         self.proxy = self.proxy_component.url
         self.register_outputs({"consul": self.consul, "registry": self.registry, "proxy": self.proxy})

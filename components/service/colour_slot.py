@@ -16,7 +16,9 @@ from components.consul.health_gate import HealthGate
 from components.consul.registration import AgentRegistration
 from components.model.config import Host
 from components.model.release import RuntimeSpec
-from components.naming import COLOURS, config_prefix, docker_name, instance_id, registration_payload
+from components.naming import (
+    COLOURS, config_prefix, docker_name, instance_id, proxy_route, registration_payload
+)
 from components.platform.docker_host import labels
 
 
@@ -39,6 +41,8 @@ class ColourSlotArgs:
     environment_overrides: dict[str, str] = field(default_factory=dict)
     # Secret environment (bluegreen:secrets): an Output kept secret in state and previews.
     secret_environment: pulumi.Input[dict] | None = None
+    # The service's preview URI at the proxy: a new deploy to the offline colour waits there.
+    preview_url: pulumi.Input[str] | None = None
 
     def __post_init__(self):
         if self.colour not in COLOURS:
@@ -169,6 +173,8 @@ class ColourSlot(pulumi.ComponentResource):
             # changes `blocking`.
             revision={"image": args.image, "version": args.version,
                       "registrations": [r.payload for r in self.registrations]},
+            preview_url=args.preview_url,
+            preview_route=proxy_route(args.environment, service, preview=True),
             opts=pulumi.ResourceOptions(parent=self, depends_on=self.registrations),
         )
         self.colour = self.gate.colour

@@ -18,8 +18,8 @@ from components.model.release import (
     ColourPlan, Release, history_entry, live_replacement, slot_record
 )
 from components.naming import (
-    catalogue_entry, catalogue_key, config_prefix, docker_name, history_prefix, release_prefix,
-    route_key, slot_key
+    catalogue_entry, catalogue_key, config_prefix, docker_name, history_prefix, preview_path,
+    release_prefix, route_key, slot_key, stable_path
 )
 from components.platform.docker_host import labels
 from components.service.colour_slot import ColourSlot, ColourSlotArgs
@@ -37,6 +37,7 @@ class ServiceArgs:
     build_host: str                  # whose engine builds and pushes
     registry: pulumi.Input[str]      # host:port of the in-house registry
     agents: dict[str, pulumi.Input[str]]  # host name -> its Consul agent's URL
+    proxy: pulumi.Input[str]         # the proxy's base URL: flips and previews are proven there
     plans: dict[str, ColourPlan]     # colour -> what it runs (model.release.plan_colours)
     records: ServiceRecords = field(default_factory=ServiceRecords)  # Consul's, before this update
     checkout: str = ""               # content hash of the build context now
@@ -63,6 +64,9 @@ class Service(pulumi.ComponentResource):
 
     live: pulumi.Output[str]
     images: pulumi.Output[dict]
+    url: pulumi.Output[str]
+    preview_url: pulumi.Output[str]
+    flip_seconds: pulumi.Output[float]
 
     def __init__(self, name: str, args: ServiceArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("bluegreen:service:Service", name, None, opts)
@@ -72,6 +76,8 @@ class Service(pulumi.ComponentResource):
         # KV writes and the gate may use any agent: the first target host's.
         consul_address = args.agents[settings.hosts[0]]
         child = pulumi.ResourceOptions(parent=self)
+        self.url = pulumi.Output.concat(args.proxy, stable_path(env, manifest.route))
+        self.preview_url = pulumi.Output.concat(args.proxy, preview_path(env, manifest.route))
 
         # Only a version never released is built, once; a released one runs its recorded digest
         # whatever the checkout holds, and so does a colour pinned to a digest.
@@ -128,7 +134,7 @@ class Service(pulumi.ComponentResource):
                 networks=networks, live=colour == settings.live, agents=args.agents,
                 replicas=settings.replicas, gate_timeout_s=settings.gate_timeout_s,
                 environment_overrides=slot.environment,
-                secret_environment=args.secret_environment),
+                secret_environment=args.secret_environment, preview_url=self.preview_url),
                 opts=pulumi.ResourceOptions(parent=self, depends_on=self.dependencies))
             shape = self.slots[colour].shape
             replaced = live_replacement(colour, args.records.live, args.records.shapes.get(colour),
@@ -181,13 +187,16 @@ class Service(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self))
         self.alias = Alias(f"{name}-alias", AliasArgs(
             consul_address=consul_address, environment=env, service=manifest.name,
-            colour=settings.live, gate=self.slots[settings.live].gate),
+            colour=settings.live, gate=self.slots[settings.live].gate, url=self.url,
+            preview_url=self.preview_url),
             opts=pulumi.ResourceOptions(parent=self))
         self.live = self.alias.colour
+        self.flip_seconds = self.alias.flip_seconds
         self.images = pulumi.Output.from_input(
             {colour: {"version": plan.version, "image": images[colour]}
              for colour, plan in args.plans.items()})
-        self.register_outputs({"live": self.live, "images": self.images})
+        self.register_outputs({"live": self.live, "images": self.images, "url": self.url,
+                               "previewUrl": self.preview_url, "flipSeconds": self.flip_seconds})
 
     def _dependency_image(self, name: str, args: ServiceArgs, dependency: Dependency,
                           repository: pulumi.Output[str]) -> pulumi.Input[str]:

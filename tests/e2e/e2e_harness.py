@@ -198,6 +198,7 @@ class RequestLoop:
     max_requests: int = 3000
     max_seconds: float = 240.0
     keep_alive: bool = False
+    retries: int = 1               # a keep-alive client's retries of a GET whose connection closed
     results: list = field(default_factory=list)
 
     def __post_init__(self):
@@ -207,10 +208,12 @@ class RequestLoop:
     def _run(self):
         # Without keep_alive, a fresh connection per request. With it, one session: a graceful
         # nginx reload finishes in-flight requests but closes idle keep-alive connections, which a
-        # keep-alive client retries once on a new connection (as browsers do for a GET).
+        # keep-alive client retries once on a new connection (as browsers do for a GET); with
+        # retries=0 it counts such a request as failed.
         session = requests.Session()
-        if self.keep_alive:
-            retry = urllib3.Retry(total=1, connect=1, read=1, status=0, allowed_methods={"GET"})
+        if self.keep_alive and self.retries:
+            retry = urllib3.Retry(total=self.retries, connect=self.retries, read=self.retries,
+                                  status=0, allowed_methods={"GET"})
             session.mount("http://", requests.adapters.HTTPAdapter(max_retries=retry))
         headers = {} if self.keep_alive else {"Connection": "close"}
         start = time.monotonic()

@@ -215,6 +215,11 @@ def test_a_pipeline_delivers_v1_then_v2_to_production(stacks, tmp_path):
     assert (production["before"]["live"], production["before"]["alias"]) == ("blue", "blue")
     assert (production["after"]["live"], production["after"]["alias"]) == ("green", "green")
     assert production["before"]["blue"]["version"] == "1.0.0"
+    # Each flip went into the report with the time its `up` measured: alias write -> proxy serving.
+    for stack in (INT, PROD):
+        flip = report["flips"][stack]
+        assert (flip["from"], flip["to"]) == ("blue", "green")
+        assert 0 < flip["flipSeconds"] < 1, flip
     # The old colour keeps running for a rollback; the probe left nothing behind.
     assert get_json(f"{PROXY}/preview/{PROD}/vizconfig/")["version"] == "1.0.0"
     assert docker_names("container", "bluegreen-probe-") == []

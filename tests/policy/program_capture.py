@@ -93,7 +93,7 @@ def main() -> None:
             stack=environment, environment=environment, settings=settings,
             manifest=manifest, hosts=config.hosts, providers=providers,
             build_host="local", registry="127.0.0.1:15000",
-            agents={"local": "http://127.0.0.1:18500"},
+            agents={"local": "http://127.0.0.1:18500"}, proxy="http://127.0.0.1:18080",
             plans=plan_colours(config.source, settings, manifest, "", {}, {})))
         if scenario.get("secret_env"):
             # How a secret reaches a container env: one secret element of the envs list.

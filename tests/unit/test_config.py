@@ -113,6 +113,11 @@ def test_base_values_parse_into_typed_objects():
         hosts=("local", "second"), replicas=1, gate_timeout_s=60),)
 
 
+def test_the_proxy_drains_for_30s_unless_configured():
+    assert parse(values()).platform.proxy_drain_s == 30.0
+    assert parse(values(**{"platform.proxy.drainTimeout": "2m"})).platform.proxy_drain_s == 120.0
+
+
 def test_platform_stack_instead_of_platform():
     # Pulumi.yaml's defaults ({} and "") mean "not set".
     config = parse(values(platform={}, platformStack="acme/bluegreen/platform", buildHost="local"))
@@ -171,6 +176,10 @@ ERRORS = [
                  id="proxy-image-missing"),
     pytest.param({"platform.proxy.listen": "0.0.0.0"}, "bluegreen.platform.proxy.listen",
                  "unknown key; allowed keys here are: image, port", id="unknown-proxy-key"),
+    pytest.param({"platform.proxy.drainTimeout": "30"}, "bluegreen.platform.proxy.drainTimeout",
+                 "'30' is not a duration; write e.g. 500ms, 2s or 1m", id="drain-not-a-duration"),
+    pytest.param({"platform.proxy.drainTimeout": "500ms"}, "bluegreen.platform.proxy.drainTimeout",
+                 "'500ms' is out of range; allowed: 1s to 60m", id="drain-too-short"),
     pytest.param({"hosts": {}}, "bluegreen.hosts", "needs at least one host, e.g. local:",
                  id="no-hosts"),
     pytest.param({"hosts.Local": {"docker": "unix:///x", "consul": "http://y"}}, "bluegreen.hosts",

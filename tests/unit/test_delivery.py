@@ -12,7 +12,7 @@ import pytest
 from components.model.manifest import AcceptanceSpec, parse_manifest
 from components.model.validation import ConfigError
 from delivery import cli
-from delivery.pipeline import PipelineArgs, run_pipeline
+from delivery.pipeline import PipelineArgs, flip_detail, flip_record, run_pipeline
 from delivery.stacks import classify, container_changes, decode_values, error_summary, short_name
 from delivery.steps import (FAILED, INCLUDED, NOT_RUN, PASSED, PIPELINE_STEPS, SKIPPED,
                             PipelineFailed, Run, StepFailed, step_shares, write_report)
@@ -182,6 +182,17 @@ def test_container_changes_count_each_container_once():
               types.SimpleNamespace(resource_pre_event=None)]
     assert container_changes(events) == "1 created, 1 replaced"
     assert container_changes([event("same", "c3")]) == ""
+
+
+def test_a_flip_in_the_report_carries_the_time_the_stack_measured():
+    outputs = {"services": {"vizconfig": {"live": "green", "flipSeconds": 0.031}}}
+    flip = flip_record(outputs, "vizconfig", "blue", "green")
+    assert flip == {"from": "blue", "to": "green", "flipSeconds": 0.031}
+    assert flip_detail("prod", flip) == ("alias prod: blue -> green; the proxy served green 31 ms "
+                                         "after the alias write")
+    unmeasured = flip_record({"services": {"vizconfig": {}}}, "vizconfig", "green", "blue")
+    assert unmeasured["flipSeconds"] is None
+    assert flip_detail("prod", unmeasured) == "alias prod: green -> blue"
 
 
 # -- the acceptance field of the manifest --------------------------------------------------------

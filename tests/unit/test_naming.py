@@ -12,10 +12,15 @@ from components.naming import (
     config_prefix,
     context_digest,
     digest_reference,
+    drain_timeout_key,
     instance_id,
+    nginx_duration,
     offline_colour,
+    preview_path,
+    proxy_route,
     registration_payload,
     route_key,
+    stable_path,
 )
 
 HEX = "0123456789abcdef"
@@ -266,3 +271,18 @@ def test_owning_service_prefers_the_longest_name():
     assert owning_service("prod", services, "prod-api-green-local-0") == ("api", "green-local-0")
     assert owning_service("prod", services, "staging-api-blue-gate") is None
     assert slot_image_name("prod", "api", "blue", "h1").startswith(service_component_name("prod", "api") + "-")
+
+
+# --- the proxy -----------------------------------------------------------------------------------
+
+def test_a_service_is_served_at_its_stable_and_preview_paths_under_named_routes():
+    assert stable_path("production", "viz") == "/production/viz/"
+    assert preview_path("production", "viz") == "/preview/production/viz/"
+    assert proxy_route("production", "vizconfig") == "production/vizconfig"
+    assert proxy_route("production", "vizconfig", preview=True) == "preview/production/vizconfig"
+
+
+def test_the_drain_bound_is_a_kv_entry_in_whole_milliseconds():
+    assert drain_timeout_key() == "bluegreen/proxy/drain-timeout"
+    assert nginx_duration(30.0) == "30000ms"
+    assert nginx_duration(1.5) == "1500ms"

@@ -158,6 +158,31 @@ def test_alias_depends_on_the_gate_of_the_live_colour_only(live):
     assert other_gate.inputs["blocking"] is False
 
 
+def test_the_alias_is_proven_at_the_proxys_stable_uri(one_host):
+    alias = one_host.key(f"bluegreen/aliases/{ENV}/vizconfig")
+    assert alias.inputs["url"] == f"http://127.0.0.1:18080/{ENV}/vizconfig/"
+    assert alias.inputs["route"] == f"{ENV}/vizconfig"
+    # ...and checked at its preview URI before it moves.
+    assert alias.inputs["preview_url"] == f"http://127.0.0.1:18080/preview/{ENV}/vizconfig/"
+    assert alias.inputs["preview_route"] == f"preview/{ENV}/vizconfig"
+    proxy = one_host.one(one_host.role("proxy"))
+    assert proxy.urn in alias.property_dependencies["url"]
+
+
+def test_gates_know_their_preview_uri_at_the_proxy(one_host):
+    for colour in ("blue", "green"):
+        gate = one_host.gate(colour)
+        assert gate.inputs["preview_url"] == f"http://127.0.0.1:18080/preview/{ENV}/vizconfig/"
+        assert gate.inputs["preview_route"] == f"preview/{ENV}/vizconfig"
+
+
+def test_the_proxys_drain_bound_is_written_to_kv_default_30s(one_host):
+    assert one_host.key("bluegreen/proxy/drain-timeout").inputs["value"] == "30000ms"
+    cfg = config()
+    cfg["platform"]["proxy"]["drainTimeout"] = "8s"
+    assert run(cfg).key("bluegreen/proxy/drain-timeout").inputs["value"] == "8000ms"
+
+
 def test_alias_depends_on_the_gate_of_its_own_environment(one_host):
     alias = one_host.key(f"bluegreen/aliases/{ENV}/vizconfig")
     gates = [g for g in one_host.gates if g.urn in alias.all_dependencies]

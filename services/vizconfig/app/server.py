@@ -5,6 +5,10 @@ GET /                  service, version, colour, environment that served the req
 GET /health            200 when the database link answers, else 503 (Consul's check)
 GET /configs           ids of stored configurations
 GET|PUT|DELETE /configs/<id>
+GET /events            a server-sent event stream: a `tick` event a second naming the colour and
+                       version that serve it. After a flip away from this colour it ends at a
+                       random moment inside the proxy's drain (see streams.py); with ?hold=1 it
+                       ignores flips, and only the proxy's drain bound ends it
 Every response carries X-Service-Version and X-Service-Colour.
 """
 
@@ -20,6 +24,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import redis
 
 from store import ConfigStore
+from streams import FlipWatch, alias_key, watch
 
 IDENTITY = {
     "service": os.environ.get("SERVICE_NAME", "vizconfig"),
@@ -28,6 +33,9 @@ IDENTITY = {
     "environment": os.environ.get("SERVICE_ENVIRONMENT", "none"),
 }
 DOC_PATH = re.compile(r"^/configs/([A-Za-z0-9_.-]{1,64})$")
+EVENTS_PATH = re.compile(r"^/events(\?.*)?$")
+TICK_S = 1.0
+FLIPS = FlipWatch(IDENTITY["colour"])
 
 
 class LiveConfig:
@@ -83,7 +91,37 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
+    def _events(self, hold: bool) -> None:
+        stream = FLIPS.opened()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Cache-Control", "no-cache")
+        self.send_header("X-Accel-Buffering", "no")  # nginx passes each event on at once
+        self.send_header("X-Service-Version", IDENTITY["version"])
+        self.send_header("X-Service-Colour", IDENTITY["colour"])
+        self.send_header("Connection", "close")       # the stream ends when the connection does
+        self.end_headers()
+        self.close_connection = True
+        sequence = 0
+        try:
+            self.wfile.write(b"retry: 500\n\n")
+            while True:
+                deadline = None if hold else FLIPS.deadline(stream)
+                now = time.monotonic()
+                if deadline is not None and now >= deadline:
+                    return
+                event = {"colour": IDENTITY["colour"], "version": IDENTITY["version"], "seq": sequence}
+                self.wfile.write(f"id: {sequence}\nevent: tick\ndata: {json.dumps(event)}\n\n".encode())
+                self.wfile.flush()
+                sequence += 1
+                time.sleep(TICK_S if deadline is None else max(0.0, min(TICK_S, deadline - now)))
+        except (BrokenPipeError, ConnectionResetError):
+            return
+
     def do_GET(self):
+        events = EVENTS_PATH.match(self.path)
+        if events:
+            return self._events(hold="hold=1" in (events.group(1) or ""))
         if self.path == "/":
             return self._send(200, {**IDENTITY, "config": self.config.get()})
         if self.path == "/health":
@@ -123,6 +161,10 @@ class Handler(BaseHTTPRequestHandler):
 
 def main():
     Handler.store = make_store()
+    agent = os.environ.get("CONSUL_HTTP_ADDR")
+    if agent:
+        key = alias_key(IDENTITY["environment"], IDENTITY["service"])
+        threading.Thread(target=watch, args=(FLIPS, agent, key), daemon=True).start()
     server = ThreadingHTTPServer(("0.0.0.0", int(os.environ.get("PORT", "8000"))), Handler)
     server.daemon_threads = True
     server.serve_forever()

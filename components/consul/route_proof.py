@@ -1,0 +1,142 @@
+"""Proof that traffic moved: the proxy names the route and colour of every answer
+(X-Bluegreen-Route, X-Bluegreen-Colour), so a URI proves which colour serves it.
+
+AliasKey writes an alias like ConsulKey does, with the proxy on both sides of the write: before it,
+the colour it moves to must answer on the preview URI (so the flip never lands on an upstream the
+proxy has not rendered yet); after it, the stable URI must answer from that colour, or the update
+fails saying so and the write is undone. The measured time (alias write -> proxy serving) is its
+output. The offline colour's gate waits the same way for the preview URI."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Mapping
+
+import pulumi
+import requests
+from pulumi import dynamic
+
+from components.consul import api as consul_api
+from components.consul.key import _ConsulKeyProvider
+from components.consul.legacy import with_legacy_type
+from components.naming import CONSUL_KEY_TYPE
+
+ROUTE_HEADER = "X-Bluegreen-Route"
+COLOUR_HEADER = "X-Bluegreen-Colour"
+PROOF_TIMEOUT_S = 15.0
+POLL_INTERVAL_S = 0.005        # the proof's resolution: it measures the flip
+READY_POLL_INTERVAL_S = 0.05
+REQUEST_TIMEOUT_S = 2.0
+PROXY_ERRORS = (502, 503, 504)   # nginx found no instance that answers
+
+
+def route_problem(status: int, headers: Mapping[str, str], route: str, colour: str) -> str | None:
+    """Why one answer does not prove that the proxy serves `route` from `colour` (None: it does)."""
+    served_route, served_colour = headers.get(ROUTE_HEADER), headers.get(COLOUR_HEADER)
+    if served_route != route:
+        return f"answers {status} for route {served_route or '(no route header)'}, not {route}"
+    if served_colour != colour:
+        return f"still serves {served_colour or '(no colour header)'} (answers {status})"
+    if status in PROXY_ERRORS:
+        return f"routes to {colour} but answers {status}: no {colour} instance answers there"
+    return None
+
+
+def wait_for_route(url: str, route: str, colour: str, timeout_s: float,
+                   started: float | None = None, interval_s: float = POLL_INTERVAL_S) -> float:
+    """Polls `url` (a fresh connection each time, every `interval_s`) until an answer proves
+    `colour`; returns the seconds from `started` (time.monotonic(), default now) to that answer,
+    or raises naming the last answer."""
+    started = time.monotonic() if started is None else started
+    deadline = time.monotonic() + timeout_s
+    last = "no answer yet"
+    while True:
+        try:
+            with requests.get(url, timeout=REQUEST_TIMEOUT_S, headers={"Connection": "close"},
+                              allow_redirects=False, stream=True) as response:
+                problem = route_problem(response.status_code, response.headers, route, colour)
+            if problem is None:
+                return time.monotonic() - started
+            last = problem
+        except requests.RequestException as error:
+            last = f"does not answer ({type(error).__name__})"
+        if time.monotonic() >= deadline:
+            raise RuntimeError(f"the proxy at {url} {last} after {timeout_s:.0f}s")
+        time.sleep(interval_s)
+
+
+class _AliasKeyProvider(_ConsulKeyProvider):
+    """ConsulKey's create and update, each preceded by the readiness check and followed by the
+    proof; delete and diff are ConsulKey's. Without the proof the write is undone, so the alias
+    keeps matching the stack's state."""
+
+    def create(self, props: dict[str, Any]) -> dynamic.CreateResult:
+        ready_to_move(props)
+        started = time.monotonic()
+        super().create(props)
+        try:
+            return dynamic.CreateResult(id_=props["key"], outs=proven(props, started))
+        except RuntimeError as error:
+            super().delete(props["key"], props)
+            raise RuntimeError(f"{error}, so the alias was removed again") from None
+
+    def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.UpdateResult:
+        ready_to_move(news)
+        started = time.monotonic()
+        super().update(_id, olds, news)
+        try:
+            return dynamic.UpdateResult(outs=proven(news, started))
+        except RuntimeError as error:
+            if olds.get("key") == news.get("key"):
+                super().update(_id, news, olds)
+            raise RuntimeError(f"{error}, so the alias was put back to {olds.get('value')}") from None
+
+
+def ready_to_move(props: Mapping[str, Any]) -> None:
+    """Raises, before anything is written, unless the colour the alias moves to answers on the
+    preview URI (the route to the offline colour). Nothing to check when the alias is new or names
+    that colour already (as after a rollback that wrote it)."""
+    current = consul_api.kv_get(props["address"], props["key"])
+    if current is None or current.strip() == props["value"] or not props.get("preview_url"):
+        return
+    try:
+        wait_for_route(props["preview_url"], props["preview_route"], props["value"],
+                       float(props["timeout_s"]), interval_s=READY_POLL_INTERVAL_S)
+    except RuntimeError as error:
+        raise RuntimeError(f"alias {props['key']} was not moved to {props['value']}: {error}; "
+                           f"traffic stays on {current.strip()}") from None
+
+
+def proven(props: Mapping[str, Any], written: float) -> dict[str, Any]:
+    """The alias's outputs once the proxy serves its colour, with the seconds since `written`
+    (time.monotonic() just before the write); raises saying what the proxy serves instead."""
+    try:
+        flip_s = wait_for_route(props["url"], props["route"], props["value"],
+                                float(props["timeout_s"]), written)
+    except RuntimeError as error:
+        raise RuntimeError(f"alias {props['key']} was written ({props['value']}), but {error}: "
+                           "traffic did not move (see the proxy's log: consul-template, "
+                           "apply-config)") from None
+    return {**props, "flip_s": round(flip_s, 3)}
+
+
+class AliasKey(dynamic.Resource, module=CONSUL_KEY_TYPE[0], name=CONSUL_KEY_TYPE[1]):
+    """An alias written to Consul KV, checked and proven at the proxy: `preview_url` must answer
+    from `value` (the colour) under `preview_route` before the write, `url` under `route` after it,
+    each within `timeout_s`; `flip_s` is write -> serving. A Consul key to everything else (its
+    type, policies, an alias written by an earlier ConsulKey)."""
+
+    address: pulumi.Output[str]
+    key: pulumi.Output[str]
+    value: pulumi.Output[str]
+    flip_s: pulumi.Output[float]
+
+    def __init__(self, name: str, *, address: pulumi.Input[str], key: pulumi.Input[str],
+                 value: pulumi.Input[str], url: pulumi.Input[str], route: str,
+                 preview_url: pulumi.Input[str], preview_route: str,
+                 timeout_s: float = PROOF_TIMEOUT_S, opts: pulumi.ResourceOptions | None = None):
+        super().__init__(_AliasKeyProvider(), name, {
+            "address": address, "key": key, "value": value, "url": url, "route": route,
+            "preview_url": preview_url, "preview_route": preview_route, "timeout_s": timeout_s,
+            "flip_s": None}, with_legacy_type(opts))
+

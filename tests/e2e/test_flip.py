@@ -1,0 +1,288 @@
+"""The flip end to end: the preview URI answers when an offline deploy returns, long-lived streams
+drain across a flip within the proxy's bound (spread out, then on the new colour), and `pulumi up`
+proves that the proxy serves the new colour, failing (and putting the alias back) when it does not.
+Real build, Consul, consul-template and nginx; the tests run in order on one stack."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+
+import pytest
+import requests
+from pulumi import automation as auto
+
+from e2e_harness import LOG_DIR, Deployment, container_identity, platform_config, require_environment, wait_until
+
+STACK = ENV = "e2e-flip"
+PORTS = {"consul": 28650, "serf": 28651, "server": 28652, "registry": 28653, "proxy": 28654}
+CONSUL = f"http://127.0.0.1:{PORTS['consul']}"
+PROXY = f"http://127.0.0.1:{PORTS['proxy']}"
+STABLE = f"{PROXY}/{ENV}/vizconfig/"
+PREVIEW = f"{PROXY}/preview/{ENV}/vizconfig/"
+ALIAS = f"{CONSUL}/v1/kv/bluegreen/aliases/{ENV}/vizconfig"
+PROXY_CONTAINER = f"bluegreen-{STACK}-proxy"
+DRAIN_S = 8.0
+WINDOW = (0.5, 0.9)       # services/vizconfig/app/streams.py: where its streams end in the drain
+GREEN_REDEPLOYED = {"version": "1.0.0", "env": {"DEPLOY": "2"}}
+FIGURES: dict = {}
+
+
+def service_config(**overrides) -> dict:
+    settings = {"manifest": "services/vizconfig/service.yaml", "live": "blue", "gateTimeout": 60,
+                "blue": {"version": "1.0.0"}, "green": {"version": "1.0.0"}}
+    settings.update(overrides)
+    return {"vizconfig": settings}
+
+
+@pytest.fixture(scope="module")
+def deployment():
+    require_environment()
+    config = platform_config(PORTS, ENV)
+    config["bluegreen:platform"]["proxy"]["drainTimeout"] = f"{DRAIN_S:.0f}s"
+    config["bluegreen:services"] = service_config()
+    deployment = Deployment(STACK, config)
+    try:
+        yield deployment
+    finally:
+        deployment.remove()
+        os.makedirs(LOG_DIR, exist_ok=True)
+        with open(os.path.join(LOG_DIR, "flip-figures.json"), "w") as handle:
+            json.dump(FIGURES, handle, indent=2)
+
+
+def set_services(deployment: Deployment, **overrides) -> None:
+    deployment.update_config(lambda c: c.__setitem__("bluegreen:services", service_config(**overrides)))
+
+
+def proxy_says(url: str) -> tuple[int, str, str, str]:
+    """(status, X-Bluegreen-Route, X-Bluegreen-Colour, X-Service-Colour) on a fresh connection."""
+    response = requests.get(url, timeout=3, headers={"Connection": "close"})
+    h = response.headers
+    return (response.status_code, h.get("X-Bluegreen-Route", ""), h.get("X-Bluegreen-Colour", ""),
+            h.get("X-Service-Colour", ""))
+
+
+def reloads() -> int:
+    logs = subprocess.run(["docker", "logs", PROXY_CONTAINER], capture_output=True, text=True)
+    return sum(line.startswith(("apply-config:", "apply-aliases:")) and "applied" in line
+               for line in (logs.stdout + logs.stderr).splitlines())
+
+
+def test_a_first_deploy_serves_both_uris_when_up_returns(deployment):
+    outputs = deployment.up()
+    # No waiting: the offline colour's gate returned only once the proxy served its preview.
+    assert proxy_says(PREVIEW) == (200, f"preview/{ENV}/vizconfig", "green", "green")
+    assert proxy_says(STABLE) == (200, f"{ENV}/vizconfig", "blue", "blue")
+    service = outputs["services"]["vizconfig"]
+    assert service["live"] == "blue"
+    FIGURES["first_alias_write_to_serving_s"] = service["flipSeconds"]
+    assert 0 < service["flipSeconds"] < 5
+
+
+def test_b_a_new_offline_deploy_answers_on_its_preview_uri_when_up_returns(deployment):
+    green = f"bluegreen-{ENV}-vizconfig-green-local-0"
+    before = container_identity(green)
+    set_services(deployment, green=GREEN_REDEPLOYED)
+    deployment.up()
+    answers = []
+    start = time.monotonic()
+    while time.monotonic() - start < 1.0:
+        answers.append(proxy_says(PREVIEW))
+        time.sleep(0.02)
+    assert container_identity(green) != before, "green was not redeployed"
+    assert answers[0] == (200, f"preview/{ENV}/vizconfig", "green", "green")
+    assert all(a[0] == 200 for a in answers), [a for a in answers if a[0] != 200][:3]
+
+
+class SseClient:
+    """Holds an event stream open and, when it ends, reconnects after half a second (as an
+    EventSource would). Records per stream: the colour the proxy and the service name, each
+    event's arrival and colour, and when and how it ended. Bounded by `max_seconds`."""
+
+    def __init__(self, url: str, max_seconds: float):
+        self.url, self.max_seconds = url, max_seconds
+        self.streams: list[dict] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        start = time.monotonic()
+        while not self._stop.is_set() and time.monotonic() - start < self.max_seconds:
+            stream = {"opened": time.monotonic(), "events": [], "ended": None, "how": None,
+                      "proxy_colour": None, "service_colour": None}
+            self.streams.append(stream)
+            try:
+                with requests.get(self.url, stream=True, timeout=(2, 5)) as response:
+                    stream["proxy_colour"] = response.headers.get("X-Bluegreen-Colour")
+                    stream["service_colour"] = response.headers.get("X-Service-Colour")
+                    for line in response.iter_lines(chunk_size=None):
+                        if line.startswith(b"data:"):
+                            stream["events"].append((time.monotonic(), json.loads(line[5:])["colour"]))
+                        if self._stop.is_set():
+                            break
+                stream["how"] = "ended by the server"
+            except (requests.RequestException, ValueError) as error:
+                stream["how"] = type(error).__name__
+            stream["ended"] = time.monotonic()
+            self._stop.wait(0.5)
+
+    def start(self) -> "SseClient":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+
+class WorkerWatch:
+    """Samples the proxy's nginx workers that are shutting down (every 0.1 s): for each, when it
+    was first and last seen in that state."""
+
+    def __init__(self, container: str):
+        init = subprocess.run(["docker", "inspect", "-f", "{{.State.Pid}}", container],
+                              capture_output=True, text=True, check=True).stdout.strip()
+        self.namespace = os.readlink(f"/proc/{init}/ns/pid")
+        self.seen: dict[int, list[float]] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def shutting_down(self) -> set[int]:
+        found = set()
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as handle:
+                    if b"worker process is shutting down" not in handle.read():
+                        continue
+                if os.readlink(f"/proc/{entry}/ns/pid") == self.namespace:
+                    found.add(int(entry))
+            except OSError:
+                continue
+        return found
+
+    def _run(self):
+        while not self._stop.wait(0.1):
+            now = time.monotonic()
+            for pid in self.shutting_down():
+                self.seen.setdefault(pid, [now, now])[1] = now
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_):
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+def alias_written(colour: str, timeout_s: float) -> float:
+    """When the alias first says `colour` (polled every 10 ms)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(ALIAS, params={"raw": "true"}, timeout=1).text == colour:
+                return time.monotonic()
+        except requests.RequestException:
+            pass
+        time.sleep(0.01)
+    raise AssertionError(f"the alias never said {colour}")
+
+
+def test_c_long_lived_streams_drain_across_a_flip_then_reconnect_to_the_new_colour(deployment):
+    bound = 60 + 3 * DRAIN_S
+    following = [SseClient(f"{STABLE}events", bound).start() for _ in range(8)]
+    holding = [SseClient(f"{STABLE}events?hold=1", bound).start() for _ in range(2)]
+    clients = following + holding
+    try:
+        wait_until(lambda: all(len(c.streams[0]["events"]) >= 2 for c in clients), 10,
+                   what="every stream has events")
+        before = reloads()
+        set_services(deployment, live="green", green=GREEN_REDEPLOYED)
+        with WorkerWatch(PROXY_CONTAINER) as workers:
+            seen_at = {}
+            watcher = threading.Thread(target=lambda: seen_at.setdefault("t", alias_written("green", 120)),
+                                       daemon=True)
+            watcher.start()
+            outputs = deployment.up()
+            watcher.join(timeout=5)
+            flipped = seen_at["t"]
+            flip_reloads = reloads() - before
+            wait_until(lambda: all(len(c.streams) >= 2 and len(c.streams[1]["events"]) >= 2
+                                   for c in clients), DRAIN_S + 10, what="every client reconnected")
+            time.sleep(1)
+    finally:
+        for client in clients:
+            client.stop()
+
+    FIGURES["flip_seconds_output"] = outputs["services"]["vizconfig"]["flipSeconds"]
+    FIGURES["flip_reloads"] = flip_reloads
+    first = {id(c): c.streams[0] for c in clients}
+    ends = {id(c): first[id(c)]["ended"] - flipped for c in clients}
+    FIGURES["stream_ends_after_flip_s"] = {
+        "following": sorted(round(ends[id(c)], 2) for c in following),
+        "holding": sorted(round(ends[id(c)], 2) for c in holding)}
+    FIGURES["holding_ended_how"] = [first[id(c)]["how"] for c in holding]
+    FIGURES["reconnected_to"] = [c.streams[1]["proxy_colour"] for c in clients]
+    FIGURES["retired_workers_lived_s"] = sorted(round(last - first_seen, 2)
+                                                for first_seen, last in workers.seen.values())
+
+    # The flip: one reload, and `up` measured it.
+    assert 0 < outputs["services"]["vizconfig"]["flipSeconds"] < 1
+    assert flip_reloads == 1
+    for client in clients:
+        stream = first[id(client)]
+        # Each stream kept working on blue until it ended: events about every second, all blue.
+        assert stream["proxy_colour"] == "blue" and stream["service_colour"] == "blue"
+        assert {colour for _, colour in stream["events"]} == {"blue"}
+        times = [t for t, _ in stream["events"]] + [stream["ended"]]
+        assert max(b - a for a, b in zip(times, times[1:])) < 2.5, "a stream stalled before it ended"
+        # ...and the client's reconnect landed on green.
+        assert client.streams[1]["proxy_colour"] == "green"
+        assert {colour for _, colour in client.streams[1]["events"]} == {"green"}
+    # The service ends its streams spread over its window inside the drain...
+    following_ends = sorted(ends[id(c)] for c in following)
+    assert DRAIN_S * WINDOW[0] - 0.5 <= following_ends[0]
+    assert following_ends[-1] <= DRAIN_S * WINDOW[1] + 1.0
+    assert following_ends[-1] - following_ends[0] >= 0.8, following_ends
+    # ...and the proxy ends the streams that ignore flips at its bound.
+    for client in holding:
+        assert DRAIN_S - 1.0 <= ends[id(client)] <= DRAIN_S + 2.5, ends[id(client)]
+    # No retired nginx worker outlived the bound.
+    assert workers.seen, "no worker was seen shutting down"
+    assert all(last - first_seen <= DRAIN_S + 1.5 for first_seen, last in workers.seen.values()), \
+        workers.seen
+    assert not workers.shutting_down()
+
+
+def test_d_an_alias_the_proxy_does_not_serve_fails_the_up_and_is_put_back(deployment):
+    # The proxy's renderer (consul-template, the container's first process) stopped: nginx keeps
+    # answering, but a flip written now never reaches it. The up must say so, and put the alias back.
+    renderer = int(subprocess.run(["docker", "inspect", "-f", "{{.State.Pid}}", PROXY_CONTAINER],
+                                  capture_output=True, text=True, check=True).stdout)
+    set_services(deployment, live="blue", green=GREEN_REDEPLOYED)
+    os.kill(renderer, signal.SIGSTOP)
+    try:
+        start = time.monotonic()
+        with pytest.raises(auto.CommandError) as failure:
+            deployment.up()
+        FIGURES["failed_proof_up_s"] = round(time.monotonic() - start, 1)
+        message = str(failure.value)
+        assert f"alias bluegreen/aliases/{ENV}/vizconfig was written (blue)" in message
+        assert f"the proxy at {STABLE} still serves green" in message
+        assert "traffic did not move" in message and "put back to green" in message
+        assert requests.get(ALIAS, params={"raw": "true"}, timeout=3).text == "green"
+        assert proxy_says(STABLE)[2:] == ("green", "green")
+    finally:
+        os.kill(renderer, signal.SIGCONT)
+    # With the renderer back, the same up flips and proves it.
+    outputs = deployment.up()
+    assert proxy_says(STABLE)[2:] == ("blue", "blue")
+    assert requests.get(ALIAS, params={"raw": "true"}, timeout=3).text == "blue"
+    assert 0 < outputs["services"]["vizconfig"]["flipSeconds"] < 1
