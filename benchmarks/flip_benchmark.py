@@ -142,6 +142,7 @@ def deploy_reloads(deployment: Deployment, replicas: int, number: int, rate: flo
         seconds = time.monotonic() - start
         time.sleep(2)
     return {"instances": replicas, "up_s": round(seconds, 1), "reloads": reloads() - before,
+            "requests": len(kept.results) + len(fresh.results),
             "failed": {"keep_alive": len(kept.failures), "fresh": len(fresh.failures)}}
 
 
@@ -178,18 +179,18 @@ def measure(label: str, deployment: Deployment, args, deploy_number: int) -> dic
 
 
 def show(results: list[dict]) -> None:
-    print(f"\nalias write -> proxy serves the new colour, {results[0]['flips']} flips; clients: "
-          f"keep-alive and fresh-connection loops")
-    header = (f"{'proxy':<28} {'p50 ms':>7} {'p99 ms':>7} {'min ms':>7} {'max ms':>7} "
-              f"{'failed/requests':>17} {'reloads: flips':>15} {'deploy of N':>12}")
-    print(header)
+    print(f"\nalias write -> proxy serves the new colour, {results[0]['flips']} flips; failed: "
+          "keep-alive + fresh-connection clients, during the flips and during the deploy")
+    print(f"{'proxy':<28} {'p50 ms':>7} {'p99 ms':>7} {'min ms':>7} {'max ms':>7} "
+          f"{'failed: flips':>14} {'deploy':>10} {'reloads: flips':>15} {'deploy of N':>12}")
     for r in results:
-        failed = r["failed"]["keep_alive"] + r["failed"]["fresh"] + sum(r["deploy"]["failed"].values())
-        requests_sent = r["requests"]["keep_alive"] + r["requests"]["fresh"]
-        s = r["switch_ms"]
+        s, deploy = r["switch_ms"], r["deploy"]
+        failed = r["failed"]["keep_alive"] + r["failed"]["fresh"]
+        flips_failed = f"{failed}/{sum(r['requests'].values())}"
+        deploy_failed = f"{sum(deploy['failed'].values())}/{deploy['requests']}"
         print(f"{r['label']:<28} {s['p50']:7.1f} {s['p99']:7.1f} {s['min']:7.1f} {s['max']:7.1f} "
-              f"{f'{failed}/{requests_sent}':>17} {r['reloads']:>15} "
-              f"{str(r['deploy']['reloads']) + ' (N=' + str(r['deploy']['instances']) + ')':>12}")
+              f"{flips_failed:>14} {deploy_failed:>10} {r['reloads']:>15} "
+              f"{str(deploy['reloads']) + ' (N=' + str(deploy['instances']) + ')':>12}")
     if len(results) == 2:
         base, new = results
         print(f"{'ratio baseline / this tree':<28} "
