@@ -4,8 +4,16 @@
 #
 #   toolchain/build.sh [TOOL...]     TOOL: pulumi language-python provider-docker consul consul-template
 #
-# A tool already on PATH at the pinned version is linked, not rebuilt. A tool already in the cache
-# is reused. Everything lands in "$BLUEGREEN_CACHE/bin" (default ~/.cache/bluegreen/bin).
+# Tools already installed are used as they are, and only what is missing is built:
+# - pulumi on PATH at or above PULUMI_VERSION is used, with the pulumi-language-python beside it
+#   (the CLI loads its language host from its own folder); without one there, ours is built and
+#   put beside a copy of that pulumi.
+# - consul and consul-template on PATH are used only at exactly the pinned versions: they go into
+#   the platform images tagged with those versions (bluegreen/consul:$CONSUL_VERSION,
+#   bluegreen/proxy:$CONSUL_TEMPLATE_VERSION), which the stacks name; and Consul 1.17.0 or later
+#   is no longer open source (Business Source License 1.1).
+# A tool already in the cache is reused. Everything lands in "$BLUEGREEN_CACHE/bin" (default
+# ~/.cache/bluegreen/bin), which ./bg puts first on PATH.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -18,6 +26,7 @@ mkdir -p "$bin" "$cache/plugins" "$cache/tools" "$cache/src"
 
 export GOFLAGS=-mod=mod
 export CGO_ENABLED=0
+export PULUMI_SKIP_UPDATE_CHECK=true
 # Two cores and several GB per link: one package at a time keeps memory bounded.
 goflags_build=(-trimpath -ldflags "-s -w")
 
@@ -47,8 +56,57 @@ link_tool() { # NAME DIR: expose a cached tool's binaries in $bin
 
 cached() { [ -f "$1/.complete" ]; }
 
+version_is() { python3 "$here/versions.py" "$@"; }  # at-least|exactly "$(tool version)" PINNED
+
+installed() { # NAME: the first NAME on PATH that is not one of this cache's own
+  local dir own IFS=:
+  own=$(cd "$bin" && pwd -P)
+  for dir in $PATH; do
+    [ -n "$dir" ] && [ -d "$dir" ] && [ "$(cd "$dir" && pwd -P)" != "$own" ] || continue
+    if [ -x "$dir/$1" ] && [ ! -d "$dir/$1" ]; then
+      case $(readlink -f "$dir/$1") in "$cache"/*) continue ;; esac
+      printf '%s\n' "$dir/$1"; return 0
+    fi
+  done
+  return 1
+}
+
+# The Python runtime scripts the language host runs: the program executor and the
+# dynamic-provider plugin. They ship in the sdk module.
+PYTHON_SCRIPTS=(pulumi-language-python-exec pulumi-resource-pulumi-python)
+
+use_installed_pulumi() { # PATH: a pulumi at or above the pin
+  local real home out
+  real=$(readlink -f "$1"); home=$(dirname "$real")
+  if [ -x "$home/pulumi-language-python" ]; then
+    ln -sfn "$real" "$bin/pulumi"
+    # Ours on PATH would shadow the installed language host (and the CLI would warn).
+    rm -f "$bin/pulumi-language-python" "${PYTHON_SCRIPTS[@]/#/$bin/}"
+    log "pulumi: using $1 ($("$real" version)) with the pulumi-language-python beside it"
+    return
+  fi
+  # The CLI looks for its language host next to its own resolved binary: give a copy of this one
+  # a folder of its own, where build_language_python puts ours.
+  out="$cache/tools/pulumi-installed-$(sha256sum "$real" | cut -c1-12)"
+  if ! cached "$out"; then
+    log "pulumi: using $1 ($("$real" version)); it has no pulumi-language-python beside it"
+    mkdir -p "$out"
+    ln -f "$real" "$out/pulumi" 2>/dev/null || cp -p "$real" "$out/pulumi"
+    local sdk; sdk=$(module_dir "github.com/pulumi/pulumi/sdk/v3@v$PULUMI_VERSION")
+    install -m 0755 "$sdk/python/cmd/pulumi-language-python-exec" "$sdk/python/dist/pulumi-resource-pulumi-python" "$out/"
+    touch "$out/.complete"
+  fi
+  link_tool pulumi "$out"
+}
+
 build_pulumi() {
-  local out="$cache/tools/pulumi-$PULUMI_VERSION"
+  local found out="$cache/tools/pulumi-$PULUMI_VERSION"
+  if found=$(installed pulumi); then
+    if version_is at-least "$("$found" version 2>/dev/null)" "$PULUMI_VERSION"; then
+      use_installed_pulumi "$found"; return
+    fi
+    log "pulumi: $found is not at or above $PULUMI_VERSION; using a build of $PULUMI_VERSION"
+  fi
   if cached "$out"; then link_tool pulumi "$out"; return; fi
   local src="$cache/src/pulumi-$PULUMI_VERSION"
   log "pulumi $PULUMI_VERSION: fetching pkg and sdk modules"
@@ -59,14 +117,17 @@ build_pulumi() {
   (cd "$src/pkg" && go build "${goflags_build[@]}" -tags osusergo,grpcnotrace \
     -ldflags "-s -w -X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=v$PULUMI_VERSION" \
     -o "$out/pulumi" ./cmd/pulumi)
-  # The Python runtime scripts ship in the sdk module: the executor the language host runs, and
-  # the dynamic-provider plugin.
-  install -m 0755 "$src/sdk/python/cmd/pulumi-language-python-exec" "$out/"
-  install -m 0755 "$src/sdk/python/dist/pulumi-resource-pulumi-python" "$out/"
+  install -m 0755 "$src/sdk/python/cmd/pulumi-language-python-exec" "$src/sdk/python/dist/pulumi-resource-pulumi-python" "$out/"
   touch "$out/.complete"; link_tool pulumi "$out"
 }
 
 build_language_python() {
+  # The CLI looks for its language hosts next to its own (resolved) binary and warns otherwise.
+  local home; home=$(dirname "$(readlink -f "$bin/pulumi")")
+  case $home in
+    "$cache"/tools/*) ;;
+    *) log "pulumi-language-python: using $home/pulumi-language-python"; return ;;
+  esac
   # Our own minimal language host (toolchain/language-python): the upstream one is a Go module
   # that the module proxy does not serve.
   local key; key=$(cat "$here/language-python/"{go.mod,*.go} | sha256sum | cut -c1-12)
@@ -77,9 +138,8 @@ build_language_python() {
     (cd "$here/language-python" && go build "${goflags_build[@]}" -o "$out/pulumi-language-python" .)
     touch "$out/.complete"
   fi
-  # The CLI looks for its language hosts next to its own (resolved) binary and warns otherwise.
-  cp -f "$out/pulumi-language-python" "$cache/tools/pulumi-$PULUMI_VERSION/pulumi-language-python"
-  link_tool language-python "$cache/tools/pulumi-$PULUMI_VERSION"
+  cp -f "$out/pulumi-language-python" "$home/pulumi-language-python"
+  link_tool language-python "$home"
 }
 
 build_provider_docker() {
@@ -106,13 +166,22 @@ build_provider_docker() {
   touch "$out/.complete"; link_plugin "$out"
 }
 
+use_installed() { # NAME VERSION-FLAG PINNED: link NAME from PATH when it is exactly PINNED
+  local found
+  found=$(installed "$1") || return 1
+  if version_is exactly "$("$found" "$2" 2>&1 | head -n 1)" "$3"; then
+    ln -sfn "$(readlink -f "$found")" "$bin/$1"
+    log "$1: using $found ($3)"
+    return 0
+  fi
+  log "$1: $found is not $3 (the platform image is built from exactly $3); using a build of $3"
+  return 1
+}
+
 build_consul() {
+  use_installed consul version "$CONSUL_VERSION" && return
   local out="$cache/tools/consul-$CONSUL_VERSION"
   if cached "$out"; then link_tool consul "$out"; return; fi
-  if command -v consul >/dev/null && consul version | grep -q "v$CONSUL_VERSION"; then
-    mkdir -p "$out"; ln -sfn "$(command -v consul)" "$out/consul"; touch "$out/.complete"
-    link_tool consul "$out"; return
-  fi
   local src="$cache/src/consul-$CONSUL_VERSION" sub
   log "consul $CONSUL_VERSION: fetching the module and its local submodules"
   copy_module "github.com/hashicorp/consul@v$CONSUL_VERSION" "$src"
@@ -136,6 +205,7 @@ print(next(r['Version'] for r in json.load(sys.stdin)['Require'] if r['Path'] ==
 }
 
 build_consul_template() {
+  use_installed consul-template -version "$CONSUL_TEMPLATE_VERSION" && return
   local out="$cache/tools/consul-template-$CONSUL_TEMPLATE_VERSION"
   if cached "$out"; then link_tool consul-template "$out"; return; fi
   log "consul-template $CONSUL_TEMPLATE_VERSION: compiling"
