@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 PIPELINE_HELP = """\
@@ -23,7 +24,7 @@ recorded in stacks/Pulumi.<stack>.yaml and `pulumi up` converges; no container r
 Otherwise the release is deployed by its digest to the offline colour (no build), gated, and
 flipped. With --to VERSION: any release in the history. `./bg releases SERVICE --stack STACK`
 lists them. With git, the alias-only case is `git revert <the flip commit>` followed by
-`pulumi up --stack STACK`."""
+`pulumi up --yes --stack STACK`."""
 
 PREVIEW_HELP = """\
 Runs `pulumi preview --diff --json` (Automation API) for each affected stack and renders a short
@@ -36,8 +37,11 @@ change under a service's folder the stacks that deploy it."""
 
 
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="python -m delivery",
+    # ./bg names itself, so usage lines read as the command that was typed.
+    top = argparse.ArgumentParser(prog=os.environ.get("BLUEGREEN_DELIVERY_PROG", "python -m delivery"),
                                   description="Blue/green delivery: pipeline, rollback, PR preview.")
+    top.add_argument("--check", action="store_true",
+                     help="only check the command line (exit 2 with usage on an error), run nothing")
     commands = top.add_subparsers(dest="command", required=True, metavar="{pipeline,rollback,promote,releases,preview}")
 
     pipeline = commands.add_parser("pipeline", help="commit to production: the eleven steps",
@@ -97,6 +101,8 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if args.check:
+        return 0
     if args.command == "pipeline":
         from .pipeline import PipelineArgs, run_pipeline
         return run_pipeline(PipelineArgs(service_repo=args.service_repo, version=args.version,

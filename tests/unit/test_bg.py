@@ -1,0 +1,55 @@
+"""./bg: help and usage errors answer at once, without the set-up (nothing is installed, built or
+started, and the cache folder is not even made)."""
+
+import os
+import subprocess
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def bg(tmp_path, *args):
+    cache = tmp_path / "cache"
+    env = {**os.environ, "BLUEGREEN_CACHE": str(cache)}
+    result = subprocess.run([os.path.join(ROOT, "bg"), *args], capture_output=True, text=True,
+                            timeout=30, env=env)
+    assert "==> [" not in result.stdout + result.stderr, "the set-up ran"
+    assert not cache.exists(), "the set-up ran"
+    return result
+
+
+@pytest.mark.parametrize("command, usage", [
+    ("rollback", "usage: ./bg rollback [-h] --stack STACK SERVICE"),
+    ("pipeline", "usage: ./bg pipeline [-h] --version VERSION"),
+    ("preview", "usage: ./bg preview [-h] [--stack S]"),
+])
+@pytest.mark.parametrize("flag", ["--help", "-h"])
+def test_delivery_help_without_the_set_up(tmp_path, command, usage, flag):
+    result = bg(tmp_path, command, flag)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(usage)
+
+
+def test_help_after_other_arguments(tmp_path):
+    result = bg(tmp_path, "rollback", "vizconfig", "--help")
+    assert result.returncode == 0 and "--stack STACK" in result.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["pipeline"], "the following arguments are required: SERVICE_REPO_DIR, --version"),
+    (["rollback", "vizconfig"], "the following arguments are required: --stack"),
+    (["preview", "--colour", "blue"], "unrecognized arguments: --colour blue"),
+])
+def test_usage_errors_without_the_set_up(tmp_path, args, message):
+    result = bg(tmp_path, *args)
+    assert result.returncode == 2
+    assert message in result.stderr
+
+
+@pytest.mark.parametrize("args", [["help"], ["--help"], ["up", "--help"], ["destroy", "-h"],
+                                  ["setup", "--help"]])
+def test_bg_help(tmp_path, args):
+    result = bg(tmp_path, *args)
+    assert result.returncode == 0
+    assert "./bg up [STACK]" in result.stdout and "./bg rollback SERVICE --stack S" in result.stdout
