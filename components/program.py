@@ -87,7 +87,8 @@ def run(root: str) -> None:
     try:
         stack = read_config(root)
         secrets = read_secrets(stack.stack)
-        manifests = {s.name: load_manifest(s.manifest) for s in stack.services}
+        manifests = {s.name: load_manifest(s.manifest, (stack.source, f"bluegreen.services.{s.name}.manifest"))
+                     for s in stack.services}
         for settings in stack.services:
             manifest = manifests[settings.name]
             if manifest.name != settings.name:

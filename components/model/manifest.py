@@ -86,12 +86,19 @@ class Manifest:
         return os.path.dirname(self.path)
 
 
-def load_manifest(path: str) -> Manifest:
-    """Reads and validates a service.yaml file."""
+def load_manifest(path: str, setting: tuple[str, str] | None = None) -> Manifest:
+    """Reads and validates a service.yaml file. `setting` is (stack file, key) of the stack
+    setting that points at it: a missing file is that setting's error."""
     try:
         with open(path, encoding="utf-8") as handle:
             data = yaml.safe_load(handle)
     except FileNotFoundError:
+        if setting:
+            raise ConfigError(*setting, f"{path} does not exist. Manifest paths are relative to "
+                              "the project folder (the one with Pulumi.yaml), not to the stack "
+                              "file: set it to the service repo's service.yaml, e.g. "
+                              "services/vizconfig/service.yaml, or ../vizconfig/service.yaml for "
+                              "a repo checked out beside this one") from None
         raise ConfigError(path, "(file)", "not found; point the stack's manifest setting at the "
                           "service repo's service.yaml") from None
     except yaml.YAMLError as error:

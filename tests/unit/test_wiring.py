@@ -464,11 +464,21 @@ def test_bad_manifest_registers_nothing(tmp_path):
     assert raised.value.resources == []
 
 
-def test_missing_manifest_registers_nothing(tmp_path):
+def test_missing_manifest_names_the_stack_key_that_points_at_it(tmp_path):
     with pytest.raises(ProgramFailed) as raised:
         run(config(manifest=str(tmp_path / "nowhere.yaml")))
-    assert f"{tmp_path / 'nowhere.yaml'}: (file): not found" in str(raised.value)
+    message = str(raised.value)
+    assert (f"stacks/Pulumi.{STACK}.yaml: bluegreen.services.vizconfig.manifest: "
+            f"{tmp_path / 'nowhere.yaml'} does not exist") in message
+    assert "relative to the project folder (the one with Pulumi.yaml)" in message
     assert raised.value.resources == []
+
+
+def test_a_manifest_path_is_relative_to_the_project_folder_not_the_stack_file():
+    # stacks/Pulumi.<stack>.yaml says services/vizconfig/service.yaml, which exists from the root.
+    with pytest.raises(ProgramFailed) as raised:
+        run(config(manifest="../services/vizconfig/service.yaml"))
+    assert f"{os.path.dirname(ROOT)}/services/vizconfig/service.yaml does not exist" in str(raised.value)
 
 
 def test_manifest_name_mismatch_registers_nothing():
