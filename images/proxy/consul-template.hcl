@@ -49,10 +49,18 @@ template {
   }
 }
 
-# The catalogue's data: a static file nginx serves, so it needs no reload.
+# The catalogue's data and its page: static files nginx serves, so they need no reload.
 template {
   source      = "/etc/bluegreen/catalogue.json.ctmpl"
   destination = "/var/lib/bluegreen/catalogue.json"
+  wait {
+    min = "200ms"
+    max = "1s"
+  }
+}
+template {
+  source      = "/etc/bluegreen/catalogue.html.ctmpl"
+  destination = "/var/lib/bluegreen/catalogue/index.html"
   wait {
     min = "200ms"
     max = "1s"
