@@ -3,6 +3,9 @@ its digest reference (repository@sha256:...), the only form the platform runs.""
 
 from __future__ import annotations
 
+import os
+import re
+import shlex
 from dataclasses import dataclass, field
 
 import pulumi
@@ -49,6 +52,20 @@ def dependency_image_args(dependency: Dependency, repository: pulumi.Input[str],
         provider=provider, build_args={"BASE_IMAGE": base_image})
 
 
+def build_failure(image: str, build: BuildSpec, build_args: dict[str, str], errors: list[str]) -> str:
+    """What a failed build says beside the provider's error: the Dockerfile, its context, and how
+    to see the whole build output."""
+    dockerfile = os.path.join(build.context, build.dockerfile)
+    arguments = "".join(f" --build-arg {shlex.quote(f'{k}={v}')}" for k, v in sorted(build_args.items()))
+    # The provider's error (newest first) as one line, without its "1 error occurred:" framing.
+    lines = [line.strip().lstrip("*").strip() for line in (errors[0] if errors else "").splitlines()]
+    cause = "; ".join(line for line in lines if line and not re.fullmatch(r"\d+ errors? occurred:", line))
+    return (f"building {image} from {dockerfile} (context {build.context}) failed: "
+            f"{cause or 'see the error above'}. Fix the Dockerfile or the files it uses, then run "
+            f"`pulumi up` again; the same build with its whole output: "
+            f"docker build -f {shlex.quote(dockerfile)}{arguments} {shlex.quote(build.context)}")
+
+
 class ServiceImage(pulumi.ComponentResource):
     """A built and pushed image; `reference` is repository@sha256:<registry digest>."""
 
@@ -61,6 +78,15 @@ class ServiceImage(pulumi.ComponentResource):
         tagged = pulumi.Output.concat(args.repository, ":", args.tag)
         # The context hash makes a source change rebuild even when the version string stays.
         source = context_digest(args.build.context, exclude_files=args.exclude_files)
+
+        def explain(failure: pulumi.ErrorHookArgs) -> bool:
+            if failure.failed_operation != "delete":
+                image = (failure.new_inputs or {}).get("name") or name
+                # Logged without `resource=`: that would resolve the URN asynchronously, and the
+                # update ends before it does.
+                pulumi.log.error(build_failure(image, args.build, args.build_args, failure.errors))
+            return False  # a build that failed fails again: no retry
+
         built = docker.RemoteImage(
             f"{name}-build",
             name=tagged,
@@ -75,7 +101,8 @@ class ServiceImage(pulumi.ComponentResource):
             # A tag is built once: a later change of the sources never rebuilds it (a release is
             # immutable; a new version is a new tag, hence a new resource).
             opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(
-                ignore_changes=["build", "triggers"])),
+                ignore_changes=["build", "triggers"], hooks=pulumi.ResourceHookBinding(
+                    on_error=[pulumi.ErrorHook(f"{name}-build-failed", explain)]))),
         )
         pushed = docker.RegistryImage(
             f"{name}-push",

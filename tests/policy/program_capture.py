@@ -17,6 +17,7 @@ import pulumi
 import pulumi_docker as docker
 from google.protobuf import json_format
 from pulumi.runtime import mocks
+from unit_harness import RecordingCallbacks  # on the path pytest gives this process's parent
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DIGEST = "sha256:" + "a" * 64
@@ -71,6 +72,7 @@ def main() -> None:
     recorder = Recorder(Fakes(preview))
     pulumi.runtime.set_mocks(Fakes(preview), project="bluegreen", stack=environment,
                              preview=preview, monitor=recorder)
+    RecordingCallbacks().install()
 
     from components.model.config import parse_stack_config
     from components.model.manifest import load_manifest

@@ -39,8 +39,10 @@ SCENARIOS = [_scenario("up", BOTH), _scenario("preview", BOTH), _scenario("up", 
 @pytest.fixture(scope="module", autouse=True)
 def _capture_all():
     """Runs every scenario's capture at once (each is a Python start-up plus the program)."""
+    # The same import path as this process (pytest's pythonpath: unit_harness and friends).
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
     started = {s: subprocess.Popen([sys.executable, os.path.join(HERE, "program_capture.py"), s],
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
                for s in SCENARIOS}
     try:
         for scenario, process in started.items():

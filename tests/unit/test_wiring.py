@@ -267,6 +267,43 @@ def test_builds_pass_version_and_base_image(two_hosts):
         assert build.inputs["triggers"]["source"] == build.inputs["build"]["label"]["bluegreen.source"]
 
 
+def test_a_failed_build_names_its_dockerfile_context_and_the_fix(monkeypatch):
+    import unit_harness
+    deployment = run(config(live="blue", green=None))
+    logged = []
+    monkeypatch.setattr(pulumi.log, "error", lambda message, *args, **kwargs: logged.append(message))
+    service_dir = os.path.join(ROOT, "services", "vizconfig")
+    for build in deployment.builds:
+        assert len(build.error_hooks) == 1, build.name
+        hook = unit_harness.CALLBACKS.error_hooks[build.error_hooks[0]]
+        retry = hook(pulumi.ErrorHookArgs(
+            urn=build.urn, id="", name=build.name, type=build.type, new_inputs=build.inputs,
+            failed_operation="create",
+            errors=["1 error occurred:\n\t* Error running buildx build: process \"/bin/sh -c false\" "
+                    "did not complete successfully: exit code: 1\n\n"]))
+        assert retry is False
+    service, dependency = sorted(logged, key=lambda m: "/db/" in m)
+    assert service.startswith(f"building {REGISTRY}/vizconfig:1.0.0 from {service_dir}/Dockerfile "
+                              f"(context {service_dir}) failed: Error running buildx build: process "
+                              '"/bin/sh -c false" did not complete successfully: exit code: 1. '
+                              "Fix the Dockerfile or the files it uses, then run `pulumi up` again")
+    assert service.endswith(f"docker build -f {service_dir}/Dockerfile --build-arg BASE_IMAGE=bluegreen/base:bookworm "
+                            f"--build-arg VERSION=1.0.0 {service_dir}")
+    assert f"from {service_dir}/db/Dockerfile (context {service_dir}/db)" in dependency
+
+
+def test_a_failed_image_delete_says_nothing_about_builds(monkeypatch):
+    import unit_harness
+    deployment = run(config())
+    logged = []
+    monkeypatch.setattr(pulumi.log, "error", lambda message, *args, **kwargs: logged.append(message))
+    build = deployment.builds[0]
+    hook = unit_harness.CALLBACKS.error_hooks[build.error_hooks[0]]
+    assert hook(pulumi.ErrorHookArgs(urn=build.urn, id="x", name=build.name, type=build.type,
+                                     failed_operation="delete", errors=["in use"])) is False
+    assert logged == []
+
+
 # --- registrations -------------------------------------------------------------------------------
 
 def test_one_registration_per_container_tagged_with_environment_and_colour(two_hosts):
