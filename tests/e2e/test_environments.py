@@ -6,9 +6,11 @@ from __future__ import annotations
 import html.parser
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
+import textwrap
 import time
 
 import jsonschema
@@ -258,6 +260,61 @@ def test_a_stopped_container_on_host2_leaves_rotation_without_failed_requests(st
     FIGURES["host_failure_failed_requests"] = len(loop.failures)
     assert loop.failures == [], loop.failures[:5]
     assert all(colour == "green" for _, _, colour, _ in loop.results)
+
+
+def readme_block(containing: str, replace: dict[str, str]) -> str:
+    """The README's shell block that contains `containing`, with its example values replaced."""
+    with open(os.path.join(REPO, "README.md"), encoding="utf-8") as handle:
+        blocks = re.findall(r"```sh\n(.*?)```", handle.read(), re.S)
+    (block,) = [textwrap.dedent(b) for b in blocks if containing in b]
+    for old, new in replace.items():
+        assert block.count(old) == 1, (old, block)
+        block = block.replace(old, new)
+    return block
+
+
+def image_names(repository: str, host: str | None) -> list[str]:
+    out = subprocess.run(["docker", *(["-H", host] if host else []), "image", "ls", "--format",
+                          "{{.Repository}}:{{.Tag}}@{{.Digest}}", repository],
+                         capture_output=True, text=True, check=True).stdout
+    return out.split()
+
+
+def test_removing_the_service_as_the_readme_says_leaves_nothing_behind(stacks):
+    _, environments = stacks
+    registry = f"127.0.0.1:{PORTS['registry']}"
+    repositories = [f"{registry}/vizconfig", f"{registry}/vizconfig-db"]
+    hosts = (None, HOST2_DOCKER)
+    assert all(image_names(r, h) for r in repositories for h in hosts), "nothing to remove"
+    # Step 2: the entry leaves each environment's stack file, then `pulumi up`.
+    for deployment in environments.values():
+        deployment.update_config(lambda c: c["bluegreen:services"].clear())
+        deployment.up()
+    for host in hosts:
+        for kind in ("container", "network", "volume"):
+            for env in ENVIRONMENTS.values():
+                assert docker_names(kind, f"bluegreen-{env}-vizconfig", host=host) == [], (host, kind)
+    consul = f"http://127.0.0.1:{PORTS['consul']}"
+    assert requests.get(f"{consul}/v1/catalog/service/vizconfig", timeout=3).json() == []
+    keys = requests.get(f"{consul}/v1/kv/bluegreen/", params={"keys": ""}, timeout=3)
+    assert keys.status_code == 404 or not [k for k in keys.json() if "vizconfig" in k], keys.text
+    wait_until(lambda: requests.get(stable("e2e-prod"), timeout=3).status_code == 404, 10,
+               what="the proxy stops serving the service")
+    wait_until(lambda: catalogue()["services"] == [], 10, what="an empty catalogue")
+    assert page_rows() == {}
+    # Step 3: the images, on every host.
+    subprocess.run(["bash", "-euo", "pipefail", "-c", readme_block(
+        "image prune", {"registry=127.0.0.1:15000": f"registry={registry}"})], check=True)
+    for host in hosts:
+        for repository in repositories:
+            assert image_names(repository, host) == [], (host, repository)
+    # The releases in the registry, deleted for good.
+    catalog = lambda: get_json(f"http://{registry}/v2/_catalog")["repositories"]
+    assert {"vizconfig", "vizconfig-db"} <= set(catalog())
+    subprocess.run(["bash", "-euo", "pipefail", "-c", readme_block(
+        "garbage-collect", {"bluegreen-local-registry": f"bluegreen-{PLATFORM}-registry"})],
+        check=True, capture_output=True)
+    assert not {"vizconfig", "vizconfig-db"} & set(catalog())
 
 
 def test_destroy_leaves_nothing_on_either_host(stacks):
