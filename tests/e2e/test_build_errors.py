@@ -6,18 +6,15 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 import tempfile
 
 import pytest
+from e2e_harness import LOG_DIR, require_environment
 
-from harness import LOG_DIR, REPO, require_environment
-
-sys.path.insert(0, REPO)
-from components.config import Host  # noqa: E402
-from components.manifest import load_manifest  # noqa: E402
-from delivery.build import BuildRequest, build, remove  # noqa: E402
-from delivery.steps import StepFailed  # noqa: E402
+from components.model.config import Host
+from components.model.manifest import load_manifest
+from delivery.build import BuildRequest, build, remove
+from delivery.steps import StepFailed
 
 STACK = "e2e-build-broken"
 

@@ -2,6 +2,7 @@
 started, and the cache folder is not even made)."""
 
 import os
+import shutil
 import subprocess
 
 import pytest
@@ -20,7 +21,8 @@ def bg(tmp_path, *args):
 
 
 @pytest.mark.parametrize("command, usage", [
-    ("rollback", "usage: ./bg rollback [-h] --stack STACK SERVICE"),
+    ("rollback", "usage: ./bg rollback [-h] --stack STACK [--to VERSION] SERVICE"),
+    ("releases", "usage: ./bg releases [-h] --stack STACK SERVICE"),
     ("pipeline", "usage: ./bg pipeline [-h] --version VERSION"),
     ("preview", "usage: ./bg preview [-h] [--stack S]"),
 ])
@@ -53,3 +55,19 @@ def test_bg_help(tmp_path, args):
     result = bg(tmp_path, *args)
     assert result.returncode == 0
     assert "./bg up [STACK]" in result.stdout and "./bg rollback SERVICE --stack S" in result.stdout
+
+
+def test_help_in_a_fresh_clone_before_any_set_up(tmp_path):
+    """No .venv yet: the help comes from whatever python3 is on PATH."""
+    clone = tmp_path / "clone"
+    (clone / "toolchain").mkdir(parents=True)
+    shutil.copy(os.path.join(ROOT, "bg"), clone / "bg")
+    shutil.copy(os.path.join(ROOT, "toolchain", "versions.env"), clone / "toolchain")
+    shutil.copytree(os.path.join(ROOT, "delivery"), clone / "delivery")
+    path = os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep) if ".venv" not in p)
+    result = subprocess.run([str(clone / "bg"), "pipeline", "--help"], capture_output=True, text=True,
+                            timeout=30, env={**os.environ, "PATH": path,
+                                             "BLUEGREEN_CACHE": str(tmp_path / "cache")})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("usage: ./bg pipeline")
+    assert not (clone / ".venv").exists() and not (tmp_path / "cache").exists()

@@ -7,7 +7,7 @@ import re
 import pytest
 import yaml
 
-from components.config import parse_stack_config
+from components.model.config import parse_stack_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 READMES = ["README.md", "delivery/README.md", "policies/README.md"]

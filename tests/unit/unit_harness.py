@@ -215,14 +215,11 @@ def run_program(config: dict, *, stack: str = "local", root: str = ROOT,
     mocks = RealisticMocks(stack_outputs)
     monitor = RecordingMonitor(mocks)
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)
-<<<<<<< HEAD:tests/unit/unit_harness.py
     read_records = program.read_records
     program.read_records = lambda _stack, settings: (records or {}).get(settings.name, ServiceRecords())
-=======
     CALLBACKS.error_hooks.clear()
     CALLBACKS.resource_hooks.clear()
     CALLBACKS.install()
->>>>>>> 5941eda (A failed image build names its Dockerfile and context, the fix, and the docker build command that shows its whole output (an on-error hook on the build); mocks record hooks):tests/unit/harness.py
     try:
         _sync_await(run_pulumi_func(lambda: program.run(root)))
     except Exception as error:  # noqa: BLE001 - handed to the test with what was registered
