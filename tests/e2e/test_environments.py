@@ -296,25 +296,35 @@ def test_removing_the_service_as_the_readme_says_leaves_nothing_behind(stacks):
                 assert docker_names(kind, f"bluegreen-{env}-vizconfig", host=host) == [], (host, kind)
     consul = f"http://127.0.0.1:{PORTS['consul']}"
     assert requests.get(f"{consul}/v1/catalog/service/vizconfig", timeout=3).json() == []
-    keys = requests.get(f"{consul}/v1/kv/bluegreen/", params={"keys": ""}, timeout=3)
-    assert keys.status_code == 404 or not [k for k in keys.json() if "vizconfig" in k], keys.text
+
+    def service_keys() -> list[str]:
+        keys = requests.get(f"{consul}/v1/kv/bluegreen/", params={"keys": ""}, timeout=3)
+        return [] if keys.status_code == 404 else [k for k in keys.json() if "/vizconfig" in k]
+
+    # Only the releases and their history stay, as the README says.
+    left = service_keys()
+    assert left and all(k.startswith(("bluegreen/releases/vizconfig/", "bluegreen/history/"))
+                        for k in left), left
     wait_until(lambda: requests.get(stable("e2e-prod"), timeout=3).status_code == 404, 10,
                what="the proxy stops serving the service")
     wait_until(lambda: catalogue()["services"] == [], 10, what="an empty catalogue")
     assert page_rows() == {}
     # Step 3: the images, on every host.
     subprocess.run(["bash", "-euo", "pipefail", "-c", readme_block(
-        "image prune", {"registry=127.0.0.1:15000": f"registry={registry}"})], check=True)
+        "image rm", {"registry=127.0.0.1:15000": f"registry={registry}"})], check=True)
     for host in hosts:
         for repository in repositories:
             assert image_names(repository, host) == [], (host, repository)
-    # The releases in the registry, deleted for good.
+    # Its releases, deleted for good: the images in the registry, the records in Consul.
     catalog = lambda: get_json(f"http://{registry}/v2/_catalog")["repositories"]
     assert {"vizconfig", "vizconfig-db"} <= set(catalog())
     subprocess.run(["bash", "-euo", "pipefail", "-c", readme_block(
-        "garbage-collect", {"bluegreen-local-registry": f"bluegreen-{PLATFORM}-registry"})],
+        "garbage-collect", {"bluegreen-local-registry": f"bluegreen-{PLATFORM}-registry",
+                            "consul=http://127.0.0.1:18500": f"consul={consul}",
+                            'environments="local"': f'environments="{" ".join(ENVIRONMENTS.values())}"'})],
         check=True, capture_output=True)
     assert not {"vizconfig", "vizconfig-db"} & set(catalog())
+    assert service_keys() == []
 
 
 def test_destroy_leaves_nothing_on_either_host(stacks):
