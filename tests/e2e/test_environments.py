@@ -140,7 +140,7 @@ def page_rows() -> dict:
     """The catalogue page as served: the table is in the HTML, no script needs to run."""
     response = requests.get(f"{PROXY}/catalogue/", timeout=5)
     response.raise_for_status()
-    assert response.headers["Content-Type"].startswith("text/html")
+    assert response.headers["Content-Type"] == "text/html; charset=utf-8"
     reader = RowReader()
     reader.feed(response.text)
     return reader.rows
