@@ -18,6 +18,7 @@ from typing import Any
 import pulumi
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import settings as pulumi_settings
+from pulumi.runtime._callbacks import _CallbackServicer
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
@@ -178,6 +179,10 @@ class RecordingCallbacks:
 
     def install(self) -> "RecordingCallbacks":
         """Call after pulumi.runtime.set_mocks, which resets the runtime settings."""
+        # A program run earlier in this process through the Automation API (an e2e test in the
+        # same pytest session) leaves its callback server on the SDK's list, bound to another
+        # event loop: stopping it again at the end of this run, from the mocks' loop, would fail.
+        _CallbackServicer._servicers.clear()
         pulumi_settings.SETTINGS.callbacks = self
         return self
 
