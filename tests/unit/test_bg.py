@@ -23,6 +23,7 @@ def bg(tmp_path, *args):
 @pytest.mark.parametrize("command, usage", [
     ("rollback", "usage: ./bg rollback [-h] --stack STACK [--to VERSION] SERVICE"),
     ("releases", "usage: ./bg releases [-h] --stack STACK SERVICE"),
+    ("promote", "usage: ./bg promote [-h] --stack STACK"),
     ("pipeline", "usage: ./bg pipeline [-h] --version VERSION"),
     ("preview", "usage: ./bg preview [-h] [--stack S]"),
 ])
