@@ -173,10 +173,9 @@ def stack_values(stack: str, values: Mapping[str, Any], root: str) -> dict[str, 
     return resolved
 
 
-def _refuse_shared_services(stack: str, services: Any, root: str) -> None:
-    """An environment stack may not deploy a service one of its service stacks deploys."""
-    if not isinstance(services, Mapping):
-        return
+def service_stacks(environment_stack: str, root: str) -> dict[str, dict[str, Any]]:
+    """The service stacks of an environment stack (by their files under stacks/): their own values."""
+    found = {}
     for path in sorted(glob.glob(os.path.join(root, "stacks", "Pulumi.*.yaml"))):
         other = os.path.basename(path)[len("Pulumi."):-len(".yaml")]
         try:
@@ -186,8 +185,16 @@ def _refuse_shared_services(stack: str, services: Any, root: str) -> None:
             values = read_stack_file(root, other)
         except (OSError, yaml.YAMLError):
             continue
-        if str(values.get("environmentStack", "")).rsplit("/", 1)[-1] != stack:
-            continue
+        if str(values.get("environmentStack", "")).rsplit("/", 1)[-1] == environment_stack:
+            found[other] = values
+    return found
+
+
+def _refuse_shared_services(stack: str, services: Any, root: str) -> None:
+    """An environment stack may not deploy a service one of its service stacks deploys."""
+    if not isinstance(services, Mapping):
+        return
+    for other, values in service_stacks(stack, root).items():
         both = sorted(set(services) & set(values.get("services") or {}))
         if both:
             raise ConfigError(stack_file(stack), f"bluegreen.services.{both[0]}",

@@ -289,3 +289,15 @@ def test_a_service_stack_error_registers_nothing(project):
                     stack="production.plain", root=str(project), stack_outputs=PLATFORM)
     assert "stacks/Pulumi.production.plain.yaml: bluegreen.hosts:" in str(raised.value)
     assert raised.value.resources == []
+
+
+def test_delivery_commands_find_the_service_stack_of_an_environment(project):
+    from delivery.stacks import stack_for_service
+
+    write_stack(project, "production.plain", service_stack())
+    root = str(project)
+    assert stack_for_service("production", "plain", root) == "production.plain"
+    assert stack_for_service("organization/bluegreen/production", "plain", root) == "production.plain"
+    assert stack_for_service("production", "vizconfig", root) == "production"
+    assert stack_for_service("production.plain", "plain", root) == "production.plain"
+    assert stack_for_service("integration", "plain", root) == "integration"
