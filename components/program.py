@@ -148,7 +148,9 @@ def run(root: str) -> None:
         reference = pulumi.StackReference(stack.platform_stack)
         registry = reference.require_output("registry")
         proxy = reference.require_output("proxy")
-        providers = host_providers(stack.stack, stack.hosts, registry)
+        # A service stack names its providers as its environment stack does: moving a service's
+        # resources between the two (`pulumi state move`) then changes none of their URNs.
+        providers = host_providers(stack.environment_stack or stack.stack, stack.hosts, registry)
         agents = {}
     # Hosts without a platform-managed agent use the address configured for them.
     for name, host in stack.hosts.items():
