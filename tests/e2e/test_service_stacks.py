@@ -16,7 +16,7 @@ import yaml
 from e2e_harness import (REPO, Deployment, docker_names, get_json, platform_config,
                          require_environment, tiny_service, wait_until)
 
-from delivery.preview import affected_stacks, stack_configs
+from delivery.preview import affected_stacks
 from delivery.stacks import EnvStack, stack_for_service
 
 PORTS = {"consul": 28840, "serf": 28841, "server": 28842, "registry": 28843, "proxy": 28844}
@@ -107,9 +107,15 @@ def test_delivery_reads_the_inherited_config(deployed):
 
 
 def test_a_change_to_one_service_stack_previews_only_that_stack(deployed):
-    configs = stack_configs()
+    # The files as the preview reads them (these are git-ignored, so not via stack_configs()).
+    configs = {}
+    for name in (ENV_STACK, *map(service_stack_name, SERVICES)):
+        with open(os.path.join(REPO, "stacks", f"Pulumi.{name}.yaml"), encoding="utf-8") as handle:
+            configs[name] = yaml.safe_load(handle)["config"]
     path = f"stacks/Pulumi.{service_stack_name('alpha')}.yaml"
     assert affected_stacks([path], configs)[0] == [service_stack_name("alpha")]
+    assert affected_stacks([f"stacks/Pulumi.{ENV_STACK}.yaml"], configs)[0] == \
+        [ENV_STACK, *map(service_stack_name, SERVICES)]
     start = time.monotonic()
     result = deployed["stacks"]["alpha"].preview()
     assert result.change_summary.get("same") and not {
