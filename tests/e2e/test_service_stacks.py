@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import tempfile
 import threading
 import time
@@ -13,8 +14,8 @@ import time
 import pytest
 import yaml
 
-from e2e_harness import (REPO, Deployment, docker_names, get_json, platform_config,
-                         require_environment, tiny_service, wait_until)
+from e2e_harness import (REPO, Deployment, container_identity, docker_names, get_json,
+                         platform_config, require_environment, tiny_service, wait_until)
 
 from delivery.preview import affected_stacks
 from delivery.stacks import EnvStack, stack_for_service
@@ -68,7 +69,7 @@ def deployed():
             thread.start()
         for thread in threads:
             thread.join(timeout=600)
-        yield {"timings": timings, "errors": errors, "stacks": stacks}
+        yield {"timings": timings, "errors": errors, "stacks": stacks, "workdir": workdir}
     finally:
         for deployment in stacks.values():
             deployment.remove()
@@ -121,3 +122,42 @@ def test_a_change_to_one_service_stack_previews_only_that_stack(deployed):
     assert result.change_summary.get("same") and not {
         k for k, v in result.change_summary.items() if k != "same" and v}
     assert time.monotonic() - start < 60
+
+
+def test_a_service_moves_from_its_environment_stack_into_a_service_stack_untouched(deployed):
+    """A service the environment stack deploys moves into a service stack with `pulumi state
+    move`: the service stack's first up replaces nothing, and neither does the environment's."""
+    env_file = os.path.join(REPO, "stacks", f"Pulumi.{ENV_STACK}.yaml")
+    with open(env_file, encoding="utf-8") as handle:
+        env_config = yaml.safe_load(handle)["config"]
+    manifest = tiny_service(os.path.join(deployed["workdir"], "gamma"), "gamma")
+    entry = {"manifest": manifest, "live": "blue", "blue": {"version": "1.0.0"}}
+    environment = Deployment(ENV_STACK, {**env_config, "bluegreen:services": {"gamma": entry}})
+    target = None
+    try:
+        environment.up()
+        container = f"bluegreen-{ENVIRONMENT}-gamma-blue-local-0"
+        before = container_identity(container)
+        target = Deployment(service_stack_name("gamma"), {"bluegreen:environmentStack": ENV_STACK,
+                                                          "bluegreen:services": {"gamma": entry}})
+        environment.update_config(lambda config: config.pop("bluegreen:services"))
+        urn = f"urn:pulumi:{ENV_STACK}::bluegreen::bluegreen:service:Service::{ENVIRONMENT}-gamma"
+        moved = subprocess.run(["pulumi", "state", "move", "--source", ENV_STACK, "--dest",
+                                service_stack_name("gamma"), "--yes", urn],
+                               cwd=REPO, capture_output=True, text=True)
+        assert moved.returncode == 0, moved.stdout + moved.stderr
+        changes = target.preview().change_summary
+        # At most the new stack's read of the platform stack; nothing of the service itself.
+        assert not {op for op, n in changes.items() if n and op not in ("same", "read", "create")}, changes
+        assert changes.get("create", 0) <= 1, changes
+        target.up()
+        environment.up()
+        assert container_identity(container) == before
+        body, _ = wait_until(lambda: get_json(f"{PROXY}/{ENVIRONMENT}/gamma/"), 30, what="gamma")
+        assert body["version"] == "1.0.0" and body["colour"] == "blue"
+    finally:
+        if target is not None:
+            target.remove()
+        environment.destroy()
+        environment.stack.workspace.remove_stack(ENV_STACK)
+        environment.update_config(lambda config: config.pop("bluegreen:services", None))
