@@ -11,7 +11,8 @@ the comparison). One small image is built and pushed once, and every service's c
 digest, so no deploy builds anything. The services are deployed a few at a time; then, at each
 size, `first deploy` is the first `up` of the last service added (alone), and service s000 is
 measured through what a user runs: offline deploy (a new version on green: config change + up),
-flip (live: green + up), rollback (`./bg rollback`: alias first, then up), no-op up, preview.
+flip (live: green + up), rollback (`./bg rollback --to 1.0.0`: blue still runs it, so the alias
+moves first, then up), no-op up, preview.
 Medians of --rounds rounds. Past --limit-minutes it stops measuring and cleans up; everything it
 created is destroyed at the end. Figures go to stdout and reports/benchmark-scale.json."""
 
@@ -141,7 +142,9 @@ class Bench:
             wait_until(lambda: get_json(url).get("version") == version, 20, what=f"{url} serving {version}")
             out = io.StringIO()
             code = []
-            times["rollback"].append(self.timed(lambda: code.append(run_rollback(service, stack_name, out=out))))
+            # Back to 1.0.0, which blue still runs: the alias-only rollback every round.
+            times["rollback"].append(self.timed(lambda: code.append(
+                run_rollback(service, stack_name, to="1.0.0", out=out))))
             if code != [0]:
                 raise RuntimeError(f"rollback failed at {label}:\n{out.getvalue()}")
             wait_until(lambda: get_json(url).get("version") == "1.0.0", 20, what=f"{url} serving 1.0.0")
