@@ -137,6 +137,9 @@ def run(root: str) -> None:
         f"{getpass.getuser()}@{socket.gethostname()} (pulumi {'preview' if pulumi.runtime.is_dry_run() else 'up'})"
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
+    # A service stack names its providers and labels its containers as its environment stack
+    # does: a service moved between the two (`pulumi state move`) then keeps every URN and input.
+    owner = stack.environment_stack or stack.stack
     if stack.platform is not None:
         providers = host_providers(stack.stack, stack.hosts,
                                    f"127.0.0.1:{stack.platform.registry_port}")
@@ -148,9 +151,7 @@ def run(root: str) -> None:
         reference = pulumi.StackReference(stack.platform_stack)
         registry = reference.require_output("registry")
         proxy = reference.require_output("proxy")
-        # A service stack names its providers as its environment stack does: moving a service's
-        # resources between the two (`pulumi state move`) then changes none of their URNs.
-        providers = host_providers(stack.environment_stack or stack.stack, stack.hosts, registry)
+        providers = host_providers(owner, stack.hosts, registry)
         agents = {}
     # Hosts without a platform-managed agent use the address configured for them.
     for name, host in stack.hosts.items():
@@ -161,7 +162,7 @@ def run(root: str) -> None:
     summary = {}
     for settings in stack.services:
         service = Service(service_component_name(stack.environment, settings.name), ServiceArgs(
-            stack=stack.stack, environment=stack.environment, settings=settings,
+            stack=owner, environment=stack.environment, settings=settings,
             manifest=manifests[settings.name], hosts=stack.hosts, providers=providers,
             build_host=stack.build_host, registry=registry, agents=agents, proxy=proxy,
             plans=plans[settings.name], records=records[settings.name],

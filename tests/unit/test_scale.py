@@ -303,8 +303,10 @@ def test_delivery_commands_find_the_service_stack_of_an_environment(project):
     assert stack_for_service("integration", "plain", root) == "integration"
 
 
-def test_a_service_stack_names_its_providers_as_its_environment_stack_does(project):
+def test_a_service_stack_names_providers_and_labels_containers_as_its_environment_stack(project):
     resources = run_program(service_stack(), stack="production.plain", root=str(project),
                             stack_outputs=PLATFORM)
     providers = sorted(r.name for r in resources if r.type == "pulumi:providers:docker")
     assert providers == ["production-host-host2", "production-host-local"]
+    containers = [r for r in resources if r.type == CONTAINER]
+    assert containers and {c.label("bluegreen.stack") for c in containers} == {"production"}
