@@ -139,6 +139,7 @@ def test_a_service_moves_from_its_environment_stack_into_a_service_stack_untouch
     target = None
     try:
         environment.up()
+        environment.up()   # drops the build resources of the now released 1.0.0
         container = f"bluegreen-{ENVIRONMENT}-gamma-blue-local-0"
         before = container_identity(container)
         target = Deployment(service_stack_name("gamma"), {"bluegreen:environmentStack": ENV_STACK,
