@@ -76,6 +76,7 @@ class Bench:
         self.image = ""
         self.manifests: dict[str, str] = {}
         self.stacks: list[str] = []          # service stacks made, for the clean-up
+        self.leftovers: list[str] = []       # stacks whose destroy failed: removed by force at the end
         self.results: dict = {"service stacks": {}, "environment stack": {}, "deployAll": {}}
 
     # -- helpers
@@ -130,6 +131,7 @@ class Bench:
     def measure(self, stack_name: str, service: str, environment: str, first: float, label: str) -> dict:
         stack = EnvStack(stack_name, LOG)
         times: dict[str, list[float]] = {op: [] for op in OPS[1:]}
+        load: list[float] = []     # the machine's 1-minute load after each round: others' work shows
         url = f"{PROXY}/{environment}/{service}/"
         for round_no in range(self.args.rounds):
             self.check_time(f"round {round_no + 1} at {label}")
@@ -153,11 +155,13 @@ class Bench:
             if changed:
                 print(f"    note: the no-op up at {label} changed {changed}", flush=True)
             times["preview"].append(self.timed(lambda: stack.stack.preview(color="never")))
-            print(f"    round {round_no + 1}: " + ", ".join(f"{op} {v[-1]:.1f}s" for op, v in times.items()),
-                  flush=True)
+            load.append(os.getloadavg()[0])
+            print(f"    round {round_no + 1}: " + ", ".join(f"{op} {v[-1]:.1f}s" for op, v in times.items())
+                  + f" (load {load[-1]:.1f})", flush=True)
         row = {"first deploy": round(first, 2)}
         row.update({op: round(statistics.median(v), 2) for op, v in times.items()})
         row["samples"] = {op: [round(x, 2) for x in v] for op, v in times.items()}
+        row["load"] = [round(x, 1) for x in load]
         return row
 
     # -- the whole run
@@ -201,12 +205,18 @@ class Bench:
 
     # -- clean-up
     def destroy_stack(self, name: str) -> None:
-        try:
-            stack = auto.select_stack(stack_name=name, work_dir=REPO)
-            stack.destroy(color="never", on_output=lambda _line: None)
-            stack.workspace.remove_stack(name)
-        except auto.CommandError as error:
-            print(f"    could not destroy {name}: {' '.join(str(error).split())[-300:]}", flush=True)
+        for attempt in range(3):
+            try:
+                stack = auto.select_stack(stack_name=name, work_dir=REPO)
+                stack.destroy(color="never", on_output=lambda _line: None)
+                stack.workspace.remove_stack(name)
+                break
+            except auto.CommandError as error:
+                print(f"    could not destroy {name} (attempt {attempt + 1}): "
+                      f"{' '.join(str(error).split())[-300:]}", flush=True)
+                time.sleep(2)
+        else:
+            self.leftovers.append(name)
         if os.path.exists(stack_path(name)):
             os.remove(stack_path(name))
 
@@ -235,6 +245,9 @@ class Bench:
                                    capture_output=True, text=True).stdout.split()
             if names:
                 subprocess.run(["docker", "rm", "-f", *names], capture_output=True)
+        for name in self.leftovers:   # their containers are gone (above); forget their state
+            subprocess.run(["pulumi", "stack", "rm", "--force", "--yes", "--stack", name], cwd=REPO,
+                           capture_output=True)
         if self.image:
             subprocess.run(["docker", "rmi", self.image.split("@")[0] + ":1"], capture_output=True)
         shutil.rmtree(self.workdir, ignore_errors=True)
@@ -244,15 +257,17 @@ def print_table(results: dict) -> None:
     rows = results["service stacks"]
     header = f"{'':<26}" + "".join(f"{op:>16}" for op in OPS)
     print("\nmedian seconds for one service (s000); first deploy = first up of the N-th service\n")
-    print(header)
+    print(header + f"{'load':>8}")
     for size, row in rows.items():
-        print(f"{'service stacks, N=' + size:<26}" + "".join(f"{row[op]:>16.2f}" for op in OPS))
+        print(f"{'service stacks, N=' + size:<26}" + "".join(f"{row[op]:>16.2f}" for op in OPS)
+              + f"{max(row['load'], default=0):>8.1f}")
     sizes = list(rows)
     if len(sizes) > 1:
         low, high = rows[sizes[0]], rows[sizes[-1]]
         print(f"{f'ratio N={sizes[-1]} / N={sizes[0]}':<26}" + "".join(f"{high[op] / low[op]:>15.2f}x" for op in OPS))
     for size, row in results["environment stack"].items():
-        print(f"{'one env stack, N=' + size:<26}" + "".join(f"{row[op]:>16.2f}" for op in OPS))
+        print(f"{'one env stack, N=' + size:<26}" + "".join(f"{row[op]:>16.2f}" for op in OPS)
+              + f"{max(row['load'], default=0):>8.1f}")
         if size in rows:
             print(f"{f'  vs service stacks N={size}':<26}"
                   + "".join(f"{row[op] / rows[size][op]:>15.2f}x" for op in OPS))
