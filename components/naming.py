@@ -103,6 +103,11 @@ def docker_name(*parts: str) -> str:
     return "-".join(("bluegreen", *parts))
 
 
+def service_network(environment: str, service: str) -> str:
+    """The name of a service's private network on each host (where its dependencies answer)."""
+    return docker_name(environment, service)
+
+
 def service_component_name(environment: str, service: str) -> str:
     """The Pulumi name of a Service component; every resource of it starts with this and '-'."""
     return f"{environment}-{service}"

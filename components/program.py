@@ -12,16 +12,23 @@ import pulumi
 
 from components.consul.api import ConsulError
 from components.consul.records import ServiceRecords, read_service_records
-from components.model.config import ServiceConfig, StackConfig, parse_stack_config, stack_file
+from components.model.config import (
+    ServiceConfig, StackConfig, parse_stack_config, stack_file, stack_values
+)
 from components.model.manifest import load_manifest
 from components.model.release import plan_colours
 from components.model.validation import ConfigError
-from components.naming import context_digest, docker_name, offline_colour, service_component_name
+from components.naming import (
+    context_digest, docker_name, offline_colour, service_component_name, service_network
+)
+from components.platform.address_pools import (
+    EngineNetworks, check_capacity, new_networks, private_network_hosts, read_engine_networks
+)
 from components.platform.docker_host import host_providers
 from components.platform.platform import Platform, PlatformArgs
 from components.service.service import Service, ServiceArgs
 
-STRING_KEYS = ("environment", "platformStack", "baseImage", "buildHost")
+STRING_KEYS = ("environment", "platformStack", "baseImage", "buildHost", "environmentStack")
 OBJECT_KEYS = ("hosts", "platform", "services")
 
 
@@ -31,7 +38,7 @@ def read_config(root: str) -> StackConfig:
     values = {key: config.get(key) for key in STRING_KEYS}
     values.update({key: config.get_object(key) for key in OBJECT_KEYS})
     values = {key: value for key, value in values.items() if value is not None}
-    return parse_stack_config(pulumi.get_stack(), values, root)
+    return parse_stack_config(pulumi.get_stack(), stack_values(pulumi.get_stack(), values, root), root)
 
 
 def read_secrets(stack: str) -> pulumi.Output[dict] | None:
@@ -77,6 +84,26 @@ def read_records(stack: StackConfig, settings: ServiceConfig) -> ServiceRecords:
         raise
 
 
+def read_networks(stack: StackConfig, hosts) -> dict[str, EngineNetworks]:
+    """Address pools and bridge networks of the engines of `hosts`."""
+    return {h: read_engine_networks(h, stack.hosts[h].docker, stack.source) for h in hosts}
+
+
+def plan_networks(stack: StackConfig, manifests: dict) -> dict[str, tuple[str, ...]]:
+    """Per service, the hosts where it has a private network; refuses (before anything is
+    registered) an update that needs more new networks on a host than its engine can make."""
+    engines = read_networks(stack, sorted({h for s in stack.services for h in s.hosts}))
+    plan = {s.name: private_network_hosts(stack.environment, s.name, s.hosts,
+                                          bool(manifests[s.name].dependencies), engines)
+            for s in stack.services}
+    wanted: dict[str, set[str]] = {}
+    for service, hosts in plan.items():
+        for host in hosts:
+            wanted.setdefault(host, set()).add(service_network(stack.environment, service))
+    check_capacity(stack.source, new_networks(wanted, engines), engines)
+    return plan
+
+
 def container_exists(docker_host: str, name: str) -> bool:
     result = subprocess.run(["docker", "-H", docker_host, "container", "inspect", name],
                             capture_output=True)
@@ -95,6 +122,7 @@ def run(root: str) -> None:
                 raise ConfigError(stack.source, f"bluegreen.services.{settings.name}",
                                   f"{manifest.path} names the service {manifest.name!r}; use "
                                   "that name as the key")
+        network_hosts = plan_networks(stack, manifests) if stack.services else {}
         records = {s.name: read_records(stack, s) for s in stack.services}
         checkouts = {name: context_digest(m.build.context, exclude_files=(m.path,))
                      for name, m in manifests.items()}
@@ -110,6 +138,9 @@ def run(root: str) -> None:
         f"{getpass.getuser()}@{socket.gethostname()} (pulumi {'preview' if pulumi.runtime.is_dry_run() else 'up'})"
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
+    # A service stack names its providers and labels its containers as its environment stack
+    # does: a service moved between the two (`pulumi state move`) then keeps every URN and input.
+    owner = stack.environment_stack or stack.stack
     if stack.platform is not None:
         providers = host_providers(stack.stack, stack.hosts,
                                    f"127.0.0.1:{stack.platform.registry_port}")
@@ -121,7 +152,7 @@ def run(root: str) -> None:
         reference = pulumi.StackReference(stack.platform_stack)
         registry = reference.require_output("registry")
         proxy = reference.require_output("proxy")
-        providers = host_providers(stack.stack, stack.hosts, registry)
+        providers = host_providers(owner, stack.hosts, registry)
         agents = {}
     # Hosts without a platform-managed agent use the address configured for them.
     for name, host in stack.hosts.items():
@@ -132,12 +163,13 @@ def run(root: str) -> None:
     summary = {}
     for settings in stack.services:
         service = Service(service_component_name(stack.environment, settings.name), ServiceArgs(
-            stack=stack.stack, environment=stack.environment, settings=settings,
+            stack=owner, environment=stack.environment, settings=settings,
             manifest=manifests[settings.name], hosts=stack.hosts, providers=providers,
             build_host=stack.build_host, registry=registry, agents=agents, proxy=proxy,
             plans=plans[settings.name], records=records[settings.name],
             checkout=checkouts[settings.name], actor=actor, now=now,
-            base_image=stack.base_image, secret_environment=secrets_of(secrets, settings.name)))
+            base_image=stack.base_image, secret_environment=secrets_of(secrets, settings.name),
+            network_hosts=network_hosts[settings.name]))
         offline = offline_colour(settings.live)
         summary[settings.name] = {
             "live": service.live,

@@ -38,7 +38,9 @@ from components.naming import config_prefix, context_digest, instance_id, offlin
 from . import REPO
 from .build import BuildRequest, BuildResult, build, build_stack_name
 from .isolation import health_probe, run_tests, tail
-from .stacks import EnvStack, error_summary, platform_outputs, relative_to_repo, short_name
+from .stacks import (
+    EnvStack, error_summary, platform_outputs, relative_to_repo, short_name, stack_for_service
+)
 from .steps import INCLUDED, SKIPPED, PipelineFailed, Run, StepFailed, write_report
 
 VERSION = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"
@@ -155,8 +157,9 @@ class Pipeline:
         try:
             if args.integration == args.production:
                 raise StepFailed("integration and production must be different stacks")
-            integration = EnvStack(args.integration, self.log_path)
-            production = EnvStack(args.production, self.log_path)
+            # A service stack of the named environment stack, when one deploys the service.
+            integration = EnvStack(stack_for_service(args.integration, self.service), self.log_path)
+            production = EnvStack(stack_for_service(args.production, self.service), self.log_path)
             int_config, prod_config = integration.config(), production.config()
         except Exception as error:  # noqa: BLE001 - a missing stack, invalid config, no CLI
             print(f"pipeline: cannot start: {error_summary(str(error))}", file=self.out, flush=True)

@@ -20,7 +20,10 @@ from pulumi import automation as auto
 from components.naming import COLOURS, KV_ROOT, owning_service, slot_image_name
 
 from . import REPO
-from .stacks import classify, error_summary
+from components.model.validation import ConfigError
+
+from .stacks import EnvStack, classify, error_summary
+from .steps import StepFailed
 
 UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"   # the engine's "known after apply" sentinel
 MARKER = "<!-- bluegreen-preview -->"
@@ -71,6 +74,10 @@ def affected_stacks(paths: list[str], configs: dict[str, dict]) -> tuple[list[st
         if match:
             if match.group("name") in configs:
                 affected.add(match.group("name"))
+                # Service stacks inherit hosts and more from their environment stack.
+                affected.update(n for n, c in configs.items()
+                                if str(c.get("bluegreen:environmentStack", "")).rsplit("/", 1)[-1]
+                                == match.group("name"))
             else:
                 notes.append(f"stacks/Pulumi.{match.group('name')}.yaml was removed: not previewed "
                              f"(destroy that stack deliberately)")
@@ -106,6 +113,7 @@ class StackPreview:
     violations: list[Violation] = field(default_factory=list)
     policy: str = "absent"             # absent | ran | skipped | failed: <why>
     error: str = ""
+    config: dict = field(default_factory=dict)  # bluegreen:* as the program reads it (inherited too)
 
 
 def urn_parts(urn: str) -> tuple[str, str]:
@@ -135,7 +143,7 @@ def summarise(preview: StackPreview) -> dict:
     """Condenses a preview's JSON: counts, and per service alias flips, image changes per host and
     container changes; plus resources outside services and the policy outcome."""
     digest = preview.digest or {}
-    config = digest.get("config") or {}
+    config = {**(digest.get("config") or {}), **preview.config}
     environment = config.get("bluegreen:environment", "")
     services_config = _object(config.get("bluegreen:services"))
     hosts = list(_object(config.get("bluegreen:hosts")))
@@ -330,8 +338,9 @@ def _attempt(stack: auto.Stack, packs: list[str] | None):
 def preview_stack(name: str, policy: bool = True) -> StackPreview:
     result = StackPreview(name)
     try:
+        result.config = {f"bluegreen:{k}": v for k, v in EnvStack(name).values().items()}
         stack = auto.create_or_select_stack(stack_name=name, work_dir=REPO)
-    except auto.CommandError as failure:
+    except (auto.CommandError, StepFailed, ConfigError) as failure:
         result.error = error_summary(str(failure))
         return result
     pack = policy_dir() if policy else None

@@ -4,8 +4,8 @@ its checks: all aliases move or none does. Then `live:` is recorded in each stac
 stack's `pulumi up` converges. Promoting the same set again moves them all back (the colours they
 left kept running): that is the release's rollback.
 
-A service is looked up in the stack given (an environment stack), or in its own service stack
-`<stack>.<service>` when that file exists."""
+A service is looked up in the stack given (an environment stack), or in the service stack of it
+that deploys the service (`bluegreen:environmentStack`)."""
 
 from __future__ import annotations
 
@@ -20,14 +20,13 @@ from components.naming import offline_colour
 
 from . import REPO
 from .flip import FlipRefused, Move, flip_together
-from .stacks import EnvStack
+from .stacks import EnvStack, stack_for_service
 from .steps import StepFailed
 
 
 def stack_of(stack: str, service: str) -> str:
-    """The stack deploying `service`: its own service stack if it has one, else `stack`."""
-    own = f"{stack}.{service}"
-    return own if os.path.exists(os.path.join(REPO, "stacks", f"Pulumi.{own}.yaml")) else stack
+    """The stack deploying `service`: the service stack of `stack` that deploys it, else `stack`."""
+    return stack_for_service(stack, service)
 
 
 def plan(stack: str, services: list[str]) -> tuple[list[Move], dict[str, EnvStack], list[str]]:

@@ -8,7 +8,7 @@ from components.consul import api as consul_api
 from components.consul.records import read_service_records
 from components.model.validation import ConfigError
 
-from .stacks import EnvStack
+from .stacks import EnvStack, stack_for_service
 from .steps import StepFailed
 
 
@@ -29,7 +29,7 @@ def release_rows(records) -> list[list[str]]:
 def run_releases(service: str, stack_name: str, out=None) -> int:
     out = out or sys.stdout
     try:
-        stack = EnvStack(stack_name)
+        stack = EnvStack(stack_for_service(stack_name, service))
         config = stack.config()
         settings = stack.service(service)
         if settings is None:

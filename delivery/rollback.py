@@ -24,7 +24,7 @@ from components.naming import alias_key, offline_colour
 
 from . import REPO
 from .flip import FlipRefused, Move, flip_together
-from .stacks import EnvStack
+from .stacks import EnvStack, stack_for_service
 from .steps import StepFailed
 
 
@@ -41,7 +41,7 @@ def run_rollback(service: str, stack_name: str, to: str | None = None, out=None)
         print(f"[{time.monotonic() - start:5.2f}s] {message}", file=out, flush=True)
 
     try:
-        stack = EnvStack(stack_name, log)
+        stack = EnvStack(stack_for_service(stack_name, service), log)
         config = stack.config()
         settings = stack.service(service)
         if settings is None:

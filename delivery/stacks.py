@@ -14,7 +14,10 @@ import yaml
 from pulumi import automation as auto
 
 from components.consul import api as consul_api
-from components.model.config import ServiceConfig, StackConfig, parse_stack_config
+from components.model.config import (
+    ServiceConfig, StackConfig, parse_stack_config, read_stack_file, service_stacks, stack_file,
+    stack_values
+)
 from components.naming import COLOURS, alias_key
 from components.program import OBJECT_KEYS, STRING_KEYS
 
@@ -115,12 +118,13 @@ class EnvStack:
 
     # -- config
     def values(self) -> dict:
-        """The stack's bluegreen:* config, read from its file (secrets are not among them; a
+        """The stack's bluegreen:* config as its program deploys it: read from its file, a service
+        stack's with what it inherits from its environment stack (secrets are not among them; a
         change through set_service re-reads it)."""
         if self._values is None:
             with open(self.path, encoding="utf-8") as handle:
                 raw = (yaml.safe_load(handle) or {}).get("config") or {}
-            self._values = decode_values(raw)
+            self._values = stack_values(self.name, decode_values(raw), REPO)
         return self._values
 
     def config(self) -> StackConfig:
@@ -180,6 +184,20 @@ class EnvStack:
                 slot = settings.colours.get(colour)
                 colours[colour] = None if slot is None else {"version": slot.version, "image": slot.image}
         return ColourState(settings.live if settings else None, alias, colours)
+
+
+def stack_for_service(stack: str, service: str, root: str = REPO) -> str:
+    """The stack that deploys `service` in the environment of `stack`: `stack` itself unless one
+    of its service stacks deploys the service (so `--production production` finds
+    production.vizconfig)."""
+    stack = short_name(stack)
+    if not os.path.exists(os.path.join(root, stack_file(stack))):
+        return stack
+    own = read_stack_file(root, stack)
+    if own.get("environmentStack") or service in (own.get("services") or {}):
+        return stack
+    return next((name for name, values in service_stacks(stack, root).items()
+                 if service in (values.get("services") or {})), stack)
 
 
 def platform_outputs(config: StackConfig) -> dict:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import glob
 import os
 import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from components.model.validation import Fields
+import yaml
+
+from components.model.validation import ConfigError, Fields
 from components.naming import COLOURS
 
 HOST_NAME = r"[a-z][a-z0-9-]{0,30}"
@@ -81,6 +84,7 @@ class StackConfig:
     services: tuple[ServiceConfig, ...]
     base_image: str = "debian:bookworm-slim"   # what service Dockerfiles build FROM
     build_host: str = ""                       # whose engine builds and pushes images
+    environment_stack: str | None = None       # a service stack's environment stack
 
     @property
     def source(self) -> str:
@@ -91,13 +95,122 @@ def stack_file(stack: str) -> str:
     return f"stacks/Pulumi.{stack}.yaml"
 
 
+# What a service stack takes from its environment stack; it holds only services and secrets.
+INHERITED_KEYS = ("environment", "hosts", "platformStack", "baseImage", "buildHost")
+STACK_NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}"
+
+
+def read_stack_file(root: str, stack: str) -> dict[str, Any]:
+    """The bluegreen:* values of stacks/Pulumi.<stack>.yaml (keys without the namespace)."""
+    with open(os.path.join(root, stack_file(stack)), encoding="utf-8") as handle:
+        raw = (yaml.safe_load(handle) or {}).get("config") or {}
+    return {key.split(":", 1)[1]: value for key, value in raw.items()
+            if isinstance(key, str) and key.startswith("bluegreen:")}
+
+
+def project_defaults(root: str) -> dict[str, Any]:
+    """The defaults Pulumi.yaml declares for bluegreen:* keys: what a stack that sets nothing gets."""
+    with open(os.path.join(root, "Pulumi.yaml"), encoding="utf-8") as handle:
+        declared = (yaml.safe_load(handle) or {}).get("config") or {}
+    return {key.split(":", 1)[1]: spec["default"] for key, spec in declared.items()
+            if key.startswith("bluegreen:") and isinstance(spec, dict) and "default" in spec}
+
+
+def _is_set(values: Mapping[str, Any], key: str, defaults: Mapping[str, Any]) -> bool:
+    value = values.get(key)
+    return value not in (None, "", {}, []) and value != defaults.get(key)
+
+
+def stack_values(stack: str, values: Mapping[str, Any], root: str) -> dict[str, Any]:
+    """A stack's bluegreen:* values as the program deploys them; the one place of inheritance.
+
+    A service stack (`bluegreen:environmentStack: production`, file stacks/Pulumi.production.<x>.yaml)
+    takes environment, hosts, platformStack, baseImage and buildHost from its environment stack's
+    file and holds only its own services and secrets. A service is deployed by one stack: the
+    environment stack and a service stack of it may not both list it."""
+    source = stack_file(stack)
+    defaults = project_defaults(root)
+    environment_stack = values.get("environmentStack")
+    if not environment_stack:
+        own = dict(values)
+        if own.get("services"):
+            _refuse_shared_services(stack, own["services"], root)
+        return own
+    field_name = "bluegreen.environmentStack"
+    if not isinstance(environment_stack, str) or not re.fullmatch(STACK_NAME, environment_stack.rsplit("/", 1)[-1]):
+        raise ConfigError(source, field_name, f"{environment_stack!r} is not a stack name; name the "
+                          "environment stack, e.g. production")
+    environment_stack = environment_stack.rsplit("/", 1)[-1]
+    env_source = stack_file(environment_stack)
+    if environment_stack == stack or not os.path.exists(os.path.join(root, env_source)):
+        raise ConfigError(source, field_name, f"{env_source} does not exist; name the environment "
+                          "stack whose environment and hosts this stack deploys to, e.g. production")
+    inherited = read_stack_file(root, environment_stack)
+    if inherited.get("environmentStack"):
+        raise ConfigError(source, field_name, f"{environment_stack} is a service stack itself "
+                          f"({env_source} sets environmentStack); name its environment stack "
+                          f"{inherited['environmentStack']} instead")
+    if inherited.get("platform") or not inherited.get("environment"):
+        raise ConfigError(source, field_name, f"{environment_stack} is not an environment stack on a "
+                          f"shared platform ({env_source} needs environment and platformStack, and "
+                          "no platform of its own); name one such as production")
+    parse_stack_config(environment_stack, {**inherited, "services": {}}, root)  # errors name its file
+    for key in (*INHERITED_KEYS, "platform"):
+        if _is_set(values, key, defaults):
+            raise ConfigError(source, f"bluegreen.{key}",
+                              f"a service stack takes this from {env_source}; remove it here "
+                              f"(or change it there)")
+    services = values.get("services") or {}
+    both = sorted(set(services) & set(inherited.get("services") or {})) if isinstance(services, Mapping) else []
+    if both:
+        raise ConfigError(source, f"bluegreen.services.{both[0]}",
+                          f"is deployed by {env_source} too; a service is deployed by one stack: "
+                          f"remove it from {env_source} or from {source}")
+    resolved = {key: inherited[key] for key in INHERITED_KEYS if key in inherited}
+    resolved.update({key: value for key, value in values.items()
+                     if key not in (*INHERITED_KEYS, "platform")})
+    resolved["environmentStack"] = environment_stack
+    return resolved
+
+
+def service_stacks(environment_stack: str, root: str) -> dict[str, dict[str, Any]]:
+    """The service stacks of an environment stack (by their files under stacks/): their own values."""
+    found = {}
+    for path in sorted(glob.glob(os.path.join(root, "stacks", "Pulumi.*.yaml"))):
+        other = os.path.basename(path)[len("Pulumi."):-len(".yaml")]
+        try:
+            with open(path, encoding="utf-8") as handle:
+                if "environmentStack" not in handle.read():
+                    continue
+            values = read_stack_file(root, other)
+        except (OSError, yaml.YAMLError):
+            continue
+        if str(values.get("environmentStack", "")).rsplit("/", 1)[-1] == environment_stack:
+            found[other] = values
+    return found
+
+
+def _refuse_shared_services(stack: str, services: Any, root: str) -> None:
+    """An environment stack may not deploy a service one of its service stacks deploys."""
+    if not isinstance(services, Mapping):
+        return
+    for other, values in service_stacks(stack, root).items():
+        both = sorted(set(services) & set(values.get("services") or {}))
+        if both:
+            raise ConfigError(stack_file(stack), f"bluegreen.services.{both[0]}",
+                              f"is deployed by the service stack {stack_file(other)} too; a service "
+                              f"is deployed by one stack: remove it from {stack_file(stack)} or "
+                              f"from {stack_file(other)}")
+
+
 def parse_stack_config(stack: str, values: Mapping[str, Any], root: str) -> StackConfig:
     """Builds a StackConfig from the `bluegreen:*` values of a stack (keys without namespace).
 
     `root` is the project directory: manifest paths are relative to it."""
     source = stack_file(stack)
     top = Fields(source, "bluegreen", values, ["environment", "hosts", "platform", "platformStack",
-                                                "services", "baseImage", "buildHost", "secrets"])
+                                                "services", "baseImage", "buildHost", "secrets",
+                                                "environmentStack"])
     has_services = bool(top.raw("services"))
     environment = top.string("environment", pattern=ENV_NAME,
                              hint="lower-case name such as integration or production") \
@@ -120,8 +233,9 @@ def parse_stack_config(stack: str, values: Mapping[str, Any], root: str) -> Stac
     else:
         raise top.error("buildHost", "name the host whose engine builds and pushes images: one of "
                         + ", ".join(sorted(hosts)))
+    environment_stack = top.string("environmentStack") if top.raw("environmentStack") else None
     return StackConfig(stack, environment, hosts, platform, platform_stack, services, base_image,
-                       build_host)
+                       build_host, environment_stack)
 
 
 def _hosts(top: Fields) -> dict[str, Host]:

@@ -49,6 +49,9 @@ def agent_command(host: Host, datacenter: str, server: Host | None) -> list[str]
         '-hcl=check_update_interval = "0s"',
         # Several agents may share one network namespace: no fixed default ports.
         "-hcl=ports { grpc_tls = -1 }",
+        # Everything on a host talks to its agent from one address: the proxy's consul-template
+        # alone holds a few blocking queries per service, past the default 200 at ~50 services.
+        "-hcl=limits { http_max_conns_per_client = 8192 }",
     ]
     if server is None:
         command += ["-server", "-bootstrap-expect=1", "-ui"]

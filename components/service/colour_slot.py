@@ -33,7 +33,8 @@ class ColourSlotArgs:
     image: pulumi.Input[str]               # repository@sha256:..., from ServiceImage.reference
     hosts: tuple[Host, ...]
     providers: dict[str, docker.Provider]
-    networks: dict[str, pulumi.Input[str]]  # host name -> the service's private network there
+    # host name -> the service's private network there; a host without one: the default bridge
+    networks: dict[str, pulumi.Input[str]]
     live: bool
     agents: dict[str, pulumi.Input[str]]   # host name -> its Consul agent's URL
     replicas: int = 1
@@ -50,8 +51,8 @@ class ColourSlotArgs:
         if not self.hosts:
             raise ValueError("a colour slot needs at least one host")
         for host in self.hosts:
-            if not all(host.name in m for m in (self.providers, self.networks, self.agents)):
-                raise ValueError(f"host {host.name} lacks a Docker provider, network or Consul agent")
+            if not all(host.name in m for m in (self.providers, self.agents)):
+                raise ValueError(f"host {host.name} lacks a Docker provider or Consul agent")
         if self.replicas < 1:
             raise ValueError("replicas must be at least 1")
 
@@ -133,7 +134,8 @@ class ColourSlot(pulumi.ComponentResource):
                     envs=container_environment(
                         environment, agent_environment(host, args.environment, service),
                         args.secret_environment),
-                    networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=args.networks[host.name])],
+                    networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=args.networks[host.name])]
+                    if host.name in args.networks else None,
                     ports=[docker.ContainerPortArgs(internal=spec.port, ip="127.0.0.1")],
                     restart="unless-stopped",
                     memory=spec.memory_mb,

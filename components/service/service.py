@@ -1,5 +1,5 @@
-"""Service: a service in one environment: its images, its private network and linked dependencies
-on every host, a ColourSlot per configured colour, and the alias that points at the live one."""
+"""Service: a service in one environment: its images, its linked dependencies on a private network
+on every host (a service without dependencies needs none and runs on the default bridge), a ColourSlot per configured colour, and the alias that points at the live one."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from components.model.release import (
 )
 from components.naming import (
     catalogue_entry, catalogue_key, config_prefix, docker_name, history_prefix, preview_path,
-    release_prefix, route_key, slot_key, stable_path
+    release_prefix, route_key, service_network, slot_key, stable_path
 )
 from components.platform.docker_host import labels
 from components.service.colour_slot import ColourSlot, ColourSlotArgs
@@ -45,6 +45,9 @@ class ServiceArgs:
     now: str = ""                    # this update's time, for the release history
     base_image: str = "debian:bookworm-slim"  # passed to Dockerfiles as BASE_IMAGE
     secret_environment: pulumi.Input[dict] | None = None  # NAME -> value, from bluegreen:secrets
+    # Hosts where the service has its private network (address_pools.private_network_hosts);
+    # None: every host when it has dependencies, else none.
+    network_hosts: tuple[str, ...] | None = None
 
     def __post_init__(self):
         if self.settings.name != self.manifest.name:
@@ -112,10 +115,14 @@ class Service(pulumi.ComponentResource):
                              for d in manifest.dependencies}
         networks = {}
         self.dependencies: list[docker.Container] = []
+        network_hosts = args.network_hosts if args.network_hosts is not None else \
+            (settings.hosts if manifest.dependencies else ())
         for host_name in settings.hosts:
+            if host_name not in network_hosts:
+                continue
             provider = args.providers[host_name]
             network = docker.Network(
-                f"{name}-{host_name}-network", name=docker_name(env, manifest.name),
+                f"{name}-{host_name}-network", name=service_network(env, manifest.name),
                 opts=pulumi.ResourceOptions(parent=self, provider=provider))
             networks[host_name] = network.name
             for dependency in manifest.dependencies:

@@ -261,3 +261,59 @@ def container_identity(name: str) -> tuple[str, str]:
     """(container id, start time): both unchanged means the container was not restarted."""
     info = docker_json("inspect", name)[0]
     return info["Id"], info["State"]["StartedAt"]
+
+
+TINY_SERVER = '''\
+import json, os
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+IDENTITY = {k: os.environ.get("SERVICE_" + k.upper(), "") for k in ("name", "version", "colour", "environment")}
+
+
+class Handler(BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = json.dumps(IDENTITY).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("X-Service-Version", IDENTITY["version"])
+        self.send_header("X-Service-Colour", IDENTITY["colour"])
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+ThreadingHTTPServer(("", 8000), Handler).serve_forever()
+'''
+
+
+def tiny_service(directory: str, name: str) -> str:
+    """A small service repo without dependencies (a JSON identity on every path); returns the
+    path of its service.yaml."""
+    os.makedirs(directory, exist_ok=True)
+    with open(os.path.join(directory, "server.py"), "w", encoding="utf-8") as handle:
+        handle.write(TINY_SERVER)
+    with open(os.path.join(directory, "Dockerfile"), "w", encoding="utf-8") as handle:
+        handle.write("ARG BASE_IMAGE=debian:bookworm-slim\nFROM ${BASE_IMAGE}\nCOPY server.py /server.py\n"
+                     "USER nobody\nCMD [\"python3\", \"-u\", \"/server.py\"]\n")
+    manifest = os.path.join(directory, "service.yaml")
+    with open(manifest, "w", encoding="utf-8") as handle:
+        yaml.safe_dump({"name": name, "description": f"{name}: a small service without dependencies",
+                        "build": {"context": "."}, "port": 8000,
+                        "health": {"path": "/health", "interval": "1s", "timeout": "1s"},
+                        "route": name, "memory": "48m"}, handle, sort_keys=False)
+    return manifest
+
+
+def push_tiny_image(directory: str, registry: str, name: str = "tiny") -> str:
+    """Builds the tiny service's image once and pushes it; returns its digest reference."""
+    tiny_service(directory, name)
+    tag = f"{registry}/{name}:1"
+    base = os.environ.get("BLUEGREEN_BASE_IMAGE", "bluegreen/base:bookworm")
+    subprocess.run(["docker", "build", "-q", "--build-arg", f"BASE_IMAGE={base}", "-t", tag, directory],
+                   check=True, capture_output=True)
+    subprocess.run(["docker", "push", "-q", tag], check=True, capture_output=True)
+    digests = docker_json("image", "inspect", tag)[0]["RepoDigests"]
+    return next(d for d in digests if d.startswith(f"{registry}/{name}@"))

@@ -259,3 +259,34 @@ def test_replacing_only_the_offline_colour_is_not_called_out(recorded):
     assert summary["services"]["vizconfig"]["flip"] is False
     assert summary["services"]["vizconfig"]["live_touched"] is False
     assert "replaces live containers" not in render_markdown([summary])
+
+
+# -- service stacks ------------------------------------------------------------------------------
+
+SERVICE_STACKS = {
+    **CONFIGS,
+    "production.api": {"bluegreen:environmentStack": "production",
+                       "bluegreen:services": {"api": {"manifest": "services/api/service.yaml"}}},
+    "production.web": {"bluegreen:environmentStack": "organization/bluegreen/production",
+                       "bluegreen:services": {"web": {"manifest": "services/web/service.yaml"}}},
+    "integration.api": {"bluegreen:environmentStack": "integration",
+                        "bluegreen:services": {"api": {"manifest": "services/api/service.yaml"}}},
+}
+
+
+@pytest.mark.parametrize("paths, stacks", [
+    (["stacks/Pulumi.production.api.yaml"], ["production.api"]),
+    (["services/api/app.py"], ["integration.api", "production.api"]),
+    (["services/web/service.yaml"], ["production.web"]),
+    (["stacks/Pulumi.production.yaml"], ["production", "production.api", "production.web"]),
+])
+def test_a_service_stack_is_previewed_alone_unless_its_environment_stack_changes(paths, stacks):
+    assert affected_stacks(paths, SERVICE_STACKS) == (stacks, [])
+
+
+def test_a_service_stacks_summary_uses_the_inherited_environment(recorded):
+    digest = copy.deepcopy(recorded)
+    digest["config"] = {k: v for k, v in digest["config"].items() if k != "bluegreen:environment"}
+    summary = summary_of(digest, config={"bluegreen:environment": "e2e-pipe-prod"})
+    assert summary["environment"] == "e2e-pipe-prod"
+    assert summary["services"]["vizconfig"]["flip"] is True

@@ -38,7 +38,8 @@ def test_readme_has_pulumi_up_examples():
 
 def test_the_readme_stack_entry_parses_as_its_comments_say():
     text = read("README.md")
-    (block,) = [b for b in re.findall(r"```yaml\n(.*?)```", text, re.S) if "bluegreen:services:" in b]
+    (block,) = [b for b in re.findall(r"```yaml\n(.*?)```", text, re.S)
+                if "bluegreen:services:" in b and "gateTimeout:" in b]
     entry = yaml.safe_load(block)["config"]["bluegreen:services"]
     local = yaml.safe_load(read("stacks/Pulumi.local.yaml"))["config"]
     values = {key.removeprefix("bluegreen:"): value for key, value in local.items()

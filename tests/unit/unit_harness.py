@@ -200,14 +200,24 @@ def stack_config(stack: str = "local") -> dict[str, Any]:
 CALLBACKS = RecordingCallbacks()  # the hooks of the last run_program
 
 
+def engine_networks(pools=None, bridges=("bridge",)):
+    """What `docker info` and `docker network ls` say about one engine, for run_program."""
+    from components.platform.address_pools import EngineNetworks
+
+    return EngineNetworks(None if pools is None else tuple(pools), frozenset(bridges))
+
+
 def run_program(config: dict, *, stack: str = "local", root: str = ROOT,
                 stack_outputs: dict | None = None,
-                records: dict | None = None) -> list[RegisteredResource]:
+                records: dict | None = None,
+                engines: dict | None = None) -> list[RegisteredResource]:
     """Runs components.program.run(root) with `config` (bluegreen:* values, keys without the
     namespace) and returns every registered resource. Raises ProgramFailed on an error.
 
     `stack_outputs` answers StackReferences (stacks that use another stack's platform);
-    `records` ({service: ServiceRecords}) stands in for what Consul holds before the update."""
+    `records` ({service: ServiceRecords}) stands in for what Consul holds before the update;
+    `engines` ({host: EngineNetworks}) for what each Docker engine says about its networks
+    (default: Docker's own pools and only the default bridge)."""
     from components import program
     from components.consul.records import ServiceRecords
 
@@ -225,11 +235,15 @@ def run_program(config: dict, *, stack: str = "local", root: str = ROOT,
     CALLBACKS.error_hooks.clear()
     CALLBACKS.resource_hooks.clear()
     CALLBACKS.install()
+    read_networks = program.read_networks
+    program.read_networks = lambda _stack, hosts: {h: (engines or {}).get(h, engine_networks())
+                                                   for h in hosts}
     try:
         _sync_await(run_pulumi_func(lambda: program.run(root)))
     except Exception as error:  # noqa: BLE001 - handed to the test with what was registered
         raise ProgramFailed(error, list(monitor.registered)) from error
     finally:
         program.read_records = read_records
+        program.read_networks = read_networks
         pulumi.runtime.set_all_config({})
     return list(monitor.registered)
