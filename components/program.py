@@ -110,8 +110,9 @@ def run(root: str) -> None:
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
     if stack.platform is not None:
+        home = stack.hosts[stack.platform.host]
         providers = host_providers(stack.stack, stack.hosts,
-                                   f"127.0.0.1:{stack.platform.registry_port}")
+                                   f"{home.address}:{stack.platform.registry_port}")
         platform = Platform(f"{stack.stack}-platform", PlatformArgs(
             stack=stack.stack, settings=stack.platform, hosts=stack.hosts, providers=providers))
         registry, proxy, agents = platform.registry, platform.proxy, dict(platform.agents)

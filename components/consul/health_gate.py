@@ -7,6 +7,7 @@ failing checks, and the alias (and so the traffic) stays where it was."""
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 import pulumi
@@ -19,12 +20,36 @@ from components.naming import HEALTH_GATE_TYPE
 POLL_INTERVAL_S = 0.5
 
 
-def gate_problems(checks: Mapping[str, list[consul_api.CheckState] | None]) -> list[str]:
-    """What keeps the gate closed: one line per unregistered instance or non-passing check.
+@dataclass(frozen=True)
+class Unreachable:
+    """An instance whose agent did not answer (its host or its link is down)."""
+
+    agent: str
+    reason: str
+
+
+def read_checks(instances: Mapping[str, str]) -> dict[str, list[consul_api.CheckState] | None | Unreachable]:
+    """Each instance's checks from its own agent; an agent that does not answer is a finding."""
+    found: dict[str, list[consul_api.CheckState] | None | Unreachable] = {}
+    for instance, agent in sorted(instances.items()):
+        try:
+            found[instance] = consul_api.agent_service_checks(agent, instance)
+        except consul_api.ConsulError as error:
+            found[instance] = Unreachable(agent, str(error))
+    return found
+
+
+def gate_problems(checks: Mapping[str, list[consul_api.CheckState] | None | Unreachable]) -> list[str]:
+    """What keeps the gate closed: one line per unregistered or unreachable instance or
+    non-passing check.
 
     `checks` maps each expected instance to its checks (None when its agent does not know it)."""
     problems = []
     for instance, found in checks.items():
+        if isinstance(found, Unreachable):
+            problems.append(f"instance {instance}: its agent {found.agent} does not answer "
+                            f"(host or link down?): {found.reason}"[:400])
+            continue
         if found is None:
             problems.append(f"instance {instance} is not registered with its Consul agent")
             continue
@@ -47,8 +72,7 @@ def wait_for_gate(instances: Mapping[str, str], timeout_s: float, label: str) ->
     raises naming the failing checks. `instances` maps instance ID -> its agent's URL."""
     start = time.monotonic()
     while True:
-        problems = gate_problems({instance: consul_api.agent_service_checks(agent, instance)
-                                  for instance, agent in sorted(instances.items())})
+        problems = gate_problems(read_checks(instances))
         waited = time.monotonic() - start
         if not problems:
             return waited
@@ -63,8 +87,7 @@ class _HealthGateProvider(dynamic.ResourceProvider):
     def _wait(self, props: dict[str, Any]) -> dict[str, Any]:
         if not props["blocking"]:
             # The offline colour only reports: a broken preview must not block a rollback.
-            problems = gate_problems({i: consul_api.agent_service_checks(a, i)
-                                      for i, a in sorted(props["instances"].items())})
+            problems = gate_problems(read_checks(props["instances"]))
             return {**props, "waited_s": 0.0, "passing": not problems, "problems": problems}
         label = f"{props['environment']}/{props['service']}/{props['colour']}"
         waited = wait_for_gate(props["instances"], float(props["timeout_s"]), label)
