@@ -151,3 +151,19 @@ def test_wait_for_gate_times_out_naming_label_and_failing_checks(monkeypatch, cl
     assert "integration/vizconfig/green" in message
     assert "HTTP GET /health on i-0" in message and "edge-1" in message and "HTTP 500" in message
     assert 10 <= clock.now <= 11
+
+
+def test_an_unreachable_agent_names_the_instance_and_keeps_the_gate_closed(monkeypatch, clock):
+    def agent_service_checks(agent, instance):
+        if "lab2" in agent:
+            raise health_gate.consul_api.ConsulError(f"Consul at {agent} is unreachable (timeout)")
+        return [check(instance)]
+
+    monkeypatch.setattr(health_gate.consul_api, "agent_service_checks", agent_service_checks)
+    with pytest.raises(RuntimeError) as raised:
+        wait_for_gate({"prod-viz-green-lab1-0": "http://lab1:8500",
+                       "prod-viz-green-lab2-0": "http://lab2:8500"}, 10, "prod/viz/green")
+    message = str(raised.value)
+    assert "prod-viz-green-lab2-0" in message and "http://lab2:8500 does not answer" in message
+    assert "lab1-0" not in message
+    assert 10 <= clock.now <= 11
