@@ -36,6 +36,7 @@ pool() { echo "$LAB_POOL_PREFIX.$(($1 * 16)).0/20"; }
 engine() { docker -H "unix://$(socket "$1")" "${@:2}"; }
 alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 hosts() { seq 1 "$LAB_HOSTS"; }
+has_netns() { [[ " $(ip netns list | cut -d' ' -f1 | tr '\n' ' ') " == *" $1 "* ]]; }
 
 wait_for() { # SECONDS WHAT COMMAND...: poll until COMMAND succeeds
   local seconds=$1 what=$2; shift 2
@@ -49,13 +50,27 @@ ensure_bridge() {
     ip addr add "$gateway/24" dev "$LAB_BRIDGE"
   fi
   ip link set "$LAB_BRIDGE" up
-  # Docker sets FORWARD to DROP and bridged frames pass through it (br_netfilter): let the hosts
-  # talk to each other (Consul gossip and RPC) across the lab bridge.
+  local rule
+  while read -r rule; do
+    # shellcheck disable=SC2086
+    iptables -C $rule 2>/dev/null || iptables -I $rule
+  done < <(lab_rules)
+  # shellcheck disable=SC2046
+  iptables -t nat -C $(nat_rule) 2>/dev/null || iptables -t nat -A $(nat_rule)
+}
+
+lab_rules() { # the firewall rules the lab needs, one per line (chain and match)
   local chain=DOCKER-USER
   iptables -n -L "$chain" >/dev/null 2>&1 || chain=FORWARD
-  iptables -C "$chain" -i "$LAB_BRIDGE" -o "$LAB_BRIDGE" -j ACCEPT 2>/dev/null ||
-    iptables -I "$chain" -i "$LAB_BRIDGE" -o "$LAB_BRIDGE" -j ACCEPT
+  # Docker sets FORWARD to DROP and bridged frames pass through it (br_netfilter): let the hosts
+  # talk to each other (Consul gossip and RPC) across the lab bridge, and reach the package
+  # registries like any machine of a site (their builds run apt-get).
+  echo "$chain -i $LAB_BRIDGE -o $LAB_BRIDGE -j ACCEPT"
+  echo "$chain -i $LAB_BRIDGE ! -o $LAB_BRIDGE -j ACCEPT"
+  echo "$chain -o $LAB_BRIDGE -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT"
 }
+
+nat_rule() { echo "POSTROUTING -s $LAB_PREFIX.0/24 ! -o $LAB_BRIDGE -j MASQUERADE"; }
 
 ensure_keys() {
   mkdir -p "$labdir"; chmod 700 "$labdir"
@@ -97,14 +112,15 @@ CONF
 
 ensure_namespace() { # N: the namespace, its cable to the bridge and its address
   local i=$1 ns; ns=$(netns "$1")
-  ip netns list | grep -qw "^$ns" || ip netns add "$ns"
+  has_netns "$ns" || ip netns add "$ns"
   if ! ip link show "$(cable "$i")" >/dev/null 2>&1; then
     ip link add "$(cable "$i")" type veth peer name eth0 netns "$ns"
     ip link set "$(cable "$i")" master "$LAB_BRIDGE"
   fi
   ip link set "$(cable "$i")" up
   ip -n "$ns" link set lo up
-  ip -n "$ns" addr show dev eth0 | grep -q "$(address "$i")/" ||
+  # (Compared as strings: `| grep -q` fails under pipefail when grep stops reading early.)
+  [[ $(ip -n "$ns" addr show dev eth0) == *" $(address "$i")/"* ]] ||
     ip -n "$ns" addr add "$(address "$i")/24" dev eth0
   ip -n "$ns" link set eth0 up
   ip -n "$ns" route replace default via "$gateway"
@@ -194,7 +210,7 @@ stop_host() { # N: like pulling the plug after an orderly shutdown of the engine
     pid=$(cat "$run/lab$i/docker.pid"); kill "$pid"
     for _ in $(seq 1 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
   fi
-  if ip netns list | grep -qw "^$ns"; then
+  if has_netns "$ns"; then
     # Whatever is left in the namespace (sshd, its sessions, shims) was started by the lab.
     for pid in $(ip netns pids "$ns"); do kill -9 "$pid" 2>/dev/null || true; done
     ip netns delete "$ns"
@@ -209,9 +225,13 @@ down() {
   local i
   for i in $(seq 1 "$LAB_HOSTS"); do stop_host "$i"; done
   if ip link show "$LAB_BRIDGE" >/dev/null 2>&1; then ip link delete "$LAB_BRIDGE"; fi
-  local chain=DOCKER-USER
-  iptables -n -L "$chain" >/dev/null 2>&1 || chain=FORWARD
-  iptables -D "$chain" -i "$LAB_BRIDGE" -o "$LAB_BRIDGE" -j ACCEPT 2>/dev/null || true
+  local rule
+  while read -r rule; do
+    # shellcheck disable=SC2086
+    iptables -D $rule 2>/dev/null || true
+  done < <(lab_rules)
+  # shellcheck disable=SC2046
+  iptables -t nat -D $(nat_rule) 2>/dev/null || true
   if [ "${1:-}" = --purge ]; then
     # Overlay mounts live in each engine's own mount namespace, gone with it.
     rm -rf "$disks" "$run"
@@ -227,7 +247,7 @@ status() {
     engine_state=$(engine "$i" info --format '{{.ContainersRunning}}/{{.Containers}}' 2>/dev/null) || engine_state=down
     ssh_state=$(timeout 10 ssh -o BatchMode=yes "root@$(address "$i")" docker info --format ok 2>/dev/null) || ssh_state=down
     printf 'lab%d  %-15s netns %-7s link %-7s containers %-7s ssh %s\n' "$i" "$(address "$i")" \
-      "$(ip netns list | grep -qw "^$ns" && echo up || echo absent)" "$link" "$engine_state" "$ssh_state"
+      "$(has_netns "$ns" && echo up || echo absent)" "$link" "$engine_state" "$ssh_state"
   done
 }
 
