@@ -258,3 +258,60 @@ def container_identity(name: str) -> tuple[str, str]:
     """(container id, start time): both unchanged means the container was not restarted."""
     info = docker_json("inspect", name)[0]
     return info["Id"], info["State"]["StartedAt"]
+
+
+# --- the lab: hosts in network namespaces, reached over ssh:// (lab/lab.sh) --------------------
+
+LAB_SCRIPT = os.path.join(REPO, "lab", "lab.sh")
+
+
+def lab(*args: str, timeout: float = 180) -> str:
+    """Runs lab/lab.sh (up, status, stop-host N, link-down N, ...); fails loudly."""
+    result = subprocess.run(["bash", LAB_SCRIPT, *args], capture_output=True, text=True,
+                            timeout=timeout)
+    if result.returncode != 0:
+        raise RuntimeError(f"lab/lab.sh {' '.join(args)} failed: {result.stderr.strip()}")
+    return result.stdout
+
+
+def lab_hosts(ports: dict) -> dict:
+    """bluegreen:hosts for every lab host (the lab must be up: `./bg lab up`), their agents on
+    the given ports, plus `local` (this machine's engine at its lab address, for the registry,
+    the proxy and the proxy's client agent)."""
+    hosts = json.loads(lab("hosts"))
+    for name, host in hosts.items():
+        status = subprocess.run(["docker", "-H", f"unix://{host['dockerSocket']}", "info"],
+                                capture_output=True)
+        if status.returncode != 0:
+            raise RuntimeError(f"lab host {name} does not answer: run `./bg lab up`")
+        host.update({"consul": f"http://{host['address']}:{ports['consul']}",
+                     "consulSerfPort": ports["serf"], "consulServerPort": ports["server"]})
+    gateway = next(iter(hosts.values()))["address"].rsplit(".", 1)[0] + ".1"
+    return {"local": {"docker": os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock"),
+                      "consul": f"http://{gateway}:{ports['consul']}", "address": gateway,
+                      "consulSerfPort": ports["serf"], "consulServerPort": ports["server"]},
+            **hosts}
+
+
+def lab_platform_config(ports: dict, hosts: dict) -> dict:
+    """A platform on the lab: a Consul server on every lab host, the registry (at this machine's
+    lab address), the proxy (127.0.0.1) and a client agent on this machine."""
+    return {
+        "bluegreen:hosts": hosts,
+        "bluegreen:platform": {
+            "host": "local",
+            "servers": [name for name in hosts if name != "local"],
+            "consul": {"image": _image("bluegreen/consul")},
+            "registry": {"image": _image("bluegreen/registry"), "port": ports["registry"]},
+            "proxy": {"image": _image("bluegreen/proxy"), "port": ports["proxy"]},
+        },
+    }
+
+
+def host_docker(host: dict, *args: str, check: bool = True) -> str:
+    """The docker CLI against a lab host's engine on its socket (no ssh: works with its link down)."""
+    result = subprocess.run(["docker", "-H", f"unix://{host['dockerSocket']}", *args],
+                            capture_output=True, text=True, timeout=60)
+    if check and result.returncode != 0:
+        raise RuntimeError(f"docker {' '.join(args)} on {host['address']}: {result.stderr.strip()}")
+    return result.stdout.strip()
