@@ -71,6 +71,8 @@ def clear_stale_locks(backend_dir: str, stack: str, out=sys.stderr) -> list[Lock
     cleared = stale_locks(locks, socket.gethostname(), pid_alive)
     for lock in cleared:
         os.remove(lock.path)
+        if os.path.exists(lock.path + ".attrs"):  # the blob store's metadata beside it
+            os.remove(lock.path + ".attrs")
         print(f"recovery: cleared the lock of stack {stack} left by process {lock.pid}, which no "
               f"longer runs ({os.path.basename(lock.path)})", file=out)
     return cleared
