@@ -4,8 +4,9 @@ Not a test: run it, read the figures.
 
     ./bg bench lab_flip_benchmark [--flips N] [--keep]
 
-On stacks of its own (bench-lab-platform, bench-lab; Consul on port 29700 of every lab host, the
-registry on 29705 of this machine's lab address, the proxy on 127.0.0.1:29780), with both colours
+On stacks of its own, wholly on the lab (bench-lab-platform, bench-lab; Consul on port 29700 of
+every lab host, the registry and the proxy on the first host's lab address, ports 29705 and
+29780), with both colours
 running: each flip is a `live` change and `pulumi up`, under a client loop through the proxy
 (20 requests/s). Per flip: the update's wall time, the time from its start until the proxy serves
 the new colour, and the failed requests. First with the service on every lab host but the last,
@@ -27,7 +28,7 @@ from e2e_harness import (Deployment, RequestLoop, get_json, lab, lab_hosts, lab_
 
 PLATFORM, STACK = "bench-lab-platform", "bench-lab"
 PORTS = {"consul": 29700, "serf": 29701, "server": 29702, "registry": 29705, "proxy": 29780}
-STABLE = f"http://127.0.0.1:{PORTS['proxy']}/{STACK}/vizconfig/"
+STABLE = ""  # the proxy on the first lab host, known once the lab answers
 OUT = os.path.join(REPO, "reports", "benchmark-lab-flip.json")
 
 
@@ -74,7 +75,9 @@ def main() -> int:
     require_environment()
     lab("up")
     hosts = lab_hosts(PORTS)
-    names = [n for n in hosts if n != "local"]
+    names = list(hosts)
+    global STABLE
+    STABLE = f"http://{hosts[names[0]]['address']}:{PORTS['proxy']}/{STACK}/vizconfig/"
     platform = Deployment(PLATFORM, lab_platform_config(PORTS, hosts))
     deployment = None
     try:

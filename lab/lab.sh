@@ -132,11 +132,11 @@ ensure_engine() { # N: dockerd inside the namespace
   mkdir -p "$dir" "$disks/lab$i"
   alive "$dir/docker.pid" || rm -f "$dir/docker.pid"
   rm -f "$dir/exec/containerd/containerd.sock"
-  # The registry is on this machine's lab address, over plain HTTP.
+  # The registry is on a lab address (this machine's, or a host's), over plain HTTP.
   # nsenter keeps this machine's mounts (ip netns exec would remount /sys without cgroups).
   nsenter --net="/run/netns/$ns" nohup dockerd --host "unix://$(socket "$i")" --data-root "$disks/lab$i" \
     --exec-root "$dir/exec" --pidfile "$dir/docker.pid" --bip "$(bip "$i")/24" \
-    --default-address-pool "base=$(pool "$i"),size=24" --insecure-registry "$gateway/32" \
+    --default-address-pool "base=$(pool "$i"),size=24" --insecure-registry "$LAB_PREFIX.0/24" \
     >"$labdir/lab$i/dockerd.log" 2>&1 &
   wait_for 60 "the engine of lab$i (log: $labdir/lab$i/dockerd.log)" engine "$i" info
 }

@@ -47,6 +47,7 @@ class PlatformConfig:
     proxy_port: int
     agents: tuple[str, ...] = ()   # further hosts that get a client agent joined to the servers
     servers: tuple[str, ...] = ()  # the hosts that run Consul servers (an odd number); () means `host`
+    proxy_address: str = "127.0.0.1"  # where the proxy listens on its host
 
     @property
     def server_hosts(self) -> tuple[str, ...]:
@@ -183,7 +184,7 @@ def _platform(top: Fields, hosts: dict[str, Host]) -> PlatformConfig:
                            f"({', '.join(h for h in hosts if h not in taken)})")
     consul = fields.nested("consul", ["image", "datacenter"])
     registry = fields.nested("registry", ["image", "port"])
-    proxy = fields.nested("proxy", ["image", "port"])
+    proxy = fields.nested("proxy", ["image", "port", "address"])
     return PlatformConfig(
         host=host,
         consul=ConsulSettings(image=consul.string("image"), datacenter=consul.string("datacenter", "dc1")),
@@ -193,6 +194,8 @@ def _platform(top: Fields, hosts: dict[str, Host]) -> PlatformConfig:
         proxy_port=proxy.integer("port", minimum=1, maximum=65535),
         agents=tuple(agents),
         servers=tuple(servers),
+        proxy_address=proxy.string("address", "127.0.0.1", pattern=r"[0-9]{1,3}(\.[0-9]{1,3}){3}",
+                                   hint="an IPv4 address of the proxy's host, e.g. 127.0.0.1"),
     )
 
 

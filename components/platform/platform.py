@@ -49,6 +49,7 @@ class Platform(pulumi.ComponentResource):
         self.proxy_component = Proxy(f"{name}-proxy", ProxyArgs(
             stack=args.stack, image=settings.proxy_image, port=settings.proxy_port,
             consul_address=home.consul, provider=args.providers[home.name],
+            address=settings.proxy_address,
             depends_on=(self.cluster,)), opts=child)
         # Each URL resolves once its agent's container is healthy: users of it wait for that.
         self.agents = {host: container.id.apply(lambda _, url=args.hosts[host].consul: url)

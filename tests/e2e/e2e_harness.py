@@ -276,8 +276,7 @@ def lab(*args: str, timeout: float = 180) -> str:
 
 def lab_hosts(ports: dict) -> dict:
     """bluegreen:hosts for every lab host (the lab must be up: `./bg lab up`), their agents on
-    the given ports, plus `local` (this machine's engine at its lab address, for the registry,
-    the proxy and the proxy's client agent)."""
+    the given ports."""
     hosts = json.loads(lab("hosts"))
     for name, host in hosts.items():
         status = subprocess.run(["docker", "-H", f"unix://{host['dockerSocket']}", "info"],
@@ -286,24 +285,22 @@ def lab_hosts(ports: dict) -> dict:
             raise RuntimeError(f"lab host {name} does not answer: run `./bg lab up`")
         host.update({"consul": f"http://{host['address']}:{ports['consul']}",
                      "consulSerfPort": ports["serf"], "consulServerPort": ports["server"]})
-    gateway = next(iter(hosts.values()))["address"].rsplit(".", 1)[0] + ".1"
-    return {"local": {"docker": os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock"),
-                      "consul": f"http://{gateway}:{ports['consul']}", "address": gateway,
-                      "consulSerfPort": ports["serf"], "consulServerPort": ports["server"]},
-            **hosts}
+    return hosts
 
 
 def lab_platform_config(ports: dict, hosts: dict) -> dict:
-    """A platform on the lab: a Consul server on every lab host, the registry (at this machine's
-    lab address), the proxy (127.0.0.1) and a client agent on this machine."""
+    """A platform wholly on the lab: a Consul server on every host; the registry and the proxy on
+    the first, at its lab address (so nothing runs on this machine's shared engine)."""
+    home = next(iter(hosts))
     return {
         "bluegreen:hosts": hosts,
         "bluegreen:platform": {
-            "host": "local",
-            "servers": [name for name in hosts if name != "local"],
+            "host": home,
+            "servers": list(hosts),
             "consul": {"image": _image("bluegreen/consul")},
             "registry": {"image": _image("bluegreen/registry"), "port": ports["registry"]},
-            "proxy": {"image": _image("bluegreen/proxy"), "port": ports["proxy"]},
+            "proxy": {"image": _image("bluegreen/proxy"), "port": ports["proxy"],
+                      "address": hosts[home]["address"]},
         },
     }
 

@@ -2,8 +2,10 @@
 each): every drill runs under a bounded client loop through the proxy and records the failed
 requests, the time to detect and the time to converge (reports/e2e/lab-figures.json).
 
-The service runs on every lab host but the last, which holds only a Consul server: drill (a)
-stops that server (made leader first) in the middle of a deploy. Runs in order on one stack."""
+Everything runs on the lab's own engines: the registry and the proxy on the first host, at its
+lab address. The service runs on every lab host but the last, which holds only a Consul server:
+drill (a) stops that server (made leader first) in the middle of a deploy; drills (b) and (e) take
+down the last service host (not the proxy's). Runs in order on one stack."""
 
 from __future__ import annotations
 
@@ -26,8 +28,7 @@ from e2e_harness import (LOG_DIR, REPO, Deployment, RequestLoop, container_ident
 PLATFORM = "e2e-lab-platform"
 STACK = ENV = "e2e-lab"
 PORTS = {"consul": 29500, "serf": 29301, "server": 29300, "registry": 29005, "proxy": 29080}
-PROXY = f"http://127.0.0.1:{PORTS['proxy']}"
-STABLE = f"{PROXY}/{ENV}/vizconfig/"
+STABLE = ""  # the proxy on the first lab host: set once the lab answers
 GATE_TIMEOUT_S = 20
 FIGURES: dict = {}
 
@@ -37,12 +38,14 @@ class Lab:
 
     def __init__(self):
         self.hosts = lab_hosts(PORTS)
-        self.lab_names = [name for name in self.hosts if name != "local"]
+        self.lab_names = list(self.hosts)
         if len(self.lab_names) < 3:
             raise RuntimeError("the drills need a lab of at least 3 hosts (BLUEGREEN_LAB_HOSTS)")
         self.service_hosts = self.lab_names[:-1]
         self.server_only = self.lab_names[-1]
-        self.local_agent = self.hosts["local"]["consul"]
+        self.proxy_host = self.lab_names[0]
+        # Questions about the cluster go to the proxy's host's agent (never stopped but in (d)).
+        self.local_agent = self.hosts[self.proxy_host]["consul"]
 
     def number(self, name: str) -> str:
         return name.removeprefix("lab")
@@ -68,9 +71,8 @@ class Lab:
         return response.json() if response.status_code == 200 else None
 
     def proxy_config(self) -> str:
-        return subprocess.run(["docker", "exec", docker_name(PLATFORM, "proxy"), "cat",
-                               "/etc/nginx/live/bluegreen.conf"],
-                              capture_output=True, text=True, check=True).stdout
+        return host_docker(self.hosts[self.proxy_host], "exec", docker_name(PLATFORM, "proxy"),
+                           "cat", "/etc/nginx/live/bluegreen.conf")
 
     def live_upstream(self) -> str:
         """The lines of the live upstream of the drill's service in the proxy's applied config."""
@@ -91,6 +93,8 @@ def drill():
     require_environment()
     lab("up")
     the_lab = Lab()
+    global STABLE
+    STABLE = f"http://{the_lab.hosts[the_lab.proxy_host]['address']}:{PORTS['proxy']}/{ENV}/vizconfig/"
     platform = Deployment(PLATFORM, lab_platform_config(PORTS, the_lab.hosts))
     environment = None
     try:
@@ -179,10 +183,11 @@ def test_the_lab_serves_across_hosts_by_address(drill):
         ports = json.loads(host_docker(host, "inspect", "-f", "{{json .NetworkSettings.Ports}}",
                                        docker_name(instance_id(ENV, "vizconfig", "blue", name, 0))))
         assert [(b["HostIp"], int(b["HostPort"])) for b in next(iter(ports.values()))] == [(address, port)]
-        # The proxy (on this machine) reaches it by address, and the host pulled it from the registry.
+        # The proxy reaches it by address, and the host pulled it from the registry.
         assert f"server {address}:{port} " in the_lab.live_upstream()
         pulled = host_docker(host, "images", "--digests", "--format", "{{.Repository}}")
-        assert f"{the_lab.hosts['local']['address']}:{PORTS['registry']}/vizconfig" in pulled.split()
+        registry = the_lab.hosts[the_lab.proxy_host]["address"]
+        assert f"{registry}:{PORTS['registry']}/vizconfig" in pulled.split()
 
 
 def test_drill_a_a_consul_server_stopped_during_a_deploy(drill):
@@ -335,15 +340,15 @@ def test_drill_c_kill_9_of_pulumi_up_during_the_flip(drill):
 
 def test_drill_d_proxy_killed_serves_last_good_config_at_once(drill):
     the_lab, _, _ = drill
+    home = the_lab.hosts[the_lab.proxy_host]
     proxy = docker_name(PLATFORM, "proxy")
-    agent = docker_name(PLATFORM, "consul", "local")
+    agent = docker_name(PLATFORM, "consul", the_lab.proxy_host)
     live = served()
     # With the proxy's Consul agent away it cannot render anything new: whatever it serves after
     # the restart is the configuration it had applied before.
-    subprocess.run(["docker", "stop", agent], check=True, capture_output=True)
+    host_docker(home, "stop", agent)
     try:
-        pid = int(subprocess.run(["docker", "inspect", "-f", "{{.State.Pid}}", proxy],
-                                 capture_output=True, text=True, check=True).stdout)
+        pid = int(host_docker(home, "inspect", "-f", "{{.State.Pid}}", proxy))
         with RequestLoop(STABLE, rate=20, max_requests=2000, max_seconds=60) as client:
             time.sleep(1)
             killed = time.monotonic()
@@ -351,16 +356,16 @@ def test_drill_d_proxy_killed_serves_last_good_config_at_once(drill):
             _, first_ok = wait_until(lambda: served() == live, 30, interval_s=0.05,
                                      what="the restarted proxy serves the live colour")
             time.sleep(2)
-        restarts = int(subprocess.run(["docker", "inspect", "-f", "{{.RestartCount}}", proxy],
-                                      capture_output=True, text=True, check=True).stdout)
+        restarts = int(host_docker(home, "inspect", "-f", "{{.RestartCount}}", proxy))
         after = [r for r in client.results if r[0] >= killed]
         assert restarts >= 1
         assert all(r[2] == live[1] for r in after if r[1] == 200)
         assert [r for r in client.results if r[0] >= killed + first_ok + 0.1 and r[1] != 200] == []
     finally:
-        subprocess.run(["docker", "start", agent], check=True, capture_output=True)
+        host_docker(home, "start", agent)
     wait_until(lambda: "apply-config: configuration applied" in subprocess.run(
-        ["docker", "logs", "--since", "30s", proxy], capture_output=True, text=True).stderr, 60,
+        ["docker", "-H", f"unix://{home['dockerSocket']}", "logs", "--since", "30s", proxy],
+        capture_output=True, text=True).stderr, 60,
         what="the proxy renders again once its agent is back")
     record("d_proxy_killed", client, serving_again_after_s=first_ok,
            failed_while_restarting=len([r for r in after if r[1] != 200]))
@@ -368,7 +373,7 @@ def test_drill_d_proxy_killed_serves_last_good_config_at_once(drill):
 
 def test_drill_e_a_host_restarted(drill):
     the_lab, _, _ = drill
-    victim = the_lab.service_hosts[0]
+    victim = the_lab.service_hosts[-1]
     address = the_lab.hosts[victim]["address"]
     live = served()
     before = {c: (the_lab.registration(victim, c) or {}).get("Port") for c in ("blue", "green")}
