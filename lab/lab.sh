@@ -23,8 +23,10 @@ labdir=$cache/lab                 # keys, configuration and logs
 run=/run/bluegreen-lab            # sockets and pid files
 disks=/var/lib/bluegreen-lab      # each host's Docker data root: its "disk", kept across restarts
 base_image=${BLUEGREEN_BASE_IMAGE:-bluegreen/base:bookworm}
-# Images every host needs that no registry serves: the agents' image and what services build FROM.
-images=("bluegreen/consul:$CONSUL_VERSION" "$base_image")
+# Images no registry serves: the agents', what services build FROM, and the registry's and the
+# proxy's (a platform may run them on a lab host).
+images=("bluegreen/consul:$CONSUL_VERSION" "$base_image" "bluegreen/registry:2.8"
+        "bluegreen/proxy:$CONSUL_TEMPLATE_VERSION")
 
 gateway=$LAB_PREFIX.1
 address() { echo "$LAB_PREFIX.$((LAB_HOST_OFFSET + $1))"; }
