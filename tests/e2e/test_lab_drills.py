@@ -59,11 +59,16 @@ class Lab:
         return next(n for n in self.lab_names if address.startswith(self.hosts[n]["address"] + ":"))
 
     def voters_alive(self) -> set[str]:
-        """Servers that are raft voters and alive in gossip."""
-        raft = requests.get(f"{self.local_agent}/v1/operator/raft/configuration", timeout=3).json()
-        members = requests.get(f"{self.local_agent}/v1/agent/members", timeout=3).json()
-        alive = {m["Name"] for m in members if m["Status"] == 1}
-        return {s["Node"] for s in raft["Servers"] if s["Voter"]} & alive
+        """Servers that autopilot counts as healthy voters (alive, in step with the leader)."""
+        health = requests.get(f"{self.local_agent}/v1/operator/autopilot/health", timeout=3)
+        if health.status_code != 200:
+            return set()
+        return {s["Name"] for s in health.json()["Servers"] if s["Healthy"] and s["Voter"]}
+
+    def wait_healthy(self, timeout_s: float = 90) -> float:
+        """Waits until every server is a healthy voter (the quorum tolerates a failure again)."""
+        return wait_until(lambda: self.voters_alive() == set(self.lab_names), timeout_s,
+                          interval_s=0.2, what="every Consul server a healthy voter")[1]
 
     def registration(self, host: str, colour: str) -> dict | None:
         instance = instance_id(ENV, "vizconfig", colour, host, 0)
@@ -115,6 +120,10 @@ def drill():
             subprocess.run(["bash", os.path.join(REPO, "lab", "lab.sh"), "link-up",
                             the_lab.number(name)], capture_output=True)
         lab("up")
+        try:
+            the_lab.wait_healthy(120)
+        except AssertionError:
+            pass  # the clean-up below says what it could not reach
         try:
             if environment is not None:
                 environment.remove()
@@ -170,7 +179,7 @@ class Background:
 def test_the_lab_serves_across_hosts_by_address(drill):
     the_lab, _, _ = drill
     assert served() == ("1.0.0", "blue")
-    assert the_lab.voters_alive() == set(the_lab.lab_names)
+    the_lab.wait_healthy()
     catalog = requests.get(f"{the_lab.local_agent}/v1/catalog/service/vizconfig", timeout=3).json()
     registered = {s["ServiceID"]: (s["ServiceAddress"], s["ServicePort"]) for s in catalog
                   if ENV in s["ServiceTags"]}
@@ -194,6 +203,7 @@ def test_drill_a_a_consul_server_stopped_during_a_deploy(drill):
     the_lab, _, environment = drill
     victim = the_lab.server_only
     victim_host = the_lab.hosts[victim]
+    the_lab.wait_healthy()
     # Stopping the leader is the harder case: the cluster must elect another mid-deploy.
     node_id = requests.get(f"{victim_host['consul']}/v1/agent/self", timeout=3).json()["Config"]["NodeID"]
     if the_lab.leader() != victim:
@@ -209,18 +219,19 @@ def test_drill_a_a_consul_server_stopped_during_a_deploy(drill):
         host_docker(victim_host, "stop", server)
         _, elected = wait_until(lambda: the_lab.leader() != victim, 30, interval_s=0.2,
                                 what="a new leader")
+        _, detected = wait_until(lambda: victim not in the_lab.voters_alive(), 60, interval_s=0.2,
+                                 what=f"{victim} seen as failed")
         deploy.join(300)
         assert deploy.error is None, deploy.error
         assert served() == ("2.0.0", "green")
         deploy_s = deploy.finished - deploy.started
         host_docker(victim_host, "start", server)
         restarted = time.monotonic()
-        _, rejoined = wait_until(lambda: the_lab.voters_alive() == set(the_lab.lab_names), 60,
-                                 interval_s=0.2, what=f"{victim} rejoins as a voter")
+        rejoined = the_lab.wait_healthy()
     assert stopped - deploy.started < deploy_s, "the server was stopped after the deploy ended"
     assert client.failures == [], client.failures[:5]
     record("a_consul_server_stopped", client, stopped_server=victim, leader_elected_s=elected,
-           deploy_s=deploy_s, rejoined_after_start_s=rejoined,
+           detect_s=detected, deploy_s=deploy_s, rejoined_after_start_s=rejoined,
            converged_s=restarted + rejoined - stopped)
 
 
@@ -228,6 +239,7 @@ def test_drill_b_a_host_link_down_during_a_deploy_to_it(drill):
     the_lab, _, environment = drill
     victim = the_lab.service_hosts[-1]
     others = [n for n in the_lab.lab_names if n != victim]
+    the_lab.wait_healthy()
     live_before = {n: container_identity_on(the_lab, n, "green") for n in the_lab.service_hosts}
     deps_before = {n: host_docker(the_lab.hosts[n], "ps", "-q", "--filter", "label=bluegreen.role=dependency")
                    for n in others if n in the_lab.service_hosts}
@@ -257,7 +269,7 @@ def test_drill_b_a_host_link_down_during_a_deploy_to_it(drill):
     assert failed == [], failed[:5]
     lab("link-up", the_lab.number(victim))
     back = time.monotonic()
-    wait_until(lambda: the_lab.voters_alive() == set(the_lab.lab_names), 60, what=f"{victim} back")
+    the_lab.wait_healthy()
     with loop() as client:
         rerun = time.monotonic()
         environment.up()
@@ -294,6 +306,7 @@ def descendants(pid: int) -> list[int]:
 
 def test_drill_c_kill_9_of_pulumi_up_during_the_flip(drill):
     the_lab, _, environment = drill
+    the_lab.wait_healthy()
     set_service(environment, the_lab, live="green", blue={"version": "3.0.0"}, green={"version": "4.0.0"})
     command = [os.path.join(REPO, "bg"), "pulumi", "up", "--yes", "--skip-preview", "--stack", STACK]
     log = open(os.path.join(LOG_DIR, f"{STACK}-killed.log"), "a")
@@ -340,6 +353,7 @@ def test_drill_c_kill_9_of_pulumi_up_during_the_flip(drill):
 
 def test_drill_d_proxy_killed_serves_last_good_config_at_once(drill):
     the_lab, _, _ = drill
+    the_lab.wait_healthy()
     home = the_lab.hosts[the_lab.proxy_host]
     proxy = docker_name(PLATFORM, "proxy")
     agent = docker_name(PLATFORM, "consul", the_lab.proxy_host)
@@ -375,6 +389,7 @@ def test_drill_e_a_host_restarted(drill):
     the_lab, _, _ = drill
     victim = the_lab.service_hosts[-1]
     address = the_lab.hosts[victim]["address"]
+    the_lab.wait_healthy()
     live = served()
     before = {c: (the_lab.registration(victim, c) or {}).get("Port") for c in ("blue", "green")}
     with loop() as client:
@@ -399,10 +414,10 @@ def test_drill_e_a_host_restarted(drill):
                 f"server {address}:{published} " in the_lab.live_upstream() and published
 
         port, converged = wait_until(rejoined, 120, interval_s=0.2, what=f"{victim} back in rotation")
-        wait_until(lambda: the_lab.voters_alive() == set(the_lab.lab_names), 60,
-                   what=f"{victim}'s Consul server rejoins")
+        server_back = the_lab.wait_healthy()
         assert served() == live
     assert client.failures == [], client.failures[:5]
     record("e_host_restarted", client, host=victim, stop_s=stopped, detect_s=detected,
            boot_s=booted, back_in_rotation_after_boot_s=converged, converged_s=booted + converged,
+           server_healthy_after_rotation_s=server_back,
            port_before=before[live[1]], port_after=port)
