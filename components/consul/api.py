@@ -141,3 +141,9 @@ def agent_service_checks(address: str, service_id: str) -> list[CheckState] | No
                        target)
             for c in body.get("Checks") or []]
 
+
+def catalog_passing(address: str, service: str) -> set[str]:
+    """IDs of the service's instances that pass every check in the catalog, node checks included:
+    what the proxy renders from. It lags an agent's own view while the servers elect a leader."""
+    response = _call("GET", address, f"/v1/health/service/{service}", params={"passing": "true"})
+    return {entry["Service"]["ID"] for entry in response.json() or []}

@@ -39,12 +39,28 @@ def read_checks(instances: Mapping[str, str]) -> dict[str, list[consul_api.Check
     return found
 
 
-def gate_problems(checks: Mapping[str, list[consul_api.CheckState] | None | Unreachable]) -> list[str]:
-    """What keeps the gate closed: one line per unregistered or unreachable instance or
-    non-passing check.
+def read_catalog(instances: Mapping[str, str], service: str) -> set[str] | Unreachable:
+    """The instances passing in the catalog, asked through the first of their agents that answers."""
+    unreachable = Unreachable("", "no agent to ask")
+    for agent in sorted(set(instances.values())):
+        try:
+            return consul_api.catalog_passing(agent, service)
+        except consul_api.ConsulError as error:
+            unreachable = Unreachable(agent, str(error))
+    return unreachable
 
-    `checks` maps each expected instance to its checks (None when its agent does not know it)."""
+
+def gate_problems(checks: Mapping[str, list[consul_api.CheckState] | None | Unreachable],
+                  catalog: set[str] | Unreachable | None = None) -> list[str]:
+    """What keeps the gate closed: one line per unregistered or unreachable instance or
+    non-passing check, and per instance the catalog does not show passing yet.
+
+    `checks` maps each expected instance to its checks (None when its agent does not know it);
+    `catalog` holds the instances passing in the catalog (None: not asked)."""
     problems = []
+    if isinstance(catalog, Unreachable):
+        problems.append(f"the catalog could not be read through {catalog.agent}: {catalog.reason}"[:400])
+        catalog = None
     for instance, found in checks.items():
         if isinstance(found, Unreachable):
             problems.append(f"instance {instance}: its agent {found.agent} does not answer "
@@ -64,15 +80,23 @@ def gate_problems(checks: Mapping[str, list[consul_api.CheckState] | None | Unre
                 # check runs again: a pass only counts once it was measured at the new address.
                 problems.append(f"check '{check.name}' on node {check.node} has not run against "
                                 f"{check.target} yet")
+        if catalog is not None and found and instance not in catalog and \
+                all(c.status == "passing" for c in found):
+            # The proxy renders from the catalog: flipping before it agrees would serve nothing.
+            problems.append(f"instance {instance} passes on its agent but not yet in the catalog "
+                            "(the proxy's view)")
     return problems
 
 
-def wait_for_gate(instances: Mapping[str, str], timeout_s: float, label: str) -> float:
-    """Polls each instance's agent until no problems remain; returns the seconds waited or
-    raises naming the failing checks. `instances` maps instance ID -> its agent's URL."""
+def wait_for_gate(instances: Mapping[str, str], timeout_s: float, label: str,
+                  service: str | None = None) -> float:
+    """Polls each instance's agent (and, given the service, the catalog) until no problems remain;
+    returns the seconds waited or raises naming the failing checks. `instances` maps instance ID
+    -> its agent's URL."""
     start = time.monotonic()
     while True:
-        problems = gate_problems(read_checks(instances))
+        problems = gate_problems(read_checks(instances),
+                                 read_catalog(instances, service) if service else None)
         waited = time.monotonic() - start
         if not problems:
             return waited
@@ -87,10 +111,11 @@ class _HealthGateProvider(dynamic.ResourceProvider):
     def _wait(self, props: dict[str, Any]) -> dict[str, Any]:
         if not props["blocking"]:
             # The offline colour only reports: a broken preview must not block a rollback.
-            problems = gate_problems(read_checks(props["instances"]))
+            problems = gate_problems(read_checks(props["instances"]),
+                                     read_catalog(props["instances"], props["service"]))
             return {**props, "waited_s": 0.0, "passing": not problems, "problems": problems}
         label = f"{props['environment']}/{props['service']}/{props['colour']}"
-        waited = wait_for_gate(props["instances"], float(props["timeout_s"]), label)
+        waited = wait_for_gate(props["instances"], float(props["timeout_s"]), label, props["service"])
         return {**props, "waited_s": round(waited, 2), "passing": True, "problems": []}
 
     def create(self, props: dict[str, Any]) -> dynamic.CreateResult:
