@@ -225,7 +225,10 @@ stop_host() { # N: like pulling the plug after an orderly shutdown of the engine
 
 down() {
   local i
-  for i in $(seq 1 "$LAB_HOSTS"); do stop_host "$i"; done
+  # Every host there is, also those of a larger count than the configured one.
+  for i in $( (hosts; ip netns list | sed -n 's/^bg-lab\([0-9]\+\).*/\1/p') | sort -nu); do
+    stop_host "$i"
+  done
   if ip link show "$LAB_BRIDGE" >/dev/null 2>&1; then ip link delete "$LAB_BRIDGE"; fi
   local rule
   while read -r rule; do
