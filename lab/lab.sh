@@ -168,6 +168,8 @@ CONF
 
 ensure_images() { # the images no registry serves, in every host's engine (loaded once per image ID)
   local image id i tar
+  # BLUEGREEN_LAB_IMAGES=0 keeps the hosts' images as they are (e.g. built into them directly).
+  [ "${BLUEGREEN_LAB_IMAGES:-1}" != 0 ] || return 0
   for image in "${images[@]}"; do
     id=$(docker image inspect -f '{{.Id}}' "$image" 2>/dev/null) ||
       { echo "lab: image $image is missing; run ./bg setup first" >&2; return 1; }
