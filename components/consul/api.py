@@ -39,8 +39,10 @@ def _call(method: str, address: str, path: str, ok: tuple[int, ...] = (404,),
 
 
 def is_leaderless(status: int, text: str) -> bool:
-    """Consul's answer while its servers elect a leader: worth waiting out, not an error."""
-    return status == 500 and "leader" in text.lower()
+    """Consul's answer while its servers elect a leader, or while a server still forwards to one
+    that is gone ("rpc error ... connection refused"): worth waiting out, not an error."""
+    text = text.lower()
+    return status == 500 and ("leader" in text or "rpc error" in text)
 
 
 def kv_put(address: str, key: str, value: str) -> None:

@@ -76,5 +76,7 @@ def test_has_pending_reads_the_checkpoint(tmp_path):
 def test_a_leader_election_is_waited_out_other_errors_are_not():
     assert is_leaderless(500, "No cluster leader")
     assert is_leaderless(500, "rpc error making call: No cluster leader")
+    assert is_leaderless(500, "rpc error getting client: failed to get conn: dial tcp "
+                              "10.250.77.11:0->10.250.77.13:29300: connect: connection refused")
     assert not is_leaderless(500, "Permission denied")
     assert not is_leaderless(403, "ACL not found")
