@@ -48,6 +48,8 @@ def agent_command(host: Host, datacenter: str, servers: tuple[Host, ...]) -> lis
         f"-http-port={http_port}", f"-serf-lan-port={host.consul_serf_port}",
         f"-server-port={host.consul_server_port}", "-dns-port=-1", "-grpc-port=-1",
         "-serf-wan-port=-1", "-log-level=warn",
+        # No phoning home for updates: hosts reach the package registries only.
+        "-hcl=disable_update_check = true",
         # Sync check output changes to the catalog at once (default: every 5 minutes).
         '-hcl=check_update_interval = "0s"',
         # Several agents may share one network namespace: no fixed default ports.

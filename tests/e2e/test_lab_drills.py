@@ -217,16 +217,19 @@ def test_drill_a_a_consul_server_stopped_during_a_deploy(drill):
         time.sleep(2)
         stopped = time.monotonic()
         host_docker(victim_host, "stop", server)
-        _, elected = wait_until(lambda: the_lab.leader() != victim, 30, interval_s=0.2,
-                                what="a new leader")
-        _, detected = wait_until(lambda: victim not in the_lab.voters_alive(), 60, interval_s=0.2,
-                                 what=f"{victim} seen as failed")
-        deploy.join(300)
+        try:
+            _, elected = wait_until(lambda: the_lab.leader() != victim, 30, interval_s=0.2,
+                                    what="a new leader")
+            _, detected = wait_until(lambda: victim not in the_lab.voters_alive(), 60,
+                                     interval_s=0.2, what=f"{victim} seen as failed")
+            deploy.join(300)
+        finally:
+            deploy.join(300)
+            host_docker(victim_host, "start", server)
+            restarted = time.monotonic()
         assert deploy.error is None, deploy.error
         assert served() == ("2.0.0", "green")
         deploy_s = deploy.finished - deploy.started
-        host_docker(victim_host, "start", server)
-        restarted = time.monotonic()
         rejoined = the_lab.wait_healthy()
     assert stopped - deploy.started < deploy_s, "the server was stopped after the deploy ended"
     assert client.failures == [], (f"stopped at +{stopped - deploy.started:.2f}s, deploy ended at "
