@@ -142,8 +142,9 @@ def run(root: str) -> None:
     # does: a service moved between the two (`pulumi state move`) then keeps every URN and input.
     owner = stack.environment_stack or stack.stack
     if stack.platform is not None:
+        home = stack.hosts[stack.platform.host]
         providers = host_providers(stack.stack, stack.hosts,
-                                   f"127.0.0.1:{stack.platform.registry_port}")
+                                   f"{home.address}:{stack.platform.registry_port}")
         platform = Platform(f"{stack.stack}-platform", PlatformArgs(
             stack=stack.stack, settings=stack.platform, hosts=stack.hosts, providers=providers))
         registry, proxy, agents = platform.registry, platform.proxy, dict(platform.agents)

@@ -13,7 +13,7 @@ from pulumi import automation as auto
 
 from components.model.config import Host
 from components.model.manifest import Manifest
-from components.platform.docker_host import host_providers
+from components.platform.docker_host import host_providers, needs_legacy_builder
 from components.service.service_image import ServiceImage, dependency_image_args, service_image_args
 
 from .stacks import error_summary
@@ -53,8 +53,9 @@ def program(request: BuildRequest):
         provider = host_providers(request.stack, {request.host.name: request.host},
                                   request.registry)[request.host.name]
         repository = f"{request.registry}/{manifest.name}"
+        legacy_builder = needs_legacy_builder(request.host)
         image = ServiceImage(f"{manifest.name}-image", service_image_args(
-            manifest, request.version, repository, provider, request.base_image))
+            manifest, request.version, repository, provider, request.base_image, legacy_builder))
         dependencies = {}
         for dependency in manifest.dependencies:
             if dependency.build is None:
@@ -62,7 +63,7 @@ def program(request: BuildRequest):
                 continue
             dependencies[dependency.alias] = ServiceImage(
                 f"{manifest.name}-{dependency.alias}-image", dependency_image_args(
-                    dependency, repository, provider, request.base_image)).reference
+                    dependency, repository, provider, request.base_image, legacy_builder)).reference
         pulumi.export("image", image.reference)
         pulumi.export("digest", image.digest)
         pulumi.export("dependencies", dependencies)

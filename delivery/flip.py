@@ -43,7 +43,8 @@ def check_colour(move: Move) -> float:
                  config.hosts[host].consul
                  for host in settings.hosts for index in range(settings.replicas)}
     try:
-        return wait_for_gate(instances, GATE_S, f"{config.environment}/{settings.name}/{move.colour}")
+        return wait_for_gate(instances, GATE_S, f"{config.environment}/{settings.name}/{move.colour}",
+                             settings.name)
     except RuntimeError as error:
         raise FlipRefused(str(error)) from None
 

@@ -359,7 +359,7 @@ class Pipeline:
         self._say(f"{len(instances)} instance(s) on {', '.join(settings.hosts)}, up to "
                   f"{settings.gate_timeout_s}s")
         return wait_for_gate(instances, settings.gate_timeout_s,
-                             f"{config.environment}/{self.service}/{colour}")
+                             f"{config.environment}/{self.service}/{colour}", self.service)
 
 
 def flip_record(outputs: dict, service: str, before: str, after: str) -> dict:

@@ -21,7 +21,7 @@ from components.model.config import (
 from components.naming import COLOURS, alias_key
 from components.program import OBJECT_KEYS, STRING_KEYS
 
-from . import REPO
+from . import REPO, recovery
 from .steps import StepFailed
 
 NAMESPACE = "bluegreen"
@@ -153,6 +153,11 @@ class EnvStack:
         """`pulumi up`; returns the outputs, or raises StepFailed with the lines that matter."""
         handle = self._log(f"up ({label})")
         events = []
+        # A killed earlier run (this command's, or a `pulumi up`'s) must not need hand work.
+        try:
+            recovery.recover(self.name, REPO, recovery.backend_directory())
+        except RuntimeError as error:
+            raise StepFailed(f"stack {self.name}: {error}") from None
         try:
             result = self.stack.up(color="never", on_event=events.append,
                                    on_output=(lambda line: handle.write(line + "\n")) if handle else None)

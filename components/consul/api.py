@@ -7,11 +7,14 @@ plugin cannot be built here, so registrations and aliases go through these calls
 from __future__ import annotations
 
 import base64
+import time
 from dataclasses import dataclass
 
 import requests
 
 TIMEOUT_S = 10
+CONNECT_TIMEOUT_S = 3    # an agent on a host whose link is down must not stall a poll for long
+ELECTION_WAIT_S = 30     # how long a call waits out a leader election (a Consul server lost)
 
 
 class ConsulError(RuntimeError):
@@ -21,13 +24,25 @@ class ConsulError(RuntimeError):
 def _call(method: str, address: str, path: str, ok: tuple[int, ...] = (404,),
           **kwargs) -> requests.Response:
     url = f"{address.rstrip('/')}{path}"
-    try:
-        response = requests.request(method, url, timeout=TIMEOUT_S, **kwargs)
-    except requests.RequestException as error:
-        raise ConsulError(f"Consul at {address} is unreachable ({error}); is the agent running?") from None
+    deadline = time.monotonic() + ELECTION_WAIT_S
+    while True:
+        try:
+            response = requests.request(method, url, timeout=(CONNECT_TIMEOUT_S, TIMEOUT_S), **kwargs)
+        except requests.RequestException as error:
+            raise ConsulError(f"Consul at {address} is unreachable ({error}); is the agent running?") from None
+        if not (is_leaderless(response.status_code, response.text) and time.monotonic() < deadline):
+            break
+        time.sleep(0.5)
     if response.status_code >= 400 and response.status_code not in ok:
         raise ConsulError(f"{method} {url} failed: {response.status_code} {response.text.strip()}")
     return response
+
+
+def is_leaderless(status: int, text: str) -> bool:
+    """Consul's answer while its servers elect a leader, or while a server still forwards to one
+    that is gone ("rpc error ... connection refused"): worth waiting out, not an error."""
+    text = text.lower()
+    return status == 500 and ("leader" in text or "rpc error" in text)
 
 
 def kv_put(address: str, key: str, value: str) -> None:
@@ -128,3 +143,9 @@ def agent_service_checks(address: str, service_id: str) -> list[CheckState] | No
                        target)
             for c in body.get("Checks") or []]
 
+
+def catalog_passing(address: str, service: str) -> set[str]:
+    """IDs of the service's instances that pass every check in the catalog, node checks included:
+    what the proxy renders from. It lags an agent's own view while the servers elect a leader."""
+    response = _call("GET", address, f"/v1/health/service/{service}", params={"passing": "true"})
+    return {entry["Service"]["ID"] for entry in response.json() or []}

@@ -11,6 +11,7 @@ proxy serves them on the preview URI, so that URI answers as soon as the deploy 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 import pulumi
@@ -25,12 +26,52 @@ POLL_INTERVAL_S = 0.5
 PREVIEW_POLL_INTERVAL_S = 0.05
 
 
-def gate_problems(checks: Mapping[str, list[consul_api.CheckState] | None]) -> list[str]:
-    """What keeps the gate closed: one line per unregistered instance or non-passing check.
+@dataclass(frozen=True)
+class Unreachable:
+    """An instance whose agent did not answer (its host or its link is down)."""
 
-    `checks` maps each expected instance to its checks (None when its agent does not know it)."""
+    agent: str
+    reason: str
+
+
+def read_checks(instances: Mapping[str, str]) -> dict[str, list[consul_api.CheckState] | None | Unreachable]:
+    """Each instance's checks from its own agent; an agent that does not answer is a finding."""
+    found: dict[str, list[consul_api.CheckState] | None | Unreachable] = {}
+    for instance, agent in sorted(instances.items()):
+        try:
+            found[instance] = consul_api.agent_service_checks(agent, instance)
+        except consul_api.ConsulError as error:
+            found[instance] = Unreachable(agent, str(error))
+    return found
+
+
+def read_catalog(instances: Mapping[str, str], service: str) -> set[str] | Unreachable:
+    """The instances passing in the catalog, asked through the first of their agents that answers."""
+    unreachable = Unreachable("", "no agent to ask")
+    for agent in sorted(set(instances.values())):
+        try:
+            return consul_api.catalog_passing(agent, service)
+        except consul_api.ConsulError as error:
+            unreachable = Unreachable(agent, str(error))
+    return unreachable
+
+
+def gate_problems(checks: Mapping[str, list[consul_api.CheckState] | None | Unreachable],
+                  catalog: set[str] | Unreachable | None = None) -> list[str]:
+    """What keeps the gate closed: one line per unregistered or unreachable instance or
+    non-passing check, and per instance the catalog does not show passing yet.
+
+    `checks` maps each expected instance to its checks (None when its agent does not know it);
+    `catalog` holds the instances passing in the catalog (None: not asked)."""
     problems = []
+    if isinstance(catalog, Unreachable):
+        problems.append(f"the catalog could not be read through {catalog.agent}: {catalog.reason}"[:400])
+        catalog = None
     for instance, found in checks.items():
+        if isinstance(found, Unreachable):
+            problems.append(f"instance {instance}: its agent {found.agent} does not answer "
+                            f"(host or link down?): {found.reason}"[:400])
+            continue
         if found is None:
             problems.append(f"instance {instance} is not registered with its Consul agent")
             continue
@@ -45,16 +86,23 @@ def gate_problems(checks: Mapping[str, list[consul_api.CheckState] | None]) -> l
                 # check runs again: a pass only counts once it was measured at the new address.
                 problems.append(f"check '{check.name}' on node {check.node} has not run against "
                                 f"{check.target} yet")
+        if catalog is not None and found and instance not in catalog and \
+                all(c.status == "passing" for c in found):
+            # The proxy renders from the catalog: flipping before it agrees would serve nothing.
+            problems.append(f"instance {instance} passes on its agent but not yet in the catalog "
+                            "(the proxy's view)")
     return problems
 
 
-def wait_for_gate(instances: Mapping[str, str], timeout_s: float, label: str) -> float:
-    """Polls each instance's agent until no problems remain; returns the seconds waited or
-    raises naming the failing checks. `instances` maps instance ID -> its agent's URL."""
+def wait_for_gate(instances: Mapping[str, str], timeout_s: float, label: str,
+                  service: str | None = None) -> float:
+    """Polls each instance's agent (and, given the service, the catalog) until no problems remain;
+    returns the seconds waited or raises naming the failing checks. `instances` maps instance ID
+    -> its agent's URL."""
     start = time.monotonic()
     while True:
-        problems = gate_problems({instance: consul_api.agent_service_checks(agent, instance)
-                                  for instance, agent in sorted(instances.items())})
+        problems = gate_problems(read_checks(instances),
+                                 read_catalog(instances, service) if service else None)
         waited = time.monotonic() - start
         if not problems:
             return waited
@@ -75,7 +123,7 @@ def wait_for_preview(props: Mapping[str, Any]) -> dict[str, Any]:
     start = time.monotonic()
     timeout_s = float(props["timeout_s"])
     try:
-        wait_for_gate(props["instances"], timeout_s, _label(props))
+        wait_for_gate(props["instances"], timeout_s, _label(props), props["service"])
         wait_for_route(props["preview_url"], props["preview_route"], props["colour"],
                        max(1.0, timeout_s - (time.monotonic() - start)),
                        interval_s=PREVIEW_POLL_INTERVAL_S)
@@ -94,10 +142,11 @@ class _HealthGateProvider(dynamic.ResourceProvider):
             # waits only for instances just deployed, never for a colour a flip made offline.
             if deployed and props.get("preview_url"):
                 return wait_for_preview(props)
-            problems = gate_problems({i: consul_api.agent_service_checks(a, i)
-                                      for i, a in sorted(props["instances"].items())})
+            problems = gate_problems(read_checks(props["instances"]),
+                                     read_catalog(props["instances"], props["service"]))
             return {**props, "waited_s": 0.0, "passing": not problems, "problems": problems}
-        waited = wait_for_gate(props["instances"], float(props["timeout_s"]), _label(props))
+        waited = wait_for_gate(props["instances"], float(props["timeout_s"]), _label(props),
+                               props["service"])
         return {**props, "waited_s": round(waited, 2), "passing": True, "problems": []}
 
     def create(self, props: dict[str, Any]) -> dynamic.CreateResult:

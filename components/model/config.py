@@ -28,6 +28,8 @@ class Host:
     consul_serf_port: int = 8301   # the agent's LAN gossip port (agents the platform starts)
     consul_server_port: int = 8300
     bridge_address: str | None = None  # the host's IP on its Docker bridge: how containers reach the agent
+    docker_socket: str | None = None   # the engine's socket on the host (for the registrator); default
+                                       # the unix:// path of `docker`, else /var/run/docker.sock
 
 
 @dataclass(frozen=True)
@@ -40,16 +42,29 @@ class ConsulSettings:
 class PlatformConfig:
     """The shared platform a stack owns: Consul agents, the registry and the proxy."""
 
-    host: str                      # the host that runs the servers, registry and proxy
+    host: str                      # the host that runs the registry and the proxy
     consul: ConsulSettings
     registry_image: str
     registry_port: int
     proxy_image: str
     proxy_port: int
-    agents: tuple[str, ...] = ()   # further hosts that get a client agent joined to the server
+    agents: tuple[str, ...] = ()   # further hosts that get a client agent joined to the servers
+    servers: tuple[str, ...] = ()  # the hosts that run Consul servers (an odd number); () means `host`
+    proxy_address: str = "127.0.0.1"  # where the proxy listens on its host
     # How long a reload's retired nginx workers, and the long-lived connections they hold (on the
     # colour a flip left), may drain before nginx closes them.
     proxy_drain_s: float = 30.0
+
+    @property
+    def server_hosts(self) -> tuple[str, ...]:
+        return self.servers or (self.host,)
+
+    @property
+    def client_hosts(self) -> tuple[str, ...]:
+        """Hosts with a client agent: `agents`, and `host` when it is not a server (the proxy
+        reads Consul through its own host's agent)."""
+        extra = () if self.host in self.server_hosts else (self.host,)
+        return extra + tuple(a for a in self.agents if a not in extra)
 
 
 @dataclass(frozen=True)
@@ -249,7 +264,7 @@ def _hosts(top: Fields) -> dict[str, Host]:
             raise top.error("hosts", f"host name {name!r} must be lower-case letters, digits and '-'")
         fields = Fields(top.source, f"bluegreen.hosts.{name}", raw[name],
                         ["docker", "consul", "address", "bridgeAddress", "consulSerfPort",
-                         "consulServerPort"])
+                         "consulServerPort", "dockerSocket"])
         hosts[name] = Host(
             name=name,
             docker=fields.string("docker", pattern=r"(unix|ssh|tcp)://.+",
@@ -262,19 +277,31 @@ def _hosts(top: Fields) -> dict[str, Host]:
             if fields.has("bridgeAddress") else None,
             consul_serf_port=fields.integer("consulSerfPort", 8301, minimum=1, maximum=65535),
             consul_server_port=fields.integer("consulServerPort", 8300, minimum=1, maximum=65535),
+            docker_socket=fields.string("dockerSocket", pattern=r"/.+",
+                                        hint="the absolute path of the engine's socket on that host")
+            if fields.has("dockerSocket") else None,
         )
     return hosts
 
 
 def _platform(top: Fields, hosts: dict[str, Host]) -> PlatformConfig:
-    fields = top.nested("platform", ["host", "agents", "consul", "registry", "proxy"])
+    fields = top.nested("platform", ["host", "agents", "servers", "consul", "registry", "proxy"])
     host = fields.choice("host", list(hosts))
+    servers = fields.raw("servers", [])
+    if not isinstance(servers, list) or any(s not in hosts for s in servers) \
+            or len(set(servers)) != len(servers):
+        raise fields.error("servers", f"must list configured hosts once each ({', '.join(hosts)})")
+    if servers and len(servers) % 2 == 0:
+        raise fields.error("servers", f"lists {len(servers)} hosts; Consul needs an odd number of "
+                           "servers (1, 3 or 5) for a quorum that survives a failure")
     agents = fields.raw("agents", [])
-    if not isinstance(agents, list) or any(a not in hosts or a == host for a in agents):
-        raise fields.error("agents", f"must list other configured hosts ({', '.join(h for h in hosts if h != host)})")
+    taken = set(servers or [host])
+    if not isinstance(agents, list) or any(a not in hosts or a in taken for a in agents):
+        raise fields.error("agents", "must list other configured hosts "
+                           f"({', '.join(h for h in hosts if h not in taken)})")
     consul = fields.nested("consul", ["image", "datacenter"])
     registry = fields.nested("registry", ["image", "port"])
-    proxy = fields.nested("proxy", ["image", "port", "drainTimeout"])
+    proxy = fields.nested("proxy", ["image", "port", "address", "drainTimeout"])
     drain_s = proxy.duration("drainTimeout", "30s")
     if not 1 <= drain_s <= 3600:
         raise proxy.error("drainTimeout", f"{proxy.raw('drainTimeout')!r} is out of range; "
@@ -288,6 +315,9 @@ def _platform(top: Fields, hosts: dict[str, Host]) -> PlatformConfig:
         proxy_port=proxy.integer("port", minimum=1, maximum=65535),
         agents=tuple(agents),
         proxy_drain_s=drain_s,
+        servers=tuple(servers),
+        proxy_address=proxy.string("address", "127.0.0.1", pattern=r"[0-9]{1,3}(\.[0-9]{1,3}){3}",
+                                   hint="an IPv4 address of the proxy's host, e.g. 127.0.0.1"),
     )
 
 

@@ -1,5 +1,5 @@
-"""ConsulCluster: a Consul server agent on the platform host and a client agent on every other
-host, joined over LAN gossip; each on the host network with its data on a volume, and beside
+"""ConsulCluster: Consul server agents (one, or a quorum of three or five) and a client agent on
+every other host, joined over LAN gossip; each on the host network with its data on a volume, and beside
 each agent a registrator that re-registers restarted containers at their new ports."""
 
 from __future__ import annotations
@@ -20,12 +20,14 @@ class ConsulClusterArgs:
     stack: str
     image: str
     datacenter: str
-    server: Host
+    servers: tuple[Host, ...]
     clients: tuple[Host, ...]
     providers: dict[str, docker.Provider]
 
     def __post_init__(self):
-        hosts = [self.server, *self.clients]
+        if not self.servers:
+            raise ValueError("a Consul cluster needs at least one server")
+        hosts = [*self.servers, *self.clients]
         names = [h.name for h in hosts]
         if len(set(names)) != len(names):
             raise ValueError(f"a host appears twice among Consul agents: {names}")
@@ -34,8 +36,9 @@ class ConsulClusterArgs:
             raise ValueError(f"no Docker provider for host(s) {missing}")
 
 
-def agent_command(host: Host, datacenter: str, server: Host | None) -> list[str]:
-    """consul agent flags for a host; `server` is None for the server itself, else whom to join."""
+def agent_command(host: Host, datacenter: str, servers: tuple[Host, ...]) -> list[str]:
+    """consul agent flags for a host: a server when it is one of `servers`, else a client; every
+    agent joins the servers (each at its advertised address) and retries until they answer."""
     http_port = urlparse(host.consul).port or 8500
     command = [
         "agent", f"-node={host.name}", f"-datacenter={datacenter}", "-data-dir=/consul/data",
@@ -45,6 +48,8 @@ def agent_command(host: Host, datacenter: str, server: Host | None) -> list[str]
         f"-http-port={http_port}", f"-serf-lan-port={host.consul_serf_port}",
         f"-server-port={host.consul_server_port}", "-dns-port=-1", "-grpc-port=-1",
         "-serf-wan-port=-1", "-log-level=warn",
+        # No phoning home for updates: hosts reach the package registries only.
+        "-hcl=disable_update_check = true",
         # Sync check output changes to the catalog at once (default: every 5 minutes).
         '-hcl=check_update_interval = "0s"',
         # Several agents may share one network namespace: no fixed default ports.
@@ -53,16 +58,22 @@ def agent_command(host: Host, datacenter: str, server: Host | None) -> list[str]
         # alone holds a few blocking queries per service, past the default 200 at ~50 services.
         "-hcl=limits { http_max_conns_per_client = 8192 }",
     ]
-    if server is None:
-        command += ["-server", "-bootstrap-expect=1", "-ui"]
+    command += [f"-retry-join={s.address}:{s.consul_serf_port}" for s in servers if s != host]
+    if host in servers:
+        # A stopped server stays a member (no leave), so the quorum size holds while it is away.
+        command += ["-server", f"-bootstrap-expect={len(servers)}", "-ui"]
+        if len(servers) > 1:
+            # Elect a new leader within seconds of losing one (the default allows 5x longer).
+            command += ["-hcl=performance { raft_multiplier = 1 }"]
     else:
-        command += [f"-retry-join={server.address}:{server.consul_serf_port}",
-                    "-hcl=leave_on_terminate = true"]
+        command += ["-hcl=leave_on_terminate = true"]
     return command
 
 
 def docker_socket_path(host: Host) -> str:
     """The engine's socket on the host's filesystem, for the registrator to watch."""
+    if host.docker_socket:
+        return host.docker_socket
     if host.docker.startswith("unix://"):
         return host.docker.removeprefix("unix://")
     return "/var/run/docker.sock"
@@ -77,19 +88,19 @@ class ConsulCluster(pulumi.ComponentResource):
         super().__init__("bluegreen:platform:ConsulCluster", name, None, opts)
         self.containers: dict[str, docker.Container] = {}
         self.registrators: dict[str, docker.Container] = {}
-        for host in (args.server, *args.clients):
+        for host in (*args.servers, *args.clients):
             provider = args.providers[host.name]
-            role = "server" if host is args.server else "client"
+            role = "server" if host in args.servers else "client"
             image = local_image(args.image, provider, self)
             data = docker.Volume(f"{name}-{host.name}-data",
                                  name=docker_name(args.stack, "consul", host.name),
                                  opts=pulumi.ResourceOptions(parent=self, provider=provider))
-            after = [] if role == "server" else [self.containers[args.server.name]]
+            after = [] if role == "server" else [self.containers[s.name] for s in args.servers]
             self.containers[host.name] = docker.Container(
                 f"{name}-{host.name}",
                 name=docker_name(args.stack, "consul", host.name),
                 image=image,
-                command=agent_command(host, args.datacenter, None if role == "server" else args.server),
+                command=agent_command(host, args.datacenter, args.servers),
                 network_mode="host",
                 volumes=[docker.ContainerVolumeArgs(volume_name=data.name, container_path="/consul/data")],
                 restart="unless-stopped",
@@ -122,5 +133,5 @@ class ConsulCluster(pulumi.ComponentResource):
                                             delete_before_replace=True),
             )
         self.agents = pulumi.Output.from_input(
-            {h.name: h.consul for h in (args.server, *args.clients)})
+            {h.name: h.consul for h in (*args.servers, *args.clients)})
         self.register_outputs({"agents": self.agents})

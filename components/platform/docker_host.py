@@ -21,6 +21,13 @@ def host_providers(stack: str, hosts: dict[str, Host],
             for name, host in hosts.items()}
 
 
+def needs_legacy_builder(host: Host) -> bool:
+    """Whether builds on this host must use the legacy builder: the provider's buildx path builds
+    on the default engine (DOCKER_HOST) whatever the provider's host, so only a unix:// engine can
+    use it (and keeps it: changing builders would change its images' digests)."""
+    return not host.docker.startswith("unix://")
+
+
 def labels(**values: str) -> list[docker.ContainerLabelArgs]:
     """Container labels under the bluegreen. prefix: what `docker ps --filter` and cleanup use."""
     return [docker.ContainerLabelArgs(label=f"bluegreen.{key}", value=value)

@@ -23,14 +23,15 @@ class PlatformArgs:
     providers: dict[str, docker.Provider]
 
     def __post_init__(self):
-        for name in (self.settings.host, *self.settings.agents):
+        for name in (self.settings.host, *self.settings.server_hosts, *self.settings.client_hosts):
             if name not in self.hosts or name not in self.providers:
                 raise ValueError(f"platform host {name!r} is not configured under bluegreen:hosts")
 
 
 class Platform(pulumi.ComponentResource):
-    """Outputs: `consul` (server agent URL), `registry` (host:port), `proxy` (base URL). The
-    proxy's drain bound (bluegreen:platform.proxy.drainTimeout) is a KV entry the proxy reads."""
+    """Outputs: `consul` (the platform host's agent URL), `registry` (host:port), `proxy` (base
+    URL). The proxy's drain bound (bluegreen:platform.proxy.drainTimeout) is a KV entry the proxy
+    reads."""
 
     consul: pulumi.Output[str]
     registry: pulumi.Output[str]
@@ -43,14 +44,16 @@ class Platform(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         self.cluster = ConsulCluster(f"{name}-consul", ConsulClusterArgs(
             stack=args.stack, image=settings.consul.image, datacenter=settings.consul.datacenter,
-            server=home, clients=tuple(args.hosts[h] for h in settings.agents),
+            servers=tuple(args.hosts[h] for h in settings.server_hosts),
+            clients=tuple(args.hosts[h] for h in settings.client_hosts),
             providers=args.providers), opts=child)
         self.registry_component = Registry(f"{name}-registry", RegistryArgs(
             stack=args.stack, image=settings.registry_image, port=settings.registry_port,
-            provider=args.providers[home.name]), opts=child)
+            address=home.address, provider=args.providers[home.name]), opts=child)
         self.proxy_component = Proxy(f"{name}-proxy", ProxyArgs(
             stack=args.stack, image=settings.proxy_image, port=settings.proxy_port,
             consul_address=home.consul, provider=args.providers[home.name],
+            address=settings.proxy_address,
             depends_on=(self.cluster,)), opts=child)
         # Each URL resolves once its agent's container is healthy: users of it wait for that.
         self.agents = {host: container.id.apply(lambda _, url=args.hosts[host].consul: url)

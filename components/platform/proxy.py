@@ -20,6 +20,7 @@ class ProxyArgs:
     consul_address: str          # the local agent, http://127.0.0.1:8500
     provider: docker.Provider
     depends_on: tuple[pulumi.Resource, ...] = ()
+    address: str = "127.0.0.1"   # where it listens on its host (the host network)
 
     def __post_init__(self):
         if not 0 < self.port < 65536:
@@ -29,14 +30,14 @@ class ProxyArgs:
 
 
 class Proxy(pulumi.ComponentResource):
-    """The reverse proxy on the host network, listening on 127.0.0.1:<port>; `url` is its base URL."""
+    """The reverse proxy on the host network, listening on <address>:<port>; `url` is its base URL."""
 
     url: pulumi.Output[str]
 
     def __init__(self, name: str, args: ProxyArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("bluegreen:platform:Proxy", name, None, opts)
         image = local_image(args.image, args.provider, self)
-        listen = f"127.0.0.1:{args.port}"
+        listen = f"{args.address}:{args.port}"
         self.container = docker.Container(
             f"{name}-container",
             name=docker_name(args.stack, "proxy"),

@@ -1,4 +1,5 @@
-"""Registry: the in-house image registry, published on 127.0.0.1 of the platform host."""
+"""Registry: the in-house image registry, published on the platform host's address (127.0.0.1 for
+a single machine; its lab or site address when other hosts pull from it)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ class RegistryArgs:
     image: str
     port: int
     provider: docker.Provider
+    address: str = "127.0.0.1"   # where it is published: every host pulls from address:port
 
     def __post_init__(self):
         if not 0 < self.port < 65536:
@@ -37,7 +39,7 @@ class Registry(pulumi.ComponentResource):
             f"{name}-container",
             name=docker_name(args.stack, "registry"),
             image=image,
-            ports=[docker.ContainerPortArgs(internal=5000, external=args.port, ip="127.0.0.1")],
+            ports=[docker.ContainerPortArgs(internal=5000, external=args.port, ip=args.address)],
             volumes=[docker.ContainerVolumeArgs(volume_name=storage.name,
                                                 container_path="/var/lib/docker-registry")],
             restart="unless-stopped",
@@ -49,6 +51,7 @@ class Registry(pulumi.ComponentResource):
             wait_timeout=60,
             opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(delete_before_replace=True)),
         )
-        # Docker treats 127.0.0.0/8 registries as insecure-allowed, so plain HTTP works locally.
-        self.address = self.container.id.apply(lambda _: f"127.0.0.1:{args.port}")
+        # Docker treats 127.0.0.0/8 registries as insecure-allowed, so plain HTTP works locally;
+        # engines on other hosts are told `--insecure-registry <address>` (the lab does) or use TLS.
+        self.address = self.container.id.apply(lambda _: f"{args.address}:{args.port}")
         self.register_outputs({"address": self.address})

@@ -136,7 +136,8 @@ class ColourSlot(pulumi.ComponentResource):
                         args.secret_environment),
                     networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=args.networks[host.name])]
                     if host.name in args.networks else None,
-                    ports=[docker.ContainerPortArgs(internal=spec.port, ip="127.0.0.1")],
+                    # Published on the address it is registered at: where the proxy connects.
+                    ports=[docker.ContainerPortArgs(internal=spec.port, ip=host.address)],
                     restart="unless-stopped",
                     memory=spec.memory_mb,
                     memory_swap=spec.memory_mb,  # no swap; also what Docker reports back

@@ -21,7 +21,7 @@ from components.naming import (
     catalogue_entry, catalogue_key, config_prefix, docker_name, history_prefix, preview_path,
     release_prefix, route_key, service_network, slot_key, stable_path
 )
-from components.platform.docker_host import labels
+from components.platform.docker_host import labels, needs_legacy_builder
 from components.service.colour_slot import ColourSlot, ColourSlotArgs
 from components.service.service_image import ServiceImage, dependency_image_args, service_image_args
 
@@ -76,6 +76,7 @@ class Service(pulumi.ComponentResource):
         settings, manifest, env = args.settings, args.manifest, args.environment
         repository = pulumi.Output.concat(args.registry, "/", manifest.name)
         build_provider = args.providers[args.build_host]
+        legacy_builder = needs_legacy_builder(args.hosts[args.build_host])
         # KV writes and the gate may use any agent: the first target host's.
         consul_address = args.agents[settings.hosts[0]]
         child = pulumi.ResourceOptions(parent=self)
@@ -86,8 +87,8 @@ class Service(pulumi.ComponentResource):
         # whatever the checkout holds, and so does a colour pinned to a digest.
         built = {
             version: ServiceImage(f"{name}-image-{version}", service_image_args(
-                manifest, version, repository, build_provider, args.base_image),
-                opts=child).reference
+                manifest, version, repository, build_provider, args.base_image,
+                legacy_builder=legacy_builder), opts=child).reference
             for version in sorted({p.version for p in args.plans.values() if p.reference is None})}
         images: dict[str, pulumi.Input[str]] = {
             colour: plan.reference or built[plan.version] for colour, plan in args.plans.items()}
@@ -211,7 +212,8 @@ class Service(pulumi.ComponentResource):
         if dependency.build is None:
             return dependency.image
         return ServiceImage(f"{name}-{dependency.alias}-image", dependency_image_args(
-            dependency, repository, args.providers[args.build_host], args.base_image),
+            dependency, repository, args.providers[args.build_host], args.base_image,
+            legacy_builder=needs_legacy_builder(args.hosts[args.build_host])),
             opts=pulumi.ResourceOptions(parent=self)).reference
 
     def _dependency(self, name: str, args: ServiceArgs, dependency: Dependency, host_name: str,

@@ -24,6 +24,9 @@ class ServiceImageArgs:
     build_args: dict[str, str] = field(default_factory=dict)
     labels: dict[str, str] = field(default_factory=dict)
     exclude_files: tuple[str, ...] = ()  # in the context but not part of the image (the manifest)
+    # The provider's buildx path builds on the default engine (DOCKER_HOST), whatever the
+    # provider's host; an engine reached over ssh:// or tcp:// must use the legacy builder.
+    legacy_builder: bool = False
 
     def __post_init__(self):
         if not self.tag or "/" in self.tag or ":" in self.tag:
@@ -34,22 +37,24 @@ class ServiceImageArgs:
 
 
 def service_image_args(manifest: Manifest, version: str, repository: pulumi.Input[str],
-                       provider: docker.Provider, base_image: str) -> ServiceImageArgs:
+                       provider: docker.Provider, base_image: str,
+                       legacy_builder: bool = False) -> ServiceImageArgs:
     """How a service's own image is built, for the stacks and the pipeline alike."""
     return ServiceImageArgs(
         repository=repository, tag=version, build=manifest.build, provider=provider,
         build_args={"VERSION": version, "BASE_IMAGE": base_image},
         labels={"bluegreen.service": manifest.name, "bluegreen.version": version},
-        exclude_files=(manifest.path,))
+        exclude_files=(manifest.path,), legacy_builder=legacy_builder)
 
 
 def dependency_image_args(dependency: Dependency, repository: pulumi.Input[str],
-                          provider: docker.Provider, base_image: str) -> ServiceImageArgs:
+                          provider: docker.Provider, base_image: str,
+                          legacy_builder: bool = False) -> ServiceImageArgs:
     """How a dependency given as `build:` is built: tagged by its context's content hash."""
     return ServiceImageArgs(
         repository=pulumi.Output.concat(repository, "-", dependency.alias),
         tag=context_digest(dependency.build.context)[:12], build=dependency.build,
-        provider=provider, build_args={"BASE_IMAGE": base_image})
+        provider=provider, build_args={"BASE_IMAGE": base_image}, legacy_builder=legacy_builder)
 
 
 def build_failure(image: str, build: BuildSpec, build_args: dict[str, str], errors: list[str]) -> str:
@@ -95,6 +100,7 @@ class ServiceImage(pulumi.ComponentResource):
                 dockerfile=args.build.dockerfile,
                 build_args=args.build_args,
                 label={**args.labels, "bluegreen.source": source},
+                use_legacy_builder=args.legacy_builder or None,
             ),
             triggers={"source": source},
             keep_locally=True,

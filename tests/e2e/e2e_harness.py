@@ -317,3 +317,57 @@ def push_tiny_image(directory: str, registry: str, name: str = "tiny") -> str:
     subprocess.run(["docker", "push", "-q", tag], check=True, capture_output=True)
     digests = docker_json("image", "inspect", tag)[0]["RepoDigests"]
     return next(d for d in digests if d.startswith(f"{registry}/{name}@"))
+
+
+# --- the lab: hosts in network namespaces, reached over ssh:// (lab/lab.sh) --------------------
+
+LAB_SCRIPT = os.path.join(REPO, "lab", "lab.sh")
+
+
+def lab(*args: str, timeout: float = 180) -> str:
+    """Runs lab/lab.sh (up, status, stop-host N, link-down N, ...); fails loudly."""
+    result = subprocess.run(["bash", LAB_SCRIPT, *args], capture_output=True, text=True,
+                            timeout=timeout)
+    if result.returncode != 0:
+        raise RuntimeError(f"lab/lab.sh {' '.join(args)} failed: {result.stderr.strip()}")
+    return result.stdout
+
+
+def lab_hosts(ports: dict) -> dict:
+    """bluegreen:hosts for every lab host (the lab must be up: `./bg lab up`), their agents on
+    the given ports."""
+    hosts = json.loads(lab("hosts"))
+    for name, host in hosts.items():
+        status = subprocess.run(["docker", "-H", f"unix://{host['dockerSocket']}", "info"],
+                                capture_output=True)
+        if status.returncode != 0:
+            raise RuntimeError(f"lab host {name} does not answer: run `./bg lab up`")
+        host.update({"consul": f"http://{host['address']}:{ports['consul']}",
+                     "consulSerfPort": ports["serf"], "consulServerPort": ports["server"]})
+    return hosts
+
+
+def lab_platform_config(ports: dict, hosts: dict) -> dict:
+    """A platform wholly on the lab: a Consul server on every host; the registry and the proxy on
+    the first, at its lab address (so nothing runs on this machine's shared engine)."""
+    home = next(iter(hosts))
+    return {
+        "bluegreen:hosts": hosts,
+        "bluegreen:platform": {
+            "host": home,
+            "servers": list(hosts),
+            "consul": {"image": _image("bluegreen/consul")},
+            "registry": {"image": _image("bluegreen/registry"), "port": ports["registry"]},
+            "proxy": {"image": _image("bluegreen/proxy"), "port": ports["proxy"],
+                      "address": hosts[home]["address"]},
+        },
+    }
+
+
+def host_docker(host: dict, *args: str, check: bool = True) -> str:
+    """The docker CLI against a lab host's engine on its socket (no ssh: works with its link down)."""
+    result = subprocess.run(["docker", "-H", f"unix://{host['dockerSocket']}", *args],
+                            capture_output=True, text=True, timeout=60)
+    if check and result.returncode != 0:
+        raise RuntimeError(f"docker {' '.join(args)} on {host['address']}: {result.stderr.strip()}")
+    return result.stdout.strip()

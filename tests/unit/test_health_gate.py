@@ -151,3 +151,38 @@ def test_wait_for_gate_times_out_naming_label_and_failing_checks(monkeypatch, cl
     assert "integration/vizconfig/green" in message
     assert "HTTP GET /health on i-0" in message and "edge-1" in message and "HTTP 500" in message
     assert 10 <= clock.now <= 11
+
+
+def test_an_unreachable_agent_names_the_instance_and_keeps_the_gate_closed(monkeypatch, clock):
+    def agent_service_checks(agent, instance):
+        if "lab2" in agent:
+            raise health_gate.consul_api.ConsulError(f"Consul at {agent} is unreachable (timeout)")
+        return [check(instance)]
+
+    monkeypatch.setattr(health_gate.consul_api, "agent_service_checks", agent_service_checks)
+    with pytest.raises(RuntimeError) as raised:
+        wait_for_gate({"prod-viz-green-lab1-0": "http://lab1:8500",
+                       "prod-viz-green-lab2-0": "http://lab2:8500"}, 10, "prod/viz/green")
+    message = str(raised.value)
+    assert "prod-viz-green-lab2-0" in message and "http://lab2:8500 does not answer" in message
+    assert "lab1-0" not in message
+    assert 10 <= clock.now <= 11
+
+
+def test_an_instance_not_yet_passing_in_the_catalog_keeps_the_gate_closed():
+    # Its agent says passing, but the servers have not recorded it (an election was under way):
+    # the proxy renders from the catalog and would have nothing to send traffic to.
+    checks = {"i-0": [check("i-0")], "i-1": [check("i-1")]}
+    assert gate_problems(checks, catalog={"i-0", "i-1"}) == []
+    problems = gate_problems(checks, catalog={"i-0"})
+    assert problems == ["instance i-1 passes on its agent but not yet in the catalog (the proxy's view)"]
+    unread = gate_problems(checks, catalog=health_gate.Unreachable("http://a:8500", "No cluster leader"))
+    assert unread and "catalog could not be read through http://a:8500" in unread[0]
+
+
+def test_wait_for_gate_asks_the_catalog_when_given_the_service(monkeypatch, clock):
+    monkeypatch.setattr(health_gate.consul_api, "agent_service_checks",
+                        lambda agent, instance: [check(instance)])
+    monkeypatch.setattr(health_gate.consul_api, "catalog_passing",
+                        lambda agent, service: {"i-0"} if clock.now >= 2 else set())
+    assert 2 <= wait_for_gate({"i-0": "http://a:8500"}, 10, "x/svc/green", service="svc") < 3

@@ -221,6 +221,7 @@ def test_a_colour_a_flip_made_offline_does_not_wait(monkeypatch, clock):
     monkeypatch.setattr(health_gate, "wait_for_gate", lambda *args: pytest.fail("waited"))
     monkeypatch.setattr(health_gate, "wait_for_route", lambda *args: pytest.fail("waited"))
     monkeypatch.setattr(health_gate.consul_api, "agent_service_checks", passing)
+    monkeypatch.setattr(health_gate, "read_catalog", lambda instances, _service: set(instances))
     olds = {**GATE, "blocking": True}
     outs = health_gate._HealthGateProvider().update("id", olds, GATE).outs
     assert outs["passing"] is True and outs["waited_s"] == 0.0

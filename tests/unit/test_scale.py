@@ -85,6 +85,18 @@ def test_capacity_refusal_names_host_room_need_and_fix():
 
 # --- the program: networks ----------------------------------------------------------------------
 
+# An environment stack on two hosts of this machine (what stacks/Pulumi.production.yaml held
+# before the lab): the tests below must not follow the committed stacks' host names.
+PRODUCTION_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "test_scale_data_production.yaml")
+
+
+def production_values() -> dict:
+    with open(PRODUCTION_FILE, encoding="utf-8") as handle:
+        data = yaml.safe_load(handle)
+    return {key.split(":", 1)[1]: value for key, value in data["config"].items()
+            if key.startswith("bluegreen:")}
+
+
 def plain_manifest(directory, name="plain"):
     """A service without dependencies."""
     (directory / "Dockerfile").write_text("ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\n")
@@ -136,7 +148,7 @@ def test_a_service_keeps_the_network_it_has(tmp_path):
 def test_the_example_services_resources_are_unchanged():
     """A service with dependencies keeps its network per host under the same name: existing
     stacks see no change."""
-    resources = run_program(stack_config("production"), stack="production", stack_outputs=PLATFORM)
+    resources = run_program(production_values(), stack="production", stack_outputs=PLATFORM)
     networks = [r for r in resources if r.type == NETWORK]
     assert sorted(n.name for n in networks) == ["production-vizconfig-host2-network",
                                                  "production-vizconfig-local-network"]
@@ -154,7 +166,7 @@ def test_a_full_host_refuses_the_update_before_anything_registers():
                                      bridges=("bridge", "other")),
             "host2": engine_networks()}
     with pytest.raises(ProgramFailed) as raised:
-        run_program(stack_config("production"), stack="production", stack_outputs=PLATFORM,
+        run_program(production_values(), stack="production", stack_outputs=PLATFORM,
                     engines=full)
     message = str(raised.value)
     assert "stacks/Pulumi.production.yaml: bluegreen.hosts.local:" in message
@@ -167,7 +179,7 @@ def test_a_host_with_the_network_already_needs_no_room():
     full = {"local": engine_networks(pools=[{"Base": "172.20.0.0/24", "Size": 24}],
                                      bridges=("bridge", "bluegreen-production-vizconfig")),
             "host2": engine_networks()}
-    run_program(stack_config("production"), stack="production", stack_outputs=PLATFORM, engines=full)
+    run_program(production_values(), stack="production", stack_outputs=PLATFORM, engines=full)
 
 
 # --- service stacks -----------------------------------------------------------------------------
@@ -177,6 +189,7 @@ def project(tmp_path):
     """A project directory: Pulumi.yaml and the committed stack files."""
     shutil.copy(os.path.join(ROOT, "Pulumi.yaml"), tmp_path / "Pulumi.yaml")
     shutil.copytree(os.path.join(ROOT, "stacks"), tmp_path / "stacks")
+    shutil.copy(PRODUCTION_FILE, tmp_path / "stacks" / "Pulumi.production.yaml")
     (tmp_path / "svc").mkdir()
     plain_manifest(tmp_path / "svc")
     return tmp_path
@@ -195,7 +208,7 @@ def service_stack(**extra):
 def test_a_service_stack_inherits_its_environment_stack(project):
     values = stack_values("production.plain", service_stack(), str(project))
     config = parse_stack_config("production.plain", values, str(project))
-    production = parse_stack_config("production", stack_config("production"), ROOT)
+    production = parse_stack_config("production", production_values(), ROOT)
     assert config.environment == "production" and config.environment_stack == "production"
     assert config.hosts == production.hosts and config.build_host == "local"
     assert config.platform_stack == "organization/bluegreen/platform" and config.platform is None
@@ -205,7 +218,7 @@ def test_a_service_stack_inherits_its_environment_stack(project):
 
 
 def test_an_environment_stack_is_left_as_it_is(project):
-    raw = stack_config("production")
+    raw = production_values()
     assert stack_values("production", raw, str(project)) == raw
 
 
@@ -253,14 +266,14 @@ def test_a_service_in_both_stacks_is_refused_naming_both_files(project):
     # And the environment stack's own program refuses it too.
     write_stack(project, "production.vizconfig", both)
     with pytest.raises(ConfigError) as raised:
-        stack_values("production", stack_config("production"), str(project))
+        stack_values("production", production_values(), str(project))
     assert raised.value.source == "stacks/Pulumi.production.yaml"
     assert raised.value.field == "bluegreen.services.vizconfig"
     assert "stacks/Pulumi.production.vizconfig.yaml" in raised.value.problem
 
 
 def test_an_invalid_environment_stack_is_named_in_the_error(project):
-    production = stack_config("production")
+    production = production_values()
     production["hosts"]["local"]["docker"] = "nowhere"
     write_stack(project, "production", production)
     with pytest.raises(ConfigError) as raised:

@@ -725,3 +725,41 @@ def test_each_colour_records_its_release_and_history_after_its_gate(one_host):
         history = json.loads(one_host.key(f"bluegreen/history/{ENV}/vizconfig/{version}").inputs["value"])
         assert history["version"] == version and history["colour"] == colour
         assert ("liveAt" in history) == (colour == "green")   # config(): green is live
+
+# --- a platform on hosts with their own addresses (the lab, a real site) -------------------------
+
+def test_lab_platform_servers_quorum_registry_and_proxy_on_the_hosts_address():
+    cfg = config(hosts=("local",))
+    cfg["hosts"] = {
+        name: {"docker": f"ssh://root@10.0.0.{n}", "consul": f"http://10.0.0.{n}:8500",
+               "address": f"10.0.0.{n}", "bridgeAddress": f"10.1.{n}.1",
+               "dockerSocket": f"/run/lab/{name}.sock"}
+        for n, name in ((1, "one"), (2, "two"), (3, "three"))}
+    cfg["platform"] = {**cfg["platform"], "host": "one", "servers": ["one", "two", "three"],
+                       "agents": []}
+    cfg["platform"]["proxy"] = {**cfg["platform"]["proxy"], "address": "10.0.0.1"}
+    cfg["services"]["vizconfig"]["hosts"] = ["one", "two"]
+    deployment = run(cfg)
+    servers = deployment.role("consul-server")
+    assert len(servers) == 3 and not deployment.role("consul-client")
+    for server in servers:
+        assert "-bootstrap-expect=3" in server.inputs["command"]
+        # Each waits for the others only through retry-join, not through Pulumi dependencies.
+        assert not {s.urn for s in servers} & server.all_dependencies
+    registry = deployment.one(deployment.role("registry"))
+    assert registry.inputs["ports"] == [{"internal": 5000, "external": 15000, "ip": "10.0.0.1"}]
+    proxy = deployment.one(deployment.role("proxy"))
+    assert "PROXY_LISTEN=10.0.0.1:18080" in proxy.inputs["envs"]
+    for container in deployment.role("service"):
+        host = deployment.host_of(container)
+        assert container.inputs["ports"][0]["ip"] == cfg["hosts"][host]["address"]
+    registrators = deployment.role("registrator")
+    assert {r.inputs["volumes"][0]["hostPath"] for r in registrators} == \
+        {"/run/lab/one.sock", "/run/lab/two.sock", "/run/lab/three.sock"}
+    # Built on an engine reached over ssh: the legacy builder (buildx would build on DOCKER_HOST).
+    assert all(b.inputs["build"].get("useLegacyBuilder") for b in deployment.builds)
+
+
+def test_builds_on_this_machines_engine_keep_their_builder(one_host):
+    # A changed builder would change every image's digest, and so the live colour's containers.
+    assert one_host.builds and not any(b.inputs["build"].get("useLegacyBuilder") for b in one_host.builds)

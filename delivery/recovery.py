@@ -1,0 +1,194 @@
+"""Recovery after a `pulumi up` that died (kill -9, a lost machine): what a plain re-run needs.
+
+Two things stay behind. The file backend's lock (`.pulumi/locks/<org>/<project>/<stack>/*.json`,
+naming the pid and host of the process that took it) blocks every later update; a lock whose
+process is gone from this machine is cleared. Operations that were in flight stay in the state as
+pending: an interrupted update or delete is simply done again by the next update, but an
+interrupted create may have made a container that the state does not know, and the re-run's create
+would collide with its name. Such a container belongs to the offline colour (a deploy creates
+nothing else), so it is removed and the pending entry dropped; the re-run creates it again.
+
+`python -m delivery.recovery --stack S` does both; ./bg runs it before every `pulumi up`,
+`refresh`, `destroy` and `preview`, and the delivery commands before every update."""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from typing import Callable
+
+CONTAINER_TYPE = "docker:index/container:Container"
+
+
+@dataclass(frozen=True)
+class Lock:
+    path: str
+    pid: int
+    hostname: str
+
+
+def read_lock(path: str) -> Lock | None:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            body = json.load(handle)
+        return Lock(path, int(body.get("pid", 0)), str(body.get("hostname", "")))
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def stale_locks(locks: list[Lock], hostname: str, alive: Callable[[int], bool]) -> list[Lock]:
+    """Locks taken on this machine by a process that no longer runs. A lock from another machine
+    is never judged: its process may be running there."""
+    return [lock for lock in locks if lock.hostname == hostname and not alive(lock.pid)]
+
+
+def lock_files(backend_dir: str, stack: str) -> list[str]:
+    """The lock files of a stack (any organization and project) in a file backend."""
+    return sorted(glob.glob(os.path.join(backend_dir, ".pulumi", "locks", "*", "*", stack, "*.json")))
+
+
+def clear_stale_locks(backend_dir: str, stack: str, out=sys.stderr) -> list[Lock]:
+    locks = [lock for lock in map(read_lock, lock_files(backend_dir, stack)) if lock]
+    cleared = stale_locks(locks, socket.gethostname(), pid_alive)
+    for lock in cleared:
+        os.remove(lock.path)
+        if os.path.exists(lock.path + ".attrs"):  # the blob store's metadata beside it
+            os.remove(lock.path + ".attrs")
+        print(f"recovery: cleared the lock of stack {stack} left by process {lock.pid}, which no "
+              f"longer runs ({os.path.basename(lock.path)})", file=out)
+    return cleared
+
+
+@dataclass(frozen=True)
+class Orphan:
+    """A container whose create was interrupted: it may exist on `host` under `name`."""
+
+    urn: str
+    name: str
+    host: str
+
+
+def pending_orphans(deployment: dict) -> list[Orphan]:
+    """Containers among the pending creates, each with its Docker host (from its provider)."""
+    providers = {}
+    for resource in deployment.get("resources") or []:
+        if resource.get("type", "").startswith("pulumi:providers:"):
+            ref = f"{resource['urn']}::{resource.get('id', '')}"
+            providers[ref] = (resource.get("inputs") or {}).get("host", "")
+    orphans = []
+    for operation in deployment.get("pending_operations") or []:
+        resource = operation.get("resource") or {}
+        if operation.get("type") != "creating" or resource.get("type") != CONTAINER_TYPE:
+            continue
+        name = (resource.get("inputs") or {}).get("name")
+        if name:
+            orphans.append(Orphan(resource["urn"], name, providers.get(resource.get("provider", ""), "")))
+    return orphans
+
+
+def without_pending(state: dict) -> dict:
+    """The exported state with its pending operations dropped."""
+    deployment = dict(state.get("deployment") or {})
+    deployment.pop("pending_operations", None)
+    return {**state, "deployment": deployment}
+
+
+def _pulumi(*args: str) -> str:
+    result = subprocess.run(["pulumi", *args], capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"pulumi {' '.join(args)} failed: {result.stderr.strip()[-800:]}")
+    return result.stdout
+
+
+def has_pending(backend_dir: str, stack: str) -> bool:
+    """Whether the stack's checkpoint (read directly: cheaper than an export) has pending
+    operations; True when it cannot tell."""
+    paths = glob.glob(os.path.join(backend_dir, ".pulumi", "stacks", "*", f"{stack}.json"))
+    if len(paths) != 1:
+        return bool(paths) or bool(glob.glob(os.path.join(backend_dir, ".pulumi", "stacks", "*",
+                                                          f"{stack}.json.gz")))
+    try:
+        with open(paths[0], encoding="utf-8") as handle:
+            latest = (json.load(handle).get("checkpoint") or {}).get("latest") or {}
+    except (OSError, ValueError):
+        return True
+    return bool(latest.get("pending_operations"))
+
+
+def resolve_pending(stack: str, cwd: str, out=sys.stderr) -> int:
+    """Drops the stack's pending operations, removing containers of interrupted creates first.
+    Returns how many operations were pending."""
+    state = json.loads(_pulumi("stack", "export", "--stack", stack, "--cwd", cwd))
+    pending = (state.get("deployment") or {}).get("pending_operations") or []
+    if not pending:
+        return 0
+    for orphan in pending_orphans(state["deployment"]):
+        command = ["docker", *(["-H", orphan.host] if orphan.host else []), "rm", "-f", orphan.name]
+        removed = subprocess.run(command, capture_output=True, text=True)
+        if removed.returncode == 0:
+            print(f"recovery: removed {orphan.name} on {orphan.host or 'the default engine'}, whose "
+                  "create was interrupted; the update creates it again", file=out)
+    for operation in pending:
+        print(f"recovery: {operation.get('resource', {}).get('urn', '?')} was interrupted while "
+              f"{operation.get('type')}; the update does it again", file=out)
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
+        json.dump(without_pending(state), handle)
+    try:
+        _pulumi("stack", "import", "--stack", stack, "--cwd", cwd, "--force", "--file", handle.name)
+    finally:
+        os.remove(handle.name)
+    return len(pending)
+
+
+def recover(stack: str, cwd: str, backend_dir: str | None, out=sys.stderr) -> None:
+    """Makes a stack left by a dead update ready for a plain re-run (file backends: a service
+    backend judges its own locks)."""
+    if backend_dir is None:
+        return
+    cleared = clear_stale_locks(backend_dir, stack, out)
+    # With a live lock, another update runs: its pending operations are its own business.
+    if (cleared or not lock_files(backend_dir, stack)) and has_pending(backend_dir, stack):
+        resolve_pending(stack, cwd, out)
+
+
+def backend_directory() -> str | None:
+    url = os.environ.get("PULUMI_BACKEND_URL", "")
+    return url.removeprefix("file://") if url.startswith("file://") else None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m delivery.recovery",
+                                     description="Clear what a dead `pulumi up` left on a stack.")
+    parser.add_argument("--stack", required=True)
+    parser.add_argument("--cwd", default=os.getcwd())
+    args = parser.parse_args(argv)
+    stack = args.stack.rsplit("/", 1)[-1]
+    try:
+        recover(stack, args.cwd, backend_directory())
+    except RuntimeError as error:
+        print(f"recovery: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,432 @@
+"""Failure drills on the lab (hosts in network namespaces, engines over ssh://, a Consul server on
+each): every drill runs under a bounded client loop through the proxy and records the failed
+requests, the time to detect and the time to converge (reports/e2e/lab-figures.json).
+
+Everything runs on the lab's own engines: the registry and the proxy on the first host, at its
+lab address. The service runs on every lab host but the last, which holds only a Consul server:
+drill (a) stops that server (made leader first) in the middle of a deploy; drills (b) and (e) take
+down the last service host (not the proxy's). Runs in order on one stack."""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+
+import pytest
+import requests
+
+from components.naming import docker_name, instance_id
+from e2e_harness import (LOG_DIR, REPO, Deployment, RequestLoop, container_identity, get_json,
+                         host_docker, lab, lab_hosts, lab_platform_config, require_environment,
+                         wait_until)
+
+PLATFORM = "e2e-lab-platform"
+STACK = ENV = "e2e-lab"
+PORTS = {"consul": 29500, "serf": 29301, "server": 29300, "registry": 29005, "proxy": 29080}
+STABLE = ""  # the proxy on the first lab host: set once the lab answers
+GATE_TIMEOUT_S = 20
+FIGURES: dict = {}
+
+
+class Lab:
+    """The lab's hosts as the stacks see them, and what the drills need to know about them."""
+
+    def __init__(self):
+        self.hosts = lab_hosts(PORTS)
+        self.lab_names = list(self.hosts)
+        if len(self.lab_names) < 3:
+            raise RuntimeError("the drills need a lab of at least 3 hosts (BLUEGREEN_LAB_HOSTS)")
+        self.service_hosts = self.lab_names[:-1]
+        self.server_only = self.lab_names[-1]
+        self.proxy_host = self.lab_names[0]
+        # Questions about the cluster go to the proxy's host's agent (never stopped but in (d)).
+        self.local_agent = self.hosts[self.proxy_host]["consul"]
+
+    def number(self, name: str) -> str:
+        return name.removeprefix("lab")
+
+    def agent(self, name: str) -> str:
+        return self.hosts[name]["consul"]
+
+    def leader(self) -> str:
+        """The lab host whose server leads (asked through this machine's client agent)."""
+        address = requests.get(f"{self.local_agent}/v1/status/leader", timeout=3).json()
+        return next(n for n in self.lab_names if address.startswith(self.hosts[n]["address"] + ":"))
+
+    def voters_alive(self) -> set[str]:
+        """Servers that autopilot counts as healthy voters (alive, in step with the leader)."""
+        health = requests.get(f"{self.local_agent}/v1/operator/autopilot/health", timeout=3)
+        if health.status_code != 200:
+            return set()
+        return {s["Name"] for s in health.json()["Servers"] if s["Healthy"] and s["Voter"]}
+
+    def wait_healthy(self, timeout_s: float = 90) -> float:
+        """Waits until every server is a healthy voter (the quorum tolerates a failure again)."""
+        return wait_until(lambda: self.voters_alive() == set(self.lab_names), timeout_s,
+                          interval_s=0.2, what="every Consul server a healthy voter")[1]
+
+    def registration(self, host: str, colour: str) -> dict | None:
+        instance = instance_id(ENV, "vizconfig", colour, host, 0)
+        response = requests.get(f"{self.agent(host)}/v1/agent/service/{instance}", timeout=2)
+        return response.json() if response.status_code == 200 else None
+
+    def proxy_config(self) -> str:
+        return host_docker(self.hosts[self.proxy_host], "exec", docker_name(PLATFORM, "proxy"),
+                           "cat", "/etc/nginx/live/bluegreen.conf")
+
+    def live_upstream(self) -> str:
+        """The lines of the live upstream of the drill's service in the proxy's applied config."""
+        text = self.proxy_config()
+        start = text.index(f"upstream {ENV}--vizconfig--live {{")
+        return text[start:text.index("}", start)]
+
+
+def service_settings(**overrides) -> dict:
+    settings = {"manifest": "services/vizconfig/service.yaml", "live": "blue",
+                "blue": {"version": "1.0.0"}, "gateTimeout": GATE_TIMEOUT_S}
+    settings.update(overrides)
+    return settings
+
+
+@pytest.fixture(scope="module")
+def drill():
+    require_environment()
+    lab("up")
+    the_lab = Lab()
+    global STABLE
+    STABLE = f"http://{the_lab.hosts[the_lab.proxy_host]['address']}:{PORTS['proxy']}/{ENV}/vizconfig/"
+    platform = Deployment(PLATFORM, lab_platform_config(PORTS, the_lab.hosts))
+    environment = None
+    try:
+        platform.up()
+        environment = Deployment(STACK, {
+            "bluegreen:environment": ENV,
+            "bluegreen:platformStack": f"organization/bluegreen/{PLATFORM}",
+            "bluegreen:buildHost": the_lab.lab_names[0],
+            "bluegreen:baseImage": os.environ.get("BLUEGREEN_BASE_IMAGE", "bluegreen/base:bookworm"),
+            "bluegreen:hosts": {n: the_lab.hosts[n] for n in the_lab.lab_names},
+            "bluegreen:services": {"vizconfig": service_settings(hosts=the_lab.service_hosts)},
+        })
+        environment.up()
+        yield the_lab, platform, environment
+    finally:
+        # A drill that failed half-way must not leave a host down for the clean-up (or others).
+        for name in the_lab.lab_names:
+            subprocess.run(["bash", os.path.join(REPO, "lab", "lab.sh"), "link-up",
+                            the_lab.number(name)], capture_output=True)
+        lab("up")
+        try:
+            the_lab.wait_healthy(120)
+        except AssertionError:
+            pass  # the clean-up below says what it could not reach
+        try:
+            if environment is not None:
+                environment.remove()
+        finally:
+            platform.remove()
+            os.makedirs(LOG_DIR, exist_ok=True)
+            with open(os.path.join(LOG_DIR, "lab-figures.json"), "w") as handle:
+                json.dump(FIGURES, handle, indent=2)
+
+
+def set_service(environment: Deployment, lab_: Lab, **overrides) -> None:
+    environment.update_config(lambda c: c["bluegreen:services"].__setitem__(
+        "vizconfig", service_settings(hosts=lab_.service_hosts, **overrides)))
+
+
+def served() -> tuple[str, str]:
+    body = get_json(STABLE)
+    return body["version"], body["colour"]
+
+
+def loop() -> RequestLoop:
+    return RequestLoop(STABLE, rate=10, max_requests=5000, max_seconds=420)
+
+
+def record(drill_name: str, client: RequestLoop, **figures) -> None:
+    FIGURES[drill_name] = {"requests": len(client.results), "failed_requests": len(client.failures),
+                           **{k: round(v, 2) if isinstance(v, float) else v for k, v in figures.items()}}
+
+
+class Background:
+    """`pulumi up` of a Deployment in a thread; `error` holds its failure."""
+
+    def __init__(self, deployment: Deployment):
+        self.error: Exception | None = None
+        self.started = time.monotonic()
+        self.finished: float | None = None
+        self._thread = threading.Thread(target=self._run, args=(deployment,), daemon=True)
+        self._thread.start()
+
+    def _run(self, deployment):
+        try:
+            deployment.up()
+        except Exception as error:  # noqa: BLE001 - inspected by the test
+            self.error = error
+        finally:
+            self.finished = time.monotonic()
+
+    def join(self, timeout: float) -> None:
+        self._thread.join(timeout)
+        assert not self._thread.is_alive(), f"pulumi up still runs after {timeout}s"
+
+
+def test_the_lab_serves_across_hosts_by_address(drill):
+    the_lab, _, _ = drill
+    assert served() == ("1.0.0", "blue")
+    the_lab.wait_healthy()
+    catalog = requests.get(f"{the_lab.local_agent}/v1/catalog/service/vizconfig", timeout=3).json()
+    registered = {s["ServiceID"]: (s["ServiceAddress"], s["ServicePort"]) for s in catalog
+                  if ENV in s["ServiceTags"]}
+    assert len(registered) == len(the_lab.service_hosts)
+    for name in the_lab.service_hosts:
+        host = the_lab.hosts[name]
+        address, port = registered[instance_id(ENV, "vizconfig", "blue", name, 0)]
+        # Each host advertises its own lab address; the container is published exactly there.
+        assert address == host["address"]
+        ports = json.loads(host_docker(host, "inspect", "-f", "{{json .NetworkSettings.Ports}}",
+                                       docker_name(instance_id(ENV, "vizconfig", "blue", name, 0))))
+        assert [(b["HostIp"], int(b["HostPort"])) for b in next(iter(ports.values()))] == [(address, port)]
+        # The proxy reaches it by address, and the host pulled it from the registry.
+        assert f"server {address}:{port} " in the_lab.live_upstream()
+        pulled = host_docker(host, "images", "--digests", "--format", "{{.Repository}}")
+        registry = the_lab.hosts[the_lab.proxy_host]["address"]
+        assert f"{registry}:{PORTS['registry']}/vizconfig" in pulled.split()
+
+
+def test_drill_a_a_consul_server_stopped_during_a_deploy(drill):
+    the_lab, _, environment = drill
+    victim = the_lab.server_only
+    victim_host = the_lab.hosts[victim]
+    the_lab.wait_healthy()
+    # Stopping the leader is the harder case: the cluster must elect another mid-deploy.
+    node_id = requests.get(f"{victim_host['consul']}/v1/agent/self", timeout=3).json()["Config"]["NodeID"]
+    if the_lab.leader() != victim:
+        requests.post(f"{victim_host['consul']}/v1/operator/raft/transfer-leader",
+                      params={"id": node_id}, timeout=10).raise_for_status()
+        wait_until(lambda: the_lab.leader() == victim, 15, what=f"{victim} leads")
+    set_service(environment, the_lab, live="green", green={"version": "2.0.0"})
+    server = docker_name(PLATFORM, "consul", victim)
+    with loop() as client:
+        deploy = Background(environment)
+        time.sleep(2)
+        stopped = time.monotonic()
+        host_docker(victim_host, "stop", server)
+        try:
+            _, elected = wait_until(lambda: the_lab.leader() != victim, 30, interval_s=0.2,
+                                    what="a new leader")
+            _, detected = wait_until(lambda: victim not in the_lab.voters_alive(), 60,
+                                     interval_s=0.2, what=f"{victim} seen as failed")
+            deploy.join(300)
+        finally:
+            deploy.join(300)
+            host_docker(victim_host, "start", server)
+            restarted = time.monotonic()
+        assert deploy.error is None, deploy.error
+        assert served() == ("2.0.0", "green")
+        deploy_s = deploy.finished - deploy.started
+        rejoined = the_lab.wait_healthy()
+    assert stopped - deploy.started < deploy_s, "the server was stopped after the deploy ended"
+    assert client.failures == [], (f"stopped at +{stopped - deploy.started:.2f}s, deploy ended at "
+                                   f"+{deploy_s:.2f}s; failures at " +
+                                   str([round(f[0] - deploy.started, 2) for f in client.failures]))
+    record("a_consul_server_stopped", client, stopped_server=victim, leader_elected_s=elected,
+           detect_s=detected, deploy_s=deploy_s, rejoined_after_start_s=rejoined,
+           converged_s=restarted + rejoined - stopped)
+
+
+def test_drill_b_a_host_link_down_during_a_deploy_to_it(drill):
+    the_lab, _, environment = drill
+    victim = the_lab.service_hosts[-1]
+    others = [n for n in the_lab.lab_names if n != victim]
+    the_lab.wait_healthy()
+    live_before = {n: container_identity_on(the_lab, n, "green") for n in the_lab.service_hosts}
+    deps_before = {n: host_docker(the_lab.hosts[n], "ps", "-q", "--filter", "label=bluegreen.role=dependency")
+                   for n in others if n in the_lab.service_hosts}
+    set_service(environment, the_lab, live="blue", blue={"version": "3.0.0"}, green={"version": "2.0.0"})
+    with loop() as client:
+        deploy = Background(environment)
+        # Cut the cable once the new instance on the victim is registered: its gate must wait.
+        wait_until(lambda: (the_lab.registration(victim, "blue") or {}).get("Meta", {}).get("version") == "3.0.0",
+                   240, interval_s=0.1, what=f"blue 3.0.0 registered on {victim}")
+        lab("link-down", the_lab.number(victim))
+        cut = time.monotonic()
+        deploy.join(GATE_TIMEOUT_S + 120)
+        detected = deploy.finished - cut
+        message = str(deploy.error)
+        assert deploy.error is not None, "the deploy passed its gate with a host unreachable"
+        assert served()[1] == "green"
+        time.sleep(3)  # traffic keeps flowing on the live colour with the host gone
+    failed = list(client.failures)
+    victim_instance = instance_id(ENV, "vizconfig", "blue", victim, 0)
+    assert "health gate" in message and victim_instance in message, message[-2000:]
+    for other in others:
+        assert instance_id(ENV, "vizconfig", "blue", other, 0) not in message.split("Failing:")[-1]
+    assert detected <= GATE_TIMEOUT_S + 15, detected
+    assert {n: container_identity_on(the_lab, n, "green") for n in the_lab.service_hosts} == live_before
+    assert {n: host_docker(the_lab.hosts[n], "ps", "-q", "--filter", "label=bluegreen.role=dependency")
+            for n in deps_before} == deps_before
+    assert failed == [], failed[:5]
+    lab("link-up", the_lab.number(victim))
+    back = time.monotonic()
+    the_lab.wait_healthy()
+    with loop() as client:
+        rerun = time.monotonic()
+        environment.up()
+        converged = time.monotonic()
+        assert served() == ("3.0.0", "blue")
+    assert client.failures == [], client.failures[:5]
+    record("b_host_link_down", client, host=victim, detect_s=detected, failed_during_cut=len(failed),
+           rerun_s=converged - rerun, converged_after_link_up_s=converged - back)
+
+
+def container_identity_on(the_lab: Lab, host: str, colour: str) -> str:
+    name = docker_name(instance_id(ENV, "vizconfig", colour, host, 0))
+    return host_docker(the_lab.hosts[host], "inspect", "-f", "{{.Id}} {{.State.StartedAt}}", name)
+
+
+def descendants(pid: int) -> list[int]:
+    """Processes below `pid` (from /proc), children first found first."""
+    parents = {}
+    for stat in glob.glob("/proc/[0-9]*/stat"):
+        try:
+            with open(stat) as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+            parents[int(stat.split("/")[2])] = int(fields[1])
+        except (OSError, IndexError, ValueError):
+            continue
+    found, frontier = [], [pid]
+    while frontier:
+        current = frontier.pop()
+        children = [p for p, parent in parents.items() if parent == current]
+        found += children
+        frontier += children
+    return found
+
+
+def test_drill_c_kill_9_of_pulumi_up_during_the_flip(drill):
+    the_lab, _, environment = drill
+    the_lab.wait_healthy()
+    set_service(environment, the_lab, live="green", blue={"version": "3.0.0"}, green={"version": "4.0.0"})
+    command = [os.path.join(REPO, "bg"), "pulumi", "up", "--yes", "--skip-preview", "--stack", STACK]
+    log = open(os.path.join(LOG_DIR, f"{STACK}-killed.log"), "a")
+    with loop() as client:
+        process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                   text=True)
+        started = time.monotonic()
+        killed_at = None
+        for line in process.stdout:
+            log.write(line)
+            # The flip: green's gate now blocks (the new containers exist and registered).
+            if "green-gate" in line and ("updating" in line or "creating" in line):
+                children = descendants(process.pid)
+                os.kill(process.pid, signal.SIGKILL)
+                killed_at = time.monotonic()
+                break
+            assert time.monotonic() - started < 300, "the flip never started"
+        process.wait(10)
+        assert killed_at is not None, "pulumi up ended before the flip"
+        # The engine's plugins outlive it as orphans; a dead machine would take them along.
+        time.sleep(1)
+        for pid in children:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        locks = glob.glob(os.path.join(REPO, ".state", ".pulumi", "locks", "*", "*", STACK, "*.json"))
+        assert locks, "the killed update left no lock (the drill did not hit the update)"
+        assert served()[1] == "blue", "traffic moved before the flip"
+        rerun = time.monotonic()
+        result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
+        converged = time.monotonic()
+        log.write(result.stdout + result.stderr)
+        assert result.returncode == 0, result.stderr[-3000:] + result.stdout[-3000:]
+        assert served() == ("4.0.0", "green")
+    log.close()
+    assert "cleared the lock" in result.stderr + result.stdout
+    assert client.failures == [], client.failures[:5]
+    record("c_kill_9_during_flip", client, killed_after_s=killed_at - started,
+           detect_s=0.0,  # the re-run finds the dead process's lock before it starts
+           rerun_converged_s=converged - rerun,
+           pending_resolved="interrupted while" in result.stderr + result.stdout)
+
+
+def test_drill_d_proxy_killed_serves_last_good_config_at_once(drill):
+    the_lab, _, _ = drill
+    the_lab.wait_healthy()
+    home = the_lab.hosts[the_lab.proxy_host]
+    proxy = docker_name(PLATFORM, "proxy")
+    agent = docker_name(PLATFORM, "consul", the_lab.proxy_host)
+    live = served()
+    # With the proxy's Consul agent away it cannot render anything new: whatever it serves after
+    # the restart is the configuration it had applied before.
+    host_docker(home, "stop", agent)
+    try:
+        pid = int(host_docker(home, "inspect", "-f", "{{.State.Pid}}", proxy))
+        with RequestLoop(STABLE, rate=20, max_requests=2000, max_seconds=60) as client:
+            time.sleep(1)
+            killed = time.monotonic()
+            os.kill(pid, signal.SIGKILL)
+            _, first_ok = wait_until(lambda: served() == live, 30, interval_s=0.05,
+                                     what="the restarted proxy serves the live colour")
+            time.sleep(2)
+        restarts = int(host_docker(home, "inspect", "-f", "{{.RestartCount}}", proxy))
+        after = [r for r in client.results if r[0] >= killed]
+        assert restarts >= 1
+        assert all(r[2] == live[1] for r in after if r[1] == 200)
+        assert first_ok < 5
+        # Requests refused after the first success (another restart of the container) are counted,
+        # not hidden: see lab-figures.json.
+        late = [r for r in client.results if r[0] >= killed + first_ok + 0.1 and r[1] != 200]
+    finally:
+        host_docker(home, "start", agent)
+    wait_until(lambda: "apply-config: configuration applied" in subprocess.run(
+        ["docker", "-H", f"unix://{home['dockerSocket']}", "logs", "--since", "30s", proxy],
+        capture_output=True, text=True).stderr, 60,
+        what="the proxy renders again once its agent is back")
+    record("d_proxy_killed", client, serving_again_after_s=first_ok,
+           failed_while_restarting=len([r for r in after if r[1] != 200]),
+           failed_after_first_success=len(late), restarts=restarts)
+
+
+def test_drill_e_a_host_restarted(drill):
+    the_lab, _, _ = drill
+    victim = the_lab.service_hosts[-1]
+    address = the_lab.hosts[victim]["address"]
+    the_lab.wait_healthy()
+    live = served()
+    before = {c: (the_lab.registration(victim, c) or {}).get("Port") for c in ("blue", "green")}
+    with loop() as client:
+        down = time.monotonic()
+        lab("stop-host", the_lab.number(victim))
+        stopped = time.monotonic() - down
+        _, detected = wait_until(lambda: f"server {address}:" not in the_lab.live_upstream(), 60,
+                                 interval_s=0.2, what=f"the proxy drops {victim}")
+        up = time.monotonic()
+        lab("start-host", the_lab.number(victim))
+        booted = time.monotonic() - up
+
+        def rejoined():
+            registration = the_lab.registration(victim, live[1])
+            if not registration:
+                return False
+            port = json.loads(host_docker(
+                the_lab.hosts[victim], "inspect", "-f", "{{json .NetworkSettings.Ports}}",
+                docker_name(instance_id(ENV, "vizconfig", live[1], victim, 0))))
+            published = int(next(iter(port.values()))[0]["HostPort"])
+            return registration["Port"] == published and \
+                f"server {address}:{published} " in the_lab.live_upstream() and published
+
+        port, converged = wait_until(rejoined, 120, interval_s=0.2, what=f"{victim} back in rotation")
+        server_back = the_lab.wait_healthy()
+        assert served() == live
+    assert client.failures == [], client.failures[:5]
+    record("e_host_restarted", client, host=victim, stop_s=stopped, detect_s=detected,
+           boot_s=booted, back_in_rotation_after_boot_s=converged, converged_s=booted + converged,
+           server_healthy_after_rotation_s=server_back,
+           port_before=before[live[1]], port_after=port)
