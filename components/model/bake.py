@@ -49,4 +49,5 @@ def disagreement(stack_file: str, environment: str, settings: ServiceConfig,
         f"watchdog at {record.get('endedAt', '?')}: {record.get('reason', 'no reason recorded')} "
         f"(Consul KV {bake_key(environment, name)}); this update would flip it live again, so "
         f"nothing was changed. Accept the rollback with live: {record.get('previous')}, or ship a "
-        f"new version to {colour} (e.g. {colour}.version: {suggest_next(version)}) and flip to that")
+        f"new version to {colour} (e.g. {colour}.version: {suggest_next(version)}) and flip to that; to "
+        f"flip to {version} anyway, delete that record first")
