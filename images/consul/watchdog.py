@@ -14,6 +14,10 @@ check-and-set (the alias must still hold the flip the record describes: never ov
 the record's outcome (rolled-back, why, when) and `rolledBackAt`/`rollbackReason` on that version's
 history entry. When the bake time ends without a breach, the record says `baked`.
 
+It never flips to a colour none of whose instances pass (the record then ends `breached`), and a
+bake whose alias moved meanwhile ends `superseded`. SIGUSR1 prints its counters (wakes, probes,
+health reads, KV reads): with nothing baking, only wakes and KV reads ever grow.
+
 Environment: CONSUL_HTTP_ADDR (the platform host's agent), PROXY_URL (the proxy's base URL),
 CONSUL_HTTP_TOKEN (optional), PROBE_RATE, WINDOW_S. Standard library only.
 """
@@ -25,7 +29,7 @@ import collections
 import datetime
 import json
 import os
-import sys
+import signal
 import time
 import urllib.error
 import urllib.parse
@@ -218,6 +222,16 @@ def read_checks(bake: Bake, now: float) -> None:
         bake.problem = problem
 
 
+def moved_on(bake: Bake) -> bool:
+    """Ends a bake whose flip is no longer the alias's (flipped by hand, or a newer flip)."""
+    alias, alias_index = kv_get(alias_key(bake.environment, bake.service))
+    if flip_is_current(bake.record, bake.entry.index, alias, alias_index):
+        return False
+    if finish(bake, "superseded", f"the alias moved to {alias or 'nothing'} during the bake"):
+        say(f"{bake.label()}: the alias moved to {alias} during the bake; not watching it any more")
+    return True
+
+
 def finish(bake: Bake, status: str, reason: str = "", extra: dict | None = None) -> bool:
     """Writes the record's outcome (and `extra` {key: (value, index)}) in one check-and-set
     transaction; False when something changed meanwhile (the caller looks again)."""
@@ -257,8 +271,10 @@ def roll_back(bake: Bake, wall: datetime.datetime) -> bool:
         if wall >= parse_time(record["until"]):
             return finish(bake, "breached", f"{bake.breach}; not rolled back: no instance of "
                                             f"{previous} passed its checks")
-        say(f"{bake.label()}: breach ({bake.breach}), but no instance of {previous} passes its "
-            f"checks: not flipping to it; looking again")
+        if time.monotonic() - bake.logged_at >= 5:
+            bake.logged_at = time.monotonic()
+            say(f"{bake.label()}: breach ({bake.breach}), but no instance of {previous} passes "
+                f"its checks: not flipping to it; looking again")
         return False
     now = format_time(wall)
     extra = {key: (previous, alias_index)}
@@ -312,8 +328,11 @@ def bake_all(entries: dict[str, Entry]) -> None:
                 return
             bakes = {k: bakes[k] if k in bakes and bakes[k].entry.index == e.index else start(e)
                      for k, e in baking.items()}
-            for bake in bakes.values():
-                read_checks(bake, now)
+            for key, bake in list(bakes.items()):
+                if moved_on(bake):
+                    del bakes[key]
+                else:
+                    read_checks(bake, now)
             next_read = now + 1.0
         wall = datetime.datetime.now(datetime.timezone.utc)
         for key in list(bakes):
@@ -331,8 +350,20 @@ def counters() -> str:
     return " ".join(f"{name}={COUNTS[name]}" for name in ("wakes", "probes", "health_reads", "kv_reads"))
 
 
+def anchor() -> None:
+    """Makes the bake prefix exist as a folder key: a blocking query on a prefix without keys
+    wakes on every KV write anywhere, one on an existing prefix only on changes under it."""
+    try:
+        consul("PUT", f"/v1/kv/{bake_prefix()}?cas=0", b"")
+    except Exception as error:  # noqa: BLE001 - without it the watchdog still works, only wakes more
+        say(f"cannot create {bake_prefix()} ({error}); every KV write will wake the watchdog")
+
+
 def main() -> None:
+    # `docker kill --signal USR1 <watchdog>` prints what it did so far: proof of idleness.
+    signal.signal(signal.SIGUSR1, lambda *_: say(f"counters: {counters()}"))
     say(f"watching {CONSUL}/v1/kv/{bake_prefix()} (proxy {PROXY}); {counters()}")
+    anchor()
     index = 0
     while True:
         try:
