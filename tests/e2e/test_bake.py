@@ -55,7 +55,7 @@ class ServiceRepo:
         if fail_root:
             code = code.replace('return self._send(200, {**IDENTITY, "config": self.config.get()})',
                                 'return self._send(500, {"error": "broken release", **IDENTITY})', 1)
-        assert code.count(stamp) == 1 and (not fail_root or "broken release" in code)
+        assert f'"stamp": "{stamp}"' in code and (not fail_root or "broken release" in code)
         with open(self.server, "w", encoding="utf-8") as handle:
             handle.write(code)
 
