@@ -1,6 +1,7 @@
 """Moving aliases outside `pulumi up`, safely: every target colour's checks first, then one Consul
 transaction with a check-and-set per alias, so either every alias moves or none does, and none
-overwrites a flip made meanwhile; each service's bake record is written in the same transaction. Used by `rollback` (one service) and `promote` (several)."""
+overwrites a flip made meanwhile; each service's bake record is written in the same transaction.
+Used by `rollback` (one service) and `promote` (several)."""
 
 from __future__ import annotations
 
