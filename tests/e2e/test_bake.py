@@ -22,8 +22,8 @@ import pytest
 import requests
 from pulumi import automation as auto
 
-from e2e_harness import (LOG_DIR, REPO, Deployment, RequestLoop, container_identity, get_json,
-                         platform_config, require_environment, wait_until)
+from e2e_harness import (LOG_DIR, REPO, Deployment, RequestLoop, container_identity, deployed,
+                         get_json, platform_config, wait_until)
 
 STACK = ENV = "e2e-bake"
 PORTS = {"consul": 29500, "serf": 29501, "server": 29502, "registry": 29503, "proxy": 29504}
@@ -69,20 +69,15 @@ def repo():
 
 @pytest.fixture(scope="module")
 def deployment(repo):
-    require_environment()
     config = platform_config(PORTS, ENV)
     config["bluegreen:services"] = {"vizconfig": {
         "manifest": repo.manifest, "live": "blue", "blue": {"version": "1.0.0"},
         "gateTimeout": 30, "bakeTime": f"{BAKE_S}s"}}
-    deployment = Deployment(STACK, config)
-    try:
-        yield deployment
-    finally:
-        save_watchdog_log()
-        deployment.remove()
-        os.makedirs(LOG_DIR, exist_ok=True)
-        with open(os.path.join(LOG_DIR, "bake-figures.json"), "w") as handle:
-            json.dump(FIGURES, handle, indent=2)
+    with deployed(STACK, config, FIGURES, "bake") as deployment:
+        try:
+            yield deployment
+        finally:
+            save_watchdog_log()
 
 
 def change(deployment: Deployment, **settings) -> None:
