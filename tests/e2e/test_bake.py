@@ -214,6 +214,20 @@ def catalogue_entry() -> dict:
     return entry
 
 
+def catalogue_page() -> str:
+    """The catalogue page as headless Chromium renders it (its script fills the table)."""
+    profile = tempfile.mkdtemp(prefix="bluegreen-chromium-")
+    try:
+        return subprocess.run(
+            ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+             "--no-first-run", "--disable-background-networking", "--disable-component-update",
+             "--disable-sync", f"--user-data-dir={profile}", "--virtual-time-budget=5000",
+             "--dump-dom", f"{PROXY}/catalogue/"],
+            capture_output=True, text=True, timeout=60, check=True).stdout
+    finally:
+        shutil.rmtree(profile, ignore_errors=True)
+
+
 def test_a_release_serving_5xx_after_its_flip_is_flipped_back_within_the_bake_time(repo, deployment):
     repo.edit("three", fail_root=True)
     change(deployment, blue={"version": "3.0.0"}, bakeTime=f"{BAKE_S}s")
@@ -258,6 +272,9 @@ def test_a_release_serving_5xx_after_its_flip_is_flipped_back_within_the_bake_ti
     entry = catalogue_entry()
     assert entry["live"] == "green" and entry["bake"]["status"] == "rolled-back"
     assert [h for h in entry["history"] if h["version"] == "3.0.0"][0]["rolledBackAt"]
+    page = catalogue_page()
+    assert 'data-bake="rolled-back"' in page
+    assert f"blue 3.0.0 rolled back to green at {record['endedAt']}: 5xx on /{ENV}/vizconfig/" in page
     listing = subprocess.run([sys.executable, "-m", "delivery", "releases", "vizconfig", "--stack",
                               STACK], cwd=REPO, capture_output=True, text=True, timeout=60).stdout
     assert f"3.0.0 was rolled back at {record['endedAt']}: 5xx on /{ENV}/vizconfig/" in listing
