@@ -232,10 +232,11 @@ def moved_on(bake: Bake) -> bool:
     return True
 
 
-def finish(bake: Bake, status: str, reason: str = "", extra: dict | None = None) -> bool:
+def finish(bake: Bake, status: str, reason: str = "", extra: dict | None = None,
+           now: datetime.datetime | None = None) -> bool:
     """Writes the record's outcome (and `extra` {key: (value, index)}) in one check-and-set
     transaction; False when something changed meanwhile (the caller looks again)."""
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = now or datetime.datetime.now(datetime.timezone.utc)
     writes = {bake.entry.key: (json.dumps(bake_outcome(bake.record, status, now, reason),
                                           sort_keys=True), bake.entry.index)}
     writes.update(extra or {})
@@ -280,9 +281,10 @@ def roll_back(bake: Bake, wall: datetime.datetime) -> bool:
     extra = {key: (previous, alias_index)}
     extra.update(history_update(bake.environment, bake.service, record.get("version"),
                                 {"rolledBackAt": now, "rollbackReason": bake.breach}))
-    extra.update(history_update(bake.environment, bake.service, record.get("previousVersion"),
-                                {"liveAt": now}))
-    if not finish(bake, "rolled-back", bake.breach, extra):
+    if record.get("previousVersion") != record.get("version"):
+        extra.update(history_update(bake.environment, bake.service, record.get("previousVersion"),
+                                    {"liveAt": now}))
+    if not finish(bake, "rolled-back", bake.breach, extra, now=wall):
         say(f"{bake.label()}: the rollback transaction lost a check-and-set; looking again")
         return False
     say(f"ROLLED BACK {bake.label()}: alias {key} {record['colour']} -> {previous}: {bake.breach}")
