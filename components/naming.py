@@ -14,6 +14,9 @@ from typing import Iterable
 COLOURS = ("blue", "green")
 KV_ROOT = "bluegreen"
 DIGEST_REF = re.compile(r"^[^@\s]+@sha256:[0-9a-f]{64}$")
+# The proxy names the route and colour of every answer (images/proxy/routes.conf.ctmpl).
+PROXY_ROUTE_HEADER = "X-Bluegreen-Route"
+PROXY_COLOUR_HEADER = "X-Bluegreen-Colour"
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"   # UTC, as release histories and bake records write times
 BAKE_STATUSES = ("baking", "baked", "rolled-back", "breached", "superseded")
 

@@ -5,7 +5,7 @@ flips the alias back when the colour breaches.
 Idle, it only waits: a Consul blocking query on the bake records (naming.bake_prefix) returns when
 one of them changes. While a record says `baking`, for that service it
 - probes the stable URI through the proxy, PROBE_RATE requests/s, keeping the answers of the last
-  WINDOW_S seconds (answers the previous colour still gives right after the flip do not count);
+  WINDOW_S seconds (answers the proxy says came from the previous colour do not count);
 - reads the new colour's checks from Consul's health API once a second;
 and a 5xx share above the record's maxErrorRate (over at least MIN_SAMPLES answers and MIN_ERRORS
 errors), or a colour without instances or with a critical check for CHECK_GRACE_S, is a breach.
@@ -37,7 +37,8 @@ import urllib.request
 from dataclasses import dataclass, field
 
 from naming import (
-    alias_key, bake_outcome, bake_prefix, format_time, history_prefix, parse_time, route_key
+    PROXY_COLOUR_HEADER, alias_key, bake_outcome, bake_prefix, format_time, history_prefix,
+    parse_time, route_key
 )
 
 CONSUL = os.environ.get("CONSUL_HTTP_ADDR", "http://127.0.0.1:8500").rstrip("/")
@@ -165,9 +166,9 @@ def probe(url: str, ignore_colour: str) -> int | None:
     try:
         with urllib.request.urlopen(request, timeout=PROBE_TIMEOUT_S) as response:
             response.read()
-            status, colour = response.status, response.headers.get("X-Service-Colour")
+            status, colour = response.status, response.headers.get(PROXY_COLOUR_HEADER)
     except urllib.error.HTTPError as error:
-        status, colour = error.code, error.headers.get("X-Service-Colour")
+        status, colour = error.code, error.headers.get(PROXY_COLOUR_HEADER)
     except TimeoutError:
         return 0
     except urllib.error.URLError as error:
