@@ -1,9 +1,11 @@
 """Names, KV keys, colours and registration payloads: the one module that makes them.
 
-Standard library only: the bootstrap copies this file into the consul image for the registrator."""
+Standard library only: the bootstrap copies this file into the consul image for the registrator
+and the bake watchdog."""
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import os
 import re
@@ -12,6 +14,11 @@ from typing import Iterable
 COLOURS = ("blue", "green")
 KV_ROOT = "bluegreen"
 DIGEST_REF = re.compile(r"^[^@\s]+@sha256:[0-9a-f]{64}$")
+# The proxy names the route and colour of every answer (images/proxy/routes.conf.ctmpl).
+PROXY_ROUTE_HEADER = "X-Bluegreen-Route"
+PROXY_COLOUR_HEADER = "X-Bluegreen-Colour"
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"   # UTC, as release histories and bake records write times
+BAKE_STATUSES = ("baking", "baked", "rolled-back", "breached", "superseded")
 
 # Type tokens of the dynamic resources: `dynamic.Resource` subclasses declare (module, name), and
 # Pulumi makes `pulumi-python:dynamic/<module>:<name>` of them. Stacks made before these existed
@@ -90,6 +97,16 @@ def slot_key(environment: str, service: str, colour: str) -> str:
 def history_prefix(environment: str, service: str) -> str:
     """The KV prefix of a service's release history in an environment: `<prefix><version>`."""
     return f"{KV_ROOT}/history/{environment}/{service}/"
+
+
+def bake_prefix() -> str:
+    """The KV prefix of every bake record: what the watchdog waits on."""
+    return f"{KV_ROOT}/bake/"
+
+
+def bake_key(environment: str, service: str) -> str:
+    """The KV key of a service's bake record: the last flip of its alias while it is watched."""
+    return f"{bake_prefix()}{environment}/{service}"
 
 
 def catalogue_key(environment: str, service: str) -> str:
@@ -213,3 +230,41 @@ def catalogue_entry(manifest, environment: str, settings, images: dict[str, str]
                              "digest": images[colour].rsplit("@", 1)[-1]}
                     for colour, slot in sorted(settings.colours.items())},
     }
+
+
+def format_time(moment: datetime.datetime) -> str:
+    return moment.astimezone(datetime.timezone.utc).strftime(TIME_FORMAT)
+
+
+def parse_time(text: str) -> datetime.datetime:
+    return datetime.datetime.strptime(text, TIME_FORMAT).replace(tzinfo=datetime.timezone.utc)
+
+
+def bake_record(*, colour: str, previous: str, version: str, previous_version: str | None,
+                since: datetime.datetime, bake_s: float, max_error_rate: float) -> dict:
+    """The value of bake_key written with a flip of the alias from `previous` to `colour`: the
+    watchdog watches `colour` until `until` and flips back to `previous` on a breach. Every flip
+    (pulumi up, rollback, promote) builds it here."""
+    if colour not in COLOURS or previous not in COLOURS or colour == previous:
+        raise ValueError(f"a bake record needs two different colours, got {colour!r} and {previous!r}")
+    if bake_s <= 0:
+        raise ValueError(f"bake time must be positive, got {bake_s}")
+    if not 0 <= max_error_rate < 1:
+        raise ValueError(f"max error rate must be in [0, 1), got {max_error_rate}")
+    return {
+        "colour": colour, "previous": previous, "version": version,
+        "previousVersion": previous_version, "since": format_time(since),
+        "until": format_time(since + datetime.timedelta(seconds=bake_s)),
+        "maxErrorRate": max_error_rate, "status": "baking",
+    }
+
+
+def bake_outcome(record: dict, status: str, now: datetime.datetime, reason: str = "") -> dict:
+    """A bake record once the watchdog is done with it: `baked`, `rolled-back` (with why),
+    `breached` (a breach it could not roll back) or `superseded` (the alias moved meanwhile)."""
+    if status not in BAKE_STATUSES or status == "baking":
+        raise ValueError(f"not a final bake status: {status!r}")
+    outcome = {**record, "status": status, "endedAt": format_time(now)}
+    if reason:
+        outcome["reason"] = reason
+    return outcome

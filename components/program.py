@@ -12,6 +12,7 @@ import pulumi
 
 from components.consul.api import ConsulError
 from components.consul.records import ServiceRecords, read_service_records
+from components.model.bake import disagreement
 from components.model.config import (
     ServiceConfig, StackConfig, parse_stack_config, stack_file, stack_values
 )
@@ -129,11 +130,15 @@ def run(root: str) -> None:
         plans = {s.name: plan_colours(stack.source, s, manifests[s.name], checkouts[s.name],
                                       records[s.name].releases, records[s.name].slots)
                  for s in stack.services}
+        disagreements = [problem for s in stack.services if (problem := disagreement(
+            stack.source, stack.environment, s, records[s.name].live, records[s.name].bake))]
     except ConfigError as error:
         # Nothing is registered before validation, so an invalid input deploys nothing.
         raise pulumi.RunError(f"invalid configuration: {error}") from None
     except ConsulError as error:
         raise pulumi.RunError(f"cannot read the release records, so nothing was changed: {error}") from None
+    if disagreements:
+        raise pulumi.RunError(f"the stack disagrees with the bake watchdog: {disagreements[0]}")
     actor = os.environ.get("BLUEGREEN_ACTOR") or \
         f"{getpass.getuser()}@{socket.gethostname()} (pulumi {'preview' if pulumi.runtime.is_dry_run() else 'up'})"
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")

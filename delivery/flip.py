@@ -1,15 +1,18 @@
 """Moving aliases outside `pulumi up`, safely: every target colour's checks first, then one Consul
 transaction with a check-and-set per alias, so either every alias moves or none does, and none
-overwrites a flip made meanwhile. Used by `rollback` (one service) and `promote` (several)."""
+overwrites a flip made meanwhile; each service's bake record is written in the same transaction.
+Used by `rollback` (one service) and `promote` (several)."""
 
 from __future__ import annotations
 
+import datetime
 from dataclasses import dataclass
 
 from components.consul import api as consul_api
 from components.consul.health_gate import wait_for_gate
+from components.model.bake import flip_record
 from components.model.config import ServiceConfig, StackConfig
-from components.naming import alias_key, instance_id
+from components.naming import alias_key, bake_key, instance_id
 
 # How long a flip waits for the target colour's checks before giving up (it moves nothing then):
 # they normally pass already, since that colour kept running.
@@ -30,6 +33,12 @@ class Move:
     @property
     def key(self) -> str:
         return alias_key(self.config.environment, self.settings.name)
+
+    def bake(self, now: datetime.datetime) -> str | None:
+        """The bake record this move writes with the alias (None: no bake time, no record)."""
+        previous = self.settings.colours.get(self.expected)
+        return flip_record(self.settings, self.colour, self.expected,
+                           previous.version if previous else None, now)
 
     @property
     def consul(self) -> str:
@@ -58,12 +67,15 @@ def flip_together(moves: list[Move]) -> None:
         raise FlipRefused(f"the services' aliases are reached through different Consul agents "
                           f"({', '.join(sorted(consuls))}); flip them from one environment")
     consul = consuls.pop()
-    writes = {}
+    writes, bakes = {}, {}
+    now = datetime.datetime.now(datetime.timezone.utc)
     for move in moves:
         current, index = consul_api.kv_get_indexed(consul, move.key)
         if current != move.expected:
             raise FlipRefused(f"the alias {move.key} says {current}, not {move.expected}: someone "
                               f"flipped it meanwhile; nothing was changed")
         writes[move.key] = (move.colour, index)
-    if not consul_api.kv_cas_many(consul, writes):
+        # The bake record goes with the flip it describes; a flip without bake time ends any other.
+        bakes[bake_key(move.config.environment, move.settings.name)] = move.bake(now)
+    if not consul_api.kv_cas_many(consul, writes, bakes):
         raise FlipRefused("an alias changed while flipping; nothing was changed")

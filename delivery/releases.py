@@ -22,8 +22,15 @@ def release_rows(records) -> list[list[str]]:
         marker = " (live)" if colour and colour == records.live else ""
         rows.append([version, entry.get("reference", "").rsplit("@", 1)[-1][:19],
                      entry.get("deployedAt", ""), entry.get("deployedBy", ""),
-                     entry.get("liveAt", "never"), colour + marker])
+                     entry.get("liveAt", "never"), colour + marker,
+                     entry.get("rolledBackAt", "")])
     return rows
+
+
+def rollback_notes(records) -> list[str]:
+    """One line per release the bake watchdog rolled back: when and why."""
+    return [f"{version} was rolled back at {entry['rolledBackAt']}: {entry.get('rollbackReason', '')}"
+            for version, entry in sorted(records.history.items()) if entry.get("rolledBackAt")]
 
 
 def run_releases(service: str, stack_name: str, out=None) -> int:
@@ -38,8 +45,11 @@ def run_releases(service: str, stack_name: str, out=None) -> int:
     except (StepFailed, ConfigError, consul_api.ConsulError) as error:
         print(f"releases: {error}", file=out)
         return 2
-    rows = [["VERSION", "DIGEST", "DEPLOYED", "BY", "LAST LIVE", "COLOUR"], *release_rows(records)]
+    rows = [["VERSION", "DIGEST", "DEPLOYED", "BY", "LAST LIVE", "COLOUR", "ROLLED BACK"],
+            *release_rows(records)]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip(), file=out)
+    for note in rollback_notes(records):
+        print(note, file=out)
     return 0

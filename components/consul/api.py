@@ -71,12 +71,16 @@ def kv_cas(address: str, key: str, value: str, index: int) -> bool:
     return response.text.strip() == "true"
 
 
-def kv_cas_many(address: str, writes: dict[str, tuple[str, int]]) -> bool:
+def kv_cas_many(address: str, writes: dict[str, tuple[str, int]],
+                sets: dict[str, str | None] | None = None) -> bool:
     """One transaction: every key gets its value if each is still at its ModifyIndex, or none
-    does. `writes` maps key -> (value, index)."""
+    does. `writes` maps key -> (value, index); `sets` are written (None: deleted) with them."""
     operations = [{"KV": {"Verb": "cas", "Key": key, "Index": index,
                           "Value": base64.b64encode(value.encode()).decode()}}
                   for key, (value, index) in sorted(writes.items())]
+    operations += [{"KV": {"Verb": "delete", "Key": key}} if value is None else
+                   {"KV": {"Verb": "set", "Key": key, "Value": base64.b64encode(value.encode()).decode()}}
+                   for key, value in sorted((sets or {}).items())]
     response = _call("PUT", address, "/v1/txn", ok=(409,), json=operations)
     return response.status_code == 200
 

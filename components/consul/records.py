@@ -1,5 +1,5 @@
 """What Consul records about a service before an update: its releases, which release each colour
-runs, its release history and the alias. Read once by the program, before anything deploys."""
+runs, its release history, the alias and the bake record of its last flip. Read once by the program, before anything deploys."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from components.consul import api as consul_api
 from components.model.release import Release
-from components.naming import COLOURS, alias_key, history_prefix, release_prefix, slot_key
+from components.naming import COLOURS, alias_key, bake_key, history_prefix, release_prefix, slot_key
 
 
 @dataclass(frozen=True)
@@ -18,6 +18,7 @@ class ServiceRecords:
     shapes: dict[str, str] = field(default_factory=dict)         # colour -> its containers' shape
     history: dict[str, dict] = field(default_factory=dict)       # version -> history entry
     live: str | None = None                                      # the alias's colour
+    bake: str | None = None                                      # the bake record (JSON), if any
 
 
 def read_service_records(address: str, environment: str, service: str) -> ServiceRecords:
@@ -34,4 +35,5 @@ def read_service_records(address: str, environment: str, service: str) -> Servic
     history = {key.rsplit("/", 1)[1]: json.loads(value) for key, value in
                consul_api.kv_tree(address, history_prefix(environment, service)).items()}
     live = consul_api.kv_get(address, alias_key(environment, service))
-    return ServiceRecords(releases, slots, shapes, history, live or None)
+    bake = consul_api.kv_get(address, bake_key(environment, service))
+    return ServiceRecords(releases, slots, shapes, history, live or None, bake or None)

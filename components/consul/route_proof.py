@@ -19,10 +19,10 @@ from pulumi import dynamic
 from components.consul import api as consul_api
 from components.consul.key import _ConsulKeyProvider
 from components.consul.legacy import with_legacy_type
-from components.naming import CONSUL_KEY_TYPE
+from components.naming import CONSUL_KEY_TYPE, PROXY_COLOUR_HEADER, PROXY_ROUTE_HEADER
 
-ROUTE_HEADER = "X-Bluegreen-Route"
-COLOUR_HEADER = "X-Bluegreen-Colour"
+ROUTE_HEADER = PROXY_ROUTE_HEADER
+COLOUR_HEADER = PROXY_COLOUR_HEADER
 PROOF_TIMEOUT_S = 15.0
 POLL_INTERVAL_S = 0.005        # the proof's resolution: it measures the flip
 READY_POLL_INTERVAL_S = 0.05

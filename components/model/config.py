@@ -87,6 +87,8 @@ class ServiceConfig:
     hosts: tuple[str, ...]
     replicas: int = 1
     gate_timeout_s: int = 60
+    bake_s: float = 0.0            # after a flip, how long the watchdog watches the new colour (0: off)
+    bake_max_error_rate: float = 0.05  # the share of 5xx answers on the stable URI that rolls back
 
 
 @dataclass(frozen=True)
@@ -321,6 +323,24 @@ def _platform(top: Fields, hosts: dict[str, Host]) -> PlatformConfig:
     )
 
 
+MIN_BAKE_S, MAX_BAKE_S = 10.0, 24 * 3600.0
+
+
+def _bake(fields: Fields) -> dict:
+    """bakeTime (a duration, 0s: off) and bakeMaxErrorRate (a share of 5xx answers, 0 to <1)."""
+    bake_s = fields.duration("bakeTime", "0s")
+    if bake_s and not MIN_BAKE_S <= bake_s <= MAX_BAKE_S:
+        raise fields.error("bakeTime", f"{fields.raw('bakeTime')!r} is out of range; write 0s (off) "
+                           f"or a duration from 10s to 1440m, e.g. 5m")
+    if fields.has("bakeMaxErrorRate") and not bake_s:
+        raise fields.error("bakeMaxErrorRate", "is set but bakeTime is off, so nothing watches the "
+                           "error rate; set bakeTime (e.g. 5m) or remove bakeMaxErrorRate")
+    rate = fields.number("bakeMaxErrorRate", 0.05, minimum=0.0, below=1.0,
+                         hint="write the share of 5xx answers that rolls back, from 0 to below 1, "
+                              "e.g. 0.05 for 5%")
+    return {"bake_s": bake_s, "bake_max_error_rate": rate}
+
+
 def _services(top: Fields, hosts: dict[str, Host], root: str) -> tuple[ServiceConfig, ...]:
     raw = top.raw("services", {})
     if not isinstance(raw, Mapping):
@@ -328,7 +348,8 @@ def _services(top: Fields, hosts: dict[str, Host], root: str) -> tuple[ServiceCo
     services = []
     for name in raw:
         fields = Fields(top.source, f"bluegreen.services.{name}", raw[name],
-                        ["manifest", "live", "blue", "green", "hosts", "replicas", "gateTimeout"])
+                        ["manifest", "live", "blue", "green", "hosts", "replicas", "gateTimeout",
+                         "bakeTime", "bakeMaxErrorRate"])
         colours = {}
         for colour in COLOURS:
             if fields.has(colour):
@@ -357,5 +378,6 @@ def _services(top: Fields, hosts: dict[str, Host], root: str) -> tuple[ServiceCo
             hosts=tuple(service_hosts),
             replicas=fields.integer("replicas", 1, minimum=1, maximum=20),
             gate_timeout_s=fields.integer("gateTimeout", 60, minimum=5, maximum=1800),
+            **_bake(fields),
         ))
     return tuple(services)

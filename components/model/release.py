@@ -157,6 +157,8 @@ def history_entry(existing: dict | None, *, version: str, reference: str, colour
 
 
 def rollback_target(history: dict[str, dict], live_version: str | None) -> dict | None:
-    """The last release that was live (and so passed its gate) other than the one live now."""
-    candidates = [e for v, e in history.items() if e.get("liveAt") and v != live_version]
+    """The last release that was live (and so passed its gate) other than the one live now; not
+    one the bake watchdog rolled back since it last went live."""
+    candidates = [e for v, e in history.items() if e.get("liveAt") and v != live_version
+                  and e.get("rolledBackAt", "") < e["liveAt"]]
     return max(candidates, key=lambda e: e["liveAt"], default=None)

@@ -86,6 +86,20 @@ class Fields:
             raise self.error(key, f"{value} is out of range; allowed: {minimum}..{maximum}")
         return value
 
+    def number(self, key: str, default: float, *, minimum: float, below: float, hint: str) -> float:
+        """A number in [minimum, below), e.g. a rate."""
+        value = self.raw(key, default)
+        if isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                pass
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise self.error(key, f"must be a number, got {value!r}; {hint}")
+        if not minimum <= value < below:
+            raise self.error(key, f"{value} is out of range; {hint}")
+        return float(value)
+
     def duration(self, key: str, default: str) -> float:
         """A duration like '500ms', '2s' or '1m', in seconds."""
         text = self.string(key, default)

@@ -1,4 +1,5 @@
-"""Platform: what every environment shares: Consul agents, the registry and the proxy."""
+"""Platform: what every environment shares: Consul agents, the registry, the proxy and the bake
+watchdog."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from components.naming import drain_timeout_key, nginx_duration
 from components.platform.consul_cluster import ConsulCluster, ConsulClusterArgs
 from components.platform.proxy import Proxy, ProxyArgs
 from components.platform.registry import Registry, RegistryArgs
+from components.platform.watchdog import Watchdog, WatchdogArgs
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,10 @@ class Platform(pulumi.ComponentResource):
             stack=args.stack, image=settings.proxy_image, port=settings.proxy_port,
             consul_address=home.consul, provider=args.providers[home.name],
             address=settings.proxy_address,
+            depends_on=(self.cluster,)), opts=child)
+        self.watchdog = Watchdog(f"{name}-watchdog", WatchdogArgs(
+            stack=args.stack, image=settings.consul.image, host=home,
+            proxy_url=self.proxy_component.url, provider=args.providers[home.name],
             depends_on=(self.cluster,)), opts=child)
         # Each URL resolves once its agent's container is healthy: users of it wait for that.
         self.agents = {host: container.id.apply(lambda _, url=args.hosts[host].consul: url)

@@ -3,6 +3,7 @@ on every host (a service without dependencies needs none and runs on the default
 
 from __future__ import annotations
 
+import datetime
 import json
 from dataclasses import dataclass, field, replace
 
@@ -12,14 +13,15 @@ import pulumi_docker as docker
 from components.consul.alias import Alias, AliasArgs
 from components.consul.key import ConsulKey
 from components.consul.records import ServiceRecords
+from components.model.bake import flip_record, flips
 from components.model.config import Host, ServiceConfig
 from components.model.manifest import Dependency, Manifest
 from components.model.release import (
     ColourPlan, Release, history_entry, live_replacement, slot_record
 )
 from components.naming import (
-    catalogue_entry, catalogue_key, config_prefix, docker_name, history_prefix, preview_path,
-    release_prefix, route_key, service_network, slot_key, stable_path
+    bake_key, catalogue_entry, catalogue_key, config_prefix, docker_name, history_prefix,
+    preview_path, release_prefix, route_key, service_network, slot_key, stable_path
 )
 from components.platform.docker_host import labels, needs_legacy_builder
 from components.service.colour_slot import ColourSlot, ColourSlotArgs
@@ -198,6 +200,7 @@ class Service(pulumi.ComponentResource):
             colour=settings.live, gate=self.slots[settings.live].gate, url=self.url,
             preview_url=self.preview_url),
             opts=pulumi.ResourceOptions(parent=self))
+        self.bake = self._bake(name, args, consul_address)
         self.live = self.alias.colour
         self.flip_seconds = self.alias.flip_seconds
         self.images = pulumi.Output.from_input(
@@ -205,6 +208,24 @@ class Service(pulumi.ComponentResource):
              for colour, plan in args.plans.items()})
         self.register_outputs({"live": self.live, "images": self.images, "url": self.url,
                                "previewUrl": self.preview_url, "flipSeconds": self.flip_seconds})
+
+    def _bake(self, name: str, args: ServiceArgs, consul_address) -> ConsulKey | None:
+        """The bake record: written right after a flip (timed from the alias write) when the
+        service has a bake time, else kept as it is (the watchdog updates it); none otherwise."""
+        settings, before = args.settings, args.records.live
+        if flips(before, settings.live) and settings.bake_s:
+            value = self.alias.colour.apply(lambda colour: flip_record(
+                settings, colour, before, args.records.slots.get(before),
+                datetime.datetime.now(datetime.timezone.utc)))
+            ignore = []
+        elif args.records.bake and not flips(before, settings.live):
+            value, ignore = args.records.bake, ["value"]
+        else:
+            return None
+        return ConsulKey(f"{name}-bake", address=consul_address,
+                         key=bake_key(args.environment, settings.name), value=value,
+                         opts=pulumi.ResourceOptions(parent=self, depends_on=[self.alias],
+                                                     ignore_changes=ignore))
 
     def _dependency_image(self, name: str, args: ServiceArgs, dependency: Dependency,
                           repository: pulumi.Output[str]) -> pulumi.Input[str]:

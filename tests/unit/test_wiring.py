@@ -571,7 +571,7 @@ def test_no_container_publishes_beyond_loopback(two_hosts):
             assert port.get("ip") == "127.0.0.1", container.name
         if container.inputs.get("networkMode") == "host":
             assert container.label("bluegreen.role") in {"consul-server", "consul-client", "proxy",
-                                                         "registrator"}
+                                                         "registrator", "watchdog"}
 
 
 PLATFORM_OUTPUTS = {"registry": "127.0.0.1:25000", "proxy": "http://127.0.0.1:18080",

@@ -1,0 +1,59 @@
+"""Watchdog: the bake-time watchdog (images/consul/watchdog.py) in a container on the platform
+host, beside its Consul agent and the proxy. It lives with the platform, not with the deploy that
+flipped, so a bake outlives the CI runner; with nothing baking it only waits on Consul."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_docker as docker
+
+from components.model.config import Host
+from components.naming import docker_name
+from components.platform.docker_host import labels, local_image
+
+
+@dataclass(frozen=True)
+class WatchdogArgs:
+    stack: str
+    image: str                     # the platform's Consul image: it carries the script and naming.py
+    host: Host                     # the platform host; the watchdog talks to its agent
+    proxy_url: pulumi.Input[str]   # the proxy's base URL: the stable URIs it probes
+    provider: docker.Provider
+    probe_rate: float = 5.0        # requests/s to each baking service's stable URI
+    depends_on: tuple[pulumi.Resource, ...] = ()
+
+    def __post_init__(self):
+        if not 0 < self.probe_rate <= 20:
+            raise ValueError(f"watchdog probe rate {self.probe_rate}/s is out of range (0, 20]")
+        if not self.host.consul.startswith("http"):
+            raise ValueError(f"consul address {self.host.consul!r} must be an http(s) URL")
+
+
+class Watchdog(pulumi.ComponentResource):
+    """Flips an alias back when the colour it went to breaches during its bake time."""
+
+    container_name: pulumi.Output[str]
+
+    def __init__(self, name: str, args: WatchdogArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("bluegreen:platform:Watchdog", name, None, opts)
+        self.container = docker.Container(
+            f"{name}-container",
+            name=docker_name(args.stack, "watchdog"),
+            image=local_image(args.image, args.provider, self),
+            entrypoints=["python3", "-u", "/usr/local/lib/bluegreen/watchdog.py"],
+            # The agent and the proxy listen on the host's loopback.
+            network_mode="host",
+            envs=[f"CONSUL_HTTP_ADDR={args.host.consul}",
+                  pulumi.Output.concat("PROXY_URL=", args.proxy_url),
+                  f"PROBE_RATE={args.probe_rate:g}"],
+            restart="unless-stopped",
+            memory=64,
+            memory_swap=64,  # no swap; also what Docker reports back
+            labels=labels(stack=args.stack, role="watchdog", host=args.host.name),
+            opts=pulumi.ResourceOptions(parent=self, provider=args.provider,
+                                        depends_on=list(args.depends_on), delete_before_replace=True),
+        )
+        self.container_name = self.container.name
+        self.register_outputs({"container_name": self.container_name})

@@ -1,0 +1,390 @@
+#!/usr/bin/env python3
+"""The bake watchdog: after a flip, it watches the new colour for the service's bake time and
+flips the alias back when the colour breaches.
+
+Idle, it only waits: a Consul blocking query on the bake records (naming.bake_prefix) returns when
+one of them changes. While a record says `baking`, for that service it
+- probes the stable URI through the proxy, PROBE_RATE requests/s, keeping the answers of the last
+  WINDOW_S seconds (answers the proxy says came from the previous colour do not count);
+- reads the new colour's checks from Consul's health API once a second;
+and a 5xx share above the record's maxErrorRate (over at least MIN_SAMPLES answers and MIN_ERRORS
+errors), or a colour without instances or with a critical check for CHECK_GRACE_S, is a breach.
+On a breach it writes, in one Consul transaction, the alias back to the previous colour with a
+check-and-set (the alias must still hold the flip the record describes: never over a newer flip),
+the record's outcome (rolled-back, why, when) and `rolledBackAt`/`rollbackReason` on that version's
+history entry. When the bake time ends without a breach, the record says `baked`.
+
+It never flips to a colour none of whose instances pass (the record then ends `breached`), and a
+bake whose alias moved meanwhile ends `superseded`. SIGUSR1 prints its counters (wakes, probes,
+health reads, KV reads): with nothing baking, only wakes and KV reads ever grow.
+
+Environment: CONSUL_HTTP_ADDR (the platform host's agent), PROXY_URL (the proxy's base URL),
+CONSUL_HTTP_TOKEN (optional), PROBE_RATE, WINDOW_S. Standard library only.
+"""
+
+from __future__ import annotations
+
+import base64
+import collections
+import datetime
+import json
+import os
+import signal
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass, field
+
+from naming import (
+    PROXY_COLOUR_HEADER, alias_key, bake_outcome, bake_prefix, format_time, history_prefix,
+    parse_time, route_key
+)
+
+CONSUL = os.environ.get("CONSUL_HTTP_ADDR", "http://127.0.0.1:8500").rstrip("/")
+PROXY = os.environ.get("PROXY_URL", "http://127.0.0.1:8080").rstrip("/")
+TOKEN = os.environ.get("CONSUL_HTTP_TOKEN", "")
+PROBE_RATE = float(os.environ.get("PROBE_RATE", "5"))      # requests/s per baking service
+WINDOW_S = float(os.environ.get("WINDOW_S", "10"))         # the sliding window of answers
+MIN_SAMPLES = 10            # fewer answers say nothing about a rate
+MIN_ERRORS = 3              # one or two stray errors never roll back
+CHECK_GRACE_S = 2.0         # how long a critical check (or no instance) may last
+PROBE_TIMEOUT_S = 2.0       # a probe that takes longer counts as an error
+WAIT = "300s"               # a blocking query returns at the latest after this
+
+COUNTS = collections.Counter()   # what the watchdog did: probes, health reads, KV reads, wakes
+
+
+# --- pure decisions -------------------------------------------------------------------------
+
+def error_rate_breach(samples, now: float, window_s: float, max_error_rate: float,
+                      min_samples: int = MIN_SAMPLES, min_errors: int = MIN_ERRORS,
+                      uri: str = "the stable URI") -> str | None:
+    """Why the answers of the last `window_s` seconds breach the error budget, or None.
+
+    `samples` are (monotonic time, status), status 0 for a probe that got no answer in time."""
+    recent = [status for at, status in samples if now - at <= window_s]
+    errors = sum(1 for status in recent if status == 0 or status >= 500)
+    if len(recent) < min_samples or errors < min_errors or errors <= max_error_rate * len(recent):
+        return None
+    return (f"5xx on {uri}: {errors} of {len(recent)} answers ({errors / len(recent):.0%}) in the "
+            f"last {window_s:g}s, above the {max_error_rate:.0%} allowed")
+
+
+def checks_problem(colour: str, instances: list[dict]) -> str | None:
+    """What is wrong with a colour's instances (Consul health API entries), or None."""
+    if not instances:
+        return f"no instance of {colour} is registered"
+    for entry in instances:
+        for check in entry.get("Checks") or []:
+            if check.get("Status") == "critical":
+                output = " ".join((check.get("Output") or "").split())[:200]
+                return (f"check '{check.get('Name')}' on node {check.get('Node')} is critical"
+                        + (f": {output}" if output else ""))
+    return None
+
+
+def checks_breach(problem: str | None, since: float | None, now: float,
+                  grace_s: float = CHECK_GRACE_S) -> str | None:
+    """A checks problem breaches once it has lasted `grace_s` (since: when it was first seen)."""
+    if problem is None or since is None or now - since < grace_s:
+        return None
+    return f"{problem} (for {now - since:.1f}s)"
+
+
+def flip_is_current(record: dict, record_index: int, alias: str | None, alias_index: int) -> bool:
+    """Whether the alias still holds the flip the record describes: its colour, written no later
+    than the record (a flip writes the alias, then or with its record)."""
+    return alias == record.get("colour") and 0 < alias_index <= record_index
+
+
+# --- Consul and the proxy ---------------------------------------------------------------------
+
+def consul(method: str, path: str, body: bytes | None = None, timeout: float = 10.0):
+    """(status, headers, parsed JSON or None); 404 and 409 are answers, not failures."""
+    request = urllib.request.Request(CONSUL + path, data=body, method=method)
+    if TOKEN:
+        request.add_header("X-Consul-Token", TOKEN)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            text = response.read()
+            return response.status, response.headers, json.loads(text) if text else None
+    except urllib.error.HTTPError as error:
+        if error.code in (404, 409):
+            return error.code, error.headers, None
+        raise
+
+
+@dataclass(frozen=True)
+class Entry:
+    key: str
+    value: dict
+    index: int
+
+
+def read_records(index: int = 0) -> tuple[dict[str, Entry], int]:
+    """The bake records; with `index`, a blocking query that returns once they change."""
+    query = {"recurse": "true"}
+    if index:
+        query.update(index=str(index), wait=WAIT)
+    COUNTS["kv_reads"] += 1
+    status, headers, body = consul("GET", f"/v1/kv/{bake_prefix()}?{urllib.parse.urlencode(query)}",
+                                   timeout=330 if index else 10)
+    entries = {}
+    for item in body or []:
+        try:
+            value = json.loads(base64.b64decode(item.get("Value") or b"").decode() or "null")
+        except ValueError:
+            continue
+        if isinstance(value, dict):
+            entries[item["Key"]] = Entry(item["Key"], value, item["ModifyIndex"])
+    return entries, int(headers.get("X-Consul-Index") or 0)
+
+
+def kv_get(key: str) -> tuple[str | None, int]:
+    COUNTS["kv_reads"] += 1
+    status, _, body = consul("GET", f"/v1/kv/{key}")
+    if status == 404 or not body:
+        return None, 0
+    return base64.b64decode(body[0].get("Value") or b"").decode(), body[0]["ModifyIndex"]
+
+
+def instances(service: str, environment: str, colour: str, passing: bool = False) -> list[dict]:
+    COUNTS["health_reads"] += 1
+    query = "?passing=true" if passing else ""
+    _, _, body = consul("GET", f"/v1/health/service/{urllib.parse.quote(service)}{query}")
+    return [entry for entry in body or []
+            if {environment, colour} <= set(entry["Service"].get("Tags") or [])]
+
+
+def probe(url: str, ignore_colour: str) -> int | None:
+    """The status of one GET (0: no answer in time), or None when the answer came from the
+    previous colour or the proxy is not reachable at all (that says nothing about the release)."""
+    COUNTS["probes"] += 1
+    request = urllib.request.Request(url, headers={"User-Agent": "bluegreen-watchdog",
+                                                   "Connection": "close"})
+    try:
+        with urllib.request.urlopen(request, timeout=PROBE_TIMEOUT_S) as response:
+            response.read()
+            status, colour = response.status, response.headers.get(PROXY_COLOUR_HEADER)
+    except urllib.error.HTTPError as error:
+        status, colour = error.code, error.headers.get(PROXY_COLOUR_HEADER)
+    except TimeoutError:
+        return 0
+    except urllib.error.URLError as error:
+        return 0 if isinstance(error.reason, TimeoutError) else None
+    except OSError:
+        return None
+    return None if colour == ignore_colour else status
+
+
+# --- one bake ------------------------------------------------------------------------------------
+
+@dataclass
+class Bake:
+    entry: Entry
+    environment: str
+    service: str
+    url: str = ""
+    samples: collections.deque = field(default_factory=lambda: collections.deque(maxlen=2000))
+    problem: str | None = None
+    problem_since: float | None = None
+    breach: str | None = None
+    logged_at: float = 0.0
+
+    @property
+    def record(self) -> dict:
+        return self.entry.value
+
+    def label(self) -> str:
+        r = self.record
+        return f"{self.environment}/{self.service} {r.get('colour')} {r.get('version')}"
+
+
+def start(entry: Entry) -> Bake:
+    environment, service = entry.key[len(bake_prefix()):].split("/", 1)
+    route, _ = kv_get(route_key(environment, service))
+    bake = Bake(entry, environment, service)
+    bake.url = f"{PROXY}/{environment}/{(route or service).strip()}/"
+    say(f"baking {bake.label()} until {entry.value.get('until')}: probing {bake.url} at "
+        f"{PROBE_RATE:g}/s, checks of {entry.value.get('colour')}, max 5xx share "
+        f"{entry.value.get('maxErrorRate')}")
+    return bake
+
+
+def read_checks(bake: Bake, now: float) -> None:
+    problem = checks_problem(bake.record["colour"],
+                             instances(bake.service, bake.environment, bake.record["colour"]))
+    if problem is None:
+        bake.problem, bake.problem_since = None, None
+    elif bake.problem_since is None:
+        bake.problem, bake.problem_since = problem, now
+    else:
+        bake.problem = problem
+
+
+def moved_on(bake: Bake) -> bool:
+    """Ends a bake whose flip is no longer the alias's (flipped by hand, or a newer flip)."""
+    alias, alias_index = kv_get(alias_key(bake.environment, bake.service))
+    if flip_is_current(bake.record, bake.entry.index, alias, alias_index):
+        return False
+    if finish(bake, "superseded", f"the alias moved to {alias or 'nothing'} during the bake"):
+        say(f"{bake.label()}: the alias moved to {alias} during the bake; not watching it any more")
+    return True
+
+
+def finish(bake: Bake, status: str, reason: str = "", extra: dict | None = None,
+           now: datetime.datetime | None = None) -> bool:
+    """Writes the record's outcome (and `extra` {key: (value, index)}) in one check-and-set
+    transaction; False when something changed meanwhile (the caller looks again)."""
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    writes = {bake.entry.key: (json.dumps(bake_outcome(bake.record, status, now, reason),
+                                          sort_keys=True), bake.entry.index)}
+    writes.update(extra or {})
+    operations = [{"KV": {"Verb": "cas", "Key": key, "Index": index,
+                          "Value": base64.b64encode(value.encode()).decode()}}
+                  for key, (value, index) in writes.items()]
+    status_code, _, _ = consul("PUT", "/v1/txn", json.dumps(operations).encode())
+    return status_code == 200
+
+
+def history_update(environment: str, service: str, version: str | None, changes: dict) -> dict:
+    """{history key: (entry with `changes`, its index)} for a version that has an entry."""
+    if not version:
+        return {}
+    key = history_prefix(environment, service) + version
+    value, index = kv_get(key)
+    if not value:
+        return {}
+    return {key: (json.dumps({**json.loads(value), **changes}, sort_keys=True), index)}
+
+
+def roll_back(bake: Bake, wall: datetime.datetime) -> bool:
+    """Flips the alias back; True when the bake is over (rolled back, the alias moved on, or time
+    is up), False to look again on the next tick."""
+    record, key = bake.record, alias_key(bake.environment, bake.service)
+    alias, alias_index = kv_get(key)
+    if not flip_is_current(record, bake.entry.index, alias, alias_index):
+        say(f"{bake.label()}: breach ({bake.breach}), but the alias says {alias} since a later "
+            f"write: not touching it")
+        return finish(bake, "superseded", f"{bake.breach}; the alias moved to {alias} meanwhile")
+    previous = record["previous"]
+    if not instances(bake.service, bake.environment, previous, passing=True):
+        if wall >= parse_time(record["until"]):
+            return finish(bake, "breached", f"{bake.breach}; not rolled back: no instance of "
+                                            f"{previous} passed its checks")
+        if time.monotonic() - bake.logged_at >= 5:
+            bake.logged_at = time.monotonic()
+            say(f"{bake.label()}: breach ({bake.breach}), but no instance of {previous} passes "
+                f"its checks: not flipping to it; looking again")
+        return False
+    now = format_time(wall)
+    extra = {key: (previous, alias_index)}
+    extra.update(history_update(bake.environment, bake.service, record.get("version"),
+                                {"rolledBackAt": now, "rollbackReason": bake.breach}))
+    if record.get("previousVersion") != record.get("version"):
+        extra.update(history_update(bake.environment, bake.service, record.get("previousVersion"),
+                                    {"liveAt": now}))
+    if not finish(bake, "rolled-back", bake.breach, extra, now=wall):
+        say(f"{bake.label()}: the rollback transaction lost a check-and-set; looking again")
+        return False
+    say(f"ROLLED BACK {bake.label()}: alias {key} {record['colour']} -> {previous}: {bake.breach}")
+    return True
+
+
+def tick(bake: Bake, now: float, wall: datetime.datetime) -> bool:
+    """One probe and one decision; True when this bake is over."""
+    status = probe(bake.url, bake.record.get("previous", ""))
+    if status is not None:
+        bake.samples.append((now, status))
+    bake.breach = bake.breach or error_rate_breach(
+        bake.samples, now, WINDOW_S, float(bake.record.get("maxErrorRate", 0.05)),
+        uri=bake.url[len(PROXY):]) or checks_breach(bake.problem, bake.problem_since, now)
+    if bake.breach:
+        return roll_back(bake, wall)
+    if wall >= parse_time(bake.record["until"]):
+        if finish(bake, "baked"):
+            say(f"BAKED {bake.label()}: no breach in its bake time")
+            return True
+        return False
+    if now - bake.logged_at >= 5:
+        bake.logged_at = now
+        recent = [s for at, s in bake.samples if now - at <= WINDOW_S]
+        errors = sum(1 for s in recent if s == 0 or s >= 500)
+        say(f"{bake.label()}: {len(recent)} answers, {errors} errors in the last {WINDOW_S:g}s; "
+            f"checks {bake.problem or 'passing'}; {counters()}")
+    return False
+
+
+def bake_all(entries: dict[str, Entry]) -> None:
+    """Watches every baking record until none is left; the records are read again once a second
+    (a newer flip replaces a bake) and whenever a bake ends."""
+    bakes: dict[str, Bake] = {}
+    next_read = None          # None: `entries` are fresh
+    while True:
+        now = time.monotonic()
+        if next_read is None or now >= next_read:
+            if next_read is not None:
+                entries, _ = read_records()
+            baking = {k: e for k, e in entries.items() if e.value.get("status") == "baking"}
+            if not baking:
+                return
+            bakes = {k: bakes[k] if k in bakes and bakes[k].entry.index == e.index else start(e)
+                     for k, e in baking.items()}
+            for key, bake in list(bakes.items()):
+                if moved_on(bake):
+                    del bakes[key]
+                else:
+                    read_checks(bake, now)
+            next_read = now + 1.0
+        wall = datetime.datetime.now(datetime.timezone.utc)
+        for key in list(bakes):
+            if tick(bakes[key], time.monotonic(), wall):
+                del bakes[key]
+                next_read = time.monotonic()
+        time.sleep(max(0.0, 1.0 / PROBE_RATE - (time.monotonic() - now)))
+
+
+def say(message: str) -> None:
+    print(f"watchdog: {message}", flush=True)
+
+
+def counters() -> str:
+    return " ".join(f"{name}={COUNTS[name]}" for name in ("wakes", "probes", "health_reads", "kv_reads"))
+
+
+def anchor() -> None:
+    """Makes the bake prefix exist as a folder key: a blocking query on a prefix without keys
+    wakes on every KV write anywhere, one on an existing prefix only on changes under it."""
+    try:
+        consul("PUT", f"/v1/kv/{bake_prefix()}?cas=0", b"")
+    except Exception as error:  # noqa: BLE001 - without it the watchdog still works, only wakes more
+        say(f"cannot create {bake_prefix()} ({error}); every KV write will wake the watchdog")
+
+
+def main() -> None:
+    # `docker kill --signal USR1 <watchdog>` prints what it did so far: proof of idleness.
+    signal.signal(signal.SIGUSR1, lambda *_: say(f"counters: {counters()}"))
+    say(f"watching {CONSUL}/v1/kv/{bake_prefix()} (proxy {PROXY}); {counters()}")
+    anchor()
+    index = 0
+    while True:
+        try:
+            entries, new_index = read_records(index)
+            # A lower index means Consul's state was reset: start over (Consul's advice).
+            index = new_index if new_index >= index else 0
+            COUNTS["wakes"] += 1
+            baking = [k for k, e in entries.items() if e.value.get("status") == "baking"]
+            say(f"{len(entries)} bake record(s), {len(baking)} baking; {counters()}")
+            if baking:
+                bake_all(entries)
+                say(f"nothing baking any more; {counters()}")
+        except Exception as error:  # noqa: BLE001 - keep watching through agent restarts
+            say(f"{type(error).__name__}: {error}; retrying in 2s")
+            index = 0
+            time.sleep(2)
+        time.sleep(0.1)   # bounds the wake rate whatever Consul answers
+
+
+if __name__ == "__main__":
+    main()

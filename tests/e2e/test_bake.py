@@ -1,0 +1,298 @@
+"""Bake time end to end, on a copy of the example service whose code the tests edit: with nothing
+in bake the platform's watchdog makes no request at all; a good flip bakes and the watchdog goes
+quiet again; a release that passes its gate (/health answers 200) but serves 5xx on / after its
+flip is flipped back by the watchdog within the bake time, which the catalogue and the release
+history show; the next `pulumi up` reports the disagreement instead of flipping it live again.
+Figures (5xx start to flip back, failed requests) go to reports/e2e/bake-figures.json."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import jsonschema
+import pytest
+import requests
+from pulumi import automation as auto
+
+from e2e_harness import (LOG_DIR, REPO, Deployment, RequestLoop, container_identity, deployed,
+                         get_json, platform_config, wait_until)
+
+STACK = ENV = "e2e-bake"
+PORTS = {"consul": 29500, "serf": 29501, "server": 29502, "registry": 29503, "proxy": 29504}
+CONSUL = f"http://127.0.0.1:{PORTS['consul']}"
+PROXY = f"http://127.0.0.1:{PORTS['proxy']}"
+STABLE = f"{PROXY}/{ENV}/vizconfig/"
+ALIAS = f"{CONSUL}/v1/kv/bluegreen/aliases/{ENV}/vizconfig"
+BAKE = f"{CONSUL}/v1/kv/bluegreen/bake/{ENV}/vizconfig"
+WATCHDOG = f"bluegreen-{STACK}-watchdog"
+BAKE_S = 60
+FIGURES: dict = {}
+
+
+class ServiceRepo:
+    """A copy of services/vizconfig whose server code the tests edit."""
+
+    def __init__(self):
+        self.root = tempfile.mkdtemp(prefix="bluegreen-bake-")
+        shutil.copytree(os.path.join(REPO, "services", "vizconfig"), self.root, dirs_exist_ok=True)
+        self.server = os.path.join(self.root, "app", "server.py")
+        with open(self.server, encoding="utf-8") as handle:
+            self.original = handle.read()
+        self.manifest = os.path.join(self.root, "service.yaml")
+
+    def edit(self, stamp: str, fail_root: bool = False) -> None:
+        """`stamp` in every answer; with fail_root, GET / answers 500 while /health stays 200,
+        so the release passes its gate and fails its users."""
+        code = self.original.replace("IDENTITY = {\n", f'IDENTITY = {{\n    "stamp": "{stamp}",\n', 1)
+        if fail_root:
+            code = code.replace('return self._send(200, {**IDENTITY, "config": self.config.get()})',
+                                'return self._send(500, {"error": "broken release", **IDENTITY})', 1)
+        assert f'"stamp": "{stamp}"' in code and (not fail_root or "broken release" in code)
+        with open(self.server, "w", encoding="utf-8") as handle:
+            handle.write(code)
+
+
+@pytest.fixture(scope="module")
+def repo():
+    repo = ServiceRepo()
+    yield repo
+    shutil.rmtree(repo.root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def deployment(repo):
+    config = platform_config(PORTS, ENV)
+    config["bluegreen:services"] = {"vizconfig": {
+        "manifest": repo.manifest, "live": "blue", "blue": {"version": "1.0.0"},
+        "gateTimeout": 30, "bakeTime": f"{BAKE_S}s"}}
+    with deployed(STACK, config, FIGURES, "bake") as deployment:
+        try:
+            yield deployment
+        finally:
+            save_watchdog_log()
+
+
+def change(deployment: Deployment, **settings) -> None:
+    deployment.update_config(lambda c: c["bluegreen:services"]["vizconfig"].update(settings))
+
+
+def kv(url: str) -> str | None:
+    response = requests.get(url, params={"raw": "true"}, timeout=3)
+    return None if response.status_code == 404 else response.text
+
+
+def bake_record() -> dict | None:
+    value = kv(BAKE)
+    return json.loads(value) if value else None
+
+
+def history(version: str) -> dict:
+    return json.loads(kv(f"{CONSUL}/v1/kv/bluegreen/history/{ENV}/vizconfig/{version}"))
+
+
+def answer() -> tuple[str, str, str]:
+    body = get_json(STABLE)
+    return body["version"], body["colour"], body.get("stamp", "")
+
+
+def containers() -> dict:
+    return {c: container_identity(f"bluegreen-{ENV}-vizconfig-{c}-local-0") for c in ("blue", "green")}
+
+
+def watchdog_log() -> str:
+    result = subprocess.run(["docker", "logs", WATCHDOG], capture_output=True, text=True, check=True)
+    return result.stdout + result.stderr
+
+
+def save_watchdog_log() -> None:
+    try:
+        os.makedirs(LOG_DIR, exist_ok=True)
+        with open(os.path.join(LOG_DIR, f"{STACK}-watchdog.log"), "w", encoding="utf-8") as handle:
+            handle.write(watchdog_log())
+    except subprocess.CalledProcessError:
+        pass
+
+
+def counters() -> dict[str, int]:
+    """What the watchdog did so far, from the line SIGUSR1 makes it print."""
+    before = watchdog_log().count("counters:")
+    subprocess.run(["docker", "kill", "--signal", "USR1", WATCHDOG], capture_output=True, check=True)
+    log, _ = wait_until(lambda: (text := watchdog_log()).count("counters:") > before and text, 5,
+                        what="the watchdog's counters")
+    line = [l for l in log.splitlines() if "counters:" in l][-1]
+    return {name: int(value) for name, value in re.findall(r"(\w+)=(\d+)", line)}
+
+
+class AliasWatch:
+    """Polls the alias every 20 ms and keeps (monotonic time, value) of each change."""
+
+    def __init__(self, max_seconds: float = 120):
+        self.changes: list[tuple[float, str]] = []
+        self.max_seconds = max_seconds
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        start, last = time.monotonic(), None
+        while not self._stop.is_set() and time.monotonic() - start < self.max_seconds:
+            try:
+                value = kv(ALIAS)
+            except requests.RequestException:
+                value = last
+            if value != last:
+                self.changes.append((time.monotonic(), value))
+                last = value
+            time.sleep(0.02)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_):
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+def test_with_nothing_in_bake_the_watchdog_makes_no_request(repo, deployment):
+    repo.edit("one")
+    deployment.up()
+    wait_until(lambda: answer() == ("1.0.0", "blue", "one"), 15, what="v1 from blue")
+    repo.edit("two")
+    change(deployment, green={"version": "2.0.0"})
+    deployment.up()                     # green deployed offline: no flip, so nothing to bake
+    assert bake_record() is None
+    first = counters()
+    time.sleep(3)
+    second = counters()
+    FIGURES["idle_counters"] = second
+    assert first["probes"] == second["probes"] == 0
+    assert first["health_reads"] == second["health_reads"] == 0
+    # Two updates wrote a dozen keys; none was under the bake prefix, so none woke it.
+    assert second["wakes"] == first["wakes"] <= 2, second
+
+
+def test_a_good_flip_bakes_then_the_watchdog_is_quiet_again(deployment):
+    change(deployment, live="green", bakeTime="10s")
+    before = counters()
+    with RequestLoop(STABLE, keep_alive=True, max_seconds=60) as loop:
+        start = time.monotonic()
+        deployment.up()
+        record = bake_record()
+        assert (record["colour"], record["previous"], record["version"], record["previousVersion"]) \
+            == ("green", "blue", "2.0.0", "1.0.0")
+        _, waited = wait_until(lambda: bake_record()["status"] == "baked", 30, interval_s=0.2,
+                               what="the bake to end")
+        elapsed = time.monotonic() - start
+    assert kv(ALIAS) == "green" and answer()[:2] == ("2.0.0", "green")
+    assert loop.failures == [], loop.failures[:5]
+    done = counters()
+    probes = done["probes"] - before["probes"]
+    FIGURES["good_flip_probes"] = probes
+    FIGURES["good_flip_client_requests"] = len(loop.results)
+    FIGURES["good_flip_failed_requests"] = len(loop.failures)
+    assert 20 <= probes <= 5.5 * elapsed, (probes, elapsed)       # about 5/s, bounded
+    time.sleep(3)
+    quiet = counters()
+    assert (quiet["probes"], quiet["health_reads"]) == (done["probes"], done["health_reads"])
+    entry = catalogue_entry()
+    assert entry["bake"]["status"] == "baked"
+
+
+def catalogue_entry() -> dict:
+    data = get_json(f"{PROXY}/catalogue.json")
+    with open(os.path.join(REPO, "images", "proxy", "catalogue.schema.json"), encoding="utf-8") as handle:
+        jsonschema.validate(data, json.load(handle))
+    [entry] = [s for s in data["services"] if s["entry"]["environment"] == ENV]
+    return entry
+
+
+def catalogue_page() -> str:
+    """The catalogue page as headless Chromium renders it (its script fills the table)."""
+    profile = tempfile.mkdtemp(prefix="bluegreen-chromium-")
+    try:
+        return subprocess.run(
+            ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+             "--no-first-run", "--disable-background-networking", "--disable-component-update",
+             "--disable-sync", f"--user-data-dir={profile}", "--virtual-time-budget=5000",
+             "--dump-dom", f"{PROXY}/catalogue/"],
+            capture_output=True, text=True, timeout=60, check=True).stdout
+    finally:
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def test_a_release_serving_5xx_after_its_flip_is_flipped_back_within_the_bake_time(repo, deployment):
+    repo.edit("three", fail_root=True)
+    change(deployment, blue={"version": "3.0.0"}, bakeTime=f"{BAKE_S}s")
+    deployment.up()                     # v3 to the offline colour: its gate passes (/health is 200)
+    wait_until(lambda: requests.get(f"{PROXY}/preview/{ENV}/vizconfig/", timeout=3).status_code == 500,
+               20, what="v3 on preview answering 500")
+    before = containers()
+    change(deployment, live="blue")
+    with AliasWatch() as aliases, RequestLoop(STABLE, rate=20, keep_alive=True, max_seconds=120) as loop:
+        deployment.up()                 # flips to blue: v3 passes its gate, then fails its users
+        wait_until(lambda: kv(ALIAS) == "green", BAKE_S, interval_s=0.05, what="the watchdog's flip back")
+        wait_until(lambda: answer()[:2] == ("2.0.0", "green"), 10, what="v2 served again")
+        time.sleep(2)
+    errors = [r for r in loop.results if r[1] >= 500]
+    assert errors, "the broken release never served"
+    first_5xx, last_5xx = errors[0][0], errors[-1][0]
+    flipped = [t for t, value in aliases.changes if value == "blue"]
+    back = [t for t, value in aliases.changes if value == "green" and flipped and t > flipped[0]]
+    served_again = next(r[0] for r in loop.results if r[0] > last_5xx and r[1] == 200)
+    FIGURES.update(
+        bake_time_s=BAKE_S,
+        flip_to_flip_back_s=round(back[0] - flipped[0], 2),
+        first_5xx_to_flip_back_s=round(back[0] - first_5xx, 2),
+        first_5xx_to_served_again_s=round(served_again - first_5xx, 2),
+        failed_requests=len(loop.failures),
+        failed_requests_5xx=len(errors),
+        failed_requests_other=len(loop.failures) - len(errors),
+        client_requests=len(loop.results),
+        client_rate_per_s=20,
+    )
+    assert back[0] - first_5xx < BAKE_S
+    assert not [r for r in loop.results if r[0] > last_5xx and r[1] != 200]
+    assert containers() == before, "a flip back restarted or replaced containers"
+
+    record = bake_record()
+    assert (record["status"], record["colour"], record["previous"], record["version"]) == \
+        ("rolled-back", "blue", "green", "3.0.0")
+    assert record["reason"].startswith(f"5xx on /{ENV}/vizconfig/: ")
+    bad, good = history("3.0.0"), history("2.0.0")
+    assert bad["rolledBackAt"] == record["endedAt"] and bad["rollbackReason"] == record["reason"]
+    assert good["liveAt"] == record["endedAt"]
+    entry = catalogue_entry()
+    assert entry["live"] == "green" and entry["bake"]["status"] == "rolled-back"
+    assert [h for h in entry["history"] if h["version"] == "3.0.0"][0]["rolledBackAt"]
+    page = catalogue_page()
+    assert 'data-bake="rolled-back"' in page
+    assert f"blue 3.0.0 rolled back to green at {record['endedAt']}: 5xx on /{ENV}/vizconfig/" in page
+    listing = subprocess.run([sys.executable, "-m", "delivery", "releases", "vizconfig", "--stack",
+                              STACK], cwd=REPO, capture_output=True, text=True, timeout=60).stdout
+    assert f"3.0.0 was rolled back at {record['endedAt']}: 5xx on /{ENV}/vizconfig/" in listing
+    assert "ROLLED BACK" in listing.splitlines()[0]
+
+
+def test_the_next_up_reports_the_disagreement_instead_of_flipping_again(deployment):
+    before = containers()
+    with pytest.raises(auto.CommandError) as failure:
+        deployment.up()                 # the stack still says live: blue
+    message = str(failure.value)
+    assert "the stack disagrees with the bake watchdog" in message
+    assert "bluegreen.services.vizconfig.live: blue (vizconfig 3.0.0) was rolled back to green" in message
+    assert f"bluegreen/bake/{ENV}/vizconfig" in message and "5xx on" in message
+    assert "live: green" in message and "blue.version: 3.0.1" in message
+    assert kv(ALIAS) == "green" and containers() == before
+    record = bake_record()
+    change(deployment, live="green")    # the rollback accepted
+    deployment.up()
+    assert kv(ALIAS) == "green" and bake_record() == record
+    assert containers() == before

@@ -1,0 +1,332 @@
+"""Bake time: the stack config, the record every flip writes, the watchdog's decisions (a breach
+over a sliding window, never over a newer flip), the program refusing to re-flip a release the
+watchdog rolled back, and the wiring (the record after the alias; the watchdog on the platform)."""
+
+import datetime
+import importlib.util
+import json
+import os
+import sys
+
+import pytest
+
+from components import naming
+from components.consul.records import ServiceRecords
+from components.model.bake import disagreement, flip_record, flips
+from components.model.config import ColourConfig, ServiceConfig, parse_stack_config
+from components.model.release import rollback_target
+from components.model.validation import ConfigError
+from unit_harness import CONSUL_KEY, ROOT, ProgramFailed, run_program
+
+import test_wiring
+
+NOW = datetime.datetime(2026, 11, 26, 14, 0, 0, tzinfo=datetime.timezone.utc)
+
+
+def load_watchdog():
+    """images/consul/watchdog.py as the consul image runs it: beside naming.py."""
+    sys.modules.setdefault("naming", naming)
+    spec = importlib.util.spec_from_file_location(
+        "bake_watchdog", os.path.join(ROOT, "images", "consul", "watchdog.py"))
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+watchdog = load_watchdog()
+
+
+def settings(bake_s=60.0, rate=0.05, live="green"):
+    return ServiceConfig(name="vizconfig", manifest="/x/service.yaml", live=live,
+                         colours={"blue": ColourConfig("1.0.0"), "green": ColourConfig("2.0.0")},
+                         hosts=("local",), bake_s=bake_s, bake_max_error_rate=rate)
+
+
+# --- stack config ------------------------------------------------------------------------------
+
+def stack(**service):
+    values = {"environment": "production", "platformStack": "org/bluegreen/platform",
+              "hosts": {"local": {"docker": "unix:///var/run/docker.sock",
+                                  "consul": "http://127.0.0.1:8500"}},
+              "services": {"vizconfig": {"manifest": "services/vizconfig/service.yaml",
+                                         "live": "blue", "blue": {"version": "1.0.0"}, **service}}}
+    return parse_stack_config("production", values, ROOT).services[0]
+
+
+def test_bake_is_off_by_default_with_a_five_percent_budget():
+    service = stack()
+    assert service.bake_s == 0 and service.bake_max_error_rate == 0.05
+
+
+def test_bake_time_and_error_rate_parse():
+    service = stack(bakeTime="5m", bakeMaxErrorRate=0.01)
+    assert service.bake_s == 300 and service.bake_max_error_rate == 0.01
+    assert stack(bakeTime="45s", bakeMaxErrorRate="0.2").bake_max_error_rate == 0.2
+
+
+@pytest.mark.parametrize("fields, field, words", [
+    ({"bakeTime": "5 minutes"}, "bakeTime", "is not a duration; write e.g. 500ms, 2s or 1m"),
+    ({"bakeTime": "3s"}, "bakeTime", "write 0s (off) or a duration from 10s to 1440m"),
+    ({"bakeTime": "2000m"}, "bakeTime", "write 0s (off) or a duration from 10s to 1440m"),
+    ({"bakeTime": "1m", "bakeMaxErrorRate": 1.5}, "bakeMaxErrorRate", "from 0 to below 1, e.g. 0.05"),
+    ({"bakeTime": "1m", "bakeMaxErrorRate": "five"}, "bakeMaxErrorRate", "must be a number"),
+    ({"bakeTime": "1m", "bakeMaxErrorRate": True}, "bakeMaxErrorRate", "must be a number"),
+    ({"bakeMaxErrorRate": 0.1}, "bakeMaxErrorRate", "set bakeTime (e.g. 5m) or remove bakeMaxErrorRate"),
+])
+def test_bad_bake_settings_name_the_file_the_field_and_the_fix(fields, field, words):
+    with pytest.raises(ConfigError) as raised:
+        stack(**fields)
+    assert str(raised.value).startswith(
+        f"stacks/Pulumi.production.yaml: bluegreen.services.vizconfig.{field}: ")
+    assert words in str(raised.value)
+
+
+# --- the record ----------------------------------------------------------------------------------
+
+def test_the_record_names_both_colours_and_the_bake_window():
+    record = naming.bake_record(colour="green", previous="blue", version="2.0.0",
+                                previous_version="1.0.0", since=NOW, bake_s=90, max_error_rate=0.05)
+    assert record == {"colour": "green", "previous": "blue", "version": "2.0.0",
+                      "previousVersion": "1.0.0", "since": "2026-11-26T14:00:00Z",
+                      "until": "2026-11-26T14:01:30Z", "maxErrorRate": 0.05, "status": "baking"}
+    assert naming.parse_time(record["until"]) - naming.parse_time(record["since"]) == \
+        datetime.timedelta(seconds=90)
+
+
+@pytest.mark.parametrize("colour, previous, bake_s, rate", [
+    ("green", "green", 60, 0.05), ("red", "blue", 60, 0.05), ("green", "blue", 0, 0.05),
+    ("green", "blue", 60, 1.0)])
+def test_the_record_refuses_what_no_flip_can_be(colour, previous, bake_s, rate):
+    with pytest.raises(ValueError):
+        naming.bake_record(colour=colour, previous=previous, version="2", previous_version="1",
+                           since=NOW, bake_s=bake_s, max_error_rate=rate)
+
+
+def test_a_flip_record_comes_from_the_service_settings_and_only_with_a_bake_time():
+    record = json.loads(flip_record(settings(bake_s=30, rate=0.1), "green", "blue", "1.0.0", NOW))
+    assert (record["version"], record["maxErrorRate"], record["until"]) == \
+        ("2.0.0", 0.1, "2026-11-26T14:00:30Z")
+    assert flip_record(settings(bake_s=0), "green", "blue", "1.0.0", NOW) is None
+
+
+def test_only_a_move_from_one_colour_to_the_other_is_a_flip():
+    assert flips("blue", "green") and flips("green", "blue")
+    assert not flips(None, "blue") and not flips("blue", "blue")
+
+
+def test_an_outcome_keeps_the_record_and_says_when_and_why():
+    record = naming.bake_record(colour="green", previous="blue", version="2.0.0",
+                                previous_version="1.0.0", since=NOW, bake_s=60, max_error_rate=0.05)
+    outcome = naming.bake_outcome(record, "rolled-back", NOW + datetime.timedelta(seconds=7), "5xx")
+    assert outcome == {**record, "status": "rolled-back", "endedAt": "2026-11-26T14:00:07Z",
+                       "reason": "5xx"}
+    with pytest.raises(ValueError):
+        naming.bake_outcome(record, "baking", NOW)
+
+
+def test_bake_keys_live_under_one_prefix():
+    assert naming.bake_key("production", "vizconfig") == "bluegreen/bake/production/vizconfig"
+    assert naming.bake_key("production", "vizconfig").startswith(naming.bake_prefix())
+
+
+# --- the watchdog's decisions ------------------------------------------------------------------
+
+def samples(*statuses, start=0.0, step=0.2):
+    return [(start + i * step, status) for i, status in enumerate(statuses)]
+
+
+def test_a_window_of_5xx_is_a_breach_and_says_how_many():
+    reason = watchdog.error_rate_breach(samples(*[503] * 10), now=2.0, window_s=10,
+                                        max_error_rate=0.05, uri="/production/vizconfig/")
+    assert reason == ("5xx on /production/vizconfig/: 10 of 10 answers (100%) in the last 10s, "
+                      "above the 5% allowed")
+
+
+def test_too_few_answers_or_errors_are_no_breach():
+    assert watchdog.error_rate_breach(samples(*[503] * 9), 2.0, 10, 0.05) is None
+    assert watchdog.error_rate_breach(samples(*[200] * 18, 500, 500), 4.0, 10, 0.05) is None
+
+
+def test_the_rate_must_exceed_the_budget():
+    window = samples(*[200] * 57, 500, 500, 500)       # exactly 5%
+    assert watchdog.error_rate_breach(window, 12.0, 15, 0.05) is None
+    assert watchdog.error_rate_breach(window + samples(502, start=12.2), 12.2, 15, 0.05)
+
+
+def test_answers_older_than_the_window_drop_out():
+    window = samples(*[503] * 20) + samples(*[200] * 50, start=5.0)
+    assert watchdog.error_rate_breach(window, 14.8, 10, 0.05) is None   # the 5xx are >10s old
+    assert watchdog.error_rate_breach(window, 9.0, 10, 0.05)
+
+
+def test_unanswered_probes_count_as_errors_other_4xx_do_not():
+    assert watchdog.error_rate_breach(samples(*[0] * 10), 2.0, 10, 0.05)
+    assert watchdog.error_rate_breach(samples(*[404] * 10), 2.0, 10, 0.05) is None
+
+
+def instance(*statuses, colour="green"):
+    return {"Service": {"Tags": ["production", colour]},
+            "Checks": [{"Name": f"check {i}", "Node": "local", "Status": s, "Output": "HTTP 503"}
+                       for i, s in enumerate(statuses)]}
+
+
+def test_a_critical_check_or_no_instance_is_a_problem():
+    assert watchdog.checks_problem("green", [instance("passing", "passing")]) is None
+    assert watchdog.checks_problem("green", [instance("passing", "critical")]) == \
+        "check 'check 1' on node local is critical: HTTP 503"
+    assert watchdog.checks_problem("green", []) == "no instance of green is registered"
+
+
+def test_a_problem_breaches_only_once_it_lasted_the_grace():
+    assert watchdog.checks_breach("x", since=10.0, now=11.0, grace_s=2) is None
+    assert watchdog.checks_breach("x", since=10.0, now=12.5, grace_s=2) == "x (for 2.5s)"
+    assert watchdog.checks_breach(None, since=None, now=12.5) is None
+
+
+def test_the_watchdog_only_flips_back_the_flip_its_record_describes():
+    record = {"colour": "green", "previous": "blue"}
+    assert watchdog.flip_is_current(record, record_index=40, alias="green", alias_index=39)
+    assert watchdog.flip_is_current(record, record_index=40, alias="green", alias_index=40)  # one txn
+    assert not watchdog.flip_is_current(record, 40, "blue", 39)      # flipped back meanwhile
+    assert not watchdog.flip_is_current(record, 40, "green", 41)     # a newer flip to green
+    assert not watchdog.flip_is_current(record, 40, None, 0)
+
+
+# --- the next pulumi up ------------------------------------------------------------------------
+
+def rolled_back(colour="green", version="2.0.0"):
+    record = naming.bake_record(colour=colour, previous=naming.offline_colour(colour), version=version,
+                                previous_version="1.0.0", since=NOW, bake_s=60, max_error_rate=0.05)
+    return json.dumps(naming.bake_outcome(record, "rolled-back", NOW, "5xx on /x/: 10 of 10"))
+
+
+def test_re_flipping_a_rolled_back_release_is_a_disagreement_naming_record_reason_and_fix():
+    problem = disagreement("stacks/Pulumi.production.yaml", "production", settings(), "blue",
+                           rolled_back())
+    text = str(problem)
+    assert text.startswith("stacks/Pulumi.production.yaml: bluegreen.services.vizconfig.live: "
+                           "green (vizconfig 2.0.0) was rolled back to blue by the bake watchdog")
+    assert "5xx on /x/: 10 of 10" in text and "bluegreen/bake/production/vizconfig" in text
+    assert "live: blue" in text and "green.version: 2.0.1" in text
+
+
+@pytest.mark.parametrize("live_before, bake, service", [
+    ("blue", rolled_back(version="1.9.0"), settings()),          # a new version on green
+    ("blue", rolled_back(), settings(live="blue")),              # the rollback accepted
+    ("green", rolled_back(), settings()),                        # the alias says green: no flip
+    ("blue", None, settings()),
+    ("blue", json.dumps({**json.loads(rolled_back()), "status": "baked"}), settings()),
+])
+def test_no_disagreement_otherwise(live_before, bake, service):
+    assert disagreement("f", "production", service, live_before, bake) is None
+
+
+def test_rollback_skips_a_release_rolled_back_since_it_was_last_live():
+    history = {"1.0.0": {"version": "1.0.0", "liveAt": "2026-11-26T13:00:00Z"},
+               "2.0.0": {"version": "2.0.0", "liveAt": "2026-11-26T14:00:00Z",
+                         "rolledBackAt": "2026-11-26T14:00:09Z"},
+               "3.0.0": {"version": "3.0.0"}}
+    assert rollback_target(history, "3.0.0")["version"] == "1.0.0"
+    history["2.0.0"]["liveAt"] = "2026-11-26T15:00:00Z"   # live again later
+    assert rollback_target(history, "3.0.0")["version"] == "2.0.0"
+
+
+# --- wiring under mocks ------------------------------------------------------------------------
+
+def bake_config(live="green", **extra):
+    return test_wiring.config(live=live, bakeTime="1m", **extra)
+
+
+def records(live, bake=None):
+    return {"vizconfig": ServiceRecords(slots={"blue": "1.0.0", "green": "2.0.0"}, live=live,
+                                        bake=bake)}
+
+
+def bake_keys(resources):
+    return [r for r in resources if r.type == CONSUL_KEY
+            and r.inputs["key"] == f"bluegreen/bake/{test_wiring.ENV}/vizconfig"]
+
+
+def test_a_flip_writes_the_bake_record_after_the_alias():
+    resources = run_program(bake_config(), stack=test_wiring.STACK, records=records("blue"))
+    [key] = bake_keys(resources)
+    record = json.loads(key.inputs["value"])
+    assert (record["colour"], record["previous"], record["version"], record["previousVersion"],
+            record["status"]) == ("green", "blue", "2.0.0", "1.0.0", "baking")
+    alias = next(r for r in resources if r.type == CONSUL_KEY
+                 and r.inputs["key"] == f"bluegreen/aliases/{test_wiring.ENV}/vizconfig")
+    assert alias.urn in key.dependencies
+
+
+def test_an_update_without_a_flip_keeps_the_record_as_it_is():
+    existing = rolled_back(colour="blue")
+    [key] = bake_keys(run_program(bake_config(), stack=test_wiring.STACK,
+                                  records=records("green", existing)))
+    assert key.inputs["value"] == existing
+    assert bake_keys(run_program(bake_config(), stack=test_wiring.STACK,
+                                 records=records("green"))) == []
+
+
+def test_a_flip_without_bake_time_writes_no_record():
+    resources = run_program(test_wiring.config(live="green"), stack=test_wiring.STACK,
+                            records=records("blue"))
+    assert bake_keys(resources) == []
+
+
+def test_the_program_refuses_to_re_flip_a_rolled_back_release_before_registering_anything():
+    with pytest.raises(ProgramFailed) as raised:
+        run_program(bake_config(), stack=test_wiring.STACK,
+                    records=records("blue", rolled_back()))
+    assert "the stack disagrees with the bake watchdog: " in str(raised.value)
+    assert "bluegreen.services.vizconfig.live: green (vizconfig 2.0.0) was rolled back" in str(raised.value)
+    assert raised.value.resources == []
+
+
+def test_the_platform_runs_one_watchdog_beside_its_agent_and_proxy():
+    deployment = test_wiring.run(test_wiring.config(hosts=("local", "second")))
+    [container] = deployment.role("watchdog")
+    assert container.provider_urn == deployment.provider_of_host("local").urn
+    assert container.inputs["networkMode"] == "host"
+    assert container.inputs["entrypoints"] == ["python3", "-u", "/usr/local/lib/bluegreen/watchdog.py"]
+    envs = container.inputs["envs"]
+    assert "CONSUL_HTTP_ADDR=http://127.0.0.1:18500" in envs
+    assert "PROXY_URL=http://127.0.0.1:18080" in envs and "PROBE_RATE=5" in envs
+    assert container.inputs["memory"] == 64 and container.inputs["restart"] == "unless-stopped"
+
+
+# --- the flips outside pulumi up ---------------------------------------------------------------
+
+def test_rollback_and_promote_write_the_bake_record_in_the_flip_transaction(monkeypatch):
+    from delivery import flip
+    config = parse_stack_config("production", {
+        "environment": "production", "platformStack": "org/bluegreen/platform",
+        "hosts": {"local": {"docker": "unix:///var/run/docker.sock", "consul": "http://c:8500"}},
+        "services": {
+            "vizconfig": {"manifest": "services/vizconfig/service.yaml", "live": "blue",
+                          "blue": {"version": "1.0.0"}, "green": {"version": "2.0.0"},
+                          "bakeTime": "2m"},
+            "charts": {"manifest": "services/vizconfig/service.yaml", "live": "green",
+                       "blue": {"version": "3.0.0"}, "green": {"version": "4.0.0"}}}}, ROOT)
+    viz, charts = config.services
+    monkeypatch.setattr(flip, "check_colour", lambda move: 0.0)
+    monkeypatch.setattr(flip.consul_api, "kv_get_indexed",
+                        lambda _address, key: ("green" if "charts" in key else "blue", 7))
+    sent = {}
+
+    def cas_many(address, writes, sets=None):
+        sent.update(address=address, writes=writes, sets=sets)
+        return True
+
+    monkeypatch.setattr(flip.consul_api, "kv_cas_many", cas_many)
+    flip.flip_together([flip.Move(config, viz, colour="green", expected="blue"),
+                        flip.Move(config, charts, colour="blue", expected="green")])
+    assert sent["writes"] == {"bluegreen/aliases/production/vizconfig": ("green", 7),
+                              "bluegreen/aliases/production/charts": ("blue", 7)}
+    record = json.loads(sent["sets"]["bluegreen/bake/production/vizconfig"])
+    assert (record["colour"], record["previous"], record["version"], record["status"]) == \
+        ("green", "blue", "2.0.0", "baking")
+    assert naming.parse_time(record["until"]) - naming.parse_time(record["since"]) == \
+        datetime.timedelta(minutes=2)
+    # a flip without bake time ends whatever bake the service had
+    assert sent["sets"]["bluegreen/bake/production/charts"] is None
