@@ -204,6 +204,8 @@ def catalogue_entry(manifest, environment: str, settings, images: dict[str, str]
         "stableUri": stable_path(environment, manifest.route),
         "previewUri": preview_path(environment, manifest.route),
         "hosts": list(settings.hosts),
+        "calls": [{"service": callee, "stableUri": stable_path(environment, callee)}
+                  for callee in manifest.calls],
         "colours": {colour: {"version": slot.version, "image": images[colour],
                              "digest": images[colour].rsplit("@", 1)[-1]}
                     for colour, slot in sorted(settings.colours.items())},

@@ -1,13 +1,18 @@
 """Pure planning functions: colours, KV keys, instance IDs, registration payloads, digests."""
 
+import json
+import os
 import re
+from types import SimpleNamespace
 
+import jsonschema
 import pytest
 from hypothesis import given, strategies as st
 
 from components.naming import (
     COLOURS,
     alias_key,
+    catalogue_entry,
     catalogue_key,
     config_prefix,
     context_digest,
@@ -286,3 +291,31 @@ def test_the_drain_bound_is_a_kv_entry_in_whole_milliseconds():
     assert drain_timeout_key() == "bluegreen/proxy/drain-timeout"
     assert nginx_duration(30.0) == "30000ms"
     assert nginx_duration(1.5) == "1500ms"
+
+
+# --- catalogue -----------------------------------------------------------------------------------
+
+SCHEMA = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                      "images", "proxy", "catalogue.schema.json")
+
+
+def _entry(calls):
+    manifest = SimpleNamespace(name="frontend", description="Says hello", route="frontend", calls=calls)
+    settings = SimpleNamespace(hosts=("local",), colours={"blue": SimpleNamespace(version="1.0.0")})
+    image = "127.0.0.1:5000/frontend@sha256:" + "a" * 64
+    return catalogue_entry(manifest, "staging", settings, {"blue": image})
+
+
+def test_catalogue_entry_lists_what_the_service_calls_at_their_stable_uris():
+    entry = _entry(("billing", "vizconfig"))
+    assert entry["calls"] == [{"service": "billing", "stableUri": "/staging/billing/"},
+                              {"service": "vizconfig", "stableUri": "/staging/vizconfig/"}]
+    assert _entry(())["calls"] == []
+
+
+@pytest.mark.parametrize("calls", [(), ("vizconfig",)])
+def test_catalogue_entry_follows_the_catalogue_schema(calls):
+    with open(SCHEMA, encoding="utf-8") as handle:
+        schema = json.load(handle)
+    entry_schema = schema["properties"]["services"]["items"]["properties"]["entry"]
+    jsonschema.validate(json.loads(json.dumps(_entry(calls))), entry_schema)
