@@ -678,3 +678,23 @@ def test_each_colour_records_its_release_and_history_after_its_gate(one_host):
         history = json.loads(one_host.key(f"bluegreen/history/{ENV}/vizconfig/{version}").inputs["value"])
         assert history["version"] == version and history["colour"] == colour
         assert ("liveAt" in history) == (colour == "green")   # config(): green is live
+
+
+# --- what a service calls ------------------------------------------------------------------------
+
+def with_caller(tmp_path):
+    """The example plus a second service of the same environment that calls it."""
+    (tmp_path / "Dockerfile").write_text("FROM scratch\n")
+    manifest = tmp_path / "service.yaml"
+    manifest.write_text("name: caller\ndescription: Calls vizconfig\nport: 8000\ncalls: [vizconfig]\n")
+    cfg = config()
+    cfg["services"]["caller"] = {"manifest": str(manifest), "live": "blue", "blue": {"version": "1.0.0"}}
+    return run(cfg)
+
+
+def test_the_catalogue_entry_lists_the_callees_at_their_stable_uris(tmp_path):
+    deployment = with_caller(tmp_path)
+    caller = json.loads(deployment.key(f"bluegreen/catalogue/{ENV}/caller").inputs["value"])
+    callee = json.loads(deployment.key(f"bluegreen/catalogue/{ENV}/vizconfig").inputs["value"])
+    assert caller["calls"] == [{"service": "vizconfig", "stableUri": f"/{ENV}/vizconfig/"}]
+    assert callee["calls"] == []
