@@ -6,10 +6,12 @@ the proxy and Consul on 127.0.0.1, and destroyed. Nothing here skips: a missing 
 from __future__ import annotations
 
 import contextlib
+import html.parser
 import json
 import os
 import shutil
 import subprocess
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -261,3 +263,46 @@ def container_identity(name: str) -> tuple[str, str]:
     """(container id, start time): both unchanged means the container was not restarted."""
     info = docker_json("inspect", name)[0]
     return info["Id"], info["State"]["StartedAt"]
+
+
+class RowReader(html.parser.HTMLParser):
+    """Collects the cells (by data-field) of table rows keyed by (environment, service)."""
+
+    def __init__(self):
+        super().__init__()
+        self.rows, self._row, self._field = {}, None, None
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "tr" and "data-service" in attrs:
+            self._row = self.rows.setdefault((attrs["data-environment"], attrs["data-service"]), {})
+        elif tag == "td" and self._row is not None:
+            self._field = attrs.get("data-field")
+            self._row[self._field] = ""
+
+    def handle_endtag(self, tag):
+        if tag == "td":
+            self._field = None
+        elif tag == "tr":
+            self._row = None
+
+    def handle_data(self, data):
+        if self._row is not None and self._field:
+            self._row[self._field] += data
+
+
+def catalogue_page_rows(proxy: str) -> dict:
+    """The catalogue page as headless Chromium renders it (its script fills the table)."""
+    profile = tempfile.mkdtemp(prefix="bluegreen-chromium-")
+    try:
+        dom = subprocess.run(
+            ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+             "--no-first-run", "--disable-background-networking", "--disable-component-update",
+             "--disable-sync", f"--user-data-dir={profile}", "--virtual-time-budget=5000",
+             "--dump-dom", f"{proxy}/catalogue/"],
+            capture_output=True, text=True, timeout=60, check=True).stdout
+    finally:
+        shutil.rmtree(profile, ignore_errors=True)
+    reader = RowReader()
+    reader.feed(dom)
+    return reader.rows

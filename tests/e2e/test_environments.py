@@ -3,7 +3,6 @@ Consul, and the service catalogue (JSON schema + headless Chromium). Runs in ord
 
 from __future__ import annotations
 
-import html.parser
 import json
 import os
 import shutil
@@ -16,9 +15,9 @@ import pytest
 import requests
 import yaml
 
-from e2e_harness import (HOST2_DOCKER, LOG_DIR, REPO, Deployment, RequestLoop, container_identity,
-                     docker_names, get_json, host_entries, platform_config, require_environment,
-                     wait_until)
+from e2e_harness import (HOST2_DOCKER, LOG_DIR, REPO, Deployment, RequestLoop, catalogue_page_rows,
+                         container_identity, docker_names, get_json, host_entries, platform_config,
+                         require_environment, wait_until)
 
 PORTS = {"consul": 28900, "serf": 28901, "server": 28902, "registry": 28905, "proxy": 28980,
          "host2_consul": 28910, "host2_serf": 28911, "host2_server": 28912}
@@ -108,51 +107,8 @@ def test_catalogue_json_follows_its_schema(stacks):
     assert row["entry"]["colours"]["blue"]["image"].endswith(row["entry"]["colours"]["blue"]["digest"])
 
 
-class RowReader(html.parser.HTMLParser):
-    """Collects the cells (by data-field) of table rows keyed by (environment, service)."""
-
-    def __init__(self):
-        super().__init__()
-        self.rows, self._row, self._field = {}, None, None
-
-    def handle_starttag(self, tag, attrs):
-        attrs = dict(attrs)
-        if tag == "tr" and "data-service" in attrs:
-            self._row = self.rows.setdefault((attrs["data-environment"], attrs["data-service"]), {})
-        elif tag == "td" and self._row is not None:
-            self._field = attrs.get("data-field")
-            self._row[self._field] = ""
-
-    def handle_endtag(self, tag):
-        if tag == "td":
-            self._field = None
-        elif tag == "tr":
-            self._row = None
-
-    def handle_data(self, data):
-        if self._row is not None and self._field:
-            self._row[self._field] += data
-
-
-def chromium_rows() -> dict:
-    """The catalogue page as headless Chromium renders it (its script fills the table)."""
-    profile = tempfile.mkdtemp(prefix="bluegreen-chromium-")
-    try:
-        dom = subprocess.run(
-            ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-             "--no-first-run", "--disable-background-networking", "--disable-component-update",
-             "--disable-sync", f"--user-data-dir={profile}", "--virtual-time-budget=5000",
-             "--dump-dom", f"{PROXY}/catalogue/"],
-            capture_output=True, text=True, timeout=60, check=True).stdout
-    finally:
-        shutil.rmtree(profile, ignore_errors=True)
-    reader = RowReader()
-    reader.feed(dom)
-    return reader.rows
-
-
 def test_catalogue_page_in_headless_chromium(stacks):
-    row = chromium_rows()[("e2e-prod", "vizconfig")]
+    row = catalogue_page_rows(PROXY)[("e2e-prod", "vizconfig")]
     assert row["uri"] == "/e2e-prod/vizconfig/"
     assert row["live"] == "blue"
     assert row["description"].startswith("Visualization configuration storage")
