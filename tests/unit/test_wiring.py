@@ -682,14 +682,25 @@ def test_each_colour_records_its_release_and_history_after_its_gate(one_host):
 
 # --- what a service calls ------------------------------------------------------------------------
 
+BRIDGE = "172.17.0.1"
+
+
 def with_caller(tmp_path):
-    """The example plus a second service of the same environment that calls it."""
+    """The example plus a second service of the same environment that calls it, on a host whose
+    containers reach the proxy at its bridge address."""
     (tmp_path / "Dockerfile").write_text("FROM scratch\n")
     manifest = tmp_path / "service.yaml"
     manifest.write_text("name: caller\ndescription: Calls vizconfig\nport: 8000\ncalls: [vizconfig]\n")
     cfg = config()
+    cfg["hosts"]["local"]["bridgeAddress"] = BRIDGE
     cfg["services"]["caller"] = {"manifest": str(manifest), "live": "blue", "blue": {"version": "1.0.0"}}
     return run(cfg)
+
+
+def service_envs(deployment, service):
+    """The environment of every container of `service`, by instance."""
+    return {c.label("bluegreen.instance"): sorted(c.inputs["envs"]) for c in deployment.role("service")
+            if c.label("bluegreen.service") == service}
 
 
 def test_the_catalogue_entry_lists_the_callees_at_their_stable_uris(tmp_path):
@@ -698,3 +709,9 @@ def test_the_catalogue_entry_lists_the_callees_at_their_stable_uris(tmp_path):
     callee = json.loads(deployment.key(f"bluegreen/catalogue/{ENV}/vizconfig").inputs["value"])
     assert caller["calls"] == [{"service": "vizconfig", "stableUri": f"/{ENV}/vizconfig/"}]
     assert callee["calls"] == []
+
+
+def test_a_service_that_calls_nothing_gets_no_new_environment(tmp_path):
+    alone = config()
+    alone["hosts"]["local"]["bridgeAddress"] = BRIDGE
+    assert service_envs(with_caller(tmp_path), "vizconfig") == service_envs(run(alone), "vizconfig")
