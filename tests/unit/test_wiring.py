@@ -711,6 +711,13 @@ def test_the_catalogue_entry_lists_the_callees_at_their_stable_uris(tmp_path):
     assert callee["calls"] == []
 
 
+def test_a_caller_gets_each_callees_stable_uri_at_the_proxys_bridge_address(tmp_path):
+    envs = service_envs(with_caller(tmp_path), "caller")
+    assert envs
+    for env in envs.values():
+        assert f"VIZCONFIG_URL=http://{BRIDGE}:18080/{ENV}/vizconfig/" in env
+
+
 def test_a_service_that_calls_nothing_gets_no_new_environment(tmp_path):
     alone = config()
     alone["hosts"]["local"]["bridgeAddress"] = BRIDGE
