@@ -45,6 +45,8 @@ class ServiceArgs:
     now: str = ""                    # this update's time, for the release history
     base_image: str = "debian:bookworm-slim"  # passed to Dockerfiles as BASE_IMAGE
     secret_environment: pulumi.Input[dict] | None = None  # NAME -> value, from bluegreen:secrets
+    proxy_port: pulumi.Input[int] | None = None  # where callers reach the proxy (with the bridge address)
+    routes: dict[str, str] = field(default_factory=dict)  # service -> route, of this stack's services
 
     def __post_init__(self):
         if self.settings.name != self.manifest.name:
@@ -134,7 +136,9 @@ class Service(pulumi.ComponentResource):
                 networks=networks, live=colour == settings.live, agents=args.agents,
                 replicas=settings.replicas, gate_timeout_s=settings.gate_timeout_s,
                 environment_overrides=slot.environment,
-                secret_environment=args.secret_environment, preview_url=self.preview_url),
+                secret_environment=args.secret_environment, preview_url=self.preview_url,
+                calls={callee: args.routes.get(callee, callee) for callee in manifest.calls},
+                proxy_port=args.proxy_port),
                 opts=pulumi.ResourceOptions(parent=self, depends_on=self.dependencies))
             shape = self.slots[colour].shape
             replaced = live_replacement(colour, args.records.live, args.records.shapes.get(colour),
