@@ -12,6 +12,9 @@ from hypothesis import given, strategies as st
 from components.naming import (
     COLOURS,
     alias_key,
+    bridge_listen_key,
+    call_environment,
+    call_variable,
     catalogue_entry,
     catalogue_key,
     config_prefix,
@@ -22,6 +25,7 @@ from components.naming import (
     nginx_duration,
     offline_colour,
     preview_path,
+    proxy_port,
     proxy_route,
     registration_payload,
     route_key,
@@ -319,3 +323,19 @@ def test_catalogue_entry_follows_the_catalogue_schema(calls):
         schema = json.load(handle)
     entry_schema = schema["properties"]["services"]["items"]["properties"]["entry"]
     jsonschema.validate(json.loads(json.dumps(_entry(calls))), entry_schema)
+
+
+def test_a_callee_is_reached_at_its_stable_uri_through_the_bridge():
+    assert call_variable("vizconfig") == "VIZCONFIG_URL"
+    assert call_variable("user-store") == "USER_STORE_URL"
+    assert call_environment("172.17.0.1", 18080, "qa", {"vizconfig": "viz", "auth": "auth"}) == [
+        "AUTH_URL=http://172.17.0.1:18080/qa/auth/", "VIZCONFIG_URL=http://172.17.0.1:18080/qa/viz/"]
+    assert call_environment("172.17.0.1", 18080, "qa", {}) == []
+    assert bridge_listen_key() == "bluegreen/proxy/bridge-listen"
+
+
+def test_the_proxy_port_comes_from_its_url_or_address():
+    assert proxy_port("http://127.0.0.1:18080") == 18080
+    assert proxy_port("127.0.0.1:29604") == 29604
+    with pytest.raises(ValueError, match="names no port"):
+        proxy_port("http://127.0.0.1")

@@ -722,3 +722,41 @@ def test_a_service_that_calls_nothing_gets_no_new_environment(tmp_path):
     alone = config()
     alone["hosts"]["local"]["bridgeAddress"] = BRIDGE
     assert service_envs(with_caller(tmp_path), "vizconfig") == service_envs(run(alone), "vizconfig")
+
+
+def test_a_referencing_caller_reaches_the_proxy_on_the_platform_stacks_proxy_port(tmp_path):
+    (tmp_path / "Dockerfile").write_text("FROM scratch\n")
+    manifest = tmp_path / "service.yaml"
+    manifest.write_text("name: caller\ndescription: Calls vizconfig\nport: 8000\ncalls: [vizconfig]\n")
+    cfg = referencing_config("second")
+    cfg["hosts"]["local"]["bridgeAddress"] = BRIDGE
+    cfg["services"]["caller"] = {"manifest": str(manifest), "live": "blue", "blue": {"version": "1.0.0"},
+                                 "hosts": ["local", "second"]}
+    deployment = Deployment(run_program(cfg, stack=STACK,
+                                        stack_outputs={**PLATFORM_OUTPUTS, "proxy": "http://127.0.0.1:19999"}))
+    envs = {c.label("bluegreen.instance").rsplit("-", 2)[1]: c.inputs["envs"]
+            for c in deployment.role("service") if c.label("bluegreen.service") == "caller"}
+    assert f"VIZCONFIG_URL=http://{BRIDGE}:19999/{ENV}/vizconfig/" in envs["local"]
+    assert f"VIZCONFIG_URL=http://172.31.250.1:19999/{ENV}/vizconfig/" in envs["second"]
+
+
+def test_a_caller_on_a_host_without_a_bridge_address_is_refused_naming_the_field(tmp_path):
+    (tmp_path / "Dockerfile").write_text("FROM scratch\n")
+    manifest = tmp_path / "service.yaml"
+    manifest.write_text("name: caller\ndescription: Calls vizconfig\nport: 8000\ncalls: [vizconfig]\n")
+    cfg = config()
+    cfg["services"]["caller"] = {"manifest": str(manifest), "live": "blue", "blue": {"version": "1.0.0"}}
+    with pytest.raises(ProgramFailed) as raised:
+        run(cfg)
+    assert "bluegreen.hosts.local.bridgeAddress" in str(raised.value)
+    assert raised.value.resources == []
+
+
+def test_the_proxy_listens_on_the_platform_hosts_bridge_through_kv_not_its_container():
+    with_bridge = config()
+    with_bridge["hosts"]["local"]["bridgeAddress"] = BRIDGE
+    deployment, plain = run(with_bridge), run(config())
+    assert deployment.key("bluegreen/proxy/bridge-listen").inputs["value"] == f"{BRIDGE}:18080"
+    assert not [k for k in plain.of_type(CONSUL_KEY) if k.inputs["key"] == "bluegreen/proxy/bridge-listen"]
+    proxies = [d.one(d.role("proxy")).inputs for d in (deployment, plain)]
+    assert proxies[0] == proxies[1]
