@@ -10,6 +10,7 @@ import hashlib
 import os
 import re
 from typing import Iterable
+from urllib.parse import urlparse
 
 COLOURS = ("blue", "green")
 KV_ROOT = "bluegreen"
@@ -56,6 +57,33 @@ def drain_timeout_key() -> str:
     """The KV key holding how long the proxy lets retired workers (and their long-lived
     connections) drain after a reload: nginx's worker_shutdown_timeout, read live."""
     return f"{KV_ROOT}/proxy/drain-timeout"
+
+
+def bridge_listen_key() -> str:
+    """The KV key holding a further address:port the proxy listens on: the platform host's bridge
+    address, where containers reach the services they call."""
+    return f"{KV_ROOT}/proxy/bridge-listen"
+
+
+def proxy_port(url: str) -> int:
+    """The port of the proxy's base URL (http://127.0.0.1:18080) or host:port."""
+    parsed = urlparse(url if "//" in url else f"//{url}")
+    if parsed.port is None:
+        raise ValueError(f"the proxy address {url!r} names no port")
+    return parsed.port
+
+
+def call_variable(callee: str) -> str:
+    """The environment variable holding a callee's URL: vizconfig -> VIZCONFIG_URL."""
+    return callee.upper().replace("-", "_") + "_URL"
+
+
+def call_environment(bridge_address: str, port: int, environment: str,
+                     routes: dict[str, str]) -> list[str]:
+    """NAME=url entries for each callee (service -> route): its stable URI at the proxy, as the
+    caller's containers reach it."""
+    return [f"{call_variable(callee)}=http://{bridge_address}:{port}{stable_path(environment, route)}"
+            for callee, route in sorted(routes.items())]
 
 
 def nginx_duration(seconds: float) -> str:
@@ -226,6 +254,8 @@ def catalogue_entry(manifest, environment: str, settings, images: dict[str, str]
         "stableUri": stable_path(environment, manifest.route),
         "previewUri": preview_path(environment, manifest.route),
         "hosts": list(settings.hosts),
+        "calls": [{"service": callee, "stableUri": stable_path(environment, callee)}
+                  for callee in manifest.calls],
         "colours": {colour: {"version": slot.version, "image": images[colour],
                              "digest": images[colour].rsplit("@", 1)[-1]}
                     for colour, slot in sorted(settings.colours.items())},

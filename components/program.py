@@ -20,7 +20,7 @@ from components.model.manifest import load_manifest
 from components.model.release import plan_colours
 from components.model.validation import ConfigError
 from components.naming import (
-    context_digest, docker_name, offline_colour, service_component_name, service_network
+    context_digest, docker_name, offline_colour, proxy_port, service_component_name, service_network
 )
 from components.platform.address_pools import (
     EngineNetworks, check_capacity, new_networks, private_network_hosts, read_engine_networks
@@ -123,6 +123,12 @@ def run(root: str) -> None:
                 raise ConfigError(stack.source, f"bluegreen.services.{settings.name}",
                                   f"{manifest.path} names the service {manifest.name!r}; use "
                                   "that name as the key")
+            for host in settings.hosts if manifest.calls else ():
+                if not stack.hosts[host].bridge_address:
+                    raise ConfigError(stack.source, f"bluegreen.hosts.{host}.bridgeAddress",
+                                      f"{manifest.path} calls {', '.join(manifest.calls)}, so its "
+                                      f"host {host} needs its Docker bridge address (e.g. 172.17.0.1) "
+                                      "to reach the proxy")
         network_hosts = plan_networks(stack, manifests) if stack.services else {}
         records = {s.name: read_records(stack, s) for s in stack.services}
         checkouts = {name: context_digest(m.build.context, exclude_files=(m.path,))
@@ -153,11 +159,13 @@ def run(root: str) -> None:
         platform = Platform(f"{stack.stack}-platform", PlatformArgs(
             stack=stack.stack, settings=stack.platform, hosts=stack.hosts, providers=providers))
         registry, proxy, agents = platform.registry, platform.proxy, dict(platform.agents)
+        port = stack.platform.proxy_port
         pulumi.export("consul", platform.consul)
     else:
         reference = pulumi.StackReference(stack.platform_stack)
         registry = reference.require_output("registry")
         proxy = reference.require_output("proxy")
+        port = proxy.apply(proxy_port)
         providers = host_providers(owner, stack.hosts, registry)
         agents = {}
     # Hosts without a platform-managed agent use the address configured for them.
@@ -175,7 +183,8 @@ def run(root: str) -> None:
             plans=plans[settings.name], records=records[settings.name],
             checkout=checkouts[settings.name], actor=actor, now=now,
             base_image=stack.base_image, secret_environment=secrets_of(secrets, settings.name),
-            network_hosts=network_hosts[settings.name]))
+            network_hosts=network_hosts[settings.name],
+            proxy_port=port, routes={name: m.route for name, m in manifests.items()}))
         offline = offline_colour(settings.live)
         summary[settings.name] = {
             "live": service.live,

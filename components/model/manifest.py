@@ -80,6 +80,7 @@ class Manifest:
     test: TestSpec | None = None
     memory_mb: int = 128
     acceptance: AcceptanceSpec | None = None
+    calls: tuple[str, ...] = ()
 
     @property
     def directory(self) -> str:
@@ -109,7 +110,8 @@ def load_manifest(path: str, setting: tuple[str, str] | None = None) -> Manifest
 def parse_manifest(data: object, path: str) -> Manifest:
     """Validates manifest data that was read from `path` (used for messages and relative paths)."""
     top = Fields(path, "", data, ["name", "description", "build", "port", "health", "dependencies",
-                                  "env", "route", "config", "test", "memory", "acceptance"])
+                                  "env", "route", "config", "test", "memory", "acceptance",
+                                  "calls"])
     base = os.path.dirname(os.path.abspath(path))
     name = top.string("name", pattern=NAME_PATTERN, hint=NAME_HINT)
     health = top.nested("health", ["path", "interval", "timeout"])
@@ -125,6 +127,7 @@ def parse_manifest(data: object, path: str) -> Manifest:
     clash = sorted({d.alias for d in dependencies} & {name})
     if clash:
         raise top.error("dependencies", f"alias {clash[0]!r} equals the service name; rename it")
+    calls = _calls(top, name)
     test = TestSpec(_command(top, "test")) if top.has("test") else None
     acceptance = AcceptanceSpec(_command(top, "acceptance")) if top.has("acceptance") else None
     return Manifest(
@@ -141,7 +144,24 @@ def parse_manifest(data: object, path: str) -> Manifest:
         test=test,
         memory_mb=_memory(top, "memory", "128m"),
         acceptance=acceptance,
+        calls=calls,
     )
+
+
+def _calls(top: Fields, name: str) -> tuple[str, ...]:
+    """`calls: [service, ...]`: the services of the same environment this one calls through the
+    proxy, by name; sorted, each once."""
+    calls = top.raw("calls", [])
+    if not isinstance(calls, list) or not all(isinstance(c, str) for c in calls):
+        raise top.error("calls", "must be a list of service names, e.g. calls: [vizconfig]")
+    for callee in calls:
+        if not re.fullmatch(NAME_PATTERN, callee):
+            raise top.error("calls", f"{callee!r} is not a service name ({NAME_HINT})")
+    if name in calls:
+        raise top.error("calls", f"a service does not call itself through the proxy; remove {name!r}")
+    if len(set(calls)) != len(calls):
+        raise top.error("calls", "names a service twice; list each callee once")
+    return tuple(sorted(calls))
 
 
 def _command(top: Fields, key: str) -> tuple[str, ...]:

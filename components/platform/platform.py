@@ -10,7 +10,7 @@ import pulumi_docker as docker
 
 from components.consul.key import ConsulKey
 from components.model.config import Host, PlatformConfig
-from components.naming import drain_timeout_key, nginx_duration
+from components.naming import bridge_listen_key, drain_timeout_key, nginx_duration
 from components.platform.consul_cluster import ConsulCluster, ConsulClusterArgs
 from components.platform.proxy import Proxy, ProxyArgs
 from components.platform.registry import Registry, RegistryArgs
@@ -69,6 +69,12 @@ class Platform(pulumi.ComponentResource):
         self.drain_timeout = ConsulKey(
             f"{name}-proxy-drain-timeout", address=self.consul, key=drain_timeout_key(),
             value=nginx_duration(settings.proxy_drain_s), opts=child)
+        # Containers reach the services they call at the proxy on the bridge; in KV as well, so
+        # adding it reloads the proxy instead of replacing it.
+        if home.bridge_address:
+            self.bridge_listen = ConsulKey(
+                f"{name}-proxy-bridge-listen", address=self.consul, key=bridge_listen_key(),
+                value=f"{home.bridge_address}:{settings.proxy_port}", opts=child)
         self.registry = self.registry_component.address
         self.proxy = self.proxy_component.url
         self.register_outputs({"consul": self.consul, "registry": self.registry, "proxy": self.proxy})

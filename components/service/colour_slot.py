@@ -17,7 +17,8 @@ from components.consul.registration import AgentRegistration
 from components.model.config import Host
 from components.model.release import RuntimeSpec
 from components.naming import (
-    COLOURS, config_prefix, docker_name, instance_id, proxy_route, registration_payload
+    COLOURS, call_environment, config_prefix, docker_name, instance_id, proxy_route,
+    registration_payload
 )
 from components.platform.docker_host import labels
 
@@ -44,6 +45,9 @@ class ColourSlotArgs:
     secret_environment: pulumi.Input[dict] | None = None
     # The service's preview URI at the proxy: a new deploy to the offline colour waits there.
     preview_url: pulumi.Input[str] | None = None
+    # The services it calls (service -> route) and the proxy's port they are reached on.
+    calls: dict[str, str] = field(default_factory=dict)
+    proxy_port: pulumi.Input[int] | None = None
 
     def __post_init__(self):
         if self.colour not in COLOURS:
@@ -55,6 +59,13 @@ class ColourSlotArgs:
                 raise ValueError(f"host {host.name} lacks a Docker provider or Consul agent")
         if self.replicas < 1:
             raise ValueError("replicas must be at least 1")
+        if self.calls:
+            if self.proxy_port is None:
+                raise ValueError(f"service {self.service} calls {sorted(self.calls)} but no proxy port is given")
+            bridgeless = [h.name for h in self.hosts if not h.bridge_address]
+            if bridgeless:
+                raise ValueError(f"service {self.service} calls {sorted(self.calls)}, so host(s) "
+                                 f"{bridgeless} need a bridgeAddress to reach the proxy")
 
 
 def agent_environment(host: Host, environment: str, service: str) -> list[str]:
@@ -66,15 +77,38 @@ def agent_environment(host: Host, environment: str, service: str) -> list[str]:
             f"SERVICE_CONFIG_PREFIX={config_prefix(environment, service)}"]
 
 
-def container_environment(plain: dict[str, str], extra: list[str],
+def calls_environment(host: Host, environment: str, calls: dict[str, str],
+                      proxy_port: pulumi.Input[int] | None) -> pulumi.Input[list]:
+    """Each callee's stable URL at the proxy, through the host's bridge (nothing without calls);
+    an Output when the port comes from a platform stack."""
+    if not calls:
+        return []
+    if isinstance(proxy_port, int):
+        return call_environment(host.bridge_address, proxy_port, environment, calls)
+    return pulumi.Output.from_input(proxy_port).apply(
+        lambda port: call_environment(host.bridge_address, int(port), environment, calls))
+
+
+def with_calls(agent: list[str], calls: pulumi.Input[list]) -> pulumi.Input[list]:
+    """The agent's entries followed by the callees' (which may be an Output)."""
+    if isinstance(calls, list):
+        return agent + calls
+    return pulumi.Output.from_input(calls).apply(lambda values: agent + list(values))
+
+
+def container_environment(plain: dict[str, str], extra: pulumi.Input[list],
                           secret: pulumi.Input[dict] | None) -> pulumi.Input[list]:
     """NAME=value entries; with secret values present the whole list is a Pulumi secret (the
     provider could not keep one entry of a list secret anyway)."""
-    entries = [f"{k}={v}" for k, v in sorted(plain.items())] + extra
+    base = [f"{k}={v}" for k, v in sorted(plain.items())]
+    if isinstance(extra, list):
+        entries: pulumi.Input[list] = base + extra
+    else:
+        entries = pulumi.Output.from_input(extra).apply(lambda values: base + list(values))
     if secret is None:
         return entries
-    return pulumi.Output.secret(pulumi.Output.from_input(secret).apply(
-        lambda values: entries + [f"{k}={v}" for k, v in sorted((values or {}).items())]))
+    return pulumi.Output.secret(pulumi.Output.all(entries, secret).apply(
+        lambda values: list(values[0]) + [f"{k}={v}" for k, v in sorted((values[1] or {}).items())]))
 
 
 def published_port(ports: list) -> int:
@@ -95,6 +129,8 @@ def shape_of(args: ColourSlotArgs) -> str:
         "replicas": args.replicas,
         "stack": args.stack,
     }
+    if args.calls:  # only then: shapes of colours that call nothing stay as they were
+        shape["calls"] = [args.calls, args.proxy_port if isinstance(args.proxy_port, int) else None]
     return hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -132,7 +168,9 @@ class ColourSlot(pulumi.ComponentResource):
                     # The digest reference itself, so `docker ps` and policies see the pin.
                     image=pulled.name,
                     envs=container_environment(
-                        environment, agent_environment(host, args.environment, service),
+                        environment, with_calls(agent_environment(host, args.environment, service),
+                                                calls_environment(host, args.environment, args.calls,
+                                                                  args.proxy_port)),
                         args.secret_environment),
                     networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=args.networks[host.name])]
                     if host.name in args.networks else None,

@@ -50,6 +50,8 @@ class ServiceArgs:
     # Hosts where the service has its private network (address_pools.private_network_hosts);
     # None: every host when it has dependencies, else none.
     network_hosts: tuple[str, ...] | None = None
+    proxy_port: pulumi.Input[int] | None = None  # where callers reach the proxy (with the bridge address)
+    routes: dict[str, str] = field(default_factory=dict)  # service -> route, of this stack's services
 
     def __post_init__(self):
         if self.settings.name != self.manifest.name:
@@ -144,7 +146,9 @@ class Service(pulumi.ComponentResource):
                 networks=networks, live=colour == settings.live, agents=args.agents,
                 replicas=settings.replicas, gate_timeout_s=settings.gate_timeout_s,
                 environment_overrides=slot.environment,
-                secret_environment=args.secret_environment, preview_url=self.preview_url),
+                secret_environment=args.secret_environment, preview_url=self.preview_url,
+                calls={callee: args.routes.get(callee, callee) for callee in manifest.calls},
+                proxy_port=args.proxy_port),
                 opts=pulumi.ResourceOptions(parent=self, depends_on=self.dependencies))
             shape = self.slots[colour].shape
             replaced = live_replacement(colour, args.records.live, args.records.shapes.get(colour),

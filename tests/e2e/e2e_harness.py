@@ -6,6 +6,7 @@ the proxy and Consul on 127.0.0.1, and destroyed. Nothing here skips: a missing 
 from __future__ import annotations
 
 import contextlib
+import html.parser
 import json
 import os
 import shutil
@@ -371,3 +372,40 @@ def host_docker(host: dict, *args: str, check: bool = True) -> str:
     if check and result.returncode != 0:
         raise RuntimeError(f"docker {' '.join(args)} on {host['address']}: {result.stderr.strip()}")
     return result.stdout.strip()
+
+
+class RowReader(html.parser.HTMLParser):
+    """Collects the cells (by data-field) of table rows keyed by (environment, service)."""
+
+    def __init__(self):
+        super().__init__()
+        self.rows, self._row, self._field = {}, None, None
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "tr" and "data-service" in attrs:
+            self._row = self.rows.setdefault((attrs["data-environment"], attrs["data-service"]), {})
+        elif tag == "td" and self._row is not None:
+            self._field = attrs.get("data-field")
+            self._row[self._field] = ""
+
+    def handle_endtag(self, tag):
+        if tag == "td":
+            self._field = None
+        elif tag == "tr":
+            self._row = None
+
+    def handle_data(self, data):
+        if self._row is not None and self._field:
+            self._row[self._field] += data
+
+
+def catalogue_page_rows(proxy: str) -> dict:
+    """The catalogue page as served (the table is in the HTML; no script needs to run), its
+    cells by (environment, service) and data-field."""
+    response = requests.get(f"{proxy}/catalogue/", timeout=5)
+    response.raise_for_status()
+    assert response.headers["Content-Type"] == "text/html; charset=utf-8"
+    reader = RowReader()
+    reader.feed(response.text)
+    return reader.rows

@@ -3,7 +3,6 @@ Consul, and the service catalogue (JSON schema + headless Chromium). Runs in ord
 
 from __future__ import annotations
 
-import html.parser
 import json
 import os
 import re
@@ -18,9 +17,9 @@ import pytest
 import requests
 import yaml
 
-from e2e_harness import (HOST2_DOCKER, LOG_DIR, REPO, Deployment, RequestLoop, container_identity,
-                     docker_names, get_json, host_entries, platform_config, require_environment,
-                     wait_until)
+from e2e_harness import (HOST2_DOCKER, LOG_DIR, REPO, Deployment, RequestLoop, RowReader, catalogue_page_rows,
+                         container_identity, docker_names, get_json, host_entries, platform_config,
+                         require_environment, wait_until)
 
 PORTS = {"consul": 28900, "serf": 28901, "server": 28902, "registry": 28905, "proxy": 28980,
          "host2_consul": 28910, "host2_serf": 28911, "host2_server": 28912}
@@ -110,42 +109,6 @@ def test_catalogue_json_follows_its_schema(stacks):
     assert row["entry"]["colours"]["blue"]["image"].endswith(row["entry"]["colours"]["blue"]["digest"])
 
 
-class RowReader(html.parser.HTMLParser):
-    """Collects the cells (by data-field) of table rows keyed by (environment, service)."""
-
-    def __init__(self):
-        super().__init__()
-        self.rows, self._row, self._field = {}, None, None
-
-    def handle_starttag(self, tag, attrs):
-        attrs = dict(attrs)
-        if tag == "tr" and "data-service" in attrs:
-            self._row = self.rows.setdefault((attrs["data-environment"], attrs["data-service"]), {})
-        elif tag == "td" and self._row is not None:
-            self._field = attrs.get("data-field")
-            self._row[self._field] = ""
-
-    def handle_endtag(self, tag):
-        if tag == "td":
-            self._field = None
-        elif tag == "tr":
-            self._row = None
-
-    def handle_data(self, data):
-        if self._row is not None and self._field:
-            self._row[self._field] += data
-
-
-def page_rows() -> dict:
-    """The catalogue page as served: the table is in the HTML, no script needs to run."""
-    response = requests.get(f"{PROXY}/catalogue/", timeout=5)
-    response.raise_for_status()
-    assert response.headers["Content-Type"] == "text/html; charset=utf-8"
-    reader = RowReader()
-    reader.feed(response.text)
-    return reader.rows
-
-
 def assert_prod_row(row: dict) -> None:
     assert row["uri"] == "/e2e-prod/vizconfig/"
     assert row["live"] == "blue"
@@ -155,7 +118,7 @@ def assert_prod_row(row: dict) -> None:
 
 
 def test_catalogue_page_is_served_without_javascript(stacks):
-    rows = page_rows()
+    rows = catalogue_page_rows(PROXY)
     assert set(rows) == {(env, "vizconfig") for env in ENVIRONMENTS.values()}
     assert_prod_row(rows[("e2e-prod", "vizconfig")])
     assert rows[("e2e-prod", "vizconfig")]["green"] == "—"
@@ -225,7 +188,7 @@ def test_a_flip_shows_in_the_catalogue(stacks, service_repo):
     _, waited = wait_until(lambda: catalogue_row("e2e-prod")["live"] == "green", 10,
                            what="catalogue shows green")
     FIGURES["catalogue_refresh_after_flip_s"] = round(waited, 2)
-    wait_until(lambda: page_rows()[("e2e-prod", "vizconfig")]["live"] == "green", 10,
+    wait_until(lambda: catalogue_page_rows(PROXY)[("e2e-prod", "vizconfig")]["live"] == "green", 10,
                what="catalogue page shows green")
     FIGURES["catalogue_page_refresh_after_flip_s"] = round(time.monotonic() - start, 2)
     row = catalogue_row("e2e-prod")
@@ -308,7 +271,7 @@ def test_removing_the_service_as_the_readme_says_leaves_nothing_behind(stacks):
     wait_until(lambda: requests.get(stable("e2e-prod"), timeout=3).status_code == 404, 10,
                what="the proxy stops serving the service")
     wait_until(lambda: catalogue()["services"] == [], 10, what="an empty catalogue")
-    assert page_rows() == {}
+    assert catalogue_page_rows(PROXY) == {}
     # Step 3: the images, on every host.
     # As typed into a shell (no -e/pipefail: an empty grep is not a failure); the result is checked.
     subprocess.run(["bash", "-c", readme_block(

@@ -87,6 +87,12 @@ def test_minimal_manifest_gets_defaults(service_dir):
     assert manifest.config == {}
     assert manifest.test is None
     assert manifest.memory_mb == 128
+    assert manifest.calls == ()
+
+
+def test_calls_are_service_names_sorted(service_dir):
+    manifest = load_manifest(write(service_dir, MINIMAL + "calls: [vizconfig, billing]\n"))
+    assert manifest.calls == ("billing", "vizconfig")
 
 
 def test_test_command_as_string_runs_in_a_shell(service_dir):
@@ -189,6 +195,15 @@ ERRORS = [
     pytest.param(MINIMAL + "test: {command: [make, 1]}\n", "test.command",
                  "a string or a non-empty list of strings", id="test-non-string"),
     pytest.param(MINIMAL + "test: {}\n", "test.command", "is required", id="test-without-command"),
+    pytest.param(MINIMAL + "calls: vizconfig\n", "calls", "a list of service names",
+                 id="calls-string"),
+    pytest.param(MINIMAL + "calls: [{vizconfig: 1}]\n", "calls", "a list of service names",
+                 id="calls-mapping-item"),
+    pytest.param(MINIMAL + "calls: [Viz_Config]\n", "calls", "is not a service name (lower-case",
+                 id="calls-bad-name"),
+    pytest.param(MINIMAL + "calls: [api]\n", "calls", "does not call itself", id="calls-itself"),
+    pytest.param(MINIMAL + "calls: [vizconfig, vizconfig]\n", "calls", "list each callee once",
+                 id="calls-twice"),
     pytest.param("- name: api\n", "(top level)", "must be a mapping, got a list", id="top-level-list"),
     pytest.param("", "(top level)", "must be a mapping, got nothing", id="empty-file"),
 ]
@@ -317,7 +332,7 @@ def test_valid_manifests_round_trip_through_yaml(context_dir, generated):
 # Where unknown keys can go, and which keys are allowed there.
 PLACES = {
     "": {"name", "description", "build", "port", "health", "dependencies", "env", "route",
-         "config", "test", "acceptance", "memory"},
+         "config", "test", "acceptance", "memory", "calls"},
     "health": {"path", "interval", "timeout"},
     "build": {"context", "dockerfile"},
     "test": {"command"},

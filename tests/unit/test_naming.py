@@ -1,13 +1,21 @@
 """Pure planning functions: colours, KV keys, instance IDs, registration payloads, digests."""
 
+import json
+import os
 import re
+from types import SimpleNamespace
 
+import jsonschema
 import pytest
 from hypothesis import given, strategies as st
 
 from components.naming import (
     COLOURS,
     alias_key,
+    bridge_listen_key,
+    call_environment,
+    call_variable,
+    catalogue_entry,
     catalogue_key,
     config_prefix,
     context_digest,
@@ -17,6 +25,7 @@ from components.naming import (
     nginx_duration,
     offline_colour,
     preview_path,
+    proxy_port,
     proxy_route,
     registration_payload,
     route_key,
@@ -286,3 +295,47 @@ def test_the_drain_bound_is_a_kv_entry_in_whole_milliseconds():
     assert drain_timeout_key() == "bluegreen/proxy/drain-timeout"
     assert nginx_duration(30.0) == "30000ms"
     assert nginx_duration(1.5) == "1500ms"
+
+
+# --- catalogue -----------------------------------------------------------------------------------
+
+SCHEMA = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                      "images", "proxy", "catalogue.schema.json")
+
+
+def _entry(calls):
+    manifest = SimpleNamespace(name="frontend", description="Says hello", route="frontend", calls=calls)
+    settings = SimpleNamespace(hosts=("local",), colours={"blue": SimpleNamespace(version="1.0.0")})
+    image = "127.0.0.1:5000/frontend@sha256:" + "a" * 64
+    return catalogue_entry(manifest, "staging", settings, {"blue": image})
+
+
+def test_catalogue_entry_lists_what_the_service_calls_at_their_stable_uris():
+    entry = _entry(("billing", "vizconfig"))
+    assert entry["calls"] == [{"service": "billing", "stableUri": "/staging/billing/"},
+                              {"service": "vizconfig", "stableUri": "/staging/vizconfig/"}]
+    assert _entry(())["calls"] == []
+
+
+@pytest.mark.parametrize("calls", [(), ("vizconfig",)])
+def test_catalogue_entry_follows_the_catalogue_schema(calls):
+    with open(SCHEMA, encoding="utf-8") as handle:
+        schema = json.load(handle)
+    entry_schema = schema["properties"]["services"]["items"]["properties"]["entry"]
+    jsonschema.validate(json.loads(json.dumps(_entry(calls))), entry_schema)
+
+
+def test_a_callee_is_reached_at_its_stable_uri_through_the_bridge():
+    assert call_variable("vizconfig") == "VIZCONFIG_URL"
+    assert call_variable("user-store") == "USER_STORE_URL"
+    assert call_environment("172.17.0.1", 18080, "qa", {"vizconfig": "viz", "auth": "auth"}) == [
+        "AUTH_URL=http://172.17.0.1:18080/qa/auth/", "VIZCONFIG_URL=http://172.17.0.1:18080/qa/viz/"]
+    assert call_environment("172.17.0.1", 18080, "qa", {}) == []
+    assert bridge_listen_key() == "bluegreen/proxy/bridge-listen"
+
+
+def test_the_proxy_port_comes_from_its_url_or_address():
+    assert proxy_port("http://127.0.0.1:18080") == 18080
+    assert proxy_port("127.0.0.1:29604") == 29604
+    with pytest.raises(ValueError, match="names no port"):
+        proxy_port("http://127.0.0.1")

@@ -763,3 +763,84 @@ def test_lab_platform_servers_quorum_registry_and_proxy_on_the_hosts_address():
 def test_builds_on_this_machines_engine_keep_their_builder(one_host):
     # A changed builder would change every image's digest, and so the live colour's containers.
     assert one_host.builds and not any(b.inputs["build"].get("useLegacyBuilder") for b in one_host.builds)
+
+# --- what a service calls ------------------------------------------------------------------------
+
+BRIDGE = "172.17.0.1"
+
+
+def with_caller(tmp_path):
+    """The example plus a second service of the same environment that calls it, on a host whose
+    containers reach the proxy at its bridge address."""
+    (tmp_path / "Dockerfile").write_text("FROM scratch\n")
+    manifest = tmp_path / "service.yaml"
+    manifest.write_text("name: caller\ndescription: Calls vizconfig\nport: 8000\ncalls: [vizconfig]\n")
+    cfg = config()
+    cfg["hosts"]["local"]["bridgeAddress"] = BRIDGE
+    cfg["services"]["caller"] = {"manifest": str(manifest), "live": "blue", "blue": {"version": "1.0.0"}}
+    return run(cfg)
+
+
+def service_envs(deployment, service):
+    """The environment of every container of `service`, by instance."""
+    return {c.label("bluegreen.instance"): sorted(c.inputs["envs"]) for c in deployment.role("service")
+            if c.label("bluegreen.service") == service}
+
+
+def test_the_catalogue_entry_lists_the_callees_at_their_stable_uris(tmp_path):
+    deployment = with_caller(tmp_path)
+    caller = json.loads(deployment.key(f"bluegreen/catalogue/{ENV}/caller").inputs["value"])
+    callee = json.loads(deployment.key(f"bluegreen/catalogue/{ENV}/vizconfig").inputs["value"])
+    assert caller["calls"] == [{"service": "vizconfig", "stableUri": f"/{ENV}/vizconfig/"}]
+    assert callee["calls"] == []
+
+
+def test_a_caller_gets_each_callees_stable_uri_at_the_proxys_bridge_address(tmp_path):
+    envs = service_envs(with_caller(tmp_path), "caller")
+    assert envs
+    for env in envs.values():
+        assert f"VIZCONFIG_URL=http://{BRIDGE}:18080/{ENV}/vizconfig/" in env
+
+
+def test_a_service_that_calls_nothing_gets_no_new_environment(tmp_path):
+    alone = config()
+    alone["hosts"]["local"]["bridgeAddress"] = BRIDGE
+    assert service_envs(with_caller(tmp_path), "vizconfig") == service_envs(run(alone), "vizconfig")
+
+
+def test_a_referencing_caller_reaches_the_proxy_on_the_platform_stacks_proxy_port(tmp_path):
+    (tmp_path / "Dockerfile").write_text("FROM scratch\n")
+    manifest = tmp_path / "service.yaml"
+    manifest.write_text("name: caller\ndescription: Calls vizconfig\nport: 8000\ncalls: [vizconfig]\n")
+    cfg = referencing_config("second")
+    cfg["hosts"]["local"]["bridgeAddress"] = BRIDGE
+    cfg["services"]["caller"] = {"manifest": str(manifest), "live": "blue", "blue": {"version": "1.0.0"},
+                                 "hosts": ["local", "second"]}
+    deployment = Deployment(run_program(cfg, stack=STACK,
+                                        stack_outputs={**PLATFORM_OUTPUTS, "proxy": "http://127.0.0.1:19999"}))
+    envs = {c.label("bluegreen.instance").rsplit("-", 2)[1]: c.inputs["envs"]
+            for c in deployment.role("service") if c.label("bluegreen.service") == "caller"}
+    assert f"VIZCONFIG_URL=http://{BRIDGE}:19999/{ENV}/vizconfig/" in envs["local"]
+    assert f"VIZCONFIG_URL=http://172.31.250.1:19999/{ENV}/vizconfig/" in envs["second"]
+
+
+def test_a_caller_on_a_host_without_a_bridge_address_is_refused_naming_the_field(tmp_path):
+    (tmp_path / "Dockerfile").write_text("FROM scratch\n")
+    manifest = tmp_path / "service.yaml"
+    manifest.write_text("name: caller\ndescription: Calls vizconfig\nport: 8000\ncalls: [vizconfig]\n")
+    cfg = config()
+    cfg["services"]["caller"] = {"manifest": str(manifest), "live": "blue", "blue": {"version": "1.0.0"}}
+    with pytest.raises(ProgramFailed) as raised:
+        run(cfg)
+    assert "bluegreen.hosts.local.bridgeAddress" in str(raised.value)
+    assert raised.value.resources == []
+
+
+def test_the_proxy_listens_on_the_platform_hosts_bridge_through_kv_not_its_container():
+    with_bridge = config()
+    with_bridge["hosts"]["local"]["bridgeAddress"] = BRIDGE
+    deployment, plain = run(with_bridge), run(config())
+    assert deployment.key("bluegreen/proxy/bridge-listen").inputs["value"] == f"{BRIDGE}:18080"
+    assert not [k for k in plain.of_type(CONSUL_KEY) if k.inputs["key"] == "bluegreen/proxy/bridge-listen"]
+    proxies = [d.one(d.role("proxy")).inputs for d in (deployment, plain)]
+    assert proxies[0] == proxies[1]
