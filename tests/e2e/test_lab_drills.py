@@ -75,14 +75,11 @@ class Lab:
         response = requests.get(f"{self.agent(host)}/v1/agent/service/{instance}", timeout=2)
         return response.json() if response.status_code == 200 else None
 
-    def proxy_config(self) -> str:
-        return host_docker(self.hosts[self.proxy_host], "exec", docker_name(PLATFORM, "proxy"),
-                           "cat", "/etc/nginx/live/bluegreen.conf")
-
-    def live_upstream(self) -> str:
-        """The lines of the live upstream of the drill's service in the proxy's applied config."""
-        text = self.proxy_config()
-        start = text.index(f"upstream {ENV}--vizconfig--live {{")
+    def live_upstream(self, colour: str) -> str:
+        """The upstream of the drill's service and `colour` in the proxy's applied config."""
+        text = host_docker(self.hosts[self.proxy_host], "exec", docker_name(PLATFORM, "proxy"),
+                           "cat", "/etc/nginx/live/upstreams.conf")
+        start = text.index(f"upstream {ENV}--vizconfig--{colour} {{")
         return text[start:text.index("}", start)]
 
 
@@ -193,7 +190,7 @@ def test_the_lab_serves_across_hosts_by_address(drill):
                                        docker_name(instance_id(ENV, "vizconfig", "blue", name, 0))))
         assert [(b["HostIp"], int(b["HostPort"])) for b in next(iter(ports.values()))] == [(address, port)]
         # The proxy reaches it by address, and the host pulled it from the registry.
-        assert f"server {address}:{port} " in the_lab.live_upstream()
+        assert f"server {address}:{port} " in the_lab.live_upstream("blue")
         pulled = host_docker(host, "images", "--digests", "--format", "{{.Repository}}")
         registry = the_lab.hosts[the_lab.proxy_host]["address"]
         assert f"{registry}:{PORTS['registry']}/vizconfig" in pulled.split()
@@ -407,7 +404,7 @@ def test_drill_e_a_host_restarted(drill):
         down = time.monotonic()
         lab("stop-host", the_lab.number(victim))
         stopped = time.monotonic() - down
-        _, detected = wait_until(lambda: f"server {address}:" not in the_lab.live_upstream(), 60,
+        _, detected = wait_until(lambda: f"server {address}:" not in the_lab.live_upstream(live[1]), 60,
                                  interval_s=0.2, what=f"the proxy drops {victim}")
         up = time.monotonic()
         lab("start-host", the_lab.number(victim))
@@ -422,7 +419,7 @@ def test_drill_e_a_host_restarted(drill):
                 docker_name(instance_id(ENV, "vizconfig", live[1], victim, 0))))
             published = int(next(iter(port.values()))[0]["HostPort"])
             return registration["Port"] == published and \
-                f"server {address}:{published} " in the_lab.live_upstream() and published
+                f"server {address}:{published} " in the_lab.live_upstream(live[1]) and published
 
         port, converged = wait_until(rejoined, 120, interval_s=0.2, what=f"{victim} back in rotation")
         server_back = the_lab.wait_healthy()
