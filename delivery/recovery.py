@@ -119,6 +119,25 @@ def _pulumi(*args: str) -> str:
     return result.stdout
 
 
+def repair_attributes(backend_dir: str, stack: str, out=sys.stderr) -> list[str]:
+    """Removes a checkpoint's metadata sidecar (`<stack>.json.attrs`) that a kill left empty or
+    cut short: the blob store rewrites it, but a damaged one fails every command ("EOF")."""
+    removed = []
+    for path in glob.glob(os.path.join(backend_dir, ".pulumi", "stacks", "*", f"{stack}.json*.attrs")):
+        try:
+            with open(path, encoding="utf-8") as handle:
+                json.load(handle)
+            continue
+        except ValueError:
+            pass
+        except OSError:
+            continue
+        os.remove(path)
+        removed.append(path)
+        print(f"recovery: removed {os.path.basename(path)}, left damaged by a killed write", file=out)
+    return removed
+
+
 def has_pending(backend_dir: str, stack: str) -> bool:
     """Whether the stack's checkpoint (read directly: cheaper than an export) has pending
     operations; True when it cannot tell."""
@@ -165,6 +184,8 @@ def recover(stack: str, cwd: str, backend_dir: str | None, out=sys.stderr) -> No
     if backend_dir is None:
         return
     cleared = clear_stale_locks(backend_dir, stack, out)
+    if cleared or not lock_files(backend_dir, stack):
+        repair_attributes(backend_dir, stack, out)
     # With a live lock, another update runs: its pending operations are its own business.
     if (cleared or not lock_files(backend_dir, stack)) and has_pending(backend_dir, stack):
         resolve_pending(stack, cwd, out)

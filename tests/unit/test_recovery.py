@@ -1,6 +1,7 @@
 """Recovery after a killed update: stale locks and interrupted operations."""
 
 import json
+import os
 
 from components.consul.api import is_leaderless
 from delivery import recovery
@@ -80,3 +81,15 @@ def test_a_leader_election_is_waited_out_other_errors_are_not():
                               "10.250.77.11:0->10.250.77.13:29300: connect: connection refused")
     assert not is_leaderless(500, "Permission denied")
     assert not is_leaderless(403, "ACL not found")
+
+
+def test_a_checkpoint_sidecar_left_empty_by_a_kill_is_removed(tmp_path):
+    stacks = tmp_path / ".pulumi" / "stacks" / "bluegreen"
+    stacks.mkdir(parents=True)
+    (stacks / "s.json").write_text("{}")
+    (stacks / "s.json.attrs").write_text("")
+    (stacks / "t.json.attrs").write_text('{"user.cache_control": ""}')
+    removed = recovery.repair_attributes(str(tmp_path), "s", out=open("/dev/null", "w"))
+    assert [os.path.basename(p) for p in removed] == ["s.json.attrs"]
+    assert recovery.repair_attributes(str(tmp_path), "t", out=open("/dev/null", "w")) == []
+    assert (stacks / "t.json.attrs").exists() and (stacks / "s.json").exists()
