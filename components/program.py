@@ -14,7 +14,8 @@ from components.consul.api import ConsulError
 from components.consul.records import ServiceRecords, read_service_records
 from components.model.bake import disagreement
 from components.model.config import (
-    ServiceConfig, StackConfig, parse_stack_config, stack_file, stack_values
+    OBJECT_KEYS, STRING_KEYS, ServiceConfig, StackConfig, parse_stack_config, stack_file,
+    stack_values
 )
 from components.model.manifest import load_manifest
 from components.model.release import plan_colours
@@ -28,9 +29,6 @@ from components.platform.address_pools import (
 from components.platform.docker_host import host_providers
 from components.platform.platform import Platform, PlatformArgs
 from components.service.service import Service, ServiceArgs
-
-STRING_KEYS = ("environment", "platformStack", "baseImage", "buildHost", "environmentStack")
-OBJECT_KEYS = ("hosts", "platform", "services")
 
 
 def read_config(root: str) -> StackConfig:

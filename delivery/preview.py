@@ -17,11 +17,10 @@ from dataclasses import dataclass, field
 import yaml
 from pulumi import automation as auto
 
+from components.model.validation import ConfigError
 from components.naming import COLOURS, KV_ROOT, owning_service, slot_image_name
 
 from . import REPO
-from components.model.validation import ConfigError
-
 from .stacks import EnvStack, classify, error_summary
 from .steps import StepFailed
 

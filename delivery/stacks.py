@@ -15,11 +15,10 @@ from pulumi import automation as auto
 
 from components.consul import api as consul_api
 from components.model.config import (
-    ServiceConfig, StackConfig, parse_stack_config, read_stack_file, service_stacks, stack_file,
-    stack_values
+    OBJECT_KEYS, STRING_KEYS, ServiceConfig, StackConfig, parse_stack_config, read_stack_file,
+    service_stacks, stack_file, stack_values
 )
 from components.naming import COLOURS, alias_key
-from components.program import OBJECT_KEYS, STRING_KEYS
 
 from . import REPO, recovery
 from .steps import StepFailed

@@ -13,6 +13,12 @@ import yaml
 from components.model.validation import ConfigError, Fields
 from components.naming import COLOURS
 
+# The bluegreen:* stack config keys, declared once (Pulumi.yaml carries their descriptions and
+# defaults; a unit test keeps the two in step). Secrets are read separately, as a secret Output.
+STRING_KEYS = ("environment", "platformStack", "baseImage", "buildHost", "environmentStack")
+OBJECT_KEYS = ("hosts", "platform", "services")
+SECRET_KEY = "secrets"
+
 HOST_NAME = r"[a-z][a-z0-9-]{0,30}"
 ENV_NAME = r"[a-z][a-z0-9-]{0,30}"
 
@@ -225,9 +231,7 @@ def parse_stack_config(stack: str, values: Mapping[str, Any], root: str) -> Stac
 
     `root` is the project directory: manifest paths are relative to it."""
     source = stack_file(stack)
-    top = Fields(source, "bluegreen", values, ["environment", "hosts", "platform", "platformStack",
-                                                "services", "baseImage", "buildHost", "secrets",
-                                                "environmentStack"])
+    top = Fields(source, "bluegreen", values, [*STRING_KEYS, *OBJECT_KEYS, SECRET_KEY])
     has_services = bool(top.raw("services"))
     environment = top.string("environment", pattern=ENV_NAME,
                              hint="lower-case name such as integration or production") \

@@ -196,7 +196,7 @@ ERRORS = [
                  "lower-case name such as integration or production", id="bad-environment"),
     pytest.param({"environment": None}, "bluegreen.environment", "is required", id="no-environment"),
     pytest.param({"colour": "blue"}, "bluegreen.colour",
-                 "unknown key; allowed keys here are: environment, hosts, platform", id="unknown-top-key"),
+                 "unknown key; allowed keys here are: environment, platformStack, baseImage", id="unknown-top-key"),
     pytest.param({"services.vizconfig.colour": "blue"}, "bluegreen.services.vizconfig.colour",
                  "unknown key; allowed keys here are: manifest, live, blue, green", id="unknown-service-key"),
     pytest.param({"services.vizconfig.blue.tag": "x"}, "bluegreen.services.vizconfig.blue.tag",
@@ -245,3 +245,17 @@ def test_live_colour_without_a_version_says_what_to_add():
 def test_error_names_the_stack_being_deployed():
     with pytest.raises(ConfigError, match=r"^stacks/Pulumi\.prod-eu\.yaml: "):
         parse(values(environment="Prod"), stack="prod-eu")
+
+
+def test_the_config_keys_are_the_ones_pulumi_yaml_declares():
+    """Pulumi.yaml documents the keys (and gives their defaults); the program reads exactly those."""
+    import os
+
+    import yaml
+
+    from components.model.config import OBJECT_KEYS, SECRET_KEY, STRING_KEYS
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    with open(os.path.join(root, "Pulumi.yaml"), encoding="utf-8") as handle:
+        declared = yaml.safe_load(handle)["config"]
+    types = {key.split(":", 1)[1]: spec["type"] for key, spec in declared.items()}
+    assert types == {**{k: "string" for k in STRING_KEYS}, **{k: "object" for k in (*OBJECT_KEYS, SECRET_KEY)}}
