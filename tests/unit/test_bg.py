@@ -64,6 +64,7 @@ def test_help_in_a_fresh_clone_before_any_set_up(tmp_path):
     (clone / "toolchain").mkdir(parents=True)
     shutil.copy(os.path.join(ROOT, "bg"), clone / "bg")
     shutil.copy(os.path.join(ROOT, "toolchain", "versions.env"), clone / "toolchain")
+    shutil.copytree(os.path.join(ROOT, "bootstrap"), clone / "bootstrap")
     shutil.copytree(os.path.join(ROOT, "delivery"), clone / "delivery")
     path = os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep) if ".venv" not in p)
     result = subprocess.run([str(clone / "bg"), "pipeline", "--help"], capture_output=True, text=True,
