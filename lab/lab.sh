@@ -240,7 +240,11 @@ down() {
   # shellcheck disable=SC2046
   iptables -t nat -D $(nat_rule) 2>/dev/null || true
   if [ "${1:-}" = --purge ]; then
-    # Overlay mounts live in each engine's own mount namespace, gone with it.
+    # A stopped engine leaves the mount of its network namespace handle behind.
+    local mount
+    for mount in $(awk -v run="$run/" -v disks="$disks/" 'index($2, run) == 1 || index($2, disks) == 1 {print $2}' /proc/mounts | sort -r); do
+      umount "$mount" 2>/dev/null || umount -l "$mount"
+    done
     rm -rf "$disks" "$run"
   fi
   echo "    lab: down"
