@@ -18,7 +18,7 @@ from components.model.config import (
     stack_values
 )
 from components.model.manifest import load_manifest
-from components.model.release import plan_colours
+from components.model.release import plan_colours, timestamp
 from components.model.validation import ConfigError
 from components.naming import (
     context_digest, docker_name, offline_colour, proxy_port, service_component_name, service_network
@@ -145,7 +145,7 @@ def run(root: str) -> None:
         raise pulumi.RunError(f"the stack disagrees with the bake watchdog: {disagreements[0]}")
     actor = os.environ.get("BLUEGREEN_ACTOR") or \
         f"{getpass.getuser()}@{socket.gethostname()} (pulumi {'preview' if pulumi.runtime.is_dry_run() else 'up'})"
-    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    now = timestamp(datetime.datetime.now(datetime.timezone.utc))
 
     # A service stack names its providers and labels its containers as its environment stack
     # does: a service moved between the two (`pulumi state move`) then keeps every URN and input.

@@ -12,7 +12,8 @@ from components.consul import api as consul_api
 from components.consul.health_gate import wait_for_gate
 from components.model.bake import flip_record
 from components.model.config import ServiceConfig, StackConfig
-from components.naming import alias_key, bake_key, instance_id
+from components.model.release import went_live
+from components.naming import alias_key, bake_key, history_prefix, instance_id
 
 # How long a flip waits for the target colour's checks before giving up (it moves nothing then):
 # they normally pass already, since that colour kept running.
@@ -77,5 +78,11 @@ def flip_together(moves: list[Move]) -> None:
         writes[move.key] = (move.colour, index)
         # The bake record goes with the flip it describes; a flip without bake time ends any other.
         bakes[bake_key(move.config.environment, move.settings.name)] = move.bake(now)
+        # So does the history: the release that goes live says when.
+        history = history_prefix(move.config.environment, move.settings.name) + \
+            move.settings.colours[move.colour].version
+        entry = went_live(consul_api.kv_get(consul, history), now)
+        if entry:
+            bakes[history] = entry
     if not consul_api.kv_cas_many(consul, writes, bakes):
         raise FlipRefused("an alias changed while flipping; nothing was changed")

@@ -8,6 +8,7 @@ first pushed; the registry holds the bytes. Each environment records which relea
 
 from __future__ import annotations
 
+import datetime
 import json
 from dataclasses import asdict, dataclass, field
 
@@ -120,6 +121,21 @@ def suggest_next(version: str) -> str:
     if last.isdigit():
         return f"{head}.{int(last) + 1}" if head else str(int(last) + 1)
     return f"{version}.1"
+
+
+def timestamp(moment: datetime.datetime) -> str:
+    """How release records and the history write a time (UTC, to the second)."""
+    return moment.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def went_live(entry: str | None, moment: datetime.datetime) -> str | None:
+    """A history entry (JSON) with `liveAt` moved to `moment`, for a flip made outside `pulumi up`
+    (rollback, promote); None when the release has no entry."""
+    if not entry:
+        return None
+    record = json.loads(entry)
+    record["liveAt"] = timestamp(moment)
+    return json.dumps(record, sort_keys=True)
 
 
 def slot_record(version: str, reference: str, shape: str, replaced_live: str | None = None) -> str:

@@ -119,10 +119,10 @@ def published_port(ports: list) -> int:
 
 def shape_of(args: ColourSlotArgs) -> str:
     """A hash of everything plain that shapes the colour's containers: when it differs from what
-    the colour was deployed with, this update replaces those containers. Secrets are left out."""
+    the colour was deployed with, this update replaces those containers. Secrets are left out, and
+    so is the image: the version names one digest, and a built one is not known before the push."""
     shape = {
         "version": args.version,
-        "image": args.image if isinstance(args.image, str) else "(built)",
         "spec": dataclasses.asdict(args.spec),
         "overrides": args.environment_overrides,
         "hosts": [[h.name, h.address, h.consul, h.bridge_address or ""] for h in args.hosts],

@@ -312,6 +312,9 @@ def test_rollback_and_promote_write_the_bake_record_in_the_flip_transaction(monk
     monkeypatch.setattr(flip, "check_colour", lambda move: 0.0)
     monkeypatch.setattr(flip.consul_api, "kv_get_indexed",
                         lambda _address, key: ("green" if "charts" in key else "blue", 7))
+    history = {"bluegreen/history/production/vizconfig/2.0.0":
+               json.dumps({"version": "2.0.0", "reference": "r", "liveAt": "2026-01-01T00:00:00Z"})}
+    monkeypatch.setattr(flip.consul_api, "kv_get", lambda _address, key: history.get(key))
     sent = {}
 
     def cas_many(address, writes, sets=None):
@@ -328,5 +331,9 @@ def test_rollback_and_promote_write_the_bake_record_in_the_flip_transaction(monk
         ("green", "blue", "2.0.0", "baking")
     assert naming.parse_time(record["until"]) - naming.parse_time(record["since"]) == \
         datetime.timedelta(minutes=2)
+    # The release going live records when, in the same transaction (a history entry must exist).
+    live = json.loads(sent["sets"]["bluegreen/history/production/vizconfig/2.0.0"])
+    assert live["liveAt"] > "2026-01-01T00:00:00Z" and live["reference"] == "r"
+    assert "bluegreen/history/production/charts/3.0.0" not in sent["sets"]
     # a flip without bake time ends whatever bake the service had
     assert sent["sets"]["bluegreen/bake/production/charts"] is None
