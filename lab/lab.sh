@@ -13,6 +13,9 @@
 #
 # Needs root, iproute2, iptables, dockerd and openssh-server (./bg lab installs them).
 set -euo pipefail
+# The engines and sshd started here outlive this script: they must not keep its caller's open
+# files (a lock held around ./bg would be held for as long as they run). 255 is bash's own.
+for fd in /proc/$$/fd/*; do n=${fd##*/}; if [ "$n" -gt 2 ] && [ "$n" -lt 255 ]; then eval "exec $n>&-"; fi; done 2>/dev/null
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(dirname "$here")
