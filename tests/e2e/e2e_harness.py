@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -409,3 +410,47 @@ def catalogue_page_rows(proxy: str) -> dict:
     reader = RowReader()
     reader.feed(response.text)
     return reader.rows
+
+
+class ServiceRepo:
+    """A copy of services/vizconfig whose server code a test edits: `stamp` is a field of every
+    response, so what a container answers tells which sources its image was built from."""
+
+    def __init__(self, prefix: str = "bluegreen-repo-"):
+        self.root = tempfile.mkdtemp(prefix=prefix)
+        shutil.copytree(os.path.join(REPO, "services", "vizconfig"), self.root, dirs_exist_ok=True)
+        self.server = os.path.join(self.root, "app", "server.py")
+        with open(self.server, encoding="utf-8") as handle:
+            self.original = handle.read()
+        self.manifest = os.path.join(self.root, "service.yaml")
+
+    def edit(self, stamp: str, healthy: bool = True, fail_root: bool = False) -> None:
+        """`stamp` in every answer; unhealthy: /health fails (the gate does); fail_root: GET /
+        answers 500 while /health stays 200 (it passes its gate and fails its users)."""
+        code = self.original.replace("IDENTITY = {\n", f'IDENTITY = {{\n    "stamp": "{stamp}",\n', 1)
+        if not healthy:
+            code = code.replace("self.store.ping()", 'raise redis.RedisError("broken build")', 1)
+        if fail_root:
+            code = code.replace('return self._send(200, {**IDENTITY, "config": self.config.get()})',
+                                'return self._send(500, {"error": "broken release", **IDENTITY})', 1)
+        assert f'"stamp": "{stamp}"' in code and (not fail_root or "broken release" in code)
+        with open(self.server, "w", encoding="utf-8") as handle:
+            handle.write(code)
+
+    def remove(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def chromium_dom(url: str) -> str:
+    """The page at `url` as headless Chromium leaves it after 5 s of (virtual) time: its scripts
+    have run."""
+    profile = tempfile.mkdtemp(prefix="bluegreen-chromium-")
+    try:
+        return subprocess.run(
+            ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+             "--no-first-run", "--disable-background-networking", "--disable-component-update",
+             "--disable-sync", f"--user-data-dir={profile}", "--virtual-time-budget=5000",
+             "--dump-dom", url],
+            capture_output=True, text=True, timeout=60, check=True).stdout
+    finally:
+        shutil.rmtree(profile, ignore_errors=True)

@@ -18,6 +18,7 @@ import requests
 import yaml
 
 from e2e_harness import (HOST2_DOCKER, LOG_DIR, REPO, Deployment, RequestLoop, RowReader, catalogue_page_rows,
+                         chromium_dom,
                          container_identity, docker_names, get_json, host_entries, platform_config,
                          require_environment, wait_until)
 
@@ -135,16 +136,7 @@ def test_catalogue_without_its_slash_redirects(stacks):
 
 def chromium_rows() -> dict:
     """The catalogue page as headless Chromium shows it after its script refreshed the table."""
-    profile = tempfile.mkdtemp(prefix="bluegreen-chromium-")
-    try:
-        dom = subprocess.run(
-            ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-             "--no-first-run", "--disable-background-networking", "--disable-component-update",
-             "--disable-sync", f"--user-data-dir={profile}", "--virtual-time-budget=5000",
-             "--dump-dom", f"{PROXY}/catalogue/"],
-            capture_output=True, text=True, timeout=60, check=True).stdout
-    finally:
-        shutil.rmtree(profile, ignore_errors=True)
+    dom = chromium_dom(f"{PROXY}/catalogue/")
     reader = RowReader()
     reader.feed(dom)
     return reader.rows

@@ -21,7 +21,7 @@ import pytest
 import requests
 
 from components.naming import docker_name, instance_id
-from e2e_harness import (LOG_DIR, REPO, Deployment, RequestLoop, container_identity, get_json,
+from e2e_harness import (LOG_DIR, REPO, Deployment, RequestLoop, get_json,
                          host_docker, lab, lab_hosts, lab_platform_config, require_environment,
                          wait_until)
 

@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 
 import pytest
@@ -18,7 +16,7 @@ import requests
 import yaml
 from pulumi import automation as auto
 
-from e2e_harness import (LOG_DIR, REPO, Deployment, RequestLoop, container_identity, deployed,
+from e2e_harness import (LOG_DIR, REPO, Deployment, RequestLoop, ServiceRepo, container_identity, deployed,
                          get_json, platform_config, wait_until)
 
 STACK = ENV = "e2e-rel"
@@ -29,32 +27,11 @@ PREVIEW = f"http://127.0.0.1:{PORTS['proxy']}/preview/{ENV}/vizconfig/"
 FIGURES: dict = {}
 
 
-class ServiceRepo:
-    """A copy of services/vizconfig whose server code the tests edit: `stamp` is a field of every
-    response, so what a container answers tells which sources its image was built from."""
-
-    def __init__(self):
-        self.root = tempfile.mkdtemp(prefix="bluegreen-rel-")
-        shutil.copytree(os.path.join(REPO, "services", "vizconfig"), self.root, dirs_exist_ok=True)
-        self.server = os.path.join(self.root, "app", "server.py")
-        with open(self.server, encoding="utf-8") as handle:
-            self.original = handle.read()
-        self.manifest = os.path.join(self.root, "service.yaml")
-
-    def edit(self, stamp: str, healthy: bool = True) -> None:
-        code = self.original.replace("IDENTITY = {\n", f'IDENTITY = {{\n    "stamp": "{stamp}",\n', 1)
-        if not healthy:
-            code = code.replace("self.store.ping()", 'raise redis.RedisError("broken build")', 1)
-        assert code != self.original
-        with open(self.server, "w", encoding="utf-8") as handle:
-            handle.write(code)
-
-
 @pytest.fixture(scope="module")
 def repo():
-    repo = ServiceRepo()
+    repo = ServiceRepo("bluegreen-rel-")
     yield repo
-    shutil.rmtree(repo.root, ignore_errors=True)
+    repo.remove()
 
 
 @pytest.fixture(scope="module")

@@ -10,10 +10,8 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 
@@ -22,7 +20,8 @@ import pytest
 import requests
 from pulumi import automation as auto
 
-from e2e_harness import (LOG_DIR, REPO, Deployment, RequestLoop, container_identity, deployed,
+from e2e_harness import (LOG_DIR, REPO, Deployment, RequestLoop, ServiceRepo, chromium_dom,
+                         container_identity, deployed,
                          get_json, platform_config, wait_until)
 
 STACK = ENV = "e2e-bake"
@@ -37,34 +36,11 @@ BAKE_S = 60
 FIGURES: dict = {}
 
 
-class ServiceRepo:
-    """A copy of services/vizconfig whose server code the tests edit."""
-
-    def __init__(self):
-        self.root = tempfile.mkdtemp(prefix="bluegreen-bake-")
-        shutil.copytree(os.path.join(REPO, "services", "vizconfig"), self.root, dirs_exist_ok=True)
-        self.server = os.path.join(self.root, "app", "server.py")
-        with open(self.server, encoding="utf-8") as handle:
-            self.original = handle.read()
-        self.manifest = os.path.join(self.root, "service.yaml")
-
-    def edit(self, stamp: str, fail_root: bool = False) -> None:
-        """`stamp` in every answer; with fail_root, GET / answers 500 while /health stays 200,
-        so the release passes its gate and fails its users."""
-        code = self.original.replace("IDENTITY = {\n", f'IDENTITY = {{\n    "stamp": "{stamp}",\n', 1)
-        if fail_root:
-            code = code.replace('return self._send(200, {**IDENTITY, "config": self.config.get()})',
-                                'return self._send(500, {"error": "broken release", **IDENTITY})', 1)
-        assert f'"stamp": "{stamp}"' in code and (not fail_root or "broken release" in code)
-        with open(self.server, "w", encoding="utf-8") as handle:
-            handle.write(code)
-
-
 @pytest.fixture(scope="module")
 def repo():
-    repo = ServiceRepo()
+    repo = ServiceRepo("bluegreen-bake-")
     yield repo
-    shutil.rmtree(repo.root, ignore_errors=True)
+    repo.remove()
 
 
 @pytest.fixture(scope="module")
@@ -215,17 +191,8 @@ def catalogue_entry() -> dict:
 
 
 def catalogue_page() -> str:
-    """The catalogue page as headless Chromium renders it (its script fills the table)."""
-    profile = tempfile.mkdtemp(prefix="bluegreen-chromium-")
-    try:
-        return subprocess.run(
-            ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-             "--no-first-run", "--disable-background-networking", "--disable-component-update",
-             "--disable-sync", f"--user-data-dir={profile}", "--virtual-time-budget=5000",
-             "--dump-dom", f"{PROXY}/catalogue/"],
-            capture_output=True, text=True, timeout=60, check=True).stdout
-    finally:
-        shutil.rmtree(profile, ignore_errors=True)
+    """The catalogue page as headless Chromium renders it."""
+    return chromium_dom(f"{PROXY}/catalogue/")
 
 
 def test_a_release_serving_5xx_after_its_flip_is_flipped_back_within_the_bake_time(repo, deployment):

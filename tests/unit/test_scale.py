@@ -14,7 +14,7 @@ from components.platform.address_pools import (
     BUILTIN_POOLS, EngineNetworks, check_capacity, new_networks, pool_capacity,
     private_network_hosts
 )
-from unit_harness import ROOT, ProgramFailed, engine_networks, run_program, stack_config
+from unit_harness import ROOT, ProgramFailed, engine_networks, run_program
 
 NETWORK = "docker:index/network:Network"
 CONTAINER = "docker:index/container:Container"
