@@ -6,6 +6,7 @@ from hypothesis import given, strategies as st
 from components.consul import health_gate
 from components.consul.api import CheckState
 from components.consul.health_gate import gate_problems, wait_for_gate
+from unit_harness import FakeClock
 
 
 def check(instance, status="passing", name=None, node="local", output=""):
@@ -107,23 +108,9 @@ def test_one_problem_per_unregistered_or_checkless_instance_or_failing_check(che
 
 # --- polling -------------------------------------------------------------------------------------
 
-class FakeClock:
-    def __init__(self):
-        self.now = 0.0
-
-    def monotonic(self):
-        return self.now
-
-    def sleep(self, seconds):
-        self.now += seconds
-
-
 @pytest.fixture
 def clock(monkeypatch):
-    fake = FakeClock()
-    monkeypatch.setattr(health_gate.time, "monotonic", fake.monotonic)
-    monkeypatch.setattr(health_gate.time, "sleep", fake.sleep)
-    return fake
+    return FakeClock().install(monkeypatch, health_gate)
 
 
 def test_wait_for_gate_asks_each_instance_at_its_own_agent_and_passes(monkeypatch, clock):

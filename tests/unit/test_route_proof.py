@@ -9,6 +9,7 @@ import requests
 from components.consul import api as consul_api
 from components.consul import health_gate, route_proof
 from components.consul.route_proof import COLOUR_HEADER, ROUTE_HEADER, route_problem, wait_for_route
+from unit_harness import FakeClock
 
 URL = "http://127.0.0.1:18080/integration/vizconfig/"
 
@@ -32,24 +33,9 @@ def test_the_old_colour_a_proxy_error_or_another_route_is_no_proof():
         200, headers(route="preview/integration/vizconfig"), "integration/vizconfig", "green")
 
 
-class FakeClock:
-    def __init__(self):
-        self.now = 0.0
-
-    def monotonic(self):
-        return self.now
-
-    def sleep(self, seconds):
-        self.now += seconds
-
-
 @pytest.fixture
 def clock(monkeypatch):
-    fake = FakeClock()
-    for module in (route_proof, health_gate):
-        monkeypatch.setattr(module.time, "monotonic", fake.monotonic)
-        monkeypatch.setattr(module.time, "sleep", fake.sleep)
-    return fake
+    return FakeClock().install(monkeypatch, route_proof, health_gate)
 
 
 class Answer:

@@ -247,3 +247,23 @@ def run_program(config: dict, *, stack: str = "local", root: str = ROOT,
         program.read_networks = read_networks
         pulumi.runtime.set_all_config({})
     return list(monitor.registered)
+
+
+class FakeClock:
+    """Stands in for `time.monotonic` and `time.sleep` of the modules a test patches: sleeping
+    advances the clock at once, so waits with timeouts run instantly and exactly."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def monotonic(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.now += seconds
+
+    def install(self, monkeypatch, *modules) -> "FakeClock":
+        for module in modules:
+            monkeypatch.setattr(module.time, "monotonic", self.monotonic)
+            monkeypatch.setattr(module.time, "sleep", self.sleep)
+        return self
