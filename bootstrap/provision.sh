@@ -108,7 +108,11 @@ setup_second_host() {
     # (they share one kernel). A stand-in host can afford to start without its old networks.
     as_root rm -f /var/lib/bluegreen-host2/network/files/local-kv.db
     # Its own iptables rules would fight the first engine's; it needs none for 127.0.0.1 ports.
-    as_root bash -c "$without_inherited_files; nohup dockerd --host 'unix://$host2_socket' --data-root /var/lib/bluegreen-host2 \
+    # Its own (empty) config file: the default one, /etc/docker/daemon.json, is the first engine's,
+    # and dockerd refuses a setting given both there and as a flag.
+    echo '{}' >"$cache/dockerd-host2.json"
+    as_root bash -c "$without_inherited_files; nohup dockerd --config-file '$cache/dockerd-host2.json' \
+      --host 'unix://$host2_socket' --data-root /var/lib/bluegreen-host2 \
       --exec-root /var/run/bluegreen-host2 --pidfile /var/run/bluegreen-host2.pid \
       --bridge '$host2_bridge' --default-address-pool base=$host2_pool,size=24 \
       --iptables=false --ip-masq=false >'$cache/dockerd-host2.log' 2>&1 &"

@@ -139,7 +139,9 @@ ensure_engine() { # N: dockerd inside the namespace
   rm -f "$dir/exec/containerd/containerd.sock"
   # The registry is on a lab address (this machine's, or a host's), over plain HTTP.
   # nsenter keeps this machine's mounts (ip netns exec would remount /sys without cgroups).
-  nsenter --net="/run/netns/$ns" nohup dockerd --host "unix://$(socket "$i")" --data-root "$disks/lab$i" \
+  # Its own config file: /etc/docker/daemon.json belongs to this machine's engine.
+  echo '{}' >"$dir/daemon.json"
+  nsenter --net="/run/netns/$ns" nohup dockerd --config-file "$dir/daemon.json" --host "unix://$(socket "$i")" --data-root "$disks/lab$i" \
     --exec-root "$dir/exec" --pidfile "$dir/docker.pid" --bip "$(bip "$i")/24" \
     --default-address-pool "base=$(pool "$i"),size=24" --insecure-registry "$LAB_PREFIX.0/24" \
     >"$labdir/lab$i/dockerd.log" 2>&1 &
