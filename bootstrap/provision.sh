@@ -53,17 +53,25 @@ setup_host_packages() {
 
 # Address pools for the networks dockerd makes: 1024 /24s instead of Docker's own 31, so a host
 # carries hundreds of services with dependencies (each has a private network per environment).
-# Clear of docker0 (172.17/16) and of host2's bridge and pool (172.30-31/16).
-docker_pools='{"base": "172.20.0.0/14", "size": 24}'
+# Clear of docker0 (172.17/16, pinned: with pools set, dockerd would take docker0's from them, and
+# stacks name the bridge address) and of host2's bridge and pool (172.30-31/16).
+docker_settings='{"default-address-pools": [{"base": "172.20.0.0/14", "size": 24}], "bip": "172.17.0.1/16"}'
 
 setup_docker() {
   if docker info >/dev/null 2>&1; then echo "    using the Docker engine at $DOCKER_HOST"; return; fi
   command -v dockerd >/dev/null || apt_install docker.io
-  if [ ! -e /etc/docker/daemon.json ]; then
-    as_root mkdir -p /etc/docker
-    echo "{\"default-address-pools\": [$docker_pools]}" | as_root tee /etc/docker/daemon.json >/dev/null
-    echo "    wrote /etc/docker/daemon.json: default-address-pools $docker_pools"
-  fi
+  # Only the settings a site has not made itself are added.
+  as_root mkdir -p /etc/docker
+  as_root python3 - "$docker_settings" <<'PY'
+import json, os, sys
+path, wanted = "/etc/docker/daemon.json", json.loads(sys.argv[1])
+current = json.load(open(path)) if os.path.exists(path) else {}
+added = {key: value for key, value in wanted.items() if key not in current}
+if added:
+    with open(path, "w") as handle:
+        json.dump({**current, **added}, handle)
+    print(f"    /etc/docker/daemon.json: added {json.dumps(added)}")
+PY
   echo "    starting dockerd (log: $cache/dockerd.log)"
   mkdir -p "$cache"
   # No init system here: dockerd runs in the background for as long as the machine does.
