@@ -1,6 +1,14 @@
 # CONSUL_HTTP_ADDR in the environment says where the agent is.
 log_level = "info"
 
+# Every read from the leader. consul-template's default (max_stale 2s) lets any server answer, and
+# a server that just restarted answers from a state it has not caught up yet: the alias tree came
+# back without aliases written since its last snapshot, and their routes vanished (404s) for a
+# second while a lab host rebooted.
+consul {
+  max_stale = "0s"
+}
+
 # Each template sets its own wait. What depends only on Consul KV (aliases, routes, settings) changes
 # rarely and on purpose, so it renders at once: a flip is one marker file (apply-aliases), which
 # nginx reads on every request. What depends on the service catalogue churns during every deploy
