@@ -5,9 +5,7 @@ log_level = "info"
 # a server that just restarted answers from a state it has not caught up yet: the alias tree came
 # back without aliases written since its last snapshot, and their routes vanished (404s) for a
 # second while a lab host rebooted.
-consul {
-  max_stale = "0s"
-}
+max_stale = "0s"
 
 # Each template sets its own wait. What depends only on Consul KV (aliases, routes, settings) changes
 # rarely and on purpose, so it renders at once: a flip is one marker file (apply-aliases), which
