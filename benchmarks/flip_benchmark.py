@@ -94,8 +94,9 @@ def seen(loop: RequestLoop, colour: str, after: float) -> bool:
                for sent, status, served, _ in list(loop.results))
 
 
-def flips(count: int, rate: float) -> dict:
-    """`count` alias writes alternating green/blue under client load (ends where it began)."""
+def flips(count: int, rate: float, token: str) -> dict:
+    """`count` alias writes alternating green/blue under client load (ends where it began), with
+    the deployer's Consul `token`."""
     key, colour = alias_key(ENV, "vizconfig"), "blue"
     switches = []
     before = reloads()
@@ -106,7 +107,7 @@ def flips(count: int, rate: float) -> dict:
         for _ in range(count):
             colour = "green" if colour == "blue" else "blue"
             written = time.monotonic()
-            consul_api.kv_put(CONSUL, key, colour)
+            consul_api.kv_put(CONSUL, key, colour, token)
             switches.append(probe(colour, written))
             # Both clients move too before the next flip.
             deadline = time.monotonic() + PROBE_TIMEOUT_S
@@ -116,7 +117,7 @@ def flips(count: int, rate: float) -> dict:
                 time.sleep(0.01)
             time.sleep(SETTLE_S)
     if colour != "blue":
-        consul_api.kv_put(CONSUL, key, "blue")
+        consul_api.kv_put(CONSUL, key, "blue", token)
     ms = sorted(s * 1000 for s in switches)
     return {
         "flips": count,
@@ -174,7 +175,7 @@ def build_baseline(ref: str) -> str:
 def measure(label: str, deployment: Deployment, args, deploy_number: int) -> dict:
     print(f"-- {label}: a deploy of {args.replicas} instances, then {args.flips} flips", flush=True)
     deploy = deploy_reloads(deployment, args.replicas, deploy_number, args.rate)
-    flipped = flips(args.flips, args.rate)
+    flipped = flips(args.flips, args.rate, deployment.deployer_token())
     return {"label": label, "deploy": deploy, **flipped}
 
 

@@ -27,6 +27,8 @@ BAKE_STATUSES = ("baking", "baked", "rolled-back", "breached", "superseded")
 CONSUL_KEY_TYPE = ("consul", "Key")
 REGISTRATION_TYPE = ("consul", "Registration")
 HEALTH_GATE_TYPE = ("consul", "HealthGate")
+ACL_TOKEN_TYPE = ("consul", "AclToken")
+GENERATED_SECRET_TYPE = ("platform", "GeneratedSecret")
 LEGACY_DYNAMIC_TYPE = "pulumi-python:dynamic:Resource"
 
 
@@ -140,6 +142,25 @@ def bake_key(environment: str, service: str) -> str:
 def catalogue_key(environment: str, service: str) -> str:
     """The KV key holding a service's catalogue entry (description, versions, digests)."""
     return f"{KV_ROOT}/catalogue/{environment}/{service}"
+
+
+def acl_token_name(*parts: str) -> str:
+    """The name of an ACL token and of its policy: `bluegreen-<actor>[-<scope>...]`, e.g.
+    bluegreen-agent-local, bluegreen-deployer, bluegreen-service-production-vizconfig."""
+    return "-".join(("bluegreen", *parts))
+
+
+PLATFORM_TOKEN_FILE = "/etc/bluegreen/consul-token"    # a platform container's Consul token
+SERVICE_TOKEN_FILE = "/etc/bluegreen-consul-token"      # a service container's own Consul token
+
+
+def read_token_file(path: str) -> str:
+    """The token in the file at `path` ('' without a path). Tokens travel as files, never in a
+    container's environment, which `docker inspect` shows; read on every call, so a new one counts."""
+    if not path:
+        return ""
+    with open(path, encoding="utf-8") as handle:
+        return handle.read().strip()
 
 
 def docker_name(*parts: str) -> str:

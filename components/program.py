@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import datetime
 import getpass
+import json
 import os
 import socket
 import subprocess
 
 import pulumi
+from pulumi.runtime.sync_await import _sync_await
 
 from components.consul.api import ConsulError
 from components.consul.records import ServiceRecords, read_service_records
 from components.model.bake import disagreement
 from components.model.config import (
-    OBJECT_KEYS, STRING_KEYS, ServiceConfig, StackConfig, parse_stack_config, stack_file,
-    stack_values
+    OBJECT_KEYS, STRING_KEYS, PlatformSecrets, ServiceConfig, StackConfig, parse_platform_secrets,
+    parse_stack_config, stack_file, stack_values
 )
 from components.model.manifest import load_manifest
 from components.model.release import plan_colours, timestamp
@@ -26,8 +28,9 @@ from components.naming import (
 from components.platform.address_pools import (
     EngineNetworks, check_capacity, new_networks, private_network_hosts, read_engine_networks
 )
+from components.platform.credentials import PlatformCredentials, PlatformCredentialsArgs
 from components.platform.docker_host import host_providers
-from components.platform.platform import Platform, PlatformArgs
+from components.platform.platform import Platform, PlatformArgs, credential
 from components.service.service import Service, ServiceArgs
 
 
@@ -62,6 +65,47 @@ def read_secrets(stack: str) -> pulumi.Output[dict] | None:
     return secrets.apply(checked)
 
 
+def read_platform_secrets(stack: str) -> PlatformSecrets:
+    """bluegreen:platformSecrets: credentials a site supplies instead of generated ones. Checked
+    here, before anything registers, without quoting a value; used only as secret Outputs."""
+    raw = pulumi.runtime.get_config("bluegreen:platformSecrets")
+    if raw is None or raw.strip() in ("", "{}", "null"):
+        return PlatformSecrets()
+    if not pulumi.runtime.is_config_secret("bluegreen:platformSecrets"):
+        raise ConfigError(stack_file(stack), "bluegreen.platformSecrets",
+                          "holds plain-text values; remove them and set each with `pulumi config set "
+                          "--secret --path 'bluegreen:platformSecrets.<name>' VALUE`")
+    try:
+        values = json.loads(raw)
+    except ValueError:
+        raise ConfigError(stack_file(stack), "bluegreen.platformSecrets",
+                          "must be a mapping of names to values") from None
+    return parse_platform_secrets(stack, values)
+
+
+def platform_reference(stack: StackConfig) -> pulumi.StackReference:
+    """The stack whose `credentials` output this one deploys with: the platform stack it
+    references, or itself (its outputs as its last update left them) when it owns the platform."""
+    if stack.platform_stack:
+        return pulumi.StackReference(stack.platform_stack)
+    own = f"{pulumi.get_organization()}/{pulumi.get_project()}/{stack.stack}"
+    return pulumi.StackReference(f"{stack.stack}-last-update", stack_name=own)
+
+
+def last_deployer_token(reference: pulumi.StackReference) -> str:
+    """The deployer's Consul token as the platform stack's last update left it, read now: the
+    release records are read with it before anything else registers. Empty before the platform's
+    first update."""
+    details = _sync_await(reference.get_output_details("credentials"))
+    values = details.secret_value if details.secret_value is not None else details.value
+    return (values or {}).get("consulDeployerToken", "") if isinstance(values, dict) else ""
+
+
+def from_credentials(credentials: pulumi.Output[dict], key: str, owner: str) -> pulumi.Output[str]:
+    """One value of a platform's `credentials` output, still a secret."""
+    return pulumi.Output.secret(credentials.apply(lambda values: credential(values, key, owner)))
+
+
 def secrets_of(secrets: pulumi.Output[dict] | None, service: str) -> pulumi.Output[dict] | None:
     """One service's secret environment, still a secret Output."""
     if secrets is None:
@@ -69,13 +113,15 @@ def secrets_of(secrets: pulumi.Output[dict] | None, service: str) -> pulumi.Outp
     return secrets.apply(lambda values: {k: str(v) for k, v in values.get(service, {}).items()})
 
 
-def read_records(stack: StackConfig, settings: ServiceConfig) -> ServiceRecords:
-    """Consul's records of a service, through the agent of its first host. Unreachable Consul is
-    an error, except on a platform's first deployment (its Consul container does not exist yet):
-    without the records, released versions could not be told from new ones."""
+def read_records(stack: StackConfig, settings: ServiceConfig, token: str) -> ServiceRecords:
+    """Consul's records of a service, through the agent of its first host, with the deployer's
+    `token`. Unreachable Consul is an error, except on a platform's first deployment (its Consul
+    container does not exist yet): without the records, released versions could not be told from
+    new ones. Without a token (a platform from before ACLs) the read is anonymous."""
     host = stack.hosts[settings.hosts[0]]
     try:
-        return read_service_records(host.consul, stack.environment, settings.name)
+        return read_service_records(host.consul, stack.environment, settings.name,
+                                    token or "anonymous")
     except ConsulError:
         if stack.platform is not None and not container_exists(
                 stack.hosts[stack.platform.host].docker, docker_name(stack.stack, "consul", stack.platform.host)):
@@ -113,6 +159,7 @@ def run(root: str) -> None:
     try:
         stack = read_config(root)
         secrets = read_secrets(stack.stack)
+        platform_secrets = read_platform_secrets(stack.stack)
         manifests = {s.name: load_manifest(s.manifest, (stack.source, f"bluegreen.services.{s.name}.manifest"))
                      for s in stack.services}
         for settings in stack.services:
@@ -128,7 +175,9 @@ def run(root: str) -> None:
                                       f"host {host} needs its Docker bridge address (e.g. 172.17.0.1) "
                                       "to reach the proxy")
         network_hosts = plan_networks(stack, manifests) if stack.services else {}
-        records = {s.name: read_records(stack, s) for s in stack.services}
+        reference = platform_reference(stack) if stack.services or stack.platform_stack else None
+        token = last_deployer_token(reference) if stack.services else ""
+        records = {s.name: read_records(stack, s, token) for s in stack.services}
         checkouts = {name: context_digest(m.build.context, exclude_files=(m.path,))
                      for name, m in manifests.items()}
         plans = {s.name: plan_colours(stack.source, s, manifests[s.name], checkouts[s.name],
@@ -152,20 +201,33 @@ def run(root: str) -> None:
     owner = stack.environment_stack or stack.stack
     if stack.platform is not None:
         home = stack.hosts[stack.platform.host]
+        owned = PlatformCredentials(f"{stack.stack}-credentials",
+                                    PlatformCredentialsArgs(supplied=platform_secrets))
         providers = host_providers(stack.stack, stack.hosts,
-                                   f"{home.address}:{stack.platform.registry_port}")
+                                   f"{home.address}:{stack.platform.registry_port}",
+                                   owned.registry_username, owned.registry_password)
         platform = Platform(f"{stack.stack}-platform", PlatformArgs(
-            stack=stack.stack, settings=stack.platform, hosts=stack.hosts, providers=providers))
+            stack=stack.stack, settings=stack.platform, hosts=stack.hosts, providers=providers,
+            credentials=owned))
         registry, proxy, agents = platform.registry, platform.proxy, dict(platform.agents)
         port = stack.platform.proxy_port
+        credentials = platform.credentials
         pulumi.export("consul", platform.consul)
+        # Environment stacks (and the pipeline) read these through a StackReference.
+        pulumi.export("credentials", credentials)
     else:
-        reference = pulumi.StackReference(stack.platform_stack)
         registry = reference.require_output("registry")
         proxy = reference.require_output("proxy")
         port = proxy.apply(proxy_port)
-        providers = host_providers(owner, stack.hosts, registry)
+        credentials = pulumi.Output.secret(reference.get_output("credentials"))
+        providers = host_providers(
+            owner, stack.hosts, registry,
+            from_credentials(credentials, "registryUsername", stack.platform_stack),
+            from_credentials(credentials, "registryPassword", stack.platform_stack))
         agents = {}
+    platform_owner = stack.platform_stack or stack.stack
+    deployer_token = from_credentials(credentials, "consulDeployerToken", platform_owner)
+    issuer_token = from_credentials(credentials, "consulIssuerToken", platform_owner)
     # Hosts without a platform-managed agent use the address configured for them.
     for name, host in stack.hosts.items():
         agents.setdefault(name, host.consul)
@@ -178,7 +240,7 @@ def run(root: str) -> None:
             stack=owner, environment=stack.environment, settings=settings,
             manifest=manifests[settings.name], hosts=stack.hosts, providers=providers,
             build_host=stack.build_host, registry=registry, agents=agents, proxy=proxy,
-            plans=plans[settings.name], records=records[settings.name],
+            consul_token=deployer_token, issuer_token=issuer_token, plans=plans[settings.name], records=records[settings.name],
             checkout=checkouts[settings.name], actor=actor, now=now,
             base_image=stack.base_image, secret_environment=secrets_of(secrets, settings.name),
             network_hosts=network_hosts[settings.name],

@@ -30,6 +30,8 @@ class BuildRequest:
     host: Host                     # whose engine builds and pushes
     base_image: str
     stack: str                     # the build stack's name
+    registry_username: str = field(default="", repr=False)   # the platform's `credentials`
+    registry_password: str = field(default="", repr=False)
 
 
 @dataclass(frozen=True)
@@ -51,7 +53,8 @@ def program(request: BuildRequest):
 
     def run() -> None:
         provider = host_providers(request.stack, {request.host.name: request.host},
-                                  request.registry)[request.host.name]
+                                  request.registry, pulumi.Output.secret(request.registry_username),
+                                  pulumi.Output.secret(request.registry_password))[request.host.name]
         repository = f"{request.registry}/{manifest.name}"
         legacy_builder = needs_legacy_builder(request.host)
         image = ServiceImage(f"{manifest.name}-image", service_image_args(

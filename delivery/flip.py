@@ -6,7 +6,7 @@ Used by `rollback` (one service) and `promote` (several)."""
 from __future__ import annotations
 
 import datetime
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from components.consul import api as consul_api
 from components.consul.health_gate import wait_for_gate
@@ -30,6 +30,7 @@ class Move:
     settings: ServiceConfig
     colour: str                    # the colour that goes live
     expected: str                  # the colour the alias must say now
+    token: str = field(default="", repr=False)   # the deployer's Consul token
 
     @property
     def key(self) -> str:
@@ -54,7 +55,7 @@ def check_colour(move: Move) -> float:
                  for host in settings.hosts for index in range(settings.replicas)}
     try:
         return wait_for_gate(instances, GATE_S, f"{config.environment}/{settings.name}/{move.colour}",
-                             settings.name)
+                             move.token, settings.name)
     except RuntimeError as error:
         raise FlipRefused(str(error)) from None
 
@@ -68,10 +69,11 @@ def flip_together(moves: list[Move]) -> None:
         raise FlipRefused(f"the services' aliases are reached through different Consul agents "
                           f"({', '.join(sorted(consuls))}); flip them from one environment")
     consul = consuls.pop()
+    token = moves[0].token
     writes, bakes = {}, {}
     now = datetime.datetime.now(datetime.timezone.utc)
     for move in moves:
-        current, index = consul_api.kv_get_indexed(consul, move.key)
+        current, index = consul_api.kv_get_indexed(consul, move.key, token)
         if current != move.expected:
             raise FlipRefused(f"the alias {move.key} says {current}, not {move.expected}: someone "
                               f"flipped it meanwhile; nothing was changed")
@@ -81,8 +83,8 @@ def flip_together(moves: list[Move]) -> None:
         # So does the history: the release that goes live says when.
         history = history_prefix(move.config.environment, move.settings.name) + \
             move.settings.colours[move.colour].version
-        entry = went_live(consul_api.kv_get(consul, history), now)
+        entry = went_live(consul_api.kv_get(consul, history, token), now)
         if entry:
             bakes[history] = entry
-    if not consul_api.kv_cas_many(consul, writes, bakes):
+    if not consul_api.kv_cas_many(consul, writes, token, bakes):
         raise FlipRefused("an alias changed while flipping; nothing was changed")

@@ -34,12 +34,14 @@ from components.model.manifest import Manifest, load_manifest
 from components.model.release import Release, suggest_next
 from components.model.validation import ConfigError
 from components.naming import config_prefix, context_digest, instance_id, offline_colour
+from components.platform.platform import credential
 
 from . import REPO
 from .build import BuildRequest, BuildResult, build, build_stack_name
 from .isolation import health_probe, run_tests, tail
 from .stacks import (
-    EnvStack, error_summary, platform_outputs, relative_to_repo, short_name, stack_for_service
+    EnvStack, error_summary, platform_outputs, platform_owner, relative_to_repo, short_name,
+    stack_for_service
 )
 from .steps import INCLUDED, SKIPPED, PipelineFailed, Run, StepFailed, write_report
 
@@ -211,11 +213,15 @@ class Pipeline:
         run, manifest = self.run, self.manifest
 
         with run.step(1) as step:
-            platform = platform_outputs(int_config)
+            platform, owner = platform_outputs(int_config), platform_owner(int_config)
             host = int_config.hosts[int_config.build_host]
-            released = self._release(int_config)
+            released = self._release(int_config, integration.deployer_token())
             request = BuildRequest(manifest=manifest, version=self.version,
                                    registry=platform["registry"], host=host,
+                                   registry_username=credential(platform.get("credentials"),
+                                                                "registryUsername", owner),
+                                   registry_password=credential(platform.get("credentials"),
+                                                                "registryPassword", owner),
                                    base_image=int_config.base_image,
                                    stack=build_stack_name(self.service, integration.name))
             self._say(f"ServiceImage on stack {request.stack}: {request.registry}/{self.service}:"
@@ -319,7 +325,8 @@ class Pipeline:
         if not wanted:
             return "the manifest has no config entries"
         try:
-            present = consul_api.kv_tree(config.hosts[settings.hosts[0]].consul, prefix)
+            present = consul_api.kv_tree(config.hosts[settings.hosts[0]].consul, prefix,
+                                         production.deployer_token())
         except consul_api.ConsulError as error:
             raise StepFailed(f"cannot read the service configuration from Consul: {error}") from None
         wrong = [key for key, value in sorted(wanted.items()) if present.get(prefix + key) != value]
@@ -329,12 +336,12 @@ class Pipeline:
         self._say(f"{len(wanted)} config entries under {prefix} match the manifest")
         return f"{len(wanted)} entries under {prefix} match the manifest"
 
-    def _release(self, config) -> Release | None:
+    def _release(self, config, token: str) -> Release | None:
         """The release record of this version, if it exists; refuses a rebuild from other sources."""
         settings = next(iter(config.services), None)
         host = config.hosts[settings.hosts[0]] if settings else next(iter(config.hosts.values()))
         try:
-            records = read_service_records(host.consul, config.environment, self.service)
+            records = read_service_records(host.consul, config.environment, self.service, token)
         except consul_api.ConsulError as error:
             raise StepFailed(f"cannot read the release records from Consul: {error}") from None
         release = records.releases.get(self.version)
@@ -359,7 +366,8 @@ class Pipeline:
         self._say(f"{len(instances)} instance(s) on {', '.join(settings.hosts)}, up to "
                   f"{settings.gate_timeout_s}s")
         return wait_for_gate(instances, settings.gate_timeout_s,
-                             f"{config.environment}/{self.service}/{colour}", self.service)
+                             f"{config.environment}/{self.service}/{colour}",
+                             production.deployer_token(), self.service)
 
 
 def flip_record(outputs: dict, service: str, before: str, after: str) -> dict:

@@ -42,13 +42,15 @@ def plan(stack: str, services: list[str]) -> tuple[list[Move], dict[str, EnvStac
         if target not in settings.colours:
             raise StepFailed(f"{service} has no {target} version on {name}: deploy the release to "
                              f"the offline colour first")
-        records = read_service_records(config.hosts[settings.hosts[0]].consul, config.environment, service)
+        records = read_service_records(config.hosts[settings.hosts[0]].consul, config.environment,
+                                       service, env.deployer_token())
         version = settings.colours[target].version
         if records.slots.get(target) != version:
             raise StepFailed(f"{service}'s {target} colour does not run {version} yet "
                              f"(it runs {records.slots.get(target) or 'nothing'}): `pulumi up` the "
                              f"stack {name} first")
-        moves.append(Move(config, settings, colour=target, expected=settings.live))
+        moves.append(Move(config, settings, colour=target, expected=settings.live,
+                          token=env.deployer_token()))
         lines.append(f"{service} ({name}): {settings.live} {settings.colours[settings.live].version} "
                      f"-> {target} {version}")
     environments = {move.config.environment for move in moves}

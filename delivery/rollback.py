@@ -47,7 +47,7 @@ def run_rollback(service: str, stack_name: str, to: str | None = None, out=None)
         if settings is None:
             raise RollbackRefused(f"stack {stack.name} does not deploy {service}")
         consul = config.hosts[settings.hosts[0]].consul
-        records = read_service_records(consul, config.environment, service)
+        records = read_service_records(consul, config.environment, service, stack.deployer_token())
         live, other = settings.live, offline_colour(settings.live)
         live_version = settings.colours[live].version
         target = _target(records, service, live_version, to)
@@ -61,7 +61,8 @@ def run_rollback(service: str, stack_name: str, to: str | None = None, out=None)
                      and records.slots.get(other) == version)
     try:
         if other_runs_it:
-            flip_together([Move(config, settings, colour=other, expected=live)])
+            flip_together([Move(config, settings, colour=other, expected=live,
+                                token=stack.deployer_token())])
             say(f"alias {alias_key(config.environment, service)}: {live} -> {other}; the proxy serves "
                 f"{version} now")
             stack.set_service(service, {"live": other})

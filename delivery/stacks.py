@@ -19,6 +19,7 @@ from components.model.config import (
     service_stacks, stack_file, stack_values
 )
 from components.naming import COLOURS, alias_key
+from components.platform.platform import credential
 
 from . import REPO, recovery
 from .steps import StepFailed
@@ -105,6 +106,7 @@ class EnvStack:
         self._stack: auto.Stack | None = None
         self.log_path = log_path
         self._values: dict | None = None
+        self._deployer_token: str | None = None
         self.last_changes: dict[str, int] = {}
         self.container_changes: str = ""
 
@@ -174,13 +176,25 @@ class EnvStack:
         return {key: value.value for key, value in self.stack.outputs().items()}
 
     # -- what runs
+    def deployer_token(self) -> str:
+        """The deployer's Consul token, from the platform stack's `credentials` (read once)."""
+        if self._deployer_token is None:
+            config = self.config()
+            try:
+                self._deployer_token = credential(platform_outputs(config).get("credentials"),
+                                                  "consulDeployerToken", platform_owner(config))
+            except RuntimeError as error:
+                raise StepFailed(str(error)) from None
+        return self._deployer_token
+
     def colour_state(self, service: str) -> ColourState:
         config = self.config()
         settings = next((s for s in config.services if s.name == service), None)
         host = config.hosts[settings.hosts[0]] if settings else next(iter(config.hosts.values()))
         try:
-            alias = consul_api.kv_get(host.consul, alias_key(config.environment, service))
-        except consul_api.ConsulError:
+            alias = consul_api.kv_get(host.consul, alias_key(config.environment, service),
+                                      self.deployer_token())
+        except (consul_api.ConsulError, RuntimeError, StepFailed):
             alias = None
         colours = {}
         if settings:
@@ -204,9 +218,15 @@ def stack_for_service(stack: str, service: str, root: str = REPO) -> str:
                  if service in (values.get("services") or {})), stack)
 
 
+def platform_owner(config: StackConfig) -> str:
+    """The stack that owns the platform a stack uses (itself, or the one it references)."""
+    return config.stack if config.platform is not None else short_name(config.platform_stack or "")
+
+
 def platform_outputs(config: StackConfig) -> dict:
-    """registry/proxy/consul of the platform a stack uses (its own, or the referenced stack's)."""
-    owner = config.stack if config.platform is not None else short_name(config.platform_stack or "")
+    """registry/proxy/consul/credentials of the platform a stack uses (its own, or the referenced
+    stack's); `credentials` holds secrets in plain text: never print or log it."""
+    owner = platform_owner(config)
     if not owner:
         raise StepFailed(f"stack {config.stack} neither owns a platform nor references one")
     outputs = EnvStack(owner).outputs()

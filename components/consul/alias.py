@@ -23,6 +23,7 @@ class AliasArgs:
     gate: HealthGate
     url: pulumi.Input[str]           # the service's stable URI at the proxy, where the flip is proven
     preview_url: pulumi.Input[str]   # its preview URI, where the colour must answer before the flip
+    token: pulumi.Input[str]         # the deployer's Consul token (a secret)
 
     def __post_init__(self):
         if self.colour not in COLOURS:
@@ -55,6 +56,7 @@ class Alias(pulumi.ComponentResource):
             route=proxy_route(args.environment, args.service),
             preview_url=args.preview_url,
             preview_route=proxy_route(args.environment, args.service, preview=True),
+            token=args.token,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[args.gate]),
         )
         self.key = self.entry.key

@@ -1,13 +1,16 @@
-"""The few Consul HTTP API calls the platform makes (KV, agent registration, instance health).
+"""The few Consul HTTP API calls the platform makes (KV, agent registration, instance health, ACL
+policies and tokens).
 
 Written against the documented HTTP API with `requests`; the pulumi-consul provider writes
 services to the catalog directly (bypassing the agents, so nobody runs their checks), and its
-plugin cannot be built here, so registrations and aliases go through these calls instead."""
+plugin cannot be built here, so registrations and aliases go through these calls instead.
+Every call carries a token (X-Consul-Token): the agents deny anything anonymous."""
 
 from __future__ import annotations
 
 import base64
 import time
+import uuid
 from dataclasses import dataclass
 
 import requests
@@ -15,19 +18,25 @@ import requests
 TIMEOUT_S = 10
 CONNECT_TIMEOUT_S = 3    # an agent on a host whose link is down must not stall a poll for long
 ELECTION_WAIT_S = 30     # how long a call waits out a leader election (a Consul server lost)
+# Accessor IDs are derived from a token's name, so re-creating a token by name finds the old one.
+ACCESSOR_NAMESPACE = uuid.UUID("6f0c4d1e-2b7a-5c39-9d84-0b1e6f5a7c21")
 
 
 class ConsulError(RuntimeError):
     pass
 
 
-def _call(method: str, address: str, path: str, ok: tuple[int, ...] = (404,),
+def _call(method: str, address: str, path: str, token: str, ok: tuple[int, ...] = (404,),
           **kwargs) -> requests.Response:
+    if not token:
+        raise ConsulError(f"{method} {path}: no Consul token given; the agents deny anonymous calls "
+                          "(a resource made before ACLs were on gets one at its next `pulumi up`)")
     url = f"{address.rstrip('/')}{path}"
     deadline = time.monotonic() + ELECTION_WAIT_S
     while True:
         try:
-            response = requests.request(method, url, timeout=(CONNECT_TIMEOUT_S, TIMEOUT_S), **kwargs)
+            response = requests.request(method, url, timeout=(CONNECT_TIMEOUT_S, TIMEOUT_S),
+                                        headers={"X-Consul-Token": token}, **kwargs)
         except requests.RequestException as error:
             raise ConsulError(f"Consul at {address} is unreachable ({error}); is the agent running?") from None
         if not (is_leaderless(response.status_code, response.text) and time.monotonic() < deadline):
@@ -45,33 +54,34 @@ def is_leaderless(status: int, text: str) -> bool:
     return status == 500 and ("leader" in text or "rpc error" in text)
 
 
-def kv_put(address: str, key: str, value: str) -> None:
-    response = _call("PUT", address, f"/v1/kv/{key}", data=value.encode())
+def kv_put(address: str, key: str, value: str, token: str) -> None:
+    response = _call("PUT", address, f"/v1/kv/{key}", token, data=value.encode())
     if response.text.strip() != "true":
         raise ConsulError(f"KV write of {key} was not accepted: {response.text.strip()}")
 
 
-def kv_get(address: str, key: str) -> str | None:
-    response = _call("GET", address, f"/v1/kv/{key}", params={"raw": "true"})
+def kv_get(address: str, key: str, token: str) -> str | None:
+    response = _call("GET", address, f"/v1/kv/{key}", token, params={"raw": "true"})
     return None if response.status_code == 404 else response.text
 
 
-def kv_get_indexed(address: str, key: str) -> tuple[str | None, int]:
+def kv_get_indexed(address: str, key: str, token: str) -> tuple[str | None, int]:
     """A key's value and ModifyIndex (0 when absent): what a check-and-set write compares."""
-    response = _call("GET", address, f"/v1/kv/{key}")
+    response = _call("GET", address, f"/v1/kv/{key}", token)
     if response.status_code == 404:
         return None, 0
     entry = response.json()[0]
     return base64.b64decode(entry["Value"] or b"").decode(), entry["ModifyIndex"]
 
 
-def kv_cas(address: str, key: str, value: str, index: int) -> bool:
+def kv_cas(address: str, key: str, value: str, index: int, token: str) -> bool:
     """Writes `value` only if the key is still at ModifyIndex `index` (0: only if absent)."""
-    response = _call("PUT", address, f"/v1/kv/{key}", params={"cas": str(index)}, data=value.encode())
+    response = _call("PUT", address, f"/v1/kv/{key}", token, params={"cas": str(index)},
+                     data=value.encode())
     return response.text.strip() == "true"
 
 
-def kv_cas_many(address: str, writes: dict[str, tuple[str, int]],
+def kv_cas_many(address: str, writes: dict[str, tuple[str, int]], token: str,
                 sets: dict[str, str | None] | None = None) -> bool:
     """One transaction: every key gets its value if each is still at its ModifyIndex, or none
     does. `writes` maps key -> (value, index); `sets` are written (None: deleted) with them."""
@@ -81,30 +91,30 @@ def kv_cas_many(address: str, writes: dict[str, tuple[str, int]],
     operations += [{"KV": {"Verb": "delete", "Key": key}} if value is None else
                    {"KV": {"Verb": "set", "Key": key, "Value": base64.b64encode(value.encode()).decode()}}
                    for key, value in sorted((sets or {}).items())]
-    response = _call("PUT", address, "/v1/txn", ok=(409,), json=operations)
+    response = _call("PUT", address, "/v1/txn", token, ok=(409,), json=operations)
     return response.status_code == 200
 
 
-def kv_tree(address: str, prefix: str) -> dict[str, str]:
+def kv_tree(address: str, prefix: str, token: str) -> dict[str, str]:
     """Every key under `prefix` with its value, in one request."""
-    response = _call("GET", address, f"/v1/kv/{prefix}", params={"recurse": "true"})
+    response = _call("GET", address, f"/v1/kv/{prefix}", token, params={"recurse": "true"})
     if response.status_code == 404:
         return {}
     return {entry["Key"]: base64.b64decode(entry["Value"] or b"").decode()
             for entry in response.json()}
 
 
-def kv_delete(address: str, key: str, recurse: bool = False) -> None:
-    _call("DELETE", address, f"/v1/kv/{key}", params={"recurse": "true"} if recurse else None)
+def kv_delete(address: str, key: str, token: str, recurse: bool = False) -> None:
+    _call("DELETE", address, f"/v1/kv/{key}", token, params={"recurse": "true"} if recurse else None)
 
 
-def kv_keys(address: str, prefix: str) -> list[str]:
-    response = _call("GET", address, f"/v1/kv/{prefix}", params={"keys": "true"})
+def kv_keys(address: str, prefix: str, token: str) -> list[str]:
+    response = _call("GET", address, f"/v1/kv/{prefix}", token, params={"keys": "true"})
     return [] if response.status_code == 404 else response.json()
 
 
-def agent_register(address: str, payload: dict) -> None:
-    _call("PUT", address, "/v1/agent/service/register", json=whole_numbers(payload))
+def agent_register(address: str, payload: dict, token: str) -> None:
+    _call("PUT", address, "/v1/agent/service/register", token, json=whole_numbers(payload))
 
 
 def whole_numbers(value):
@@ -118,8 +128,8 @@ def whole_numbers(value):
     return value
 
 
-def agent_deregister(address: str, service_id: str) -> None:
-    _call("PUT", address, f"/v1/agent/service/deregister/{service_id}")
+def agent_deregister(address: str, service_id: str, token: str) -> None:
+    _call("PUT", address, f"/v1/agent/service/deregister/{service_id}", token)
 
 
 @dataclass(frozen=True)
@@ -132,12 +142,13 @@ class CheckState:
     target: str = ""   # address:port the instance is registered at now (agent answers only)
 
 
-def agent_service_checks(address: str, service_id: str) -> list[CheckState] | None:
+def agent_service_checks(address: str, service_id: str, token: str) -> list[CheckState] | None:
     """The checks of one service instance as its own agent sees them (None: not registered).
 
     The agent is the authority on its checks; the catalog lags behind it."""
     # 429 and 503 mean "warning" and "critical": answers, not failures.
-    response = _call("GET", address, f"/v1/agent/health/service/id/{service_id}", ok=(404, 429, 503))
+    response = _call("GET", address, f"/v1/agent/health/service/id/{service_id}", token,
+                     ok=(404, 429, 503))
     if response.status_code == 404:
         return None
     body = response.json()
@@ -148,8 +159,82 @@ def agent_service_checks(address: str, service_id: str) -> list[CheckState] | No
             for c in body.get("Checks") or []]
 
 
-def catalog_passing(address: str, service: str) -> set[str]:
+def catalog_passing(address: str, service: str, token: str) -> set[str]:
     """IDs of the service's instances that pass every check in the catalog, node checks included:
     what the proxy renders from. It lags an agent's own view while the servers elect a leader."""
-    response = _call("GET", address, f"/v1/health/service/{service}", params={"passing": "true"})
+    response = _call("GET", address, f"/v1/health/service/{service}", token,
+                     params={"passing": "true"})
     return {entry["Service"]["ID"] for entry in response.json() or []}
+
+
+# -- ACL ------------------------------------------------------------------------------------------
+
+def accessor_id(name: str) -> str:
+    """The stable AccessorID of the token called `name`."""
+    return str(uuid.uuid5(ACCESSOR_NAMESPACE, name))
+
+
+def _missing(response: requests.Response) -> bool:
+    # Consul answers a read of an unknown token or policy with 403 "ACL not found" or a 404.
+    return response.status_code == 404 or (
+        response.status_code == 403 and "not found" in response.text.lower())
+
+
+def wait_for_acl(address: str, token: str, timeout_s: float = 60.0) -> None:
+    """Waits until the agent resolves `token` (right after a server starts, its ACL system takes a
+    moment to initialise); raises naming the last answer."""
+    deadline, last = time.monotonic() + timeout_s, "no answer"
+    while True:
+        try:
+            response = _call("GET", address, "/v1/acl/token/self", token, ok=(403, 404, 500))
+            if response.status_code == 200:
+                return
+            last = f"{response.status_code} {response.text.strip()[:200]}"
+        except ConsulError as error:
+            last = str(error)
+        if time.monotonic() > deadline:
+            raise ConsulError(f"Consul at {address} did not accept the token within "
+                              f"{timeout_s:.0f}s: {last}")
+        time.sleep(0.5)
+
+
+def acl_policy_upsert(address: str, token: str, name: str, rules: str, description: str) -> str:
+    """Creates or updates the policy called `name`; returns its ID."""
+    found = _call("GET", address, f"/v1/acl/policy/name/{name}", token, ok=(403, 404))
+    body = {"Name": name, "Description": description, "Rules": rules}
+    if found.status_code == 200:
+        policy_id = found.json()["ID"]
+        _call("PUT", address, f"/v1/acl/policy/{policy_id}", token, json=body)
+        return policy_id
+    if not _missing(found):
+        raise ConsulError(f"reading ACL policy {name} failed: {found.status_code} {found.text.strip()}")
+    return _call("PUT", address, "/v1/acl/policy", token, json=body).json()["ID"]
+
+
+def acl_policy_delete(address: str, token: str, name: str) -> None:
+    found = _call("GET", address, f"/v1/acl/policy/name/{name}", token, ok=(403, 404))
+    if found.status_code == 200:
+        _call("DELETE", address, f"/v1/acl/policy/{found.json()['ID']}", token)
+
+
+def acl_token_upsert(address: str, token: str, name: str, secret_id: str, policy: str,
+                     description: str) -> str:
+    """Creates or updates the token called `name` (AccessorID from the name, SecretID given) with
+    one policy; a token of that name with another SecretID is replaced. Returns the AccessorID."""
+    accessor = accessor_id(name)
+    found = _call("GET", address, f"/v1/acl/token/{accessor}", token, ok=(403, 404))
+    body = {"AccessorID": accessor, "SecretID": secret_id, "Description": description,
+            "Policies": [{"Name": policy}], "Local": False}
+    if found.status_code == 200:
+        if found.json().get("SecretID") == secret_id:
+            _call("PUT", address, f"/v1/acl/token/{accessor}", token, json=body)
+            return accessor
+        _call("DELETE", address, f"/v1/acl/token/{accessor}", token)
+    elif not _missing(found):
+        raise ConsulError(f"reading ACL token {name} failed: {found.status_code} {found.text.strip()}")
+    _call("PUT", address, "/v1/acl/token", token, json=body)
+    return accessor
+
+
+def acl_token_delete(address: str, token: str, name: str) -> None:
+    _call("DELETE", address, f"/v1/acl/token/{accessor_id(name)}", token, ok=(403, 404))

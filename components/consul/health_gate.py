@@ -34,23 +34,23 @@ class Unreachable:
     reason: str
 
 
-def read_checks(instances: Mapping[str, str]) -> dict[str, list[consul_api.CheckState] | None | Unreachable]:
+def read_checks(instances: Mapping[str, str], token: str) -> dict[str, list[consul_api.CheckState] | None | Unreachable]:
     """Each instance's checks from its own agent; an agent that does not answer is a finding."""
     found: dict[str, list[consul_api.CheckState] | None | Unreachable] = {}
     for instance, agent in sorted(instances.items()):
         try:
-            found[instance] = consul_api.agent_service_checks(agent, instance)
+            found[instance] = consul_api.agent_service_checks(agent, instance, token)
         except consul_api.ConsulError as error:
             found[instance] = Unreachable(agent, str(error))
     return found
 
 
-def read_catalog(instances: Mapping[str, str], service: str) -> set[str] | Unreachable:
+def read_catalog(instances: Mapping[str, str], service: str, token: str) -> set[str] | Unreachable:
     """The instances passing in the catalog, asked through the first of their agents that answers."""
     unreachable = Unreachable("", "no agent to ask")
     for agent in sorted(set(instances.values())):
         try:
-            return consul_api.catalog_passing(agent, service)
+            return consul_api.catalog_passing(agent, service, token)
         except consul_api.ConsulError as error:
             unreachable = Unreachable(agent, str(error))
     return unreachable
@@ -94,15 +94,15 @@ def gate_problems(checks: Mapping[str, list[consul_api.CheckState] | None | Unre
     return problems
 
 
-def wait_for_gate(instances: Mapping[str, str], timeout_s: float, label: str,
+def wait_for_gate(instances: Mapping[str, str], timeout_s: float, label: str, token: str,
                   service: str | None = None) -> float:
     """Polls each instance's agent (and, given the service, the catalog) until no problems remain;
     returns the seconds waited or raises naming the failing checks. `instances` maps instance ID
     -> its agent's URL."""
     start = time.monotonic()
     while True:
-        problems = gate_problems(read_checks(instances),
-                                 read_catalog(instances, service) if service else None)
+        problems = gate_problems(read_checks(instances, token),
+                                 read_catalog(instances, service, token) if service else None)
         waited = time.monotonic() - start
         if not problems:
             return waited
@@ -123,14 +123,13 @@ def wait_for_preview(props: Mapping[str, Any]) -> dict[str, Any]:
     start = time.monotonic()
     timeout_s = float(props["timeout_s"])
     try:
-        wait_for_gate(props["instances"], timeout_s, _label(props), props["service"])
+        wait_for_gate(props["instances"], timeout_s, _label(props), props["token"], props["service"])
         wait_for_route(props["preview_url"], props["preview_route"], props["colour"],
                        max(1.0, timeout_s - (time.monotonic() - start)),
                        interval_s=PREVIEW_POLL_INTERVAL_S)
         problems = []
     except RuntimeError as error:
-        problems = gate_problems({i: consul_api.agent_service_checks(a, i)
-                                  for i, a in sorted(props["instances"].items())}) or [str(error)]
+        problems = gate_problems(read_checks(props["instances"], props["token"])) or [str(error)]
     return {**props, "waited_s": round(time.monotonic() - start, 2), "passing": not problems,
             "problems": problems}
 
@@ -142,10 +141,10 @@ class _HealthGateProvider(dynamic.ResourceProvider):
             # waits only for instances just deployed, never for a colour a flip made offline.
             if deployed and props.get("preview_url"):
                 return wait_for_preview(props)
-            problems = gate_problems(read_checks(props["instances"]))
+            problems = gate_problems(read_checks(props["instances"], props["token"]))
             return {**props, "waited_s": 0.0, "passing": not problems, "problems": problems}
         waited = wait_for_gate(props["instances"], float(props["timeout_s"]), _label(props),
-                               props["service"])
+                               props["token"], props["service"])
         return {**props, "waited_s": round(waited, 2), "passing": True, "problems": []}
 
     def create(self, props: dict[str, Any]) -> dynamic.CreateResult:
@@ -154,7 +153,8 @@ class _HealthGateProvider(dynamic.ResourceProvider):
                                     outs=outs)
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.DiffResult:
-        keys = set(news) - {"waited_s", "passing", "problems"}
+        # The token only reads: a new one alone does not re-run the gate (an update brings it).
+        keys = set(news) - {"waited_s", "passing", "problems", "token"}
         return dynamic.DiffResult(changes=any(olds.get(k) != news.get(k) for k in keys))
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.UpdateResult:
@@ -170,7 +170,8 @@ class HealthGate(dynamic.Resource, module=HEALTH_GATE_TYPE[0], name=HEALTH_GATE_
     `instances` maps instance IDs to their agents' URLs; `revision` is anything whose change must
     re-run the gate (registrations, image, version). A `blocking` gate (the live colour's) waits up
     to `timeout_s` and fails the update; a non-blocking one records `passing` and `problems`, after
-    waiting (as long, at most) for a new deploy to answer on `preview_url` under `preview_route`."""
+    waiting (as long, at most) for a new deploy to answer on `preview_url` under `preview_route`.
+    `token` (a secret) reads the instances' health."""
 
     colour: pulumi.Output[str]
     environment: pulumi.Output[str]
@@ -181,10 +182,13 @@ class HealthGate(dynamic.Resource, module=HEALTH_GATE_TYPE[0], name=HEALTH_GATE_
     def __init__(self, name: str, *, service: str, environment: str, colour: str,
                  instances: pulumi.Input[dict], timeout_s: int, blocking: bool,
                  revision: pulumi.Input[dict], preview_url: pulumi.Input[str] | None = None,
-                 preview_route: str | None = None, opts: pulumi.ResourceOptions | None = None):
+                 preview_route: str | None = None, token: pulumi.Input[str] = "",
+                 opts: pulumi.ResourceOptions | None = None):
         super().__init__(_HealthGateProvider(), name, {
             "service": service, "environment": environment, "colour": colour,
             "instances": instances, "timeout_s": timeout_s, "blocking": blocking,
             "revision": revision, "preview_url": preview_url, "preview_route": preview_route,
-            "waited_s": None, "passing": None, "problems": None,
-        }, with_legacy_type(opts))
+            "token": pulumi.Output.secret(token), "waited_s": None, "passing": None,
+            "problems": None,
+        }, pulumi.ResourceOptions.merge(with_legacy_type(opts), pulumi.ResourceOptions(
+            additional_secret_outputs=["token"])))

@@ -14,7 +14,7 @@ from components.naming import CONSUL_KEY_TYPE
 
 class _ConsulKeyProvider(dynamic.ResourceProvider):
     def create(self, props: dict[str, Any]) -> dynamic.CreateResult:
-        consul_api.kv_put(props["address"], props["key"], props["value"])
+        consul_api.kv_put(props["address"], props["key"], props["value"], props["token"])
         return dynamic.CreateResult(id_=props["key"], outs=props)
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.DiffResult:
@@ -22,26 +22,32 @@ class _ConsulKeyProvider(dynamic.ResourceProvider):
         # (or not yet known) agent address is a plain update. Deleting the old key first keeps a
         # replacement from deleting what it just wrote when old and new keys coincide.
         replaces = ["key"] if olds.get("key") != news.get("key") else []
-        changed = any(olds.get(k) != news.get(k) for k in ("address", "key", "value"))
+        changed = any(olds.get(k) != news.get(k) for k in ("address", "key", "value", "token"))
         return dynamic.DiffResult(changes=changed, replaces=replaces, delete_before_replace=True)
 
-    def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> dynamic.UpdateResult:
-        # A plain overwrite: re-running an interrupted update writes the same value again.
-        consul_api.kv_put(news["address"], news["key"], news["value"])
+    def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.UpdateResult:
+        # A plain overwrite: re-running an interrupted update writes the same value again. A new
+        # token alone is only recorded (the delete needs it), so nothing re-renders for it.
+        if any(olds.get(k) != news.get(k) for k in ("address", "key", "value")):
+            consul_api.kv_put(news["address"], news["key"], news["value"], news["token"])
         return dynamic.UpdateResult(outs=news)
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:
-        consul_api.kv_delete(props["address"], props["key"])
+        consul_api.kv_delete(props["address"], props["key"], props.get("token", ""))
 
 
 class ConsulKey(dynamic.Resource, module=CONSUL_KEY_TYPE[0], name=CONSUL_KEY_TYPE[1]):
-    """A key/value pair written to Consul through an agent's HTTP API."""
+    """A key/value pair written to Consul through an agent's HTTP API with `token` (a secret)."""
 
     address: pulumi.Output[str]
     key: pulumi.Output[str]
     value: pulumi.Output[str]
 
     def __init__(self, name: str, *, address: pulumi.Input[str], key: pulumi.Input[str],
-                 value: pulumi.Input[str], opts: pulumi.ResourceOptions | None = None):
+                 value: pulumi.Input[str], token: pulumi.Input[str],
+                 opts: pulumi.ResourceOptions | None = None):
         super().__init__(_ConsulKeyProvider(), name,
-                         {"address": address, "key": key, "value": value}, with_legacy_type(opts))
+                         {"address": address, "key": key, "value": value,
+                          "token": pulumi.Output.secret(token)},
+                         pulumi.ResourceOptions.merge(with_legacy_type(opts), pulumi.ResourceOptions(
+                             additional_secret_outputs=["token"])))

@@ -21,19 +21,20 @@ class ServiceRecords:
     bake: str | None = None                                      # the bake record (JSON), if any
 
 
-def read_service_records(address: str, environment: str, service: str) -> ServiceRecords:
-    """Reads the records of one service in one environment (ConsulError when Consul is down)."""
+def read_service_records(address: str, environment: str, service: str, token: str) -> ServiceRecords:
+    """Reads the records of one service in one environment with the deployer's `token`
+    (ConsulError when Consul is down or refuses)."""
     releases = {key.rsplit("/", 1)[1]: Release.from_json(value)
-                for key, value in consul_api.kv_tree(address, release_prefix(service)).items()}
+                for key, value in consul_api.kv_tree(address, release_prefix(service), token).items()}
     slots, shapes = {}, {}
     for colour in COLOURS:
-        value = consul_api.kv_get(address, slot_key(environment, service, colour))
+        value = consul_api.kv_get(address, slot_key(environment, service, colour), token)
         if value:
             record = json.loads(value)
             slots[colour] = record["version"]
             shapes[colour] = record.get("shape", "")
     history = {key.rsplit("/", 1)[1]: json.loads(value) for key, value in
-               consul_api.kv_tree(address, history_prefix(environment, service)).items()}
-    live = consul_api.kv_get(address, alias_key(environment, service))
-    bake = consul_api.kv_get(address, bake_key(environment, service))
+               consul_api.kv_tree(address, history_prefix(environment, service), token).items()}
+    live = consul_api.kv_get(address, alias_key(environment, service), token)
+    bake = consul_api.kv_get(address, bake_key(environment, service), token)
     return ServiceRecords(releases, slots, shapes, history, live or None, bake or None)

@@ -16,7 +16,7 @@ from components.naming import REGISTRATION_TYPE
 
 class _AgentRegistrationProvider(dynamic.ResourceProvider):
     def create(self, props: dict[str, Any]) -> dynamic.CreateResult:
-        consul_api.agent_register(props["address"], props["payload"])
+        consul_api.agent_register(props["address"], props["payload"], props["token"])
         return dynamic.CreateResult(id_=props["payload"]["ID"], outs=props)
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.DiffResult:
@@ -26,25 +26,33 @@ class _AgentRegistrationProvider(dynamic.ResourceProvider):
         new_address, new_payload = news.get("address"), news.get("payload")
         moved = (isinstance(new_address, str) and new_address != olds.get("address")) or (
             isinstance(new_payload, dict) and new_payload.get("ID") != olds["payload"].get("ID"))
-        changed = any(olds.get(k) != news.get(k) for k in ("address", "payload"))
+        changed = any(olds.get(k) != news.get(k) for k in ("address", "payload", "token"))
         return dynamic.DiffResult(changes=changed, replaces=["address"] if moved else [],
                                   delete_before_replace=True)
 
-    def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> dynamic.UpdateResult:
-        consul_api.agent_register(news["address"], news["payload"])
+    def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.UpdateResult:
+        # A re-registration starts the check critical again: a new token alone is only recorded
+        # (the deregistration needs it), so a live instance never leaves rotation for it.
+        if any(olds.get(k) != news.get(k) for k in ("address", "payload")):
+            consul_api.agent_register(news["address"], news["payload"], news["token"])
         return dynamic.UpdateResult(outs=news)
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:
-        consul_api.agent_deregister(props["address"], props["payload"]["ID"])
+        consul_api.agent_deregister(props["address"], props["payload"]["ID"],
+                                    props.get("token", ""))
 
 
 class AgentRegistration(dynamic.Resource, module=REGISTRATION_TYPE[0], name=REGISTRATION_TYPE[1]):
-    """PUT /v1/agent/service/register on `address` with `payload` (see naming.registration_payload)."""
+    """PUT /v1/agent/service/register on `address` with `payload` (see naming.registration_payload)
+    and `token` (a secret)."""
 
     address: pulumi.Output[str]
     payload: pulumi.Output[dict]
 
     def __init__(self, name: str, *, address: pulumi.Input[str], payload: pulumi.Input[dict],
-                 opts: pulumi.ResourceOptions | None = None):
+                 token: pulumi.Input[str], opts: pulumi.ResourceOptions | None = None):
         super().__init__(_AgentRegistrationProvider(), name,
-                         {"address": address, "payload": payload}, with_legacy_type(opts))
+                         {"address": address, "payload": payload,
+                          "token": pulumi.Output.secret(token)},
+                         pulumi.ResourceOptions.merge(with_legacy_type(opts), pulumi.ResourceOptions(
+                             additional_secret_outputs=["token"])))

@@ -96,7 +96,7 @@ def ready_to_move(props: Mapping[str, Any]) -> None:
     """Raises, before anything is written, unless the colour the alias moves to answers on the
     preview URI (the route to the offline colour). Nothing to check when the alias is new or names
     that colour already (as after a rollback that wrote it)."""
-    current = consul_api.kv_get(props["address"], props["key"])
+    current = consul_api.kv_get(props["address"], props["key"], props["token"])
     if current is None or current.strip() == props["value"] or not props.get("preview_url"):
         return
     try:
@@ -123,7 +123,8 @@ def proven(props: Mapping[str, Any], written: float) -> dict[str, Any]:
 class AliasKey(dynamic.Resource, module=CONSUL_KEY_TYPE[0], name=CONSUL_KEY_TYPE[1]):
     """An alias written to Consul KV, checked and proven at the proxy: `preview_url` must answer
     from `value` (the colour) under `preview_route` before the write, `url` under `route` after it,
-    each within `timeout_s`; `flip_s` is write -> serving. A Consul key to everything else (its
+    each within `timeout_s`; `flip_s` is write -> serving; `token` (a secret) writes it. A Consul
+    key to everything else (its
     type, policies, an alias written by an earlier ConsulKey)."""
 
     address: pulumi.Output[str]
@@ -134,9 +135,12 @@ class AliasKey(dynamic.Resource, module=CONSUL_KEY_TYPE[0], name=CONSUL_KEY_TYPE
     def __init__(self, name: str, *, address: pulumi.Input[str], key: pulumi.Input[str],
                  value: pulumi.Input[str], url: pulumi.Input[str], route: str,
                  preview_url: pulumi.Input[str], preview_route: str,
-                 timeout_s: float = PROOF_TIMEOUT_S, opts: pulumi.ResourceOptions | None = None):
+                 token: pulumi.Input[str], timeout_s: float = PROOF_TIMEOUT_S,
+                 opts: pulumi.ResourceOptions | None = None):
         super().__init__(_AliasKeyProvider(), name, {
             "address": address, "key": key, "value": value, "url": url, "route": route,
             "preview_url": preview_url, "preview_route": preview_route, "timeout_s": timeout_s,
-            "flip_s": None}, with_legacy_type(opts))
+            "token": pulumi.Output.secret(token), "flip_s": None},
+            pulumi.ResourceOptions.merge(with_legacy_type(opts), pulumi.ResourceOptions(
+                additional_secret_outputs=["token"])))
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import glob
 import os
 import re
@@ -17,7 +19,7 @@ from components.naming import COLOURS
 # defaults; a unit test keeps the two in step). Secrets are read separately, as a secret Output.
 STRING_KEYS = ("environment", "platformStack", "baseImage", "buildHost", "environmentStack")
 OBJECT_KEYS = ("hosts", "platform", "services")
-SECRET_KEY = "secrets"
+SECRET_KEYS = ("secrets", "platformSecrets")   # objects Pulumi keeps encrypted
 
 HOST_NAME = r"[a-z][a-z0-9-]{0,30}"
 ENV_NAME = r"[a-z][a-z0-9-]{0,30}"
@@ -71,6 +73,21 @@ class PlatformConfig:
         reads Consul through its own host's agent)."""
         extra = () if self.host in self.server_hosts else (self.host,)
         return extra + tuple(a for a in self.agents if a not in extra)
+
+
+@dataclass(frozen=True)
+class PlatformSecrets:
+    """Credentials a site supplies instead of generated ones (`bluegreen:platformSecrets`, a
+    secret). Values never appear in reprs or error messages."""
+
+    consul_management_token: str | None = field(default=None, repr=False)
+    consul_gossip_key: str | None = field(default=None, repr=False)
+    registry_username: str | None = field(default=None, repr=False)
+    registry_password: str | None = field(default=None, repr=False)
+
+
+UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+REGISTRY_USER = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
 @dataclass(frozen=True)
@@ -231,7 +248,7 @@ def parse_stack_config(stack: str, values: Mapping[str, Any], root: str) -> Stac
 
     `root` is the project directory: manifest paths are relative to it."""
     source = stack_file(stack)
-    top = Fields(source, "bluegreen", values, [*STRING_KEYS, *OBJECT_KEYS, SECRET_KEY])
+    top = Fields(source, "bluegreen", values, [*STRING_KEYS, *OBJECT_KEYS, *SECRET_KEYS])
     has_services = bool(top.raw("services"))
     environment = top.string("environment", pattern=ENV_NAME,
                              hint="lower-case name such as integration or production") \
@@ -257,6 +274,42 @@ def parse_stack_config(stack: str, values: Mapping[str, Any], root: str) -> Stac
     environment_stack = top.string("environmentStack") if top.raw("environmentStack") else None
     return StackConfig(stack, environment, hosts, platform, platform_stack, services, base_image,
                        build_host, environment_stack)
+
+
+def parse_platform_secrets(stack: str, values: Any) -> PlatformSecrets:
+    """Validates `bluegreen:platformSecrets` without ever quoting a value."""
+    fields = Fields(stack_file(stack), "bluegreen.platformSecrets", values or {},
+                    ["consulManagementToken", "consulGossipKey", "registryUsername",
+                     "registryPassword"])
+
+    def secret(key: str, valid, hint: str) -> str | None:
+        if not fields.has(key):
+            return None
+        value = fields.raw(key)
+        if not isinstance(value, str) or not valid(value):
+            raise fields.error(key, f"is not valid (value not shown); {hint}")
+        return value
+
+    def gossip_key(value: str) -> bool:
+        try:
+            return len(base64.b64decode(value, validate=True)) in (16, 24, 32)
+        except (binascii.Error, ValueError):
+            return False
+
+    username = secret("registryUsername", REGISTRY_USER.fullmatch,
+                      "letters, digits, . _ - (at most 64)")
+    password = secret("registryPassword",
+                      lambda v: len(v) >= 12 and v.isprintable() and not any(c.isspace() for c in v),
+                      "at least 12 printable characters without spaces")
+    if (username is None) != (password is None):
+        raise fields.error("registryPassword" if password is None else "registryUsername",
+                           "set registryUsername and registryPassword together")
+    return PlatformSecrets(
+        consul_management_token=secret("consulManagementToken", UUID.fullmatch,
+                                       "a UUID, e.g. from `uuidgen`"),
+        consul_gossip_key=secret("consulGossipKey", gossip_key,
+                                 "16, 24 or 32 bytes in base64, e.g. from `consul keygen`"),
+        registry_username=username, registry_password=password)
 
 
 def _hosts(top: Fields) -> dict[str, Host]:

@@ -8,15 +8,14 @@ import pulumi_docker as docker
 from components.model.config import Host
 
 
-def host_providers(stack: str, hosts: dict[str, Host],
-                   registry: pulumi.Input[str]) -> dict[str, docker.Provider]:
-    """One pulumi-docker provider per configured host (its engine socket or ssh URL).
-
-    The in-house registry needs no credentials, but the provider wants an entry for every
-    registry it pushes to."""
+def host_providers(stack: str, hosts: dict[str, Host], registry: pulumi.Input[str],
+                   username: pulumi.Input[str], password: pulumi.Input[str]) -> dict[str, docker.Provider]:
+    """One pulumi-docker provider per configured host (its engine socket or ssh URL), with the
+    in-house registry's credentials (secrets) for its pushes and pulls."""
     # http:// tells the provider to read digests over plain HTTP (a registry on 127.0.0.1).
     auth = [docker.ProviderRegistryAuthArgs(address=pulumi.Output.concat("http://", registry),
-                                            auth_disabled=True)]
+                                            username=pulumi.Output.secret(username),
+                                            password=pulumi.Output.secret(password))]
     return {name: docker.Provider(f"{stack}-host-{name}", host=host.docker, registry_auth=auth)
             for name, host in hosts.items()}
 
@@ -35,11 +34,21 @@ def labels(**values: str) -> list[docker.ContainerLabelArgs]:
 
 
 def http_healthcheck(url: str, must_contain: str = "", interval: str = "1s",
-                     retries: int = 60) -> docker.ContainerHealthcheckArgs:
-    """A Docker health check with curl (in the base image); `wait=True` on a container uses it."""
+                     retries: int = 60, status: int | None = None) -> docker.ContainerHealthcheckArgs:
+    """A Docker health check with curl (in the base image); `wait=True` on a container uses it.
+    Healthy: a 2xx answer containing `must_contain`, or, given `status`, exactly that status."""
+    test = (f"curl -fsS {url} | grep -q '{must_contain}' || exit 1" if status is None else
+            f"curl -sS -o /dev/null -w '%{{http_code}}' {url} | grep -qx '{status}' || exit 1")
     return docker.ContainerHealthcheckArgs(
-        tests=["CMD-SHELL", f"curl -fsS {url} | grep -q '{must_contain}' || exit 1"],
-        interval=interval, timeout="2s", retries=retries, start_period="1s")
+        tests=["CMD-SHELL", test], interval=interval, timeout="2s", retries=retries,
+        start_period="1s")
+
+
+def secret_upload(path: str, content: pulumi.Input[str]) -> docker.ContainerUploadArgs:
+    """A file written into a container before it starts, readable by root only: how secrets reach
+    platform containers, since `docker inspect` shows their command and environment."""
+    return docker.ContainerUploadArgs(file=path, content=pulumi.Output.secret(content),
+                                      permissions="0600")
 
 
 def local_image(reference: str, provider: docker.Provider, parent: pulumi.Resource) -> pulumi.Output[str]:

@@ -12,6 +12,7 @@ from components.consul.key import ConsulKey
 from components.model.config import Host, PlatformConfig
 from components.naming import bridge_listen_key, drain_timeout_key, nginx_duration
 from components.platform.consul_cluster import ConsulCluster, ConsulClusterArgs
+from components.platform.credentials import PlatformCredentials
 from components.platform.proxy import Proxy, ProxyArgs
 from components.platform.registry import Registry, RegistryArgs
 from components.platform.watchdog import Watchdog, WatchdogArgs
@@ -23,6 +24,7 @@ class PlatformArgs:
     settings: PlatformConfig
     hosts: dict[str, Host]
     providers: dict[str, docker.Provider]
+    credentials: PlatformCredentials
 
     def __post_init__(self):
         for name in (self.settings.host, *self.settings.server_hosts, *self.settings.client_hosts):
@@ -32,49 +34,81 @@ class PlatformArgs:
 
 class Platform(pulumi.ComponentResource):
     """Outputs: `consul` (the platform host's agent URL), `registry` (host:port), `proxy` (base
-    URL). The proxy's drain bound (bluegreen:platform.proxy.drainTimeout) is a KV entry the proxy
-    reads."""
+    URL), and the secrets environment stacks need: `credentials` (the deployer's and the issuer's
+    Consul tokens, the registry's user and password). The proxy's drain bound (bluegreen:platform.
+    proxy.drainTimeout) is a KV entry the proxy reads."""
 
     consul: pulumi.Output[str]
     registry: pulumi.Output[str]
     proxy: pulumi.Output[str]
+    credentials: pulumi.Output[dict]
 
     def __init__(self, name: str, args: PlatformArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("bluegreen:platform:Platform", name, None, opts)
-        settings = args.settings
+        settings, secrets = args.settings, args.credentials
         home = args.hosts[settings.host]
         child = pulumi.ResourceOptions(parent=self)
         self.cluster = ConsulCluster(f"{name}-consul", ConsulClusterArgs(
             stack=args.stack, image=settings.consul.image, datacenter=settings.consul.datacenter,
             servers=tuple(args.hosts[h] for h in settings.server_hosts),
             clients=tuple(args.hosts[h] for h in settings.client_hosts),
-            providers=args.providers), opts=child)
+            providers=args.providers, management_token=secrets.consul_management_token,
+            gossip_key=secrets.gossip_key), opts=child)
         self.registry_component = Registry(f"{name}-registry", RegistryArgs(
             stack=args.stack, image=settings.registry_image, port=settings.registry_port,
-            address=home.address, provider=args.providers[home.name]), opts=child)
+            address=home.address, provider=args.providers[home.name],
+            username=secrets.registry_username, password=secrets.registry_password), opts=child)
         self.proxy_component = Proxy(f"{name}-proxy", ProxyArgs(
             stack=args.stack, image=settings.proxy_image, port=settings.proxy_port,
             consul_address=home.consul, provider=args.providers[home.name],
-            address=settings.proxy_address,
+            address=settings.proxy_address, consul_token=self.cluster.tokens["proxy"],
             depends_on=(self.cluster,)), opts=child)
         self.watchdog = Watchdog(f"{name}-watchdog", WatchdogArgs(
             stack=args.stack, image=settings.consul.image, host=home,
             proxy_url=self.proxy_component.url, provider=args.providers[home.name],
-            depends_on=(self.cluster,)), opts=child)
+            consul_token=self.cluster.tokens["watchdog"], depends_on=(self.cluster,)), opts=child)
         # Each URL resolves once its agent's container is healthy: users of it wait for that.
         self.agents = {host: container.id.apply(lambda _, url=args.hosts[host].consul: url)
                        for host, container in self.cluster.containers.items()}
         self.consul = self.agents[home.name]
+        self.registry = self.registry_component.address
+        self.proxy = self.proxy_component.url
         # In KV, not in the proxy's environment: changing it reloads the proxy, never replaces it.
         self.drain_timeout = ConsulKey(
             f"{name}-proxy-drain-timeout", address=self.consul, key=drain_timeout_key(),
-            value=nginx_duration(settings.proxy_drain_s), opts=child)
+            value=nginx_duration(settings.proxy_drain_s), token=secrets.consul_management_token,
+            opts=child)
         # Containers reach the services they call at the proxy on the bridge; in KV as well, so
         # adding it reloads the proxy instead of replacing it.
         if home.bridge_address:
             self.bridge_listen = ConsulKey(
                 f"{name}-proxy-bridge-listen", address=self.consul, key=bridge_listen_key(),
-                value=f"{home.bridge_address}:{settings.proxy_port}", opts=child)
-        self.registry = self.registry_component.address
-        self.proxy = self.proxy_component.url
-        self.register_outputs({"consul": self.consul, "registry": self.registry, "proxy": self.proxy})
+                value=f"{home.bridge_address}:{settings.proxy_port}",
+                token=secrets.consul_management_token, opts=child)
+        self.credentials = pulumi.Output.secret(platform_credentials(
+            self.cluster.tokens["deployer"], self.cluster.tokens["issuer"],
+            secrets.registry_username, secrets.registry_password))
+        self.register_outputs({"consul": self.consul, "registry": self.registry, "proxy": self.proxy,
+                               "credentials": self.credentials})
+
+
+def platform_credentials(deployer: pulumi.Input[str], issuer: pulumi.Input[str],
+                         registry_username: pulumi.Input[str],
+                         registry_password: pulumi.Input[str]) -> pulumi.Output[dict]:
+    """The `credentials` output: what an environment stack (or the pipeline) needs to deploy."""
+    return pulumi.Output.all(deployer, issuer, registry_username, registry_password).apply(
+        lambda v: dict(zip(CREDENTIAL_KEYS, v)))
+
+
+CREDENTIAL_KEYS = ("consulDeployerToken", "consulIssuerToken", "registryUsername", "registryPassword")
+
+
+def credential(values: dict | None, key: str, owner: str) -> str:
+    """One entry of a platform's `credentials` output, or an error saying how to get it."""
+    if key not in CREDENTIAL_KEYS:
+        raise ValueError(f"unknown credential {key!r}; one of {', '.join(CREDENTIAL_KEYS)}")
+    if not isinstance(values, dict) or not values.get(key):
+        raise RuntimeError(f"the platform stack {owner} has no `credentials` output with {key}: run "
+                           f"`pulumi up --stack {owner}` first (it turns on Consul ACLs and the "
+                           "registry's authentication)")
+    return values[key]

@@ -8,8 +8,9 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_docker as docker
 
-from components.naming import docker_name
-from components.platform.docker_host import http_healthcheck, labels, local_image
+from components.naming import PLATFORM_TOKEN_FILE, docker_name
+from components.platform.docker_host import http_healthcheck, labels, local_image, secret_upload
+
 
 
 @dataclass(frozen=True)
@@ -19,6 +20,7 @@ class ProxyArgs:
     port: int
     consul_address: str          # the local agent, http://127.0.0.1:8500
     provider: docker.Provider
+    consul_token: pulumi.Input[str]   # a secret: consul-template's ACL token
     depends_on: tuple[pulumi.Resource, ...] = ()
     address: str = "127.0.0.1"   # where it listens on its host (the host network)
 
@@ -43,7 +45,9 @@ class Proxy(pulumi.ComponentResource):
             name=docker_name(args.stack, "proxy"),
             image=image,
             network_mode="host",
-            envs=[f"PROXY_LISTEN={listen}", f"CONSUL_HTTP_ADDR={args.consul_address}"],
+            envs=[f"PROXY_LISTEN={listen}", f"CONSUL_HTTP_ADDR={args.consul_address}",
+                  f"CONSUL_HTTP_PLATFORM_TOKEN_FILE={PLATFORM_TOKEN_FILE}"],
+            uploads=[secret_upload(PLATFORM_TOKEN_FILE, args.consul_token)],
             restart="unless-stopped",
             memory=128,
             memory_swap=128,  # no swap; also what Docker reports back

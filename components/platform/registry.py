@@ -1,15 +1,37 @@
 """Registry: the in-house image registry, published on the platform host's address (127.0.0.1 for
-a single machine; its lab or site address when other hosts pull from it)."""
+a single machine; its lab or site address when other hosts pull from it); every push and pull
+needs its user and password (htpasswd, bcrypt)."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from dataclasses import dataclass
 
+import bcrypt
 import pulumi
 import pulumi_docker as docker
 
 from components.naming import docker_name
-from components.platform.docker_host import http_healthcheck, labels, local_image
+from components.platform.docker_host import http_healthcheck, labels, local_image, secret_upload
+
+HTPASSWD_FILE = "/etc/docker/registry/htpasswd"   # images/registry/config.yml names it
+# The registry checks the hash on every request: a low cost keeps pushes fast, and a generated
+# password (32 random bytes) needs no stretching.
+BCRYPT_COST = 6
+_STANDARD = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+_BCRYPT = b"./ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+
+
+def htpasswd_entry(username: str, password: str, cost: int = BCRYPT_COST) -> str:
+    """`user:bcrypt-hash`, the same for the same input: its salt is derived from both, so the
+    registry's file (and with it the container) stays unchanged from one run to the next."""
+    if ":" in username or not username:
+        raise ValueError("a registry user name must be non-empty and without ':'")
+    seed = hashlib.sha256(f"bluegreen-registry:{username}:{password}".encode()).digest()[:16]
+    salt = f"$2b${cost:02d}$".encode() + base64.b64encode(seed).rstrip(b"=").translate(
+        bytes.maketrans(_STANDARD, _BCRYPT))
+    return f"{username}:{bcrypt.hashpw(password.encode(), salt).decode()}\n"
 
 
 @dataclass(frozen=True)
@@ -18,6 +40,8 @@ class RegistryArgs:
     image: str
     port: int
     provider: docker.Provider
+    username: pulumi.Input[str]
+    password: pulumi.Input[str]  # a secret
     address: str = "127.0.0.1"   # where it is published: every host pulls from address:port
 
     def __post_init__(self):
@@ -35,6 +59,8 @@ class Registry(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self, provider=args.provider)
         image = local_image(args.image, args.provider, self)
         storage = docker.Volume(f"{name}-storage", name=docker_name(args.stack, "registry"), opts=child)
+        htpasswd = pulumi.Output.all(args.username, args.password).apply(
+            lambda values: htpasswd_entry(values[0], values[1]))
         self.container = docker.Container(
             f"{name}-container",
             name=docker_name(args.stack, "registry"),
@@ -42,11 +68,13 @@ class Registry(pulumi.ComponentResource):
             ports=[docker.ContainerPortArgs(internal=5000, external=args.port, ip=args.address)],
             volumes=[docker.ContainerVolumeArgs(volume_name=storage.name,
                                                 container_path="/var/lib/docker-registry")],
+            uploads=[secret_upload(HTPASSWD_FILE, htpasswd)],
             restart="unless-stopped",
             memory=256,
             memory_swap=256,  # no swap; also what Docker reports back
             labels=labels(stack=args.stack, role="registry"),
-            healthcheck=http_healthcheck("http://127.0.0.1:5000/v2/", must_contain="{"),
+            # Anonymous requests are refused: a 401 means it is up and asking for credentials.
+            healthcheck=http_healthcheck("http://127.0.0.1:5000/v2/", status=401),
             wait=True,
             wait_timeout=60,
             opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(delete_before_replace=True)),

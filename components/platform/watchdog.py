@@ -10,8 +10,8 @@ import pulumi
 import pulumi_docker as docker
 
 from components.model.config import Host
-from components.naming import docker_name
-from components.platform.docker_host import labels, local_image
+from components.naming import PLATFORM_TOKEN_FILE, docker_name
+from components.platform.docker_host import labels, local_image, secret_upload
 
 
 @dataclass(frozen=True)
@@ -21,6 +21,7 @@ class WatchdogArgs:
     host: Host                     # the platform host; the watchdog talks to its agent
     proxy_url: pulumi.Input[str]   # the proxy's base URL: the stable URIs it probes
     provider: docker.Provider
+    consul_token: pulumi.Input[str]   # a secret: reads bakes and checks, flips an alias back
     probe_rate: float = 5.0        # requests/s to each baking service's stable URI
     depends_on: tuple[pulumi.Resource, ...] = ()
 
@@ -47,7 +48,8 @@ class Watchdog(pulumi.ComponentResource):
             network_mode="host",
             envs=[f"CONSUL_HTTP_ADDR={args.host.consul}",
                   pulumi.Output.concat("PROXY_URL=", args.proxy_url),
-                  f"PROBE_RATE={args.probe_rate:g}"],
+                  f"PROBE_RATE={args.probe_rate:g}", f"CONSUL_HTTP_TOKEN_FILE={PLATFORM_TOKEN_FILE}"],
+            uploads=[secret_upload(PLATFORM_TOKEN_FILE, args.consul_token)],
             restart="unless-stopped",
             memory=64,
             memory_swap=64,  # no swap; also what Docker reports back

@@ -17,10 +17,11 @@ from components.consul.registration import AgentRegistration
 from components.model.config import Host
 from components.model.release import RuntimeSpec
 from components.naming import (
-    COLOURS, call_environment, config_prefix, docker_name, instance_id, proxy_route,
+    COLOURS, SERVICE_TOKEN_FILE, call_environment, config_prefix, docker_name, instance_id, proxy_route,
     registration_payload
 )
 from components.platform.docker_host import labels
+
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,8 @@ class ColourSlotArgs:
     networks: dict[str, pulumi.Input[str]]
     live: bool
     agents: dict[str, pulumi.Input[str]]   # host name -> its Consul agent's URL
+    consul_token: pulumi.Input[str]        # the deployer's (registrations, gate): a secret
+    service_token: pulumi.Input[str]       # the service's own (its containers): a secret
     replicas: int = 1
     gate_timeout_s: int = 60
     environment_overrides: dict[str, str] = field(default_factory=dict)
@@ -68,13 +71,20 @@ class ColourSlotArgs:
                                  f"{bridgeless} need a bridgeAddress to reach the proxy")
 
 
-def agent_environment(host: Host, environment: str, service: str) -> list[str]:
-    """Where a container reads its service configuration: its host's agent over the bridge."""
+def agent_environment(host: Host, environment: str, service: str,
+                      token: pulumi.Input[str]) -> tuple[list[str], list[docker.ContainerUploadArgs]]:
+    """Where a container reads its service configuration: its host's agent over the bridge, with
+    the service's own token in a file (so the environment stays plain for the policy pack, and
+    `docker inspect` shows no token). Returns (environment entries, files to upload)."""
     if not host.bridge_address:
-        return []
+        return [], []
     port = urlparse(host.consul).port or 8500
-    return [f"CONSUL_HTTP_ADDR=http://{host.bridge_address}:{port}",
-            f"SERVICE_CONFIG_PREFIX={config_prefix(environment, service)}"]
+    return ([f"CONSUL_HTTP_ADDR=http://{host.bridge_address}:{port}",
+             f"SERVICE_CONFIG_PREFIX={config_prefix(environment, service)}",
+             f"CONSUL_HTTP_TOKEN_FILE={SERVICE_TOKEN_FILE}"],
+            # Readable by the service's own user, whichever its image runs as.
+            [docker.ContainerUploadArgs(file=SERVICE_TOKEN_FILE, content=pulumi.Output.secret(token),
+                                        permissions="0444")])
 
 
 def calls_environment(host: Host, environment: str, calls: dict[str, str],
@@ -157,6 +167,8 @@ class ColourSlot(pulumi.ComponentResource):
         }
         for host in args.hosts:
             provider = args.providers[host.name]
+            agent_plain, token_files = agent_environment(host, args.environment, service,
+                                                         args.service_token)
             pulled = docker.RemoteImage(
                 f"{name}-{host.name}-image", name=args.image, keep_locally=True,
                 opts=pulumi.ResourceOptions(parent=self, provider=provider))
@@ -168,10 +180,10 @@ class ColourSlot(pulumi.ComponentResource):
                     # The digest reference itself, so `docker ps` and policies see the pin.
                     image=pulled.name,
                     envs=container_environment(
-                        environment, with_calls(agent_environment(host, args.environment, service),
-                                                calls_environment(host, args.environment, args.calls,
-                                                                  args.proxy_port)),
+                        environment, with_calls(agent_plain, calls_environment(
+                            host, args.environment, args.calls, args.proxy_port)),
                         args.secret_environment),
+                    uploads=token_files,
                     networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=args.networks[host.name])]
                     if host.name in args.networks else None,
                     # Published on the address it is registered at: where the proxy connects.
@@ -200,7 +212,7 @@ class ColourSlot(pulumi.ComponentResource):
                         image=values[1], host=host.name))
                 self.registrations.append(AgentRegistration(
                     f"{name}-{host.name}-{index}-registration", address=args.agents[host.name], payload=payload,
-                    opts=pulumi.ResourceOptions(parent=self)))
+                    token=args.consul_token, opts=pulumi.ResourceOptions(parent=self)))
         self.instances = pulumi.Output.from_input(list(self.containers))
         self.gate = HealthGate(
             f"{name}-gate",
@@ -216,6 +228,7 @@ class ColourSlot(pulumi.ComponentResource):
                       "registrations": [r.payload for r in self.registrations]},
             preview_url=args.preview_url,
             preview_route=proxy_route(args.environment, service, preview=True),
+            token=args.consul_token,
             opts=pulumi.ResourceOptions(parent=self, depends_on=self.registrations),
         )
         self.colour = self.gate.colour

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field, replace
 import pulumi
 import pulumi_docker as docker
 
+from components.consul import rules
+from components.consul.acl_token import AclToken
 from components.consul.alias import Alias, AliasArgs
 from components.consul.key import ConsulKey
 from components.consul.records import ServiceRecords
@@ -20,8 +22,8 @@ from components.model.release import (
     ColourPlan, Release, history_entry, live_replacement, slot_record
 )
 from components.naming import (
-    bake_key, catalogue_entry, catalogue_key, config_prefix, docker_name, history_prefix,
-    preview_path, release_prefix, route_key, service_network, slot_key, stable_path
+    acl_token_name, bake_key, catalogue_entry, catalogue_key, config_prefix, docker_name,
+    history_prefix, preview_path, release_prefix, route_key, service_network, slot_key, stable_path
 )
 from components.platform.docker_host import labels, needs_legacy_builder
 from components.service.colour_slot import ColourSlot, ColourSlotArgs
@@ -40,6 +42,8 @@ class ServiceArgs:
     registry: pulumi.Input[str]      # host:port of the in-house registry
     agents: dict[str, pulumi.Input[str]]  # host name -> its Consul agent's URL
     proxy: pulumi.Input[str]         # the proxy's base URL: flips and previews are proven there
+    consul_token: pulumi.Input[str]  # the deployer's: registrations, gates, KV (a secret)
+    issuer_token: pulumi.Input[str]  # makes the service's own token (a secret)
     plans: dict[str, ColourPlan]     # colour -> what it runs (model.release.plan_colours)
     records: ServiceRecords = field(default_factory=ServiceRecords)  # Consul's, before this update
     checkout: str = ""               # content hash of the build context now
@@ -83,7 +87,15 @@ class Service(pulumi.ComponentResource):
         legacy_builder = needs_legacy_builder(args.hosts[args.build_host])
         # KV writes and the gate may use any agent: the first target host's.
         consul_address = args.agents[settings.hosts[0]]
+        token = args.consul_token
         child = pulumi.ResourceOptions(parent=self)
+        # The containers' own token: read this service's config prefix in this environment, and
+        # nothing else. Made once; both colours carry it.
+        self.token = AclToken(
+            f"{name}-token", address=consul_address, token=args.issuer_token,
+            token_name=acl_token_name("service", env, manifest.name),
+            rules=rules.service_rules(env, manifest.name),
+            description=f"{manifest.name} in {env}: reads its own configuration", opts=child)
         self.url = pulumi.Output.concat(args.proxy, stable_path(env, manifest.route))
         self.preview_url = pulumi.Output.concat(args.proxy, preview_path(env, manifest.route))
 
@@ -110,7 +122,7 @@ class Service(pulumi.ComponentResource):
                 service=manifest.name, version=plan.version, reference="", source=args.checkout,
                 spec=plan.spec)
             self.releases[plan.version] = ConsulKey(
-                f"{name}-release-{plan.version}", address=consul_address,
+                f"{name}-release-{plan.version}", address=consul_address, token=token,
                 key=release_prefix(manifest.name) + plan.version,
                 value=pulumi.Output.from_input(images[colour]).apply(
                     lambda reference, record=record: replace(record, reference=reference).to_json()),
@@ -144,6 +156,7 @@ class Service(pulumi.ComponentResource):
                 colour=colour, version=plan.version, image=images[colour],
                 hosts=tuple(args.hosts[h] for h in settings.hosts), providers=args.providers,
                 networks=networks, live=colour == settings.live, agents=args.agents,
+                consul_token=token, service_token=self.token.secret_id,
                 replicas=settings.replicas, gate_timeout_s=settings.gate_timeout_s,
                 environment_overrides=slot.environment,
                 secret_environment=args.secret_environment, preview_url=self.preview_url,
@@ -158,7 +171,7 @@ class Service(pulumi.ComponentResource):
                                 f"{replaced}", resource=self)
             # Written once the colour's containers are registered and gated: what it runs now.
             self.slot_records[colour] = ConsulKey(
-                f"{name}-{colour}-slot", address=consul_address,
+                f"{name}-{colour}-slot", address=consul_address, token=token,
                 key=slot_key(env, manifest.name, colour),
                 value=pulumi.Output.from_input(images[colour]).apply(
                     lambda reference, version=plan.version, shape=shape, replaced=replaced:
@@ -172,7 +185,7 @@ class Service(pulumi.ComponentResource):
             live = colour == settings.live
             was_live = args.records.live == colour and args.records.slots.get(colour) == plan.version
             self.history[plan.version] = ConsulKey(
-                f"{name}-history-{plan.version}", address=consul_address,
+                f"{name}-history-{plan.version}", address=consul_address, token=token,
                 key=history_prefix(env, manifest.name) + plan.version,
                 value=pulumi.Output.from_input(images[colour]).apply(
                     lambda reference, plan=plan, live=live, was_live=was_live: json.dumps(
@@ -186,23 +199,24 @@ class Service(pulumi.ComponentResource):
         # Step 7 of the flow: the manifest's config block in KV. Each key is written only when its
         # value changed, and containers read it live: a config change rebuilds and restarts nothing.
         self.config_keys = [
-            ConsulKey(f"{name}-config-{key}", address=consul_address,
+            ConsulKey(f"{name}-config-{key}", address=consul_address, token=token,
                       key=config_prefix(env, manifest.name) + key, value=value,
                       opts=pulumi.ResourceOptions(parent=self))
             for key, value in sorted(manifest.config.items())]
-        self.route = ConsulKey(f"{name}-route", address=consul_address,
+        self.route = ConsulKey(f"{name}-route", address=consul_address, token=token,
                                key=route_key(env, manifest.name), value=manifest.route,
                                opts=pulumi.ResourceOptions(parent=self))
         # The catalogue entry: what the proxy's service catalogue shows besides live Consul state.
         self.catalogue = ConsulKey(
-            f"{name}-catalogue", address=consul_address, key=catalogue_key(env, manifest.name),
+            f"{name}-catalogue", address=consul_address, token=token,
+            key=catalogue_key(env, manifest.name),
             value=pulumi.Output.from_input(images)
             .apply(lambda refs: json.dumps(catalogue_entry(manifest, env, settings, refs), sort_keys=True)),
             opts=pulumi.ResourceOptions(parent=self))
         self.alias = Alias(f"{name}-alias", AliasArgs(
             consul_address=consul_address, environment=env, service=manifest.name,
             colour=settings.live, gate=self.slots[settings.live].gate, url=self.url,
-            preview_url=self.preview_url),
+            preview_url=self.preview_url, token=token),
             opts=pulumi.ResourceOptions(parent=self))
         self.bake = self._bake(name, args, consul_address)
         self.live = self.alias.colour
@@ -226,7 +240,7 @@ class Service(pulumi.ComponentResource):
             value, ignore = args.records.bake, ["value"]
         else:
             return None
-        return ConsulKey(f"{name}-bake", address=consul_address,
+        return ConsulKey(f"{name}-bake", address=consul_address, token=args.consul_token,
                          key=bake_key(args.environment, settings.name), value=value,
                          opts=pulumi.ResourceOptions(parent=self, depends_on=[self.alias],
                                                      ignore_changes=ignore))

@@ -7,8 +7,9 @@ not see until its next refresh. This watcher listens to the host's Docker events
 container labelled `bluegreen.instance` starts, re-registers that instance with its agent at the
 new port, keeping the ID, tags, metadata and check the deploy gave it.
 
-Environment: CONSUL_HTTP_ADDR (the host's agent), ADVERTISE_ADDRESS (what registrations carry),
-DOCKER_SOCKET (default /var/run/docker.sock). Standard library only.
+Environment: CONSUL_HTTP_ADDR (the host's agent), CONSUL_HTTP_TOKEN_FILE (a file holding this
+registrator's ACL token), ADVERTISE_ADDRESS (what registrations carry), DOCKER_SOCKET (default
+/var/run/docker.sock). Standard library only.
 """
 
 import http.client
@@ -20,11 +21,12 @@ import time
 import urllib.parse
 import urllib.request
 
-from naming import registration_payload
+from naming import read_token_file, registration_payload
 
 AGENT = os.environ.get("CONSUL_HTTP_ADDR", "http://127.0.0.1:8500").rstrip("/")
 ADVERTISE = os.environ.get("ADVERTISE_ADDRESS", "127.0.0.1")
 DOCKER_SOCKET = os.environ.get("DOCKER_SOCKET", "/var/run/docker.sock")
+TOKEN_FILE = os.environ.get("CONSUL_HTTP_TOKEN_FILE", "")
 
 
 class DockerConnection(http.client.HTTPConnection):
@@ -47,7 +49,8 @@ def docker_get(path: str):
 
 def agent(method: str, path: str, body=None):
     data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(AGENT + path, data=data, method=method)
+    request = urllib.request.Request(AGENT + path, data=data, method=method,
+                                     headers={"X-Consul-Token": read_token_file(TOKEN_FILE)})
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             text = response.read()

@@ -19,7 +19,7 @@ bake whose alias moved meanwhile ends `superseded`. SIGUSR1 prints its counters 
 health reads, KV reads): with nothing baking, only wakes and KV reads ever grow.
 
 Environment: CONSUL_HTTP_ADDR (the platform host's agent), PROXY_URL (the proxy's base URL),
-CONSUL_HTTP_TOKEN (optional), PROBE_RATE, WINDOW_S. Standard library only.
+CONSUL_HTTP_TOKEN_FILE (a file holding its ACL token), PROBE_RATE, WINDOW_S. Standard library only.
 """
 
 from __future__ import annotations
@@ -38,12 +38,12 @@ from dataclasses import dataclass, field
 
 from naming import (
     PROXY_COLOUR_HEADER, alias_key, bake_outcome, bake_prefix, format_time, history_prefix,
-    parse_time, route_key
+    parse_time, read_token_file, route_key
 )
 
 CONSUL = os.environ.get("CONSUL_HTTP_ADDR", "http://127.0.0.1:8500").rstrip("/")
 PROXY = os.environ.get("PROXY_URL", "http://127.0.0.1:8080").rstrip("/")
-TOKEN = os.environ.get("CONSUL_HTTP_TOKEN", "")
+TOKEN_FILE = os.environ.get("CONSUL_HTTP_TOKEN_FILE", "")
 PROBE_RATE = float(os.environ.get("PROBE_RATE", "5"))      # requests/s per baking service
 WINDOW_S = float(os.environ.get("WINDOW_S", "10"))         # the sliding window of answers
 MIN_SAMPLES = 10            # fewer answers say nothing about a rate
@@ -103,8 +103,9 @@ def flip_is_current(record: dict, record_index: int, alias: str | None, alias_in
 def consul(method: str, path: str, body: bytes | None = None, timeout: float = 10.0):
     """(status, headers, parsed JSON or None); 404 and 409 are answers, not failures."""
     request = urllib.request.Request(CONSUL + path, data=body, method=method)
-    if TOKEN:
-        request.add_header("X-Consul-Token", TOKEN)
+    token = read_token_file(TOKEN_FILE)
+    if token:
+        request.add_header("X-Consul-Token", token)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             text = response.read()

@@ -100,21 +100,68 @@ def _image(repository: str) -> str:
 
 
 class Deployment:
-    """One stack of this project, driven through the Automation API."""
+    """One stack of this project, driven through the Automation API. `secrets` ({path: value},
+    e.g. `bluegreen:platformSecrets.registryPassword`) are set encrypted, as
+    `pulumi config set --secret --path` would."""
 
-    def __init__(self, name: str, config: dict):
+    def __init__(self, name: str, config: dict, secrets: dict | None = None):
         self.name = name
         self.config = config
+        self.secrets = dict(secrets or {})
         self.path = os.path.join(REPO, "stacks", f"Pulumi.{name}.yaml")
         os.makedirs(LOG_DIR, exist_ok=True)
         self.log = os.path.join(LOG_DIR, f"{name}.log")
+        self.stack = None
         self.write_config()
         self.stack = auto.create_or_select_stack(stack_name=name, work_dir=REPO)
+        self._set_secrets()
 
     def write_config(self) -> None:
+        # Keep what pulumi wrote beside the config (the secrets' encryption salt).
+        kept = {}
+        if os.path.exists(self.path):
+            with open(self.path, encoding="utf-8") as handle:
+                kept = {k: v for k, v in (yaml.safe_load(handle) or {}).items() if k != "config"}
         with open(self.path, "w", encoding="utf-8") as handle:
             handle.write("# Written by the end-to-end tests.\n")
-            yaml.safe_dump({"config": self.config}, handle, sort_keys=False)
+            yaml.safe_dump({"config": self.config, **kept}, handle, sort_keys=False)
+        self._set_secrets()
+
+    def _set_secrets(self) -> None:
+        if self.stack is not None and self.secrets:
+            self.stack.set_all_config({path: auto.ConfigValue(value=value, secret=True)
+                                       for path, value in self.secrets.items()}, path=True)
+
+    def outputs(self) -> dict:
+        return {k: v.value for k, v in self.stack.outputs().items()}
+
+    def deployer_token(self) -> str:
+        """The deployer's Consul token from this (platform) stack's `credentials` output (it
+        never changes: read once)."""
+        if not getattr(self, "_deployer_token", None):
+            self._deployer_token = self.outputs()["credentials"]["consulDeployerToken"]
+        return self._deployer_token
+
+    def secret_values(self) -> dict[str, str]:
+        """Every generated secret and ACL token of this stack in plain text (resource name ->
+        value), from `pulumi stack export --show-secrets`: what must appear nowhere else."""
+        exported = subprocess.run(["pulumi", "stack", "export", "--show-secrets", "--stack", self.name],
+                                  cwd=REPO, capture_output=True, text=True, check=True).stdout
+        values = {}
+        for resource in json.loads(exported)["deployment"].get("resources") or []:
+            field = {"GeneratedSecret": "value", "AclToken": "secret_id"}.get(
+                resource["type"].rsplit(":", 1)[-1])
+            value = (resource.get("outputs") or {}).get(field) if field else None
+            if isinstance(value, dict) and "plaintext" in value:
+                value = json.loads(value["plaintext"])
+            if isinstance(value, str) and value:
+                values[resource["urn"].rsplit("::", 1)[-1]] = value
+        return values
+
+    def management_token(self) -> str:
+        """Consul's management token of this (platform) stack, as generated: for tests that ask
+        the operator endpoints (raft, autopilot), which no actor's token may."""
+        return self.secret_values()[f"{self.name}-credentials-consul-management"]
 
     def update_config(self, mutate) -> None:
         mutate(self.config)
@@ -167,6 +214,24 @@ def deployed(name: str, config: dict, figures: dict | None = None, figures_name:
         deployment.remove()
         if figures is not None:
             write_figures(figures_name or name, figures)
+
+
+def consul(token: str) -> requests.Session:
+    """A session whose requests carry `token` (X-Consul-Token)."""
+    session = requests.Session()
+    session.headers["X-Consul-Token"] = token
+    return session
+
+
+_DEPLOYER_TOKENS: dict[str, str] = {}
+
+
+def deployer_consul(stack: str) -> requests.Session:
+    """Consul with the deployer's token of the stack `stack` owns the platform of (read once)."""
+    if stack not in _DEPLOYER_TOKENS:
+        outputs = auto.select_stack(stack_name=stack, work_dir=REPO).outputs()
+        _DEPLOYER_TOKENS[stack] = outputs["credentials"].value["consulDeployerToken"]
+    return consul(_DEPLOYER_TOKENS[stack])
 
 
 def get_json(url: str, timeout: float = 3.0) -> dict:

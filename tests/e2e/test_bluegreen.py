@@ -11,8 +11,8 @@ import pytest
 import requests
 from pulumi import automation as auto
 
-from e2e_harness import (Deployment, RequestLoop, container_identity, deployed, docker_names,
-                         get_json, platform_config, wait_until)
+from e2e_harness import (Deployment, RequestLoop, consul, container_identity, deployed,
+                         docker_names, get_json, platform_config, wait_until)
 
 STACK = ENV = "e2e-bg"
 PORTS = {"consul": 28600, "serf": 28601, "server": 28602, "registry": 28603, "proxy": 28604}
@@ -22,6 +22,16 @@ STABLE = f"{PROXY}/{ENV}/vizconfig/"
 PREVIEW = f"{PROXY}/preview/{ENV}/vizconfig/"
 ALIAS = f"{CONSUL}/v1/kv/bluegreen/aliases/{ENV}/vizconfig?raw"
 FIGURES: dict = {}
+DEPLOYMENT: list = []   # the module's stack, for the Consul reads below
+
+
+def kv() -> requests.Session:
+    """Consul with the deployer's token (the stack's `credentials` output)."""
+    return consul(DEPLOYMENT[0].deployer_token())
+
+
+def alias() -> str:
+    return kv().get(ALIAS, timeout=3).text
 
 
 def service_config(**overrides) -> dict:
@@ -36,6 +46,7 @@ def deployment():
     config = platform_config(PORTS, ENV)
     config["bluegreen:services"] = service_config()
     with deployed(STACK, config, FIGURES, "bluegreen") as deployment:
+        DEPLOYMENT[:] = [deployment]
         yield deployment
 
 
@@ -57,9 +68,10 @@ class AliasWatch:
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self):
+        session = kv()
         while not self._stop.is_set() and self.seen_at is None:
             try:
-                if requests.get(ALIAS, timeout=1).text == self.target:
+                if session.get(ALIAS, timeout=1).text == self.target:
                     self.seen_at = time.monotonic()
             except requests.RequestException:
                 pass
@@ -88,7 +100,7 @@ def test_a_first_deploy_serves_v1_from_blue(deployment):
     image = outputs["services"]["vizconfig"]["images"]["blue"]["image"]
     assert image.startswith(f"127.0.0.1:{PORTS['registry']}/vizconfig@sha256:")
     wait_until(lambda: served() == ("1.0.0", "blue"), 10, what="v1 from blue")
-    assert requests.get(ALIAS, timeout=3).text == "blue"
+    assert alias() == "blue"
     # The container runs exactly the pushed digest, and the API reaches its linked database.
     assert container_image(f"bluegreen-{ENV}-vizconfig-blue-local-0") == image
     put = requests.put(f"{STABLE}configs/chart-1", json={"type": "bar"}, timeout=3)
@@ -142,7 +154,7 @@ def test_d_failing_green_gate_fails_the_update_and_keeps_traffic_on_blue(deploym
     assert "health gate e2e-bg/vizconfig/green did not pass" in message
     assert f"HTTP GET /health on {ENV}-vizconfig-green-local-0" in message
     assert "critical" in message
-    assert requests.get(ALIAS, timeout=3).text == "blue"
+    assert alias() == "blue"
     assert served() == ("1.0.0", "blue")
     assert loop.failures == [], loop.failures[:5]
 
@@ -151,13 +163,14 @@ def test_e_destroy_leaves_no_container_network_volume_registration_or_key(deploy
     # Removing the service first, with Consul still up, shows its registrations and keys go.
     deployment.update_config(lambda c: c.__setitem__("bluegreen:services", {}))
     deployment.up()
-    services = requests.get(f"{CONSUL}/v1/agent/services", timeout=3).json()
+    services = kv().get(f"{CONSUL}/v1/agent/services", timeout=3).json()
     assert [s for s in services if s.startswith(f"{ENV}-")] == []
-    keys = requests.get(f"{CONSUL}/v1/kv/bluegreen/?keys", timeout=3)
-    keys = keys.json() if keys.status_code == 200 else []
+    for tree in ("aliases", "config", "routes", "catalogue", "slots"):
+        keys = kv().get(f"{CONSUL}/v1/kv/bluegreen/{tree}/{ENV}/?keys", timeout=3)
+        assert keys.status_code == 404, (tree, keys.text)
     # Only the release history stays: it outlives the service's removal, as releases do.
-    assert [k for k in keys if f"/{ENV}/" in k and not k.startswith("bluegreen/history/")] == []
-    assert f"bluegreen/history/{ENV}/vizconfig/1.0.0" in keys
+    history = kv().get(f"{CONSUL}/v1/kv/bluegreen/history/{ENV}/?keys", timeout=3).json()
+    assert f"bluegreen/history/{ENV}/vizconfig/1.0.0" in history
     assert docker_names("container", f"bluegreen-{ENV}-vizconfig") == []
     deployment.destroy()
     for kind in ("container", "network", "volume"):

@@ -21,6 +21,7 @@ from e2e_harness import (HOST2_DOCKER, LOG_DIR, REPO, Deployment, RequestLoop, R
                          chromium_dom,
                          container_identity, docker_names, get_json, host_entries, platform_config,
                          require_environment, wait_until)
+from e2e_harness import consul as consul_session
 
 PORTS = {"consul": 28900, "serf": 28901, "server": 28902, "registry": 28905, "proxy": 28980,
          "host2_consul": 28910, "host2_serf": 28911, "host2_server": 28912}
@@ -92,8 +93,10 @@ def test_both_environments_serve_from_both_hosts(stacks):
         assert sorted((i["host"], i["status"]) for i in instances) == \
             [("host2", "passing"), ("local", "passing")]
     # The environments share the platform's agents and proxy, told apart by tags and aliases.
-    consul = f"http://127.0.0.1:{PORTS['consul']}"
-    tags = {tuple(s["ServiceTags"]) for s in requests.get(f"{consul}/v1/catalog/service/vizconfig", timeout=3).json()}
+    platform, _ = stacks
+    catalog = consul_session(platform.deployer_token()).get(
+        f"http://127.0.0.1:{PORTS['consul']}/v1/catalog/service/vizconfig", timeout=3).json()
+    tags = {tuple(s["ServiceTags"]) for s in catalog}
     assert tags == {("e2e-int", "blue"), ("e2e-prod", "blue")}
     assert docker_names("container", "bluegreen-e2e-prod-vizconfig-blue-host2", host=HOST2_DOCKER)
 
@@ -236,7 +239,7 @@ def image_names(repository: str, host: str | None) -> list[str]:
 
 
 def test_removing_the_service_as_the_readme_says_leaves_nothing_behind(stacks):
-    _, environments = stacks
+    platform, environments = stacks
     registry = f"127.0.0.1:{PORTS['registry']}"
     repositories = [f"{registry}/vizconfig", f"{registry}/vizconfig-db"]
     hosts = (None, HOST2_DOCKER)
@@ -250,10 +253,13 @@ def test_removing_the_service_as_the_readme_says_leaves_nothing_behind(stacks):
             for env in ENVIRONMENTS.values():
                 assert docker_names(kind, f"bluegreen-{env}-vizconfig", host=host) == [], (host, kind)
     consul = f"http://127.0.0.1:{PORTS['consul']}"
-    assert requests.get(f"{consul}/v1/catalog/service/vizconfig", timeout=3).json() == []
+    deployer = consul_session(platform.deployer_token())
+    assert deployer.get(f"{consul}/v1/catalog/service/vizconfig", timeout=3).json() == []
+    # Every key, whatever its tree: only the management token may list the root.
+    operator = consul_session(platform.management_token())
 
     def service_keys() -> list[str]:
-        keys = requests.get(f"{consul}/v1/kv/bluegreen/", params={"keys": ""}, timeout=3)
+        keys = operator.get(f"{consul}/v1/kv/bluegreen/", params={"keys": ""}, timeout=3)
         return [] if keys.status_code == 404 else [k for k in keys.json() if "/vizconfig" in k]
 
     # Only the releases and their history stay, as the README says.
@@ -272,11 +278,14 @@ def test_removing_the_service_as_the_readme_says_leaves_nothing_behind(stacks):
         for repository in repositories:
             assert image_names(repository, host) == [], (host, repository)
     # Its releases, deleted for good: the images in the registry, the records in Consul.
-    catalog = lambda: get_json(f"http://{registry}/v2/_catalog")["repositories"]
+    credentials = platform.outputs()["credentials"]
+    catalog = lambda: requests.get(f"http://{registry}/v2/_catalog", timeout=3, auth=(
+        credentials["registryUsername"], credentials["registryPassword"])).json()["repositories"]
     assert {"vizconfig", "vizconfig-db"} <= set(catalog())
     subprocess.run(["bash", "-euo", "pipefail", "-c", readme_block(
         "garbage-collect", {"bluegreen-local-registry": f"bluegreen-{PLATFORM}-registry",
                             "consul=http://127.0.0.1:18500": f"consul={consul}",
+                            "--stack local": f"--stack {PLATFORM}",
                             'environments="local"': f'environments="{" ".join(ENVIRONMENTS.values())}"'})],
         check=True, capture_output=True)
     assert not {"vizconfig", "vizconfig-db"} & set(catalog())

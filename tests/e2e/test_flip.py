@@ -16,7 +16,8 @@ import pytest
 import requests
 from pulumi import automation as auto
 
-from e2e_harness import LOG_DIR, Deployment, container_identity, platform_config, require_environment, wait_until
+from e2e_harness import (LOG_DIR, Deployment, container_identity, deployer_consul, platform_config,
+                         require_environment, wait_until)
 
 STACK = ENV = "e2e-flip"
 PORTS = {"consul": 28650, "serf": 28651, "server": 28652, "registry": 28653, "proxy": 28654}
@@ -187,7 +188,7 @@ def alias_written(colour: str, timeout_s: float) -> float:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
-            if requests.get(ALIAS, params={"raw": "true"}, timeout=1).text == colour:
+            if deployer_consul(STACK).get(ALIAS, params={"raw": "true"}, timeout=1).text == colour:
                 return time.monotonic()
         except requests.RequestException:
             pass
@@ -277,12 +278,12 @@ def test_d_an_alias_the_proxy_does_not_serve_fails_the_up_and_is_put_back(deploy
         assert f"alias bluegreen/aliases/{ENV}/vizconfig was written (blue)" in message
         assert f"the proxy at {STABLE} still serves green" in message
         assert "traffic did not move" in message and "put back to green" in message
-        assert requests.get(ALIAS, params={"raw": "true"}, timeout=3).text == "green"
+        assert deployer_consul(STACK).get(ALIAS, params={"raw": "true"}, timeout=3).text == "green"
         assert proxy_says(STABLE)[2:] == ("green", "green")
     finally:
         os.kill(renderer, signal.SIGCONT)
     # With the renderer back, the same up flips and proves it.
     outputs = deployment.up()
     assert proxy_says(STABLE)[2:] == ("blue", "blue")
-    assert requests.get(ALIAS, params={"raw": "true"}, timeout=3).text == "blue"
+    assert deployer_consul(STACK).get(ALIAS, params={"raw": "true"}, timeout=3).text == "blue"
     assert 0 < outputs["services"]["vizconfig"]["flipSeconds"] < 1

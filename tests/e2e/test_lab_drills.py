@@ -46,6 +46,8 @@ class Lab:
         self.proxy_host = self.lab_names[0]
         # Questions about the cluster go to the proxy's host's agent (never stopped but in (d)).
         self.local_agent = self.hosts[self.proxy_host]["consul"]
+        # Operator questions need the management token: set once the platform stack made it.
+        self.consul = requests.Session()
 
     def number(self, name: str) -> str:
         return name.removeprefix("lab")
@@ -55,12 +57,12 @@ class Lab:
 
     def leader(self) -> str:
         """The lab host whose server leads (asked through this machine's client agent)."""
-        address = requests.get(f"{self.local_agent}/v1/status/leader", timeout=3).json()
+        address = self.consul.get(f"{self.local_agent}/v1/status/leader", timeout=3).json()
         return next(n for n in self.lab_names if address.startswith(self.hosts[n]["address"] + ":"))
 
     def voters_alive(self) -> set[str]:
         """Servers that autopilot counts as healthy voters (alive, in step with the leader)."""
-        health = requests.get(f"{self.local_agent}/v1/operator/autopilot/health", timeout=3)
+        health = self.consul.get(f"{self.local_agent}/v1/operator/autopilot/health", timeout=3)
         if health.status_code != 200:
             return set()
         return {s["Name"] for s in health.json()["Servers"] if s["Healthy"] and s["Voter"]}
@@ -72,7 +74,7 @@ class Lab:
 
     def registration(self, host: str, colour: str) -> dict | None:
         instance = instance_id(ENV, "vizconfig", colour, host, 0)
-        response = requests.get(f"{self.agent(host)}/v1/agent/service/{instance}", timeout=2)
+        response = self.consul.get(f"{self.agent(host)}/v1/agent/service/{instance}", timeout=2)
         return response.json() if response.status_code == 200 else None
 
     def live_upstream(self, colour: str) -> str:
@@ -101,6 +103,7 @@ def drill():
     environment = None
     try:
         platform.up()
+        the_lab.consul.headers["X-Consul-Token"] = platform.management_token()
         environment = Deployment(STACK, {
             "bluegreen:environment": ENV,
             "bluegreen:platformStack": f"organization/bluegreen/{PLATFORM}",
@@ -177,7 +180,7 @@ def test_the_lab_serves_across_hosts_by_address(drill):
     the_lab, _, _ = drill
     assert served() == ("1.0.0", "blue")
     the_lab.wait_healthy()
-    catalog = requests.get(f"{the_lab.local_agent}/v1/catalog/service/vizconfig", timeout=3).json()
+    catalog = the_lab.consul.get(f"{the_lab.local_agent}/v1/catalog/service/vizconfig", timeout=3).json()
     registered = {s["ServiceID"]: (s["ServiceAddress"], s["ServicePort"]) for s in catalog
                   if ENV in s["ServiceTags"]}
     assert len(registered) == len(the_lab.service_hosts)
@@ -202,9 +205,9 @@ def test_drill_a_a_consul_server_stopped_during_a_deploy(drill):
     victim_host = the_lab.hosts[victim]
     the_lab.wait_healthy()
     # Stopping the leader is the harder case: the cluster must elect another mid-deploy.
-    node_id = requests.get(f"{victim_host['consul']}/v1/agent/self", timeout=3).json()["Config"]["NodeID"]
+    node_id = the_lab.consul.get(f"{victim_host['consul']}/v1/agent/self", timeout=3).json()["Config"]["NodeID"]
     if the_lab.leader() != victim:
-        requests.post(f"{victim_host['consul']}/v1/operator/raft/transfer-leader",
+        the_lab.consul.post(f"{victim_host['consul']}/v1/operator/raft/transfer-leader",
                       params={"id": node_id}, timeout=10).raise_for_status()
         wait_until(lambda: the_lab.leader() == victim, 15, what=f"{victim} leads")
     set_service(environment, the_lab, live="green", green={"version": "2.0.0"})

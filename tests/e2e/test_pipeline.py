@@ -13,11 +13,10 @@ import subprocess
 import sys
 
 import pytest
-import requests
 import yaml
 
-from e2e_harness import (LOG_DIR, REPO, Deployment, container_identity, docker_names, get_json,
-                     platform_config, require_environment, wait_until)
+from e2e_harness import (LOG_DIR, REPO, Deployment, consul, container_identity, docker_names,
+                         get_json, platform_config, require_environment, wait_until)
 
 PLATFORM, INT, PROD = "e2e-pipe-platform", "e2e-pipe-int", "e2e-pipe-prod"
 BUILD_STACK = f"build-vizconfig-{INT}"
@@ -29,6 +28,7 @@ SERVICE_REPO = os.path.join(REPO, "services", "vizconfig")
 PIPELINE_LOG = os.path.join(LOG_DIR, "pipeline-runs.log")
 RESULTS: dict = {}
 IMAGES: dict = {}    # version -> the digest reference the pipeline built
+TOKENS: list = []    # the platform stack: its deployer token reads Consul
 
 
 def env_config(environment: str) -> dict:
@@ -84,6 +84,7 @@ def stacks():
     require_environment()
     os.makedirs(LOG_DIR, exist_ok=True)
     created = Stacks()
+    TOKENS[:] = [created.platform]
     try:
         created.platform.up()
         yield created
@@ -132,7 +133,9 @@ def served(environment: str) -> tuple[str, str]:
 
 
 def alias(environment: str) -> str:
-    return requests.get(f"{CONSUL}/v1/kv/bluegreen/aliases/{environment}/vizconfig?raw", timeout=3).text
+    """What Consul says is live, read with the platform's deployer token."""
+    return consul(TOKENS[0].deployer_token()).get(
+        f"{CONSUL}/v1/kv/bluegreen/aliases/{environment}/vizconfig?raw", timeout=3).text
 
 
 def service_containers(environment: str) -> dict[str, tuple[str, str]]:

@@ -12,7 +12,8 @@ import jsonschema
 import pytest
 import requests
 
-from e2e_harness import REPO, catalogue_page_rows, deployed, get_json, platform_config, wait_until
+from e2e_harness import (REPO, catalogue_page_rows, deployed, deployer_consul, get_json, platform_config,
+                         wait_until)
 
 STACK = ENV = "e2e-calls"
 PORTS = {"consul": 29600, "serf": 29601, "server": 29602, "registry": 29603, "proxy": 29604}
@@ -104,7 +105,8 @@ def test_without_an_offline_vizconfig_the_preview_request_falls_back_to_its_live
     stack.update_config(lambda c: c["bluegreen:services"].__setitem__(
         "vizconfig", service_settings("vizconfig", colours=("blue",))))
     stack.up()
-    wait_until(lambda: get_json(f"{CONSUL}/v1/health/service/vizconfig?tag={ENV}&tag=green") == [],
+    wait_until(lambda: deployer_consul(STACK).get(
+        f"{CONSUL}/v1/health/service/vizconfig?tag={ENV}&tag=green", timeout=3).json() == [],
                10, what="vizconfig's green instances deregistered")
     preview = answer(FRONTEND_PREVIEW)
     assert identity(preview) == ("green", VERSIONS["frontend"]["green"])

@@ -11,9 +11,9 @@ import sys
 import tempfile
 
 import pytest
-import requests
 
-from e2e_harness import REPO, RequestLoop, deployed, get_json, platform_config, wait_until
+from e2e_harness import (REPO, RequestLoop, deployed, deployer_consul, get_json, platform_config,
+                         wait_until)
 
 STACK = ENV = "e2e-promote"
 PORTS = {"consul": 29300, "serf": 29301, "server": 29302, "registry": 29303, "proxy": 29304}
@@ -56,7 +56,7 @@ def deployment():
 
 
 def live(service: str) -> str:
-    return requests.get(f"{CONSUL}/v1/kv/bluegreen/aliases/{ENV}/{service}?raw", timeout=3).text
+    return deployer_consul(STACK).get(f"{CONSUL}/v1/kv/bluegreen/aliases/{ENV}/{service}?raw", timeout=3).text
 
 
 def promote(*services: str) -> subprocess.CompletedProcess:

@@ -17,7 +17,7 @@ import yaml
 from pulumi import automation as auto
 
 from e2e_harness import (LOG_DIR, REPO, Deployment, RequestLoop, ServiceRepo, container_identity, deployed,
-                         get_json, platform_config, wait_until)
+                         deployer_consul, get_json, platform_config, wait_until)
 
 STACK = ENV = "e2e-rel"
 PORTS = {"consul": 29200, "serf": 29201, "server": 29202, "registry": 29203, "proxy": 29204}
@@ -144,7 +144,7 @@ def test_rollback_after_a_failed_deploy_goes_to_the_last_good_release(repo, depl
     reload_config(deployment)
     assert service(deployment)["live"] == "blue"
     assert service(deployment)["blue"]["image"].endswith(
-        json.loads(requests.get(f"{CONSUL}/v1/kv/bluegreen/releases/vizconfig/1.0.0?raw",
+        json.loads(deployer_consul(STACK).get(f"{CONSUL}/v1/kv/bluegreen/releases/vizconfig/1.0.0?raw",
                                 timeout=3).text)["reference"].rsplit("@", 1)[1])
 
 

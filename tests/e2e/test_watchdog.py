@@ -21,7 +21,7 @@ import requests
 from pulumi import automation as auto
 
 from e2e_harness import (LOG_DIR, REPO, Deployment, RequestLoop, ServiceRepo, chromium_dom,
-                         container_identity, deployed,
+                         container_identity, deployed, deployer_consul,
                          get_json, platform_config, wait_until)
 
 STACK = ENV = "e2e-bake"
@@ -61,7 +61,7 @@ def change(deployment: Deployment, **settings) -> None:
 
 
 def kv(url: str) -> str | None:
-    response = requests.get(url, params={"raw": "true"}, timeout=3)
+    response = deployer_consul(STACK).get(url, params={"raw": "true"}, timeout=3)
     return None if response.status_code == 404 else response.text
 
 

@@ -96,7 +96,9 @@ def main() -> None:
             manifest=manifest, hosts=config.hosts, providers=providers,
             build_host="local", registry="127.0.0.1:15000",
             agents={"local": "http://127.0.0.1:18500"}, proxy="http://127.0.0.1:18080",
-            plans=plan_colours(config.source, settings, manifest, "", {}, {})))
+            plans=plan_colours(config.source, settings, manifest, "", {}, {}),
+            consul_token=pulumi.Output.secret("deployer-token"),
+            issuer_token=pulumi.Output.secret("issuer-token")))
         if scenario.get("secret_env"):
             # How a secret reaches a container env: one secret element of the envs list.
             docker.Container(

@@ -280,7 +280,8 @@ def test_the_program_refuses_to_re_flip_a_rolled_back_release_before_registering
                     records=records("blue", rolled_back()))
     assert "the stack disagrees with the bake watchdog: " in str(raised.value)
     assert "bluegreen.services.vizconfig.live: green (vizconfig 2.0.0) was rolled back" in str(raised.value)
-    assert raised.value.resources == []
+    # Only the read of the platform's credentials (a StackReference) comes before the refusal.
+    assert [r.type for r in raised.value.resources] == ["pulumi:pulumi:StackReference"]
 
 
 def test_the_platform_runs_one_watchdog_beside_its_agent_and_proxy():
@@ -311,19 +312,20 @@ def test_rollback_and_promote_write_the_bake_record_in_the_flip_transaction(monk
     viz, charts = config.services
     monkeypatch.setattr(flip, "check_colour", lambda move: 0.0)
     monkeypatch.setattr(flip.consul_api, "kv_get_indexed",
-                        lambda _address, key: ("green" if "charts" in key else "blue", 7))
+                        lambda _address, key, _token: ("green" if "charts" in key else "blue", 7))
     history = {"bluegreen/history/production/vizconfig/2.0.0":
                json.dumps({"version": "2.0.0", "reference": "r", "liveAt": "2026-01-01T00:00:00Z"})}
-    monkeypatch.setattr(flip.consul_api, "kv_get", lambda _address, key: history.get(key))
+    monkeypatch.setattr(flip.consul_api, "kv_get", lambda _address, key, _token: history.get(key))
     sent = {}
 
-    def cas_many(address, writes, sets=None):
-        sent.update(address=address, writes=writes, sets=sets)
+    def cas_many(address, writes, token, sets=None):
+        sent.update(address=address, writes=writes, token=token, sets=sets)
         return True
 
     monkeypatch.setattr(flip.consul_api, "kv_cas_many", cas_many)
-    flip.flip_together([flip.Move(config, viz, colour="green", expected="blue"),
-                        flip.Move(config, charts, colour="blue", expected="green")])
+    flip.flip_together([flip.Move(config, viz, colour="green", expected="blue", token="deployer"),
+                        flip.Move(config, charts, colour="blue", expected="green", token="deployer")])
+    assert sent["token"] == "deployer"
     assert sent["writes"] == {"bluegreen/aliases/production/vizconfig": ("green", 7),
                               "bluegreen/aliases/production/charts": ("blue", 7)}
     record = json.loads(sent["sets"]["bluegreen/bake/production/vizconfig"])

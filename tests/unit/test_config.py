@@ -253,9 +253,9 @@ def test_the_config_keys_are_the_ones_pulumi_yaml_declares():
 
     import yaml
 
-    from components.model.config import OBJECT_KEYS, SECRET_KEY, STRING_KEYS
+    from components.model.config import OBJECT_KEYS, SECRET_KEYS, STRING_KEYS
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     with open(os.path.join(root, "Pulumi.yaml"), encoding="utf-8") as handle:
         declared = yaml.safe_load(handle)["config"]
     types = {key.split(":", 1)[1]: spec["type"] for key, spec in declared.items()}
-    assert types == {**{k: "string" for k in STRING_KEYS}, **{k: "object" for k in (*OBJECT_KEYS, SECRET_KEY)}}
+    assert types == {**{k: "string" for k in STRING_KEYS}, **{k: "object" for k in (*OBJECT_KEYS, *SECRET_KEYS)}}

@@ -116,13 +116,15 @@ def clock(monkeypatch):
 def test_wait_for_gate_asks_each_instance_at_its_own_agent_and_passes(monkeypatch, clock):
     asked = []
 
-    def agent_service_checks(agent, instance):
+    def agent_service_checks(agent, instance, token):
+        assert token == "deployer-token"
         asked.append((agent, instance))
         # Becomes healthy after three seconds.
         return [check(instance, "passing" if clock.now >= 3 else "critical")]
 
     monkeypatch.setattr(health_gate.consul_api, "agent_service_checks", agent_service_checks)
-    waited = wait_for_gate({"i-0": "http://a:8500", "i-1": "http://b:8500"}, 60, "local/svc/green")
+    waited = wait_for_gate({"i-0": "http://a:8500", "i-1": "http://b:8500"}, 60, "local/svc/green",
+                           "deployer-token")
     assert 3 <= waited < 4
     assert ("http://a:8500", "i-0") in asked and ("http://b:8500", "i-1") in asked
     assert not any(pair in asked for pair in [("http://a:8500", "i-1"), ("http://b:8500", "i-0")])
@@ -130,10 +132,10 @@ def test_wait_for_gate_asks_each_instance_at_its_own_agent_and_passes(monkeypatc
 
 def test_wait_for_gate_times_out_naming_label_and_failing_checks(monkeypatch, clock):
     monkeypatch.setattr(health_gate.consul_api, "agent_service_checks",
-                        lambda agent, instance: [check(instance, "critical", node="edge-1",
+                        lambda agent, instance, token: [check(instance, "critical", node="edge-1",
                                                        output="HTTP 500")])
     with pytest.raises(RuntimeError) as raised:
-        wait_for_gate({"i-0": "http://a:8500"}, 10, "integration/vizconfig/green")
+        wait_for_gate({"i-0": "http://a:8500"}, 10, "integration/vizconfig/green", "t")
     message = str(raised.value)
     assert "integration/vizconfig/green" in message
     assert "HTTP GET /health on i-0" in message and "edge-1" in message and "HTTP 500" in message
@@ -141,7 +143,7 @@ def test_wait_for_gate_times_out_naming_label_and_failing_checks(monkeypatch, cl
 
 
 def test_an_unreachable_agent_names_the_instance_and_keeps_the_gate_closed(monkeypatch, clock):
-    def agent_service_checks(agent, instance):
+    def agent_service_checks(agent, instance, _token):
         if "lab2" in agent:
             raise health_gate.consul_api.ConsulError(f"Consul at {agent} is unreachable (timeout)")
         return [check(instance)]
@@ -149,7 +151,7 @@ def test_an_unreachable_agent_names_the_instance_and_keeps_the_gate_closed(monke
     monkeypatch.setattr(health_gate.consul_api, "agent_service_checks", agent_service_checks)
     with pytest.raises(RuntimeError) as raised:
         wait_for_gate({"prod-viz-green-lab1-0": "http://lab1:8500",
-                       "prod-viz-green-lab2-0": "http://lab2:8500"}, 10, "prod/viz/green")
+                       "prod-viz-green-lab2-0": "http://lab2:8500"}, 10, "prod/viz/green", "token")
     message = str(raised.value)
     assert "prod-viz-green-lab2-0" in message and "http://lab2:8500 does not answer" in message
     assert "lab1-0" not in message
@@ -169,7 +171,7 @@ def test_an_instance_not_yet_passing_in_the_catalog_keeps_the_gate_closed():
 
 def test_wait_for_gate_asks_the_catalog_when_given_the_service(monkeypatch, clock):
     monkeypatch.setattr(health_gate.consul_api, "agent_service_checks",
-                        lambda agent, instance: [check(instance)])
+                        lambda agent, instance, _token: [check(instance)])
     monkeypatch.setattr(health_gate.consul_api, "catalog_passing",
-                        lambda agent, service: {"i-0"} if clock.now >= 2 else set())
-    assert 2 <= wait_for_gate({"i-0": "http://a:8500"}, 10, "x/svc/green", service="svc") < 3
+                        lambda agent, service, _token: {"i-0"} if clock.now >= 2 else set())
+    assert 2 <= wait_for_gate({"i-0": "http://a:8500"}, 10, "x/svc/green", "token", service="svc") < 3

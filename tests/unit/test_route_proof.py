@@ -90,15 +90,18 @@ def test_an_unreachable_proxy_is_named(monkeypatch, clock):
 PREVIEW = "http://127.0.0.1:18080/preview/integration/vizconfig/"
 ALIAS = {"address": "http://127.0.0.1:18500", "key": "bluegreen/aliases/integration/vizconfig",
          "value": "green", "url": URL, "route": "integration/vizconfig", "preview_url": PREVIEW,
-         "preview_route": "preview/integration/vizconfig", "timeout_s": 3, "flip_s": None}
+         "preview_route": "preview/integration/vizconfig", "timeout_s": 3, "token": "deployer",
+         "flip_s": None}
 
 
 @pytest.fixture
 def kv(monkeypatch):
     store = {}
-    monkeypatch.setattr(consul_api, "kv_put", lambda address, key, value: store.__setitem__(key, value))
-    monkeypatch.setattr(consul_api, "kv_delete", lambda address, key, recurse=False: store.pop(key, None))
-    monkeypatch.setattr(consul_api, "kv_get", lambda address, key: store.get(key))
+    monkeypatch.setattr(consul_api, "kv_put",
+                        lambda address, key, value, token: store.__setitem__(key, value))
+    monkeypatch.setattr(consul_api, "kv_delete",
+                        lambda address, key, token, recurse=False: store.pop(key, None))
+    monkeypatch.setattr(consul_api, "kv_get", lambda address, key, token: store.get(key))
     return store
 
 
@@ -173,10 +176,10 @@ GATE = {"service": "vizconfig", "environment": "integration", "colour": "green",
         "instances": {"integration-vizconfig-green-local-0": "http://127.0.0.1:18500"},
         "timeout_s": 20, "blocking": False, "revision": {"image": "new"},
         "preview_url": "http://127.0.0.1:18080/preview/integration/vizconfig/",
-        "preview_route": "preview/integration/vizconfig"}
+        "preview_route": "preview/integration/vizconfig", "token": "deployer"}
 
 
-def passing(agent, instance):
+def passing(agent, instance, token):
     return [SimpleNamespace(service_id=instance, node="local", name="HTTP GET /health", status="passing",
                             output="", target="")]
 

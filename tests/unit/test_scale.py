@@ -14,7 +14,7 @@ from components.platform.address_pools import (
     BUILTIN_POOLS, EngineNetworks, check_capacity, new_networks, pool_capacity,
     private_network_hosts
 )
-from unit_harness import ROOT, ProgramFailed, engine_networks, run_program
+from unit_harness import PLATFORM_CREDENTIALS, ROOT, ProgramFailed, engine_networks, run_program
 
 NETWORK = "docker:index/network:Network"
 CONTAINER = "docker:index/container:Container"
@@ -118,7 +118,7 @@ def referencing(services, environment="production"):
     }
 
 
-PLATFORM = {"registry": "127.0.0.1:19005", "proxy": "http://127.0.0.1:19080"}
+PLATFORM = {**PLATFORM_CREDENTIALS, "registry": "127.0.0.1:19005", "proxy": "http://127.0.0.1:19080"}
 
 
 def service_entry(manifest, hosts=("local", "host2")):

@@ -10,7 +10,12 @@ import pulumi
 import pytest
 
 from unit_harness import (
+    PLATFORM_CREDENTIALS,
     ROOT,
+    SECRET_SIG,
+    fake_secret,
+    is_secret,
+    plain,
     CONTAINER,
     CONSUL_KEY,
     HEALTH_GATE,
@@ -394,13 +399,17 @@ def test_a_single_colour_deploys_one_slot():
 
 # --- names, parents, providers -------------------------------------------------------------------
 
-TOP_LEVEL = {"bluegreen:platform:Platform", "bluegreen:service:Service", PROVIDER}
+# The StackReference reads the deployer token this stack's last update left (for the records).
+TOP_LEVEL = {"bluegreen:platform:Platform", "bluegreen:platform:PlatformCredentials",
+             "bluegreen:service:Service", "pulumi:pulumi:StackReference", PROVIDER}
 
 
 def test_every_resource_is_parented_and_named_after_its_parent(two_hosts):
     top = [r for r in two_hosts.resources if r.parent not in two_hosts.by_urn]
     assert {r.type for r in top} == TOP_LEVEL
-    assert {r.name for r in top if r.type != PROVIDER} == {f"{ENV}-vizconfig", f"{STACK}-platform"}
+    assert {r.name for r in top if r.type != PROVIDER} == {f"{ENV}-vizconfig", f"{STACK}-platform",
+                                                            f"{STACK}-credentials",
+                                                            f"{STACK}-last-update"}
     for resource in two_hosts.resources:
         if resource in top:
             continue
@@ -413,9 +422,14 @@ def test_providers_are_one_per_host_and_pinned_to_the_registry(two_hosts):
     providers = two_hosts.of_type(PROVIDER)
     assert sorted(p.name for p in providers) == [f"{STACK}-host-local", f"{STACK}-host-second"]
     for provider in providers:
-        auth = provider.inputs["registryAuth"]
+        # Provider inputs travel as JSON text; with secrets inside, as a secret.
+        auth = plain(provider.inputs["registryAuth"])
         auth = auth if isinstance(auth, list) else __import__("json").loads(auth)
         assert [a["address"] for a in auth] == [f"http://{REGISTRY}"]
+        # The registry's credentials, as secrets.
+        assert auth[0]["username"] == "bluegreen"
+        assert auth[0]["password"] == fake_secret(f"{STACK}-credentials-registry-password")
+        assert is_secret(provider.inputs["registryAuth"])
 
 
 def test_service_containers_use_their_hosts_provider(two_hosts):
@@ -442,7 +456,7 @@ def test_container_names_are_unique_per_host(two_hosts):
 
 def test_colour_environment_overrides_apply_to_their_colour_only(two_hosts):
     for container in two_hosts.role("service"):
-        envs = container.inputs["envs"]
+        envs = plain(container.inputs["envs"])
         colour = container.label("bluegreen.colour")
         assert f"SERVICE_COLOUR={colour}" in envs
         assert f"SERVICE_ENVIRONMENT={ENV}" in envs
@@ -574,8 +588,8 @@ def test_no_container_publishes_beyond_loopback(two_hosts):
                                                          "registrator", "watchdog"}
 
 
-PLATFORM_OUTPUTS = {"registry": "127.0.0.1:25000", "proxy": "http://127.0.0.1:18080",
-                    "consul": "http://127.0.0.1:18500"}
+PLATFORM_OUTPUTS = {**PLATFORM_CREDENTIALS, "registry": "127.0.0.1:25000",
+                    "proxy": "http://127.0.0.1:18080", "consul": "http://127.0.0.1:18500"}
 
 
 def referencing_config(build_host=None):
@@ -653,7 +667,6 @@ def test_the_local_stack_file_deploys_under_mocks():
 
 # --- secret environment -------------------------------------------------------------------------
 
-SECRET_SIG = "4dabf18193072939515e22adb298388d"
 
 
 def test_secret_environment_reaches_only_its_service_and_stays_secret():

@@ -24,8 +24,11 @@ from pulumi.runtime.sync_await import _sync_await
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PROJECT = "bluegreen"
-from components.naming import CONSUL_KEY_TYPE, HEALTH_GATE_TYPE, REGISTRATION_TYPE, dynamic_type
+from components.naming import (ACL_TOKEN_TYPE, CONSUL_KEY_TYPE, GENERATED_SECRET_TYPE,
+                               HEALTH_GATE_TYPE, REGISTRATION_TYPE, dynamic_type)
 
+ACL_TOKEN = dynamic_type(ACL_TOKEN_TYPE)
+GENERATED_SECRET = dynamic_type(GENERATED_SECRET_TYPE)
 REGISTRATION = dynamic_type(REGISTRATION_TYPE)
 HEALTH_GATE = dynamic_type(HEALTH_GATE_TYPE)
 CONSUL_KEY = dynamic_type(CONSUL_KEY_TYPE)
@@ -38,6 +41,28 @@ FIRST_EXTERNAL_PORT = 32768
 
 def fake_digest(text: str) -> str:
     return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+
+
+# The `credentials` output of a platform stack, as a referencing stack reads it.
+PLATFORM_CREDENTIALS = {"credentials": {"consulDeployerToken": "deployer-token",
+                                        "consulIssuerToken": "issuer-token",
+                                        "registryUsername": "pusher", "registryPassword": "registry-pw"}}
+
+SECRET_SIG = "4dabf18193072939515e22adb298388d"   # how a secret value reaches the mocks
+
+
+def is_secret(value: Any) -> bool:
+    return isinstance(value, dict) and value.get(SECRET_SIG) == "1b47061264138c4ac30d75fd1eb44270"
+
+
+def plain(value: Any) -> Any:
+    """A value as the mocks received it, with any secret wrapper taken off."""
+    return value["value"] if is_secret(value) else value
+
+
+def fake_secret(name: str) -> str:
+    """What a GeneratedSecret (or an AclToken's SecretID) named `name` holds under the mocks."""
+    return "secret-of-" + name
 
 
 @dataclass
@@ -107,6 +132,11 @@ class RealisticMocks(pulumi.runtime.Mocks):
                 ports.append(port)
             outputs["ports"] = ports
             resource_id = hashlib.sha256(args.name.encode()).hexdigest()
+        elif args.typ == GENERATED_SECRET:
+            outputs["value"] = fake_secret(args.name)
+        elif args.typ == ACL_TOKEN:
+            outputs["secret_id"] = outputs.get("secret_id") or fake_secret(args.name)
+            outputs["accessor_id"] = f"accessor-of-{outputs['name']}"
         elif args.typ == HEALTH_GATE:
             # A HealthGate that passed: its inputs plus what the provider adds.
             outputs.update(waited_s=0.5, passing=True, problems=[])
@@ -226,12 +256,14 @@ def run_program(config: dict, *, stack: str = "local", root: str = ROOT,
     pulumi.runtime.set_all_config({
         f"bluegreen:{key}": value if isinstance(value, str) else json.dumps(value)
         for key, value in config.items()
-    }, [] if plain_secrets or "secrets" not in config else ["bluegreen:secrets"])
+    }, [] if plain_secrets else [f"bluegreen:{key}" for key in ("secrets", "platformSecrets")
+                                 if key in config])
     mocks = RealisticMocks(stack_outputs)
     monitor = RecordingMonitor(mocks)
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)
     read_records = program.read_records
-    program.read_records = lambda _stack, settings: (records or {}).get(settings.name, ServiceRecords())
+    program.read_records = lambda _stack, settings, _token: (records or {}).get(settings.name,
+                                                                                ServiceRecords())
     CALLBACKS.error_hooks.clear()
     CALLBACKS.resource_hooks.clear()
     CALLBACKS.install()
@@ -241,6 +273,9 @@ def run_program(config: dict, *, stack: str = "local", root: str = ROOT,
     try:
         _sync_await(run_pulumi_func(lambda: program.run(root)))
     except Exception as error:  # noqa: BLE001 - handed to the test with what was registered
+        # Outputs the failed program left behind must not fail the next one.
+        with pulumi_settings.SETTINGS.lock:
+            pulumi_settings.SETTINGS.outputs.clear()
         raise ProgramFailed(error, list(monitor.registered)) from error
     finally:
         program.read_records = read_records

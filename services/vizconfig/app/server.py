@@ -24,7 +24,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import redis
 
 from store import ConfigStore
-from streams import FlipWatch, alias_key, watch
+from streams import FlipWatch, alias_key, consul_token, watch
 
 IDENTITY = {
     "service": os.environ.get("SERVICE_NAME", "vizconfig"),
@@ -40,7 +40,8 @@ FLIPS = FlipWatch(IDENTITY["colour"])
 
 class LiveConfig:
     """The service's configuration, read from its host's Consul agent (cached for a second), so a
-    config change reaches running containers without a rebuild or a restart."""
+    config change reaches running containers without a rebuild or a restart. `token` is the
+    service's own ACL token: it reads this prefix and nothing else."""
 
     def __init__(self, agent: str | None, prefix: str | None, ttl_s: float = 1.0):
         self.agent, self.prefix, self.ttl_s = agent, prefix, ttl_s
@@ -57,8 +58,11 @@ class LiveConfig:
 
     def _read(self) -> dict:
         url = f"{self.agent.rstrip('/')}/v1/kv/{self.prefix}?recurse=true"
+        token = consul_token()
+        headers = {"X-Consul-Token": token} if token else {}
         try:
-            with urllib.request.urlopen(url, timeout=1) as response:
+            with urllib.request.urlopen(urllib.request.Request(url, headers=headers),
+                                        timeout=1) as response:
                 entries = json.load(response)
         except Exception:  # noqa: BLE001 - keep serving the last known configuration
             return self._value

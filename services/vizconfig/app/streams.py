@@ -7,6 +7,7 @@ colour was live at its own random moment in a window inside that bound, once it 
 (bluegreen/aliases/<environment>/<service>) name the other colour. Clients reconnect, and the
 proxy sends them to the new colour. Stdlib only."""
 
+import os
 import random
 import re
 import threading
@@ -88,13 +89,29 @@ class FlipWatch:
             return stream.deadline
 
 
+def consul_token() -> str:
+    """The service's own Consul token: the file CONSUL_HTTP_TOKEN_FILE names (or
+    CONSUL_HTTP_TOKEN), read each time so a new token needs no restart."""
+    path = os.environ.get("CONSUL_HTTP_TOKEN_FILE")
+    if path:
+        try:
+            with open(path, encoding="utf-8") as handle:
+                return handle.read().strip()
+        except OSError:
+            return ""
+    return os.environ.get("CONSUL_HTTP_TOKEN", "")
+
+
 def read_key(agent: str, key: str, index: str | None = None) -> tuple[str | None, str | None]:
     """(value, X-Consul-Index) of one key; with `index`, a blocking query that returns on change."""
     url = f"{agent.rstrip('/')}/v1/kv/{key}?raw=true"
     if index:
         url += f"&index={index}&wait={WATCH_WAIT}"
+    # The service's own Consul token: it may read its alias and the drain bound, nothing more.
+    token = consul_token()
+    request = urllib.request.Request(url, headers={"X-Consul-Token": token} if token else {})
     try:
-        with urllib.request.urlopen(url, timeout=30) as response:
+        with urllib.request.urlopen(request, timeout=30) as response:
             return response.read().decode().strip(), response.headers.get("X-Consul-Index")
     except urllib.error.HTTPError as error:
         if error.code == 404:

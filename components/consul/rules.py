@@ -1,0 +1,75 @@
+"""ACL rules: what each actor's token may do, as Consul policy HCL. Pure functions.
+
+Consul denies everything not granted (`default_policy = "deny"`), and recursive KV reads need
+`list` on the prefix (`enable_key_list_policy`), so every grant below is all an actor gets."""
+
+from __future__ import annotations
+
+import json
+
+from components.naming import KV_ROOT, alias_key, config_prefix, drain_timeout_key
+
+# The KV trees the deployer writes (and reads back: releases, slot records, history, bakes) and
+# the proxy renders (catalogue, history and bakes: the catalogue page; proxy: its own settings).
+# The proxy's are as its templates list them (`tree "bluegreen/aliases"`, no trailing slash).
+DEPLOYER_PREFIXES = tuple(f"{KV_ROOT}/{tree}/" for tree in (
+    "aliases", "config", "routes", "catalogue", "releases", "slots", "history", "bake"))
+PROXY_PREFIXES = tuple(f"{KV_ROOT}/{tree}" for tree in (
+    "aliases", "routes", "catalogue", "history", "bake", "proxy"))
+# The watchdog: waits on the bakes (and marks them), flips an alias back, notes it in the history;
+# `bake` without a slash: it also creates the prefix key it blocks on.
+WATCHDOG_WRITES = tuple(f"{KV_ROOT}/{tree}" for tree in ("bake", "aliases/", "history/"))
+WATCHDOG_READS = (f"{KV_ROOT}/routes/",)
+
+
+def _rule(kind: str, name: str, policy: str) -> str:
+    return f"{kind} {json.dumps(name)} {{ policy = {json.dumps(policy)} }}"
+
+
+def _rules(*lines: str) -> str:
+    return "\n".join(lines) + "\n"
+
+
+def agent_rules(node: str) -> str:
+    """A Consul agent (acl.tokens.agent): its own node, and reading services to sync them."""
+    return _rules(_rule("node", node, "write"), _rule("service_prefix", "", "read"))
+
+
+def registrator_rules(node: str) -> str:
+    """A host's registrator: re-registers the containers its host runs, through its own agent."""
+    return _rules(_rule("service_prefix", "", "write"), _rule("node", node, "read"))
+
+
+def proxy_rules() -> str:
+    """consul-template: passing instances of every service and the keys it renders."""
+    return _rules(_rule("service_prefix", "", "read"), _rule("node_prefix", "", "read"),
+                  *(_rule("key_prefix", prefix, "list") for prefix in PROXY_PREFIXES))
+
+
+def deployer_rules() -> str:
+    """`pulumi up` of an environment and the pipeline: registrations, gates (instance health),
+    and the aliases, config, routes, catalogue entries and release records in KV."""
+    return _rules(_rule("service_prefix", "", "write"), _rule("node_prefix", "", "read"),
+                  *(_rule("key_prefix", prefix, "write") for prefix in DEPLOYER_PREFIXES))
+
+
+def watchdog_rules() -> str:
+    """The bake watchdog: reads the new colour's checks, the bakes and routes; writes a bake's
+    outcome, the alias it flips back (check-and-set) and the version's history."""
+    return _rules(_rule("service_prefix", "", "read"), _rule("node_prefix", "", "read"),
+                  *(_rule("key_prefix", prefix, "write") for prefix in WATCHDOG_WRITES),
+                  *(_rule("key_prefix", prefix, "list") for prefix in WATCHDOG_READS))
+
+
+def issuer_rules() -> str:
+    """Issues each service's token. Consul (1.16) has no narrower right to create tokens than
+    acl:write, so this token is kept out of every container and used by nothing else."""
+    return _rules('acl = "write"')
+
+
+def service_rules(environment: str, service: str) -> str:
+    """A service's containers: read (and list) their own configuration prefix, and read their own
+    alias and the proxy's drain bound (a service ends its long-lived streams across a flip)."""
+    return _rules(_rule("key_prefix", config_prefix(environment, service), "list"),
+                  _rule("key", alias_key(environment, service), "read"),
+                  _rule("key", drain_timeout_key(), "read"))

@@ -1,0 +1,391 @@
+"""Least privilege end to end: Consul ACLs (default deny) with a token per actor, gossip
+encryption, an authenticated registry, and secrets that never show in plain text. One stack owns
+a platform on two hosts (with credentials the site plants, as a real site would bring its own)
+and runs two services; the tests run in order on it."""
+
+from __future__ import annotations
+
+import base64
+import glob
+import json
+import os
+import re
+import secrets
+import shutil
+import subprocess
+import tempfile
+import time
+import uuid
+
+import pytest
+import requests
+import yaml
+
+from e2e_harness import (HOST2_DOCKER, LOG_DIR, REPO, Deployment, RequestLoop, consul, docker_names,
+                         get_json, platform_config, require_environment, wait_until)
+
+STACK = ENV = "e2e-sec"
+PORTS = {"consul": 28400, "serf": 28401, "server": 28402, "registry": 28403, "proxy": 28404,
+         "host2_consul": 28410, "host2_serf": 28411, "host2_server": 28412}
+CONSUL = f"http://127.0.0.1:{PORTS['consul']}"
+CONSUL_HOST2 = f"http://127.0.0.1:{PORTS['host2_consul']}"
+PROXY = f"http://127.0.0.1:{PORTS['proxy']}"
+REGISTRY = f"127.0.0.1:{PORTS['registry']}"
+STABLE = f"{PROXY}/{ENV}/vizconfig/"
+BRIDGES = {"local": "172.17.0.1", "host2": "172.31.250.1"}
+# What a site plants: its own management token, gossip key and registry credentials, and a
+# service secret. None of them may show up in plain text anywhere but where they are used.
+PLANTED = {
+    "consulManagementToken": str(uuid.uuid4()),
+    "consulGossipKey": base64.b64encode(secrets.token_bytes(32)).decode(),
+    "registryUsername": "e2e-pusher",
+    "registryPassword": "planted-" + secrets.token_urlsafe(24),
+}
+SERVICE_SECRET = "planted-service-" + secrets.token_hex(16)
+MANAGEMENT = PLANTED["consulManagementToken"]
+FIGURES: dict = {"probes": {}}
+CHANGES = {"create", "update", "replace", "delete", "create-replacement", "delete-replaced"}
+
+
+@pytest.fixture(scope="module")
+def other_repo():
+    """A second service (vizother): a copy of the example with its own name, route and config."""
+    directory = tempfile.mkdtemp(prefix="bluegreen-vizother-")
+    shutil.copytree(os.path.join(REPO, "services", "vizconfig"), directory, dirs_exist_ok=True)
+    path = os.path.join(directory, "service.yaml")
+    with open(path) as handle:
+        manifest = yaml.safe_load(handle)
+    manifest.update(name="vizother", route="vizother", config={"page_size": "7"})
+    manifest.pop("acceptance", None)
+    with open(path, "w") as handle:
+        yaml.safe_dump(manifest, handle)
+    yield path
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+def services(other: str, **vizconfig) -> dict:
+    return {
+        "vizconfig": {"manifest": "services/vizconfig/service.yaml", "hosts": ["local", "host2"],
+                      "live": "blue", "blue": {"version": "1.0.0"}, "gateTimeout": 60, **vizconfig},
+        "vizother": {"manifest": other, "hosts": ["local", "host2"], "live": "blue",
+                     "blue": {"version": "1.0.0"}},
+    }
+
+
+@pytest.fixture(scope="module")
+def deployment(other_repo):
+    require_environment()
+    config = platform_config(PORTS, ENV, second_host=True)
+    config["bluegreen:services"] = services(other_repo)
+    planted = {f"bluegreen:platformSecrets.{key}": value for key, value in PLANTED.items()}
+    planted["bluegreen:secrets.vizconfig.PLANTED_VALUE"] = SERVICE_SECRET
+    deployment = Deployment(STACK, config, secrets=planted)
+    try:
+        yield deployment
+    finally:
+        deployment.remove()
+        os.makedirs(LOG_DIR, exist_ok=True)
+        with open(os.path.join(LOG_DIR, "security-figures.json"), "w") as handle:
+            json.dump(FIGURES, handle, indent=2)
+
+
+def test_a_deploys_with_the_sites_credentials(deployment):
+    start = time.monotonic()
+    outputs = deployment.up()
+    FIGURES["first_deploy_s"] = round(time.monotonic() - start, 1)
+    body, _ = wait_until(lambda: get_json(STABLE), 10, what="vizconfig served")
+    assert (body["version"], body["colour"]) == ("1.0.0", "blue")
+    # The services read their config with their own tokens.
+    assert body["config"]["page_size"] == "50"
+    other, _ = wait_until(lambda: get_json(f"{PROXY}/{ENV}/vizother/"), 10, what="vizother served")
+    assert other["config"] == {"page_size": "7"}
+    assert outputs["credentials"]["registryUsername"] == PLANTED["registryUsername"]
+    assert outputs["credentials"]["registryPassword"] == PLANTED["registryPassword"]
+    # The planted management token is Consul's management token.
+    me = consul(MANAGEMENT).get(f"{CONSUL}/v1/acl/token/self", timeout=3).json()
+    assert [p["Name"] for p in me["Policies"]] == ["global-management"]
+
+
+# -- from inside a real service container ----------------------------------------------------------
+
+PROBE = r"""
+import json, os, sys, urllib.error, urllib.request
+base = os.environ["CONSUL_HTTP_ADDR"].rstrip("/")
+answers = []
+for method, path, body, with_token in json.loads(sys.argv[1]):
+    path = path.replace("{prefix}", os.environ["SERVICE_CONFIG_PREFIX"])
+    token = open(os.environ["CONSUL_HTTP_TOKEN_FILE"]).read().strip()
+    headers = {"X-Consul-Token": token} if with_token else {}
+    request = urllib.request.Request(base + path, method=method, headers=headers,
+                                     data=None if body is None else body.encode())
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            answers.append([response.status, response.read().decode()[:300]])
+    except urllib.error.HTTPError as error:
+        answers.append([error.code, error.read().decode()[:300]])
+print(json.dumps(answers))
+"""
+
+
+def probe(container: str, requests_: list[tuple], host: str | None = None) -> list[tuple[int, str]]:
+    """Runs HTTP requests against the Consul agent from inside `container`, with what the platform
+    gave it (CONSUL_HTTP_ADDR, CONSUL_HTTP_TOKEN_FILE, SERVICE_CONFIG_PREFIX)."""
+    command = ["docker", *(["-H", host] if host else []), "exec", container, "python3", "-c", PROBE,
+               json.dumps(requests_)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return [tuple(answer) for answer in json.loads(result.stdout)]
+
+
+OWN = [
+    ("own config (recursive)", "GET", "/v1/kv/{prefix}?recurse=true", None, 200),
+    ("own config key", "GET", "/v1/kv/{prefix}page_size?raw", None, 200),
+    ("its own alias (its streams follow flips)", "GET", f"/v1/kv/bluegreen/aliases/{ENV}/vizconfig?raw",
+     None, 200),
+]
+FORBIDDEN = [
+    ("another service's config", "GET", f"/v1/kv/bluegreen/config/{ENV}/vizother/?recurse=true", None),
+    ("another service's config key", "GET", f"/v1/kv/bluegreen/config/{ENV}/vizother/page_size", None),
+    ("its own service in another environment", "GET",
+     "/v1/kv/bluegreen/config/production/vizconfig/?recurse=true", None),
+    ("write its own config", "PUT", "/v1/kv/{prefix}page_size", "1"),
+    ("read another service's alias", "GET", f"/v1/kv/bluegreen/aliases/{ENV}/vizother", None),
+    ("flip the alias", "PUT", f"/v1/kv/bluegreen/aliases/{ENV}/vizconfig", "green"),
+    ("delete the alias", "DELETE", f"/v1/kv/bluegreen/aliases/{ENV}/vizconfig", None),
+    ("write another environment's alias", "PUT", "/v1/kv/bluegreen/aliases/production/vizconfig",
+     "green"),
+    ("KV root (recursive)", "GET", "/v1/kv/?recurse=true", None),
+    ("KV root (keys)", "GET", "/v1/kv/?keys=true", None),
+    # Registrations live on each host's agent: these are the ones on the container's own host.
+    ("deregister another service", "PUT",
+     f"/v1/agent/service/deregister/{ENV}-vizother-blue-{{host}}-0", None),
+    ("deregister itself", "PUT", f"/v1/agent/service/deregister/{ENV}-vizconfig-blue-{{host}}-0", None),
+    ("register a service", "PUT", "/v1/agent/service/register", '{"Name": "intruder", "Port": 1}'),
+    ("create a token", "PUT", "/v1/acl/token", '{"Policies": [{"Name": "global-management"}]}'),
+]
+WITHOUT_TOKEN = [
+    ("own config, no token", "GET", "/v1/kv/{prefix}?recurse=true", None),
+    ("flip the alias, no token", "PUT", f"/v1/kv/bluegreen/aliases/{ENV}/vizconfig", "green"),
+    ("deregister another service, no token", "PUT",
+     f"/v1/agent/service/deregister/{ENV}-vizother-blue-{{host}}-0", None),
+    ("KV root, no token", "GET", "/v1/kv/?recurse=true", None),
+]
+
+
+@pytest.mark.parametrize("host_name,host", [("local", None), ("host2", HOST2_DOCKER)])
+def test_b_a_service_reads_its_own_config_and_nothing_else(deployment, host_name, host):
+    container = f"bluegreen-{ENV}-vizconfig-blue-{host_name}-0"
+    asked = ([(m, p, b, True) for _, m, p, b, _ in OWN] + [(m, p, b, True) for _, m, p, b in FORBIDDEN]
+             + [(m, p, b, False) for _, m, p, b in WITHOUT_TOKEN]
+             + [("GET", "/v1/agent/services", None, True)])
+    answers = probe(container, [(m, p.replace("{host}", host_name), b, t) for m, p, b, t in asked],
+                    host)
+    names = [n for n, *_ in OWN] + [n for n, *_ in FORBIDDEN] + [n for n, *_ in WITHOUT_TOKEN]
+    FIGURES["probes"][container] = {name: status for name, (status, _) in zip(names, answers)}
+    own, rest = answers[:len(OWN)], answers[len(OWN):-1]
+    assert [status for status, _ in own] == [200] * len(OWN), own
+    assert "page_size" in own[0][1] and own[1][1] == "50" and own[2][1] == "blue"
+    assert {name: status for name, (status, _) in zip(names[len(OWN):], rest)} == \
+        {name: 403 for name in names[len(OWN):]}, rest
+    # Listings are filtered rather than refused: the service sees no registration at all.
+    assert answers[-1] == (200, "{}"), answers[-1]
+    # Nothing the service tried changed anything.
+    deployer = consul(deployment.deployer_token())
+    assert deployer.get(f"{CONSUL}/v1/kv/bluegreen/aliases/{ENV}/vizconfig?raw", timeout=3).text == "blue"
+    assert deployer.get(f"{CONSUL}/v1/kv/bluegreen/config/{ENV}/vizconfig/page_size?raw",
+                        timeout=3).text == "50"
+    agent = CONSUL if host_name == "local" else CONSUL_HOST2
+    registered = deployer.get(f"{agent}/v1/agent/services", timeout=3).json()
+    assert {f"{ENV}-vizconfig-blue-{host_name}-0", f"{ENV}-vizother-blue-{host_name}-0"} <= set(registered)
+
+
+def test_c_the_registry_refuses_anonymous_pulls_and_pushes(deployment):
+    assert requests.get(f"http://{REGISTRY}/v2/_catalog", timeout=3).status_code == 401
+    assert requests.get(f"http://{REGISTRY}/v2/_catalog", timeout=3,
+                        auth=(PLANTED["registryUsername"], "wrong")).status_code == 401
+    catalog = requests.get(f"http://{REGISTRY}/v2/_catalog", timeout=3,
+                           auth=(PLANTED["registryUsername"], PLANTED["registryPassword"]))
+    assert catalog.status_code == 200 and "vizconfig" in catalog.json()["repositories"]
+    with tempfile.TemporaryDirectory(prefix="bluegreen-docker-config-") as anonymous:
+        # host2 has the service only by digest: a pull by tag must ask the registry.
+        pull = subprocess.run(["docker", "--config", anonymous, "-H", HOST2_DOCKER, "pull",
+                               f"{REGISTRY}/vizconfig:1.0.0"], capture_output=True, text=True)
+        assert pull.returncode != 0
+        assert re.search(r"no basic auth credentials|unauthorized", pull.stderr), pull.stderr
+        tagged = f"{REGISTRY}/e2e/anonymous:1"
+        subprocess.run(["docker", "tag", "bluegreen/base:bookworm", tagged], check=True)
+        try:
+            push = subprocess.run(["docker", "--config", anonymous, "push", tagged],
+                                  capture_output=True, text=True)
+        finally:
+            subprocess.run(["docker", "rmi", tagged], capture_output=True)
+        assert push.returncode != 0
+        assert re.search(r"no basic auth credentials|unauthorized", push.stdout + push.stderr), \
+            push.stdout + push.stderr
+    FIGURES["registry"] = {"anonymous pull": pull.stderr.strip()[-200:],
+                           "anonymous push": (push.stdout + push.stderr).strip()[-200:]}
+
+
+def test_d_every_agent_denies_by_default_and_gossips_encrypted(deployment):
+    for agent in (CONSUL, CONSUL_HOST2):
+        assert requests.get(f"{agent}/v1/agent/self", timeout=3).status_code == 403
+        me = consul(MANAGEMENT).get(f"{agent}/v1/agent/self", timeout=3).json()
+        assert me["Stats"]["serf_lan"]["encrypted"] == "true", agent
+        assert me["DebugConfig"]["ACLsEnabled"] is True
+        assert me["DebugConfig"]["ACLResolverSettings"]["ACLDefaultPolicy"] == "deny"
+        # Anonymous listings show nothing.
+        assert requests.get(f"{agent}/v1/catalog/services", timeout=3).json() == {}
+    members = consul(MANAGEMENT).get(f"{CONSUL}/v1/agent/members", timeout=3).json()
+    assert sorted(m["Name"] for m in members) == ["host2", "local"]
+
+
+def listening_sockets() -> list[dict]:
+    """Every listening TCP/UDP socket in the host's network namespace with its process."""
+    out = subprocess.run(["ss", "-H", "-l", "-n", "-t", "-u", "-p"], capture_output=True, text=True,
+                         check=True).stdout
+    sockets = []
+    for line in out.splitlines():
+        fields = line.split()
+        pids = [int(p) for p in re.findall(r"pid=(\d+)", line)]
+        sockets.append({"proto": fields[0], "local": fields[4], "pids": pids,
+                        "process": (re.findall(r'\("([^"]+)"', line) or [""])[0]})
+    return sockets
+
+
+def container_pids(name: str, host: str | None = None) -> set[int]:
+    out = subprocess.run(["docker", *(["-H", host] if host else []), "top", name, "-eo", "pid"],
+                         capture_output=True, text=True, check=True).stdout
+    return {int(p) for p in out.split()[1:]}
+
+
+def test_e_platform_apis_listen_only_where_they_must(deployment):
+    platform = {
+        ("local", "consul"): container_pids(f"bluegreen-{STACK}-consul-local"),
+        ("host2", "consul"): container_pids(f"bluegreen-{STACK}-consul-host2", HOST2_DOCKER),
+        ("local", "registrator"): container_pids(f"bluegreen-{STACK}-registrator-local"),
+        ("host2", "registrator"): container_pids(f"bluegreen-{STACK}-registrator-host2", HOST2_DOCKER),
+        ("local", "proxy"): container_pids(f"bluegreen-{STACK}-proxy"),
+    }
+    found: dict[str, list[str]] = {}
+    for socket in listening_sockets():
+        owner = next((key for key, pids in platform.items() if set(socket["pids"]) & pids), None)
+        if owner is None and socket["process"] == "docker-proxy" and \
+                socket["local"].endswith(f":{PORTS['registry']}"):
+            owner = ("local", "registry (published)")
+        if owner is not None:
+            found.setdefault(f"{owner[0]} {owner[1]}", []).append(f"{socket['proto']} {socket['local']}")
+    FIGURES["listening"] = {k: sorted(v) for k, v in sorted(found.items())}
+    lo = "127.0.0.1"
+    assert sorted(found["local consul"]) == sorted([
+        f"tcp {lo}:{PORTS['consul']}", f"tcp {BRIDGES['local']}:{PORTS['consul']}",
+        f"tcp {lo}:{PORTS['serf']}", f"udp {lo}:{PORTS['serf']}", f"tcp {lo}:{PORTS['server']}"])
+    assert sorted(found["host2 consul"]) == sorted([
+        f"tcp {lo}:{PORTS['host2_consul']}", f"tcp {BRIDGES['host2']}:{PORTS['host2_consul']}",
+        f"tcp {lo}:{PORTS['host2_serf']}", f"udp {lo}:{PORTS['host2_serf']}"])
+    assert found["local proxy"] == [f"tcp {lo}:{PORTS['proxy']}"] * len(found["local proxy"])
+    assert found["local registry (published)"] == [f"tcp {lo}:{PORTS['registry']}"]
+    assert "local registrator" not in found and "host2 registrator" not in found
+
+
+def platform_containers() -> list[tuple[str | None, str]]:
+    """(engine, name) of every platform container of this stack on both hosts."""
+    return [(host, name) for host in (None, HOST2_DOCKER)
+            for name in docker_names("container", f"bluegreen-{STACK}-", host=host)
+            if not re.search(r"-(vizconfig|vizother)-", name)]
+
+
+def test_f_secrets_never_appear_in_plain_text(deployment):
+    generated = deployment.secret_values()
+    service_tokens = {k: v for k, v in generated.items() if k.endswith("vizconfig-token")
+                      or k.endswith("vizother-token")}
+    assert set(generated) >= {f"{ENV}-vizconfig-token", f"{ENV}-vizother-token",
+                              f"{STACK}-platform-consul-deployer-token"}
+    planted = {**{f"planted {k}": v for k, v in PLANTED.items() if k != "registryUsername"},
+               "planted service secret": SERVICE_SECRET}
+    every = {**planted, **generated}
+    assert MANAGEMENT in generated.values() or MANAGEMENT in planted.values()
+    places: dict[str, str] = {}
+    for path in glob.glob(os.path.join(REPO, ".state", "**", f"*{STACK}*"), recursive=True):
+        if os.path.isfile(path):
+            with open(path, encoding="utf-8", errors="replace") as handle:
+                places[f"state {os.path.relpath(path, REPO)}"] = handle.read()
+    with open(deployment.path, encoding="utf-8") as handle:
+        places["stack config file"] = handle.read()
+    places["stack export"] = subprocess.run(["pulumi", "stack", "export", "--stack", STACK],
+                                            cwd=REPO, capture_output=True, text=True).stdout
+    places["stack outputs"] = subprocess.run(["pulumi", "stack", "output", "--json", "--stack", STACK],
+                                             cwd=REPO, capture_output=True, text=True).stdout
+    places["preview --diff"] = deployment.preview(diff=True).stdout
+    with open(deployment.log, encoding="utf-8") as handle:
+        places["up and preview logs"] = handle.read()
+    places["catalogue"] = requests.get(f"{PROXY}/catalogue.json", timeout=3).text
+    kv = consul(MANAGEMENT).get(f"{CONSUL}/v1/kv/?recurse=true", timeout=3).json()
+    places["Consul KV"] = "\n".join(base64.b64decode(e["Value"] or "").decode(errors="replace")
+                                    for e in kv)
+    for host, name in platform_containers():
+        engine = ["-H", host] if host else []
+        places[f"docker inspect {name}"] = subprocess.run(["docker", *engine, "inspect", name],
+                                                          capture_output=True, text=True).stdout
+        logs = subprocess.run(["docker", *engine, "logs", name], capture_output=True, text=True)
+        places[f"docker logs {name}"] = logs.stdout + logs.stderr
+    assert {"docker inspect bluegreen-e2e-sec-consul-local", "docker inspect bluegreen-e2e-sec-proxy",
+            "docker inspect bluegreen-e2e-sec-registry",
+            "docker inspect bluegreen-e2e-sec-registrator-host2"} <= set(places)
+    leaks = [f"{secret} in {place}" for secret, value in every.items()
+             for place, text in places.items() if value in text]
+    FIGURES["searched"] = sorted(places)
+    assert leaks == []
+    # A service's own token is a file in its own containers, and only there.
+    for container in docker_names("container", f"bluegreen-{ENV}-vizother-blue"):
+        inspected = subprocess.run(["docker", "inspect", container], capture_output=True, text=True).stdout
+        assert not any(token in inspected for token in service_tokens.values())
+        assert SERVICE_SECRET not in inspected
+        inside = subprocess.run(["docker", "exec", container, "cat", "/etc/bluegreen-consul-token"],
+                                capture_output=True, text=True).stdout.strip()
+        assert inside == service_tokens[f"{ENV}-vizother-token"]
+
+
+def test_g_a_rerun_and_a_server_restart_change_nothing(deployment):
+    # The second up turns the first deploy's builds into releases (never rebuilt); from then on
+    # a re-run only reads (the StackReference to this stack's last outputs is a read).
+    deployment.up()
+    assert not CHANGES & set(deployment.preview().change_summary)
+    server = f"bluegreen-{STACK}-consul-local"
+    subprocess.run(["docker", "restart", server], check=True, capture_output=True)
+    wait_until(lambda: requests.get(f"{CONSUL}/v1/status/leader", timeout=2).json(), 60,
+               what="a leader after the restart")
+    # The same tokens work (nothing is bootstrapped twice), and anonymous is still denied.
+    container = f"bluegreen-{ENV}-vizconfig-blue-local-0"
+    wait_until(lambda: probe(container, [("GET", "/v1/kv/{prefix}?recurse=true", None, True)])[0][0]
+               == 200, 30, what="the service's own config after the restart")
+    assert requests.get(f"{CONSUL}/v1/kv/bluegreen/aliases/{ENV}/vizconfig", timeout=3).status_code == 403
+    start = time.monotonic()
+    deployment.up()
+    FIGURES["rerun_up_s"] = round(time.monotonic() - start, 1)
+    changes = deployment.stack.history(page_size=1)[0].resource_changes
+    assert not CHANGES & set(changes), changes
+
+
+def test_h_a_flip_through_pulumi_up_has_no_failed_requests(deployment, other_repo):
+    deployment.update_config(lambda c: c.__setitem__(
+        "bluegreen:services", services(other_repo, live="green", green={"version": "2.0.0"})))
+    with RequestLoop(STABLE) as loop:
+        start = time.monotonic()
+        deployment.up()
+        FIGURES["flip_up_s"] = round(time.monotonic() - start, 1)
+        wait_until(lambda: (get_json(STABLE)["version"], get_json(STABLE)["colour"]) == ("2.0.0", "green"),
+                   10, what="2.0.0 from green")
+        time.sleep(1)
+    FIGURES["flip_requests"] = len(loop.results)
+    FIGURES["flip_failed_requests"] = len(loop.failures)
+    assert loop.failures == [], loop.failures[:5]
+    assert len(loop.results) > 20
+    # Green reads its config with the same service token.
+    assert get_json(STABLE)["config"]["page_size"] == "50"
+
+
+def test_z_destroy_leaves_nothing(deployment):
+    deployment.destroy()
+    for host in (None, HOST2_DOCKER):
+        for kind in ("container", "network", "volume"):
+            assert docker_names(kind, f"bluegreen-{STACK}-", host=host) == [], (host, kind)

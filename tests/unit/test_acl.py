@@ -1,0 +1,307 @@
+"""Least privilege, without Consul: ACL rules per actor, agent configuration, generated secrets,
+htpasswd entries, site-supplied credentials, and how tokens reach resources (under mocks)."""
+
+import base64
+import json
+import uuid
+
+import bcrypt
+import pytest
+
+from components.consul import api as consul_api
+from components.consul import rules
+from components.consul.key import _ConsulKeyProvider
+from components.consul.registration import _AgentRegistrationProvider
+from components.model.config import Host, parse_platform_secrets
+from components.model.validation import ConfigError
+from components.platform.consul_cluster import ACL_SETTINGS, agent_command, agent_secrets
+from components.platform.generated_secret import generate
+from components.platform.platform import credential
+from components.platform.registry import htpasswd_entry
+from unit_harness import (ACL_TOKEN, CONTAINER, ProgramFailed, fake_secret, is_secret, plain,
+                          run_program)
+
+from test_wiring import HOSTS, PLATFORM_OUTPUTS, STACK, Deployment, config, referencing_config
+
+
+# --- rules ----------------------------------------------------------------------------------------
+
+def test_a_service_token_reads_its_own_config_prefix_alias_and_drain_bound_and_nothing_else():
+    assert rules.service_rules("production", "vizconfig") == (
+        'key_prefix "bluegreen/config/production/vizconfig/" { policy = "list" }\n'
+        'key "bluegreen/aliases/production/vizconfig" { policy = "read" }\n'
+        'key "bluegreen/proxy/drain-timeout" { policy = "read" }\n')
+
+
+def test_the_proxy_reads_what_it_renders_and_writes_nothing():
+    text = rules.proxy_rules()
+    for tree in ("aliases", "routes", "catalogue"):
+        assert f'key_prefix "bluegreen/{tree}" {{ policy = "list" }}' in text
+    assert "config" not in text and "write" not in text
+
+
+def test_the_deployer_writes_registrations_and_its_kv_trees_but_no_acls():
+    text = rules.deployer_rules()
+    assert 'service_prefix "" { policy = "write" }' in text
+    for tree in ("aliases", "config", "routes", "catalogue"):
+        assert f'key_prefix "bluegreen/{tree}/" {{ policy = "write" }}' in text
+    assert "acl" not in text and 'key_prefix "" ' not in text
+
+
+def test_agents_and_registrators_are_bound_to_their_node():
+    assert 'node "host2" { policy = "write" }' in rules.agent_rules("host2")
+    assert 'node "host2" { policy = "read" }' in rules.registrator_rules("host2")
+    assert "key" not in rules.agent_rules("host2") + rules.registrator_rules("host2")
+
+
+def test_only_the_issuer_may_create_tokens():
+    assert rules.issuer_rules() == 'acl = "write"\n'
+    others = [rules.agent_rules("a"), rules.registrator_rules("a"), rules.proxy_rules(),
+              rules.deployer_rules(), rules.service_rules("e", "s")]
+    assert not any("acl" in text for text in others)
+
+
+# --- agents ---------------------------------------------------------------------------------------
+
+HOST = Host(name="local", docker="unix:///var/run/docker.sock", consul="http://127.0.0.1:18500",
+            bridge_address="172.17.0.1")
+
+
+def test_only_the_server_gets_the_initial_management_token():
+    server = json.loads(agent_secrets("key", "agent-secret", "management-secret"))
+    client = json.loads(agent_secrets("key", "agent-secret"))
+    assert server == {"encrypt": "key", "acl": {"tokens": {"agent": "agent-secret",
+                                                           "initial_management": "management-secret"}}}
+    assert client == {"encrypt": "key", "acl": {"tokens": {"agent": "agent-secret"}}}
+
+
+def test_the_agent_command_turns_acls_on_and_holds_no_secret():
+    command = agent_command(HOST, "dc1", (HOST,))
+    assert "-config-file=/consul/config/secrets.json" in command
+    assert f"-hcl={ACL_SETTINGS}" in command
+    assert 'default_policy = "deny"' in ACL_SETTINGS and "enable_key_list_policy = true" in ACL_SETTINGS
+    assert not any("token" in part or "encrypt" in part for part in command)
+    assert "-client=127.0.0.1 172.17.0.1" in command
+
+
+# --- generated and supplied secrets ----------------------------------------------------------------
+
+def test_generated_secrets_have_the_shape_consul_and_docker_expect():
+    uuid.UUID(generate("uuid"))
+    assert len(base64.b64decode(generate("gossip-key"))) == 32
+    assert len(generate("password")) >= 40
+    assert generate("password") != generate("password")
+    with pytest.raises(ValueError):
+        generate("rsa")
+
+
+def test_htpasswd_entries_are_bcrypt_and_the_same_for_the_same_input():
+    entry = htpasswd_entry("ci", "s3cret-password")
+    assert entry == htpasswd_entry("ci", "s3cret-password")
+    assert entry != htpasswd_entry("ci", "other-password")
+    user, hashed = entry.rstrip("\n").split(":", 1)
+    assert user == "ci" and hashed.startswith("$2b$")
+    assert bcrypt.checkpw(b"s3cret-password", hashed.encode())
+    assert "s3cret-password" not in entry
+    with pytest.raises(ValueError):
+        htpasswd_entry("a:b", "x")
+
+
+def test_site_credentials_are_checked_without_quoting_them():
+    supplied = parse_platform_secrets("platform", {
+        "consulManagementToken": str(uuid.uuid4()),
+        "consulGossipKey": base64.b64encode(b"k" * 32).decode(),
+        "registryUsername": "ci", "registryPassword": "long-enough-password"})
+    assert supplied.registry_username == "ci"
+    assert "long-enough-password" not in repr(supplied)
+    with pytest.raises(ConfigError) as bad:
+        parse_platform_secrets("platform", {"consulManagementToken": "not-a-uuid-hunter2"})
+    assert "bluegreen.platformSecrets.consulManagementToken" in str(bad.value)
+    assert "hunter2" not in str(bad.value) and "uuidgen" in str(bad.value)
+    with pytest.raises(ConfigError) as bad:
+        parse_platform_secrets("platform", {"consulGossipKey": "c2hvcnQ="})
+    assert "consul keygen" in str(bad.value)
+    with pytest.raises(ConfigError) as bad:
+        parse_platform_secrets("platform", {"registryUsername": "ci"})
+    assert "together" in str(bad.value)
+    with pytest.raises(ConfigError) as bad:
+        parse_platform_secrets("platform", {"registryToken": "x"})
+    assert "unknown key" in str(bad.value)
+
+
+def test_a_missing_platform_credential_says_which_stack_to_deploy():
+    assert credential({"consulDeployerToken": "t"}, "consulDeployerToken", "platform") == "t"
+    with pytest.raises(RuntimeError) as missing:
+        credential(None, "consulDeployerToken", "platform")
+    assert "pulumi up --stack platform" in str(missing.value)
+
+
+def test_every_consul_call_needs_a_token_and_accessors_are_stable():
+    with pytest.raises(consul_api.ConsulError) as refused:
+        consul_api.kv_get("http://127.0.0.1:1", "bluegreen/aliases/x/y", "")
+    assert "no Consul token" in str(refused.value)
+    assert consul_api.accessor_id("bluegreen-proxy") == consul_api.accessor_id("bluegreen-proxy")
+    assert consul_api.accessor_id("bluegreen-proxy") != consul_api.accessor_id("bluegreen-deployer")
+
+
+# --- a new token alone rewrites nothing --------------------------------------------------------------
+
+def test_a_new_token_alone_does_not_re_register_or_rewrite(monkeypatch):
+    calls = []
+    monkeypatch.setattr(consul_api, "agent_register", lambda *a: calls.append(("register", a)))
+    monkeypatch.setattr(consul_api, "kv_put", lambda *a: calls.append(("put", a)))
+    registration = {"address": "http://a", "payload": {"ID": "i"}, "token": "old"}
+    key = {"address": "http://a", "key": "k", "value": "v", "token": "old"}
+    assert _AgentRegistrationProvider().diff("i", registration, {**registration, "token": "new"}).changes
+    out = _AgentRegistrationProvider().update("i", registration, {**registration, "token": "new"})
+    assert out.outs["token"] == "new"
+    _ConsulKeyProvider().update("k", key, {**key, "token": "new"})
+    assert calls == []
+    _ConsulKeyProvider().update("k", key, {**key, "value": "w", "token": "new"})
+    assert calls == [("put", ("http://a", "k", "w", "new"))]
+
+
+# --- wiring under mocks ----------------------------------------------------------------------------
+
+def envs_of(container) -> list[str]:
+    return plain(container.inputs["envs"])
+
+
+def test_each_service_container_gets_its_own_token_as_a_secret():
+    resources = run_program(config(hosts=("local", "second")), stack=STACK)
+    tokens = [r for r in resources if r.type == ACL_TOKEN and r.inputs["name"].startswith("bluegreen-service-")]
+    assert [t.inputs["name"] for t in tokens] == ["bluegreen-service-integration-vizconfig"]
+    service_token = fake_secret(tokens[0].name)
+    # Made with the issuer's token, allowed only its own prefix.
+    assert plain(tokens[0].inputs["token"]) == fake_secret(f"{STACK}-platform-consul-issuer-token")
+    assert tokens[0].inputs["rules"] == rules.service_rules("integration", "vizconfig")
+    deployment = Deployment(resources)
+    assert deployment.role("service")
+    for container in deployment.role("service"):
+        envs = envs_of(container)
+        bridged = "bridgeAddress" in HOSTS[deployment.host_of(container)]
+        # The token is a file (a secret upload); the environment only names it, and stays plain
+        # for the policy pack.
+        files = [(u["file"], plain(u["content"]), u["permissions"])
+                 for u in plain(container.inputs.get("uploads") or [])]
+        assert files == ([("/etc/bluegreen-consul-token", service_token, "0444")] if bridged else [])
+        assert ("CONSUL_HTTP_TOKEN_FILE=/etc/bluegreen-consul-token" in envs) == bridged
+        assert isinstance(container.inputs["envs"], list)
+        if bridged:
+            assert is_secret(container.inputs["uploads"])
+        deployer = fake_secret(f"{STACK}-platform-consul-deployer-token")
+        assert not any(deployer in e for e in envs)
+
+
+def test_platform_containers_get_secrets_as_files_not_in_command_or_environment():
+    resources = run_program(config(hosts=("local", "second")), stack=STACK)
+    secrets = {fake_secret(r.name) for r in resources if r.type == ACL_TOKEN} | {
+        fake_secret(f"{STACK}-credentials-{name}")
+        for name in ("consul-management", "consul-gossip", "registry-password")}
+    platform = [r for r in resources if r.type == CONTAINER and any(
+        e["label"] == "bluegreen.role" and e["value"] in {"consul-server", "consul-client",
+                                                          "registrator", "proxy", "registry"}
+        for e in r.inputs["labels"])]
+    assert len(platform) == 6
+    for container in platform:
+        visible = json.dumps([container.inputs.get(k) for k in ("command", "envs", "entrypoints",
+                                                                "labels", "healthcheck")])
+        assert not any(secret in visible for secret in secrets), container.name
+        assert is_secret(container.inputs["uploads"]), container.name
+        uploads = plain(container.inputs["uploads"])
+        assert uploads and all(u["permissions"] == "0600" for u in uploads)
+
+
+def test_a_referencing_stack_deploys_with_the_platforms_credentials():
+    resources = run_program(referencing_config("local"), stack=STACK, stack_outputs=PLATFORM_OUTPUTS)
+    keys = [r for r in resources if r.type.endswith("consul:Key")]
+    assert keys and all(plain(k.inputs["token"]) == "deployer-token" for k in keys)
+    tokens = [r for r in resources if r.type == ACL_TOKEN]
+    assert [plain(t.inputs["token"]) for t in tokens] == ["issuer-token"]
+    providers = [r for r in resources if r.type == "pulumi:providers:docker"]
+    for provider in providers:
+        auth = json.loads(plain(provider.inputs["registryAuth"])) \
+            if isinstance(plain(provider.inputs["registryAuth"]), str) else plain(provider.inputs["registryAuth"])
+        assert (auth[0]["username"], auth[0]["password"]) == ("pusher", "registry-pw")
+
+
+def test_a_referenced_platform_without_credentials_fails_naming_it():
+    outputs = {k: v for k, v in PLATFORM_OUTPUTS.items() if k != "credentials"}
+    with pytest.raises(ProgramFailed) as failed:
+        run_program(referencing_config("local"), stack=STACK, stack_outputs=outputs)
+    assert "acme/bluegreen/local has no `credentials` output" in str(failed.value)
+
+
+def test_plain_text_platform_secrets_are_refused_and_nothing_deploys():
+    cfg = config()
+    cfg["platformSecrets"] = {"registryUsername": "ci", "registryPassword": "long-enough-password"}
+    cfg["plain_secrets"] = True
+    with pytest.raises(ProgramFailed) as refused:
+        run_program(cfg, stack=STACK)
+    assert "bluegreen.platformSecrets: holds plain-text values" in str(refused.value)
+    assert refused.value.resources == []
+
+
+def test_site_credentials_replace_the_generated_ones():
+    cfg = config()
+    management = str(uuid.uuid4())
+    cfg["platformSecrets"] = {"consulManagementToken": management, "registryUsername": "ci",
+                              "registryPassword": "long-enough-password"}
+    resources = run_program(cfg, stack=STACK)
+    generated = [r.name for r in resources if r.type.endswith("platform:GeneratedSecret")]
+    assert f"{STACK}-credentials-consul-gossip" in generated
+    assert f"{STACK}-credentials-consul-management" not in generated
+    assert f"{STACK}-credentials-registry-password" not in generated
+    server = next(r for r in resources if r.type == CONTAINER and r.name.endswith("-consul-local"))
+    assert f'"initial_management": "{management}"' in plain(server.inputs["uploads"])[0]["content"]
+    registry = next(r for r in resources if r.type == CONTAINER and r.name.endswith("registry-container"))
+    assert plain(registry.inputs["uploads"])[0]["content"] == htpasswd_entry("ci", "long-enough-password")
+
+
+# --- tokens are created or updated by name ----------------------------------------------------------
+
+class FakeConsul:
+    """Answers requests.request like Consul's ACL endpoints would, recording each call."""
+
+    def __init__(self, token=None, policy=None):
+        self.token, self.policy, self.calls = token, policy, []
+
+    def __call__(self, method, url, timeout, headers, **kwargs):
+        path = url.split("8500", 1)[1]
+        self.calls.append((method, path))
+        assert headers == {"X-Consul-Token": "management"}
+        response = type("Response", (), {})()
+        response.status_code, response.text, body = 200, "true", None
+        if method == "GET" and path.startswith("/v1/acl/policy/name/"):
+            body = self.policy
+        elif method == "GET" and path.startswith("/v1/acl/token/"):
+            body = self.token
+        elif method == "PUT" and path == "/v1/acl/policy":
+            body = {"ID": "new-policy"}
+        if method == "GET" and body is None:
+            response.status_code, response.text = 403, "ACL not found"
+        response.json = lambda: body
+        return response
+
+
+def test_a_missing_token_is_created_with_its_stable_accessor(monkeypatch):
+    fake = FakeConsul()
+    monkeypatch.setattr(consul_api.requests, "request", fake)
+    accessor = consul_api.acl_token_upsert("http://c:8500", "management", "bluegreen-proxy", "s-1",
+                                           "bluegreen-proxy", "d")
+    assert accessor == consul_api.accessor_id("bluegreen-proxy")
+    assert fake.calls == [("GET", f"/v1/acl/token/{accessor}"), ("PUT", "/v1/acl/token")]
+    assert consul_api.acl_policy_upsert("http://c:8500", "management", "p", "rules", "d") == "new-policy"
+
+
+def test_an_existing_token_is_updated_or_replaced_when_its_secret_differs(monkeypatch):
+    accessor = consul_api.accessor_id("bluegreen-proxy")
+    same = FakeConsul(token={"AccessorID": accessor, "SecretID": "s-1"}, policy={"ID": "p-1"})
+    monkeypatch.setattr(consul_api.requests, "request", same)
+    consul_api.acl_token_upsert("http://c:8500", "management", "bluegreen-proxy", "s-1", "p", "d")
+    consul_api.acl_policy_upsert("http://c:8500", "management", "p", "rules", "d")
+    assert ("PUT", f"/v1/acl/token/{accessor}") in same.calls and ("PUT", "/v1/acl/policy/p-1") in same.calls
+    other = FakeConsul(token={"AccessorID": accessor, "SecretID": "s-0"})
+    monkeypatch.setattr(consul_api.requests, "request", other)
+    consul_api.acl_token_upsert("http://c:8500", "management", "bluegreen-proxy", "s-1", "p", "d")
+    assert other.calls[1:] == [("DELETE", f"/v1/acl/token/{accessor}"), ("PUT", "/v1/acl/token")]
