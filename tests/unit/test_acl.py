@@ -57,8 +57,19 @@ def test_agents_and_registrators_are_bound_to_their_node():
 def test_only_the_issuer_may_create_tokens():
     assert rules.issuer_rules() == 'acl = "write"\n'
     others = [rules.agent_rules("a"), rules.registrator_rules("a"), rules.proxy_rules(),
-              rules.deployer_rules(), rules.service_rules("e", "s")]
+              rules.deployer_rules(), rules.watchdog_rules(), rules.service_rules("e", "s")]
     assert not any("acl" in text for text in others)
+
+
+def test_the_watchdog_flips_aliases_back_and_marks_bakes_but_touches_no_config_or_registration():
+    text = rules.watchdog_rules()
+    for prefix in ("bluegreen/bake", "bluegreen/aliases/", "bluegreen/history/"):
+        assert f'key_prefix "{prefix}" {{ policy = "write" }}' in text
+    assert 'key_prefix "bluegreen/routes/" { policy = "list" }' in text
+    assert 'service_prefix "" { policy = "read" }' in text
+    assert "config" not in text
+    assert "releases" not in text
+    assert 'service_prefix "" { policy = "write" }' not in text
 
 
 # --- agents ---------------------------------------------------------------------------------------
