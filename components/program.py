@@ -116,15 +116,17 @@ def secrets_of(secrets: pulumi.Output[dict] | None, service: str) -> pulumi.Outp
 def read_records(stack: StackConfig, settings: ServiceConfig, token: str) -> ServiceRecords:
     """Consul's records of a service, through the agent of its first host, with the deployer's
     `token`. Unreachable Consul is an error, except on a platform's first deployment (its Consul
-    container does not exist yet): without the records, released versions could not be told from
-    new ones. Without a token (a platform from before ACLs) the read is anonymous."""
+    container does not exist yet, or it has not finished once): without the records, released
+    versions could not be told from new ones."""
     host = stack.hosts[settings.hosts[0]]
     try:
         return read_service_records(host.consul, stack.environment, settings.name,
                                     token or "anonymous")
     except ConsulError:
-        if stack.platform is not None and not container_exists(
-                stack.hosts[stack.platform.host].docker, docker_name(stack.stack, "consul", stack.platform.host)):
+        # The platform's first update has not finished: its Consul does not exist yet, or its
+        # outputs hold no deployer token yet (and Consul denies anonymous reads).
+        if stack.platform is not None and (not token or not container_exists(
+                stack.hosts[stack.platform.host].docker, docker_name(stack.stack, "consul", stack.platform.host))):
             return ServiceRecords()
         raise
 

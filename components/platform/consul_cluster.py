@@ -193,7 +193,7 @@ class ConsulCluster(pulumi.ComponentResource):
             entrypoints=["python3", "-u", "/usr/local/lib/bluegreen/registrator.py"],
             network_mode="host",
             envs=[f"CONSUL_HTTP_ADDR={host.consul}", f"ADVERTISE_ADDRESS={host.address}",
-                  f"CONSUL_HTTP_PLATFORM_TOKEN_FILE={PLATFORM_TOKEN_FILE}"],
+                  f"CONSUL_HTTP_TOKEN_FILE={PLATFORM_TOKEN_FILE}"],
             uploads=[secret_upload(PLATFORM_TOKEN_FILE, token.secret_id)],
             volumes=[docker.ContainerVolumeArgs(host_path=docker_socket_path(host),
                                                 container_path="/var/run/docker.sock",

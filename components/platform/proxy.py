@@ -46,7 +46,7 @@ class Proxy(pulumi.ComponentResource):
             image=image,
             network_mode="host",
             envs=[f"PROXY_LISTEN={listen}", f"CONSUL_HTTP_ADDR={args.consul_address}",
-                  f"CONSUL_HTTP_PLATFORM_TOKEN_FILE={PLATFORM_TOKEN_FILE}"],
+                  f"CONSUL_HTTP_TOKEN_FILE={PLATFORM_TOKEN_FILE}"],
             uploads=[secret_upload(PLATFORM_TOKEN_FILE, args.consul_token)],
             restart="unless-stopped",
             memory=128,

@@ -14,6 +14,7 @@ from components.consul.key import _ConsulKeyProvider
 from components.consul.registration import _AgentRegistrationProvider
 from components.model.config import Host, parse_platform_secrets
 from components.model.validation import ConfigError
+from components.naming import PLATFORM_TOKEN_FILE
 from components.platform.consul_cluster import ACL_SETTINGS, agent_command, agent_secrets
 from components.platform.generated_secret import generate
 from components.platform.platform import credential
@@ -211,9 +212,10 @@ def test_platform_containers_get_secrets_as_files_not_in_command_or_environment(
         for name in ("consul-management", "consul-gossip", "registry-password")}
     platform = [r for r in resources if r.type == CONTAINER and any(
         e["label"] == "bluegreen.role" and e["value"] in {"consul-server", "consul-client",
-                                                          "registrator", "proxy", "registry"}
+                                                          "registrator", "proxy", "registry",
+                                                          "watchdog"}
         for e in r.inputs["labels"])]
-    assert len(platform) == 6
+    assert len(platform) == 7
     for container in platform:
         visible = json.dumps([container.inputs.get(k) for k in ("command", "envs", "entrypoints",
                                                                 "labels", "healthcheck")])
@@ -221,6 +223,12 @@ def test_platform_containers_get_secrets_as_files_not_in_command_or_environment(
         assert is_secret(container.inputs["uploads"]), container.name
         uploads = plain(container.inputs["uploads"])
         assert uploads and all(u["permissions"] == "0600" for u in uploads)
+        # A token file is named where Consul's tools (and ours) look for it.
+        for upload in uploads:
+            if upload["file"] == PLATFORM_TOKEN_FILE:
+                assert f"CONSUL_HTTP_TOKEN_FILE={PLATFORM_TOKEN_FILE}" in container.inputs["envs"]
+        assert container.name.endswith(("-registry-container", *(f"-consul-{h}" for h in ("local", "second")))) or \
+            f"CONSUL_HTTP_TOKEN_FILE={PLATFORM_TOKEN_FILE}" in container.inputs["envs"], container.name
 
 
 def test_a_referencing_stack_deploys_with_the_platforms_credentials():
