@@ -39,7 +39,8 @@ def test_a_failing_build_names_the_dockerfile_and_the_fix(broken_repo):
         registry="127.0.0.1:15999",  # never reached: the build fails before the push
         host=Host("local", docker=os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock"),
                   consul="http://127.0.0.1:8500"),
-        base_image=os.environ.get("BLUEGREEN_BASE_IMAGE", "bluegreen/base:bookworm"), stack=STACK)
+        base_image=os.environ.get("BLUEGREEN_BASE_IMAGE", "bluegreen/base:bookworm"), stack=STACK,
+        registry_username="ci", registry_password="never-used-password")
     try:
         with pytest.raises(StepFailed) as raised:
             build(request, log_path=log)
