@@ -265,6 +265,7 @@ def test_e_platform_apis_listen_only_where_they_must(deployment):
         ("local", "registrator"): container_pids(f"bluegreen-{STACK}-registrator-local"),
         ("host2", "registrator"): container_pids(f"bluegreen-{STACK}-registrator-host2", HOST2_DOCKER),
         ("local", "proxy"): container_pids(f"bluegreen-{STACK}-proxy"),
+        ("local", "watchdog"): container_pids(f"bluegreen-{STACK}-watchdog"),
     }
     found: dict[str, list[str]] = {}
     for socket in listening_sockets():
@@ -282,9 +283,12 @@ def test_e_platform_apis_listen_only_where_they_must(deployment):
     assert sorted(found["host2 consul"]) == sorted([
         f"tcp {lo}:{PORTS['host2_consul']}", f"tcp {BRIDGES['host2']}:{PORTS['host2_consul']}",
         f"tcp {lo}:{PORTS['host2_serf']}", f"udp {lo}:{PORTS['host2_serf']}"])
-    assert found["local proxy"] == [f"tcp {lo}:{PORTS['proxy']}"] * len(found["local proxy"])
+    # The proxy also listens on the bridge, where containers reach the services they call.
+    assert set(found["local proxy"]) == {f"tcp {lo}:{PORTS['proxy']}",
+                                         f"tcp {BRIDGES['local']}:{PORTS['proxy']}"}
     assert found["local registry (published)"] == [f"tcp {lo}:{PORTS['registry']}"]
     assert "local registrator" not in found and "host2 registrator" not in found
+    assert "local watchdog" not in found
 
 
 def platform_containers() -> list[tuple[str | None, str]]:
