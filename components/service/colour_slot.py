@@ -40,7 +40,9 @@ class ColourSlotArgs:
     live: bool
     agents: dict[str, pulumi.Input[str]]   # host name -> its Consul agent's URL
     consul_token: pulumi.Input[str]        # the deployer's (registrations, gate): a secret
-    service_token: pulumi.Input[str]       # the service's own (its containers): a secret
+    # The service's own token for its containers (a secret); None for a colour deployed before
+    # ACLs were on, kept as it runs until its next deploy (see tokenless_kept).
+    service_token: pulumi.Input[str] | None
     replicas: int = 1
     gate_timeout_s: int = 60
     environment_overrides: dict[str, str] = field(default_factory=dict)
@@ -72,19 +74,29 @@ class ColourSlotArgs:
 
 
 def agent_environment(host: Host, environment: str, service: str,
-                      token: pulumi.Input[str]) -> tuple[list[str], list[docker.ContainerUploadArgs]]:
+                      token: pulumi.Input[str] | None) -> tuple[list[str], list[docker.ContainerUploadArgs]]:
     """Where a container reads its service configuration: its host's agent over the bridge, with
     the service's own token in a file (so the environment stays plain for the policy pack, and
     `docker inspect` shows no token). Returns (environment entries, files to upload)."""
     if not host.bridge_address:
         return [], []
     port = urlparse(host.consul).port or 8500
-    return ([f"CONSUL_HTTP_ADDR=http://{host.bridge_address}:{port}",
-             f"SERVICE_CONFIG_PREFIX={config_prefix(environment, service)}",
-             f"CONSUL_HTTP_TOKEN_FILE={SERVICE_TOKEN_FILE}"],
+    plain = [f"CONSUL_HTTP_ADDR=http://{host.bridge_address}:{port}",
+             f"SERVICE_CONFIG_PREFIX={config_prefix(environment, service)}"]
+    if token is None:
+        return plain, []
+    return ([*plain, f"CONSUL_HTTP_TOKEN_FILE={SERVICE_TOKEN_FILE}"],
             # Readable by the service's own user, whichever its image runs as.
             [docker.ContainerUploadArgs(file=SERVICE_TOKEN_FILE, content=pulumi.Output.secret(token),
                                         permissions="0444")])
+
+
+def tokenless_kept(args: ColourSlotArgs, recorded_shape: str | None) -> ColourSlotArgs:
+    """`args` without the service token when the colour runs as it was deployed before ACLs were
+    on (its recorded shape is the tokenless one): adding the token file would replace containers
+    that may serve traffic. Its config reads are denied until its next deploy brings the token."""
+    tokenless = dataclasses.replace(args, service_token=None)
+    return tokenless if recorded_shape and recorded_shape == shape_of(tokenless) else args
 
 
 def calls_environment(host: Host, environment: str, calls: dict[str, str],
@@ -139,6 +151,8 @@ def shape_of(args: ColourSlotArgs) -> str:
         "replicas": args.replicas,
         "stack": args.stack,
     }
+    if args.service_token is not None:
+        shape["token"] = True
     if args.calls:  # only then: shapes of colours that call nothing stay as they were
         shape["calls"] = [args.calls, args.proxy_port if isinstance(args.proxy_port, int) else None]
     return hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()[:16]

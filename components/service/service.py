@@ -26,7 +26,7 @@ from components.naming import (
     history_prefix, preview_path, release_prefix, route_key, service_network, slot_key, stable_path
 )
 from components.platform.docker_host import labels, needs_legacy_builder
-from components.service.colour_slot import ColourSlot, ColourSlotArgs
+from components.service.colour_slot import ColourSlot, ColourSlotArgs, tokenless_kept
 from components.service.service_image import ServiceImage, dependency_image_args, service_image_args
 
 
@@ -151,7 +151,7 @@ class Service(pulumi.ComponentResource):
         self.history: dict[str, ConsulKey] = {}
         for colour, plan in args.plans.items():
             slot = settings.colours[colour]
-            self.slots[colour] = ColourSlot(f"{name}-{colour}", ColourSlotArgs(
+            self.slots[colour] = ColourSlot(f"{name}-{colour}", tokenless_kept(ColourSlotArgs(
                 stack=args.stack, environment=env, service=manifest.name, spec=plan.spec,
                 colour=colour, version=plan.version, image=images[colour],
                 hosts=tuple(args.hosts[h] for h in settings.hosts), providers=args.providers,
@@ -161,7 +161,7 @@ class Service(pulumi.ComponentResource):
                 environment_overrides=slot.environment,
                 secret_environment=args.secret_environment, preview_url=self.preview_url,
                 calls={callee: args.routes.get(callee, callee) for callee in manifest.calls},
-                proxy_port=args.proxy_port),
+                proxy_port=args.proxy_port), args.records.shapes.get(colour)),
                 opts=pulumi.ResourceOptions(parent=self, depends_on=self.dependencies))
             shape = self.slots[colour].shape
             replaced = live_replacement(colour, args.records.live, args.records.shapes.get(colour),

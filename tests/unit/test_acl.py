@@ -324,3 +324,46 @@ def test_an_existing_token_is_updated_or_replaced_when_its_secret_differs(monkey
     monkeypatch.setattr(consul_api.requests, "request", other)
     consul_api.acl_token_upsert("http://c:8500", "management", "bluegreen-proxy", "s-1", "p", "d")
     assert other.calls[1:] == [("DELETE", f"/v1/acl/token/{accessor}"), ("PUT", "/v1/acl/token")]
+
+
+# --- turning ACLs on for a running stack ----------------------------------------------------------
+
+def test_a_colour_deployed_before_acls_keeps_its_containers_and_a_new_deploy_gets_the_token(monkeypatch):
+    """The live colour runs as it was deployed before ACLs (its slot records the tokenless shape):
+    it gets no token file, so nothing of it is replaced; the colour being deployed gets one."""
+    from components.consul.records import ServiceRecords
+    from components.service import colour_slot
+
+    from test_wiring import _released
+    tokenless_shapes = {}
+    real_shape_of = colour_slot.shape_of
+
+    def spy(args):
+        shape = real_shape_of(args)
+        if args.service_token is None:
+            tokenless_shapes[args.colour] = shape
+        return shape
+
+    monkeypatch.setattr(colour_slot, "shape_of", spy)
+    blue = _released("1.0.0", {})
+
+    def deploy(recorded_shape):
+        records = {"vizconfig": ServiceRecords(releases={"1.0.0": blue}, slots={"blue": "1.0.0"},
+                                               shapes={"blue": recorded_shape}, live="blue")}
+        # The host with a bridge address: only there do containers read Consul.
+        return Deployment(run_program(config(hosts=("local", "second"), live="blue"), stack=STACK,
+                                      records=records))
+
+    deploy("a shape from some other deployment")   # learns blue's tokenless shape
+    deployment = deploy(tokenless_shapes["blue"])
+    containers = [c for c in deployment.role("service") if c.name.endswith("-second-0")]
+    assert len(containers) == 2
+    for container in containers:
+        envs = container.inputs["envs"]
+        has_token = "CONSUL_HTTP_TOKEN_FILE=/etc/bluegreen-consul-token" in json.dumps(envs)
+        assert has_token == (container.label("bluegreen.colour") == "green"), container.name
+        assert bool(container.inputs.get("uploads")) == has_token
+    # A colour whose recorded shape is anything else gets the token (and is replaced, as warned).
+    assert all("CONSUL_HTTP_TOKEN_FILE" in json.dumps(c.inputs["envs"])
+               for c in deploy("a shape from some other deployment").role("service")
+               if c.name.endswith("-second-0"))
