@@ -1,4 +1,5 @@
-# CONSUL_HTTP_ADDR in the environment says where the agent is.
+# CONSUL_HTTP_ADDR and CONSUL_HTTP_TOKEN (set by the entrypoint from a file) in the
+# environment say where the agent is and what consul-template may read.
 log_level = "info"
 
 # Every read from the leader. consul-template's default (max_stale 2s) lets any server answer, and
