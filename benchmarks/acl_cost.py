@@ -50,8 +50,8 @@ def run_sequence(tree: str) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--baseline", default="ea22e46",
-                        help="a commit without ACLs (default: ea22e46, the last one before them)")
+    parser.add_argument("--baseline", default="ef7a58a",
+                        help="a commit without ACLs (default: ef7a58a, the last one before them)")
     parser.add_argument("--runs", type=int, default=2)
     args = parser.parse_args()
     baseline = export(args.baseline)
