@@ -204,10 +204,12 @@ def write_figures(name: str, figures: dict) -> None:
 
 
 @contextlib.contextmanager
-def deployed(name: str, config: dict, figures: dict | None = None, figures_name: str = ""):
-    """A stack for a module's tests: removed afterwards, and its figures written (if given)."""
+def deployed(name: str, config: dict, figures: dict | None = None, figures_name: str = "",
+             secrets: dict | None = None):
+    """A stack for a module's tests (with `secrets` set as secret config paths): removed
+    afterwards, and its figures written (if given)."""
     require_environment()
-    deployment = Deployment(name, config)
+    deployment = Deployment(name, config, secrets=secrets)
     try:
         yield deployment
     finally:

@@ -16,8 +16,8 @@ import pytest
 import requests
 from pulumi import automation as auto
 
-from e2e_harness import (LOG_DIR, Deployment, container_identity, deployer_consul, platform_config,
-                         require_environment, wait_until)
+from e2e_harness import (Deployment, container_identity, deployed, deployer_consul, platform_config,
+                         wait_until)
 
 STACK = ENV = "e2e-flip"
 PORTS = {"consul": 28650, "serf": 28651, "server": 28652, "registry": 28653, "proxy": 28654}
@@ -42,18 +42,11 @@ def service_config(**overrides) -> dict:
 
 @pytest.fixture(scope="module")
 def deployment():
-    require_environment()
     config = platform_config(PORTS, ENV)
     config["bluegreen:platform"]["proxy"]["drainTimeout"] = f"{DRAIN_S:.0f}s"
     config["bluegreen:services"] = service_config()
-    deployment = Deployment(STACK, config)
-    try:
+    with deployed(STACK, config, FIGURES, "flip") as deployment:
         yield deployment
-    finally:
-        deployment.remove()
-        os.makedirs(LOG_DIR, exist_ok=True)
-        with open(os.path.join(LOG_DIR, "flip-figures.json"), "w") as handle:
-            json.dump(FIGURES, handle, indent=2)
 
 
 def set_services(deployment: Deployment, **overrides) -> None:

@@ -21,8 +21,8 @@ import pytest
 import requests
 import yaml
 
-from e2e_harness import (HOST2_DOCKER, LOG_DIR, REPO, Deployment, RequestLoop, consul, docker_names,
-                         get_json, platform_config, require_environment, wait_until)
+from e2e_harness import (HOST2_DOCKER, REPO, RequestLoop, consul, deployed, docker_names, get_json,
+                         platform_config, wait_until)
 
 STACK = ENV = "e2e-sec"
 PORTS = {"consul": 28400, "serf": 28401, "server": 28402, "registry": 28403, "proxy": 28404,
@@ -74,19 +74,12 @@ def services(other: str, **vizconfig) -> dict:
 
 @pytest.fixture(scope="module")
 def deployment(other_repo):
-    require_environment()
     config = platform_config(PORTS, ENV, second_host=True)
     config["bluegreen:services"] = services(other_repo)
     planted = {f"bluegreen:platformSecrets.{key}": value for key, value in PLANTED.items()}
     planted["bluegreen:secrets.vizconfig.PLANTED_VALUE"] = SERVICE_SECRET
-    deployment = Deployment(STACK, config, secrets=planted)
-    try:
+    with deployed(STACK, config, FIGURES, "security", secrets=planted) as deployment:
         yield deployment
-    finally:
-        deployment.remove()
-        os.makedirs(LOG_DIR, exist_ok=True)
-        with open(os.path.join(LOG_DIR, "security-figures.json"), "w") as handle:
-            json.dump(FIGURES, handle, indent=2)
 
 
 def test_a_deploys_with_the_sites_credentials(deployment):
