@@ -117,6 +117,9 @@ class ConsulCluster(pulumi.ComponentResource):
         self.registrators: dict[str, docker.Container] = {}
         self.agent_tokens: dict[str, AclToken] = {}
         hosts = (*args.servers, *args.clients)
+        # The agent and the registrator of a host run the same image: read its ID once.
+        self.images = {host.name: local_image(args.image, args.providers[host.name], self)
+                       for host in hosts}
         # Made before the agents start (their config names their tokens); the tokens come after.
         secret_ids = {host.name: GeneratedSecret(f"{name}-{host.name}-agent-secret", kind="uuid",
                                                  opts=pulumi.ResourceOptions(parent=self)).value
@@ -165,7 +168,7 @@ class ConsulCluster(pulumi.ComponentResource):
         self.containers[host.name] = docker.Container(
             f"{name}-{host.name}",
             name=docker_name(args.stack, "consul", host.name),
-            image=local_image(args.image, provider, self),
+            image=self.images[host.name],
             command=agent_command(host, args.datacenter, args.servers),
             network_mode="host",
             volumes=[docker.ContainerVolumeArgs(volume_name=data.name, container_path="/consul/data")],
@@ -189,7 +192,7 @@ class ConsulCluster(pulumi.ComponentResource):
         self.registrators[host.name] = docker.Container(
             f"{name}-{host.name}-registrator",
             name=docker_name(args.stack, "registrator", host.name),
-            image=local_image(args.image, provider, self),
+            image=self.images[host.name],
             entrypoints=["python3", "-u", "/usr/local/lib/bluegreen/registrator.py"],
             network_mode="host",
             envs=[f"CONSUL_HTTP_ADDR={host.consul}", f"ADVERTISE_ADDRESS={host.address}",
