@@ -1,4 +1,4 @@
-# CONSUL_HTTP_ADDR and CONSUL_HTTP_TOKEN (set by the entrypoint from a file) in the
+# CONSUL_HTTP_ADDR and CONSUL_HTTP_TOKEN_FILE (a file, so `docker inspect` shows no token) in the
 # environment say where the agent is and what consul-template may read.
 log_level = "info"
 
