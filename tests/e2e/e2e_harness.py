@@ -257,10 +257,32 @@ def wait_until(predicate, timeout_s: float, interval_s: float = 0.1, what: str =
     raise AssertionError(f"{what} not reached within {timeout_s}s (last error: {last_error})")
 
 
+class InBackground:
+    """A context manager that runs `self._run()` in a daemon thread while its block runs; `_run`
+    ends once `self._stop` is set, and the exit waits up to `join_timeout_s` for it."""
+
+    join_timeout_s = 5
+
+    def __enter__(self):
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_):
+        self._stop.set()
+        self._thread.join(timeout=self.join_timeout_s)
+
+    def _run(self):
+        raise NotImplementedError
+
+
 @dataclass
-class RequestLoop:
+class RequestLoop(InBackground):
     """A bounded client loop (about `rate` requests/s, at most `max_requests` and `max_seconds`)
     that records every response's status and serving colour."""
+
+    join_timeout_s = 10
 
     url: str
     rate: float = 20.0
@@ -269,10 +291,6 @@ class RequestLoop:
     keep_alive: bool = False
     retries: int = 1               # a keep-alive client's retries of a GET whose connection closed
     results: list = field(default_factory=list)
-
-    def __post_init__(self):
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self):
         # Without keep_alive, a fresh connection per request. With it, one session: a graceful
@@ -297,14 +315,6 @@ class RequestLoop:
             except requests.RequestException as error:
                 self.results.append((sent, 0, "", type(error).__name__))
             time.sleep(max(0.0, 1.0 / self.rate - (time.monotonic() - sent)))
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_):
-        self._stop.set()
-        self._thread.join(timeout=10)
 
     @property
     def failures(self) -> list:

@@ -4,14 +4,13 @@ destroy. Real build, push, Consul checks and nginx; the tests run in order on on
 from __future__ import annotations
 
 import subprocess
-import threading
 import time
 
 import pytest
 import requests
 from pulumi import automation as auto
 
-from e2e_harness import (Deployment, RequestLoop, consul, container_identity, deployed,
+from e2e_harness import (Deployment, InBackground, RequestLoop, consul, container_identity, deployed,
                          docker_names, get_json, platform_config, wait_until)
 
 STACK = ENV = "e2e-bg"
@@ -59,13 +58,11 @@ def served() -> tuple[str, str]:
     return body["version"], body["colour"]
 
 
-class AliasWatch:
+class AliasWatch(InBackground):
     """Records when the alias in Consul first takes a value (polled every 20 ms)."""
 
     def __init__(self, target: str):
         self.target, self.seen_at = target, None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self):
         session = kv()
@@ -76,14 +73,6 @@ class AliasWatch:
             except requests.RequestException:
                 pass
             time.sleep(0.02)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_):
-        self._stop.set()
-        self._thread.join(timeout=5)
 
 
 def first_response_from(loop: RequestLoop, colour: str, after: float) -> float:

@@ -16,8 +16,8 @@ import pytest
 import requests
 from pulumi import automation as auto
 
-from e2e_harness import (Deployment, container_identity, deployed, deployer_consul, platform_config,
-                         wait_until)
+from e2e_harness import (Deployment, InBackground, container_identity, deployed, deployer_consul,
+                         platform_config, wait_until)
 
 STACK = ENV = "e2e-flip"
 PORTS = {"consul": 28650, "serf": 28651, "server": 28652, "registry": 28653, "proxy": 28654}
@@ -134,7 +134,7 @@ class SseClient:
         self._thread.join(timeout=10)
 
 
-class WorkerWatch:
+class WorkerWatch(InBackground):
     """Samples the proxy's nginx workers that are shutting down (every 0.1 s): for each, when it
     was first and last seen in that state."""
 
@@ -143,8 +143,6 @@ class WorkerWatch:
                               capture_output=True, text=True, check=True).stdout.strip()
         self.namespace = os.readlink(f"/proc/{init}/ns/pid")
         self.seen: dict[int, list[float]] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
     def shutting_down(self) -> set[int]:
         found = set()
@@ -166,14 +164,6 @@ class WorkerWatch:
             now = time.monotonic()
             for pid in self.shutting_down():
                 self.seen.setdefault(pid, [now, now])[1] = now
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_):
-        self._stop.set()
-        self._thread.join(timeout=5)
 
 
 def alias_written(colour: str, timeout_s: float) -> float:

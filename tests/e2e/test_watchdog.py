@@ -12,7 +12,6 @@ import os
 import re
 import subprocess
 import sys
-import threading
 import time
 
 import jsonschema
@@ -20,9 +19,8 @@ import pytest
 import requests
 from pulumi import automation as auto
 
-from e2e_harness import (LOG_DIR, REPO, Deployment, RequestLoop, ServiceRepo, chromium_dom,
-                         container_identity, deployed, deployer_consul,
-                         get_json, platform_config, wait_until)
+from e2e_harness import (LOG_DIR, REPO, Deployment, InBackground, RequestLoop, ServiceRepo, chromium_dom,
+                         container_identity, deployed, deployer_consul, get_json, platform_config, wait_until)
 
 STACK = ENV = "e2e-bake"
 PORTS = {"consul": 29500, "serf": 29501, "server": 29502, "registry": 29503, "proxy": 29504}
@@ -107,14 +105,12 @@ def counters() -> dict[str, int]:
     return {name: int(value) for name, value in re.findall(r"(\w+)=(\d+)", line)}
 
 
-class AliasWatch:
+class AliasWatch(InBackground):
     """Polls the alias every 20 ms and keeps (monotonic time, value) of each change."""
 
     def __init__(self, max_seconds: float = 120):
         self.changes: list[tuple[float, str]] = []
         self.max_seconds = max_seconds
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self):
         start, last = time.monotonic(), None
@@ -127,14 +123,6 @@ class AliasWatch:
                 self.changes.append((time.monotonic(), value))
                 last = value
             time.sleep(0.02)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_):
-        self._stop.set()
-        self._thread.join(timeout=5)
 
 
 def test_with_nothing_in_bake_the_watchdog_makes_no_request(repo, deployment):
