@@ -182,7 +182,7 @@ class HealthGate(dynamic.Resource, module=HEALTH_GATE_TYPE[0], name=HEALTH_GATE_
     def __init__(self, name: str, *, service: str, environment: str, colour: str,
                  instances: pulumi.Input[dict], timeout_s: int, blocking: bool,
                  revision: pulumi.Input[dict], preview_url: pulumi.Input[str] | None = None,
-                 preview_route: str | None = None, token: pulumi.Input[str] = "",
+                 preview_route: str | None = None, token: pulumi.Input[str],
                  opts: pulumi.ResourceOptions | None = None):
         super().__init__(_HealthGateProvider(), name, {
             "service": service, "environment": environment, "colour": colour,
