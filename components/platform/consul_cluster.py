@@ -74,7 +74,10 @@ def agent_command(host: Host, datacenter: str, servers: tuple[Host, ...]) -> lis
         "-hcl=ports { grpc_tls = -1 }",
         # Everything on a host talks to its agent from one address: the proxy's consul-template
         # alone holds a few blocking queries per service, past the default 200 at ~50 services.
-        "-hcl=limits { http_max_conns_per_client = 8192 }",
+        # An RPC in flight to a server whose link was cut waits out rpc_client_timeout (60 s by
+        # default), and when anti-entropy sent it, it holds the agent's state lock all that time:
+        # the agent's own API (which the health gate reads) stalls (hashicorp/consul#8504).
+        '-hcl=limits { http_max_conns_per_client = 8192\n rpc_client_timeout = "5s" }',
     ]
     command += [f"-retry-join={s.address}:{s.consul_serf_port}" for s in servers if s != host]
     if host in servers:

@@ -9,6 +9,7 @@ down the last service host (not the proxy's). Runs in order on one stack."""
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import os
@@ -71,6 +72,15 @@ class Lab:
         """Waits until every server is a healthy voter (the quorum tolerates a failure again)."""
         return wait_until(lambda: self.voters_alive() == set(self.lab_names), timeout_s,
                           interval_s=0.2, what="every Consul server a healthy voter")[1]
+
+    def make_leader(self, name: str) -> None:
+        """Moves the raft leadership to `name`'s server (losing the leader is the harder case)."""
+        if self.leader() == name:
+            return
+        node_id = self.consul.get(f"{self.agent(name)}/v1/agent/self", timeout=3).json()["Config"]["NodeID"]
+        self.consul.post(f"{self.agent(name)}/v1/operator/raft/transfer-leader",
+                         params={"id": node_id}, timeout=10).raise_for_status()
+        wait_until(lambda: self.leader() == name, 15, what=f"{name} leads")
 
     def registration(self, host: str, colour: str) -> dict | None:
         instance = instance_id(ENV, "vizconfig", colour, host, 0)
@@ -205,11 +215,7 @@ def test_drill_a_a_consul_server_stopped_during_a_deploy(drill):
     victim_host = the_lab.hosts[victim]
     the_lab.wait_healthy()
     # Stopping the leader is the harder case: the cluster must elect another mid-deploy.
-    node_id = the_lab.consul.get(f"{victim_host['consul']}/v1/agent/self", timeout=3).json()["Config"]["NodeID"]
-    if the_lab.leader() != victim:
-        the_lab.consul.post(f"{victim_host['consul']}/v1/operator/raft/transfer-leader",
-                      params={"id": node_id}, timeout=10).raise_for_status()
-        wait_until(lambda: the_lab.leader() == victim, 15, what=f"{victim} leads")
+    the_lab.make_leader(victim)
     set_service(environment, the_lab, live="green", green={"version": "2.0.0"})
     server = docker_name(PLATFORM, "consul", victim)
     with loop() as client:
@@ -248,32 +254,34 @@ def test_drill_b_a_host_link_down_during_a_deploy_to_it(drill):
     live_before = {n: container_identity_on(the_lab, n, "green") for n in the_lab.service_hosts}
     deps_before = {n: host_docker(the_lab.hosts[n], "ps", "-q", "--filter", "label=bluegreen.role=dependency")
                    for n in others if n in the_lab.service_hosts}
+    # The victim's server leads: the others must elect a leader while the gate asks them.
+    the_lab.make_leader(victim)
     set_service(environment, the_lab, live="blue", blue={"version": "3.0.0"}, green={"version": "2.0.0"})
     with loop() as client:
         deploy = Background(environment)
         # Cut the cable once the new instance on the victim is registered: its gate must wait.
         wait_until(lambda: (the_lab.registration(victim, "blue") or {}).get("Meta", {}).get("version") == "3.0.0",
                    240, interval_s=0.1, what=f"blue 3.0.0 registered on {victim}")
-        lab("link-down", the_lab.number(victim))
-        cut = time.monotonic()
-        deploy.join(GATE_TIMEOUT_S + 120)
-        detected = deploy.finished - cut
-        message = str(deploy.error)
-        assert deploy.error is not None, "the deploy passed its gate with a host unreachable"
-        assert served()[1] == "green"
-        time.sleep(3)  # traffic keeps flowing on the live colour with the host gone
+        with link_down(the_lab, victim) as cut:
+            deploy.join(GATE_TIMEOUT_S + 120)
+            detected = deploy.finished - cut
+            message = str(deploy.error)
+            assert deploy.error is not None, "the deploy passed its gate with a host unreachable"
+            assert served()[1] == "green"
+            time.sleep(3)  # traffic keeps flowing on the live colour with the host gone
+            live_during = {n: container_identity_on(the_lab, n, "green") for n in the_lab.service_hosts}
+            deps_during = {n: host_docker(the_lab.hosts[n], "ps", "-q", "--filter",
+                                          "label=bluegreen.role=dependency") for n in deps_before}
+        back = time.monotonic()
     failed = list(client.failures)
     victim_instance = instance_id(ENV, "vizconfig", "blue", victim, 0)
     assert "health gate" in message and victim_instance in message, message[-2000:]
     for other in others:
         assert instance_id(ENV, "vizconfig", "blue", other, 0) not in message.split("Failing:")[-1]
     assert detected <= GATE_TIMEOUT_S + 15, detected
-    assert {n: container_identity_on(the_lab, n, "green") for n in the_lab.service_hosts} == live_before
-    assert {n: host_docker(the_lab.hosts[n], "ps", "-q", "--filter", "label=bluegreen.role=dependency")
-            for n in deps_before} == deps_before
+    assert live_during == live_before
+    assert deps_during == deps_before
     assert failed == [], failed[:5]
-    lab("link-up", the_lab.number(victim))
-    back = time.monotonic()
     the_lab.wait_healthy()
     with loop() as client:
         rerun = time.monotonic()
@@ -283,6 +291,17 @@ def test_drill_b_a_host_link_down_during_a_deploy_to_it(drill):
     assert client.failures == [], client.failures[:5]
     record("b_host_link_down", client, host=victim, detect_s=detected, failed_during_cut=len(failed),
            rerun_s=converged - rerun, converged_after_link_up_s=converged - back)
+
+
+@contextlib.contextmanager
+def link_down(the_lab: Lab, name: str):
+    """The lab host's cable cut for the block (yields when); put back even when the block fails,
+    so the drills after it find every host."""
+    lab("link-down", the_lab.number(name))
+    try:
+        yield time.monotonic()
+    finally:
+        lab("link-up", the_lab.number(name))
 
 
 def container_identity_on(the_lab: Lab, host: str, colour: str) -> str:
