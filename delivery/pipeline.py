@@ -30,6 +30,7 @@ import requests
 from components.consul import api as consul_api
 from components.consul.health_gate import wait_for_gate
 from components.consul.records import read_service_records
+from components.model.config import ServiceConfig
 from components.model.manifest import Manifest, load_manifest
 from components.model.release import Release, suggest_next
 from components.model.validation import ConfigError
@@ -103,6 +104,12 @@ class Pipeline:
             stack.set_service(self.service, {
                 "manifest": relative_to_repo(self.manifest.path), "live": colour,
                 f"{colour}.version": self.version, f"{colour}.image": image})
+        elif (running := colour_running(settings, self.version, image)) is not None:
+            # A run of this release ended early (killed, say): its colour gets no new deploy,
+            # and the live colour is never touched; the `up` finishes what that run left.
+            live, colour = settings.live, running
+            self._say(f"stacks/Pulumi.{stack.name}.yaml: {self.service}.{colour} runs {self.version} "
+                      f"already ({'live' if colour == live else 'offline'}); pulumi up converges it")
         else:
             live, colour = settings.live, offline_colour(settings.live)
             if os.path.realpath(settings.manifest) != os.path.realpath(self.manifest.path):
@@ -110,12 +117,12 @@ class Pipeline:
                           f"{relative_to_repo(settings.manifest)}")
             stack.set_service(self.service, {f"{colour}.version": self.version,
                                              f"{colour}.image": image})
-        self._say(f"stacks/Pulumi.{stack.name}.yaml: {self.service}.{colour} = {self.version} "
-                  f"@ {image.rsplit('@', 1)[-1][:19]}…; pulumi up")
+            self._say(f"stacks/Pulumi.{stack.name}.yaml: {self.service}.{colour} = {self.version} "
+                      f"@ {image.rsplit('@', 1)[-1][:19]}…; pulumi up")
         outputs = stack.up(f"{label}: {colour} {self.version}")
         self.urls[stack.name] = outputs["services"][self.service]["url"]
         preview = outputs["services"][self.service].get("previewUrl")
-        if live is not None and preview:
+        if live not in (None, colour) and preview:
             self._say(f"{colour} runs {self.version}, offline: {preview}")
         return colour, live, outputs
 
@@ -256,6 +263,9 @@ class Pipeline:
                 self._wait_online(self.urls[integration.name], colour)
         if live is None:
             run.record(5, INCLUDED, f"first deploy: {colour} went live in step 4 (gate, then alias)")
+        elif live == colour:
+            run.record(5, INCLUDED, f"{colour} runs {self.version} live already: step 4's up "
+                                    "converged it (gate, then alias)")
         else:
             with run.step(5) as step:
                 self._flip(integration, colour, live)
@@ -281,6 +291,10 @@ class Pipeline:
         if live is None:
             run.record(9, INCLUDED, f"first deploy: {colour}'s gate passed inside step 8's up")
             run.record(10, INCLUDED, f"first deploy: the alias was created with {colour} in step 8")
+        elif live == colour:
+            run.record(9, INCLUDED, f"{colour} runs {self.version} live already: its gate passed "
+                                    "inside step 8's up")
+            run.record(10, INCLUDED, f"the alias points at {colour}: step 8's up converged it")
         else:
             with run.step(9) as step:
                 waited = self._gate(production, colour)
@@ -368,6 +382,13 @@ class Pipeline:
         return wait_for_gate(instances, settings.gate_timeout_s,
                              f"{config.environment}/{self.service}/{colour}",
                              production.deployer_token(), self.service)
+
+
+def colour_running(settings: ServiceConfig, version: str, image: str) -> str | None:
+    """The colour whose stack config already holds this release (version and digest), if any:
+    the trace of an earlier run of the same delivery."""
+    return next((colour for colour, slot in sorted(settings.colours.items())
+                 if slot.version == version and slot.image == image), None)
 
 
 def flip_record(outputs: dict, service: str, before: str, after: str) -> dict:

@@ -1,22 +1,26 @@
 """The delivery pipeline end to end (`python -m delivery`): a real build, push, isolation test,
 integration deploy and flip, acceptance tests, production deploy, gate and flip, on stacks of its
 own: a platform stack and two environment stacks that reference it. Then failures at steps 2, 6
-and 9 that must leave production untouched, a rollback, a PR preview, and a clean destroy.
+and 9 that must leave production untouched, a rollback, a PR preview, `kill -9` of the pipeline
+during its production flip (the same command again converges), and a clean destroy.
 The tests run in order on the same stacks."""
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 import yaml
 
-from e2e_harness import (LOG_DIR, REPO, Deployment, consul, container_identity, docker_names,
-                         get_json, platform_config, require_environment, wait_until)
+from e2e_harness import (LOG_DIR, REPO, Deployment, RequestLoop, consul, container_identity,
+                         docker_names, get_json, platform_config, require_environment, wait_until)
 
 PLATFORM, INT, PROD = "e2e-pipe-platform", "e2e-pipe-int", "e2e-pipe-prod"
 BUILD_STACK = f"build-vizconfig-{INT}"
@@ -98,13 +102,16 @@ def stacks():
 
 # -- helpers -------------------------------------------------------------------------------------
 
+def pipeline_command(version: str, report: str, repo: str = SERVICE_REPO) -> list[str]:
+    return [sys.executable, "-m", "delivery", "pipeline", repo, "--version", version,
+            "--integration", INT, "--production", PROD, "--report", report]
+
+
 def pipeline(version: str, tmp_path, repo: str = SERVICE_REPO) -> tuple[int, str, dict]:
     """Runs the CLI as a user would; returns (exit code, output, report)."""
     report = os.path.join(tmp_path, f"pipeline-{version}.json")
-    result = subprocess.run(
-        [sys.executable, "-m", "delivery", "pipeline", repo, "--version", version,
-         "--integration", INT, "--production", PROD, "--report", report],
-        cwd=REPO, capture_output=True, text=True, timeout=600)
+    result = subprocess.run(pipeline_command(version, report, repo), cwd=REPO, capture_output=True,
+                            text=True, timeout=600)
     output = result.stdout + result.stderr
     with open(PIPELINE_LOG, "a", encoding="utf-8") as handle:
         handle.write(f"\n===== pipeline {version} (exit {result.returncode})\n{output}")
@@ -319,6 +326,57 @@ def test_f_preview_names_the_alias_flip_and_the_image_change(stacks, tmp_path):
     assert result.returncode in (0, 1), result.stderr  # 1: a mandatory policy violation
     # A preview changes nothing.
     assert alias(PROD) == "blue"
+
+
+def state_locks(stack: str) -> list[str]:
+    return glob.glob(os.path.join(REPO, ".state", ".pulumi", "locks", "*", "*", stack, "*.json"))
+
+
+def test_g_kill_9_of_the_pipeline_during_the_flip_then_the_same_command_converges(stacks, tmp_path):
+    # Production as the pipeline left it before step 9's failure, minus the broken setting.
+    edit_stack(PROD, lambda s: (s.pop("gateTimeout", None), s["green"].pop("env", None)))
+    assert served(PROD) == ("1.0.0", "blue")
+    blue = {n: i for n, i in service_containers(PROD).items() if "-blue-" in n}
+    report = os.path.join(tmp_path, "pipeline-killed.json")
+    with RequestLoop(stable(PROD), rate=10, max_requests=3000, max_seconds=400) as client, \
+            open(PIPELINE_LOG, "a", encoding="utf-8") as log:
+        log.write("\n===== pipeline 3.1.0, killed during step 10\n")
+        # Its own session: the kill takes the pipeline and every process under it, as a runner's
+        # death would (the pulumi CLI, its language host and plugins).
+        process = subprocess.Popen(pipeline_command("3.1.0", report), cwd=REPO, text=True,
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                   env={**os.environ, "PYTHONUNBUFFERED": "1"}, start_new_session=True)
+        started, killed = time.monotonic(), None
+        for line in process.stdout:
+            log.write(line)
+            if line.startswith("==> [10/11] "):
+                wait_until(lambda: state_locks(PROD), 60, interval_s=0.05, what="the flip's update")
+                time.sleep(1)
+                os.killpg(process.pid, signal.SIGKILL)
+                killed = time.monotonic()
+                break
+        process.wait(10)
+        log.flush()     # before the re-run appends its own output
+        assert killed is not None, "the pipeline ended before its production flip"
+        assert state_locks(PROD), "the killed flip left no lock (the kill missed the update)"
+        moved = served(PROD)[1] == "green"
+        rerun = time.monotonic()
+        code, output, data = pipeline("3.1.0", tmp_path)
+        converged = time.monotonic()
+        assert code == 0, output[-3000:]
+        assert served(PROD) == ("3.1.0", "green")
+    assert "cleared the lock" in output, output[-3000:]
+    assert f"Pulumi.{PROD}.yaml: vizconfig.green runs 3.1.0 already (live)" in output, output[-3000:]
+    assert alias(PROD) == "green" and stack_services(PROD)["live"] == "green"
+    statuses = {s["number"]: s["status"] for s in data["steps"]}
+    assert statuses[9] == statuses[10] == "included", statuses
+    # The old release keeps running, untouched, for a rollback.
+    assert {n: i for n, i in service_containers(PROD).items() if "-blue-" in n} == blue
+    assert client.failures == [], client.failures[:5]
+    RESULTS["killed-during-flip"] = {
+        "requests": len(client.results), "failed_requests": len(client.failures),
+        "killed_after_s": round(killed - started, 2), "traffic_moved_before_the_kill": moved,
+        "rerun_converged_s": round(converged - rerun, 2)}
 
 
 def test_z_destroy_leaves_nothing(stacks):

@@ -12,7 +12,8 @@ import pytest
 from components.model.manifest import AcceptanceSpec, parse_manifest
 from components.model.validation import ConfigError
 from delivery import cli
-from delivery.pipeline import PipelineArgs, flip_detail, flip_record, run_pipeline
+from components.model.config import ColourConfig, ServiceConfig
+from delivery.pipeline import PipelineArgs, colour_running, flip_detail, flip_record, run_pipeline
 from delivery.stacks import classify, container_changes, decode_values, error_summary, short_name
 from delivery.steps import (FAILED, INCLUDED, NOT_RUN, PASSED, PIPELINE_STEPS, SKIPPED,
                             PipelineFailed, Run, StepFailed, step_shares, write_report)
@@ -258,3 +259,18 @@ def test_the_pipeline_rejects_a_bad_version_or_a_missing_manifest_before_touchin
     out = io.StringIO()
     assert run_pipeline(PipelineArgs(str(tmp_path), "1.0.0"), out) == 2
     assert "service.yaml: (file): not found" in out.getvalue()
+
+
+def test_a_rerun_finds_the_colour_its_release_already_runs_on():
+    image = "r:5000/api@sha256:" + "b" * 64
+
+    def settings(blue: ColourConfig, green: ColourConfig) -> ServiceConfig:
+        return ServiceConfig(name="api", manifest="service.yaml", live="blue",
+                             colours={"blue": blue, "green": green}, hosts=("local",))
+
+    old = ColourConfig("1.0.0", image="r:5000/api@sha256:" + "a" * 64)
+    # Killed during the flip: the stack already holds the release on green.
+    assert colour_running(settings(old, ColourConfig("2.0.0", image=image)), "2.0.0", image) == "green"
+    # Only that release counts: another digest or version is a new deploy to the offline colour.
+    assert colour_running(settings(old, ColourConfig("2.0.0", image=image)), "2.0.1", image) is None
+    assert colour_running(settings(old, ColourConfig("2.0.0")), "2.0.0", image) is None
