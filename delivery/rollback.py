@@ -6,12 +6,14 @@ instances' checks are read from Consul, the alias is written with a check-and-se
 overwrites a flip made meanwhile), and the proxy serves the old release within a second; then
 `live:` is recorded in stacks/Pulumi.<stack>.yaml and `pulumi up` brings state and outputs in line.
 Otherwise (or with --to a release neither colour runs) the release is deployed by its digest to
-the offline colour, without a build, gated, and flipped by `pulumi up`.
+the offline colour, without a build, gated, and flipped by `pulumi up`. When the alias points at
+the release's colour already (the bake watchdog rolled back), only `live:` is recorded.
 
 With git the alias-only case is `git revert <the flip commit>` + `pulumi up --stack <stack>`."""
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -60,7 +62,13 @@ def run_rollback(service: str, stack_name: str, to: str | None = None, out=None)
     other_runs_it = (other in settings.colours and settings.colours[other].version == version
                      and records.slots.get(other) == version)
     try:
-        if other_runs_it:
+        if other_runs_it and records.live == other:
+            # The bake watchdog (or an operator) moved the alias back already: accept that.
+            say(f"alias {alias_key(config.environment, service)} points at {other} already"
+                f"{watchdog_reason(records.bake, other)}; no alias move")
+            stack.set_service(service, {"live": other})
+            say(f"recorded live: {other} in stacks/Pulumi.{stack.name}.yaml; pulumi up to converge")
+        elif other_runs_it:
             flip_together([Move(config, settings, colour=other, expected=live,
                                 token=stack.deployer_token())])
             say(f"alias {alias_key(config.environment, service)}: {live} -> {other}; the proxy serves "
@@ -84,6 +92,16 @@ def run_rollback(service: str, stack_name: str, to: str | None = None, out=None)
         f"{', '.join(f'{n} {op}' for op, n in sorted(touched.items())) or 'none'} "
         f"(containers: {stack.container_changes or 'none changed'})")
     return 0
+
+
+def watchdog_reason(bake: str | None, colour: str) -> str:
+    """` (the bake watchdog rolled back at T: why)` when its record says it moved the alias to
+    `colour`, else nothing."""
+    record = json.loads(bake) if bake else {}
+    if record.get("status") != "rolled-back" or record.get("previous") != colour:
+        return ""
+    return (f" (the bake watchdog rolled {record.get('version')} back at {record.get('endedAt', '?')}: "
+            f"{record.get('reason', 'no reason recorded')})")
 
 
 def _target(records, service: str, live_version: str, to: str | None) -> dict:

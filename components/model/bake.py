@@ -48,6 +48,7 @@ def disagreement(stack_file: str, environment: str, settings: ServiceConfig,
         f"{colour} ({name} {version}) was rolled back to {record.get('previous')} by the bake "
         f"watchdog at {record.get('endedAt', '?')}: {record.get('reason', 'no reason recorded')} "
         f"(Consul KV {bake_key(environment, name)}); this update would flip it live again, so "
-        f"nothing was changed. Accept the rollback with live: {record.get('previous')}, or ship a "
+        f"nothing was changed. Accept the rollback with live: {record.get('previous')} (`./bg rollback "
+        f"{name}` records it), or ship a "
         f"new version to {colour} (e.g. {colour}.version: {suggest_next(version)}) and flip to that; to "
         f"flip to {version} anyway, delete that record first")

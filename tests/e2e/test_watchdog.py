@@ -2,7 +2,8 @@
 in bake the platform's watchdog makes no request at all; a good flip bakes and the watchdog goes
 quiet again; a release that passes its gate (/health answers 200) but serves 5xx on / after its
 flip is flipped back by the watchdog within the bake time, which the catalogue and the release
-history show; the next `pulumi up` reports the disagreement instead of flipping it live again.
+history show; the next `pulumi up` reports the disagreement instead of flipping it live again,
+and `rollback` accepts the flip back by recording it.
 Figures (5xx start to flip back, failed requests) go to reports/e2e/bake-figures.json."""
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import time
 import jsonschema
 import pytest
 import requests
+import yaml
 from pulumi import automation as auto
 
 from e2e_harness import (LOG_DIR, REPO, Deployment, InBackground, RequestLoop, ServiceRepo, chromium_dom,
@@ -247,7 +249,15 @@ def test_the_next_up_reports_the_disagreement_instead_of_flipping_again(deployme
     assert "live: green" in message and "blue.version: 3.0.1" in message
     assert kv(ALIAS) == "green" and containers() == before
     record = bake_record()
-    change(deployment, live="green")    # the rollback accepted
+    # The rollback command accepts it: the alias is on green already, so it only records live.
+    result = subprocess.run([sys.executable, "-m", "delivery", "rollback", "vizconfig", "--stack",
+                             STACK], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (f"alias bluegreen/aliases/{ENV}/vizconfig points at green already (the bake watchdog "
+            f"rolled 3.0.0 back at {record['endedAt']}: 5xx on") in result.stdout, result.stdout
+    with open(os.path.join(REPO, "stacks", f"Pulumi.{STACK}.yaml"), encoding="utf-8") as handle:
+        assert yaml.safe_load(handle)["config"]["bluegreen:services"]["vizconfig"]["live"] == "green"
+    change(deployment, live="green")    # what the command recorded, in this test's copy too
     deployment.up()
     assert kv(ALIAS) == "green" and bake_record() == record
     assert containers() == before
