@@ -29,6 +29,7 @@ REGISTRATION_TYPE = ("consul", "Registration")
 HEALTH_GATE_TYPE = ("consul", "HealthGate")
 ACL_TOKEN_TYPE = ("consul", "AclToken")
 GENERATED_SECRET_TYPE = ("platform", "GeneratedSecret")
+REGISTRY_CERTIFICATE_TYPE = ("platform", "RegistryCertificate")
 LEGACY_DYNAMIC_TYPE = "pulumi-python:dynamic:Resource"
 
 
@@ -167,6 +168,11 @@ def docker_name(*parts: str) -> str:
     """The name of a Docker object the platform owns (container, network, volume): `bluegreen-...`,
     which is what `docker ps --filter name=bluegreen-` and the clean-up rely on."""
     return "-".join(("bluegreen", *parts))
+
+
+def registry_trust_dir(registry: str) -> str:
+    """Where a Docker engine looks for the CA of the registry at `registry` (host:port)."""
+    return f"/etc/docker/certs.d/{registry}"
 
 
 def service_network(environment: str, service: str) -> str:

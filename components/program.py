@@ -215,6 +215,9 @@ def run(root: str) -> None:
         port = stack.platform.proxy_port
         credentials = platform.credentials
         pulumi.export("consul", platform.consul)
+        if platform.registry_ca is not None:
+            # Public: what a host outside the platform installs to pull (README: real sites).
+            pulumi.export("registryCa", platform.registry_ca)
         # Environment stacks (and the pipeline) read these through a StackReference.
         pulumi.export("credentials", credentials)
     else:

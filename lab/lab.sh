@@ -137,13 +137,14 @@ ensure_engine() { # N: dockerd inside the namespace
   mkdir -p "$dir" "$disks/lab$i"
   alive "$dir/docker.pid" || rm -f "$dir/docker.pid"
   rm -f "$dir/exec/containerd/containerd.sock"
-  # The registry is on a lab address (this machine's, or a host's), over plain HTTP.
+  # No insecure registries: the registry on a lab address serves TLS, and the platform puts its
+  # CA in /etc/docker/certs.d (this machine's, shared by every lab engine).
   # nsenter keeps this machine's mounts (ip netns exec would remount /sys without cgroups).
   # Its own config file: /etc/docker/daemon.json belongs to this machine's engine.
   echo '{}' >"$dir/daemon.json"
   nsenter --net="/run/netns/$ns" nohup dockerd --config-file "$dir/daemon.json" --host "unix://$(socket "$i")" --data-root "$disks/lab$i" \
     --exec-root "$dir/exec" --pidfile "$dir/docker.pid" --bip "$(bip "$i")/24" \
-    --default-address-pool "base=$(pool "$i"),size=24" --insecure-registry "$LAB_PREFIX.0/24" \
+    --default-address-pool "base=$(pool "$i"),size=24" \
     >"$labdir/lab$i/dockerd.log" 2>&1 &
   wait_for 60 "the engine of lab$i (log: $labdir/lab$i/dockerd.log)" engine "$i" info
 }
@@ -199,6 +200,14 @@ up() {
   local start i; start=$(date +%s.%N)
   ensure_bridge
   ensure_keys
+  for i in $(hosts); do
+    # Engines an older lab.sh started pulled from lab registries without TLS: start them anew.
+    if alive "$run/lab$i/docker.pid" &&
+        [[ $(tr '\0' ' ' <"/proc/$(cat "$run/lab$i/docker.pid")/cmdline") == *--insecure-registry* ]]; then
+      echo "    lab$i: restarting its engine without --insecure-registry"
+      stop_host "$i"
+    fi
+  done
   for i in $(hosts); do ensure_host "$i" & done
   wait_all
   ensure_images

@@ -84,6 +84,10 @@ class PlatformSecrets:
     consul_gossip_key: str | None = field(default=None, repr=False)
     registry_username: str | None = field(default=None, repr=False)
     registry_password: str | None = field(default=None, repr=False)
+    # The registry's TLS certificate and key from the site's CA, and that CA (all PEM).
+    registry_certificate: str | None = field(default=None, repr=False)
+    registry_key: str | None = field(default=None, repr=False)
+    registry_ca: str | None = field(default=None, repr=False)
 
 
 UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
@@ -280,7 +284,7 @@ def parse_platform_secrets(stack: str, values: Any) -> PlatformSecrets:
     """Validates `bluegreen:platformSecrets` without ever quoting a value."""
     fields = Fields(stack_file(stack), "bluegreen.platformSecrets", values or {},
                     ["consulManagementToken", "consulGossipKey", "registryUsername",
-                     "registryPassword"])
+                     "registryPassword", *TLS_SECRETS])
 
     def secret(key: str, valid, hint: str) -> str | None:
         if not fields.has(key):
@@ -304,12 +308,33 @@ def parse_platform_secrets(stack: str, values: Any) -> PlatformSecrets:
     if (username is None) != (password is None):
         raise fields.error("registryPassword" if password is None else "registryUsername",
                            "set registryUsername and registryPassword together")
+    tls = {key: secret(key, lambda v, kind=kind: pem_block(v, kind),
+                       f"PEM text (-----BEGIN ...{kind}-----), e.g. `\"$(cat file.pem)\"`")
+           for key, kind in TLS_SECRETS.items()}
+    if any(v is not None for v in tls.values()) and not all(v is not None for v in tls.values()):
+        missing = next(k for k, v in tls.items() if v is None)
+        raise fields.error(missing, "set registryCertificate, registryKey and registryCa together "
+                                    "(the registry's certificate, its key, and the CA that signed it)")
     return PlatformSecrets(
         consul_management_token=secret("consulManagementToken", UUID.fullmatch,
                                        "a UUID, e.g. from `uuidgen`"),
         consul_gossip_key=secret("consulGossipKey", gossip_key,
                                  "16, 24 or 32 bytes in base64, e.g. from `consul keygen`"),
-        registry_username=username, registry_password=password)
+        registry_username=username, registry_password=password,
+        registry_certificate=tls["registryCertificate"], registry_key=tls["registryKey"],
+        registry_ca=tls["registryCa"])
+
+
+# The site's registry TLS secrets and the kind of PEM block each holds.
+TLS_SECRETS = {"registryCertificate": "CERTIFICATE", "registryKey": "PRIVATE KEY",
+               "registryCa": "CERTIFICATE"}
+
+
+def pem_block(text: str, kind: str) -> bool:
+    """Whether `text` holds a PEM block of `kind` (PRIVATE KEY also matches EC/RSA PRIVATE KEY)."""
+    begin = text.find("-----BEGIN ")
+    return begin >= 0 and text[begin:].split("\n", 1)[0].rstrip().endswith(f"{kind}-----") \
+        and "-----END " in text
 
 
 def _hosts(top: Fields) -> dict[str, Host]:

@@ -1,5 +1,5 @@
 """PlatformCredentials: the platform's own secrets: the Consul management token, the gossip
-encryption key and the registry's user and password. Each is the site's (bluegreen:
+encryption key and the registry's user and password (and a site's registry certificate). Each is the site's (bluegreen:
 platformSecrets) or generated once; all are Pulumi secrets, so encrypted in state and hidden in
 previews."""
 
@@ -49,6 +49,11 @@ class PlatformCredentials(pulumi.ComponentResource):
         self.gossip_key = chosen(supplied.consul_gossip_key, "consul-gossip", "gossip-key")
         self.registry_password = chosen(supplied.registry_password, "registry-password", "password")
         self.registry_username = pulumi.Output.secret(supplied.registry_username or DEFAULT_REGISTRY_USER)
+        # The site's registry certificate (certificate, key, CA), if it supplied one; else the
+        # platform makes its own where the registry needs TLS (see Platform).
+        self.registry_tls = None if supplied.registry_certificate is None else (
+            supplied.registry_certificate, pulumi.Output.secret(supplied.registry_key),
+            supplied.registry_ca)
         self.register_outputs({"consul_management_token": self.consul_management_token,
                                "gossip_key": self.gossip_key,
                                "registry_username": self.registry_username,

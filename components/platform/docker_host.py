@@ -34,11 +34,14 @@ def labels(**values: str) -> list[docker.ContainerLabelArgs]:
 
 
 def http_healthcheck(url: str, must_contain: str = "", interval: str = "1s",
-                     retries: int = 60, status: int | None = None) -> docker.ContainerHealthcheckArgs:
+                     retries: int = 60, status: int | None = None,
+                     insecure: bool = False) -> docker.ContainerHealthcheckArgs:
     """A Docker health check with curl (in the base image); `wait=True` on a container uses it.
-    Healthy: a 2xx answer containing `must_contain`, or, given `status`, exactly that status."""
-    test = (f"curl -fsS {url} | grep -q '{must_contain}' || exit 1" if status is None else
-            f"curl -sS -o /dev/null -w '%{{http_code}}' {url} | grep -qx '{status}' || exit 1")
+    Healthy: a 2xx answer containing `must_contain`, or, given `status`, exactly that status.
+    `insecure`: an https URL whose certificate is not checked."""
+    curl = "curl -k" if insecure else "curl"
+    test = (f"{curl} -fsS {url} | grep -q '{must_contain}' || exit 1" if status is None else
+            f"{curl} -sS -o /dev/null -w '%{{http_code}}' {url} | grep -qx '{status}' || exit 1")
     return docker.ContainerHealthcheckArgs(
         tests=["CMD-SHELL", test], interval=interval, timeout="2s", retries=retries,
         start_period="1s")

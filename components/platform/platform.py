@@ -14,7 +14,9 @@ from components.naming import bridge_listen_key, drain_timeout_key, nginx_durati
 from components.platform.consul_cluster import ConsulCluster, ConsulClusterArgs
 from components.platform.credentials import PlatformCredentials
 from components.platform.proxy import Proxy, ProxyArgs
-from components.platform.registry import Registry, RegistryArgs
+from components.platform.registry import Registry, RegistryArgs, RegistryTls, needs_tls
+from components.platform.registry_certificate import RegistryCertificate
+from components.platform.registry_trust import RegistryTrust, RegistryTrustArgs
 from components.platform.watchdog import Watchdog, WatchdogArgs
 
 
@@ -33,7 +35,8 @@ class PlatformArgs:
 
 
 class Platform(pulumi.ComponentResource):
-    """Outputs: `consul` (the platform host's agent URL), `registry` (host:port), `proxy` (base
+    """Outputs: `consul` (the platform host's agent URL), `registry` (host:port), `registryCa`
+    (the CA its TLS certificate chains to; None when it serves loopback only), `proxy` (base
     URL), and the secrets environment stacks need: `credentials` (the deployer's and the issuer's
     Consul tokens, the registry's user and password). The proxy's drain bound (bluegreen:platform.
     proxy.drainTimeout) is a KV entry the proxy reads."""
@@ -54,10 +57,26 @@ class Platform(pulumi.ComponentResource):
             clients=tuple(args.hosts[h] for h in settings.client_hosts),
             providers=args.providers, management_token=secrets.consul_management_token,
             gossip_key=secrets.gossip_key), opts=child)
+        registry = f"{home.address}:{settings.registry_port}"
+        tls, trusted, self.registry_ca = None, [], None
+        if needs_tls(home.address):
+            # Other hosts pull from it: over TLS, each platform host's engine trusting its CA.
+            if secrets.registry_tls is not None:
+                certificate, key, self.registry_ca = secrets.registry_tls
+            else:
+                made = RegistryCertificate(f"{name}-registry-certificate",
+                                           addresses=[home.address], opts=child)
+                certificate, key, self.registry_ca = made.certificate, made.key, made.ca
+            tls = RegistryTls(certificate, key)
+            self.trust = RegistryTrust(f"{name}-registry-trust", RegistryTrustArgs(
+                stack=args.stack, registry=registry, ca=self.registry_ca, images=self.cluster.images,
+                providers=args.providers), opts=child)
+            trusted = [c.id for c in self.trust.containers.values()]
         self.registry_component = Registry(f"{name}-registry", RegistryArgs(
             stack=args.stack, image=settings.registry_image, port=settings.registry_port,
             address=home.address, provider=args.providers[home.name],
-            username=secrets.registry_username, password=secrets.registry_password), opts=child)
+            username=secrets.registry_username, password=secrets.registry_password, tls=tls),
+            opts=child)
         self.proxy_component = Proxy(f"{name}-proxy", ProxyArgs(
             stack=args.stack, image=settings.proxy_image, port=settings.proxy_port,
             consul_address=home.consul, provider=args.providers[home.name],
@@ -71,7 +90,9 @@ class Platform(pulumi.ComponentResource):
         self.agents = {host: container.id.apply(lambda _, url=args.hosts[host].consul: url)
                        for host, container in self.cluster.containers.items()}
         self.consul = self.agents[home.name]
-        self.registry = self.registry_component.address
+        # Resolves once every platform host trusts it: environment stacks pull right after.
+        self.registry = pulumi.Output.all(self.registry_component.address, *trusted).apply(
+            lambda values: values[0])
         self.proxy = self.proxy_component.url
         # In KV, not in the proxy's environment: changing it reloads the proxy, never replaces it.
         self.drain_timeout = ConsulKey(
@@ -89,7 +110,7 @@ class Platform(pulumi.ComponentResource):
             self.cluster.tokens["deployer"], self.cluster.tokens["issuer"],
             secrets.registry_username, secrets.registry_password))
         self.register_outputs({"consul": self.consul, "registry": self.registry, "proxy": self.proxy,
-                               "credentials": self.credentials})
+                               "credentials": self.credentials, "registryCa": self.registry_ca})
 
 
 def platform_credentials(deployer: pulumi.Input[str], issuer: pulumi.Input[str],

@@ -1,11 +1,12 @@
 """Registry: the in-house image registry, published on the platform host's address (127.0.0.1 for
-a single machine; its lab or site address when other hosts pull from it); every push and pull
-needs its user and password (htpasswd, bcrypt)."""
+a single machine; its lab or site address when other hosts pull from it, then over TLS); every
+push and pull needs its user and password (htpasswd, bcrypt)."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import ipaddress
 from dataclasses import dataclass
 
 import bcrypt
@@ -16,6 +17,8 @@ from components.naming import docker_name
 from components.platform.docker_host import http_healthcheck, labels, local_image, secret_upload
 
 HTPASSWD_FILE = "/etc/docker/registry/htpasswd"   # images/registry/config.yml names it
+TLS_CERTIFICATE_FILE = "/etc/docker/registry/tls/registry.crt"
+TLS_KEY_FILE = "/etc/docker/registry/tls/registry.key"
 # The registry checks the hash on every request: a low cost keeps pushes fast, and a generated
 # password (32 random bytes) needs no stretching.
 BCRYPT_COST = 6
@@ -34,6 +37,23 @@ def htpasswd_entry(username: str, password: str, cost: int = BCRYPT_COST) -> str
     return f"{username}:{bcrypt.hashpw(password.encode(), salt).decode()}\n"
 
 
+def needs_tls(address: str) -> bool:
+    """Whether a registry published at `address` serves HTTPS: Docker pulls over plain HTTP only
+    from loopback (or from registries each engine is told to trust insecurely)."""
+    try:
+        return not ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return address != "localhost"
+
+
+@dataclass(frozen=True)
+class RegistryTls:
+    """The registry's certificate and key (a secret), PEM; clients trust the CA that signed it."""
+
+    certificate: pulumi.Input[str]
+    key: pulumi.Input[str]
+
+
 @dataclass(frozen=True)
 class RegistryArgs:
     stack: str
@@ -43,6 +63,7 @@ class RegistryArgs:
     username: pulumi.Input[str]
     password: pulumi.Input[str]  # a secret
     address: str = "127.0.0.1"   # where it is published: every host pulls from address:port
+    tls: RegistryTls | None = None  # HTTPS (for pulls from other hosts), else plain HTTP
 
     def __post_init__(self):
         if not 0 < self.port < 65536:
@@ -61,6 +82,13 @@ class Registry(pulumi.ComponentResource):
         storage = docker.Volume(f"{name}-storage", name=docker_name(args.stack, "registry"), opts=child)
         htpasswd = pulumi.Output.all(args.username, args.password).apply(
             lambda values: htpasswd_entry(values[0], values[1]))
+        uploads, environment, scheme = [secret_upload(HTPASSWD_FILE, htpasswd)], [], "http"
+        if args.tls is not None:
+            uploads += [docker.ContainerUploadArgs(file=TLS_CERTIFICATE_FILE, content=args.tls.certificate),
+                        secret_upload(TLS_KEY_FILE, args.tls.key)]
+            environment = [f"REGISTRY_HTTP_TLS_CERTIFICATE={TLS_CERTIFICATE_FILE}",
+                           f"REGISTRY_HTTP_TLS_KEY={TLS_KEY_FILE}"]
+            scheme = "https"
         self.container = docker.Container(
             f"{name}-container",
             name=docker_name(args.stack, "registry"),
@@ -68,18 +96,21 @@ class Registry(pulumi.ComponentResource):
             ports=[docker.ContainerPortArgs(internal=5000, external=args.port, ip=args.address)],
             volumes=[docker.ContainerVolumeArgs(volume_name=storage.name,
                                                 container_path="/var/lib/docker-registry")],
-            uploads=[secret_upload(HTPASSWD_FILE, htpasswd)],
+            uploads=uploads,
+            envs=environment,
             restart="unless-stopped",
             memory=256,
             memory_swap=256,  # no swap; also what Docker reports back
             labels=labels(stack=args.stack, role="registry"),
             # Anonymous requests are refused: a 401 means it is up and asking for credentials.
-            healthcheck=http_healthcheck("http://127.0.0.1:5000/v2/", status=401),
+            # (Over TLS it checks liveness only: its certificate names the published address.)
+            healthcheck=http_healthcheck(f"{scheme}://127.0.0.1:5000/v2/", status=401,
+                                         insecure=args.tls is not None),
             wait=True,
             wait_timeout=60,
             opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(delete_before_replace=True)),
         )
         # Docker treats 127.0.0.0/8 registries as insecure-allowed, so plain HTTP works locally;
-        # engines on other hosts are told `--insecure-registry <address>` (the lab does) or use TLS.
+        # engines on other hosts pull over TLS, trusting the CA the platform installs on them.
         self.address = self.container.id.apply(lambda _: f"{args.address}:{args.port}")
         self.register_outputs({"address": self.address})

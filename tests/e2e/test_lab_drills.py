@@ -187,7 +187,7 @@ class Background:
 
 
 def test_the_lab_serves_across_hosts_by_address(drill):
-    the_lab, _, _ = drill
+    the_lab, platform, _ = drill
     assert served() == ("1.0.0", "blue")
     the_lab.wait_healthy()
     catalog = the_lab.consul.get(f"{the_lab.local_agent}/v1/catalog/service/vizconfig", timeout=3).json()
@@ -207,6 +207,21 @@ def test_the_lab_serves_across_hosts_by_address(drill):
         pulled = host_docker(host, "images", "--digests", "--format", "{{.Repository}}")
         registry = the_lab.hosts[the_lab.proxy_host]["address"]
         assert f"{registry}:{PORTS['registry']}/vizconfig" in pulled.split()
+    # ... over TLS: no engine may pull from a lab address without it, and the registry answers
+    # only HTTPS, with a certificate the platform's CA signed.
+    for name in the_lab.lab_names:
+        insecure = host_docker(the_lab.hosts[name], "info", "--format",
+                               "{{json .RegistryConfig.InsecureRegistryCIDRs}}")
+        assert json.loads(insecure) == ["127.0.0.0/8"], (name, insecure)
+    registry = f"{the_lab.hosts[the_lab.proxy_host]['address']}:{PORTS['registry']}"
+    ca = os.path.join(LOG_DIR, "lab-registry-ca.crt")
+    os.makedirs(LOG_DIR, exist_ok=True)
+    with open(ca, "w", encoding="utf-8") as handle:
+        handle.write(platform.outputs()["registryCa"])
+    assert requests.get(f"https://{registry}/v2/", verify=ca, timeout=5).status_code == 401
+    assert requests.get(f"http://{registry}/v2/", timeout=5).status_code == 400   # plain HTTP
+    with pytest.raises(requests.exceptions.SSLError):
+        requests.get(f"https://{registry}/v2/", timeout=5)    # not a CA anyone else trusts
 
 
 def test_drill_a_a_consul_server_stopped_during_a_deploy(drill):
