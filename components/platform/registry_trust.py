@@ -49,7 +49,11 @@ class RegistryTrust(pulumi.ComponentResource):
                                                     container_path=MOUNT)],
                 uploads=[docker.ContainerUploadArgs(file=f"{MOUNT}/{CA_FILE}", content=args.ca)],
                 must_run=False,     # it exits at once: its work was the upload
-                restart="no",
+                restart="on-failure",   # (`true` does not fail; the policy pack wants a policy)
+                max_retry_count=3,
+                memory=16,
+                memory_swap=16,
+                network_mode="none",
                 labels=labels(stack=args.stack, role="registry-trust"),
                 opts=pulumi.ResourceOptions(parent=self, provider=args.providers[host],
                                             delete_before_replace=True))

@@ -119,3 +119,14 @@ def test_a_partial_or_malformed_site_certificate_is_refused_naming_the_field(cha
     assert f"bluegreen.platformSecrets.{field}" in message and advice in message
     assert "stacks/Pulumi.platform.yaml" in message
     assert SITE["key"].splitlines()[1] not in message     # never quotes a value
+
+
+def test_the_trust_containers_pass_the_container_policies():
+    from policies.rules import containers
+    from policies.rules.common import CONTAINER as POLICY_CONTAINER
+    trust = [r for r in platform_resources() if r.type == CONTAINER
+             and r.label("bluegreen.role") == "registry-trust"]
+    for container in trust:
+        resource = {"type": POLICY_CONTAINER, "name": container.name, "props": container.inputs}
+        for check in (containers.check_memory, containers.check_restart, containers.check_host_ports):
+            assert check(resource, {}) == [], (check.__name__, container.name)
