@@ -170,9 +170,12 @@ def docker_name(*parts: str) -> str:
     return "-".join(("bluegreen", *parts))
 
 
+DOCKER_CERTS_DIR = "/etc/docker/certs.d"   # where a Docker engine looks for registries' CAs
+
+
 def registry_trust_dir(registry: str) -> str:
     """Where a Docker engine looks for the CA of the registry at `registry` (host:port)."""
-    return f"/etc/docker/certs.d/{registry}"
+    return f"{DOCKER_CERTS_DIR}/{registry}"
 
 
 def service_network(environment: str, service: str) -> str:

@@ -3,7 +3,9 @@
 that registry only: no `insecure-registries`, no change to the host's own CA store.
 
 The engines are reached through the Docker API only (over ssh:// on real hosts), so the file is
-written by a container that bind-mounts that directory, gets the CA uploaded into it, and exits."""
+written by a container that bind-mounts the engine's certs.d, gets the CA as an upload, copies it
+into place and exits. (It mounts certs.d itself: Docker's bind syntax cannot name a folder whose
+name holds a colon, as `<host>:<port>` does.)"""
 
 from __future__ import annotations
 
@@ -12,11 +14,20 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_docker as docker
 
-from components.naming import docker_name, registry_trust_dir
+import shlex
+
+from components.naming import DOCKER_CERTS_DIR, docker_name
 from components.platform.docker_host import labels
 
 CA_FILE = "ca.crt"
-MOUNT = "/trust"
+MOUNT = "/certs.d"
+UPLOADED = "/registry-ca.crt"
+
+
+def install_script(registry: str) -> str:
+    """The shell line that puts the uploaded CA where the engine looks for `registry`'s."""
+    folder = shlex.quote(f"{MOUNT}/{registry}")
+    return f"mkdir -p {folder} && cp {UPLOADED} {folder}/{CA_FILE}"
 
 
 @dataclass(frozen=True)
@@ -24,7 +35,7 @@ class RegistryTrustArgs:
     stack: str
     registry: str                           # host:port, as engines pull from it
     ca: pulumi.Input[str]                   # PEM
-    images: dict[str, pulumi.Input[str]]    # host -> an image present there (runs `true` only)
+    images: dict[str, pulumi.Input[str]]    # host -> an image with sh there (it runs mkdir and cp)
     providers: dict[str, docker.Provider]
 
     def __post_init__(self):
@@ -34,8 +45,8 @@ class RegistryTrustArgs:
 
 
 class RegistryTrust(pulumi.ComponentResource):
-    """One exited container per host, whose upload wrote the CA into the engine's trust folder
-    for the registry; a new CA replaces it (and so rewrites the file)."""
+    """One exited container per host, which copied the CA into the engine's trust folder for the
+    registry; a new CA replaces it (and so rewrites the file)."""
 
     def __init__(self, name: str, args: RegistryTrustArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("bluegreen:platform:RegistryTrust", name, None, opts)
@@ -44,12 +55,12 @@ class RegistryTrust(pulumi.ComponentResource):
                 f"{name}-{host}",
                 name=docker_name(args.stack, "registry-trust"),
                 image=image,
-                command=["true"],
-                volumes=[docker.ContainerVolumeArgs(host_path=registry_trust_dir(args.registry),
-                                                    container_path=MOUNT)],
-                uploads=[docker.ContainerUploadArgs(file=f"{MOUNT}/{CA_FILE}", content=args.ca)],
-                must_run=False,     # it exits at once: its work was the upload
-                restart="on-failure",   # (`true` does not fail; the policy pack wants a policy)
+                entrypoints=["sh", "-c"],
+                command=[install_script(args.registry)],
+                volumes=[docker.ContainerVolumeArgs(host_path=DOCKER_CERTS_DIR, container_path=MOUNT)],
+                uploads=[docker.ContainerUploadArgs(file=UPLOADED, content=args.ca)],
+                must_run=False,     # it exits once the file is in place
+                restart="on-failure",   # (a copy that failed is tried again)
                 max_retry_count=3,
                 memory=16,
                 memory_swap=16,

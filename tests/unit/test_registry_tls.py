@@ -12,9 +12,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from components.model.config import parse_platform_secrets
 from components.model.validation import ConfigError
-from components.naming import registry_trust_dir
+from components.naming import DOCKER_CERTS_DIR, registry_trust_dir
 from components.platform.registry import TLS_CERTIFICATE_FILE, TLS_KEY_FILE, needs_tls
 from components.platform.registry_certificate import issue
+from components.platform.registry_trust import MOUNT, UPLOADED, install_script
 from test_config import stack_values
 from unit_harness import (CONTAINER, REGISTRY_CERTIFICATE, fake_secret, is_secret, plain,
                           run_program)
@@ -34,6 +35,17 @@ def test_the_certificate_chains_to_its_ca_and_names_the_registry_address():
     assert names.get_values_for_type(x509.DNSName) == ["registry.example"]
     assert ca.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
     assert not certificate.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+
+
+def test_the_install_script_writes_where_the_engine_looks(tmp_path):
+    import subprocess
+    uploaded = tmp_path / "uploaded.crt"
+    uploaded.write_text("the CA")
+    script = install_script("10.250.77.1:19005").replace(MOUNT, str(tmp_path / "certs.d")) \
+        .replace(UPLOADED, str(uploaded))
+    subprocess.run(["sh", "-c", script], check=True)
+    written = tmp_path / registry_trust_dir("10.250.77.1:19005").replace(DOCKER_CERTS_DIR, "certs.d") / "ca.crt"
+    assert written.read_text() == "the CA"
 
 
 def test_each_issue_makes_a_new_ca():
@@ -71,10 +83,9 @@ def test_the_lab_platform_serves_the_registry_over_tls_and_every_host_trusts_its
     # One per platform host (the Consul agents' hosts), on that host's engine.
     assert sorted(r.name.rsplit("-", 1)[1] for r in trust) == ["lab1", "lab2", "lab3", "local"]
     for container in trust:
-        assert container.inputs["volumes"] == [{"hostPath": registry_trust_dir("10.250.77.1:19005"),
-                                                "containerPath": "/trust"}]
-        assert container.inputs["uploads"] == [{"file": "/trust/ca.crt",
-                                                "content": f"ca-of-{certificate.name}"}]
+        assert container.inputs["volumes"] == [{"hostPath": DOCKER_CERTS_DIR, "containerPath": MOUNT}]
+        assert container.inputs["uploads"] == [{"file": UPLOADED, "content": f"ca-of-{certificate.name}"}]
+        assert container.inputs["command"] == [install_script("10.250.77.1:19005")]
         assert container.inputs["mustRun"] is False
     for container in trust:     # each on its own host's engine
         assert container.provider_urn.endswith("-" + container.name.rsplit("-", 1)[1]), container.provider
