@@ -171,6 +171,14 @@ def docker_name(*parts: str) -> str:
 
 
 DOCKER_CERTS_DIR = "/etc/docker/certs.d"   # where a Docker engine looks for registries' CAs
+# The registries' CAs again, one file each, for programs that read digests from the registry
+# themselves (the docker provider, in Go): `./bg` adds this folder to SSL_CERT_DIR.
+REGISTRY_CA_DIR = "/etc/bluegreen/registry-cas"
+
+
+def registry_ca_file(registry: str) -> str:
+    """The registry's CA in REGISTRY_CA_DIR (a file name without the port's colon)."""
+    return f"{REGISTRY_CA_DIR}/{registry.replace(':', '_')}.crt"
 
 
 def registry_trust_dir(registry: str) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+
 import pulumi
 import pulumi_docker as docker
 
@@ -12,12 +14,27 @@ def host_providers(stack: str, hosts: dict[str, Host], registry: pulumi.Input[st
                    username: pulumi.Input[str], password: pulumi.Input[str]) -> dict[str, docker.Provider]:
     """One pulumi-docker provider per configured host (its engine socket or ssh URL), with the
     in-house registry's credentials (secrets) for its pushes and pulls."""
-    # http:// tells the provider to read digests over plain HTTP (a registry on 127.0.0.1).
-    auth = [docker.ProviderRegistryAuthArgs(address=pulumi.Output.concat("http://", registry),
+    # The scheme tells the provider how to read digests: plain HTTP from a registry on loopback,
+    # else HTTPS, trusting the CAs of the system and of SSL_CERT_DIR (./bg adds REGISTRY_CA_DIR).
+    auth = [docker.ProviderRegistryAuthArgs(address=pulumi.Output.from_input(registry).apply(registry_url),
                                             username=pulumi.Output.secret(username),
                                             password=pulumi.Output.secret(password))]
     return {name: docker.Provider(f"{stack}-host-{name}", host=host.docker, registry_auth=auth)
             for name, host in hosts.items()}
+
+
+def needs_tls(address: str) -> bool:
+    """Whether a registry published at `address` (a host, no port) serves HTTPS: Docker pulls over
+    plain HTTP only from loopback (or from registries an engine is told to trust insecurely)."""
+    try:
+        return not ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return address != "localhost"
+
+
+def registry_url(registry: str) -> str:
+    """`registry` (host:port) with the scheme it serves."""
+    return ("https://" if needs_tls(registry.rsplit(":", 1)[0].strip("[]")) else "http://") + registry
 
 
 def needs_legacy_builder(host: Host) -> bool:

@@ -14,7 +14,8 @@ from components.naming import bridge_listen_key, drain_timeout_key, nginx_durati
 from components.platform.consul_cluster import ConsulCluster, ConsulClusterArgs
 from components.platform.credentials import PlatformCredentials
 from components.platform.proxy import Proxy, ProxyArgs
-from components.platform.registry import Registry, RegistryArgs, RegistryTls, needs_tls
+from components.platform.docker_host import needs_tls
+from components.platform.registry import Registry, RegistryArgs, RegistryTls
 from components.platform.registry_certificate import RegistryCertificate
 from components.platform.registry_trust import RegistryTrust, RegistryTrustArgs
 from components.platform.watchdog import Watchdog, WatchdogArgs

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import ipaddress
 from dataclasses import dataclass
 
 import bcrypt
@@ -35,15 +34,6 @@ def htpasswd_entry(username: str, password: str, cost: int = BCRYPT_COST) -> str
     salt = f"$2b${cost:02d}$".encode() + base64.b64encode(seed).rstrip(b"=").translate(
         bytes.maketrans(_STANDARD, _BCRYPT))
     return f"{username}:{bcrypt.hashpw(password.encode(), salt).decode()}\n"
-
-
-def needs_tls(address: str) -> bool:
-    """Whether a registry published at `address` serves HTTPS: Docker pulls over plain HTTP only
-    from loopback (or from registries each engine is told to trust insecurely)."""
-    try:
-        return not ipaddress.ip_address(address).is_loopback
-    except ValueError:
-        return address != "localhost"
 
 
 @dataclass(frozen=True)

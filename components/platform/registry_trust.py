@@ -16,18 +16,21 @@ import pulumi_docker as docker
 
 import shlex
 
-from components.naming import DOCKER_CERTS_DIR, docker_name
+from components.naming import DOCKER_CERTS_DIR, REGISTRY_CA_DIR, docker_name, registry_ca_file
 from components.platform.docker_host import labels
 
 CA_FILE = "ca.crt"
 MOUNT = "/certs.d"
+CA_MOUNT = "/registry-cas"
 UPLOADED = "/registry-ca.crt"
 
 
 def install_script(registry: str) -> str:
-    """The shell line that puts the uploaded CA where the engine looks for `registry`'s."""
+    """The shell line that puts the uploaded CA where the engine looks for `registry`'s, and in
+    the host's REGISTRY_CA_DIR (for a deployer on that host)."""
     folder = shlex.quote(f"{MOUNT}/{registry}")
-    return f"mkdir -p {folder} && cp {UPLOADED} {folder}/{CA_FILE}"
+    flat = shlex.quote(registry_ca_file(registry).replace(REGISTRY_CA_DIR, CA_MOUNT, 1))
+    return f"mkdir -p {folder} && cp {UPLOADED} {folder}/{CA_FILE} && cp {UPLOADED} {flat}"
 
 
 @dataclass(frozen=True)
@@ -57,7 +60,8 @@ class RegistryTrust(pulumi.ComponentResource):
                 image=image,
                 entrypoints=["sh", "-c"],
                 command=[install_script(args.registry)],
-                volumes=[docker.ContainerVolumeArgs(host_path=DOCKER_CERTS_DIR, container_path=MOUNT)],
+                volumes=[docker.ContainerVolumeArgs(host_path=DOCKER_CERTS_DIR, container_path=MOUNT),
+                         docker.ContainerVolumeArgs(host_path=REGISTRY_CA_DIR, container_path=CA_MOUNT)],
                 uploads=[docker.ContainerUploadArgs(file=UPLOADED, content=args.ca)],
                 must_run=False,     # it exits once the file is in place
                 restart="on-failure",   # (a copy that failed is tried again)

@@ -12,10 +12,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from components.model.config import parse_platform_secrets
 from components.model.validation import ConfigError
-from components.naming import DOCKER_CERTS_DIR, registry_trust_dir
-from components.platform.registry import TLS_CERTIFICATE_FILE, TLS_KEY_FILE, needs_tls
+from components.naming import DOCKER_CERTS_DIR, REGISTRY_CA_DIR, registry_ca_file, registry_trust_dir
+from components.platform.docker_host import needs_tls, registry_url
+from components.platform.registry import TLS_CERTIFICATE_FILE, TLS_KEY_FILE
 from components.platform.registry_certificate import issue
-from components.platform.registry_trust import MOUNT, UPLOADED, install_script
+from components.platform.registry_trust import CA_MOUNT, MOUNT, UPLOADED, install_script
 from test_config import stack_values
 from unit_harness import (CONTAINER, REGISTRY_CERTIFICATE, fake_secret, is_secret, plain,
                           run_program)
@@ -37,15 +38,24 @@ def test_the_certificate_chains_to_its_ca_and_names_the_registry_address():
     assert not certificate.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
 
 
-def test_the_install_script_writes_where_the_engine_looks(tmp_path):
+def test_the_install_script_writes_where_the_engine_and_the_deployer_look(tmp_path):
     import subprocess
     uploaded = tmp_path / "uploaded.crt"
     uploaded.write_text("the CA")
-    script = install_script("10.250.77.1:19005").replace(MOUNT, str(tmp_path / "certs.d")) \
-        .replace(UPLOADED, str(uploaded))
+    (tmp_path / "cas").mkdir()
+    script = install_script("10.250.77.1:19005").replace(f"{MOUNT}/", f"{tmp_path}/certs.d/") \
+        .replace(f"{CA_MOUNT}/", f"{tmp_path}/cas/").replace(UPLOADED, str(uploaded))
     subprocess.run(["sh", "-c", script], check=True)
     written = tmp_path / registry_trust_dir("10.250.77.1:19005").replace(DOCKER_CERTS_DIR, "certs.d") / "ca.crt"
     assert written.read_text() == "the CA"
+    flat = tmp_path / registry_ca_file("10.250.77.1:19005").replace(REGISTRY_CA_DIR, "cas")
+    assert flat.read_text() == "the CA" and ":" not in flat.name
+
+
+def test_the_provider_reads_digests_over_the_scheme_the_registry_serves():
+    assert registry_url("127.0.0.1:15000") == "http://127.0.0.1:15000"
+    assert registry_url("10.250.77.1:19005") == "https://10.250.77.1:19005"
+    assert registry_url("registry.example:443") == "https://registry.example:443"
 
 
 def test_each_issue_makes_a_new_ca():
@@ -83,7 +93,8 @@ def test_the_lab_platform_serves_the_registry_over_tls_and_every_host_trusts_its
     # One per platform host (the Consul agents' hosts), on that host's engine.
     assert sorted(r.name.rsplit("-", 1)[1] for r in trust) == ["lab1", "lab2", "lab3", "local"]
     for container in trust:
-        assert container.inputs["volumes"] == [{"hostPath": DOCKER_CERTS_DIR, "containerPath": MOUNT}]
+        assert container.inputs["volumes"] == [{"hostPath": DOCKER_CERTS_DIR, "containerPath": MOUNT},
+                                                {"hostPath": REGISTRY_CA_DIR, "containerPath": CA_MOUNT}]
         assert container.inputs["uploads"] == [{"file": UPLOADED, "content": f"ca-of-{certificate.name}"}]
         assert container.inputs["command"] == [install_script("10.250.77.1:19005")]
         assert container.inputs["mustRun"] is False
@@ -141,3 +152,11 @@ def test_the_trust_containers_pass_the_container_policies():
         resource = {"type": POLICY_CONTAINER, "name": container.name, "props": container.inputs}
         for check in (containers.check_memory, containers.check_restart, containers.check_host_ports):
             assert check(resource, {}) == [], (check.__name__, container.name)
+
+
+def test_bg_lets_go_programs_trust_the_registry_cas_the_platform_installs():
+    import os
+    from unit_harness import ROOT
+    with open(os.path.join(ROOT, "bg"), encoding="utf-8") as handle:
+        lines = [line for line in handle if line.startswith("export SSL_CERT_DIR=")]
+    assert len(lines) == 1 and lines[0].rstrip().endswith(f":{REGISTRY_CA_DIR}")
