@@ -253,7 +253,7 @@ def run_program(config: dict, *, stack: str = "local", root: str = ROOT,
     `records` ({service: ServiceRecords}) stands in for what Consul holds before the update;
     `engines` ({host: EngineNetworks}) for what each Docker engine says about its networks
     (default: Docker's own pools and only the default bridge)."""
-    from components import program
+    from components import program, stack_inputs
     from components.consul.records import ServiceRecords
 
     pulumi_settings.ROOT.set(None)
@@ -266,15 +266,15 @@ def run_program(config: dict, *, stack: str = "local", root: str = ROOT,
     mocks = RealisticMocks(stack_outputs)
     monitor = RecordingMonitor(mocks)
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)
-    read_records = program.read_records
-    program.read_records = lambda _stack, settings, _token: (records or {}).get(settings.name,
-                                                                                ServiceRecords())
+    read_records = stack_inputs.read_records
+    stack_inputs.read_records = lambda _stack, settings, _token: (records or {}).get(
+        settings.name, ServiceRecords())
     CALLBACKS.error_hooks.clear()
     CALLBACKS.resource_hooks.clear()
     CALLBACKS.install()
-    read_networks = program.read_networks
-    program.read_networks = lambda _stack, hosts: {h: (engines or {}).get(h, engine_networks())
-                                                   for h in hosts}
+    read_networks = stack_inputs.read_networks
+    stack_inputs.read_networks = lambda _stack, hosts: {
+        h: (engines or {}).get(h, engine_networks()) for h in hosts}
     try:
         _sync_await(run_pulumi_func(lambda: program.run(root)))
     except Exception as error:  # noqa: BLE001 - handed to the test with what was registered
@@ -283,8 +283,8 @@ def run_program(config: dict, *, stack: str = "local", root: str = ROOT,
             pulumi_settings.SETTINGS.outputs.clear()
         raise ProgramFailed(error, list(monitor.registered)) from error
     finally:
-        program.read_records = read_records
-        program.read_networks = read_networks
+        stack_inputs.read_records = read_records
+        stack_inputs.read_networks = read_networks
         pulumi.runtime.set_all_config({})
     return list(monitor.registered)
 

@@ -1,0 +1,200 @@
+"""What one run of the stack program reads before anything registers: the stack's config and
+secrets, the services' manifests, Consul's release records, the hosts' networks, and from them the
+colour plans. All of it is validated here, so an invalid input deploys nothing."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from dataclasses import dataclass
+
+import pulumi
+from pulumi.runtime.sync_await import _sync_await
+
+from components.consul.api import ConsulError
+from components.consul.records import ServiceRecords, read_service_records
+from components.model.bake import disagreement
+from components.model.config import (
+    OBJECT_KEYS, STRING_KEYS, PlatformSecrets, ServiceConfig, StackConfig, parse_platform_secrets,
+    parse_stack_config, stack_file, stack_values
+)
+from components.model.manifest import Manifest, load_manifest
+from components.model.release import ColourPlan, plan_colours
+from components.model.validation import ConfigError
+from components.naming import context_digest, docker_name, service_network
+from components.platform.address_pools import (
+    EngineNetworks, check_capacity, new_networks, private_network_hosts, read_engine_networks
+)
+
+
+@dataclass(frozen=True)
+class StackInputs:
+    """Everything `run` wires, read and checked once."""
+
+    stack: StackConfig
+    secrets: pulumi.Output[dict] | None          # bluegreen:secrets, still secret
+    platform_secrets: PlatformSecrets
+    manifests: dict[str, Manifest]               # service -> its manifest
+    network_hosts: dict[str, tuple[str, ...]]    # service -> hosts where it has a private network
+    reference: pulumi.StackReference | None      # the stack whose `credentials` it deploys with
+    records: dict[str, ServiceRecords]           # service -> Consul's records before this update
+    checkouts: dict[str, str]                    # service -> content hash of its build context
+    plans: dict[str, dict[str, ColourPlan]]      # service -> colour -> the release it runs
+
+
+def read_inputs(root: str) -> StackInputs:
+    """Reads and validates the stack's inputs; raises pulumi.RunError (nothing registered yet)."""
+    try:
+        stack = read_config(root)
+        secrets = read_secrets(stack.stack)
+        platform_secrets = read_platform_secrets(stack.stack)
+        manifests = {s.name: load_manifest(s.manifest, (stack.source, f"bluegreen.services.{s.name}.manifest"))
+                     for s in stack.services}
+        check_manifests(stack, manifests)
+        network_hosts = plan_networks(stack, manifests) if stack.services else {}
+        reference = platform_reference(stack) if stack.services or stack.platform_stack else None
+        token = last_deployer_token(reference) if stack.services else ""
+        records = {s.name: read_records(stack, s, token) for s in stack.services}
+        checkouts = {name: context_digest(m.build.context, exclude_files=(m.path,))
+                     for name, m in manifests.items()}
+        plans = {s.name: plan_colours(stack.source, s, manifests[s.name], checkouts[s.name],
+                                      records[s.name].releases, records[s.name].slots)
+                 for s in stack.services}
+        disagreements = [problem for s in stack.services if (problem := disagreement(
+            stack.source, stack.environment, s, records[s.name].live, records[s.name].bake))]
+    except ConfigError as error:
+        raise pulumi.RunError(f"invalid configuration: {error}") from None
+    except ConsulError as error:
+        raise pulumi.RunError(f"cannot read the release records, so nothing was changed: {error}") from None
+    if disagreements:
+        raise pulumi.RunError(f"the stack disagrees with the bake watchdog: {disagreements[0]}")
+    return StackInputs(stack, secrets, platform_secrets, manifests, network_hosts, reference,
+                       records, checkouts, plans)
+
+
+def check_manifests(stack: StackConfig, manifests: dict[str, Manifest]) -> None:
+    """Each manifest names the service its stack key does, and a service that calls others runs
+    on hosts whose bridge address (where it reaches the proxy) is known."""
+    for settings in stack.services:
+        manifest = manifests[settings.name]
+        if manifest.name != settings.name:
+            raise ConfigError(stack.source, f"bluegreen.services.{settings.name}",
+                              f"{manifest.path} names the service {manifest.name!r}; use "
+                              "that name as the key")
+        for host in settings.hosts if manifest.calls else ():
+            if not stack.hosts[host].bridge_address:
+                raise ConfigError(stack.source, f"bluegreen.hosts.{host}.bridgeAddress",
+                                  f"{manifest.path} calls {', '.join(manifest.calls)}, so its "
+                                  f"host {host} needs its Docker bridge address (e.g. 172.17.0.1) "
+                                  "to reach the proxy")
+
+
+def read_config(root: str) -> StackConfig:
+    """Reads every bluegreen:* value of the current stack once and validates it."""
+    config = pulumi.Config("bluegreen")
+    values = {key: config.get(key) for key in STRING_KEYS}
+    values.update({key: config.get_object(key) for key in OBJECT_KEYS})
+    values = {key: value for key, value in values.items() if value is not None}
+    return parse_stack_config(pulumi.get_stack(), stack_values(pulumi.get_stack(), values, root), root)
+
+
+def read_secrets(stack: str) -> pulumi.Output[dict] | None:
+    """bluegreen:secrets, {service: {NAME: value}}, set with `pulumi config set --secret --path`;
+    it stays an Output so values are never plain in state, previews or the policy pack."""
+    raw = pulumi.runtime.get_config("bluegreen:secrets")  # presence only; the value stays secret
+    if raw is None or raw.strip() in ("", "{}", "null"):
+        return None
+    if not pulumi.runtime.is_config_secret("bluegreen:secrets"):
+        raise ConfigError(stack_file(stack), "bluegreen.secrets",
+                          "holds plain-text values; remove them and set each with `pulumi config set "
+                          "--secret --path 'bluegreen:secrets.<service>.<NAME>' VALUE`")
+    secrets = pulumi.Config("bluegreen").require_secret_object("secrets")
+
+    def checked(values) -> dict:
+        if not isinstance(values, dict) or not all(isinstance(v, dict) for v in values.values()):
+            raise ConfigError(stack_file(stack), "bluegreen.secrets",
+                              "must map service names to {NAME: value}; set entries with "
+                              "`pulumi config set --secret --path 'bluegreen:secrets.<service>.<NAME>' VALUE`")
+        return values
+
+    return secrets.apply(checked)
+
+
+def read_platform_secrets(stack: str) -> PlatformSecrets:
+    """bluegreen:platformSecrets: credentials a site supplies instead of generated ones. Checked
+    here, before anything registers, without quoting a value; used only as secret Outputs."""
+    raw = pulumi.runtime.get_config("bluegreen:platformSecrets")
+    if raw is None or raw.strip() in ("", "{}", "null"):
+        return PlatformSecrets()
+    if not pulumi.runtime.is_config_secret("bluegreen:platformSecrets"):
+        raise ConfigError(stack_file(stack), "bluegreen.platformSecrets",
+                          "holds plain-text values; remove them and set each with `pulumi config set "
+                          "--secret --path 'bluegreen:platformSecrets.<name>' VALUE`")
+    try:
+        values = json.loads(raw)
+    except ValueError:
+        raise ConfigError(stack_file(stack), "bluegreen.platformSecrets",
+                          "must be a mapping of names to values") from None
+    return parse_platform_secrets(stack, values)
+
+
+def platform_reference(stack: StackConfig) -> pulumi.StackReference:
+    """The stack whose `credentials` output this one deploys with: the platform stack it
+    references, or itself (its outputs as its last update left them) when it owns the platform."""
+    if stack.platform_stack:
+        return pulumi.StackReference(stack.platform_stack)
+    own = f"{pulumi.get_organization()}/{pulumi.get_project()}/{stack.stack}"
+    return pulumi.StackReference(f"{stack.stack}-last-update", stack_name=own)
+
+
+def last_deployer_token(reference: pulumi.StackReference) -> str:
+    """The deployer's Consul token as the platform stack's last update left it, read now: the
+    release records are read with it before anything else registers. Empty before the platform's
+    first update."""
+    details = _sync_await(reference.get_output_details("credentials"))
+    values = details.secret_value if details.secret_value is not None else details.value
+    return (values or {}).get("consulDeployerToken", "") if isinstance(values, dict) else ""
+
+
+def read_records(stack: StackConfig, settings: ServiceConfig, token: str) -> ServiceRecords:
+    """Consul's records of a service, through the agent of its first host, with the deployer's
+    `token`. Unreachable Consul is an error, except on a platform's first deployment (its Consul
+    container does not exist yet, or it has not finished once): without the records, released
+    versions could not be told from new ones."""
+    host = stack.hosts[settings.hosts[0]]
+    try:
+        return read_service_records(host.consul, stack.environment, settings.name,
+                                    token or "anonymous")
+    except ConsulError:
+        # The platform's first update has not finished: its Consul does not exist yet, or its
+        # outputs hold no deployer token yet (and Consul denies anonymous reads).
+        if stack.platform is not None and (not token or not container_exists(
+                stack.hosts[stack.platform.host].docker, docker_name(stack.stack, "consul", stack.platform.host))):
+            return ServiceRecords()
+        raise
+
+
+def read_networks(stack: StackConfig, hosts) -> dict[str, EngineNetworks]:
+    """Address pools and bridge networks of the engines of `hosts`."""
+    return {h: read_engine_networks(h, stack.hosts[h].docker, stack.source) for h in hosts}
+
+
+def plan_networks(stack: StackConfig, manifests: dict) -> dict[str, tuple[str, ...]]:
+    """Per service, the hosts where it has a private network; refuses (before anything is
+    registered) an update that needs more new networks on a host than its engine can make."""
+    engines = read_networks(stack, sorted({h for s in stack.services for h in s.hosts}))
+    plan = {s.name: private_network_hosts(stack.environment, s.name, s.hosts,
+                                          bool(manifests[s.name].dependencies), engines)
+            for s in stack.services}
+    wanted: dict[str, set[str]] = {}
+    for service, hosts in plan.items():
+        for host in hosts:
+            wanted.setdefault(host, set()).add(service_network(stack.environment, service))
+    check_capacity(stack.source, new_networks(wanted, engines), engines)
+    return plan
+
+
+def container_exists(docker_host: str, name: str) -> bool:
+    result = subprocess.run(["docker", "-H", docker_host, "container", "inspect", name],
+                            capture_output=True)
+    return result.returncode == 0
