@@ -1,5 +1,6 @@
 """Network capacity of a Docker host: how many more bridge networks its engine can make from its
-default address pools, and which services need a private network there at all.
+default address pools (counting the networks that hold a subnet of them), and which services need
+a private network there at all.
 
 Only services with linked dependencies get a private network (the dependency answers as `db`
 there); the others run on the engine's default bridge. A network made before that rule is kept,
@@ -10,7 +11,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterable, Mapping
 
 from components.model.validation import ConfigError
@@ -30,14 +31,32 @@ class EngineNetworks:
 
     pools: tuple[Mapping, ...] | None   # DefaultAddressPools of `docker info`; None: Docker's own
     bridges: frozenset[str]             # names of its bridge networks, the default one included
+    # Each bridge network's subnets; without them every bridge network counts against the pools.
+    subnets: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def capacity(self) -> int:
         return pool_capacity(self.pools or BUILTIN_POOLS)
 
     @property
+    def used(self) -> int:
+        """Bridge networks holding a subnet of the pools. The default bridge (`bip`) and networks
+        made with a subnet of their own elsewhere take nothing from them."""
+        if not self.subnets:
+            return len(self.bridges)
+        pools = [ipaddress.ip_network(str(p["Base"]), strict=False) for p in self.pools or BUILTIN_POOLS]
+        return sum(1 for name in self.bridges
+                   if any(in_pools(subnet, pools) for subnet in self.subnets.get(name, ())))
+
+    @property
     def free(self) -> int:
-        return max(0, self.capacity - len(self.bridges))
+        return max(0, self.capacity - self.used)
+
+
+def in_pools(subnet: str, pools: Iterable[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> bool:
+    """Whether `subnet` lies within one of the pools (an overlapping subnet takes room too)."""
+    network = ipaddress.ip_network(subnet, strict=False)
+    return any(network.version == pool.version and network.overlaps(pool) for pool in pools)
 
 
 def pool_capacity(pools: Iterable[Mapping]) -> int:
@@ -76,7 +95,7 @@ def check_capacity(source: str, needed: Mapping[str, int],
             raise ConfigError(
                 source, f"bluegreen.hosts.{host}",
                 f"the Docker engine of host {host} can make {engine.free} more network(s) "
-                f"({len(engine.bridges)} of {engine.capacity} in use) but this update needs "
+                f"({engine.used} of {engine.capacity} in use) but this update needs "
                 f"{needed[host]} new one(s); nothing was changed. To fix it, {POOLS_FIX}")
 
 
@@ -97,4 +116,13 @@ def read_engine_networks(host: str, docker_host: str, source: str) -> EngineNetw
         return result.stdout
     pools = json.loads(docker("info", "--format", "{{json .DefaultAddressPools}}").strip() or "null")
     names = docker("network", "ls", "--filter", "driver=bridge", "--format", "{{.Name}}").split()
-    return EngineNetworks(tuple(pools) if pools else None, frozenset(names))
+    subnets = {}
+    try:
+        listed = docker("network", "inspect", "--format",
+                        "{{.Name}} {{range .IPAM.Config}}{{.Subnet}} {{end}}", *names) if names else ""
+    except ConfigError:
+        listed = ""   # one went away meanwhile: count every bridge network against the pools
+    for line in listed.splitlines():
+        name, *found = line.split()
+        subnets[name] = tuple(found)
+    return EngineNetworks(tuple(pools) if pools else None, frozenset(names), subnets)

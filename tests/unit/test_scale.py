@@ -49,6 +49,19 @@ def test_free_never_goes_below_zero():
     assert engine.free == 0
 
 
+def test_only_networks_in_the_pools_count_against_them():
+    pools = ({"Base": "172.20.0.0/14", "Size": 24},)
+    engine = EngineNetworks(pools, frozenset({"bridge", "a", "b", "c"}), {
+        "bridge": ("172.17.0.0/16",),       # the default bridge, from `bip`: not a pool's
+        "a": ("172.20.1.0/24",),            # made from the pool
+        "b": ("10.99.0.0/24",),             # made with a subnet of its own elsewhere
+        "c": ("172.21.255.0/24", "fd00::/64")})
+    assert engine.used == 2 and engine.free == 1024 - 2
+    # Docker's own pools hold 172.17.0.0/16: there the default bridge does take one.
+    builtin = EngineNetworks(None, frozenset({"bridge"}), {"bridge": ("172.17.0.0/16",)})
+    assert builtin.used == 1 and builtin.free == 30
+
+
 def engines(**bridges):
     return {host: EngineNetworks(None, frozenset({"bridge", *names})) for host, names in bridges.items()}
 
