@@ -21,6 +21,8 @@ import urllib3
 import yaml
 from pulumi import automation as auto
 
+from delivery import recovery
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 LOG_DIR = os.path.join(REPO, "reports", "e2e")
 
@@ -168,7 +170,8 @@ class Deployment:
         self.write_config()
 
     def _printer(self, label: str):
-        handle = open(self.log, "a", encoding="utf-8")
+        # Line-buffered: a drill watches the log to act at a given point of the update.
+        handle = open(self.log, "a", encoding="utf-8", buffering=1)
         handle.write(f"\n===== {label} {time.strftime('%H:%M:%S')}\n")
         return handle
 
@@ -187,8 +190,10 @@ class Deployment:
             self.stack.destroy(on_output=lambda line: out.write(line + "\n"), color="never")
 
     def remove(self) -> None:
-        """Destroys what is left and forgets the stack and its config file."""
+        """Destroys what is left and forgets the stack and its config file (first clearing what
+        an update killed by a failed test left, as `./bg destroy` would)."""
         try:
+            recovery.recover(self.name, REPO, recovery.backend_directory())
             self.destroy()
         finally:
             self.stack.workspace.remove_stack(self.name)

@@ -2,7 +2,9 @@
 
 GET /                  service, version, colour, environment that served the request, and
                        the service configuration it currently reads from Consul KV
-GET /health            200 when the database link answers, else 503 (Consul's check)
+GET /health            200 when the database link answers, else 503 (Consul's check); 503 for
+                       the first WARMUP_SECONDS after start (default 0), as a service that
+                       loads caches before it takes traffic would
 GET /configs           ids of stored configurations
 GET|PUT|DELETE /configs/<id>
 GET /events            a server-sent event stream: a `tick` event a second naming the colour and
@@ -35,6 +37,8 @@ IDENTITY = {
 DOC_PATH = re.compile(r"^/configs/([A-Za-z0-9_.-]{1,64})$")
 EVENTS_PATH = re.compile(r"^/events(\?.*)?$")
 TICK_S = 1.0
+STARTED = time.monotonic()
+WARMUP_S = float(os.environ.get("WARMUP_SECONDS", "0"))
 FLIPS = FlipWatch(IDENTITY["colour"])
 
 
@@ -129,6 +133,8 @@ class Handler(BaseHTTPRequestHandler):
         if self.path == "/":
             return self._send(200, {**IDENTITY, "config": self.config.get()})
         if self.path == "/health":
+            if time.monotonic() - STARTED < WARMUP_S:
+                return self._send(503, {"status": "critical", "warming_up": True, **IDENTITY})
             try:
                 self.store.ping()
                 return self._send(200, {"status": "passing", **IDENTITY})
