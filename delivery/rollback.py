@@ -13,13 +13,13 @@ With git the alias-only case is `git revert <the flip commit>` + `pulumi up --st
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
 
 from components.consul import api as consul_api
 from components.consul.records import read_service_records
+from components.model.bake import watchdog_reason
 from components.model.release import rollback_target
 from components.model.validation import ConfigError
 from components.naming import alias_key, offline_colour
@@ -92,16 +92,6 @@ def run_rollback(service: str, stack_name: str, to: str | None = None, out=None)
         f"{', '.join(f'{n} {op}' for op, n in sorted(touched.items())) or 'none'} "
         f"(containers: {stack.container_changes or 'none changed'})")
     return 0
-
-
-def watchdog_reason(bake: str | None, colour: str) -> str:
-    """` (the bake watchdog rolled back at T: why)` when its record says it moved the alias to
-    `colour`, else nothing."""
-    record = json.loads(bake) if bake else {}
-    if record.get("status") != "rolled-back" or record.get("previous") != colour:
-        return ""
-    return (f" (the bake watchdog rolled {record.get('version')} back at {record.get('endedAt', '?')}: "
-            f"{record.get('reason', 'no reason recorded')})")
 
 
 def _target(records, service: str, live_version: str, to: str | None) -> dict:

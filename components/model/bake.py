@@ -52,3 +52,13 @@ def disagreement(stack_file: str, environment: str, settings: ServiceConfig,
         f"{name}` records it), or ship a "
         f"new version to {colour} (e.g. {colour}.version: {suggest_next(version)}) and flip to that; to "
         f"flip to {version} anyway, delete that record first")
+
+
+def watchdog_reason(bake: str | None, colour: str) -> str:
+    """` (the bake watchdog rolled V back at T: why)` when the bake record says the watchdog moved
+    the alias to `colour`, else nothing (what `rollback` says when it finds the alias there)."""
+    record = json.loads(bake) if bake else {}
+    if record.get("status") != "rolled-back" or record.get("previous") != colour:
+        return ""
+    return (f" (the bake watchdog rolled {record.get('version')} back at {record.get('endedAt', '?')}: "
+            f"{record.get('reason', 'no reason recorded')})")

@@ -1,7 +1,7 @@
 """PlatformCredentials: the platform's own secrets: the Consul management token, the gossip
-encryption key and the registry's user and password (and a site's registry certificate). Each is the site's (bluegreen:
-platformSecrets) or generated once; all are Pulumi secrets, so encrypted in state and hidden in
-previews."""
+encryption key and the registry's user and password (and a site's registry certificate). Each is
+the site's (bluegreen:platformSecrets) or generated once; all are Pulumi secrets, so encrypted in
+state and hidden in previews."""
 
 from __future__ import annotations
 

@@ -201,6 +201,11 @@ class Deployment:
                 os.remove(self.path)
 
 
+def state_locks(stack: str) -> list[str]:
+    """The stack's lock files in the state backend (what a killed update leaves)."""
+    return recovery.lock_files(recovery.backend_directory(), stack)
+
+
 def write_figures(name: str, figures: dict) -> None:
     """Measured figures of an end-to-end module, as reports/e2e/<name>-figures.json."""
     os.makedirs(LOG_DIR, exist_ok=True)

@@ -24,7 +24,7 @@ import requests
 from components.naming import docker_name, instance_id
 from e2e_harness import (LOG_DIR, REPO, Deployment, RequestLoop, get_json,
                          host_docker, lab, lab_hosts, lab_platform_config, require_environment,
-                         wait_until)
+                         state_locks, wait_until)
 
 PLATFORM = "e2e-lab-platform"
 STACK = ENV = "e2e-lab"
@@ -390,8 +390,7 @@ def test_drill_c_kill_9_of_pulumi_up_during_the_flip(drill):
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-        locks = glob.glob(os.path.join(REPO, ".state", ".pulumi", "locks", "*", "*", STACK, "*.json"))
-        assert locks, "the killed update left no lock (the drill did not hit the update)"
+        assert state_locks(STACK), "the killed update left no lock (the drill did not hit the update)"
         assert served()[1] == "blue", "traffic moved before the flip"
         rerun = time.monotonic()
         result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)

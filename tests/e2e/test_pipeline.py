@@ -7,7 +7,6 @@ The tests run in order on the same stacks."""
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 import shutil
@@ -20,7 +19,8 @@ import pytest
 import yaml
 
 from e2e_harness import (LOG_DIR, REPO, Deployment, RequestLoop, consul, container_identity,
-                         docker_names, get_json, platform_config, require_environment, wait_until)
+                         docker_names, get_json, platform_config, require_environment, state_locks,
+                         wait_until)
 
 PLATFORM, INT, PROD = "e2e-pipe-platform", "e2e-pipe-int", "e2e-pipe-prod"
 BUILD_STACK = f"build-vizconfig-{INT}"
@@ -326,10 +326,6 @@ def test_f_preview_names_the_alias_flip_and_the_image_change(stacks, tmp_path):
     assert result.returncode in (0, 1), result.stderr  # 1: a mandatory policy violation
     # A preview changes nothing.
     assert alias(PROD) == "blue"
-
-
-def state_locks(stack: str) -> list[str]:
-    return glob.glob(os.path.join(REPO, ".state", ".pulumi", "locks", "*", "*", stack, "*.json"))
 
 
 def test_g_kill_9_of_the_pipeline_during_the_flip_then_the_same_command_converges(stacks, tmp_path):
