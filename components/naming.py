@@ -104,6 +104,14 @@ def preview_path(environment: str, route: str) -> str:
     return f"/preview/{environment}/{route}/"
 
 
+def health_probe_path(environment: str, route: str, health_path: str, preview: bool = False) -> str:
+    """A service's health path under its stable (or preview) URI at the proxy: where the flip is
+    proven and a new deploy's preview awaited, so the answer depends on the instance alone, never
+    on the services it calls (a caller answers 502 while its callee has no route yet)."""
+    base = preview_path(environment, route) if preview else stable_path(environment, route)
+    return base + health_path.lstrip("/")
+
+
 def proxy_route(environment: str, service: str, preview: bool = False) -> str:
     """The X-Bluegreen-Route header the proxy sets on a service's answers."""
     return f"{'preview/' if preview else ''}{environment}/{service}"

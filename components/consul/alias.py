@@ -21,8 +21,10 @@ class AliasArgs:
     service: str
     colour: str
     gate: HealthGate
-    url: pulumi.Input[str]           # the service's stable URI at the proxy, where the flip is proven
-    preview_url: pulumi.Input[str]   # its preview URI, where the colour must answer before the flip
+    # The health path under the service's stable URI at the proxy, where the flip is proven, and
+    # under its preview URI, where the colour must answer before the flip.
+    url: pulumi.Input[str]
+    preview_url: pulumi.Input[str]
     token: pulumi.Input[str]         # the deployer's Consul token (a secret)
 
     def __post_init__(self):

@@ -153,8 +153,9 @@ class _HealthGateProvider(dynamic.ResourceProvider):
                                     outs=outs)
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.DiffResult:
-        # The token only reads: a new one alone does not re-run the gate (an update brings it).
-        keys = set(news) - {"waited_s", "passing", "problems", "token"}
+        # The token only reads, and where the preview is awaited gates nothing: a new one alone
+        # does not re-run the gate (an update brings it).
+        keys = set(news) - {"waited_s", "passing", "problems", "token", "preview_url"}
         return dynamic.DiffResult(changes=any(olds.get(k) != news.get(k) for k in keys))
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.UpdateResult:

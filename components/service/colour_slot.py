@@ -48,7 +48,8 @@ class ColourSlotArgs:
     environment_overrides: dict[str, str] = field(default_factory=dict)
     # Secret environment (bluegreen:secrets): an Output kept secret in state and previews.
     secret_environment: pulumi.Input[dict] | None = None
-    # The service's preview URI at the proxy: a new deploy to the offline colour waits there.
+    # The health path under the service's preview URI at the proxy: a new deploy to the offline
+    # colour waits until it answers there.
     preview_url: pulumi.Input[str] | None = None
     # The services it calls (service -> route) and the proxy's port they are reached on.
     calls: dict[str, str] = field(default_factory=dict)

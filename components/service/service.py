@@ -23,7 +23,8 @@ from components.model.release import (
 )
 from components.naming import (
     acl_token_name, bake_key, catalogue_entry, catalogue_key, config_prefix, docker_name,
-    history_prefix, preview_path, release_prefix, route_key, service_network, slot_key, stable_path
+    health_probe_path, history_prefix, preview_path, release_prefix, route_key, service_network,
+    slot_key, stable_path
 )
 from components.platform.docker_host import labels, needs_legacy_builder
 from components.service.colour_slot import ColourSlot, ColourSlotArgs, tokenless_kept
@@ -98,6 +99,9 @@ class Service(pulumi.ComponentResource):
             description=f"{manifest.name} in {env}: reads its own configuration", opts=child)
         self.url = pulumi.Output.concat(args.proxy, stable_path(env, manifest.route))
         self.preview_url = pulumi.Output.concat(args.proxy, preview_path(env, manifest.route))
+        # Where the proxy is asked whether it serves a colour: the health path under each URI.
+        probes = {preview: pulumi.Output.concat(args.proxy, health_probe_path(
+            env, manifest.route, manifest.health.path, preview=preview)) for preview in (False, True)}
 
         # Only a version never released is built, once; a released one runs its recorded digest
         # whatever the checkout holds, and so does a colour pinned to a digest.
@@ -159,7 +163,7 @@ class Service(pulumi.ComponentResource):
                 consul_token=token, service_token=self.token.secret_id,
                 replicas=settings.replicas, gate_timeout_s=settings.gate_timeout_s,
                 environment_overrides=slot.environment,
-                secret_environment=args.secret_environment, preview_url=self.preview_url,
+                secret_environment=args.secret_environment, preview_url=probes[True],
                 calls={callee: args.routes.get(callee, callee) for callee in manifest.calls},
                 proxy_port=args.proxy_port), args.records.shapes.get(colour)),
                 opts=pulumi.ResourceOptions(parent=self, depends_on=self.dependencies))
@@ -215,8 +219,8 @@ class Service(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self))
         self.alias = Alias(f"{name}-alias", AliasArgs(
             consul_address=consul_address, environment=env, service=manifest.name,
-            colour=settings.live, gate=self.slots[settings.live].gate, url=self.url,
-            preview_url=self.preview_url, token=token),
+            colour=settings.live, gate=self.slots[settings.live].gate, url=probes[False],
+            preview_url=probes[True], token=token),
             opts=pulumi.ResourceOptions(parent=self))
         self.bake = self._bake(name, args, consul_address)
         self.live = self.alias.colour

@@ -21,6 +21,7 @@ import urllib3
 import yaml
 from pulumi import automation as auto
 
+from components.naming import docker_name
 from delivery import recovery
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -177,8 +178,25 @@ class Deployment:
 
     def up(self) -> dict:
         with self._printer("up") as out:
-            result = self.stack.up(on_output=lambda line: out.write(line + "\n"), color="never")
+            try:
+                result = self.stack.up(on_output=lambda line: out.write(line + "\n"), color="never")
+            except auto.CommandError as error:
+                error.add_note(self.platform_logs(out))
+                raise
         return {k: v.value for k, v in result.outputs.items()}
+
+    def platform_logs(self, out, lines: int = 40) -> str:
+        """The tail of this stack's proxy and Consul agent logs (on the local engine), written to
+        the stack's log and returned: what a failed update's message alone cannot explain."""
+        tails = []
+        for parts in (("proxy",), ("consul", "local")):
+            container = docker_name(self.name, *parts)
+            logs = subprocess.run(["docker", "logs", "--timestamps", "--tail", str(lines), container],
+                                  capture_output=True, text=True, check=False)
+            tails.append(f"----- docker logs {container} (last {lines} lines)\n"
+                         f"{logs.stdout}{logs.stderr}")
+        out.write("\n".join(tails))
+        return "\n".join(tails)
 
     def preview(self, **kwargs) -> auto.PreviewResult:
         with self._printer("preview") as out:

@@ -36,12 +36,26 @@ def service_settings(service: str, colours=("blue", "green")) -> dict:
 
 @pytest.fixture(scope="module")
 def stack():
+    """frontend first, alone (its callee not routed yet), then vizconfig beside it."""
     config = platform_config(PORTS, ENV)
-    config["bluegreen:services"] = {"frontend": service_settings("frontend"),
-                                    "vizconfig": service_settings("vizconfig")}
+    config["bluegreen:services"] = {"frontend": service_settings("frontend")}
     with deployed(STACK, config) as deployment:
+        deployment.caller_alone = {"outputs": deployment.up(),
+                                   "answer": requests.get(FRONTEND_STABLE, timeout=5)}
+        deployment.update_config(lambda c: c["bluegreen:services"].__setitem__(
+            "vizconfig", service_settings("vizconfig")))
         deployment.up()
         yield deployment
+
+
+def test_a_caller_flips_while_its_callee_has_no_route(stack):
+    # The flip is proven on frontend's health path, which does not call vizconfig: frontend's own
+    # answer is a 502 (its callee is not routed), and that must not undo its flip.
+    outputs, response = stack.caller_alone["outputs"], stack.caller_alone["answer"]
+    assert outputs["services"]["frontend"]["live"] == "blue"
+    assert outputs["services"]["frontend"]["flipSeconds"] > 0
+    assert (response.status_code, response.headers.get("X-Bluegreen-Colour")) == (502, "blue")
+    assert "error" in response.json()["vizconfig"]
 
 
 def answer(url: str, headers: dict | None = None) -> dict:

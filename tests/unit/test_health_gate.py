@@ -175,3 +175,14 @@ def test_wait_for_gate_asks_the_catalog_when_given_the_service(monkeypatch, cloc
     monkeypatch.setattr(health_gate.consul_api, "catalog_passing",
                         lambda agent, service, _token: {"i-0"} if clock.now >= 2 else set())
     assert 2 <= wait_for_gate({"i-0": "http://a:8500"}, 10, "x/svc/green", "token", service="svc") < 3
+
+
+def test_only_what_the_gate_gates_re_runs_it():
+    provider = health_gate._HealthGateProvider()
+    olds = {"service": "svc", "colour": "green", "instances": {"i-0": "http://a:8500"},
+            "revision": {"image": "r@sha256:1"}, "preview_url": "http://p/preview/e/svc/",
+            "token": "t1", "waited_s": 1.0, "passing": True, "problems": []}
+    moved = {**olds, "preview_url": "http://p/preview/e/svc/health", "token": "t2"}
+    assert provider.diff("id", olds, moved).changes is False
+    redeployed = {**olds, "revision": {"image": "r@sha256:2"}}
+    assert provider.diff("id", olds, redeployed).changes is True

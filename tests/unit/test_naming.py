@@ -16,6 +16,7 @@ from components.naming import (
     call_environment,
     call_variable,
     catalogue_entry,
+    health_probe_path,
     catalogue_key,
     config_prefix,
     context_digest,
@@ -289,6 +290,12 @@ def test_a_service_is_served_at_its_stable_and_preview_paths_under_named_routes(
     assert preview_path("production", "viz") == "/preview/production/viz/"
     assert proxy_route("production", "vizconfig") == "production/vizconfig"
     assert proxy_route("production", "vizconfig", preview=True) == "preview/production/vizconfig"
+
+
+def test_the_proxy_is_asked_on_the_health_path_under_each_uri():
+    assert health_probe_path("production", "viz", "/health") == "/production/viz/health"
+    assert health_probe_path("production", "viz", "/ops/ready?full=1", preview=True) == \
+        "/preview/production/viz/ops/ready?full=1"
 
 
 def test_the_drain_bound_is_a_kv_entry_in_whole_milliseconds():

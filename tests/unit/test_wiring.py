@@ -163,12 +163,12 @@ def test_alias_depends_on_the_gate_of_the_live_colour_only(live):
     assert other_gate.inputs["blocking"] is False
 
 
-def test_the_alias_is_proven_at_the_proxys_stable_uri(one_host):
+def test_the_alias_is_proven_on_the_health_path_under_the_proxys_stable_uri(one_host):
     alias = one_host.key(f"bluegreen/aliases/{ENV}/vizconfig")
-    assert alias.inputs["url"] == f"http://127.0.0.1:18080/{ENV}/vizconfig/"
+    assert alias.inputs["url"] == f"http://127.0.0.1:18080/{ENV}/vizconfig/health"
     assert alias.inputs["route"] == f"{ENV}/vizconfig"
     # ...and checked at its preview URI before it moves.
-    assert alias.inputs["preview_url"] == f"http://127.0.0.1:18080/preview/{ENV}/vizconfig/"
+    assert alias.inputs["preview_url"] == f"http://127.0.0.1:18080/preview/{ENV}/vizconfig/health"
     assert alias.inputs["preview_route"] == f"preview/{ENV}/vizconfig"
     proxy = one_host.one(one_host.role("proxy"))
     assert proxy.urn in alias.property_dependencies["url"]
@@ -177,7 +177,7 @@ def test_the_alias_is_proven_at_the_proxys_stable_uri(one_host):
 def test_gates_know_their_preview_uri_at_the_proxy(one_host):
     for colour in ("blue", "green"):
         gate = one_host.gate(colour)
-        assert gate.inputs["preview_url"] == f"http://127.0.0.1:18080/preview/{ENV}/vizconfig/"
+        assert gate.inputs["preview_url"] == f"http://127.0.0.1:18080/preview/{ENV}/vizconfig/health"
         assert gate.inputs["preview_route"] == f"preview/{ENV}/vizconfig"
 
 
