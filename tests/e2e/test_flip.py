@@ -259,7 +259,7 @@ def test_d_an_alias_the_proxy_does_not_serve_fails_the_up_and_is_put_back(deploy
         FIGURES["failed_proof_up_s"] = round(time.monotonic() - start, 1)
         message = str(failure.value)
         assert f"alias bluegreen/aliases/{ENV}/vizconfig was written (blue)" in message
-        assert f"the proxy at {STABLE} still serves green" in message
+        assert f"the proxy at {STABLE}health still serves green" in message
         assert "traffic did not move" in message and "put back to green" in message
         assert deployer_consul(STACK).get(ALIAS, params={"raw": "true"}, timeout=3).text == "green"
         assert proxy_says(STABLE)[2:] == ("green", "green")
