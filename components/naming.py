@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import ipaddress
 import os
 import re
 from typing import Iterable
@@ -81,11 +82,27 @@ def call_variable(callee: str) -> str:
     return callee.upper().replace("-", "_") + "_URL"
 
 
-def call_environment(bridge_address: str, port: int, environment: str,
+def proxy_host(url: str) -> str:
+    """The host name or address of the proxy's base URL (http://10.0.0.5:18080 -> 10.0.0.5)."""
+    return urlparse(url if "//" in url else f"//{url}").hostname or ""
+
+
+def caller_proxy_address(host_address: str, bridge_address: str, proxy_address: str) -> str:
+    """Where containers on a host reach the proxy at `proxy_address`: over their host's bridge
+    (the proxy's bridge listener) on the proxy's own host, or when the proxy listens on loopback
+    only; at the proxy's own address from every other host."""
+    try:
+        loopback = ipaddress.ip_address(proxy_address).is_loopback
+    except ValueError:
+        loopback = proxy_address in ("", "localhost")
+    return bridge_address if loopback or proxy_address == host_address else proxy_address
+
+
+def call_environment(address: str, port: int, environment: str,
                      routes: dict[str, str]) -> list[str]:
     """NAME=url entries for each callee (service -> route): its stable URI at the proxy, as the
-    caller's containers reach it."""
-    return [f"{call_variable(callee)}=http://{bridge_address}:{port}{stable_path(environment, route)}"
+    caller's containers reach it (at `address`, see caller_proxy_address)."""
+    return [f"{call_variable(callee)}=http://{address}:{port}{stable_path(environment, route)}"
             for callee, route in sorted(routes.items())]
 
 

@@ -11,7 +11,7 @@ import socket
 import pulumi
 
 from components.model.release import timestamp
-from components.naming import offline_colour, proxy_port, service_component_name
+from components.naming import offline_colour, proxy_host, proxy_port, service_component_name
 from components.platform.credentials import PlatformCredentials, PlatformCredentialsArgs
 from components.platform.docker_host import host_providers
 from components.platform.platform import Platform, PlatformArgs, credential
@@ -53,7 +53,7 @@ def run(root: str) -> None:
             stack=stack.stack, settings=stack.platform, hosts=stack.hosts, providers=providers,
             credentials=owned))
         registry, proxy, agents = platform.registry, platform.proxy, dict(platform.agents)
-        port = stack.platform.proxy_port
+        port, address = stack.platform.proxy_port, stack.platform.proxy_address
         credentials = platform.credentials
         pulumi.export("consul", platform.consul)
         if platform.registry_ca is not None:
@@ -64,7 +64,7 @@ def run(root: str) -> None:
     else:
         registry = inputs.reference.require_output("registry")
         proxy = inputs.reference.require_output("proxy")
-        port = proxy.apply(proxy_port)
+        port, address = proxy.apply(proxy_port), proxy.apply(proxy_host)
         credentials = pulumi.Output.secret(inputs.reference.get_output("credentials"))
         providers = host_providers(
             owner, stack.hosts, registry,
@@ -91,7 +91,8 @@ def run(root: str) -> None:
             checkout=inputs.checkouts[settings.name], actor=actor, now=now,
             base_image=stack.base_image, secret_environment=secrets_of(inputs.secrets, settings.name),
             network_hosts=inputs.network_hosts[settings.name],
-            proxy_port=port, routes={name: m.route for name, m in inputs.manifests.items()}))
+            proxy_port=port, proxy_address=address,
+            routes={name: m.route for name, m in inputs.manifests.items()}))
         offline = offline_colour(settings.live)
         summary[settings.name] = {
             "live": service.live,

@@ -17,8 +17,8 @@ from components.consul.registration import AgentRegistration
 from components.model.config import Host
 from components.model.release import RuntimeSpec
 from components.naming import (
-    COLOURS, SERVICE_TOKEN_FILE, call_environment, config_prefix, docker_name, instance_id, proxy_route,
-    registration_payload
+    COLOURS, SERVICE_TOKEN_FILE, call_environment, caller_proxy_address, config_prefix, docker_name,
+    instance_id, proxy_route, registration_payload
 )
 from components.platform.docker_host import labels
 
@@ -54,6 +54,8 @@ class ColourSlotArgs:
     # The services it calls (service -> route) and the proxy's port they are reached on.
     calls: dict[str, str] = field(default_factory=dict)
     proxy_port: pulumi.Input[int] | None = None
+    # The proxy's own host name or address (its URL's): callers on other hosts reach it there.
+    proxy_address: pulumi.Input[str] | None = None
 
     def __post_init__(self):
         if self.colour not in COLOURS:
@@ -101,15 +103,20 @@ def tokenless_kept(args: ColourSlotArgs, recorded_shape: str | None) -> ColourSl
 
 
 def calls_environment(host: Host, environment: str, calls: dict[str, str],
-                      proxy_port: pulumi.Input[int] | None) -> pulumi.Input[list]:
-    """Each callee's stable URL at the proxy, through the host's bridge (nothing without calls);
-    an Output when the port comes from a platform stack."""
+                      proxy_port: pulumi.Input[int] | None,
+                      proxy_address: pulumi.Input[str] | None = None) -> pulumi.Input[list]:
+    """Each callee's stable URL at the proxy as containers on `host` reach it (nothing without
+    calls); an Output when the port or address comes from a platform stack."""
     if not calls:
         return []
-    if isinstance(proxy_port, int):
-        return call_environment(host.bridge_address, proxy_port, environment, calls)
-    return pulumi.Output.from_input(proxy_port).apply(
-        lambda port: call_environment(host.bridge_address, int(port), environment, calls))
+
+    def entries(port, address) -> list[str]:
+        return call_environment(caller_proxy_address(host.address, host.bridge_address, address or ""),
+                                int(port), environment, calls)
+
+    if isinstance(proxy_port, int) and (proxy_address is None or isinstance(proxy_address, str)):
+        return entries(proxy_port, proxy_address)
+    return pulumi.Output.all(proxy_port, proxy_address).apply(lambda values: entries(*values))
 
 
 def with_calls(agent: list[str], calls: pulumi.Input[list]) -> pulumi.Input[list]:
@@ -196,7 +203,8 @@ class ColourSlot(pulumi.ComponentResource):
                     image=pulled.name,
                     envs=container_environment(
                         environment, with_calls(agent_plain, calls_environment(
-                            host, args.environment, args.calls, args.proxy_port)),
+                            host, args.environment, args.calls, args.proxy_port,
+                            args.proxy_address)),
                         args.secret_environment),
                     uploads=token_files,
                     networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=args.networks[host.name])]

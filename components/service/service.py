@@ -56,6 +56,7 @@ class ServiceArgs:
     # None: every host when it has dependencies, else none.
     network_hosts: tuple[str, ...] | None = None
     proxy_port: pulumi.Input[int] | None = None  # where callers reach the proxy (with the bridge address)
+    proxy_address: pulumi.Input[str] | None = None  # the proxy's host: callers on other hosts go there
     routes: dict[str, str] = field(default_factory=dict)  # service -> route, of this stack's services
 
     def __post_init__(self):
@@ -165,7 +166,8 @@ class Service(pulumi.ComponentResource):
                 environment_overrides=slot.environment,
                 secret_environment=args.secret_environment, preview_url=probes[True],
                 calls={callee: args.routes.get(callee, callee) for callee in manifest.calls},
-                proxy_port=args.proxy_port), args.records.shapes.get(colour)),
+                proxy_port=args.proxy_port, proxy_address=args.proxy_address),
+                args.records.shapes.get(colour)),
                 opts=pulumi.ResourceOptions(parent=self, depends_on=self.dependencies))
             shape = self.slots[colour].shape
             replaced = live_replacement(colour, args.records.live, args.records.shapes.get(colour),

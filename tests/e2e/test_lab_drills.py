@@ -5,7 +5,8 @@ requests, the time to detect and the time to converge (reports/e2e/lab-figures.j
 Everything runs on the lab's own engines: the registry and the proxy on the first host, at its
 lab address. The service runs on every lab host but the last, which holds only a Consul server:
 drill (a) stops that server (made leader first) in the middle of a deploy; drills (b) and (e) take
-down the last service host (not the proxy's). Runs in order on one stack."""
+down the last service host (not the proxy's). Last, a caller joins on every service host and
+reaches its callee through the proxy from each. Runs in order on one stack."""
 
 from __future__ import annotations
 
@@ -482,3 +483,30 @@ def test_drill_e_a_host_restarted(drill):
            boot_s=booted, back_in_rotation_after_boot_s=converged, converged_s=booted + converged,
            server_healthy_after_rotation_s=server_back,
            port_before=before[live[1]], port_after=port)
+
+
+def test_f_a_caller_on_every_service_host_reaches_its_callee_through_the_proxy(drill):
+    # frontend calls vizconfig through the proxy, which runs on the first host: there its
+    # containers reach it over their bridge (the proxy's bridge listener), on the other hosts at
+    # the proxy's lab address.
+    the_lab, _, environment = drill
+    the_lab.wait_healthy()
+    environment.update_config(lambda c: c["bluegreen:services"].__setitem__("frontend", {
+        "manifest": "services/frontend/service.yaml", "live": "blue", "blue": {"version": "1.0.0"},
+        "gateTimeout": GATE_TIMEOUT_S, "hosts": the_lab.service_hosts}))
+    environment.up()
+    proxy = the_lab.hosts[the_lab.proxy_host]
+    for name in the_lab.service_hosts:
+        host = the_lab.hosts[name]
+        container = docker_name(instance_id(ENV, "frontend", "blue", name, 0))
+        env = json.loads(host_docker(host, "inspect", "-f", "{{json .Config.Env}}", container))
+        reach = host["bridgeAddress"] if name == the_lab.proxy_host else proxy["address"]
+        assert f"VIZCONFIG_URL=http://{reach}:{PORTS['proxy']}/{ENV}/vizconfig/" in env, (name, env)
+        # Each instance asked directly (at its published port), so each host's path is used.
+        ports = json.loads(host_docker(host, "inspect", "-f", "{{json .NetworkSettings.Ports}}", container))
+        published = next(iter(ports.values()))[0]
+        answer = requests.get(f"http://{published['HostIp']}:{published['HostPort']}/", timeout=5)
+        assert answer.status_code == 200, (name, answer.status_code, answer.text[:300])
+        called = answer.json()["vizconfig"]
+        assert (called.get("version"), called.get("colour")) == served(), (name, called)
+    FIGURES["f_calls_across_hosts"] = {"callers": the_lab.service_hosts, "callee": "vizconfig"}

@@ -14,6 +14,7 @@ from components.naming import (
     alias_key,
     bridge_listen_key,
     call_environment,
+    caller_proxy_address,
     call_variable,
     catalogue_entry,
     health_probe_path,
@@ -26,6 +27,7 @@ from components.naming import (
     nginx_duration,
     offline_colour,
     preview_path,
+    proxy_host,
     proxy_port,
     proxy_route,
     registration_payload,
@@ -339,6 +341,19 @@ def test_a_callee_is_reached_at_its_stable_uri_through_the_bridge():
         "AUTH_URL=http://172.17.0.1:18080/qa/auth/", "VIZCONFIG_URL=http://172.17.0.1:18080/qa/viz/"]
     assert call_environment("172.17.0.1", 18080, "qa", {}) == []
     assert bridge_listen_key() == "bluegreen/proxy/bridge-listen"
+
+
+def test_callers_reach_the_proxy_over_their_bridge_on_its_host_and_at_its_address_elsewhere():
+    assert proxy_host("http://10.250.77.11:29080") == "10.250.77.11"
+    assert proxy_host("127.0.0.1:18080") == "127.0.0.1"
+    # On the proxy's own host: its bridge listener.
+    assert caller_proxy_address("10.250.77.11", "10.251.1.1", "10.250.77.11") == "10.251.1.1"
+    # Elsewhere: the proxy's own address.
+    assert caller_proxy_address("10.250.77.12", "10.251.2.1", "10.250.77.11") == "10.250.77.11"
+    # A proxy on loopback only answers on its own host: the bridge listener is all there is.
+    for loopback in ("127.0.0.1", "localhost", "::1", ""):
+        assert caller_proxy_address("127.0.0.1", "172.17.0.1", loopback) == "172.17.0.1"
+    assert caller_proxy_address("10.9.0.12", "172.18.0.1", "proxy.example.net") == "proxy.example.net"
 
 
 def test_the_proxy_port_comes_from_its_url_or_address():

@@ -837,6 +837,25 @@ def test_a_referencing_caller_reaches_the_proxy_on_the_platform_stacks_proxy_por
     assert f"VIZCONFIG_URL=http://172.31.250.1:19999/{ENV}/vizconfig/" in envs["second"]
 
 
+def test_a_caller_on_another_host_than_the_proxys_reaches_it_at_the_proxys_own_address(tmp_path):
+    # Hosts on their own addresses (as in the lab), the proxy on the first: its bridge listener
+    # serves only its own host, so callers elsewhere go to its address.
+    (tmp_path / "Dockerfile").write_text("FROM scratch\n")
+    manifest = tmp_path / "service.yaml"
+    manifest.write_text("name: caller\ndescription: Calls vizconfig\nport: 8000\ncalls: [vizconfig]\n")
+    cfg = referencing_config("second")
+    cfg["hosts"]["local"].update(address="10.9.0.11", bridgeAddress=BRIDGE)
+    cfg["hosts"]["second"]["address"] = "10.9.0.12"
+    cfg["services"]["caller"] = {"manifest": str(manifest), "live": "blue", "blue": {"version": "1.0.0"},
+                                 "hosts": ["local", "second"]}
+    deployment = Deployment(run_program(cfg, stack=STACK,
+                                        stack_outputs={**PLATFORM_OUTPUTS, "proxy": "http://10.9.0.11:19999"}))
+    envs = {c.label("bluegreen.instance").rsplit("-", 2)[1]: c.inputs["envs"]
+            for c in deployment.role("service") if c.label("bluegreen.service") == "caller"}
+    assert f"VIZCONFIG_URL=http://{BRIDGE}:19999/{ENV}/vizconfig/" in envs["local"]
+    assert f"VIZCONFIG_URL=http://10.9.0.11:19999/{ENV}/vizconfig/" in envs["second"]
+
+
 def test_a_caller_on_a_host_without_a_bridge_address_is_refused_naming_the_field(tmp_path):
     (tmp_path / "Dockerfile").write_text("FROM scratch\n")
     manifest = tmp_path / "service.yaml"
