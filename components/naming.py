@@ -89,13 +89,14 @@ def proxy_host(url: str) -> str:
 
 def caller_proxy_address(host_address: str, bridge_address: str, proxy_address: str) -> str:
     """Where containers on a host reach the proxy at `proxy_address`: over their host's bridge
-    (the proxy's bridge listener) on the proxy's own host, or when the proxy listens on loopback
-    only; at the proxy's own address from every other host."""
+    (the proxy's bridge listener) on the proxy's own host, or when the proxy's address names no
+    host (loopback, 0.0.0.0); at the proxy's own address from every other host."""
     try:
-        loopback = ipaddress.ip_address(proxy_address).is_loopback
+        ip = ipaddress.ip_address(proxy_address)
+        hostless = ip.is_loopback or ip.is_unspecified
     except ValueError:
-        loopback = proxy_address in ("", "localhost")
-    return bridge_address if loopback or proxy_address == host_address else proxy_address
+        hostless = proxy_address in ("", "localhost")
+    return bridge_address if hostless or proxy_address == host_address else proxy_address
 
 
 def call_environment(address: str, port: int, environment: str,

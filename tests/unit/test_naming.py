@@ -351,7 +351,7 @@ def test_callers_reach_the_proxy_over_their_bridge_on_its_host_and_at_its_addres
     # Elsewhere: the proxy's own address.
     assert caller_proxy_address("10.250.77.12", "10.251.2.1", "10.250.77.11") == "10.250.77.11"
     # A proxy on loopback only answers on its own host: the bridge listener is all there is.
-    for loopback in ("127.0.0.1", "localhost", "::1", ""):
+    for loopback in ("127.0.0.1", "localhost", "::1", "", "0.0.0.0"):
         assert caller_proxy_address("127.0.0.1", "172.17.0.1", loopback) == "172.17.0.1"
     assert caller_proxy_address("10.9.0.12", "172.18.0.1", "proxy.example.net") == "proxy.example.net"
 
