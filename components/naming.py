@@ -309,8 +309,10 @@ def context_digest(directory: str, ignore: Iterable[str] = (".git", "__pycache__
     return digest.hexdigest()
 
 
-def catalogue_entry(manifest, environment: str, settings, images: dict[str, str]) -> dict:
-    """A service's row in the catalogue (Consul adds the live colour and instance health)."""
+def catalogue_entry(manifest, environment: str, settings, images: dict[str, str],
+                    call_routes: dict[str, str] | None = None) -> dict:
+    """A service's row in the catalogue (Consul adds the live colour and instance health); each
+    callee at the route its callers are given (`call_routes`, callee -> route; default its name)."""
     return {
         "service": manifest.name,
         "environment": environment,
@@ -318,7 +320,8 @@ def catalogue_entry(manifest, environment: str, settings, images: dict[str, str]
         "stableUri": stable_path(environment, manifest.route),
         "previewUri": preview_path(environment, manifest.route),
         "hosts": list(settings.hosts),
-        "calls": [{"service": callee, "stableUri": stable_path(environment, callee)}
+        "calls": [{"service": callee,
+                   "stableUri": stable_path(environment, (call_routes or {}).get(callee, callee))}
                   for callee in manifest.calls],
         "colours": {colour: {"version": slot.version, "image": images[colour],
                              "digest": images[colour].rsplit("@", 1)[-1]}

@@ -100,6 +100,8 @@ class Service(pulumi.ComponentResource):
             description=f"{manifest.name} in {env}: reads its own configuration", opts=child)
         self.url = pulumi.Output.concat(args.proxy, stable_path(env, manifest.route))
         self.preview_url = pulumi.Output.concat(args.proxy, preview_path(env, manifest.route))
+        # The services it calls, each at its route (a callee of another stack: its name).
+        call_routes = {callee: args.routes.get(callee, callee) for callee in manifest.calls}
         # Where the proxy is asked whether it serves a colour: the health path under each URI.
         probes = {preview: pulumi.Output.concat(args.proxy, health_probe_path(
             env, manifest.route, manifest.health.path, preview=preview)) for preview in (False, True)}
@@ -165,7 +167,7 @@ class Service(pulumi.ComponentResource):
                 replicas=settings.replicas, gate_timeout_s=settings.gate_timeout_s,
                 environment_overrides=slot.environment,
                 secret_environment=args.secret_environment, preview_url=probes[True],
-                calls={callee: args.routes.get(callee, callee) for callee in manifest.calls},
+                calls=call_routes,
                 proxy_port=args.proxy_port, proxy_address=args.proxy_address),
                 args.records.shapes.get(colour)),
                 opts=pulumi.ResourceOptions(parent=self, depends_on=self.dependencies))
@@ -217,7 +219,8 @@ class Service(pulumi.ComponentResource):
             f"{name}-catalogue", address=consul_address, token=token,
             key=catalogue_key(env, manifest.name),
             value=pulumi.Output.from_input(images)
-            .apply(lambda refs: json.dumps(catalogue_entry(manifest, env, settings, refs), sort_keys=True)),
+            .apply(lambda refs: json.dumps(catalogue_entry(manifest, env, settings, refs, call_routes),
+                                          sort_keys=True)),
             opts=pulumi.ResourceOptions(parent=self))
         self.alias = Alias(f"{name}-alias", AliasArgs(
             consul_address=consul_address, environment=env, service=manifest.name,

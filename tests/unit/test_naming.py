@@ -324,6 +324,10 @@ def test_catalogue_entry_lists_what_the_service_calls_at_their_stable_uris():
     assert entry["calls"] == [{"service": "billing", "stableUri": "/staging/billing/"},
                               {"service": "vizconfig", "stableUri": "/staging/vizconfig/"}]
     assert _entry(())["calls"] == []
+    manifest = SimpleNamespace(name="frontend", description="", route="frontend", calls=("billing",))
+    settings = SimpleNamespace(hosts=(), colours={})
+    assert catalogue_entry(manifest, "staging", settings, {}, {"billing": "pay"})["calls"] == [
+        {"service": "billing", "stableUri": "/staging/pay/"}]
 
 
 @pytest.mark.parametrize("calls", [(), ("vizconfig",)])

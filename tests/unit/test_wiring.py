@@ -808,6 +808,25 @@ def test_the_catalogue_entry_lists_the_callees_at_their_stable_uris(tmp_path):
     assert callee["calls"] == []
 
 
+def test_the_catalogue_names_a_callee_at_the_route_its_callers_are_given(tmp_path):
+    # A callee served under a route of its own (not its name): the catalogue's URI and the
+    # caller's variable agree.
+    (tmp_path / "Dockerfile").write_text("FROM scratch\n")
+    callee = tmp_path / "callee.yaml"
+    callee.write_text("name: store\ndescription: Stores\nport: 8000\nroute: storage\n")
+    caller = tmp_path / "service.yaml"
+    caller.write_text("name: caller\ndescription: Calls store\nport: 8000\ncalls: [store]\n")
+    cfg = config()
+    cfg["hosts"]["local"]["bridgeAddress"] = BRIDGE
+    for name, manifest in (("store", callee), ("caller", caller)):
+        cfg["services"][name] = {"manifest": str(manifest), "live": "blue", "blue": {"version": "1.0.0"}}
+    deployment = run(cfg)
+    entry = json.loads(deployment.key(f"bluegreen/catalogue/{ENV}/caller").inputs["value"])
+    assert entry["calls"] == [{"service": "store", "stableUri": f"/{ENV}/storage/"}]
+    for env in service_envs(deployment, "caller").values():
+        assert f"STORE_URL=http://{BRIDGE}:18080/{ENV}/storage/" in env
+
+
 def test_a_caller_gets_each_callees_stable_uri_at_the_proxys_bridge_address(tmp_path):
     envs = service_envs(with_caller(tmp_path), "caller")
     assert envs
