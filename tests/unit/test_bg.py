@@ -43,6 +43,8 @@ def test_help_after_other_arguments(tmp_path):
     (["pipeline"], "the following arguments are required: SERVICE_REPO_DIR, --version"),
     (["rollback", "vizconfig"], "the following arguments are required: --stack"),
     (["preview", "--colour", "blue"], "unrecognized arguments: --colour blue"),
+    (["up", "--yes"], "'up' takes one stack name (default local), not '--yes'"),
+    (["destroy", "local", "production"], "For other options: ./bg pulumi destroy --stack STACK"),
 ])
 def test_usage_errors_without_the_set_up(tmp_path, args, message):
     result = bg(tmp_path, *args)
