@@ -195,8 +195,9 @@ class Deployment:
                                   capture_output=True, text=True, check=False)
             tails.append(f"----- docker logs {container} (last {lines} lines)\n"
                          f"{logs.stdout}{logs.stderr}")
-        out.write("\n".join(tails))
-        return "\n".join(tails)
+        text = "\n".join(tails)
+        out.write(text)
+        return text
 
     def preview(self, **kwargs) -> auto.PreviewResult:
         with self._printer("preview") as out:

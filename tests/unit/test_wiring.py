@@ -782,15 +782,21 @@ def test_builds_on_this_machines_engine_keep_their_builder(one_host):
 BRIDGE = "172.17.0.1"
 
 
-def with_caller(tmp_path):
-    """The example plus a second service of the same environment that calls it, on a host whose
-    containers reach the proxy at its bridge address."""
+def caller_manifest(tmp_path) -> str:
+    """A service (with a Dockerfile beside its manifest) that calls vizconfig: its manifest's path."""
     (tmp_path / "Dockerfile").write_text("FROM scratch\n")
     manifest = tmp_path / "service.yaml"
     manifest.write_text("name: caller\ndescription: Calls vizconfig\nport: 8000\ncalls: [vizconfig]\n")
+    return str(manifest)
+
+
+def with_caller(tmp_path):
+    """The example plus a second service of the same environment that calls it, on a host whose
+    containers reach the proxy at its bridge address."""
+    manifest = caller_manifest(tmp_path)
     cfg = config()
     cfg["hosts"]["local"]["bridgeAddress"] = BRIDGE
-    cfg["services"]["caller"] = {"manifest": str(manifest), "live": "blue", "blue": {"version": "1.0.0"}}
+    cfg["services"]["caller"] = {"manifest": manifest, "live": "blue", "blue": {"version": "1.0.0"}}
     return run(cfg)
 
 
@@ -840,18 +846,22 @@ def test_a_service_that_calls_nothing_gets_no_new_environment(tmp_path):
     assert service_envs(with_caller(tmp_path), "vizconfig") == service_envs(run(alone), "vizconfig")
 
 
-def test_a_referencing_caller_reaches_the_proxy_on_the_platform_stacks_proxy_port(tmp_path):
-    (tmp_path / "Dockerfile").write_text("FROM scratch\n")
-    manifest = tmp_path / "service.yaml"
-    manifest.write_text("name: caller\ndescription: Calls vizconfig\nport: 8000\ncalls: [vizconfig]\n")
+def referencing_caller_envs(tmp_path, proxy: str, addresses: dict[str, str] | None = None) -> dict:
+    """The caller's container environment per host (local, second), in a stack on another stack's
+    platform whose proxy is at `proxy`; `addresses` gives hosts their own addresses."""
     cfg = referencing_config("second")
     cfg["hosts"]["local"]["bridgeAddress"] = BRIDGE
-    cfg["services"]["caller"] = {"manifest": str(manifest), "live": "blue", "blue": {"version": "1.0.0"},
-                                 "hosts": ["local", "second"]}
-    deployment = Deployment(run_program(cfg, stack=STACK,
-                                        stack_outputs={**PLATFORM_OUTPUTS, "proxy": "http://127.0.0.1:19999"}))
-    envs = {c.label("bluegreen.instance").rsplit("-", 2)[1]: c.inputs["envs"]
+    for host, address in (addresses or {}).items():
+        cfg["hosts"][host]["address"] = address
+    cfg["services"]["caller"] = {"manifest": caller_manifest(tmp_path), "live": "blue",
+                                 "blue": {"version": "1.0.0"}, "hosts": ["local", "second"]}
+    deployment = Deployment(run_program(cfg, stack=STACK, stack_outputs={**PLATFORM_OUTPUTS, "proxy": proxy}))
+    return {c.label("bluegreen.instance").rsplit("-", 2)[1]: c.inputs["envs"]
             for c in deployment.role("service") if c.label("bluegreen.service") == "caller"}
+
+
+def test_a_referencing_caller_reaches_the_proxy_on_the_platform_stacks_proxy_port(tmp_path):
+    envs = referencing_caller_envs(tmp_path, "http://127.0.0.1:19999")
     assert f"VIZCONFIG_URL=http://{BRIDGE}:19999/{ENV}/vizconfig/" in envs["local"]
     assert f"VIZCONFIG_URL=http://172.31.250.1:19999/{ENV}/vizconfig/" in envs["second"]
 
@@ -859,28 +869,16 @@ def test_a_referencing_caller_reaches_the_proxy_on_the_platform_stacks_proxy_por
 def test_a_caller_on_another_host_than_the_proxys_reaches_it_at_the_proxys_own_address(tmp_path):
     # Hosts on their own addresses (as in the lab), the proxy on the first: its bridge listener
     # serves only its own host, so callers elsewhere go to its address.
-    (tmp_path / "Dockerfile").write_text("FROM scratch\n")
-    manifest = tmp_path / "service.yaml"
-    manifest.write_text("name: caller\ndescription: Calls vizconfig\nport: 8000\ncalls: [vizconfig]\n")
-    cfg = referencing_config("second")
-    cfg["hosts"]["local"].update(address="10.9.0.11", bridgeAddress=BRIDGE)
-    cfg["hosts"]["second"]["address"] = "10.9.0.12"
-    cfg["services"]["caller"] = {"manifest": str(manifest), "live": "blue", "blue": {"version": "1.0.0"},
-                                 "hosts": ["local", "second"]}
-    deployment = Deployment(run_program(cfg, stack=STACK,
-                                        stack_outputs={**PLATFORM_OUTPUTS, "proxy": "http://10.9.0.11:19999"}))
-    envs = {c.label("bluegreen.instance").rsplit("-", 2)[1]: c.inputs["envs"]
-            for c in deployment.role("service") if c.label("bluegreen.service") == "caller"}
+    envs = referencing_caller_envs(tmp_path, "http://10.9.0.11:19999",
+                                   {"local": "10.9.0.11", "second": "10.9.0.12"})
     assert f"VIZCONFIG_URL=http://{BRIDGE}:19999/{ENV}/vizconfig/" in envs["local"]
     assert f"VIZCONFIG_URL=http://10.9.0.11:19999/{ENV}/vizconfig/" in envs["second"]
 
 
 def test_a_caller_on_a_host_without_a_bridge_address_is_refused_naming_the_field(tmp_path):
-    (tmp_path / "Dockerfile").write_text("FROM scratch\n")
-    manifest = tmp_path / "service.yaml"
-    manifest.write_text("name: caller\ndescription: Calls vizconfig\nport: 8000\ncalls: [vizconfig]\n")
     cfg = config()
-    cfg["services"]["caller"] = {"manifest": str(manifest), "live": "blue", "blue": {"version": "1.0.0"}}
+    cfg["services"]["caller"] = {"manifest": caller_manifest(tmp_path), "live": "blue",
+                                 "blue": {"version": "1.0.0"}}
     with pytest.raises(ProgramFailed) as raised:
         run(cfg)
     assert "bluegreen.hosts.local.bridgeAddress" in str(raised.value)
