@@ -99,6 +99,12 @@ def caller_proxy_address(host_address: str, bridge_address: str, proxy_address: 
     return bridge_address if hostless or proxy_address == host_address else proxy_address
 
 
+def call_routes(calls, routes: dict[str, str]) -> dict[str, str]:
+    """Each callee at its route: a callee of this stack at the route its manifest names, one of
+    another stack at its name."""
+    return {callee: routes.get(callee, callee) for callee in calls}
+
+
 def call_environment(address: str, port: int, environment: str,
                      routes: dict[str, str]) -> list[str]:
     """NAME=url entries for each callee (service -> route): its stable URI at the proxy, as the

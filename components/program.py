@@ -92,11 +92,11 @@ def run(root: str) -> None:
             base_image=stack.base_image, secret_environment=secrets_of(inputs.secrets, settings.name),
             network_hosts=inputs.network_hosts[settings.name],
             proxy_port=port, proxy_address=address,
-            routes={name: m.route for name, m in inputs.manifests.items()}))
-        offline = offline_colour(settings.live)
+            routes={name: m.route for name, m in inputs.manifests.items()},
+            secret_fingerprints=inputs.fingerprints.get(settings.name, {})))
         summary[settings.name] = {
             "live": service.live,
-            "offline": offline,
+            "offline": service.live.apply(offline_colour),
             "url": service.url,
             "previewUrl": service.preview_url,
             "images": service.images,

@@ -14,17 +14,19 @@ from pulumi.runtime.sync_await import _sync_await
 from components.consul.api import ConsulError
 from components.consul.records import ServiceRecords, read_service_records
 from components.model.bake import disagreement
+from components.model.live import ColourChange, disagreement_note, refusal, serving_colour
 from components.model.config import (
     OBJECT_KEYS, STRING_KEYS, PlatformSecrets, ServiceConfig, StackConfig, parse_platform_secrets,
     parse_stack_config, stack_file, stack_values
 )
 from components.model.manifest import Manifest, load_manifest
-from components.model.release import ColourPlan, plan_colours
+from components.model.release import ColourPlan, plan_colours, secret_fingerprint
 from components.model.validation import ConfigError
-from components.naming import context_digest, docker_name, service_network
+from components.naming import call_routes, context_digest, docker_name, service_network
 from components.platform.address_pools import (
     EngineNetworks, check_capacity, new_networks, private_network_hosts, read_engine_networks
 )
+from components.service.colour_slot import planned_shape
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,7 @@ class StackInputs:
     records: dict[str, ServiceRecords]           # service -> Consul's records before this update
     checkouts: dict[str, str]                    # service -> content hash of its build context
     plans: dict[str, dict[str, ColourPlan]]      # service -> colour -> the release it runs
+    fingerprints: dict[str, dict[str, str]]      # service -> NAME -> its secret's fingerprint
 
 
 def read_inputs(root: str) -> StackInputs:
@@ -62,14 +65,51 @@ def read_inputs(root: str) -> StackInputs:
                  for s in stack.services}
         disagreements = [problem for s in stack.services if (problem := disagreement(
             stack.source, stack.environment, s, records[s.name].live, records[s.name].bake))]
+        check_live_untouched(stack, manifests, plans, records)
     except ConfigError as error:
         raise pulumi.RunError(f"invalid configuration: {error}") from None
     except ConsulError as error:
         raise pulumi.RunError(f"cannot read the release records, so nothing was changed: {error}") from None
     if disagreements:
         raise pulumi.RunError(f"the stack disagrees with the bake watchdog: {disagreements[0]}")
+    for s in stack.services:
+        note = disagreement_note(stack.source, stack.environment, s, records[s.name].live)
+        if note:
+            pulumi.log.warn(note)
     return StackInputs(stack, secrets, platform_secrets, manifests, network_hosts, reference,
-                       records, checkouts, plans)
+                       records, checkouts, plans, secret_fingerprints() if secrets else {})
+
+
+def serving_change(stack: StackConfig, settings: ServiceConfig, manifests: dict[str, Manifest],
+                   plans: dict[str, ColourPlan], records: ServiceRecords) -> ColourChange | None:
+    """What this update plans for the colour the alias names (None before the first flip)."""
+    colour = serving_colour(records.live)
+    if colour is None:
+        return None
+    recorded_version, recorded_shape = records.slots.get(colour), records.shapes.get(colour)
+    plan = plans.get(colour)
+    if plan is None:
+        return ColourChange(colour, False, None, recorded_version, None, recorded_shape)
+    manifest = manifests[settings.name]
+    shape = planned_shape(
+        recorded_shape, stack=stack.environment_stack or stack.stack, version=plan.version,
+        spec=plan.spec, overrides=settings.colours[colour].environment,
+        hosts=tuple(stack.hosts[h] for h in settings.hosts), replicas=settings.replicas,
+        calls=call_routes(manifest.calls, {name: m.route for name, m in manifests.items()}),
+        proxy_port=stack.platform.proxy_port if stack.platform else None)
+    return ColourChange(colour, True, plan.version, recorded_version, shape, recorded_shape)
+
+
+def check_live_untouched(stack: StackConfig, manifests: dict[str, Manifest],
+                         plans: dict[str, dict[str, ColourPlan]],
+                         records: dict[str, ServiceRecords]) -> None:
+    """Refuses (ConfigError) an update that would touch a colour the alias names, unless the
+    change acknowledges exactly that (model.live)."""
+    for settings in stack.services:
+        change = serving_change(stack, settings, manifests, plans[settings.name], records[settings.name])
+        problem = change and refusal(stack.source, stack.environment, settings, change)
+        if problem:
+            raise problem
 
 
 def check_manifests(stack: StackConfig, manifests: dict[str, Manifest]) -> None:
@@ -118,6 +158,15 @@ def read_secrets(stack: str) -> pulumi.Output[dict] | None:
         return values
 
     return secrets.apply(checked)
+
+
+def secret_fingerprints() -> dict[str, dict[str, str]]:
+    """Per service, a fingerprint of each secret's value: the release records which secrets it
+    ran with, never what they were (read_secrets has checked their shape)."""
+    values = json.loads(pulumi.runtime.get_config("bluegreen:secrets") or "{}")
+    return {service: {name: secret_fingerprint(service, name, str(value))
+                      for name, value in sorted(entries.items())}
+            for service, entries in values.items() if isinstance(entries, dict)}
 
 
 def read_platform_secrets(stack: str) -> PlatformSecrets:

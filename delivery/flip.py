@@ -31,6 +31,8 @@ class Move:
     colour: str                    # the colour that goes live
     expected: str                  # the colour the alias must say now
     token: str = field(default="", repr=False)   # the deployer's Consul token
+    previous_version: str | None = None          # what `expected` runs (Consul's slot record)
+    release: str | None = None                   # the release id `colour` runs (its history key)
 
     @property
     def key(self) -> str:
@@ -40,7 +42,7 @@ class Move:
         """The bake record this move writes with the alias (None: no bake time, no record)."""
         previous = self.settings.colours.get(self.expected)
         return flip_record(self.settings, self.colour, self.expected,
-                           previous.version if previous else None, now)
+                           self.previous_version or (previous.version if previous else None), now)
 
     @property
     def consul(self) -> str:
@@ -82,7 +84,7 @@ def flip_together(moves: list[Move]) -> None:
         bakes[bake_key(move.config.environment, move.settings.name)] = move.bake(now)
         # So does the history: the release that goes live says when.
         history = history_prefix(move.config.environment, move.settings.name) + \
-            move.settings.colours[move.colour].version
+            (move.release or move.settings.colours[move.colour].version)
         entry = went_live(consul_api.kv_get(consul, history, token), now)
         if entry:
             bakes[history] = entry

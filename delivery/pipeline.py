@@ -33,6 +33,7 @@ from components.consul.records import read_service_records
 from components.model.config import ServiceConfig
 from components.model.manifest import Manifest, load_manifest
 from components.model.release import Release, suggest_next
+from components.model.live import serving_colour
 from components.model.validation import ConfigError
 from components.naming import config_prefix, context_digest, instance_id, offline_colour
 from components.platform.platform import credential
@@ -107,11 +108,12 @@ class Pipeline:
         elif (running := colour_running(settings, self.version, image)) is not None:
             # A run of this release ended early (killed, say): its colour gets no new deploy,
             # and the live colour is never touched; the `up` finishes what that run left.
-            live, colour = settings.live, running
+            live, colour = self._serving(stack, settings), running
             self._say(f"stacks/Pulumi.{stack.name}.yaml: {self.service}.{colour} runs {self.version} "
                       f"already ({'live' if colour == live else 'offline'}); pulumi up converges it")
         else:
-            live, colour = settings.live, offline_colour(settings.live)
+            live = self._serving(stack, settings)
+            colour = offline_colour(live)
             if os.path.realpath(settings.manifest) != os.path.realpath(self.manifest.path):
                 self._say(f"note: {stack.name} deploys with the manifest at "
                           f"{relative_to_repo(settings.manifest)}")
@@ -125,6 +127,19 @@ class Pipeline:
         if live not in (None, colour) and preview:
             self._say(f"{colour} runs {self.version}, offline: {preview}")
         return colour, live, outputs
+
+    def _serving(self, stack: EnvStack, settings: ServiceConfig) -> str:
+        """The colour the alias names (the stack file's `live:` only before the first flip); a
+        stack file that asks otherwise is put back in line first, since the offline colour is
+        the one the alias does not name."""
+        alias = serving_colour(stack.colour_state(self.service).alias)
+        if alias is None:
+            return settings.live
+        if alias != settings.live:
+            stack.set_service(self.service, {"live": alias})
+            self._say(f"stacks/Pulumi.{stack.name}.yaml asked live: {settings.live}, but the alias "
+                      f"names {alias}, which serves: recorded live: {alias} before deploying")
+        return alias
 
     def _flip(self, stack: EnvStack, colour: str, live: str) -> dict:
         """`live` -> colour, `up` (the gate blocks, the alias flips, and the up proves that the

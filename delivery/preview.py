@@ -210,6 +210,8 @@ def summarise(preview: StackPreview) -> dict:
         # What served before this update: the alias's old value (or, unchanged, its value).
         live_before = (alias["from"] if entry["flip"] else alias["to"]) if alias else None
         entry["live_touched"] = bool(live_before and live_before in entry.pop("colours_touched", set()))
+    for name, entry in services.items():
+        entry["acknowledged"] = (_object(services_config.get(name)) or {}).get("acknowledgeLive")
         entry["images"].sort(key=lambda i: (i["colour"], i["host"]))
         for names in entry["containers"].values():
             names.sort()
@@ -261,8 +263,7 @@ def render_markdown(summaries: list[dict], notes: list[str] = (), base: str = ""
             elif alias:
                 lines.append(f"- alias stays on `{alias['to']}`")
             if service.get("live_touched"):
-                lines.append("- **replaces live containers**: this change restarts what serves traffic; "
-                             "ship it as a release on the offline colour, or make it on its own")
+                lines.append(_live_touched_line(service.get("acknowledged")))
             for image in service["images"]:
                 repository = (image["to"] or image["from"] or "").split("@")[0]
                 lines.append(f"- image {image['colour']} on `{image['host']}`: `{short_digest(image['from'])}`"
@@ -285,6 +286,15 @@ def render_markdown(summaries: list[dict], notes: list[str] = (), base: str = ""
             lines.append(f"- **{violation['level']}** `{violation['policy']}` on `{violation['resource']}`: "
                          f"{violation['message']}")
     return "\n".join(lines) + "\n"
+
+
+def _live_touched_line(acknowledged: str | None) -> str:
+    """How the Markdown flags a change that replaces what serves traffic."""
+    if acknowledged:
+        return (f"- **replaces live containers, acknowledged** (`acknowledgeLive: {acknowledged}`): "
+                "this change restarts what serves traffic on purpose")
+    return ("- **replaces live containers**: this change restarts what serves traffic; "
+            "ship it as a release on the offline colour, or make it on its own")
 
 
 def _policy_line(summary: dict) -> str:

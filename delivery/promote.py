@@ -15,6 +15,7 @@ import time
 
 from components.consul import api as consul_api
 from components.consul.records import read_service_records
+from components.model.live import serving_colour
 from components.model.validation import ConfigError
 from components.naming import offline_colour
 
@@ -38,21 +39,27 @@ def plan(stack: str, services: list[str]) -> tuple[list[Move], dict[str, EnvStac
         config, settings = env.config(), env.service(service)
         if settings is None:
             raise StepFailed(f"stack {name} does not deploy {service}")
-        target = offline_colour(settings.live)
+        records = read_service_records(config.hosts[settings.hosts[0]].consul, config.environment,
+                                       service, env.deployer_token())
+        # The alias says what serves, whatever the stack file's live: asks.
+        live = serving_colour(records.live)
+        if live is None:
+            raise StepFailed(f"{service} has never gone live on {name} (its alias names no "
+                             f"colour): `pulumi up` the stack {name} first")
+        target = offline_colour(live)
         if target not in settings.colours:
             raise StepFailed(f"{service} has no {target} version on {name}: deploy the release to "
                              f"the offline colour first")
-        records = read_service_records(config.hosts[settings.hosts[0]].consul, config.environment,
-                                       service, env.deployer_token())
         version = settings.colours[target].version
         if records.slots.get(target) != version:
             raise StepFailed(f"{service}'s {target} colour does not run {version} yet "
                              f"(it runs {records.slots.get(target) or 'nothing'}): `pulumi up` the "
                              f"stack {name} first")
-        moves.append(Move(config, settings, colour=target, expected=settings.live,
-                          token=env.deployer_token()))
-        lines.append(f"{service} ({name}): {settings.live} {settings.colours[settings.live].version} "
-                     f"-> {target} {version}")
+        moves.append(Move(config, settings, colour=target, expected=live,
+                          token=env.deployer_token(), previous_version=records.slots.get(live),
+                          release=records.running.get(target)))
+        lines.append(f"{service} ({name}): {live} {records.running.get(live)} "
+                     f"-> {target} {records.running.get(target, version)}")
     environments = {move.config.environment for move in moves}
     if len(environments) != 1:
         raise StepFailed(f"a release flips services of one environment; these are in "

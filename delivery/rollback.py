@@ -1,26 +1,34 @@
 """`rollback`: bring back an earlier release of a service in one stack.
 
-Without --to it goes back to the last release that was live before the current one (the release
-history in Consul KV). When the other colour still runs that release, only the alias moves: its
-instances' checks are read from Consul, the alias is written with a check-and-set (so it never
-overwrites a flip made meanwhile), and the proxy serves the old release within a second; then
-`live:` is recorded in stacks/Pulumi.<stack>.yaml and `pulumi up` brings state and outputs in line.
-Otherwise (or with --to a release neither colour runs) the release is deployed by its digest to
-the offline colour, without a build, gated, and flipped by `pulumi up`. When the alias points at
-the release's colour already (the bake watchdog rolled back), only `live:` is recorded.
+Every decision reads the alias in Consul: the colour it names serves, whatever the stack file's
+`live:` says, and nothing here touches that colour's containers. The plan (`plan_rollback`, pure):
 
-With git the alias-only case is `git revert <the flip commit>` + `pulumi up --stack <stack>`."""
+- the stack file asks for a flip the alias never made (a failed gate or flip, a bake the watchdog
+  rolled back) and no --to is given: the failed change is abandoned; the file records what
+  serves (`reconcile`), no alias move;
+- the offline colour runs the target release already: only the alias moves (`flip`): its
+  instances' checks are read from Consul, the alias is written with a check-and-set (so it never
+  overwrites a flip made meanwhile), and the proxy serves the old release within a second;
+- otherwise the release is deployed by its digest to the offline colour, without a build, with the
+  configuration it last ran live with, gated, and flipped by `pulumi up` (`redeploy`).
+
+Then the stack file records the outcome (live colour, version, digest and `env` of the colour that
+went live) and `pulumi up` brings state and outputs in line. With git the alias-only case is
+`git revert <the flip commit>` + `pulumi up --stack <stack>`."""
 
 from __future__ import annotations
 
 import os
 import sys
 import time
+from dataclasses import dataclass, field
 
 from components.consul import api as consul_api
-from components.consul.records import read_service_records
+from components.consul.records import ServiceRecords, read_service_records
 from components.model.bake import watchdog_reason
-from components.model.release import rollback_target
+from components.model.config import ServiceConfig
+from components.model.live import serving_colour
+from components.model.release import release_version, rollback_target
 from components.model.validation import ConfigError
 from components.naming import alias_key, offline_colour
 
@@ -32,6 +40,75 @@ from .steps import StepFailed
 
 class RollbackRefused(Exception):
     """Nothing was changed; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class RollbackPlan:
+    """What a rollback does: `action` is reconcile, flip or redeploy (see the module's doc)."""
+
+    action: str
+    live: str                     # the colour the alias names now
+    colour: str                   # the colour that serves afterwards
+    release: str                  # its release id
+    reference: str                # its digest reference
+    settings: dict[str, str] = field(default_factory=dict)  # stack config paths to set
+    env: dict[str, str] | None = None   # the colour's `env` as it last ran live (None: keep)
+
+    @property
+    def version(self) -> str:
+        return release_version(self.release)
+
+
+def plan_rollback(settings: ServiceConfig, records: ServiceRecords, to: str | None) -> RollbackPlan:
+    """Decides a rollback from Consul's records alone (raises RollbackRefused)."""
+    live = serving_colour(records.live)
+    if live is None:
+        raise RollbackRefused(f"{settings.name} has never gone live here (the alias names no "
+                              f"colour): nothing to roll back")
+    if to is None and settings.live != live:
+        return _reconcile(settings, records, live)
+    other = offline_colour(live)
+    target = _target(records, settings.name, records.running.get(live), to)
+    release, reference = target["release"], target["reference"]
+    config = target.get("config")
+    env = dict(config["env"]) if config else None
+    paths = {"live": other, f"{other}.version": release_version(release)}
+    if other in settings.colours and records.running.get(other) == release:
+        return RollbackPlan("flip", live, other, release, reference, paths, env)
+    return RollbackPlan("redeploy", live, other, release, reference,
+                        {**paths, f"{other}.image": reference}, env)
+
+
+def _reconcile(settings: ServiceConfig, records: ServiceRecords, live: str) -> RollbackPlan:
+    """The stack file takes back what serves: the live colour's recorded release and config."""
+    release = records.running.get(live) or records.slots.get(live, "")
+    if not release:
+        raise RollbackRefused(f"the alias of {settings.name} names {live}, but Consul records no "
+                              f"release on it; `pulumi up` the stack first")
+    config = records.configs.get(live)
+    entry = records.history.get(release, {})
+    reference = entry.get("reference") or getattr(records.releases.get(release_version(release)),
+                                                  "reference", "")
+    paths = {"live": live, f"{live}.version": release_version(release)}
+    return RollbackPlan("reconcile", live, live, release, reference, paths,
+                        dict(config["env"]) if config else None)
+
+
+def _target(records: ServiceRecords, service: str, live_release: str | None, to: str | None) -> dict:
+    if to is None:
+        target = rollback_target(records.history, live_release)
+        if target is None:
+            raise RollbackRefused(f"nothing to roll back to: no release of {service} other than "
+                                  f"{live_release} was ever live here (./bg releases {service} lists them)")
+        return target
+    if to == live_release:
+        raise RollbackRefused(f"{service} {to} is live already")
+    if to in records.history:
+        return {**records.history[to], "release": to}
+    if to in records.releases:
+        return {"release": to, "reference": records.releases[to].reference}
+    known = ", ".join(sorted(set(records.history) | set(records.releases))) or "none"
+    raise RollbackRefused(f"{service} has no release {to}; released versions: {known}")
 
 
 def run_rollback(service: str, stack_name: str, to: str | None = None, out=None) -> int:
@@ -48,64 +125,64 @@ def run_rollback(service: str, stack_name: str, to: str | None = None, out=None)
         settings = stack.service(service)
         if settings is None:
             raise RollbackRefused(f"stack {stack.name} does not deploy {service}")
-        consul = config.hosts[settings.hosts[0]].consul
-        records = read_service_records(consul, config.environment, service, stack.deployer_token())
-        live, other = settings.live, offline_colour(settings.live)
-        live_version = settings.colours[live].version
-        target = _target(records, service, live_version, to)
+        records = read_service_records(config.hosts[settings.hosts[0]].consul, config.environment,
+                                       service, stack.deployer_token())
+        plan = plan_rollback(settings, records, to)
     except (StepFailed, ConfigError, RollbackRefused, consul_api.ConsulError) as error:
         print(f"rollback: {error}", file=out)
         return 2
-    version, reference = target["version"], target["reference"]
-    say(f"{service} on {stack.name}: live is {live} ({live_version}); rolling back to {version} "
-        f"({reference.rsplit('@', 1)[-1][:19]})")
-    other_runs_it = (other in settings.colours and settings.colours[other].version == version
-                     and records.slots.get(other) == version)
+    key = alias_key(config.environment, service)
     try:
-        if other_runs_it and records.live == other:
-            # The bake watchdog (or an operator) moved the alias back already: accept that.
-            say(f"alias {alias_key(config.environment, service)} points at {other} already"
-                f"{watchdog_reason(records.bake, other)}; no alias move")
-            stack.set_service(service, {"live": other})
-            say(f"recorded live: {other} in stacks/Pulumi.{stack.name}.yaml; pulumi up to converge")
-        elif other_runs_it:
-            flip_together([Move(config, settings, colour=other, expected=live,
-                                token=stack.deployer_token())])
-            say(f"alias {alias_key(config.environment, service)}: {live} -> {other}; the proxy serves "
-                f"{version} now")
-            stack.set_service(service, {"live": other})
-            say(f"recorded live: {other} in stacks/Pulumi.{stack.name}.yaml (with git the same is "
-                f"`git revert <the flip commit>`); pulumi up to converge")
-        else:
-            say(f"{other} runs {settings.colours[other].version if other in settings.colours else 'nothing'}: "
-                f"deploying {version} by digest to {other} (no build), gating it, then flipping")
-            stack.set_service(service, {f"{other}.version": version, f"{other}.image": reference,
-                                        "live": other})
-        stack.up(f"rollback {service} to {version}")
+        _carry_out(plan, stack, config, settings, records, say)
+        stack.up(f"rollback {service} to {plan.release}")
     except (StepFailed, RollbackRefused, FlipRefused, consul_api.ConsulError) as error:
-        print(f"rollback FAILED: {error}\nstacks/Pulumi.{stack.name}.yaml and the alias say what "
-              f"serves now; `./bg pulumi up --stack {stack.name} --yes` brings state in line "
+        print(f"rollback FAILED: {error}\n{_told_truth(stack, config, settings)} "
               f"(log: {os.path.relpath(log)})", file=out)
         return 1
     touched = {op: n for op, n in stack.last_changes.items() if op != "same" and n}
-    say(f"done: {version} is live on {other}; resource changes: "
+    say(f"done: {plan.release} is live on {plan.colour}; resource changes: "
         f"{', '.join(f'{n} {op}' for op, n in sorted(touched.items())) or 'none'} "
         f"(containers: {stack.container_changes or 'none changed'})")
     return 0
 
 
-def _target(records, service: str, live_version: str, to: str | None) -> dict:
-    if to is None:
-        target = rollback_target(records.history, live_version)
-        if target is None:
-            raise RollbackRefused(f"nothing to roll back to: no release of {service} other than "
-                                  f"{live_version} was ever live here (./bg releases {service} lists them)")
-        return target
-    if to == live_version:
-        raise RollbackRefused(f"{service} {to} is live already")
-    if to in records.history:
-        return records.history[to]
-    if to in records.releases:
-        return {"version": to, "reference": records.releases[to].reference}
-    known = ", ".join(sorted(set(records.history) | set(records.releases))) or "none"
-    raise RollbackRefused(f"{service} has no release {to}; released versions: {known}")
+def _carry_out(plan: RollbackPlan, stack: EnvStack, config, settings: ServiceConfig,
+               records: ServiceRecords, say) -> None:
+    """The plan's alias move (if any) and its stack file changes, each said as it happens."""
+    key = alias_key(config.environment, settings.name)
+    name, file = settings.name, f"stacks/Pulumi.{stack.name}.yaml"
+    if plan.action == "reconcile":
+        say(f"{file} asks live: {settings.live}, but the alias {key} names {plan.live}, which serves "
+            f"{plan.release}{watchdog_reason(records.bake, plan.live)}; that change is abandoned, "
+            f"no alias move")
+    else:
+        say(f"{name} on {stack.name}: the alias {key} names {plan.live} "
+            f"({records.running.get(plan.live)}); rolling back to {plan.release} "
+            f"({plan.reference.rsplit('@', 1)[-1][:19]}) on {plan.colour}")
+    if plan.action == "flip":
+        flip_together([Move(config, settings, colour=plan.colour, expected=plan.live,
+                            token=stack.deployer_token(), previous_version=records.slots.get(plan.live),
+                            release=plan.release)])
+        say(f"alias {key}: {plan.live} -> {plan.colour}; the proxy serves {plan.release} now")
+    elif plan.action == "redeploy":
+        say(f"{plan.colour} runs {records.running.get(plan.colour, 'nothing')}: deploying "
+            f"{plan.release} by digest to {plan.colour} (no build), with the configuration it last "
+            f"ran live with, gating it, then flipping")
+    stack.set_service(name, plan.settings, env={plan.colour: plan.env} if plan.env is not None else None)
+    say(f"recorded live: {plan.colour} ({plan.release}) in {file}; pulumi up to converge")
+
+
+def _told_truth(stack: EnvStack, config, settings: ServiceConfig) -> str:
+    """After a failed rollback: the stack file records the colour the alias names again, and the
+    message says which that is."""
+    key, file = alias_key(config.environment, settings.name), f"stacks/Pulumi.{stack.name}.yaml"
+    try:
+        serving = serving_colour(consul_api.kv_get(config.hosts[settings.hosts[0]].consul, key,
+                                                   stack.deployer_token()))
+    except (consul_api.ConsulError, StepFailed):
+        serving = None
+    if serving is None:
+        return (f"the alias {key} could not be read; `./bg rollback {settings.name} --stack "
+                f"{stack.name}` records what serves once Consul answers")
+    stack.set_service(settings.name, {"live": serving})
+    return f"the alias {key} names {serving}, which serves; {file} says live: {serving} again"

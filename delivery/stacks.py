@@ -134,12 +134,22 @@ class EnvStack:
     def service(self, service: str) -> ServiceConfig | None:
         return next((s for s in self.config().services if s.name == service), None)
 
-    def set_service(self, service: str, settings: dict[str, str]) -> None:
-        """Sets `bluegreen:services.<service>.<path>` for each path (e.g. `green.version`)."""
+    def set_service(self, service: str, settings: dict[str, str],
+                    env: dict[str, dict[str, str]] | None = None) -> None:
+        """Sets `bluegreen:services.<service>.<path>` for each path (e.g. `green.version`); `env`
+        replaces whole colours' `env` maps (colour -> NAME -> value)."""
+        prefix = f"{NAMESPACE}:services.{service}"
+        current = self.service(service)
+        stale = [f"{prefix}.{colour}.env" for colour in env or {}
+                 if current and colour in current.colours and current.colours[colour].environment]
         self._values = None
-        self.stack.set_all_config(
-            {f"{NAMESPACE}:services.{service}.{path}": auto.ConfigValue(value=str(value))
-             for path, value in settings.items()}, path=True)
+        if stale:
+            self.stack.remove_all_config(stale, path=True)
+        values = {f"{prefix}.{path}": str(value) for path, value in settings.items()}
+        values.update({f"{prefix}.{colour}.env.{name}": str(value)
+                       for colour, names in (env or {}).items() for name, value in names.items()})
+        self.stack.set_all_config({key: auto.ConfigValue(value=value) for key, value in values.items()},
+                                  path=True)
 
     # -- operations
     def _log(self, label: str):

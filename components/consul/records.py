@@ -16,6 +16,8 @@ class ServiceRecords:
     releases: dict[str, Release] = field(default_factory=dict)   # version -> release
     slots: dict[str, str] = field(default_factory=dict)          # colour -> version it runs
     shapes: dict[str, str] = field(default_factory=dict)         # colour -> its containers' shape
+    running: dict[str, str] = field(default_factory=dict)        # colour -> the release id it runs
+    configs: dict[str, dict] = field(default_factory=dict)       # colour -> the configuration it runs
     history: dict[str, dict] = field(default_factory=dict)       # version -> history entry
     live: str | None = None                                      # the alias's colour
     bake: str | None = None                                      # the bake record (JSON), if any
@@ -26,15 +28,19 @@ def read_service_records(address: str, environment: str, service: str, token: st
     (ConsulError when Consul is down or refuses)."""
     releases = {key.rsplit("/", 1)[1]: Release.from_json(value)
                 for key, value in consul_api.kv_tree(address, release_prefix(service), token).items()}
-    slots, shapes = {}, {}
+    slots, shapes, running, configs = {}, {}, {}, {}
     for colour in COLOURS:
         value = consul_api.kv_get(address, slot_key(environment, service, colour), token)
         if value:
             record = json.loads(value)
             slots[colour] = record["version"]
             shapes[colour] = record.get("shape", "")
+            running[colour] = record.get("release", record["version"])
+            if "config" in record:
+                configs[colour] = record["config"]
     history = {key.rsplit("/", 1)[1]: json.loads(value) for key, value in
                consul_api.kv_tree(address, history_prefix(environment, service), token).items()}
     live = consul_api.kv_get(address, alias_key(environment, service), token)
     bake = consul_api.kv_get(address, bake_key(environment, service), token)
-    return ServiceRecords(releases, slots, shapes, history, live or None, bake or None)
+    return ServiceRecords(releases, slots, shapes, running, configs, history, live or None,
+                          bake or None)

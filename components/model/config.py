@@ -116,6 +116,8 @@ class ServiceConfig:
     gate_timeout_s: int = 60
     bake_s: float = 0.0            # after a flip, how long the watchdog watches the new colour (0: off)
     bake_max_error_rate: float = 0.05  # the share of 5xx answers on the stable URI that rolls back
+    # `<colour>@<shape>`: this change may replace the live colour's containers (model.live).
+    acknowledge_live: str | None = None
 
 
 @dataclass(frozen=True)
@@ -431,7 +433,7 @@ def _services(top: Fields, hosts: dict[str, Host], root: str) -> tuple[ServiceCo
     for name in raw:
         fields = Fields(top.source, f"bluegreen.services.{name}", raw[name],
                         ["manifest", "live", "blue", "green", "hosts", "replicas", "gateTimeout",
-                         "bakeTime", "bakeMaxErrorRate"])
+                         "bakeTime", "bakeMaxErrorRate", "acknowledgeLive"])
         colours = {}
         for colour in COLOURS:
             if fields.has(colour):
@@ -460,6 +462,10 @@ def _services(top: Fields, hosts: dict[str, Host], root: str) -> tuple[ServiceCo
             hosts=tuple(service_hosts),
             replicas=fields.integer("replicas", 1, minimum=1, maximum=20),
             gate_timeout_s=fields.integer("gateTimeout", 60, minimum=5, maximum=1800),
+            acknowledge_live=fields.string(
+                "acknowledgeLive", pattern=r"(blue|green)@[0-9a-f]{8}",
+                hint="the value the refusal printed, e.g. green@1a2b3c4d (colour@change)")
+            if fields.has("acknowledgeLive") else None,
             **_bake(fields),
         ))
     return tuple(services)

@@ -9,6 +9,7 @@ first pushed; the registry holds the bytes. Each environment records which relea
 from __future__ import annotations
 
 import datetime
+import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 
@@ -138,43 +139,73 @@ def went_live(entry: str | None, moment: datetime.datetime) -> str | None:
     return json.dumps(record, sort_keys=True)
 
 
-def slot_record(version: str, reference: str, shape: str, replaced_live: str | None = None) -> str:
-    """The value of naming.slot_key: which release a colour runs and the shape of its containers;
-    `replacedLive` says why an update replaced the containers that were serving traffic."""
+def release_config(environment: dict[str, str], replicas: int, secrets: dict[str, str]) -> dict:
+    """The configuration a colour runs a release with: its `env` overrides, replicas and the
+    fingerprints of its secrets (never their values). With the digest and the runtime spec it is
+    the release: a change of it alone deploys, gates, flips and rolls back like a new version."""
+    return {"env": dict(sorted(environment.items())), "replicas": replicas,
+            "secrets": dict(sorted(secrets.items()))}
+
+
+def secret_fingerprint(service: str, name: str, value: str) -> str:
+    """Tells two values of a secret apart without revealing either (a KV reader sees only this)."""
+    return hashlib.sha256(f"{service}\n{name}\n{value}".encode()).hexdigest()[:12]
+
+
+def release_id(version: str, config: dict, history: dict[str, dict]) -> str:
+    """How the history names a release: its version when the version's entry ran this
+    configuration (or none is recorded), else `<version>+<fingerprint of the configuration>`."""
+    entry = history.get(version)
+    if entry is None or entry.get("config") in (None, config):
+        return version
+    digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:8]
+    return f"{version}+{digest}"
+
+
+def release_version(release: str) -> str:
+    """The version of a release id (`2.0.0+1a2b3c4d` -> `2.0.0`)."""
+    return release.split("+", 1)[0]
+
+
+def slot_record(version: str, reference: str, shape: str, replaced_live: str | None = None,
+                release: str | None = None, config: dict | None = None,
+                acknowledged: str | None = None) -> str:
+    """The value of naming.slot_key: which release a colour runs, with which configuration, and
+    the shape of its containers; `replacedLive` says why an update replaced the containers that
+    were serving traffic, and `acknowledgedBy` the acknowledgement that allowed it."""
     record = {"version": version, "reference": reference, "shape": shape}
+    if release and release != version:
+        record["release"] = release
+    if config is not None:
+        record["config"] = config
     if replaced_live:
         record["replacedLive"] = replaced_live
+        if acknowledged:
+            record["acknowledgedBy"] = acknowledged   # the change's acknowledgeLive
     return json.dumps(record, sort_keys=True)
 
 
-def live_replacement(colour: str, live_before: str | None, recorded_shape: str | None,
-                     shape: str, recorded_version: str | None, version: str) -> str | None:
-    """Why this update replaces the containers of the colour serving traffic, or None."""
-    if colour != live_before or not recorded_shape or recorded_shape == shape:
-        return None
-    if recorded_version != version:
-        return (f"the live colour {colour} goes from {recorded_version} to {version}: deploy to the "
-                f"offline colour and flip instead")
-    return (f"the live colour {colour}'s containers change (a host setting, a colour's env "
-            f"override or the stack's hosts): they are replaced while serving")
-
-
 def history_entry(existing: dict | None, *, version: str, reference: str, colour: str,
-                  live: bool, was_live: bool, now: str, actor: str) -> dict:
+                  live: bool, was_live: bool, now: str, actor: str, release: str | None = None,
+                  config: dict | None = None) -> dict:
     """A release's line in an environment's history. First deployment time and actor stay as
     first recorded; `liveAt` moves when the release goes live again after something else was."""
     entry = dict(existing or {})
     if entry.get("reference") != reference:
         entry = {"deployedAt": now, "deployedBy": actor}
     entry.update(version=version, reference=reference, colour=colour)
+    if release and release != version:
+        entry["release"] = release
+    if config is not None:
+        entry["config"] = config
     if live and (not was_live or not entry.get("liveAt")):
         entry["liveAt"] = now
     return entry
 
 
-def rollback_target(history: dict[str, dict], live_version: str | None) -> dict | None:
+def rollback_target(history: dict[str, dict], live_release: str | None) -> dict | None:
     """The last release that was live (and so passed its gate) other than the one live now; not
-    one the bake watchdog rolled back since it last went live."""
-    candidates = [e for v, e in history.items() if e.get("liveAt") and v != live_version
-                  and e.get("rolledBackAt", "") < e["liveAt"]]
+    one the bake watchdog rolled back since it last went live. History keys are release ids."""
+    candidates = [{**e, "release": r} for r, e in history.items() if e.get("liveAt")
+                  and r != live_release and e.get("rolledBackAt", "") < e["liveAt"]]
     return max(candidates, key=lambda e: e["liveAt"], default=None)

@@ -56,6 +56,9 @@ class ColourSlotArgs:
     proxy_port: pulumi.Input[int] | None = None
     # The proxy's own host name or address (its URL's): callers on other hosts reach it there.
     proxy_address: pulumi.Input[str] | None = None
+    # The alias names this colour and nothing plain about it changes: its containers keep the
+    # environment they run with, so a new secret value reaches the offline colour first.
+    frozen: bool = False
 
     def __post_init__(self):
         if self.colour not in COLOURS:
@@ -151,19 +154,37 @@ def shape_of(args: ColourSlotArgs) -> str:
     """A hash of everything plain that shapes the colour's containers: when it differs from what
     the colour was deployed with, this update replaces those containers. Secrets are left out, and
     so is the image: the version names one digest, and a built one is not known before the push."""
+    return shape_hash(stack=args.stack, version=args.version, spec=args.spec,
+                      overrides=args.environment_overrides, hosts=args.hosts,
+                      replicas=args.replicas, token=args.service_token is not None,
+                      calls=args.calls,
+                      proxy_port=args.proxy_port if isinstance(args.proxy_port, int) else None)
+
+
+def shape_hash(*, stack: str, version: str, spec: RuntimeSpec, overrides: dict[str, str],
+               hosts: tuple[Host, ...], replicas: int, token: bool, calls: dict[str, str],
+               proxy_port: int | None) -> str:
+    """shape_of from plain values: what the program checks before it registers anything."""
     shape = {
-        "version": args.version,
-        "spec": dataclasses.asdict(args.spec),
-        "overrides": args.environment_overrides,
-        "hosts": [[h.name, h.address, h.consul, h.bridge_address or ""] for h in args.hosts],
-        "replicas": args.replicas,
-        "stack": args.stack,
+        "version": version,
+        "spec": dataclasses.asdict(spec),
+        "overrides": overrides,
+        "hosts": [[h.name, h.address, h.consul, h.bridge_address or ""] for h in hosts],
+        "replicas": replicas,
+        "stack": stack,
     }
-    if args.service_token is not None:
+    if token:
         shape["token"] = True
-    if args.calls:  # only then: shapes of colours that call nothing stay as they were
-        shape["calls"] = [args.calls, args.proxy_port if isinstance(args.proxy_port, int) else None]
+    if calls:  # only then: shapes of colours that call nothing stay as they were
+        shape["calls"] = [calls, proxy_port]
     return hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def planned_shape(recorded: str | None, **values) -> str:
+    """The shape a colour will have (shape_hash's values without `token`): tokenless when it runs
+    as it was deployed before ACLs were on (see tokenless_kept)."""
+    tokenless = shape_hash(token=False, **values)
+    return tokenless if recorded and recorded == tokenless else shape_hash(token=True, **values)
 
 
 class ColourSlot(pulumi.ComponentResource):
@@ -222,7 +243,8 @@ class ColourSlot(pulumi.ComponentResource):
                                      "health.interval": str(spec.health_interval_s),
                                      "health.timeout": str(spec.health_timeout_s)}),
                     opts=pulumi.ResourceOptions(parent=self, provider=provider,
-                                                delete_before_replace=True, depends_on=[pulled]),
+                                                delete_before_replace=True, depends_on=[pulled],
+                                                ignore_changes=["envs"] if args.frozen else None),
                 )
                 self.containers[instance] = container
                 self.agent_of[instance] = args.agents[host.name]

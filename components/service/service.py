@@ -19,15 +19,16 @@ from components.model.bake import flip_record, flips
 from components.model.config import Host, ServiceConfig
 from components.model.manifest import Dependency, Manifest
 from components.model.release import (
-    ColourPlan, Release, history_entry, live_replacement, slot_record
+    ColourPlan, Release, history_entry, release_config, release_id, slot_record
 )
+from components.model.live import ColourChange, live_touch, serving_colour
 from components.naming import (
-    acl_token_name, bake_key, catalogue_entry, catalogue_key, config_prefix, docker_name,
+    acl_token_name, call_routes, bake_key, catalogue_entry, catalogue_key, config_prefix, docker_name,
     health_probe_path, history_prefix, preview_path, release_prefix, route_key, service_network,
     slot_key, stable_path
 )
 from components.platform.docker_host import labels, needs_legacy_builder
-from components.service.colour_slot import ColourSlot, ColourSlotArgs, tokenless_kept
+from components.service.colour_slot import ColourSlot, ColourSlotArgs, shape_of, tokenless_kept
 from components.service.service_image import ServiceImage, dependency_image_args, service_image_args
 
 
@@ -58,6 +59,7 @@ class ServiceArgs:
     proxy_port: pulumi.Input[int] | None = None  # where callers reach the proxy (with the bridge address)
     proxy_address: pulumi.Input[str] | None = None  # the proxy's host: callers on other hosts go there
     routes: dict[str, str] = field(default_factory=dict)  # service -> route, of this stack's services
+    secret_fingerprints: dict[str, str] = field(default_factory=dict)  # NAME -> release.secret_fingerprint
 
     def __post_init__(self):
         if self.settings.name != self.manifest.name:
@@ -101,7 +103,7 @@ class Service(pulumi.ComponentResource):
         self.url = pulumi.Output.concat(args.proxy, stable_path(env, manifest.route))
         self.preview_url = pulumi.Output.concat(args.proxy, preview_path(env, manifest.route))
         # The services it calls, each at its route (a callee of another stack: its name).
-        call_routes = {callee: args.routes.get(callee, callee) for callee in manifest.calls}
+        callees = call_routes(manifest.calls, args.routes)
         # Where the proxy is asked whether it serves a colour: the health path under each URI.
         probes = {preview: pulumi.Output.concat(args.proxy, health_probe_path(
             env, manifest.route, manifest.health.path, preview=preview)) for preview in (False, True)}
@@ -156,53 +158,21 @@ class Service(pulumi.ComponentResource):
         self.slots: dict[str, ColourSlot] = {}
         self.slot_records: dict[str, ConsulKey] = {}
         self.history: dict[str, ConsulKey] = {}
+        slot_options = pulumi.ResourceOptions(parent=self, depends_on=self.dependencies)
+        releases = {}   # colour -> (release id, configuration)
         for colour, plan in args.plans.items():
-            slot = settings.colours[colour]
-            self.slots[colour] = ColourSlot(f"{name}-{colour}", tokenless_kept(ColourSlotArgs(
-                stack=args.stack, environment=env, service=manifest.name, spec=plan.spec,
-                colour=colour, version=plan.version, image=images[colour],
-                hosts=tuple(args.hosts[h] for h in settings.hosts), providers=args.providers,
-                networks=networks, live=colour == settings.live, agents=args.agents,
-                consul_token=token, service_token=self.token.secret_id,
-                replicas=settings.replicas, gate_timeout_s=settings.gate_timeout_s,
-                environment_overrides=slot.environment,
-                secret_environment=args.secret_environment, preview_url=probes[True],
-                calls=call_routes,
-                proxy_port=args.proxy_port, proxy_address=args.proxy_address),
-                args.records.shapes.get(colour)),
-                opts=pulumi.ResourceOptions(parent=self, depends_on=self.dependencies))
-            shape = self.slots[colour].shape
-            replaced = live_replacement(colour, args.records.live, args.records.shapes.get(colour),
-                                        shape, args.records.slots.get(colour), plan.version)
-            if replaced:
-                pulumi.log.warn(f"{env}/{manifest.name}: this update replaces live containers: "
-                                f"{replaced}", resource=self)
-            # Written once the colour's containers are registered and gated: what it runs now.
-            self.slot_records[colour] = ConsulKey(
-                f"{name}-{colour}-slot", address=consul_address, token=token,
-                key=slot_key(env, manifest.name, colour),
-                value=pulumi.Output.from_input(images[colour]).apply(
-                    lambda reference, version=plan.version, shape=shape, replaced=replaced:
-                    slot_record(version, reference, shape, replaced)),
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[self.slots[colour].gate]))
-
-        # The history: one line per version (the live colour's, where both colours run it).
+            slot_args = self._slot_args(args, colour, plan, images[colour], networks, probes[True],
+                                        callees)
+            self.slots[colour] = ColourSlot(f"{name}-{colour}", slot_args, opts=slot_options)
+            releases[colour] = self._release_of(args, colour, plan, slot_args)
+            self.slot_records[colour] = self._slot_record(name, args, colour, plan, images[colour],
+                                                          releases[colour], consul_address)
+        # The history: one line per release (the live colour's, where both colours run it).
         for colour, plan in sorted(args.plans.items(), key=lambda item: item[0] != settings.live):
-            if plan.version in self.history:
-                continue
-            live = colour == settings.live
-            was_live = args.records.live == colour and args.records.slots.get(colour) == plan.version
-            self.history[plan.version] = ConsulKey(
-                f"{name}-history-{plan.version}", address=consul_address, token=token,
-                key=history_prefix(env, manifest.name) + plan.version,
-                value=pulumi.Output.from_input(images[colour]).apply(
-                    lambda reference, plan=plan, live=live, was_live=was_live: json.dumps(
-                        history_entry(args.records.history.get(plan.version), version=plan.version,
-                                      reference=reference, colour=plan.colour, live=live,
-                                      was_live=was_live, now=args.now, actor=args.actor),
-                        sort_keys=True)),
-                opts=pulumi.ResourceOptions(parent=self, retain_on_delete=True,
-                                            depends_on=[self.slots[colour].gate]))
+            release, config = releases[colour]
+            if release not in self.history:
+                self.history[release] = self._history_entry(
+                    name, args, colour, plan, images[colour], release, config, consul_address)
 
         # Step 7 of the flow: the manifest's config block in KV. Each key is written only when its
         # value changed, and containers read it live: a config change rebuilds and restarts nothing.
@@ -219,7 +189,7 @@ class Service(pulumi.ComponentResource):
             f"{name}-catalogue", address=consul_address, token=token,
             key=catalogue_key(env, manifest.name),
             value=pulumi.Output.from_input(images)
-            .apply(lambda refs: json.dumps(catalogue_entry(manifest, env, settings, refs, call_routes),
+            .apply(lambda refs: json.dumps(catalogue_entry(manifest, env, settings, refs, callees),
                                           sort_keys=True)),
             opts=pulumi.ResourceOptions(parent=self))
         self.alias = Alias(f"{name}-alias", AliasArgs(
@@ -235,6 +205,75 @@ class Service(pulumi.ComponentResource):
              for colour, plan in args.plans.items()})
         self.register_outputs({"live": self.live, "images": self.images, "url": self.url,
                                "previewUrl": self.preview_url, "flipSeconds": self.flip_seconds})
+
+    def _slot_args(self, args: ServiceArgs, colour: str, plan: ColourPlan, image, networks: dict,
+                   preview_probe, callees: dict[str, str]) -> ColourSlotArgs:
+        """One colour's arguments; the colour the alias names keeps the secret values it runs
+        with (`frozen`) as long as nothing plain about it changes."""
+        settings = args.settings
+        slot_args = tokenless_kept(ColourSlotArgs(
+            stack=args.stack, environment=args.environment, service=settings.name, spec=plan.spec,
+            colour=colour, version=plan.version, image=image,
+            hosts=tuple(args.hosts[h] for h in settings.hosts), providers=args.providers,
+            networks=networks, live=colour == settings.live, agents=args.agents,
+            consul_token=args.consul_token, service_token=self.token.secret_id,
+            replicas=settings.replicas, gate_timeout_s=settings.gate_timeout_s,
+            environment_overrides=settings.colours[colour].environment,
+            secret_environment=args.secret_environment, preview_url=preview_probe,
+            calls=callees, proxy_port=args.proxy_port, proxy_address=args.proxy_address),
+            args.records.shapes.get(colour))
+        recorded = args.records.shapes.get(colour)
+        frozen = colour == serving_colour(args.records.live) and shape_of(slot_args) == recorded
+        return replace(slot_args, frozen=frozen)
+
+    @staticmethod
+    def _release_of(args: ServiceArgs, colour: str, plan: ColourPlan,
+                    slot_args: ColourSlotArgs) -> tuple[str, dict]:
+        """The release id and configuration the colour runs after this update: a frozen colour's
+        as recorded, any other's from the stack config."""
+        recorded = args.records.configs.get(colour)
+        if slot_args.frozen and recorded is not None:
+            return args.records.running.get(colour, plan.version), recorded
+        config = release_config(slot_args.environment_overrides, slot_args.replicas,
+                                args.secret_fingerprints)
+        return release_id(plan.version, config, args.records.history), config
+
+    def _slot_record(self, name: str, args: ServiceArgs, colour: str, plan: ColourPlan, image,
+                     release: tuple[str, dict], consul_address) -> ConsulKey:
+        """What the colour runs, written once its containers are registered and gated."""
+        slot, records, settings = self.slots[colour], args.records, args.settings
+        replaced = live_touch(ColourChange(
+            colour, True, plan.version, records.slots.get(colour), slot.shape,
+            records.shapes.get(colour))) if colour == serving_colour(records.live) else None
+        if replaced:  # acknowledged: stack_inputs refuses it otherwise
+            pulumi.log.warn(f"{args.environment}/{settings.name}: this update replaces live "
+                            f"containers, as acknowledgeLive: {settings.acknowledge_live} allows: "
+                            f"{replaced}", resource=self)
+        return ConsulKey(
+            f"{name}-{colour}-slot", address=consul_address, token=args.consul_token,
+            key=slot_key(args.environment, settings.name, colour),
+            value=pulumi.Output.from_input(image).apply(
+                lambda reference: slot_record(plan.version, reference, slot.shape, replaced,
+                                              release=release[0], config=release[1],
+                                              acknowledged=settings.acknowledge_live)),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[slot.gate]))
+
+    def _history_entry(self, name: str, args: ServiceArgs, colour: str, plan: ColourPlan, image,
+                       release: str, config: dict, consul_address) -> ConsulKey:
+        """The release's line in the environment's history (kept when it leaves the stack)."""
+        records = args.records
+        live = colour == args.settings.live
+        was_live = records.live == colour and records.running.get(colour) == release
+        return ConsulKey(
+            f"{name}-history-{release}", address=consul_address, token=args.consul_token,
+            key=history_prefix(args.environment, args.settings.name) + release,
+            value=pulumi.Output.from_input(image).apply(lambda reference: json.dumps(
+                history_entry(records.history.get(release), version=plan.version,
+                              reference=reference, colour=colour, live=live, was_live=was_live,
+                              now=args.now, actor=args.actor, release=release, config=config),
+                sort_keys=True)),
+            opts=pulumi.ResourceOptions(parent=self, retain_on_delete=True,
+                                        depends_on=[self.slots[colour].gate]))
 
     def _bake(self, name: str, args: ServiceArgs, consul_address) -> ConsulKey | None:
         """The bake record: written right after a flip (timed from the alias write) when the

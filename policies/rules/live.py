@@ -1,6 +1,8 @@
-"""The live colour: nothing but the flip touches what serves traffic. The program records, in the
-colour's slot record (`bluegreen/slots/<env>/<service>/<colour>`), why an update replaces the
-containers of the colour that was live; this rule turns that into a warning on the preview."""
+"""The live colour: nothing but the flip touches what serves traffic. The program refuses such an
+update unless the change acknowledges it (`acknowledgeLive`), and records in the colour's slot
+record (`bluegreen/slots/<env>/<service>/<colour>`) why it replaces the containers of the colour
+that was live and which acknowledgement allowed it; this mandatory rule fails any update whose
+record says the live colour is replaced without one (a program that skipped the check)."""
 
 from __future__ import annotations
 
@@ -24,14 +26,17 @@ def check_live_untouched(resource: Mapping[str, Any], _config: Mapping[str, Any]
     if not match or not isinstance(value, str):
         return []
     try:
-        reason = json.loads(value).get("replacedLive")
+        record = json.loads(value)
     except ValueError:
         return []
-    if not reason:
+    reason = record.get("replacedLive")
+    if not reason or record.get("acknowledgedBy"):
         return []
     return [f"{match['environment']}/{match['service']}: this update replaces the containers "
-            f"serving traffic: {reason}. Make such a change on its own, when a brief restart of "
-            "the live colour is acceptable, or ship it as a new release on the offline colour"]
+            f"serving traffic: {reason}, and the change does not acknowledge it. Ship it as a new "
+            "release on the offline colour and flip, or, when a restart of the live colour is "
+            "the point (a shared dependency, a host removed, a platform upgrade), add the "
+            "acknowledgeLive value the program's refusal names"]
 
 
 POLICIES = [
@@ -39,5 +44,5 @@ POLICIES = [
         "live-colour-untouched",
         "An update does not replace, restart or re-pull the containers of the live colour; only "
         "the flip moves traffic.",
-        EnforcementLevel.ADVISORY, check_live_untouched, severity=Severity.HIGH),
+        EnforcementLevel.MANDATORY, check_live_untouched, severity=Severity.HIGH),
 ]

@@ -129,7 +129,11 @@ def test_production_with_one_colour_needs_it_retired():
 def test_secret_env_passes_and_plain_password_override_fails():
     recorded = records("up", PLAIN_PASSWORD, secret_env=True)
     found = diagnostics(recorded)
+    # The container, and the release configuration the colour's slot record and history keep.
     assert [(policy, urn) for policy, urn, _ in found] == [
-        ("no-plaintext-secrets", "")]  # resource diagnostics carry no URN of their own
-    assert "DB_PASSWORD" in found[0][2] and "hunter2" not in found[0][2]
-    assert "production-vizconfig-green-local-0" in found[0][2]
+        ("no-plaintext-secrets", "")] * 3  # resource diagnostics carry no URN of their own
+    assert all("DB_PASSWORD" in f[2] and "hunter2" not in f[2] for f in found)
+    places = " ".join(f[2] for f in found)
+    assert "container production-vizconfig-green-local-0" in places
+    assert "bluegreen/slots/production/vizconfig/green.config.env.DB_PASSWORD" in places
+    assert "bluegreen/history/production/vizconfig/1.1.0.config.env.DB_PASSWORD" in places

@@ -102,10 +102,3 @@ def test_rollback_target_is_the_last_live_release_but_the_current_one():
     assert rollback_target({"3": {"version": "3"}}, "4") is None
 
 
-def test_live_replacement_names_why_the_serving_colour_is_replaced():
-    from components.model.release import live_replacement
-    assert live_replacement("blue", "blue", "s1", "s1", "1", "1") is None
-    assert live_replacement("green", "blue", "s1", "s2", "1", "2") is None      # offline colour
-    assert live_replacement("blue", "blue", None, "s2", None, "2") is None      # nothing recorded
-    assert "goes from 1 to 2" in live_replacement("blue", "blue", "s1", "s2", "1", "2")
-    assert "containers change" in live_replacement("blue", "blue", "s1", "s2", "1", "1")

@@ -1,0 +1,82 @@
+"""The live colour: the one the alias in Consul names, whatever the stack file's `live:` asks.
+Pure rules of what an update may do to it; the program checks them before it registers anything,
+so a change that would touch what serves traffic is refused, not warned about.
+
+The stack file's `live:` is the requested state: a colour other than the alias's is a flip this
+update makes once that colour's gate passes. Everything else about a colour is planned from the
+alias: the offline colour is the one the alias does not name."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from components.model.config import ServiceConfig
+from components.model.validation import ConfigError
+from components.naming import COLOURS, alias_key, offline_colour
+
+
+@dataclass(frozen=True)
+class ColourChange:
+    """What an update plans for one colour's containers, against what Consul records it runs."""
+
+    colour: str
+    configured: bool             # the stack still configures this colour
+    version: str | None          # the version it will run (None: not configured)
+    recorded_version: str | None  # the version its slot record says it runs
+    shape: str | None            # its containers' planned shape (colour_slot.shape_hash)
+    recorded_shape: str | None   # the shape its slot record says
+
+
+def serving_colour(alias: str | None) -> str | None:
+    """The colour that serves traffic: the alias's, or None before the first flip."""
+    return alias if alias in COLOURS else None
+
+
+def acknowledgement(change: ColourChange) -> str:
+    """The value of `acknowledgeLive` that lets exactly this change replace the live colour."""
+    return f"{change.colour}@{(change.shape or 'removed')[:8]}"
+
+
+def live_touch(change: ColourChange) -> str | None:
+    """Why this update would replace, restart or delete the serving colour's containers, or None."""
+    if not change.configured:
+        return (f"the stack no longer configures {change.colour}, so its containers would be "
+                f"deleted")
+    if change.recorded_version and change.version != change.recorded_version:
+        return f"{change.colour} would go from {change.recorded_version} to {change.version}"
+    if change.recorded_shape and change.shape != change.recorded_shape:
+        return (f"{change.colour}'s containers would be replaced (a colour's env override, "
+                f"replicas, the hosts or a host setting changed)")
+    return None
+
+
+def refusal(stack_file: str, environment: str, settings: ServiceConfig,
+            change: ColourChange) -> ConfigError | None:
+    """The error for an update that touches the serving colour without this change's
+    acknowledgement (`bluegreen.services.<name>.acknowledgeLive`), or None."""
+    reason = live_touch(change)
+    token = acknowledgement(change)
+    if reason is None or settings.acknowledge_live == token:
+        return None
+    name, colour, offline = settings.name, change.colour, offline_colour(change.colour)
+    return ConfigError(
+        stack_file, f"bluegreen.services.{name}.{colour}",
+        f"{reason}, but the alias {alias_key(environment, name)} names {colour}: it serves "
+        f"traffic, and nothing but a flip touches it, so nothing was changed. Deploy to {offline} "
+        f"and flip instead ({offline}: {{version: ...}}, live: {offline}); leave {colour} as it "
+        f"runs. A change that must touch the live colour (a dependency both colours share, a host "
+        f"removed, a platform upgrade) says so in the change itself: add acknowledgeLive: {token} "
+        f"to bluegreen.services.{name}")
+
+
+def disagreement_note(stack_file: str, environment: str, settings: ServiceConfig,
+                      serving: str | None) -> str | None:
+    """What the program says once when the stack file's `live:` is not the alias's colour."""
+    if serving is None or settings.live == serving:
+        return None
+    name = settings.name
+    return (f"{stack_file} asks live: {settings.live} for {name}, but the alias "
+            f"{alias_key(environment, name)} names {serving}, which serves traffic now. This update "
+            f"plans from the alias: {serving} is left as it runs, and {settings.live} is flipped "
+            f"live once its gate passes. To stay on {serving} instead, set live: {serving} "
+            f"(`./bg rollback {name} --stack <stack>` does, when a flip failed)")
