@@ -84,8 +84,12 @@ def serving_change(stack: StackConfig, settings: ServiceConfig, manifests: dict[
                    plans: dict[str, ColourPlan], records: ServiceRecords) -> ColourChange | None:
     """What this update plans for the colour the alias names (None before the first flip)."""
     colour = serving_colour(records.live)
-    if colour is None:
-        return None
+    return None if colour is None else colour_change(stack, settings, manifests, plans, records, colour)
+
+
+def colour_change(stack: StackConfig, settings: ServiceConfig, manifests: dict[str, Manifest],
+                  plans: dict[str, ColourPlan], records: ServiceRecords, colour: str) -> ColourChange:
+    """What this update plans for one colour's containers, against Consul's record of them."""
     recorded_version, recorded_shape = records.slots.get(colour), records.shapes.get(colour)
     plan = plans.get(colour)
     if plan is None:

@@ -30,6 +30,12 @@ def stack_of(stack: str, service: str) -> str:
     return stack_for_service(stack, service)
 
 
+def runs_as_configured(records, colour: str, version: str, environment: dict[str, str]) -> bool:
+    """Whether Consul records `colour` running `version` with these `env` overrides."""
+    ran = records.configs.get(colour)
+    return records.slots.get(colour) == version and (ran is None or ran.get("env") == environment)
+
+
 def plan(stack: str, services: list[str]) -> tuple[list[Move], dict[str, EnvStack], list[str]]:
     """The moves, the stacks they touch, and one line per service saying what it will do."""
     moves, stacks, lines = [], {}, []
@@ -51,10 +57,11 @@ def plan(stack: str, services: list[str]) -> tuple[list[Move], dict[str, EnvStac
             raise StepFailed(f"{service} has no {target} version on {name}: deploy the release to "
                              f"the offline colour first")
         version = settings.colours[target].version
-        if records.slots.get(target) != version:
-            raise StepFailed(f"{service}'s {target} colour does not run {version} yet "
-                             f"(it runs {records.slots.get(target) or 'nothing'}): `pulumi up` the "
-                             f"stack {name} first")
+        if not runs_as_configured(records, target, version, settings.colours[target].environment):
+            raise StepFailed(f"{service}'s {target} colour does not run what stacks/Pulumi.{name}.yaml "
+                             f"says ({version}, env {settings.colours[target].environment}; it runs "
+                             f"{records.running.get(target) or 'nothing'}): `pulumi up` the stack "
+                             f"{name} first")
         moves.append(Move(config, settings, colour=target, expected=live,
                           token=env.deployer_token(), previous_version=records.slots.get(live),
                           release=records.running.get(target)))

@@ -72,11 +72,11 @@ def plan_rollback(settings: ServiceConfig, records: ServiceRecords, to: str | No
     release, reference = target["release"], target["reference"]
     config = target.get("config")
     env = dict(config["env"]) if config else None
-    paths = {"live": other, f"{other}.version": release_version(release)}
+    # The digest goes with the version: a pin an earlier (killed) rollback left must not remain.
+    paths = {"live": other, f"{other}.version": release_version(release), f"{other}.image": reference}
     if other in settings.colours and records.running.get(other) == release:
         return RollbackPlan("flip", live, other, release, reference, paths, env)
-    return RollbackPlan("redeploy", live, other, release, reference,
-                        {**paths, f"{other}.image": reference}, env)
+    return RollbackPlan("redeploy", live, other, release, reference, paths, env)
 
 
 def _reconcile(settings: ServiceConfig, records: ServiceRecords, live: str) -> RollbackPlan:
@@ -90,6 +90,8 @@ def _reconcile(settings: ServiceConfig, records: ServiceRecords, live: str) -> R
     reference = entry.get("reference") or getattr(records.releases.get(release_version(release)),
                                                   "reference", "")
     paths = {"live": live, f"{live}.version": release_version(release)}
+    if reference:
+        paths[f"{live}.image"] = reference
     return RollbackPlan("reconcile", live, live, release, reference, paths,
                         dict(config["env"]) if config else None)
 

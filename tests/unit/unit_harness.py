@@ -81,6 +81,7 @@ class RegisteredResource:
     dependencies: list[str] = field(default_factory=list)
     property_dependencies: dict[str, list[str]] = field(default_factory=dict)
     error_hooks: list[str] = field(default_factory=list)   # names of its on_error hooks
+    ignore_changes: list[str] = field(default_factory=list)
 
     @property
     def provider_urn(self) -> str:
@@ -183,6 +184,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
             dependencies=list(request.dependencies),
             property_dependencies={k: list(v.urns) for k, v in request.propertyDependencies.items()},
             error_hooks=list(request.hooks.on_error) if request.HasField("hooks") else [],
+            ignore_changes=list(request.ignoreChanges),
         ))
         return response
 
