@@ -65,7 +65,9 @@ def plan_rollback(settings: ServiceConfig, records: ServiceRecords, to: str | No
     if live is None:
         raise RollbackRefused(f"{settings.name} has never gone live here (the alias names no "
                               f"colour): nothing to roll back")
-    if to is None and settings.live != live:
+    # A failed or killed change left the file asking for another colour: no --to gives it up;
+    # --to naming what serves now (a killed rollback that got as far as its flip) records it.
+    if settings.live != live and to in (None, records.running.get(live)):
         return _reconcile(settings, records, live)
     other = offline_colour(live)
     target = _target(records, settings.name, records.running.get(live), to)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -17,7 +18,7 @@ import yaml
 from pulumi import automation as auto
 
 from e2e_harness import (LOG_DIR, REPO, Deployment, RequestLoop, ServiceRepo, container_identity, deployed,
-                         deployer_consul, get_json, platform_config, wait_until)
+                         deployer_consul, get_json, platform_config, state_locks, wait_until)
 
 STACK = ENV = "e2e-rel"
 PORTS = {"consul": 29200, "serf": 29201, "server": 29202, "registry": 29203, "proxy": 29204}
@@ -191,3 +192,146 @@ def test_rollback_when_the_other_colour_runs_it_moves_only_the_alias(repo, deplo
     entries = [s for s in get_json(f"http://127.0.0.1:{PORTS['proxy']}/catalogue.json")["services"]
                if s["entry"]["environment"] == ENV]
     assert {h["version"] for h in entries[0]["history"]} == {"1.0.0", "2.0.0", "3.0.0", "4.0.0"}
+
+
+# --- the recovery paths: every decision reads the alias, and nothing touches what it names ------
+
+def alias() -> str:
+    return deployer_consul(STACK).get(f"{CONSUL}/v1/kv/bluegreen/aliases/{ENV}/vizconfig?raw",
+                                      timeout=3).text
+
+
+def slot_record(colour: str) -> dict:
+    return json.loads(deployer_consul(STACK).get(
+        f"{CONSUL}/v1/kv/bluegreen/slots/{ENV}/vizconfig/{colour}?raw", timeout=3).text)
+
+
+def first_served(loop: RequestLoop, version: str, since: float) -> float | None:
+    """Seconds from `since` to the loop's first answer from `version`."""
+    return next((round(sent - since, 2) for sent, status, _, served in loop.results
+                 if status == 200 and served == version and sent >= since), None)
+
+
+def test_a_broken_configuration_with_its_flip_fails_its_gate_and_traffic_stays(deployment):
+    """A configuration-only change on blue (its store unreachable) with live: blue in the same
+    change: the gate fails and traffic stays on green; the file asks blue, the alias says green."""
+    green_before = containers("green")
+    blue = dict(service(deployment)["blue"])
+    change(deployment, blue={**blue, "env": {"DB_ADDRESS": "db:1"}}, live="blue", gateTimeout=10)
+    with RequestLoop(STABLE, keep_alive=True) as loop:
+        with pytest.raises(auto.CommandError) as failure:
+            deployment.up()
+    assert f"health gate {ENV}/vizconfig/blue did not pass" in str(failure.value)
+    checked(loop, "recovery_broken_config_gate")
+    assert containers("green") == green_before and answer() == ("4.0.0", "green", "four")
+    assert alias() == "green" and service(deployment)["live"] == "blue"
+
+
+def test_then_a_change_to_the_colour_the_file_calls_offline_is_refused(repo, deployment):
+    """The file calls green offline, but the alias says it serves: a version bump there is
+    refused before anything is built or changed."""
+    before = {colour: containers(colour) for colour in ("blue", "green")}
+    green = dict(service(deployment)["green"])
+    repo.edit("six")
+    change(deployment, green={"version": "6.0.0"})
+    with RequestLoop(STABLE, keep_alive=True) as loop:
+        with pytest.raises(auto.CommandError) as failure:
+            deployment.up()
+    message = str(failure.value)
+    assert "bluegreen.services.vizconfig.green: green would go from 4.0.0 to 6.0.0, but the alias " \
+           f"bluegreen/aliases/{ENV}/vizconfig names green" in message
+    assert "acknowledgeLive: green@" in message
+    checked(loop, "recovery_refused_live_change")
+    assert {colour: containers(colour) for colour in ("blue", "green")} == before
+    assert deployer_consul(STACK).get(f"{CONSUL}/v1/kv/bluegreen/releases/vizconfig/6.0.0",
+                                      timeout=3).status_code == 404, "6.0.0 was built"
+    change(deployment, green=green)   # the refused change is not merged
+
+
+def test_rollback_to_a_version_deploys_it_where_the_alias_does_not_point_with_its_config(deployment):
+    """--to 1.0.0 in that state goes to blue (offline by the alias, whatever the file says) with
+    the configuration 1.0.0 last ran live with: the broken DB_ADDRESS goes with it."""
+    green_before = containers("green")
+    with RequestLoop(STABLE, keep_alive=True) as loop:
+        start = time.monotonic()
+        result, seconds = rollback("--to", "1.0.0")
+        wait_until(lambda: answer() == ("1.0.0", "blue", "one"), 15, what="1.0.0 live again")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "deploying 1.0.0 by digest to blue (no build), with the configuration it last ran " \
+           "live with" in result.stdout
+    FIGURES["recovery_rollback_redeploy_command_s"] = round(seconds, 1)
+    FIGURES["recovery_rollback_redeploy_served_s"] = first_served(loop, "1.0.0", start)
+    checked(loop, "recovery_rollback_to")
+    assert containers("green") == green_before
+    reload_config(deployment)
+    assert service(deployment)["live"] == "blue" == alias()
+    assert "env" not in service(deployment)["blue"], "the broken override came back"
+
+
+def test_rollback_without_to_then_moves_only_the_alias(deployment):
+    before = {colour: containers(colour) for colour in ("blue", "green")}
+    with RequestLoop(STABLE, keep_alive=True) as loop:
+        start = time.monotonic()
+        result, _ = rollback()
+        wait_until(lambda: answer() == ("4.0.0", "green", "four"), 15, what="4.0.0 live again")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"alias bluegreen/aliases/{ENV}/vizconfig: blue -> green" in result.stdout
+    FIGURES["recovery_rollback_alias_served_s"] = first_served(loop, "4.0.0", start)
+    checked(loop, "recovery_rollback_alias")
+    assert {colour: containers(colour) for colour in ("blue", "green")} == before
+    reload_config(deployment)
+    assert service(deployment)["live"] == "green" == alias()
+
+
+def test_a_configuration_only_change_is_its_own_release_and_rolls_back(deployment):
+    """4.0.0 with another env on blue: gated and flipped like a new version, its own line in the
+    history and `releases`; the rollback goes back to 4.0.0 as green runs it (alias only)."""
+    reference = service(deployment)["green"].get("image") or json.loads(deployer_consul(STACK).get(
+        f"{CONSUL}/v1/kv/bluegreen/releases/vizconfig/4.0.0?raw", timeout=3).text)["reference"]
+    green_before = containers("green")
+    change(deployment, blue={"version": "4.0.0", "image": reference, "env": {"GREETING": "hi"}},
+           live="blue")
+    with RequestLoop(STABLE, keep_alive=True) as loop:
+        deployment.up()
+        wait_until(lambda: answer()[:2] == ("4.0.0", "blue"), 15, what="4.0.0 on blue")
+    checked(loop, "recovery_config_only_flip")
+    assert containers("green") == green_before
+    release = slot_record("blue")["release"]
+    assert release.startswith("4.0.0+") and slot_record("blue")["config"]["env"] == {"GREETING": "hi"}
+    listing = subprocess.run([sys.executable, "-m", "delivery", "releases", "vizconfig", "--stack",
+                              STACK], cwd=REPO, capture_output=True, text=True, timeout=60).stdout
+    assert any(line.split()[0] == release and line.rstrip().endswith("blue (live)")
+               for line in listing.splitlines()[1:]), listing
+    with RequestLoop(STABLE, keep_alive=True) as loop:
+        result, _ = rollback()
+        wait_until(lambda: answer()[:2] == ("4.0.0", "green"), 15, what="4.0.0 on green again")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"rolling back to 4.0.0 " in result.stdout and "blue -> green" in result.stdout
+    checked(loop, "recovery_config_only_rollback")
+    assert containers("green") == green_before
+    reload_config(deployment)
+    assert service(deployment)["live"] == "green" == alias()
+
+
+def test_a_rollback_killed_midway_converges_when_run_again(deployment):
+    """kill -9 of `rollback --to 2.0.0` (the command and its pulumi) while its update deploys
+    blue; the same command again clears what the kill left and finishes; green is untouched."""
+    green_before = containers("green")
+    with RequestLoop(STABLE, keep_alive=True) as loop:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "delivery", "rollback", "vizconfig", "--stack", STACK, "--to",
+             "2.0.0"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            start_new_session=True)
+        wait_until(lambda: state_locks(STACK), 60, interval_s=0.05, what="the rollback's update")
+        time.sleep(1.0)
+        os.killpg(process.pid, signal.SIGKILL)
+        process.communicate(timeout=30)
+        FIGURES["recovery_killed_alias"] = alias()
+        result, _ = rollback("--to", "2.0.0")
+        wait_until(lambda: answer() == ("2.0.0", "blue", "two"), 15, what="2.0.0 live")
+    assert result.returncode == 0, result.stdout + result.stderr
+    checked(loop, "recovery_killed_rollback")
+    assert containers("green") == green_before
+    reload_config(deployment)
+    assert service(deployment)["live"] == "blue" == alias()
+    assert not state_locks(STACK)
