@@ -19,6 +19,13 @@ DIGEST_REF = re.compile(r"^[^@\s]+@sha256:[0-9a-f]{64}$")
 # The proxy names the route and colour of every answer (images/proxy/routes.conf.ctmpl).
 PROXY_ROUTE_HEADER = "X-Bluegreen-Route"
 PROXY_COLOUR_HEADER = "X-Bluegreen-Colour"
+# The proxy joins environment, service and colour with this (upstream `<env>--<service>--<colour>`,
+# marker file `<env>--<service>.green`: images/proxy/*.ctmpl), so no such name may hold it: else
+# service `a--b` of `prod` and service `b` of `prod--a` would share an upstream and a marker.
+PROXY_JOINER = "--"
+# First path segments the proxy serves itself: an environment of that name would share them
+# (environment `preview`'s /preview/x/ is the preview URI of environment x).
+PROXY_PATHS = ("preview", "catalogue")
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"   # UTC, as release histories and bake records write times
 BAKE_STATUSES = ("baking", "baked", "rolled-back", "breached", "superseded")
 
@@ -38,6 +45,15 @@ def dynamic_type(module_and_name: tuple[str, str]) -> str:
     """The full type token Pulumi gives a dynamic resource class declared with (module, name)."""
     module, name = module_and_name
     return f"pulumi-python:dynamic/{module}:{name}"
+
+
+def joined_name_problem(name: str) -> str:
+    """Why `name` cannot be a service or environment name the proxy joins ('' when it can)."""
+    if PROXY_JOINER not in name:
+        return ""
+    return (f"{name!r} holds {PROXY_JOINER!r}, which the proxy puts between environment and "
+            f"service names (service a--b of prod and service b of prod--a would share an "
+            f"upstream); use single '-', e.g. {re.sub('-+', '-', name)!r}")
 
 
 def offline_colour(live: str) -> str:

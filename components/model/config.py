@@ -12,8 +12,9 @@ from typing import Any, Mapping
 
 import yaml
 
+from components.model.manifest import NAME_HINT, NAME_PATTERN, joinable
 from components.model.validation import ConfigError, Fields
-from components.naming import COLOURS
+from components.naming import COLOURS, PROXY_PATHS
 
 # The bluegreen:* stack config keys, declared once (Pulumi.yaml carries their descriptions and
 # defaults; a unit test keeps the two in step). Secrets are read separately, as a secret Output.
@@ -253,10 +254,7 @@ def parse_stack_config(stack: str, values: Mapping[str, Any], root: str) -> Stac
     `root` is the project directory: manifest paths are relative to it."""
     source = stack_file(stack)
     top = Fields(source, "bluegreen", values, [*STRING_KEYS, *OBJECT_KEYS, *SECRET_KEYS])
-    has_services = bool(top.raw("services"))
-    environment = top.string("environment", pattern=ENV_NAME,
-                             hint="lower-case name such as integration or production") \
-        if has_services or top.raw("environment") else ""
+    environment = _environment(top) if top.raw("services") or top.raw("environment") else ""
     hosts = _hosts(top)
     # Pulumi.yaml declares {} and "" as defaults: empty means "not this stack's".
     platform = _platform(top, hosts) if top.raw("platform") else None
@@ -278,6 +276,15 @@ def parse_stack_config(stack: str, values: Mapping[str, Any], root: str) -> Stac
     environment_stack = top.string("environmentStack") if top.raw("environmentStack") else None
     return StackConfig(stack, environment, hosts, platform, platform_stack, services, base_image,
                        build_host, environment_stack)
+
+
+def _environment(top: Fields) -> str:
+    environment = joinable(top, "environment", top.string(
+        "environment", pattern=ENV_NAME, hint="lower-case name such as integration or production"))
+    if environment in PROXY_PATHS:
+        raise top.error("environment", f"{environment!r} is a path the proxy serves itself "
+                        f"(/{environment}/...); name the environment otherwise, e.g. staging")
+    return environment
 
 
 def parse_platform_secrets(stack: str, values: Any) -> PlatformSecrets:
@@ -429,6 +436,9 @@ def _services(top: Fields, hosts: dict[str, Host], root: str) -> tuple[ServiceCo
         raise top.error("services", "must be a mapping of service name to its settings")
     services = []
     for name in raw:
+        if not isinstance(name, str) or not re.fullmatch(NAME_PATTERN, name):
+            raise top.error("services", f"service name {name!r} is not allowed; {NAME_HINT}")
+        joinable(top, f"services.{name}", name)
         fields = Fields(top.source, f"bluegreen.services.{name}", raw[name],
                         ["manifest", "live", "blue", "green", "hosts", "replicas", "gateTimeout",
                          "bakeTime", "bakeMaxErrorRate"])

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import yaml
 
 from components.model.validation import ConfigError, Fields
+from components.naming import joined_name_problem
 
 NAME_PATTERN = r"[a-z][a-z0-9-]{0,30}[a-z0-9]"
 NAME_HINT = "lower-case letters, digits and '-', 2-32 characters, starting with a letter"
@@ -113,7 +114,7 @@ def parse_manifest(data: object, path: str) -> Manifest:
                                   "env", "route", "config", "test", "memory", "acceptance",
                                   "calls"])
     base = os.path.dirname(os.path.abspath(path))
-    name = top.string("name", pattern=NAME_PATTERN, hint=NAME_HINT)
+    name = joinable(top, "name", top.string("name", pattern=NAME_PATTERN, hint=NAME_HINT))
     health = top.nested("health", ["path", "interval", "timeout"])
     check = HealthCheck(
         path=health.string("path", "/health", pattern=r"/[^\s]*", hint="an absolute URL path such as /health"),
@@ -148,6 +149,15 @@ def parse_manifest(data: object, path: str) -> Manifest:
     )
 
 
+def joinable(fields: Fields, key: str, name: str) -> str:
+    """`name` (a service or environment name at `key`), refused where the proxy could not tell it
+    from a join of two names."""
+    problem = joined_name_problem(name)
+    if problem:
+        raise fields.error(key, problem)
+    return name
+
+
 def _calls(top: Fields, name: str) -> tuple[str, ...]:
     """`calls: [service, ...]`: the services of the same environment this one calls through the
     proxy, by name; sorted, each once."""
@@ -157,6 +167,7 @@ def _calls(top: Fields, name: str) -> tuple[str, ...]:
     for callee in calls:
         if not re.fullmatch(NAME_PATTERN, callee):
             raise top.error("calls", f"{callee!r} is not a service name ({NAME_HINT})")
+        joinable(top, "calls", callee)
     if name in calls:
         raise top.error("calls", f"a service does not call itself through the proxy; remove {name!r}")
     if len(set(calls)) != len(calls):

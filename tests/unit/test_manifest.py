@@ -148,6 +148,11 @@ ERRORS = [
                  id="name-list"),
     pytest.param("name: Api_1\ndescription: x\nport: 80\n", "name", "lower-case letters, digits and '-'",
                  id="name-pattern"),
+    pytest.param("name: a--b\ndescription: x\nport: 80\n", "name",
+                 "holds '--', which the proxy puts between environment and service names",
+                 id="name-with-the-proxy-joiner"),
+    pytest.param(MINIMAL + "calls: [viz--config]\n", "calls", "use single '-', e.g. 'viz-config'",
+                 id="callee-with-the-proxy-joiner"),
     pytest.param(MINIMAL + "route: /api\n", "route", "lower-case letters", id="route-pattern"),
     pytest.param(MINIMAL + "health: {interval: 2 seconds}\n", "health.interval",
                  "write e.g. 500ms, 2s or 1m", id="bad-duration"),
@@ -244,7 +249,7 @@ def test_dependency_build_context_is_relative_to_the_manifest(service_dir):
 
 # --- properties ----------------------------------------------------------------------------------
 
-names = st.from_regex(NAME_PATTERN, fullmatch=True)
+names = st.from_regex(NAME_PATTERN, fullmatch=True).filter(lambda name: "--" not in name)
 plain_text = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7e), max_size=30)
 env_names = st.from_regex(r"[A-Za-z_][A-Za-z0-9_.-]{0,12}", fullmatch=True)
 string_maps = st.dictionaries(env_names, plain_text, max_size=4)
