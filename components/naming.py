@@ -10,6 +10,7 @@ import hashlib
 import ipaddress
 import os
 import re
+import stat
 from typing import Iterable
 from urllib.parse import urlparse
 
@@ -316,13 +317,22 @@ def context_digest(directory: str, ignore: Iterable[str] = (".git", "__pycache__
         dirs[:] = sorted(d for d in dirs if d not in ignored)
         for name in sorted(files):
             path = os.path.join(base, name)
-            if os.path.abspath(path) in excluded:
+            if os.path.abspath(path) in excluded or not _regular_file(path):
                 continue
             digest.update(os.path.relpath(path, directory).encode())
             digest.update(b"\0")
             with open(path, "rb") as handle:
                 digest.update(hashlib.sha256(handle.read()).digest())
     return digest.hexdigest()
+
+
+def _regular_file(path: str) -> bool:
+    """Whether `path` is (or links to) a regular file: reading a FIFO would wait for a writer
+    forever, a device may never end, and Docker sends neither's content as a file anyway."""
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:  # a dangling symlink
+        return False
 
 
 def catalogue_entry(manifest, environment: str, settings, images: dict[str, str],

@@ -189,13 +189,26 @@ def _command(top: Fields, key: str) -> tuple[str, ...]:
 def _build(parent: Fields, key: str, base: str, default: dict | None = None) -> BuildSpec:
     spec = parent.nested(key, ["context", "dockerfile"], default)
     context = os.path.normpath(os.path.join(base, spec.string("context", ".")))
+    _inside(spec, "context", context, base)
     if not os.path.isdir(context):
         raise spec.error("context", f"directory {context} does not exist; paths are relative to "
                          "the manifest's folder")
     dockerfile = spec.string("dockerfile", "Dockerfile")
+    _inside(spec, "dockerfile", os.path.join(context, dockerfile), base)
     if not os.path.isfile(os.path.join(context, dockerfile)):
         raise spec.error("dockerfile", f"{dockerfile} not found in {context}")
     return BuildSpec(context=context, dockerfile=dockerfile)
+
+
+def _inside(spec: Fields, key: str, path: str, base: str) -> None:
+    """Refuses a build path that resolves (symlinks followed) outside the service repo's folder:
+    the build would put the deploying machine's files (state, keys) into an image."""
+    resolved, folder = os.path.realpath(path), os.path.realpath(base)
+    if os.path.commonpath([resolved, folder]) != folder:
+        raise spec.error(key, f"{spec.raw(key)!r} resolves to {resolved}, outside the service "
+                         f"repo's folder {folder}; the build context and Dockerfile must be inside "
+                         "it: write a path relative to the manifest's folder (e.g. . or app), "
+                         "with no symlink that leads out")
 
 
 def _dependencies(top: Fields, base: str) -> tuple[Dependency, ...]:

@@ -247,6 +247,49 @@ def test_dependency_build_context_is_relative_to_the_manifest(service_dir):
     assert manifest.dependencies[0].build == BuildSpec(str(service_dir / "db"), "Dockerfile")
 
 
+# --- build paths stay inside the service repo's folder ---------------------------------------------
+
+@pytest.fixture
+def repo_beside_secrets(tmp_path):
+    """A service repo, and beside it what a build must never see: a file and a folder."""
+    repo = tmp_path / "repo"
+    (repo / "app").mkdir(parents=True)
+    (repo / "Dockerfile").write_text("FROM scratch\n")
+    (tmp_path / "secret").write_text("key\n")
+    (repo / "out").symlink_to(tmp_path)
+    (repo / "app" / "Dockerfile").symlink_to(tmp_path / "secret")
+    return repo
+
+
+OUTSIDE = [
+    pytest.param("build: {context: ../../..}", "build.context", id="context-up-the-tree"),
+    pytest.param("build: {context: /}", "build.context", id="context-root"),
+    pytest.param("build: {dockerfile: /etc/hostname}", "build.dockerfile", id="dockerfile-absolute"),
+    pytest.param("build: {dockerfile: ../secret}", "build.dockerfile", id="dockerfile-up"),
+    pytest.param("build: {context: out}", "build.context", id="context-symlink-out"),
+    pytest.param("build: {context: app}", "build.dockerfile", id="dockerfile-symlink-out"),
+    pytest.param("dependencies: {db: {build: {context: ..}, port: 1}}",
+                 "dependencies.db.build.context", id="dependency-context-up"),
+]
+
+
+@pytest.mark.parametrize("text, field", OUTSIDE)
+def test_build_paths_outside_the_service_repo_are_refused(repo_beside_secrets, text, field):
+    path = write(repo_beside_secrets, MINIMAL + text + "\n")
+    with pytest.raises(ConfigError) as raised:
+        load_manifest(path)
+    assert raised.value.source == path and raised.value.field == field
+    assert f"outside the service repo's folder {repo_beside_secrets}" in raised.value.problem
+    assert "write a path relative to the manifest's folder" in raised.value.problem
+
+
+def test_build_paths_inside_the_service_repo_are_kept_as_written(repo_beside_secrets):
+    (repo_beside_secrets / "app" / "Dockerfile").unlink()
+    (repo_beside_secrets / "app" / "Dockerfile").symlink_to(repo_beside_secrets / "Dockerfile")
+    manifest = load_manifest(write(repo_beside_secrets, MINIMAL + "build: {context: app}\n"))
+    assert manifest.build == BuildSpec(str(repo_beside_secrets / "app"), "Dockerfile")
+
+
 # --- properties ----------------------------------------------------------------------------------
 
 names = st.from_regex(NAME_PATTERN, fullmatch=True).filter(lambda name: "--" not in name)
