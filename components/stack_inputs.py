@@ -18,6 +18,7 @@ from components.model.config import (
     OBJECT_KEYS, STRING_KEYS, PlatformSecrets, ServiceConfig, StackConfig, parse_platform_secrets,
     parse_stack_config, stack_file, stack_values
 )
+from components.model.entry import check_entry
 from components.model.manifest import Manifest, load_manifest
 from components.model.release import ColourPlan, plan_colours
 from components.model.validation import ConfigError
@@ -77,10 +78,7 @@ def check_manifests(stack: StackConfig, manifests: dict[str, Manifest]) -> None:
     on hosts whose bridge address (where it reaches the proxy) is known."""
     for settings in stack.services:
         manifest = manifests[settings.name]
-        if manifest.name != settings.name:
-            raise ConfigError(stack.source, f"bluegreen.services.{settings.name}",
-                              f"{manifest.path} names the service {manifest.name!r}; use "
-                              "that name as the key")
+        check_entry(stack.source, settings, manifest)
         for host in settings.hosts if manifest.calls else ():
             if not stack.hosts[host].bridge_address:
                 raise ConfigError(stack.source, f"bluegreen.hosts.{host}.bridgeAddress",

@@ -1,0 +1,29 @@
+"""What a stack's service entry and the manifest it deploys must agree on. The stack program and
+the pipeline both check it here, before anything deploys."""
+
+from __future__ import annotations
+
+import os
+
+from components.model.config import ServiceConfig
+from components.model.manifest import Manifest
+from components.model.validation import ConfigError
+
+
+def check_entry(source: str, settings: ServiceConfig, manifest: Manifest) -> None:
+    """A service's identity is its stack entry (`source` is the stack file): the manifest must be
+    the file the entry names, and name the entry's service."""
+    field = f"bluegreen.services.{settings.name}"
+    if manifest.name != settings.name:
+        raise ConfigError(source, field, f"{manifest.path} names the service {manifest.name!r}; "
+                          f"a service's identity is its stack entry: use that name as the key, "
+                          f"or name the service {settings.name!r} in the manifest")
+    if not same_file(manifest.path, settings.manifest):
+        raise ConfigError(source, f"{field}.manifest", f"{settings.name} is deployed from "
+                          f"{settings.manifest}, not from {manifest.path} (which names it too); a "
+                          f"service's identity is its stack entry: deliver the repo the entry "
+                          f"names, or change the entry's manifest in a reviewed change")
+
+
+def same_file(first: str, second: str) -> bool:
+    return os.path.realpath(first) == os.path.realpath(second)
