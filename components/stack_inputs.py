@@ -18,7 +18,7 @@ from components.model.config import (
     OBJECT_KEYS, STRING_KEYS, PlatformSecrets, ServiceConfig, StackConfig, parse_platform_secrets,
     parse_stack_config, stack_file, stack_values
 )
-from components.model.entry import check_entry
+from components.model.entry import check_entry, check_routes
 from components.model.manifest import Manifest, load_manifest
 from components.model.release import ColourPlan, plan_colours
 from components.model.validation import ConfigError
@@ -75,7 +75,7 @@ def read_inputs(root: str) -> StackInputs:
 
 def check_manifests(stack: StackConfig, manifests: dict[str, Manifest]) -> None:
     """Each manifest names the service its stack key does, and a service that calls others runs
-    on hosts whose bridge address (where it reaches the proxy) is known."""
+    on hosts whose bridge address (where it reaches the proxy) is known; no two share a route."""
     for settings in stack.services:
         manifest = manifests[settings.name]
         check_entry(stack.source, settings, manifest)
@@ -85,6 +85,7 @@ def check_manifests(stack: StackConfig, manifests: dict[str, Manifest]) -> None:
                                   f"{manifest.path} calls {', '.join(manifest.calls)}, so its "
                                   f"host {host} needs its Docker bridge address (e.g. 172.17.0.1) "
                                   "to reach the proxy")
+    check_routes(stack.source, manifests)
 
 
 def read_config(root: str) -> StackConfig:

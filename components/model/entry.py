@@ -4,6 +4,7 @@ the pipeline both check it here, before anything deploys."""
 from __future__ import annotations
 
 import os
+from typing import Mapping
 
 from components.model.config import ServiceConfig
 from components.model.manifest import Manifest
@@ -27,3 +28,15 @@ def check_entry(source: str, settings: ServiceConfig, manifest: Manifest) -> Non
 
 def same_file(first: str, second: str) -> bool:
     return os.path.realpath(first) == os.path.realpath(second)
+
+
+def check_routes(source: str, manifests: Mapping[str, Manifest]) -> None:
+    """No two services that `source` deploys share a route: nginx would refuse the whole routes
+    file, for every service of every environment."""
+    taken: dict[str, Manifest] = {}
+    for _, manifest in sorted(manifests.items()):
+        first = taken.setdefault(manifest.route, manifest)
+        if first is not manifest:
+            raise ConfigError(manifest.path, "route", f"{manifest.route!r} is the route of "
+                              f"{first.name} ({first.path}) too, and {source} deploys both; routes "
+                              f"are unique per environment: give {manifest.name} a route of its own")
