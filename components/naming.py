@@ -99,6 +99,18 @@ def call_variable(callee: str) -> str:
     return callee.upper().replace("-", "_") + "_URL"
 
 
+# What the platform sets in every service container (components/service/colour_slot.py), besides
+# each callee's call_variable: a service's own value would meet the platform's in one container.
+PLATFORM_VARIABLES = ("SERVICE_NAME", "SERVICE_VERSION", "SERVICE_COLOUR", "SERVICE_ENVIRONMENT",
+                      "CONSUL_HTTP_ADDR", "SERVICE_CONFIG_PREFIX", "CONSUL_HTTP_TOKEN_FILE")
+
+
+def reserved_variables(calls: Iterable[str] = ()) -> dict[str, str]:
+    """Variable -> what the platform puts in it, for a service that calls `calls`."""
+    return {**{name: "set by the platform" for name in PLATFORM_VARIABLES},
+            **{call_variable(callee): f"the URL of callee {callee}" for callee in calls}}
+
+
 def proxy_host(url: str) -> str:
     """The host name or address of the proxy's base URL (http://10.0.0.5:18080 -> 10.0.0.5)."""
     return urlparse(url if "//" in url else f"//{url}").hostname or ""

@@ -12,7 +12,7 @@ from typing import Any, Mapping
 
 import yaml
 
-from components.model.manifest import NAME_HINT, NAME_PATTERN, joinable
+from components.model.manifest import NAME_HINT, NAME_PATTERN, check_variables, joinable
 from components.model.validation import ConfigError, Fields
 from components.naming import COLOURS, PROXY_PATHS
 
@@ -446,10 +446,12 @@ def _services(top: Fields, hosts: dict[str, Host], root: str) -> tuple[ServiceCo
         for colour in COLOURS:
             if fields.has(colour):
                 slot = fields.nested(colour, ["version", "env", "image"])
+                environment = slot.string_map("env")
+                check_variables(slot.source, slot.at("env"), environment)
                 colours[colour] = ColourConfig(
                     version=slot.string("version", pattern=r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}",
                                         hint="a version such as 1.4.2 (letters, digits, . _ -)"),
-                    environment=slot.string_map("env"),
+                    environment=environment,
                     image=slot.string("image", pattern=r"[^@\s]+@sha256:[0-9a-f]{64}",
                                       hint="a digest reference repository@sha256:<64 hex>")
                     if slot.has("image") else None,

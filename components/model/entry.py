@@ -7,13 +7,21 @@ import os
 from typing import Mapping
 
 from components.model.config import ServiceConfig
-from components.model.manifest import Manifest
+from components.model.manifest import Manifest, check_variables
 from components.model.validation import ConfigError
 
 
 def check_entry(source: str, settings: ServiceConfig, manifest: Manifest) -> None:
     """A service's identity is its stack entry (`source` is the stack file): the manifest must be
-    the file the entry names, and name the entry's service."""
+    the file the entry names, and name the entry's service. A colour's env overrides none of the
+    callees' URLs (the platform's other variables are refused where the entry is parsed)."""
+    _check_identity(source, settings, manifest)
+    for colour, slot in sorted(settings.colours.items()):
+        check_variables(source, f"bluegreen.services.{settings.name}.{colour}.env",
+                        slot.environment, manifest.calls)
+
+
+def _check_identity(source: str, settings: ServiceConfig, manifest: Manifest) -> None:
     field = f"bluegreen.services.{settings.name}"
     if manifest.name != settings.name:
         raise ConfigError(source, field, f"{manifest.path} names the service {manifest.name!r}; "

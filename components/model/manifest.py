@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import yaml
 
 from components.model.validation import ConfigError, Fields
-from components.naming import joined_name_problem
+from components.naming import joined_name_problem, reserved_variables
 
 NAME_PATTERN = r"[a-z][a-z0-9-]{0,30}[a-z0-9]"
 NAME_HINT = "lower-case letters, digits and '-', 2-32 characters, starting with a letter"
@@ -129,6 +129,7 @@ def parse_manifest(data: object, path: str) -> Manifest:
     if clash:
         raise top.error("dependencies", f"alias {clash[0]!r} equals the service name; rename it")
     calls = _calls(top, name)
+    check_variables(top.source, top.at("env"), environment, calls)
     test = TestSpec(_command(top, "test")) if top.has("test") else None
     acceptance = AcceptanceSpec(_command(top, "acceptance")) if top.has("acceptance") else None
     return Manifest(
@@ -156,6 +157,16 @@ def joinable(fields: Fields, key: str, name: str) -> str:
     if problem:
         raise fields.error(key, problem)
     return name
+
+
+def check_variables(source: str, field: str, environment: dict[str, str],
+                    calls: tuple[str, ...] = ()) -> None:
+    """Refuses a variable the platform sets in the service's containers (`field` is where
+    `environment` was written)."""
+    reserved = reserved_variables(calls)
+    for name in sorted(set(environment) & set(reserved)):
+        raise ConfigError(source, f"{field}.{name}", f"is reserved ({reserved[name]} in every "
+                          f"container of the service); remove it, or give your variable another name")
 
 
 def _calls(top: Fields, name: str) -> tuple[str, ...]:

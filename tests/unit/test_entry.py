@@ -64,3 +64,14 @@ def test_a_manifest_naming_another_service_is_refused(tmp_path):
         checked(tmp_path, {"billing": {}})
     assert raised.value.field == "bluegreen.services.billing"
     assert "names the service 'vizconfig'; a service's identity is its stack entry" in str(raised.value)
+
+
+def test_a_colour_may_not_override_a_callees_url(tmp_path):
+    service_repo(tmp_path, "vizconfig")
+    service_repo(tmp_path, "frontend", "calls: [vizconfig]\n")
+    with pytest.raises(ConfigError) as raised:
+        checked(tmp_path, {"vizconfig": {}, "frontend": {
+            "green": {"version": "2.0.0", "env": {"VIZCONFIG_URL": "http://elsewhere/"}}}})
+    assert raised.value.source == "stacks/Pulumi.production.yaml"
+    assert raised.value.field == "bluegreen.services.frontend.green.env.VIZCONFIG_URL"
+    assert "is reserved (the URL of callee vizconfig in every container" in raised.value.problem

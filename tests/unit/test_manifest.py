@@ -18,6 +18,7 @@ from components.model.manifest import (
     parse_manifest,
 )
 from components.model.validation import ConfigError
+from components.naming import PLATFORM_VARIABLES
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 EXAMPLE = os.path.join(ROOT, "services", "vizconfig", "service.yaml")
@@ -193,6 +194,14 @@ ERRORS = [
                  id="env-nested"),
     pytest.param(MINIMAL + "env: {A: null}\n", "env.A", "must be a plain value", id="env-null"),
     pytest.param(MINIMAL + "env: {'1A': x}\n", "env", "is not a valid name", id="env-bad-name"),
+    pytest.param(MINIMAL + "env: {CONSUL_HTTP_TOKEN_FILE: /tmp/mine}\n", "env.CONSUL_HTTP_TOKEN_FILE",
+                 "is reserved (set by the platform in every container of the service); remove it",
+                 id="env-reserved"),
+    pytest.param(MINIMAL + "env: {SERVICE_CONFIG_PREFIX: bluegreen/config/production/billing/}\n",
+                 "env.SERVICE_CONFIG_PREFIX", "is reserved", id="env-reserved-config-prefix"),
+    pytest.param(MINIMAL + "calls: [vizconfig]\nenv: {VIZCONFIG_URL: 'http://evil/'}\n",
+                 "env.VIZCONFIG_URL", "is reserved (the URL of callee vizconfig",
+                 id="env-reserved-callee-url"),
     pytest.param(MINIMAL + "config: {page size: 50}\n", "config", "is not a valid name",
                  id="config-bad-name"),
     pytest.param(MINIMAL + "test: {command: []}\n", "test.command",
@@ -294,7 +303,8 @@ def test_build_paths_inside_the_service_repo_are_kept_as_written(repo_beside_sec
 
 names = st.from_regex(NAME_PATTERN, fullmatch=True).filter(lambda name: "--" not in name)
 plain_text = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7e), max_size=30)
-env_names = st.from_regex(r"[A-Za-z_][A-Za-z0-9_.-]{0,12}", fullmatch=True)
+env_names = st.from_regex(r"[A-Za-z_][A-Za-z0-9_.-]{0,12}", fullmatch=True).filter(
+    lambda name: name not in PLATFORM_VARIABLES)
 string_maps = st.dictionaries(env_names, plain_text, max_size=4)
 memory_sizes = st.one_of(st.integers(16, 4096).map(lambda n: (f"{n}m", n)),
                          st.integers(1, 8).map(lambda n: (f"{n}g", n * 1024)))
