@@ -12,7 +12,9 @@ from typing import Any, Mapping
 
 import yaml
 
-from components.model.manifest import NAME_HINT, NAME_PATTERN, check_variables, joinable
+from components.model.manifest import (
+    NAME_HINT, NAME_PATTERN, check_variables, joinable, memory_mb
+)
 from components.model.validation import ConfigError, Fields
 from components.naming import COLOURS, PROXY_PATHS
 
@@ -104,6 +106,10 @@ class ColourConfig:
     image: str | None = None       # a pre-built repository@sha256:... (the pipeline's); else built
 
 
+# What a stack entry lets a manifest give one container unless it says otherwise (maxMemory).
+DEFAULT_MAX_MEMORY_MB = 4096
+
+
 @dataclass(frozen=True)
 class ServiceConfig:
     """A service as one stack deploys it."""
@@ -117,6 +123,7 @@ class ServiceConfig:
     gate_timeout_s: int = 60
     bake_s: float = 0.0            # after a flip, how long the watchdog watches the new colour (0: off)
     bake_max_error_rate: float = 0.05  # the share of 5xx answers on the stable URI that rolls back
+    max_memory_mb: int = DEFAULT_MAX_MEMORY_MB  # the most memory one of its containers may ask for
 
 
 @dataclass(frozen=True)
@@ -441,7 +448,7 @@ def _services(top: Fields, hosts: dict[str, Host], root: str) -> tuple[ServiceCo
         joinable(top, f"services.{name}", name)
         fields = Fields(top.source, f"bluegreen.services.{name}", raw[name],
                         ["manifest", "live", "blue", "green", "hosts", "replicas", "gateTimeout",
-                         "bakeTime", "bakeMaxErrorRate"])
+                         "bakeTime", "bakeMaxErrorRate", "maxMemory"])
         colours = {}
         for colour in COLOURS:
             if fields.has(colour):
@@ -472,6 +479,7 @@ def _services(top: Fields, hosts: dict[str, Host], root: str) -> tuple[ServiceCo
             hosts=tuple(service_hosts),
             replicas=fields.integer("replicas", 1, minimum=1, maximum=20),
             gate_timeout_s=fields.integer("gateTimeout", 60, minimum=5, maximum=1800),
+            max_memory_mb=memory_mb(fields, "maxMemory", f"{DEFAULT_MAX_MEMORY_MB}m"),
             **_bake(fields),
         ))
     return tuple(services)

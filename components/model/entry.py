@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from typing import Mapping
 
-from components.model.config import ServiceConfig
+from components.model.config import DEFAULT_MAX_MEMORY_MB, ServiceConfig
 from components.model.manifest import Manifest, check_variables
 from components.model.validation import ConfigError
 
@@ -14,8 +14,10 @@ from components.model.validation import ConfigError
 def check_entry(source: str, settings: ServiceConfig, manifest: Manifest) -> None:
     """A service's identity is its stack entry (`source` is the stack file): the manifest must be
     the file the entry names, and name the entry's service. A colour's env overrides none of the
-    callees' URLs (the platform's other variables are refused where the entry is parsed)."""
+    callees' URLs (the platform's other variables are refused where the entry is parsed), and
+    no container of the manifest asks for more memory than the entry allows."""
     _check_identity(source, settings, manifest)
+    _check_memory(source, settings, manifest)
     for colour, slot in sorted(settings.colours.items()):
         check_variables(source, f"bluegreen.services.{settings.name}.{colour}.env",
                         slot.environment, manifest.calls)
@@ -32,6 +34,17 @@ def _check_identity(source: str, settings: ServiceConfig, manifest: Manifest) ->
                           f"{settings.manifest}, not from {manifest.path} (which names it too); a "
                           f"service's identity is its stack entry: deliver the repo the entry "
                           f"names, or change the entry's manifest in a reviewed change")
+
+
+def _check_memory(source: str, settings: ServiceConfig, manifest: Manifest) -> None:
+    asked = [("memory", manifest.memory_mb)] + [(f"dependencies.{d.alias}.memory", d.memory_mb)
+                                                for d in manifest.dependencies]
+    for field, megabytes in asked:
+        if megabytes > settings.max_memory_mb:
+            raise ConfigError(manifest.path, field, f"{megabytes}m is more than the "
+                              f"{settings.max_memory_mb}m {source} allows a container of "
+                              f"{settings.name}; ask for less, or raise bluegreen.services."
+                              f"{settings.name}.maxMemory there (default {DEFAULT_MAX_MEMORY_MB}m)")
 
 
 def same_file(first: str, second: str) -> bool:

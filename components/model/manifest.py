@@ -144,7 +144,7 @@ def parse_manifest(data: object, path: str) -> Manifest:
         route=top.string("route", name, pattern=NAME_PATTERN, hint=NAME_HINT),
         config=top.string_map("config"),
         test=test,
-        memory_mb=_memory(top, "memory", "128m"),
+        memory_mb=memory_mb(top, "memory", "128m"),
         acceptance=acceptance,
         calls=calls,
     )
@@ -244,12 +244,13 @@ def _dependencies(top: Fields, base: str) -> tuple[Dependency, ...]:
             build=_build(dep, "build", base) if dep.has("build") else None,
             environment=dep.string_map("env"),
             volume=volume,
-            memory_mb=_memory(dep, "memory", "256m"),
+            memory_mb=memory_mb(dep, "memory", "256m"),
         ))
     return tuple(result)
 
 
-def _memory(fields: Fields, key: str, default: str) -> int:
+def memory_mb(fields: Fields, key: str, default: str) -> int:
+    """A memory size like 128m or 1g at `key`, in megabytes."""
     text = fields.string(key, default, pattern=r"\d+[mg]", hint="a size such as 128m or 1g")
     number = int(text[:-1])
     megabytes = number * 1024 if text.endswith("g") else number

@@ -221,6 +221,8 @@ ERRORS = [
                  "bluegreen.services.vizconfig.green.env.CONSUL_HTTP_ADDR",
                  "is reserved (set by the platform in every container of the service)",
                  id="colour-env-reserved"),
+    pytest.param({"services.vizconfig.maxMemory": "lots"}, "bluegreen.services.vizconfig.maxMemory",
+                 "a size such as 128m or 1g", id="max-memory-not-a-size"),
     pytest.param({"services.vizconfig.replicas": 0}, "bluegreen.services.vizconfig.replicas",
                  "allowed: 1..20", id="zero-replicas"),
     pytest.param({"services.vizconfig.gateTimeout": 1}, "bluegreen.services.vizconfig.gateTimeout",

@@ -10,7 +10,8 @@ from components.model.manifest import load_manifest
 from components.model.validation import ConfigError
 from components.stack_inputs import check_manifests
 
-HOSTS = {"local": {"docker": "unix:///var/run/docker.sock", "consul": "http://127.0.0.1:8500"}}
+HOSTS = {"local": {"docker": "unix:///var/run/docker.sock", "consul": "http://127.0.0.1:8500",
+                   "bridgeAddress": "172.17.0.1"}}
 
 
 def service_repo(root, name, extra=""):
@@ -75,3 +76,25 @@ def test_a_colour_may_not_override_a_callees_url(tmp_path):
     assert raised.value.source == "stacks/Pulumi.production.yaml"
     assert raised.value.field == "bluegreen.services.frontend.green.env.VIZCONFIG_URL"
     assert "is reserved (the URL of callee vizconfig in every container" in raised.value.problem
+
+
+@pytest.mark.parametrize("extra, field", [
+    ("memory: 999999g\n", "memory"),
+    ("memory: 5g\n", "memory"),
+    ("dependencies: {db: {image: redis, port: 6379, memory: 8g}}\n", "dependencies.db.memory"),
+])
+def test_memory_above_the_stacks_maximum_is_refused_with_the_fix(tmp_path, extra, field):
+    service_repo(tmp_path, "billing", extra)
+    with pytest.raises(ConfigError) as raised:
+        checked(tmp_path, {"billing": {}})
+    assert (raised.value.source, raised.value.field) == (
+        str(tmp_path / "services/billing/service.yaml"), field)
+    assert "m is more than the 4096m stacks/Pulumi.production.yaml allows a container of billing; " \
+           "ask for less, or raise bluegreen.services.billing.maxMemory there" in raised.value.problem
+
+
+def test_the_stack_can_raise_a_services_memory_maximum(tmp_path):
+    service_repo(tmp_path, "billing", "memory: 6g\n")
+    checked(tmp_path, {"billing": {"maxMemory": "8g"}})
+    with pytest.raises(ConfigError, match="6144m is more than the 2048m"):
+        checked(tmp_path, {"billing": {"maxMemory": "2g"}})
