@@ -39,6 +39,7 @@ HEALTH_GATE_TYPE = ("consul", "HealthGate")
 ACL_TOKEN_TYPE = ("consul", "AclToken")
 GENERATED_SECRET_TYPE = ("platform", "GeneratedSecret")
 REGISTRY_CERTIFICATE_TYPE = ("platform", "RegistryCertificate")
+HTPASSWD_TYPE = ("platform", "Htpasswd")
 LEGACY_DYNAMIC_TYPE = "pulumi-python:dynamic:Resource"
 
 
