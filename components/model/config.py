@@ -25,6 +25,7 @@ OBJECT_KEYS = ("hosts", "platform", "services")
 SECRET_KEYS = ("secrets", "platformSecrets")   # objects Pulumi keeps encrypted
 
 HOST_NAME = r"[a-z][a-z0-9-]{0,30}"
+IPV4 = r"[0-9]{1,3}(\.[0-9]{1,3}){3}"
 ENV_NAME = r"[a-z][a-z0-9-]{0,30}"
 
 
@@ -369,7 +370,9 @@ def _hosts(top: Fields) -> dict[str, Host]:
                                  hint="unix:///path/docker.sock, ssh://user@host or tcp://host:2376"),
             consul=fields.string("consul", pattern=r"https?://[^/]+",
                                  hint="the agent's HTTP address, e.g. http://127.0.0.1:8500"),
-            address=fields.string("address", "127.0.0.1"),
+            address=fields.string("address", "127.0.0.1", pattern=IPV4,
+                                  hint="the host's IPv4 address, e.g. 10.0.0.5: containers publish "
+                                       "their ports there, and the proxy connects to them there"),
             bridge_address=fields.string("bridgeAddress", pattern=r"[0-9.]+",
                                          hint="an IPv4 address such as 172.17.0.1")
             if fields.has("bridgeAddress") else None,
@@ -414,7 +417,7 @@ def _platform(top: Fields, hosts: dict[str, Host]) -> PlatformConfig:
         agents=tuple(agents),
         proxy_drain_s=drain_s,
         servers=tuple(servers),
-        proxy_address=proxy.string("address", "127.0.0.1", pattern=r"[0-9]{1,3}(\.[0-9]{1,3}){3}",
+        proxy_address=proxy.string("address", "127.0.0.1", pattern=IPV4,
                                    hint="an IPv4 address of the proxy's host, e.g. 127.0.0.1"),
     )
 

@@ -117,7 +117,9 @@ def parse_manifest(data: object, path: str) -> Manifest:
     name = joinable(top, "name", top.string("name", pattern=NAME_PATTERN, hint=NAME_HINT))
     health = top.nested("health", ["path", "interval", "timeout"])
     check = HealthCheck(
-        path=health.string("path", "/health", pattern=r"/[^\s]*", hint="an absolute URL path such as /health"),
+        path=health.string("path", "/health", pattern=r"/[A-Za-z0-9._~%/?=&+-]*",
+                           hint="an absolute URL path such as /health (letters, digits and "
+                                "/ . _ ~ % ? = & + -)"),
         interval_s=health.duration("interval", "2s"),
         timeout_s=health.duration("timeout", "1s"),
     )
@@ -199,16 +201,20 @@ def _command(top: Fields, key: str) -> tuple[str, ...]:
 
 def _build(parent: Fields, key: str, base: str, default: dict | None = None) -> BuildSpec:
     spec = parent.nested(key, ["context", "dockerfile"], default)
-    context = os.path.normpath(os.path.join(base, spec.string("context", ".")))
+    context = os.path.normpath(os.path.join(base, spec.string("context", ".", **BUILD_PATH)))
     _inside(spec, "context", context, base)
     if not os.path.isdir(context):
         raise spec.error("context", f"directory {context} does not exist; paths are relative to "
                          "the manifest's folder")
-    dockerfile = spec.string("dockerfile", "Dockerfile")
+    dockerfile = spec.string("dockerfile", "Dockerfile", **BUILD_PATH)
     _inside(spec, "dockerfile", os.path.join(context, dockerfile), base)
     if not os.path.isfile(os.path.join(context, dockerfile)):
         raise spec.error("dockerfile", f"{dockerfile} not found in {context}")
     return BuildSpec(context=context, dockerfile=dockerfile)
+
+
+BUILD_PATH = {"pattern": r"[^\x00-\x1f\x7f]+",
+              "hint": "a path relative to the manifest's folder, without control characters"}
 
 
 def _inside(spec: Fields, key: str, path: str, base: str) -> None:
@@ -251,7 +257,7 @@ def _dependencies(top: Fields, base: str) -> tuple[Dependency, ...]:
 
 def memory_mb(fields: Fields, key: str, default: str) -> int:
     """A memory size like 128m or 1g at `key`, in megabytes."""
-    text = fields.string(key, default, pattern=r"\d+[mg]", hint="a size such as 128m or 1g")
+    text = fields.string(key, default, pattern=r"[0-9]+[mg]", hint="a size such as 128m or 1g")
     number = int(text[:-1])
     megabytes = number * 1024 if text.endswith("g") else number
     if megabytes < 16:
