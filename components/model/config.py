@@ -13,7 +13,7 @@ from typing import Any, Mapping
 import yaml
 
 from components.model.manifest import (
-    NAME_HINT, NAME_PATTERN, check_variables, joinable, memory_mb
+    NAME_HINT, NAME_PATTERN, check_variables, joinable, memory_size
 )
 from components.model.validation import ConfigError, Fields
 from components.naming import COLOURS, PROXY_PATHS
@@ -482,7 +482,7 @@ def _services(top: Fields, hosts: dict[str, Host], root: str) -> tuple[ServiceCo
             hosts=tuple(service_hosts),
             replicas=fields.integer("replicas", 1, minimum=1, maximum=20),
             gate_timeout_s=fields.integer("gateTimeout", 60, minimum=5, maximum=1800),
-            max_memory_mb=memory_mb(fields, "maxMemory", f"{DEFAULT_MAX_MEMORY_MB}m"),
+            max_memory_mb=memory_size(fields, "maxMemory", f"{DEFAULT_MAX_MEMORY_MB}m"),
             **_bake(fields),
         ))
     return tuple(services)

@@ -146,7 +146,7 @@ def parse_manifest(data: object, path: str) -> Manifest:
         route=top.string("route", name, pattern=NAME_PATTERN, hint=NAME_HINT),
         config=top.string_map("config"),
         test=test,
-        memory_mb=memory_mb(top, "memory", "128m"),
+        memory_mb=memory_size(top, "memory", "128m"),
         acceptance=acceptance,
         calls=calls,
     )
@@ -166,9 +166,11 @@ def check_variables(source: str, field: str, environment: dict[str, str],
     """Refuses a variable the platform sets in the service's containers (`field` is where
     `environment` was written)."""
     reserved = reserved_variables(calls)
-    for name in sorted(set(environment) & set(reserved)):
-        raise ConfigError(source, f"{field}.{name}", f"is reserved ({reserved[name]} in every "
-                          f"container of the service); remove it, or give your variable another name")
+    taken = sorted(set(environment) & set(reserved))
+    if taken:
+        raise ConfigError(source, f"{field}.{taken[0]}", f"is reserved ({reserved[taken[0]]} in "
+                          "every container of the service); remove it, or give your variable "
+                          "another name")
 
 
 def _calls(top: Fields, name: str) -> tuple[str, ...]:
@@ -199,6 +201,11 @@ def _command(top: Fields, key: str) -> tuple[str, ...]:
     return tuple(command)
 
 
+# Build paths: the parsers of paths below would choke on a NUL.
+BUILD_PATH = {"pattern": r"[^\x00-\x1f\x7f]+",
+              "hint": "a path relative to the manifest's folder, without control characters"}
+
+
 def _build(parent: Fields, key: str, base: str, default: dict | None = None) -> BuildSpec:
     spec = parent.nested(key, ["context", "dockerfile"], default)
     context = os.path.normpath(os.path.join(base, spec.string("context", ".", **BUILD_PATH)))
@@ -211,10 +218,6 @@ def _build(parent: Fields, key: str, base: str, default: dict | None = None) -> 
     if not os.path.isfile(os.path.join(context, dockerfile)):
         raise spec.error("dockerfile", f"{dockerfile} not found in {context}")
     return BuildSpec(context=context, dockerfile=dockerfile)
-
-
-BUILD_PATH = {"pattern": r"[^\x00-\x1f\x7f]+",
-              "hint": "a path relative to the manifest's folder, without control characters"}
 
 
 def _inside(spec: Fields, key: str, path: str, base: str) -> None:
@@ -250,12 +253,12 @@ def _dependencies(top: Fields, base: str) -> tuple[Dependency, ...]:
             build=_build(dep, "build", base) if dep.has("build") else None,
             environment=dep.string_map("env"),
             volume=volume,
-            memory_mb=memory_mb(dep, "memory", "256m"),
+            memory_mb=memory_size(dep, "memory", "256m"),
         ))
     return tuple(result)
 
 
-def memory_mb(fields: Fields, key: str, default: str) -> int:
+def memory_size(fields: Fields, key: str, default: str) -> int:
     """A memory size like 128m or 1g at `key`, in megabytes."""
     text = fields.string(key, default, pattern=r"[0-9]+[mg]", hint="a size such as 128m or 1g")
     number = int(text[:-1])
