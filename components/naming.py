@@ -10,6 +10,7 @@ import hashlib
 import ipaddress
 import os
 import re
+import stat
 from typing import Iterable
 from urllib.parse import urlparse
 
@@ -19,6 +20,13 @@ DIGEST_REF = re.compile(r"^[^@\s]+@sha256:[0-9a-f]{64}$")
 # The proxy names the route and colour of every answer (images/proxy/routes.conf.ctmpl).
 PROXY_ROUTE_HEADER = "X-Bluegreen-Route"
 PROXY_COLOUR_HEADER = "X-Bluegreen-Colour"
+# The proxy joins environment, service and colour with this (upstream `<env>--<service>--<colour>`,
+# marker file `<env>--<service>.green`: images/proxy/*.ctmpl), so no such name may hold it: else
+# service `a--b` of `prod` and service `b` of `prod--a` would share an upstream and a marker.
+PROXY_JOINER = "--"
+# First path segments the proxy serves itself: an environment of that name would share them
+# (environment `preview`'s /preview/x/ is the preview URI of environment x).
+PROXY_PATHS = ("preview", "catalogue")
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"   # UTC, as release histories and bake records write times
 BAKE_STATUSES = ("baking", "baked", "rolled-back", "breached", "superseded")
 
@@ -31,6 +39,7 @@ HEALTH_GATE_TYPE = ("consul", "HealthGate")
 ACL_TOKEN_TYPE = ("consul", "AclToken")
 GENERATED_SECRET_TYPE = ("platform", "GeneratedSecret")
 REGISTRY_CERTIFICATE_TYPE = ("platform", "RegistryCertificate")
+HTPASSWD_TYPE = ("platform", "Htpasswd")
 LEGACY_DYNAMIC_TYPE = "pulumi-python:dynamic:Resource"
 
 
@@ -38,6 +47,15 @@ def dynamic_type(module_and_name: tuple[str, str]) -> str:
     """The full type token Pulumi gives a dynamic resource class declared with (module, name)."""
     module, name = module_and_name
     return f"pulumi-python:dynamic/{module}:{name}"
+
+
+def joined_name_problem(name: str) -> str:
+    """Why `name` cannot be a service or environment name the proxy joins ('' when it can)."""
+    if PROXY_JOINER not in name:
+        return ""
+    return (f"{name!r} holds {PROXY_JOINER!r}, which the proxy puts between environment and "
+            f"service names (service a--b of prod and service b of prod--a would share an "
+            f"upstream); use single '-', e.g. {re.sub('-+', '-', name)!r}")
 
 
 def offline_colour(live: str) -> str:
@@ -80,6 +98,18 @@ def proxy_port(url: str) -> int:
 def call_variable(callee: str) -> str:
     """The environment variable holding a callee's URL: vizconfig -> VIZCONFIG_URL."""
     return callee.upper().replace("-", "_") + "_URL"
+
+
+# What the platform sets in every service container (components/service/colour_slot.py), besides
+# each callee's call_variable: a service's own value would meet the platform's in one container.
+PLATFORM_VARIABLES = ("SERVICE_NAME", "SERVICE_VERSION", "SERVICE_COLOUR", "SERVICE_ENVIRONMENT",
+                      "CONSUL_HTTP_ADDR", "SERVICE_CONFIG_PREFIX", "CONSUL_HTTP_TOKEN_FILE")
+
+
+def reserved_variables(calls: Iterable[str] = ()) -> dict[str, str]:
+    """Variable -> what the platform puts in it, for a service that calls `calls`."""
+    return {**{name: "set by the platform" for name in PLATFORM_VARIABLES},
+            **{call_variable(callee): f"the URL of callee {callee}" for callee in calls}}
 
 
 def proxy_host(url: str) -> str:
@@ -306,13 +336,22 @@ def context_digest(directory: str, ignore: Iterable[str] = (".git", "__pycache__
         dirs[:] = sorted(d for d in dirs if d not in ignored)
         for name in sorted(files):
             path = os.path.join(base, name)
-            if os.path.abspath(path) in excluded:
+            if os.path.abspath(path) in excluded or not _regular_file(path):
                 continue
             digest.update(os.path.relpath(path, directory).encode())
             digest.update(b"\0")
             with open(path, "rb") as handle:
                 digest.update(hashlib.sha256(handle.read()).digest())
     return digest.hexdigest()
+
+
+def _regular_file(path: str) -> bool:
+    """Whether `path` is (or links to) a regular file: reading a FIFO would wait for a writer
+    forever, a device may never end, and Docker sends neither's content as a file anyway."""
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:  # a dangling symlink
+        return False
 
 
 def catalogue_entry(manifest, environment: str, settings, images: dict[str, str],

@@ -19,6 +19,7 @@ from components.model.config import (
     OBJECT_KEYS, STRING_KEYS, PlatformSecrets, ServiceConfig, StackConfig, parse_platform_secrets,
     parse_stack_config, stack_file, stack_values
 )
+from components.model.entry import check_entry, check_routes
 from components.model.manifest import Manifest, load_manifest
 from components.model.release import ColourPlan, plan_colours, secret_fingerprint
 from components.model.validation import ConfigError
@@ -118,19 +119,17 @@ def check_live_untouched(stack: StackConfig, manifests: dict[str, Manifest],
 
 def check_manifests(stack: StackConfig, manifests: dict[str, Manifest]) -> None:
     """Each manifest names the service its stack key does, and a service that calls others runs
-    on hosts whose bridge address (where it reaches the proxy) is known."""
+    on hosts whose bridge address (where it reaches the proxy) is known; no two share a route."""
     for settings in stack.services:
         manifest = manifests[settings.name]
-        if manifest.name != settings.name:
-            raise ConfigError(stack.source, f"bluegreen.services.{settings.name}",
-                              f"{manifest.path} names the service {manifest.name!r}; use "
-                              "that name as the key")
+        check_entry(stack.source, settings, manifest)
         for host in settings.hosts if manifest.calls else ():
             if not stack.hosts[host].bridge_address:
                 raise ConfigError(stack.source, f"bluegreen.hosts.{host}.bridgeAddress",
                                   f"{manifest.path} calls {', '.join(manifest.calls)}, so its "
                                   f"host {host} needs its Docker bridge address (e.g. 172.17.0.1) "
                                   "to reach the proxy")
+    check_routes(stack.source, manifests)
 
 
 def read_config(root: str) -> StackConfig:

@@ -30,7 +30,8 @@ import requests
 from components.consul import api as consul_api
 from components.consul.health_gate import wait_for_gate
 from components.consul.records import read_service_records
-from components.model.config import ServiceConfig
+from components.model.config import ServiceConfig, StackConfig
+from components.model.entry import check_entry, same_file
 from components.model.manifest import Manifest, load_manifest
 from components.model.release import Release, suggest_next
 from components.model.live import serving_colour
@@ -114,9 +115,6 @@ class Pipeline:
         else:
             live = self._serving(stack, settings)
             colour = offline_colour(live)
-            if os.path.realpath(settings.manifest) != os.path.realpath(self.manifest.path):
-                self._say(f"note: {stack.name} deploys with the manifest at "
-                          f"{relative_to_repo(settings.manifest)}")
             stack.set_service(self.service, {f"{colour}.version": self.version,
                                              f"{colour}.image": image})
             self._say(f"stacks/Pulumi.{stack.name}.yaml: {self.service}.{colour} = {self.version} "
@@ -185,6 +183,8 @@ class Pipeline:
             integration = EnvStack(stack_for_service(args.integration, self.service), self.log_path)
             production = EnvStack(stack_for_service(args.production, self.service), self.log_path)
             int_config, prod_config = integration.config(), production.config()
+            for config in (int_config, prod_config):
+                check_deployed_as(config, self.manifest)
         except Exception as error:  # noqa: BLE001 - a missing stack, invalid config, no CLI
             print(f"pipeline: cannot start: {error_summary(str(error))}", file=self.out, flush=True)
             write_report(self.report_path, self.run.report(**self._facts(), error=str(error)))
@@ -397,6 +397,14 @@ class Pipeline:
         return wait_for_gate(instances, settings.gate_timeout_s,
                              f"{config.environment}/{self.service}/{colour}",
                              production.deployer_token(), self.service)
+
+
+def check_deployed_as(config: StackConfig, manifest: Manifest) -> None:
+    """Refuses a manifest unless it is the one the stack deploys under its name (if the stack
+    deploys that service yet): the stack entry, not the manifest, says which service a repo is."""
+    for settings in config.services:
+        if settings.name == manifest.name or same_file(settings.manifest, manifest.path):
+            check_entry(config.source, settings, manifest)
 
 
 def colour_running(settings: ServiceConfig, version: str, image: str) -> str | None:

@@ -12,8 +12,11 @@ from typing import Any, Mapping
 
 import yaml
 
+from components.model.manifest import (
+    NAME_HINT, NAME_PATTERN, check_variables, joinable, memory_size
+)
 from components.model.validation import ConfigError, Fields
-from components.naming import COLOURS
+from components.naming import COLOURS, PROXY_PATHS
 
 # The bluegreen:* stack config keys, declared once (Pulumi.yaml carries their descriptions and
 # defaults; a unit test keeps the two in step). Secrets are read separately, as a secret Output.
@@ -22,6 +25,7 @@ OBJECT_KEYS = ("hosts", "platform", "services")
 SECRET_KEYS = ("secrets", "platformSecrets")   # objects Pulumi keeps encrypted
 
 HOST_NAME = r"[a-z][a-z0-9-]{0,30}"
+IPV4 = r"[0-9]{1,3}(\.[0-9]{1,3}){3}"
 ENV_NAME = r"[a-z][a-z0-9-]{0,30}"
 
 
@@ -103,6 +107,10 @@ class ColourConfig:
     image: str | None = None       # a pre-built repository@sha256:... (the pipeline's); else built
 
 
+# What a stack entry lets a manifest give one container unless it says otherwise (maxMemory).
+DEFAULT_MAX_MEMORY_MB = 4096
+
+
 @dataclass(frozen=True)
 class ServiceConfig:
     """A service as one stack deploys it."""
@@ -118,6 +126,7 @@ class ServiceConfig:
     bake_max_error_rate: float = 0.05  # the share of 5xx answers on the stable URI that rolls back
     # `<colour>@<shape>`: this change may replace the live colour's containers (model.live).
     acknowledge_live: str | None = None
+    max_memory_mb: int = DEFAULT_MAX_MEMORY_MB  # the most memory one of its containers may ask for
 
 
 @dataclass(frozen=True)
@@ -255,10 +264,7 @@ def parse_stack_config(stack: str, values: Mapping[str, Any], root: str) -> Stac
     `root` is the project directory: manifest paths are relative to it."""
     source = stack_file(stack)
     top = Fields(source, "bluegreen", values, [*STRING_KEYS, *OBJECT_KEYS, *SECRET_KEYS])
-    has_services = bool(top.raw("services"))
-    environment = top.string("environment", pattern=ENV_NAME,
-                             hint="lower-case name such as integration or production") \
-        if has_services or top.raw("environment") else ""
+    environment = _environment(top) if top.raw("services") or top.raw("environment") else ""
     hosts = _hosts(top)
     # Pulumi.yaml declares {} and "" as defaults: empty means "not this stack's".
     platform = _platform(top, hosts) if top.raw("platform") else None
@@ -280,6 +286,15 @@ def parse_stack_config(stack: str, values: Mapping[str, Any], root: str) -> Stac
     environment_stack = top.string("environmentStack") if top.raw("environmentStack") else None
     return StackConfig(stack, environment, hosts, platform, platform_stack, services, base_image,
                        build_host, environment_stack)
+
+
+def _environment(top: Fields) -> str:
+    environment = joinable(top, "environment", top.string(
+        "environment", pattern=ENV_NAME, hint="lower-case name such as integration or production"))
+    if environment in PROXY_PATHS:
+        raise top.error("environment", f"{environment!r} is a path the proxy serves itself "
+                        f"(/{environment}/...); name the environment otherwise, e.g. staging")
+    return environment
 
 
 def parse_platform_secrets(stack: str, values: Any) -> PlatformSecrets:
@@ -357,7 +372,9 @@ def _hosts(top: Fields) -> dict[str, Host]:
                                  hint="unix:///path/docker.sock, ssh://user@host or tcp://host:2376"),
             consul=fields.string("consul", pattern=r"https?://[^/]+",
                                  hint="the agent's HTTP address, e.g. http://127.0.0.1:8500"),
-            address=fields.string("address", "127.0.0.1"),
+            address=fields.string("address", "127.0.0.1", pattern=IPV4,
+                                  hint="the host's IPv4 address, e.g. 10.0.0.5: containers publish "
+                                       "their ports there, and the proxy connects to them there"),
             bridge_address=fields.string("bridgeAddress", pattern=r"[0-9.]+",
                                          hint="an IPv4 address such as 172.17.0.1")
             if fields.has("bridgeAddress") else None,
@@ -402,7 +419,7 @@ def _platform(top: Fields, hosts: dict[str, Host]) -> PlatformConfig:
         agents=tuple(agents),
         proxy_drain_s=drain_s,
         servers=tuple(servers),
-        proxy_address=proxy.string("address", "127.0.0.1", pattern=r"[0-9]{1,3}(\.[0-9]{1,3}){3}",
+        proxy_address=proxy.string("address", "127.0.0.1", pattern=IPV4,
                                    hint="an IPv4 address of the proxy's host, e.g. 127.0.0.1"),
     )
 
@@ -431,17 +448,22 @@ def _services(top: Fields, hosts: dict[str, Host], root: str) -> tuple[ServiceCo
         raise top.error("services", "must be a mapping of service name to its settings")
     services = []
     for name in raw:
+        if not isinstance(name, str) or not re.fullmatch(NAME_PATTERN, name):
+            raise top.error("services", f"service name {name!r} is not allowed; {NAME_HINT}")
+        joinable(top, f"services.{name}", name)
         fields = Fields(top.source, f"bluegreen.services.{name}", raw[name],
                         ["manifest", "live", "blue", "green", "hosts", "replicas", "gateTimeout",
-                         "bakeTime", "bakeMaxErrorRate", "acknowledgeLive"])
+                         "bakeTime", "bakeMaxErrorRate", "acknowledgeLive", "maxMemory"])
         colours = {}
         for colour in COLOURS:
             if fields.has(colour):
                 slot = fields.nested(colour, ["version", "env", "image"])
+                environment = slot.string_map("env")
+                check_variables(slot.source, slot.at("env"), environment)
                 colours[colour] = ColourConfig(
                     version=slot.string("version", pattern=r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}",
                                         hint="a version such as 1.4.2 (letters, digits, . _ -)"),
-                    environment=slot.string_map("env"),
+                    environment=environment,
                     image=slot.string("image", pattern=r"[^@\s]+@sha256:[0-9a-f]{64}",
                                       hint="a digest reference repository@sha256:<64 hex>")
                     if slot.has("image") else None,
@@ -466,6 +488,7 @@ def _services(top: Fields, hosts: dict[str, Host], root: str) -> tuple[ServiceCo
                 "acknowledgeLive", pattern=r"(blue|green)@[0-9a-f]{8}",
                 hint="the value the refusal printed, e.g. green@1a2b3c4d (colour@change)")
             if fields.has("acknowledgeLive") else None,
+            max_memory_mb=memory_size(fields, "maxMemory", f"{DEFAULT_MAX_MEMORY_MB}m"),
             **_bake(fields),
         ))
     return tuple(services)

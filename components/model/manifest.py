@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import yaml
 
 from components.model.validation import ConfigError, Fields
+from components.naming import joined_name_problem, reserved_variables
 
 NAME_PATTERN = r"[a-z][a-z0-9-]{0,30}[a-z0-9]"
 NAME_HINT = "lower-case letters, digits and '-', 2-32 characters, starting with a letter"
@@ -113,10 +114,12 @@ def parse_manifest(data: object, path: str) -> Manifest:
                                   "env", "route", "config", "test", "memory", "acceptance",
                                   "calls"])
     base = os.path.dirname(os.path.abspath(path))
-    name = top.string("name", pattern=NAME_PATTERN, hint=NAME_HINT)
+    name = joinable(top, "name", top.string("name", pattern=NAME_PATTERN, hint=NAME_HINT))
     health = top.nested("health", ["path", "interval", "timeout"])
     check = HealthCheck(
-        path=health.string("path", "/health", pattern=r"/[^\s]*", hint="an absolute URL path such as /health"),
+        path=health.string("path", "/health", pattern=r"/[A-Za-z0-9._~%/?=&+-]*",
+                           hint="an absolute URL path such as /health (letters, digits and "
+                                "/ . _ ~ % ? = & + -)"),
         interval_s=health.duration("interval", "2s"),
         timeout_s=health.duration("timeout", "1s"),
     )
@@ -128,6 +131,7 @@ def parse_manifest(data: object, path: str) -> Manifest:
     if clash:
         raise top.error("dependencies", f"alias {clash[0]!r} equals the service name; rename it")
     calls = _calls(top, name)
+    check_variables(top.source, top.at("env"), environment, calls)
     test = TestSpec(_command(top, "test")) if top.has("test") else None
     acceptance = AcceptanceSpec(_command(top, "acceptance")) if top.has("acceptance") else None
     return Manifest(
@@ -142,10 +146,31 @@ def parse_manifest(data: object, path: str) -> Manifest:
         route=top.string("route", name, pattern=NAME_PATTERN, hint=NAME_HINT),
         config=top.string_map("config"),
         test=test,
-        memory_mb=_memory(top, "memory", "128m"),
+        memory_mb=memory_size(top, "memory", "128m"),
         acceptance=acceptance,
         calls=calls,
     )
+
+
+def joinable(fields: Fields, key: str, name: str) -> str:
+    """`name` (a service or environment name at `key`), refused where the proxy could not tell it
+    from a join of two names."""
+    problem = joined_name_problem(name)
+    if problem:
+        raise fields.error(key, problem)
+    return name
+
+
+def check_variables(source: str, field: str, environment: dict[str, str],
+                    calls: tuple[str, ...] = ()) -> None:
+    """Refuses a variable the platform sets in the service's containers (`field` is where
+    `environment` was written)."""
+    reserved = reserved_variables(calls)
+    taken = sorted(set(environment) & set(reserved))
+    if taken:
+        raise ConfigError(source, f"{field}.{taken[0]}", f"is reserved ({reserved[taken[0]]} in "
+                          "every container of the service); remove it, or give your variable "
+                          "another name")
 
 
 def _calls(top: Fields, name: str) -> tuple[str, ...]:
@@ -157,6 +182,7 @@ def _calls(top: Fields, name: str) -> tuple[str, ...]:
     for callee in calls:
         if not re.fullmatch(NAME_PATTERN, callee):
             raise top.error("calls", f"{callee!r} is not a service name ({NAME_HINT})")
+        joinable(top, "calls", callee)
     if name in calls:
         raise top.error("calls", f"a service does not call itself through the proxy; remove {name!r}")
     if len(set(calls)) != len(calls):
@@ -175,16 +201,34 @@ def _command(top: Fields, key: str) -> tuple[str, ...]:
     return tuple(command)
 
 
+# Build paths: the parsers of paths below would choke on a NUL.
+BUILD_PATH = {"pattern": r"[^\x00-\x1f\x7f]+",
+              "hint": "a path relative to the manifest's folder, without control characters"}
+
+
 def _build(parent: Fields, key: str, base: str, default: dict | None = None) -> BuildSpec:
     spec = parent.nested(key, ["context", "dockerfile"], default)
-    context = os.path.normpath(os.path.join(base, spec.string("context", ".")))
+    context = os.path.normpath(os.path.join(base, spec.string("context", ".", **BUILD_PATH)))
+    _inside(spec, "context", context, base)
     if not os.path.isdir(context):
         raise spec.error("context", f"directory {context} does not exist; paths are relative to "
                          "the manifest's folder")
-    dockerfile = spec.string("dockerfile", "Dockerfile")
+    dockerfile = spec.string("dockerfile", "Dockerfile", **BUILD_PATH)
+    _inside(spec, "dockerfile", os.path.join(context, dockerfile), base)
     if not os.path.isfile(os.path.join(context, dockerfile)):
         raise spec.error("dockerfile", f"{dockerfile} not found in {context}")
     return BuildSpec(context=context, dockerfile=dockerfile)
+
+
+def _inside(spec: Fields, key: str, path: str, base: str) -> None:
+    """Refuses a build path that resolves (symlinks followed) outside the service repo's folder:
+    the build would put the deploying machine's files (state, keys) into an image."""
+    resolved, folder = os.path.realpath(path), os.path.realpath(base)
+    if os.path.commonpath([resolved, folder]) != folder:
+        raise spec.error(key, f"{spec.raw(key)!r} resolves to {resolved}, outside the service "
+                         f"repo's folder {folder}; the build context and Dockerfile must be inside "
+                         "it: write a path relative to the manifest's folder (e.g. . or app), "
+                         "with no symlink that leads out")
 
 
 def _dependencies(top: Fields, base: str) -> tuple[Dependency, ...]:
@@ -209,13 +253,14 @@ def _dependencies(top: Fields, base: str) -> tuple[Dependency, ...]:
             build=_build(dep, "build", base) if dep.has("build") else None,
             environment=dep.string_map("env"),
             volume=volume,
-            memory_mb=_memory(dep, "memory", "256m"),
+            memory_mb=memory_size(dep, "memory", "256m"),
         ))
     return tuple(result)
 
 
-def _memory(fields: Fields, key: str, default: str) -> int:
-    text = fields.string(key, default, pattern=r"\d+[mg]", hint="a size such as 128m or 1g")
+def memory_size(fields: Fields, key: str, default: str) -> int:
+    """A memory size like 128m or 1g at `key`, in megabytes."""
+    text = fields.string(key, default, pattern=r"[0-9]+[mg]", hint="a size such as 128m or 1g")
     number = int(text[:-1])
     megabytes = number * 1024 if text.endswith("g") else number
     if megabytes < 16:

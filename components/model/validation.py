@@ -78,7 +78,7 @@ class Fields:
         if value is None:
             raise self.error(key, "is required (an integer)")
         if isinstance(value, bool) or not isinstance(value, int):
-            if isinstance(value, str) and value.strip().isdigit():
+            if isinstance(value, str) and re.fullmatch(r"[0-9]+", value.strip()):
                 value = int(value)
             else:
                 raise self.error(key, f"must be an integer, got {value!r}")
@@ -103,7 +103,7 @@ class Fields:
     def duration(self, key: str, default: str) -> float:
         """A duration like '500ms', '2s' or '1m', in seconds."""
         text = self.string(key, default)
-        match = re.fullmatch(r"(\d+(?:\.\d+)?)(ms|s|m)", text)
+        match = re.fullmatch(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m)", text)
         if not match:
             raise self.error(key, f"{text!r} is not a duration; write e.g. 500ms, 2s or 1m")
         number, unit = float(match.group(1)), match.group(2)

@@ -4,36 +4,18 @@ push and pull needs its user and password (htpasswd, bcrypt)."""
 
 from __future__ import annotations
 
-import base64
-import hashlib
 from dataclasses import dataclass
 
-import bcrypt
 import pulumi
 import pulumi_docker as docker
 
 from components.naming import docker_name
 from components.platform.docker_host import http_healthcheck, labels, local_image, secret_upload
+from components.platform.htpasswd import Htpasswd
 
 HTPASSWD_FILE = "/etc/docker/registry/htpasswd"   # images/registry/config.yml names it
 TLS_CERTIFICATE_FILE = "/etc/docker/registry/tls/registry.crt"
 TLS_KEY_FILE = "/etc/docker/registry/tls/registry.key"
-# The registry checks the hash on every request: a low cost keeps pushes fast, and a generated
-# password (32 random bytes) needs no stretching.
-BCRYPT_COST = 6
-_STANDARD = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
-_BCRYPT = b"./ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
-
-
-def htpasswd_entry(username: str, password: str, cost: int = BCRYPT_COST) -> str:
-    """`user:bcrypt-hash`, the same for the same input: its salt is derived from both, so the
-    registry's file (and with it the container) stays unchanged from one run to the next."""
-    if ":" in username or not username:
-        raise ValueError("a registry user name must be non-empty and without ':'")
-    seed = hashlib.sha256(f"bluegreen-registry:{username}:{password}".encode()).digest()[:16]
-    salt = f"$2b${cost:02d}$".encode() + base64.b64encode(seed).rstrip(b"=").translate(
-        bytes.maketrans(_STANDARD, _BCRYPT))
-    return f"{username}:{bcrypt.hashpw(password.encode(), salt).decode()}\n"
 
 
 @dataclass(frozen=True)
@@ -70,8 +52,8 @@ class Registry(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self, provider=args.provider)
         image = local_image(args.image, args.provider, self)
         storage = docker.Volume(f"{name}-storage", name=docker_name(args.stack, "registry"), opts=child)
-        htpasswd = pulumi.Output.all(args.username, args.password).apply(
-            lambda values: htpasswd_entry(values[0], values[1]))
+        htpasswd = Htpasswd(f"{name}-htpasswd", username=args.username, password=args.password,
+                            opts=pulumi.ResourceOptions(parent=self)).entry
         uploads, environment, scheme = [secret_upload(HTPASSWD_FILE, htpasswd)], [], "http"
         if args.tls is not None:
             uploads += [docker.ContainerUploadArgs(file=TLS_CERTIFICATE_FILE, content=args.tls.certificate),

@@ -18,9 +18,9 @@ from components.naming import PLATFORM_TOKEN_FILE
 from components.platform.consul_cluster import ACL_SETTINGS, agent_command, agent_secrets
 from components.platform.generated_secret import generate
 from components.platform.platform import credential
-from components.platform.registry import htpasswd_entry
-from unit_harness import (ACL_TOKEN, CONTAINER, ProgramFailed, fake_secret, is_secret, plain,
-                          run_program)
+from components.platform.htpasswd import _HtpasswdProvider, entry_matches, htpasswd_entry
+from unit_harness import (ACL_TOKEN, CONTAINER, HTPASSWD, ProgramFailed, fake_secret, is_secret,
+                          plain, run_program)
 
 from test_wiring import HOSTS, PLATFORM_OUTPUTS, STACK, Deployment, config, referencing_config
 
@@ -107,16 +107,33 @@ def test_generated_secrets_have_the_shape_consul_and_docker_expect():
         generate("rsa")
 
 
-def test_htpasswd_entries_are_bcrypt_and_the_same_for_the_same_input():
+def test_htpasswd_entries_are_bcrypt_with_a_random_salt():
     entry = htpasswd_entry("ci", "s3cret-password")
-    assert entry == htpasswd_entry("ci", "s3cret-password")
-    assert entry != htpasswd_entry("ci", "other-password")
+    again = htpasswd_entry("ci", "s3cret-password")
     user, hashed = entry.rstrip("\n").split(":", 1)
     assert user == "ci" and hashed.startswith("$2b$")
+    # Not derived from the password: the same password hashes differently every time.
+    assert again != entry and hashed[7:29] != again.split(":", 1)[1][7:29]
     assert bcrypt.checkpw(b"s3cret-password", hashed.encode())
+    assert entry_matches(again, "ci", "s3cret-password")
+    assert not entry_matches(entry, "ci", "other-password")
+    assert not entry_matches(entry, "cd", "s3cret-password")
     assert "s3cret-password" not in entry
     with pytest.raises(ValueError):
         htpasswd_entry("a:b", "x")
+
+
+def test_the_htpasswd_entry_is_made_once_and_kept_until_the_user_or_password_changes():
+    provider = _HtpasswdProvider()
+    made = provider.create({"username": "ci", "password": "s3cret-password"})
+    assert entry_matches(made.outs["entry"], "ci", "s3cret-password")
+    assert "password" not in made.outs
+    olds = {**made.outs, "password": "s3cret-password"}
+    assert not provider.diff(made.id, olds, {"username": "ci", "password": "s3cret-password"}).changes
+    for news in ({"username": "ci", "password": "new-password!"},
+                 {"username": "cd", "password": "s3cret-password"}):
+        diff = provider.diff(made.id, olds, news)
+        assert diff.changes and diff.replaces == ["password"]
 
 
 def test_site_credentials_are_checked_without_quoting_them():
@@ -274,7 +291,11 @@ def test_site_credentials_replace_the_generated_ones():
     server = next(r for r in resources if r.type == CONTAINER and r.name.endswith("-consul-local"))
     assert f'"initial_management": "{management}"' in plain(server.inputs["uploads"])[0]["content"]
     registry = next(r for r in resources if r.type == CONTAINER and r.name.endswith("registry-container"))
-    assert plain(registry.inputs["uploads"])[0]["content"] == htpasswd_entry("ci", "long-enough-password")
+    htpasswd = next(r for r in resources if r.type == HTPASSWD)
+    assert (plain(htpasswd.inputs["username"]), plain(htpasswd.inputs["password"])) == (
+        "ci", "long-enough-password")
+    assert is_secret(htpasswd.inputs["password"])
+    assert plain(registry.inputs["uploads"])[0]["content"] == f"entry-of-{htpasswd.name}"
 
 
 # --- tokens are created or updated by name ----------------------------------------------------------

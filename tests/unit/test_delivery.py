@@ -13,7 +13,7 @@ from components.model.manifest import AcceptanceSpec, parse_manifest
 from components.model.validation import ConfigError
 from delivery import cli
 from components.model.config import ColourConfig, ServiceConfig
-from delivery.pipeline import PipelineArgs, colour_running, flip_detail, flip_record, run_pipeline
+from delivery.pipeline import Pipeline, PipelineArgs, colour_running, flip_detail, flip_record, run_pipeline
 from delivery.stacks import classify, container_changes, decode_values, error_summary, short_name
 from delivery.steps import (FAILED, INCLUDED, NOT_RUN, PASSED, PIPELINE_STEPS, SKIPPED,
                             PipelineFailed, Run, StepFailed, step_shares, write_report)
@@ -259,6 +259,26 @@ def test_the_pipeline_rejects_a_bad_version_or_a_missing_manifest_before_touchin
     out = io.StringIO()
     assert run_pipeline(PipelineArgs(str(tmp_path), "1.0.0"), out) == 2
     assert "service.yaml: (file): not found" in out.getvalue()
+
+
+def test_the_pipeline_refuses_a_repo_whose_manifest_claims_a_service_deployed_from_another(
+        tmp_path, monkeypatch):
+    # The stacks deploy vizconfig from services/vizconfig/service.yaml; this repo says it is vizconfig.
+    (tmp_path / "Dockerfile").write_text("FROM scratch\n")
+    (tmp_path / "service.yaml").write_text("name: vizconfig\ndescription: not it\nport: 8000\n")
+
+    def deployed(*_args):
+        raise AssertionError("the pipeline went on with a manifest the stacks do not deploy")
+
+    monkeypatch.setattr(Pipeline, "_snapshot", deployed)
+    monkeypatch.setattr(Pipeline, "_steps", deployed)
+    out = io.StringIO()
+    args = PipelineArgs(str(tmp_path), "9.9.9", report=str(tmp_path / "report.json"))
+    assert run_pipeline(args, out) == 2
+    text = out.getvalue()
+    assert "stacks/Pulumi.integration.yaml: bluegreen.services.vizconfig.manifest: vizconfig is " \
+           "deployed from " in text
+    assert f"services/vizconfig/service.yaml, not from {tmp_path / 'service.yaml'}" in text
 
 
 def test_a_rerun_finds_the_colour_its_release_already_runs_on():

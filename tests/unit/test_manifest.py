@@ -18,6 +18,7 @@ from components.model.manifest import (
     parse_manifest,
 )
 from components.model.validation import ConfigError
+from components.naming import PLATFORM_VARIABLES
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 EXAMPLE = os.path.join(ROOT, "services", "vizconfig", "service.yaml")
@@ -148,6 +149,11 @@ ERRORS = [
                  id="name-list"),
     pytest.param("name: Api_1\ndescription: x\nport: 80\n", "name", "lower-case letters, digits and '-'",
                  id="name-pattern"),
+    pytest.param("name: a--b\ndescription: x\nport: 80\n", "name",
+                 "holds '--', which the proxy puts between environment and service names",
+                 id="name-with-the-proxy-joiner"),
+    pytest.param(MINIMAL + "calls: [viz--config]\n", "calls", "use single '-', e.g. 'viz-config'",
+                 id="callee-with-the-proxy-joiner"),
     pytest.param(MINIMAL + "route: /api\n", "route", "lower-case letters", id="route-pattern"),
     pytest.param(MINIMAL + "health: {interval: 2 seconds}\n", "health.interval",
                  "write e.g. 500ms, 2s or 1m", id="bad-duration"),
@@ -157,6 +163,10 @@ ERRORS = [
                  "must not be longer than health.interval", id="timeout-longer-than-interval"),
     pytest.param(MINIMAL + "health: {path: health}\n", "health.path", "absolute URL path",
                  id="relative-health-path"),
+    pytest.param(MINIMAL + "health: {path: '/health\"; return 200'}\n", "health.path",
+                 "an absolute URL path such as /health (letters, digits and", id="health-path-quote"),
+    pytest.param("name: api\ndescription: x\nport: '²'\n", "port", "must be an integer",
+                 id="port-superscript-digit"),
     pytest.param(MINIMAL + "health: 5s\n", "health", "must be a mapping", id="health-not-mapping"),
     pytest.param(MINIMAL + "build: {dockerfile: Containerfile}\n", "build.dockerfile",
                  "Containerfile not found in", id="missing-dockerfile"),
@@ -188,6 +198,14 @@ ERRORS = [
                  id="env-nested"),
     pytest.param(MINIMAL + "env: {A: null}\n", "env.A", "must be a plain value", id="env-null"),
     pytest.param(MINIMAL + "env: {'1A': x}\n", "env", "is not a valid name", id="env-bad-name"),
+    pytest.param(MINIMAL + "env: {CONSUL_HTTP_TOKEN_FILE: /tmp/mine}\n", "env.CONSUL_HTTP_TOKEN_FILE",
+                 "is reserved (set by the platform in every container of the service); remove it",
+                 id="env-reserved"),
+    pytest.param(MINIMAL + "env: {SERVICE_CONFIG_PREFIX: bluegreen/config/production/billing/}\n",
+                 "env.SERVICE_CONFIG_PREFIX", "is reserved", id="env-reserved-config-prefix"),
+    pytest.param(MINIMAL + "calls: [vizconfig]\nenv: {VIZCONFIG_URL: 'http://evil/'}\n",
+                 "env.VIZCONFIG_URL", "is reserved (the URL of callee vizconfig",
+                 id="env-reserved-callee-url"),
     pytest.param(MINIMAL + "config: {page size: 50}\n", "config", "is not a valid name",
                  id="config-bad-name"),
     pytest.param(MINIMAL + "test: {command: []}\n", "test.command",
@@ -242,11 +260,55 @@ def test_dependency_build_context_is_relative_to_the_manifest(service_dir):
     assert manifest.dependencies[0].build == BuildSpec(str(service_dir / "db"), "Dockerfile")
 
 
+# --- build paths stay inside the service repo's folder ---------------------------------------------
+
+@pytest.fixture
+def repo_beside_secrets(tmp_path):
+    """A service repo, and beside it what a build must never see: a file and a folder."""
+    repo = tmp_path / "repo"
+    (repo / "app").mkdir(parents=True)
+    (repo / "Dockerfile").write_text("FROM scratch\n")
+    (tmp_path / "secret").write_text("key\n")
+    (repo / "out").symlink_to(tmp_path)
+    (repo / "app" / "Dockerfile").symlink_to(tmp_path / "secret")
+    return repo
+
+
+OUTSIDE = [
+    pytest.param("build: {context: ../../..}", "build.context", id="context-up-the-tree"),
+    pytest.param("build: {context: /}", "build.context", id="context-root"),
+    pytest.param("build: {dockerfile: /etc/hostname}", "build.dockerfile", id="dockerfile-absolute"),
+    pytest.param("build: {dockerfile: ../secret}", "build.dockerfile", id="dockerfile-up"),
+    pytest.param("build: {context: out}", "build.context", id="context-symlink-out"),
+    pytest.param("build: {context: app}", "build.dockerfile", id="dockerfile-symlink-out"),
+    pytest.param("dependencies: {db: {build: {context: ..}, port: 1}}",
+                 "dependencies.db.build.context", id="dependency-context-up"),
+]
+
+
+@pytest.mark.parametrize("text, field", OUTSIDE)
+def test_build_paths_outside_the_service_repo_are_refused(repo_beside_secrets, text, field):
+    path = write(repo_beside_secrets, MINIMAL + text + "\n")
+    with pytest.raises(ConfigError) as raised:
+        load_manifest(path)
+    assert raised.value.source == path and raised.value.field == field
+    assert f"outside the service repo's folder {repo_beside_secrets}" in raised.value.problem
+    assert "write a path relative to the manifest's folder" in raised.value.problem
+
+
+def test_build_paths_inside_the_service_repo_are_kept_as_written(repo_beside_secrets):
+    (repo_beside_secrets / "app" / "Dockerfile").unlink()
+    (repo_beside_secrets / "app" / "Dockerfile").symlink_to(repo_beside_secrets / "Dockerfile")
+    manifest = load_manifest(write(repo_beside_secrets, MINIMAL + "build: {context: app}\n"))
+    assert manifest.build == BuildSpec(str(repo_beside_secrets / "app"), "Dockerfile")
+
+
 # --- properties ----------------------------------------------------------------------------------
 
-names = st.from_regex(NAME_PATTERN, fullmatch=True)
+names = st.from_regex(NAME_PATTERN, fullmatch=True).filter(lambda name: "--" not in name)
 plain_text = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7e), max_size=30)
-env_names = st.from_regex(r"[A-Za-z_][A-Za-z0-9_.-]{0,12}", fullmatch=True)
+env_names = st.from_regex(r"[A-Za-z_][A-Za-z0-9_.-]{0,12}", fullmatch=True).filter(
+    lambda name: name not in PLATFORM_VARIABLES)
 string_maps = st.dictionaries(env_names, plain_text, max_size=4)
 memory_sizes = st.one_of(st.integers(16, 4096).map(lambda n: (f"{n}m", n)),
                          st.integers(1, 8).map(lambda n: (f"{n}g", n * 1024)))

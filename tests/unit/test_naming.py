@@ -3,6 +3,9 @@
 import json
 import os
 import re
+import socket
+import subprocess
+import sys
 from types import SimpleNamespace
 
 import jsonschema
@@ -248,6 +251,32 @@ def test_context_digest_is_independent_of_location(tmp_path):
     (tmp_path / "b").mkdir()
     a, b = _context(tmp_path / "a"), _context(tmp_path / "b")
     assert context_digest(str(a)) == context_digest(str(b))
+
+
+def _digest_in_a_child(directory, timeout_s: float = 20) -> str:
+    """context_digest(directory) in a child process: one that opens a FIFO waits forever for a
+    writer, and the timeout ends it."""
+    return subprocess.run(
+        [sys.executable, "-c", "import sys; from components.naming import context_digest; "
+                               "print(context_digest(sys.argv[1]))", str(directory)],
+        capture_output=True, text=True, timeout=timeout_s, check=True).stdout.strip()
+
+
+def test_context_digest_skips_a_fifo_within_a_bounded_time(tmp_path):
+    directory = _context(tmp_path)
+    before = context_digest(str(directory))
+    os.mkfifo(directory / "app" / "pipe")   # nothing ever writes to it
+    (directory / "pipe-link").symlink_to(directory / "app" / "pipe")
+    assert _digest_in_a_child(directory) == before
+
+
+def test_context_digest_skips_sockets_and_dangling_links(tmp_path):
+    directory = _context(tmp_path)
+    before = context_digest(str(directory))
+    (directory / "dangling").symlink_to(directory / "nowhere")
+    with socket.socket(socket.AF_UNIX) as listener:
+        listener.bind(str(directory / "app" / "sock"))
+        assert context_digest(str(directory)) == before
 
 
 @given(st.binary(max_size=64), st.binary(max_size=64))

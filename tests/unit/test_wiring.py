@@ -27,6 +27,7 @@ from unit_harness import (
     run_program,
     stack_config,
 )
+from components.naming import reserved_variables
 
 ENV = "integration"
 STACK = "integration"
@@ -804,6 +805,16 @@ def service_envs(deployment, service):
     """The environment of every container of `service`, by instance."""
     return {c.label("bluegreen.instance"): sorted(c.inputs["envs"]) for c in deployment.role("service")
             if c.label("bluegreen.service") == service}
+
+
+def test_every_variable_the_platform_sets_is_reserved_from_manifests_and_stack_config(tmp_path):
+    # The caller's manifest and stack entry set no variable: all it gets is the platform's.
+    envs = service_envs(with_caller(tmp_path), "caller")
+    assert envs
+    for env in envs.values():
+        names = {entry.split("=", 1)[0] for entry in env}
+        assert {"SERVICE_NAME", "CONSUL_HTTP_ADDR", "VIZCONFIG_URL"} <= names
+        assert names <= set(reserved_variables(("vizconfig",)))
 
 
 def test_the_catalogue_entry_lists_the_callees_at_their_stable_uris(tmp_path):

@@ -25,12 +25,13 @@ from pulumi.runtime.sync_await import _sync_await
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PROJECT = "bluegreen"
 from components.naming import (ACL_TOKEN_TYPE, CONSUL_KEY_TYPE, GENERATED_SECRET_TYPE,
-                               HEALTH_GATE_TYPE, REGISTRATION_TYPE, REGISTRY_CERTIFICATE_TYPE,
-                               dynamic_type)
+                               HEALTH_GATE_TYPE, HTPASSWD_TYPE, REGISTRATION_TYPE,
+                               REGISTRY_CERTIFICATE_TYPE, dynamic_type)
 
 ACL_TOKEN = dynamic_type(ACL_TOKEN_TYPE)
 GENERATED_SECRET = dynamic_type(GENERATED_SECRET_TYPE)
 REGISTRY_CERTIFICATE = dynamic_type(REGISTRY_CERTIFICATE_TYPE)
+HTPASSWD = dynamic_type(HTPASSWD_TYPE)
 REGISTRATION = dynamic_type(REGISTRATION_TYPE)
 HEALTH_GATE = dynamic_type(HEALTH_GATE_TYPE)
 CONSUL_KEY = dynamic_type(CONSUL_KEY_TYPE)
@@ -137,6 +138,8 @@ class RealisticMocks(pulumi.runtime.Mocks):
             resource_id = hashlib.sha256(args.name.encode()).hexdigest()
         elif args.typ == GENERATED_SECRET:
             outputs["value"] = fake_secret(args.name)
+        elif args.typ == HTPASSWD:
+            outputs["entry"] = f"entry-of-{args.name}"
         elif args.typ == REGISTRY_CERTIFICATE:
             outputs.update(ca=f"ca-of-{args.name}", certificate=f"certificate-of-{args.name}",
                            key=fake_secret(args.name))
