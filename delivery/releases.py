@@ -13,8 +13,9 @@ from .steps import StepFailed
 
 
 def release_rows(records) -> list[list[str]]:
-    """One row per release: version, digest, deployed, by, last live, colour now."""
-    running = {version: colour for colour, version in records.slots.items()}
+    """One row per release (a version, or `version+config` for a configuration of its own):
+    digest, deployed, by, last live, colour now."""
+    running = {release: colour for colour, release in records.running.items()}
     rows = []
     for version, entry in sorted(records.history.items(),
                                  key=lambda item: item[1].get("deployedAt", ""), reverse=True):
@@ -46,7 +47,7 @@ def run_releases(service: str, stack_name: str, out=None) -> int:
     except (StepFailed, ConfigError, consul_api.ConsulError) as error:
         print(f"releases: {error}", file=out)
         return 2
-    rows = [["VERSION", "DIGEST", "DEPLOYED", "BY", "LAST LIVE", "COLOUR", "ROLLED BACK"],
+    rows = [["RELEASE", "DIGEST", "DEPLOYED", "BY", "LAST LIVE", "COLOUR", "ROLLED BACK"],
             *release_rows(records)]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:

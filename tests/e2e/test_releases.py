@@ -67,6 +67,10 @@ def containers(colour: str) -> tuple[str, str]:
     return container_identity(f"bluegreen-{ENV}-vizconfig-{colour}-local-0")
 
 
+def both_colours() -> dict[str, tuple[str, str]]:
+    return {colour: containers(colour) for colour in ("blue", "green")}
+
+
 def rollback(*args: str) -> tuple[subprocess.CompletedProcess, float]:
     start = time.monotonic()
     result = subprocess.run([sys.executable, "-m", "delivery", "rollback", "vizconfig", "--stack",
@@ -104,7 +108,7 @@ def test_deploying_changed_sources_to_green_never_touches_blue(repo, deployment)
 
 
 def test_rebuilding_a_released_version_from_changed_sources_is_refused(repo, deployment):
-    before = {colour: containers(colour) for colour in ("blue", "green")}
+    before = both_colours()
     change(deployment, green={"version": "1.0.0"})
     with pytest.raises(auto.CommandError) as failure:
         deployment.up()
@@ -112,7 +116,7 @@ def test_rebuilding_a_released_version_from_changed_sources_is_refused(repo, dep
     assert "bluegreen.services.vizconfig.green.version: vizconfig 1.0.0 is already released as " \
            f"127.0.0.1:{PORTS['registry']}/vizconfig@sha256:" in message
     assert "bump the version (e.g. 1.0.1)" in message
-    assert {colour: containers(colour) for colour in ("blue", "green")} == before
+    assert both_colours() == before
     assert answer(PREVIEW) == ("2.0.0", "green", "two") and answer() == ("1.0.0", "blue", "one")
     change(deployment, green={"version": "2.0.0"})
 
@@ -166,7 +170,7 @@ def test_rollback_to_an_older_release_in_neither_colour(repo, deployment):
 
 
 def test_rollback_when_the_other_colour_runs_it_moves_only_the_alias(repo, deployment):
-    before = {colour: containers(colour) for colour in ("blue", "green")}
+    before = both_colours()
     with RequestLoop(STABLE, keep_alive=True) as loop:
         start = time.monotonic()
         process = subprocess.Popen([sys.executable, "-m", "delivery", "rollback", "vizconfig",
@@ -180,7 +184,7 @@ def test_rollback_when_the_other_colour_runs_it_moves_only_the_alias(repo, deplo
     assert process.returncode == 0, output
     assert "alias bluegreen/aliases/e2e-rel/vizconfig: blue -> green" in output
     checked(loop, "rollback_alias_only")
-    assert {colour: containers(colour) for colour in ("blue", "green")} == before
+    assert both_colours() == before
     reload_config(deployment)
     assert service(deployment)["live"] == "green"
     listing = subprocess.run([sys.executable, "-m", "delivery", "releases", "vizconfig", "--stack",
@@ -230,7 +234,7 @@ def test_a_broken_configuration_with_its_flip_fails_its_gate_and_traffic_stays(d
 def test_then_a_change_to_the_colour_the_file_calls_offline_is_refused(repo, deployment):
     """The file calls green offline, but the alias says it serves: a version bump there is
     refused before anything is built or changed."""
-    before = {colour: containers(colour) for colour in ("blue", "green")}
+    before = both_colours()
     green = dict(service(deployment)["green"])
     repo.edit("six")
     change(deployment, green={"version": "6.0.0"})
@@ -242,7 +246,7 @@ def test_then_a_change_to_the_colour_the_file_calls_offline_is_refused(repo, dep
            f"bluegreen/aliases/{ENV}/vizconfig names green" in message
     assert "acknowledgeLive: green@" in message
     checked(loop, "recovery_refused_live_change")
-    assert {colour: containers(colour) for colour in ("blue", "green")} == before
+    assert both_colours() == before
     assert deployer_consul(STACK).get(f"{CONSUL}/v1/kv/bluegreen/releases/vizconfig/6.0.0",
                                       timeout=3).status_code == 404, "6.0.0 was built"
     change(deployment, green=green)   # the refused change is not merged
@@ -269,7 +273,7 @@ def test_rollback_to_a_version_deploys_it_where_the_alias_does_not_point_with_it
 
 
 def test_rollback_without_to_then_moves_only_the_alias(deployment):
-    before = {colour: containers(colour) for colour in ("blue", "green")}
+    before = both_colours()
     with RequestLoop(STABLE, keep_alive=True) as loop:
         start = time.monotonic()
         result, _ = rollback()
@@ -278,7 +282,7 @@ def test_rollback_without_to_then_moves_only_the_alias(deployment):
     assert f"alias bluegreen/aliases/{ENV}/vizconfig: blue -> green" in result.stdout
     FIGURES["recovery_rollback_alias_served_s"] = first_served(loop, "4.0.0", start)
     checked(loop, "recovery_rollback_alias")
-    assert {colour: containers(colour) for colour in ("blue", "green")} == before
+    assert both_colours() == before
     reload_config(deployment)
     assert service(deployment)["live"] == "green" == alias()
 
