@@ -94,12 +94,19 @@ def platform_config(ports: dict, environment: str, second_host: bool = False) ->
 
 
 def _image(repository: str) -> str:
-    """The platform image the bootstrap built (the tag is the tool's version)."""
-    tags = subprocess.run(["docker", "images", repository, "--format", "{{.Repository}}:{{.Tag}}"],
-                          capture_output=True, text=True, check=True).stdout.split()
-    if not tags:
-        raise RuntimeError(f"image {repository} is missing: run ./bg setup")
-    return sorted(tags)[-1]
+    """The platform image the embedded `local` stack names (the tag the bootstrap builds), never
+    merely the newest tag on the engine: other checkouts on the same engine build other tags."""
+    with open(os.path.join(REPO, "stacks", "Pulumi.local.yaml"), encoding="utf-8") as handle:
+        platform = yaml.safe_load(handle)["config"]["bluegreen:platform"]
+    named = [part["image"] for part in platform.values()
+             if isinstance(part, dict) and part.get("image", "").startswith(f"{repository}:")]
+    if not named:
+        raise RuntimeError(f"stacks/Pulumi.local.yaml names no {repository} image under "
+                           "bluegreen:platform; name one (e.g. proxy: {image: ...})")
+    listed = subprocess.run(["docker", "image", "inspect", named[0]], capture_output=True)
+    if listed.returncode != 0:
+        raise RuntimeError(f"image {named[0]} (stacks/Pulumi.local.yaml) is missing: run ./bg setup")
+    return named[0]
 
 
 class Deployment:
