@@ -357,6 +357,23 @@ class RequestLoop(InBackground):
         return [r for r in self.results if r[1] != 200]
 
 
+def container_processes(container: str, name: str) -> list[int]:
+    """Host PIDs of the processes called `name` (their comm) in a container of this machine's
+    engine: what a test kills or stops to play a crash."""
+    init = subprocess.run(["docker", "inspect", "-f", "{{.State.Pid}}", container],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    namespace = os.readlink(f"/proc/{init}/ns/pid")
+    found = []
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{entry}/comm", encoding="utf-8") as handle:
+                if handle.read().strip() == name and os.readlink(f"/proc/{entry}/ns/pid") == namespace:
+                    found.append(int(entry))
+        except OSError:
+            continue   # ended meanwhile
+    return found
+
+
 def docker_json(*args: str) -> list | dict:
     out = subprocess.run(["docker", *args], capture_output=True, text=True, check=True).stdout
     return json.loads(out)

@@ -25,8 +25,8 @@ import pytest
 import requests
 import yaml
 
-from e2e_harness import (HOST2_DOCKER, REPO, RequestLoop, consul, deployed, docker_json, docker_names,
-                         get_json, platform_config, wait_until)
+from e2e_harness import (HOST2_DOCKER, REPO, RequestLoop, consul, container_processes, deployed, docker_json,
+                         docker_names, get_json, platform_config, wait_until)
 
 STACK = ENV = "e2e-sec"
 PORTS = {"consul": 28400, "serf": 28401, "server": 28402, "registry": 28403, "proxy": 28404,
@@ -470,22 +470,6 @@ def test_j_the_platforms_headers_pass_neither_from_clients_nor_from_upstreams(de
         assert response.json()["received"] == expected, (base, response.json()["received"])
 
 
-def proxy_processes(name: str) -> list[int]:
-    """Host PIDs of the processes called `name` in the proxy container."""
-    init = subprocess.run(["docker", "inspect", "-f", "{{.State.Pid}}", PROXY_CONTAINER],
-                          capture_output=True, text=True, check=True).stdout.strip()
-    namespace = os.readlink(f"/proc/{init}/ns/pid")
-    found = []
-    for entry in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{entry}/comm") as handle:
-                if handle.read().strip() == name and os.readlink(f"/proc/{entry}/ns/pid") == namespace:
-                    found.append(int(entry))
-        except OSError:
-            continue
-    return found
-
-
 def seconds_until_served(url: str, since: float, bound_s: float = 10.0) -> float:
     """From `since` until `url` answers 200 (fresh connections every 10 ms, at most `bound_s`)."""
     while time.monotonic() - since < bound_s:
@@ -506,12 +490,12 @@ def test_k_nginx_killed_serves_again_within_a_second(deployment):
     times = []
     with RequestLoop(STABLE, rate=20, max_requests=600, max_seconds=60) as loop:
         for _ in range(5):
-            killed = proxy_processes("nginx")
+            killed = container_processes(PROXY_CONTAINER, "nginx")
             assert len(killed) >= 2, killed   # a master and its workers
             for pid in killed:
                 os.kill(pid, signal.SIGKILL)
             times.append(seconds_until_served(STABLE, time.monotonic()))
-            assert not set(proxy_processes("nginx")) & set(killed)
+            assert not set(container_processes(PROXY_CONTAINER, "nginx")) & set(killed)
             time.sleep(2)   # runsv waits a second before restarting what ran for less than one
     FIGURES["nginx_killed_to_serving_s"] = {"median": round(statistics.median(times), 3),
                                             "max": round(max(times), 3), "runs": len(times)}
@@ -535,7 +519,7 @@ def test_l_the_health_check_reports_what_a_client_sees(deployment):
 
 def test_m_the_supervisor_killed_ends_the_container_and_docker_restarts_it(deployment):
     restarts = docker_json("inspect", PROXY_CONTAINER)[0]["RestartCount"]
-    [supervisor] = proxy_processes("runsvdir")
+    [supervisor] = container_processes(PROXY_CONTAINER, "runsvdir")
     killed = time.monotonic()
     os.kill(supervisor, signal.SIGKILL)
     wait_until(lambda: docker_json("inspect", PROXY_CONTAINER)[0]["RestartCount"] == restarts + 1
