@@ -23,6 +23,9 @@ source "$here/versions.env"
 cache=${BLUEGREEN_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/bluegreen}
 bin="$cache/bin"
 mkdir -p "$bin" "$cache/plugins" "$cache/tools" "$cache/src"
+# One build at a time per cache: two checkouts set up at once would delete each other's sources.
+exec 9>"$cache/.build.lock"
+flock 9
 
 export GOFLAGS=-mod=mod
 export CGO_ENABLED=0
