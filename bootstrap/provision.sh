@@ -160,7 +160,7 @@ setup_images() {
   fi
   build_image "bluegreen/consul:$CONSUL_VERSION" "$repo/images/consul" "$cache/bin/consul" \
     "$repo/components/naming.py"
-  build_image "bluegreen/proxy:$CONSUL_TEMPLATE_VERSION" "$repo/images/proxy" "$cache/bin/consul-template"
+  build_image "bluegreen/proxy:$PROXY_IMAGE_VERSION" "$repo/images/proxy" "$cache/bin/consul-template"
   build_image "bluegreen/registry:2.8" "$repo/images/registry"
 }
 

@@ -17,9 +17,13 @@ from urllib.parse import urlparse
 COLOURS = ("blue", "green")
 KV_ROOT = "bluegreen"
 DIGEST_REF = re.compile(r"^[^@\s]+@sha256:[0-9a-f]{64}$")
-# The proxy names the route and colour of every answer (images/proxy/routes.conf.ctmpl).
+# The proxy names the route and colour of every answer (images/proxy/routes.conf.ctmpl); a call
+# from inside the platform that carries the preview header reaches the offline colour. The proxy
+# strips all three from clients and upstreams before setting its own (images/proxy/proxy-headers.conf).
 PROXY_ROUTE_HEADER = "X-Bluegreen-Route"
 PROXY_COLOUR_HEADER = "X-Bluegreen-Colour"
+PROXY_PREVIEW_HEADER = "X-Bluegreen-Preview"
+PROXY_HEADERS = (PROXY_ROUTE_HEADER, PROXY_COLOUR_HEADER, PROXY_PREVIEW_HEADER)
 # The proxy joins environment, service and colour with this (upstream `<env>--<service>--<colour>`,
 # marker file `<env>--<service>.green`: images/proxy/*.ctmpl), so no such name may hold it: else
 # service `a--b` of `prod` and service `b` of `prod--a` would share an upstream and a marker.

@@ -29,7 +29,7 @@ base_image=${BLUEGREEN_BASE_IMAGE:-bluegreen/base:bookworm}
 # Images no registry serves: the agents', what services build FROM, and the registry's and the
 # proxy's (a platform may run them on a lab host).
 images=("bluegreen/consul:$CONSUL_VERSION" "$base_image" "bluegreen/registry:2.8"
-        "bluegreen/proxy:$CONSUL_TEMPLATE_VERSION")
+        "bluegreen/proxy:$PROXY_IMAGE_VERSION")
 
 gateway=$LAB_PREFIX.1
 address() { echo "$LAB_PREFIX.$((LAB_HOST_OFFSET + $1))"; }

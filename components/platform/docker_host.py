@@ -52,16 +52,17 @@ def labels(**values: str) -> list[docker.ContainerLabelArgs]:
 
 def http_healthcheck(url: str, must_contain: str = "", interval: str = "1s",
                      retries: int = 60, status: int | None = None,
-                     insecure: bool = False) -> docker.ContainerHealthcheckArgs:
+                     insecure: bool = False, start_period: str = "1s") -> docker.ContainerHealthcheckArgs:
     """A Docker health check with curl (in the base image); `wait=True` on a container uses it.
     Healthy: a 2xx answer containing `must_contain`, or, given `status`, exactly that status.
-    `insecure`: an https URL whose certificate is not checked."""
+    `insecure`: an https URL whose certificate is not checked. Failures within `start_period`
+    do not count, so a long one with few `retries` reports a dead service quickly."""
     curl = "curl -k" if insecure else "curl"
     test = (f"{curl} -fsS {url} | grep -q '{must_contain}' || exit 1" if status is None else
             f"{curl} -sS -o /dev/null -w '%{{http_code}}' {url} | grep -qx '{status}' || exit 1")
     return docker.ContainerHealthcheckArgs(
         tests=["CMD-SHELL", test], interval=interval, timeout="2s", retries=retries,
-        start_period="1s")
+        start_period=start_period)
 
 
 def secret_upload(path: str, content: pulumi.Input[str]) -> docker.ContainerUploadArgs:

@@ -52,7 +52,10 @@ class Proxy(pulumi.ComponentResource):
             memory=128,
             memory_swap=128,  # no swap; also what Docker reports back
             labels=labels(stack=args.stack, role="proxy"),
-            healthcheck=http_healthcheck(f"http://{listen}/healthz", must_contain="ok"),
+            # A request through nginx's public listener, as a client makes it: unhealthy within 2 s
+            # of nginx not answering, yet a minute to start (the first render from Consul).
+            healthcheck=http_healthcheck(f"http://{listen}/healthz", must_contain="ok",
+                                         retries=2, start_period="60s"),
             wait=True,
             wait_timeout=60,
             opts=pulumi.ResourceOptions(parent=self, provider=args.provider,

@@ -94,12 +94,19 @@ def platform_config(ports: dict, environment: str, second_host: bool = False) ->
 
 
 def _image(repository: str) -> str:
-    """The platform image the bootstrap built (the tag is the tool's version)."""
-    tags = subprocess.run(["docker", "images", repository, "--format", "{{.Repository}}:{{.Tag}}"],
-                          capture_output=True, text=True, check=True).stdout.split()
-    if not tags:
-        raise RuntimeError(f"image {repository} is missing: run ./bg setup")
-    return sorted(tags)[-1]
+    """The platform image the embedded `local` stack names (the tag the bootstrap builds), never
+    merely the newest tag on the engine: other checkouts on the same engine build other tags."""
+    with open(os.path.join(REPO, "stacks", "Pulumi.local.yaml"), encoding="utf-8") as handle:
+        platform = yaml.safe_load(handle)["config"]["bluegreen:platform"]
+    named = [part["image"] for part in platform.values()
+             if isinstance(part, dict) and part.get("image", "").startswith(f"{repository}:")]
+    if not named:
+        raise RuntimeError(f"stacks/Pulumi.local.yaml names no {repository} image under "
+                           "bluegreen:platform; name one (e.g. proxy: {image: ...})")
+    listed = subprocess.run(["docker", "image", "inspect", named[0]], capture_output=True)
+    if listed.returncode != 0:
+        raise RuntimeError(f"image {named[0]} (stacks/Pulumi.local.yaml) is missing: run ./bg setup")
+    return named[0]
 
 
 class Deployment:
@@ -348,6 +355,23 @@ class RequestLoop(InBackground):
     @property
     def failures(self) -> list:
         return [r for r in self.results if r[1] != 200]
+
+
+def container_processes(container: str, name: str) -> list[int]:
+    """Host PIDs of the processes called `name` (their comm) in a container of this machine's
+    engine: what a test kills or stops to play a crash."""
+    init = subprocess.run(["docker", "inspect", "-f", "{{.State.Pid}}", container],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    namespace = os.readlink(f"/proc/{init}/ns/pid")
+    found = []
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{entry}/comm", encoding="utf-8") as handle:
+                if handle.read().strip() == name and os.readlink(f"/proc/{entry}/ns/pid") == namespace:
+                    found.append(int(entry))
+        except OSError:
+            continue   # ended meanwhile
+    return found
 
 
 def docker_json(*args: str) -> list | dict:

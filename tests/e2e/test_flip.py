@@ -16,8 +16,8 @@ import pytest
 import requests
 from pulumi import automation as auto
 
-from e2e_harness import (Deployment, InBackground, container_identity, deployed, deployer_consul,
-                         platform_config, wait_until)
+from e2e_harness import (Deployment, InBackground, container_identity, container_processes, deployed,
+                         deployer_consul, platform_config, wait_until)
 
 STACK = ENV = "e2e-flip"
 PORTS = {"consul": 28650, "serf": 28651, "server": 28652, "registry": 28653, "proxy": 28654}
@@ -246,10 +246,9 @@ def test_c_long_lived_streams_drain_across_a_flip_then_reconnect_to_the_new_colo
 
 
 def test_d_an_alias_the_proxy_does_not_serve_fails_the_up_and_is_put_back(deployment):
-    # The proxy's renderer (consul-template, the container's first process) stopped: nginx keeps
-    # answering, but a flip written now never reaches it. The up must say so, and put the alias back.
-    renderer = int(subprocess.run(["docker", "inspect", "-f", "{{.State.Pid}}", PROXY_CONTAINER],
-                                  capture_output=True, text=True, check=True).stdout)
+    # The proxy's renderer (consul-template) stopped: nginx keeps answering, but a flip written
+    # now never reaches it. The up must say so, and put the alias back.
+    [renderer] = container_processes(PROXY_CONTAINER, "consul-template")
     set_services(deployment, live="blue", green=GREEN_REDEPLOYED)
     os.kill(renderer, signal.SIGSTOP)
     try:

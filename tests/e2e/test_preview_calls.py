@@ -22,6 +22,9 @@ CONSUL = f"http://127.0.0.1:{PORTS['consul']}"
 FRONTEND_STABLE = f"{PROXY}/{ENV}/frontend/"
 FRONTEND_PREVIEW = f"{PROXY}/preview/{ENV}/frontend/"
 VIZCONFIG_STABLE = f"{PROXY}/{ENV}/vizconfig/"
+# The proxy's bridge listener (the host's bridge address, as platform_config names it): where
+# callers inside the platform reach it, and the only place the preview header counts.
+VIZCONFIG_INSIDE = f"http://172.17.0.1:{PORTS['proxy']}/{ENV}/vizconfig/"
 PREVIEW_HEADER = "X-Bluegreen-Preview"
 VERSIONS = {"frontend": {"blue": "1.0.0", "green": "1.1.0"},
             "vizconfig": {"blue": "1.0.0", "green": "2.0.0"}}
@@ -90,10 +93,12 @@ def test_a_stable_request_of_frontend_reaches_vizconfigs_live_colour(stack):
     assert called(body) == ("blue", VERSIONS["vizconfig"]["blue"])
 
 
-def test_the_header_moves_only_requests_of_its_own_environment(stack):
-    assert answer(VIZCONFIG_STABLE)["proxy"] == (f"{ENV}/vizconfig", "blue")
-    assert answer(VIZCONFIG_STABLE, {PREVIEW_HEADER: ENV})["proxy"] == (f"{ENV}/vizconfig", "green")
-    assert answer(VIZCONFIG_STABLE, {PREVIEW_HEADER: "elsewhere"})["proxy"] == (f"{ENV}/vizconfig", "blue")
+def test_the_header_moves_only_requests_of_its_own_environment_from_inside(stack):
+    assert answer(VIZCONFIG_INSIDE)["proxy"] == (f"{ENV}/vizconfig", "blue")
+    assert answer(VIZCONFIG_INSIDE, {PREVIEW_HEADER: ENV})["proxy"] == (f"{ENV}/vizconfig", "green")
+    assert answer(VIZCONFIG_INSIDE, {PREVIEW_HEADER: "elsewhere"})["proxy"] == (f"{ENV}/vizconfig", "blue")
+    # On the public listener it counts for nothing.
+    assert answer(VIZCONFIG_INSIDE, {PREVIEW_HEADER: ENV})["proxy"] == (f"{ENV}/vizconfig", "blue")
 
 
 def test_the_catalogue_shows_what_frontend_calls(stack):

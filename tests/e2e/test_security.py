@@ -1,17 +1,21 @@
 """Least privilege end to end: Consul ACLs (default deny) with a token per actor, gossip
-encryption, an authenticated registry, and secrets that never show in plain text. One stack owns
-a platform on two hosts (with credentials the site plants, as a real site would bring its own)
-and runs two services; the tests run in order on it."""
+encryption, an authenticated registry, and secrets that never show in plain text; the proxy shows
+outside clients only the live colour, keeps the platform's headers to itself, and survives nginx
+and its supervisor being killed. One stack owns a platform on two hosts (with credentials the site
+plants, as a real site would bring its own) and runs two services; the tests run in order on it."""
 
 from __future__ import annotations
 
 import base64
 import glob
+import http.client
 import json
 import os
 import re
 import secrets
 import shutil
+import signal
+import statistics
 import subprocess
 import tempfile
 import time
@@ -21,8 +25,8 @@ import pytest
 import requests
 import yaml
 
-from e2e_harness import (HOST2_DOCKER, REPO, RequestLoop, consul, deployed, docker_names, get_json,
-                         platform_config, wait_until)
+from e2e_harness import (HOST2_DOCKER, REPO, RequestLoop, consul, container_processes, deployed, docker_json,
+                         docker_names, get_json, platform_config, wait_until)
 
 STACK = ENV = "e2e-sec"
 PORTS = {"consul": 28400, "serf": 28401, "server": 28402, "registry": 28403, "proxy": 28404,
@@ -47,11 +51,39 @@ FIGURES: dict = {"probes": {}}
 CHANGES = {"create", "update", "replace", "delete", "create-replacement", "delete-replaced"}
 
 
+# vizother is hostile to the proxy: it answers with the platform's headers of its own, and says
+# which of them its requests carried.
+HOSTILE_EDITS = (
+    ('        data = (json.dumps(body) + "\\n").encode()\n',
+     '        if isinstance(body, dict):\n'
+     '            body = {**body, "received": {k: v for k, v in self.headers.items()\n'
+     '                                         if k.lower().startswith("x-bluegreen-")}}\n'
+     '        data = (json.dumps(body) + "\\n").encode()\n'),
+    ('        self.send_header("X-Service-Colour", IDENTITY["colour"])\n        self.end_headers()\n',
+     '        self.send_header("X-Service-Colour", IDENTITY["colour"])\n'
+     '        for name in ("X-Bluegreen-Colour", "X-Bluegreen-Route", "X-Bluegreen-Preview"):\n'
+     '            self.send_header(name, "forged")\n'
+     '        self.end_headers()\n'),
+)
+
+
+def make_hostile(server_py: str) -> None:
+    with open(server_py, encoding="utf-8") as handle:
+        code = handle.read()
+    for old, new in HOSTILE_EDITS:
+        assert code.count(old) == 1, f"{server_py} changed: cannot find {old!r}"
+        code = code.replace(old, new)
+    with open(server_py, "w", encoding="utf-8") as handle:
+        handle.write(code)
+
+
 @pytest.fixture(scope="module")
 def other_repo():
-    """A second service (vizother): a copy of the example with its own name, route and config."""
+    """A second service (vizother): a copy of the example with its own name, route and config,
+    hostile to the proxy (HOSTILE_EDITS)."""
     directory = tempfile.mkdtemp(prefix="bluegreen-vizother-")
     shutil.copytree(os.path.join(REPO, "services", "vizconfig"), directory, dirs_exist_ok=True)
+    make_hostile(os.path.join(directory, "app", "server.py"))
     path = os.path.join(directory, "service.yaml")
     with open(path) as handle:
         manifest = yaml.safe_load(handle)
@@ -379,6 +411,133 @@ def test_h_a_flip_through_pulumi_up_has_no_failed_requests(deployment, other_rep
     assert len(loop.results) > 20
     # Green reads its config with the same service token.
     assert get_json(STABLE)["config"]["page_size"] == "50"
+
+
+# -- the proxy: what outside clients reach, and how it survives ------------------------------------
+
+PROXY_CONTAINER = f"bluegreen-{STACK}-proxy"
+INSIDE = f"http://{BRIDGES['local']}:{PORTS['proxy']}"   # the bridge listener: callers inside
+PREVIEW_HEADER = "X-Bluegreen-Preview"
+
+
+def from_address(source: str, path: str, headers: dict | None = None) -> tuple[int, str, str]:
+    """(status, X-Bluegreen-Colour, X-Service-Colour) of a GET on the public listener from `source`
+    (a loopback address other than the listener's: a client from elsewhere, as the proxy sees it)."""
+    connection = http.client.HTTPConnection("127.0.0.1", PORTS["proxy"], timeout=5,
+                                            source_address=(source, 0))
+    try:
+        connection.request("GET", path, headers=headers or {})
+        response = connection.getresponse()
+        response.read()
+        return (response.status, response.getheader("X-Bluegreen-Colour", ""),
+                response.getheader("X-Service-Colour", ""))
+    finally:
+        connection.close()
+
+
+def colours(url: str, headers: dict | None = None) -> tuple[int, str, str]:
+    response = requests.get(url, timeout=5, headers={"Connection": "close", **(headers or {})})
+    return (response.status_code, response.headers.get("X-Bluegreen-Colour", ""),
+            response.headers.get("X-Service-Colour", ""))
+
+
+def test_i_outside_clients_reach_only_the_live_colour_by_any_header_or_path(deployment):
+    stable, preview = f"/{ENV}/vizconfig/", f"/preview/{ENV}/vizconfig/"
+    live, offline = (200, "green", "green"), (200, "blue", "blue")   # after test_h's flip
+    assert colours(f"{PROXY}{stable}", {PREVIEW_HEADER: ENV}) == live
+    assert from_address("127.0.0.2", stable, {PREVIEW_HEADER: ENV}) == live
+    assert from_address("127.0.0.2", preview)[0] == 404
+    assert from_address("127.0.0.2", preview, {PREVIEW_HEADER: ENV})[0] == 404
+    # The deploying machine (the proxy's own host) proves flips on the preview URI; callers inside
+    # the platform still reach the offline colour with the header.
+    assert colours(f"{PROXY}{preview}") == offline
+    assert colours(f"{INSIDE}{stable}", {PREVIEW_HEADER: ENV}) == offline
+    assert colours(f"{INSIDE}{stable}") == live
+
+
+def test_j_the_platforms_headers_pass_neither_from_clients_nor_from_upstreams(deployment):
+    sent = {"X-Bluegreen-Colour": "green", "X-Bluegreen-Route": "forged", PREVIEW_HEADER: ENV}
+    for base in (PROXY, INSIDE):
+        response = requests.get(f"{base}/{ENV}/vizother/", timeout=5, headers=sent)
+        assert response.status_code == 200, response.text[:300]
+        # One value each, the proxy's: vizother's own (HOSTILE_EDITS) are dropped.
+        assert response.headers["X-Bluegreen-Colour"] == "blue", response.headers
+        assert response.headers["X-Bluegreen-Route"] == f"{ENV}/vizother", response.headers
+        assert PREVIEW_HEADER not in response.headers, response.headers
+        # From outside nothing reaches vizother; from inside only the preview header, which
+        # callers pass on (green calls green).
+        expected = {} if base == PROXY else {PREVIEW_HEADER: ENV}
+        assert response.json()["received"] == expected, (base, response.json()["received"])
+
+
+def seconds_until_served(url: str, since: float, bound_s: float = 10.0) -> float:
+    """From `since` until `url` answers 200 (fresh connections every 10 ms, at most `bound_s`)."""
+    while time.monotonic() - since < bound_s:
+        try:
+            if requests.get(url, timeout=1, headers={"Connection": "close"}).status_code == 200:
+                return time.monotonic() - since
+        except requests.RequestException:
+            pass
+        time.sleep(0.01)
+    raise AssertionError(f"{url} did not answer 200 within {bound_s}s")
+
+
+def container_state() -> dict:
+    return docker_json("inspect", PROXY_CONTAINER)[0]["State"]
+
+
+def test_k_nginx_killed_serves_again_within_a_second(deployment):
+    times = []
+    with RequestLoop(STABLE, rate=20, max_requests=600, max_seconds=60) as loop:
+        for _ in range(5):
+            killed = container_processes(PROXY_CONTAINER, "nginx")
+            assert len(killed) >= 2, killed   # a master and its workers
+            for pid in killed:
+                os.kill(pid, signal.SIGKILL)
+            times.append(seconds_until_served(STABLE, time.monotonic()))
+            assert not set(container_processes(PROXY_CONTAINER, "nginx")) & set(killed)
+            time.sleep(2)   # runsv waits a second before restarting what ran for less than one
+    FIGURES["nginx_killed_to_serving_s"] = {"median": round(statistics.median(times), 3),
+                                            "max": round(max(times), 3), "runs": len(times)}
+    FIGURES["nginx_killed_requests"] = {"sent": len(loop.results), "failed": len(loop.failures)}
+    assert max(times) < 1.0, times
+    assert container_state()["Health"]["Status"] == "healthy"
+
+
+def test_l_the_health_check_reports_what_a_client_sees(deployment):
+    def health() -> str:
+        return container_state()["Health"]["Status"]
+    sv = ["docker", "exec", PROXY_CONTAINER, "sv", "-w", "5"]
+    subprocess.run([*sv, "down", "/etc/bluegreen/sv/nginx"], check=True, capture_output=True)
+    try:
+        _, waited = wait_until(lambda: health() == "unhealthy", 10, what="the proxy reported unhealthy")
+        FIGURES["nginx_down_to_unhealthy_s"] = round(waited, 2)
+    finally:
+        subprocess.run([*sv, "up", "/etc/bluegreen/sv/nginx"], check=True, capture_output=True)
+    wait_until(lambda: health() == "healthy", 10, what="the proxy healthy again")
+
+
+def test_m_the_supervisor_killed_ends_the_container_and_docker_restarts_it(deployment):
+    restarts = docker_json("inspect", PROXY_CONTAINER)[0]["RestartCount"]
+    [supervisor] = container_processes(PROXY_CONTAINER, "runsvdir")
+    killed = time.monotonic()
+    os.kill(supervisor, signal.SIGKILL)
+    wait_until(lambda: docker_json("inspect", PROXY_CONTAINER)[0]["RestartCount"] == restarts + 1
+               and container_state()["Running"], 10, interval_s=0.02, what="the proxy restarted by Docker")
+    FIGURES["supervisor_killed_to_serving_s"] = round(seconds_until_served(STABLE, killed), 3)
+
+
+def test_n_docker_stop_returns_within_two_seconds(deployment):
+    times = []
+    for _ in range(3):
+        start = time.monotonic()
+        subprocess.run(["docker", "stop", PROXY_CONTAINER], check=True, capture_output=True)
+        times.append(time.monotonic() - start)
+        subprocess.run(["docker", "start", PROXY_CONTAINER], check=True, capture_output=True)
+        seconds_until_served(STABLE, time.monotonic())
+    FIGURES["docker_stop_s"] = {"median": round(statistics.median(times), 2),
+                                "max": round(max(times), 2), "runs": len(times)}
+    assert max(times) < 2.0, times
 
 
 def test_z_destroy_leaves_nothing(deployment):

@@ -62,6 +62,17 @@ def test_command_line_exit_codes():
     assert run("sideways", "1", "2") == 2
 
 
+@pytest.mark.parametrize("stack", ["local", "platform"])
+def test_the_stacks_name_the_platform_images_the_bootstrap_builds(stack):
+    # The bootstrap tags what it builds with the pins; a stack naming another tag would run an
+    # image another checkout built on the same engine.
+    import yaml
+    with open(os.path.join(ROOT, "stacks", f"Pulumi.{stack}.yaml"), encoding="utf-8") as handle:
+        platform = yaml.safe_load(handle)["config"]["bluegreen:platform"]
+    assert platform["consul"]["image"] == f"bluegreen/consul:{CONSUL}"
+    assert platform["proxy"]["image"] == f"bluegreen/proxy:{PINS['PROXY_IMAGE_VERSION'].strip()}"
+
+
 def executable(path, text):
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w") as handle:

@@ -1,0 +1,120 @@
+"""images/proxy/: who may choose the offline colour, which headers the proxy keeps to itself, and
+how nginx and consul-template are supervised. The nginx map that admits /preview/ is evaluated
+here with its own regular expressions (PCRE and Python agree on these), for any addresses."""
+
+import os
+import re
+
+from hypothesis import given, strategies as st
+
+from components.naming import PROXY_HEADERS, PROXY_PREVIEW_HEADER
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+IMAGE = os.path.join(ROOT, "images", "proxy")
+
+
+def read(*parts: str) -> str:
+    with open(os.path.join(IMAGE, *parts), encoding="utf-8") as handle:
+        return handle.read()
+
+
+ROUTES = read("routes.conf.ctmpl")
+HEADERS = read("proxy-headers.conf")
+
+
+def nginx_map(variable: str) -> list[tuple[str, str]]:
+    """The (key, value) lines of the routes template's `map ... $variable { ... }` block."""
+    block = re.search(r"map [^{]* \$" + variable + r" \{\n(.*?)\n\}", ROUTES, re.S)
+    assert block, f"routes.conf.ctmpl has no map for ${variable}"
+    return [tuple(line.strip().rstrip(";").rsplit(" ", 1)) for line in block.group(1).splitlines()
+            if line.strip() and not line.strip().startswith("{{")]
+
+
+def preview_allowed(inside: bool, remote: str, server: str) -> bool:
+    """What nginx makes of $bluegreen_preview_allowed: the first regex that matches, else default."""
+    key = f"{int(inside)} {remote} {server}"
+    for pattern, value in nginx_map("bluegreen_preview_allowed"):
+        if pattern == "default":
+            default = value
+        elif re.search(pattern.strip('"').removeprefix("~"), key):
+            return value == "1"
+    return default == "1"
+
+
+addresses = st.one_of(st.ip_addresses(v=4), st.ip_addresses(v=6)).map(str)
+
+
+@given(inside=st.booleans(), remote=addresses, server=addresses)
+def test_preview_paths_answer_inside_and_on_the_proxys_own_host_only(inside, remote, server):
+    # A connection from the proxy's own host comes from the address it went to.
+    assert preview_allowed(inside, remote, server) == (inside or remote == server)
+    assert preview_allowed(inside, remote, remote)
+
+
+def test_an_outside_client_is_refused_preview_paths():
+    assert not preview_allowed(False, "10.0.0.9", "10.0.0.5")
+    assert not preview_allowed(False, "10.0.0.5", "10.0.0.50")   # a prefix is not the address
+    assert not preview_allowed(False, "127.0.0.2", "127.0.0.1")
+    assert preview_allowed(False, "127.0.0.1", "127.0.0.1")
+    assert preview_allowed(True, "172.17.0.5", "172.17.0.1")
+
+
+def test_the_preview_header_counts_only_on_the_bridge_listener():
+    assert nginx_map("bluegreen_preview_header") == [("default", '""'), ("1", "$http_x_bluegreen_preview")]
+    # Colour choice and what the services are told both go through that map, never the raw header.
+    assert ROUTES.count("$http_x_bluegreen_preview") == 1
+    assert 'if ($bluegreen_preview_header = "{{ $env }}")' in ROUTES
+    assert "proxy_set_header X-Bluegreen-Preview $bluegreen_preview_header;" in ROUTES
+    inside = nginx_map("bluegreen_inside")
+    assert inside[0] == ("default", "0") and "listen {{ . }};" in ROUTES
+
+
+def test_every_preview_location_checks_where_the_client_is():
+    locations = re.findall(r"location /preview/[^\n]*\{\n(.*?)\n    \}", ROUTES, re.S)
+    assert locations
+    for body in locations:
+        assert body.lstrip().startswith("if ($bluegreen_preview_allowed = 0) { return 404; }"), body
+
+
+def test_the_platforms_headers_are_stripped_from_clients_and_upstreams():
+    for name in PROXY_HEADERS:
+        assert f"proxy_hide_header {name};" in HEADERS, name
+        if name != PROXY_PREVIEW_HEADER:   # set per location: from inside only, or the preview's
+            assert f'proxy_set_header {name} "";' in HEADERS, name
+    # The server includes them, and so does every location that sets request headers of its own
+    # (which drops the server's).
+    assert "proxy_http_version 1.1;\n    include /etc/nginx/proxy-headers.conf;" in ROUTES
+    checked = 0
+    for block in re.findall(r"\n    location [^\n]*\{\n(.*?)\n    \}", ROUTES, re.S):
+        if "proxy_set_header" in block:
+            assert "include /etc/nginx/proxy-headers.conf;" in block, block
+            checked += 1
+    assert checked == 1   # the preview location
+
+
+def test_no_other_platform_header_is_named_anywhere():
+    # A new X-Bluegreen-* name must join PROXY_HEADERS, or clients and upstreams could send it.
+    found = set()
+    for top in ("components", "delivery", "images", "services", "policies"):
+        for folder, _, files in os.walk(os.path.join(ROOT, top)):
+            for name in files:
+                with open(os.path.join(folder, name), encoding="utf-8", errors="ignore") as handle:
+                    found |= set(re.findall(r"X-Bluegreen-[A-Za-z-]*[A-Za-z]", handle.read()))
+    assert found <= set(PROXY_HEADERS), found - set(PROXY_HEADERS)
+
+
+def test_nginx_and_consul_template_run_under_runit_with_tini_as_pid_1():
+    dockerfile = read("Dockerfile")
+    assert 'ENTRYPOINT ["/usr/bin/tini", "--", "/usr/local/bin/entrypoint"]' in dockerfile
+    assert read("entrypoint").rstrip().endswith("exec runsvdir /etc/bluegreen/sv")
+    for service, command in (("nginx", "exec nginx -g 'daemon off;'"),
+                             ("consul-template", "exec consul-template -config")):
+        path = os.path.join(IMAGE, "sv", service, "run")
+        assert os.access(path, os.X_OK), f"{path} is not executable"
+        assert command in read("sv", service, "run")
+
+
+def test_reloads_go_through_one_script_that_tolerates_a_restarting_nginx():
+    for script in ("apply-config", "apply-aliases"):
+        body = read(script)
+        assert "reload-nginx" in body and "nginx.pid" not in body, script
