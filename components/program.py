@@ -14,7 +14,8 @@ from components.model.release import timestamp
 from components.naming import offline_colour, proxy_host, proxy_port, service_component_name
 from components.platform.credentials import PlatformCredentials, PlatformCredentialsArgs
 from components.platform.docker_host import host_providers
-from components.platform.platform import Platform, PlatformArgs, credential
+from components.model.credentials import credential
+from components.platform.platform import Platform, PlatformArgs
 from components.service.service import Service, ServiceArgs
 from components.stack_inputs import read_inputs
 

@@ -9,7 +9,7 @@ import datetime
 from dataclasses import dataclass, field
 
 from components.consul import api as consul_api
-from components.consul.health_gate import wait_for_gate
+from components.consul.checks import wait_for_gate
 from components.model.bake import flip_record
 from components.model.config import ServiceConfig, StackConfig
 from components.model.release import went_live

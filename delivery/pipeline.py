@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import requests
 
 from components.consul import api as consul_api
-from components.consul.health_gate import wait_for_gate
+from components.consul.checks import wait_for_gate
 from components.consul.records import read_service_records
 from components.model.config import ServiceConfig, StackConfig
 from components.model.entry import check_entry, same_file
@@ -37,7 +37,7 @@ from components.model.release import Release, suggest_next
 from components.model.live import serving_colour
 from components.model.validation import ConfigError
 from components.naming import config_prefix, context_digest, instance_id, offline_colour
-from components.platform.platform import credential
+from components.model.credentials import credential
 
 from . import REPO
 from .build import BuildRequest, BuildResult, build, build_stack_name

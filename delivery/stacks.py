@@ -12,7 +12,6 @@ import time
 from dataclasses import dataclass
 
 import yaml
-from pulumi import automation as auto
 
 from components.consul import api as consul_api
 from components.model.config import (
@@ -20,12 +19,19 @@ from components.model.config import (
     service_stacks, stack_file, stack_values
 )
 from components.naming import COLOURS, alias_key
-from components.platform.platform import credential
+from components.model.credentials import credential
 
 from . import REPO, recovery
 from .steps import StepFailed
 
 NAMESPACE = "bluegreen"
+
+
+def automation():
+    """Pulumi's Automation API, imported when a command first changes a stack: an alias-only
+    rollback moves the alias before it needs it, and the SDK takes a fifth of a second to load."""
+    from pulumi import automation as auto
+    return auto
 CONTAINER = "docker:index/container:Container"
 
 
@@ -104,7 +110,7 @@ class EnvStack:
         if not os.path.exists(path):
             raise StepFailed(f"stack {self.name} has no config file {os.path.relpath(path, REPO)}")
         self.path = path
-        self._stack: auto.Stack | None = None
+        self._stack = None   # the Automation API stack (see `stack`)
         self.log_path = log_path
         self._values: dict | None = None
         self._deployer_token: str | None = None
@@ -112,10 +118,10 @@ class EnvStack:
         self.container_changes: str = ""
 
     @property
-    def stack(self) -> auto.Stack:
+    def stack(self):
         """The Automation API stack, selected on first use (it runs the CLI: a second or so)."""
         if self._stack is None:
-            self._stack = auto.create_or_select_stack(stack_name=self.name, work_dir=REPO)
+            self._stack = automation().create_or_select_stack(stack_name=self.name, work_dir=REPO)
         return self._stack
 
     # -- config
@@ -149,7 +155,8 @@ class EnvStack:
         values = {f"{prefix}.{path}": str(value) for path, value in settings.items()}
         values.update({f"{prefix}.{colour}.env.{name}": str(value)
                        for colour, names in (env or {}).items() for name, value in names.items()})
-        self.stack.set_all_config({key: auto.ConfigValue(value=value) for key, value in values.items()},
+        config_value = automation().ConfigValue
+        self.stack.set_all_config({key: config_value(value=value) for key, value in values.items()},
                                   path=True)
 
     # -- operations
@@ -173,7 +180,7 @@ class EnvStack:
         try:
             result = self.stack.up(color="never", on_event=events.append,
                                    on_output=(lambda line: handle.write(line + "\n")) if handle else None)
-        except auto.CommandError as error:
+        except automation().CommandError as error:
             raise StepFailed(f"pulumi up of stack {self.name} failed: {error_summary(str(error))}") from None
         finally:
             if handle:
