@@ -135,7 +135,6 @@ def run_rollback(service: str, stack_name: str, to: str | None = None, out=None)
     except (StepFailed, ConfigError, RollbackRefused, consul_api.ConsulError) as error:
         print(f"rollback: {error}", file=out)
         return 2
-    key = alias_key(config.environment, service)
     try:
         _carry_out(plan, stack, config, settings, records, say)
         stack.up(f"rollback {service} to {plan.release}")

@@ -310,7 +310,7 @@ def test_a_configuration_only_change_is_its_own_release_and_rolls_back(deploymen
         result, _ = rollback()
         wait_until(lambda: answer()[:2] == ("4.0.0", "green"), 15, what="4.0.0 on green again")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert f"rolling back to 4.0.0 " in result.stdout and "blue -> green" in result.stdout
+    assert "rolling back to 4.0.0 " in result.stdout and "blue -> green" in result.stdout
     checked(loop, "recovery_config_only_rollback")
     assert containers("green") == green_before
     reload_config(deployment)
