@@ -21,7 +21,7 @@ from components.model.manifest import Dependency, Manifest
 from components.model.release import (
     ColourPlan, Release, history_entry, release_config, release_id, slot_record
 )
-from components.model.live import ColourChange, live_touch, serving_colour
+from components.model.live import ColourChange, dependencies_shape, live_touch, serving_colour
 from components.naming import (
     acl_token_name, call_routes, bake_key, catalogue_entry, catalogue_key, config_prefix, docker_name,
     health_probe_path, history_prefix, preview_path, release_prefix, route_key, service_network,
@@ -260,9 +260,11 @@ class Service(pulumi.ComponentResource):
                      release: tuple[str, dict], consul_address) -> ConsulKey:
         """What the colour runs, written once its containers are registered and gated."""
         slot, records, settings = self.slots[colour], args.records, args.settings
+        dependencies = dependencies_shape(args.manifest, args.base_image)
         replaced = live_touch(ColourChange(
             colour, True, plan.version, records.slots.get(colour), slot.shape,
-            records.shapes.get(colour))) if colour == serving_colour(records.live) else None
+            records.shapes.get(colour), dependencies, records.dependencies.get(colour))) \
+            if colour == serving_colour(records.live) else None
         if replaced:  # acknowledged: stack_inputs refuses it otherwise
             pulumi.log.warn(f"{args.environment}/{settings.name}: this update replaces live "
                             f"containers, as acknowledgeLive: {settings.acknowledge_live} allows: "
@@ -273,7 +275,8 @@ class Service(pulumi.ComponentResource):
             value=pulumi.Output.from_input(image).apply(
                 lambda reference: slot_record(plan.version, reference, slot.shape, replaced,
                                               release=release[0], config=release[1],
-                                              acknowledged=settings.acknowledge_live)),
+                                              acknowledged=settings.acknowledge_live,
+                                              dependencies=dependencies)),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[slot.gate]))
 
     def _history_entry(self, name: str, args: ServiceArgs, colour: str, plan: ColourPlan, image,
