@@ -69,9 +69,14 @@ def offline_colour(live: str) -> str:
     return COLOURS[1 - COLOURS.index(live)]
 
 
+def alias_root() -> str:
+    """Where every environment's aliases live: `<root><env>/<service>`."""
+    return f"{KV_ROOT}/aliases/"
+
+
 def alias_key(environment: str, service: str) -> str:
     """The KV key whose value is the live colour of a service in an environment."""
-    return f"{KV_ROOT}/aliases/{environment}/{service}"
+    return f"{alias_root()}{environment}/{service}"
 
 
 def route_key(environment: str, service: str) -> str:
@@ -191,9 +196,14 @@ def slot_key(environment: str, service: str, colour: str) -> str:
     return f"{KV_ROOT}/slots/{environment}/{service}/{colour}"
 
 
+def history_root() -> str:
+    """Where every environment's release histories live: `<root><env>/<service>/<release>`."""
+    return f"{KV_ROOT}/history/"
+
+
 def history_prefix(environment: str, service: str) -> str:
-    """The KV prefix of a service's release history in an environment: `<prefix><version>`."""
-    return f"{KV_ROOT}/history/{environment}/{service}/"
+    """The KV prefix of a service's release history in an environment: `<prefix><release>`."""
+    return f"{history_root()}{environment}/{service}/"
 
 
 def bake_prefix() -> str:

@@ -42,7 +42,7 @@ def parser() -> argparse.ArgumentParser:
                                   description="Blue/green delivery: pipeline, rollback, PR preview.")
     top.add_argument("--check", action="store_true",
                      help="only check the command line (exit 2 with usage on an error), run nothing")
-    commands = top.add_subparsers(dest="command", required=True, metavar="{pipeline,rollback,promote,releases,preview}")
+    commands = top.add_subparsers(dest="command", required=True, metavar="{pipeline,rollback,promote,releases,remove,preview}")
 
     pipeline = commands.add_parser("pipeline", help="commit to production: the eleven steps",
                                    description=PIPELINE_HELP,
@@ -84,6 +84,22 @@ def parser() -> argparse.ArgumentParser:
     releases.add_argument("service", metavar="SERVICE")
     releases.add_argument("--stack", required=True, metavar="STACK")
 
+    remove = commands.add_parser(
+        "remove", help="take a service out of a stack, with its images (and releases)",
+        description="Removes SERVICE from STACK: its entry and secrets in the stack file, then pulumi "
+                    "up deletes both colours, its dependencies and their data volumes, its network, "
+                    "registrations, alias and KV entries; then, once no other stack deploys it, its "
+                    "images on the stack's hosts. Back up its dependencies' volumes first. Refused "
+                    "while another environment of the platform runs it, unless --force.")
+    remove.add_argument("service", metavar="SERVICE")
+    remove.add_argument("--stack", required=True, metavar="STACK")
+    remove.add_argument("--purge-releases", action="store_true",
+                        help="also delete its registry repositories, release records and histories "
+                             "(only once no other environment runs it)")
+    remove.add_argument("--dry-run", action="store_true", help="say what would go, change nothing")
+    remove.add_argument("--force", action="store_true",
+                        help="remove it here although other environments run it (images and releases stay)")
+
     preview = commands.add_parser("preview", help="preview affected stacks as Markdown",
                                   description=PREVIEW_HELP,
                                   formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -117,6 +133,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "releases":
         from .releases import run_releases
         return run_releases(args.service, args.stack)
+    if args.command == "remove":
+        from .remove import run_remove
+        return run_remove(args.service, args.stack, purge=args.purge_releases,
+                          dry_run=args.dry_run, force=args.force)
     from .preview import run_preview
     return run_preview(stacks=args.stacks, base=args.base, markdown=args.markdown,
                        list_only=args.list, policy=not args.no_policy)

@@ -159,6 +159,12 @@ class EnvStack:
         self.stack.set_all_config({key: config_value(value=value) for key, value in values.items()},
                                   path=True)
 
+    def remove_service(self, service: str, secrets: bool = False) -> None:
+        """Drops `bluegreen:services.<service>` (and its `bluegreen:secrets` entry) from the file."""
+        self._values = None
+        keys = [f"{NAMESPACE}:services.{service}"] + ([f"{NAMESPACE}:secrets.{service}"] if secrets else [])
+        self.stack.remove_all_config(keys, path=True)
+
     # -- operations
     def _log(self, label: str):
         if not self.log_path:
