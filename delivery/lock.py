@@ -25,10 +25,11 @@ from components.model.audit import Operator
 from components.model.lock import (
     LOCK_TTL_S, RENEW_EVERY_S, WAIT_STEP_S, held_message, holder_record, parse_holder, status_line
 )
-from components.model.validation import LONG_UNITS, ConfigError, duration_hint, parse_duration
+from components.model.validation import ConfigError
 from components.naming import lock_key
 
 from .audit import now, operator, trail_or_none
+from .cli import duration
 from .stacks import EnvStack, consul_address, stack_for_service
 from .steps import StepFailed
 
@@ -75,6 +76,9 @@ class DeployLock:
             self._end_session()
             raise
         self.acquired_s = time.monotonic() - started
+        if self.acquired_s >= 1:
+            print(f"lock: took the deploy lock of {self.service} in {self.environment} after "
+                  f"waiting {self.acquired_s:.1f}s", file=self.out, flush=True)
         self._renewer = threading.Thread(target=self._renew, daemon=True)
         self._renewer.start()
 
@@ -231,19 +235,11 @@ def run_locked(command: list[str]) -> int:
         signal.signal(signal.SIGINT, previous)
 
 
-def lock_wait(text: str) -> float:
-    """--lock-wait's argument (argparse type)."""
-    seconds = parse_duration(text, LONG_UNITS)
-    if seconds is None:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a duration; {duration_hint(LONG_UNITS)}")
-    return seconds
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m delivery.lock", description=(
         "Runs COMMAND holding the deploy lock of every service STACK deploys."))
     parser.add_argument("--stack", required=True)
-    parser.add_argument("--lock-wait", type=lock_wait, default=0.0, metavar="DURATION",
+    parser.add_argument("--lock-wait", type=duration, default=0.0, metavar="DURATION",
                         help="wait up to DURATION for a held lock (default: refuse at once)")
     parser.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND...")
     args = parser.parse_args(argv)
