@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.check:
         return 0
-    if args.command in ("pipeline", "rollback", "promote"):
+    if args.command in ("pipeline", "rollback", "promote", "lock"):
         from .audit import operator
         who = operator(command_line(argv))
     if args.command == "pipeline":
@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
         return run_audit(args.service, args.stack, args.since, args.json)
     if args.command == "lock":
         from .lock import run_lock
-        return run_lock(args.action, args.service, args.stack)
+        return run_lock(args.action, args.service, args.stack, who=who)
     if args.command == "releases":
         from .releases import run_releases
         return run_releases(args.service, args.stack)

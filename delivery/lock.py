@@ -171,15 +171,17 @@ def holder_of(consul: str, token: str, environment: str, service: str) -> tuple[
     return parse_holder(found.value), found.session
 
 
-def run_lock(action: str, service: str | None, stack_name: str, out: TextIO | None = None) -> int:
+def run_lock(action: str, service: str | None, stack_name: str, out: TextIO | None = None,
+             who: Operator | None = None) -> int:
     out = out or sys.stdout
+    who = who or operator(f"lock {action} {service or ''} --stack {stack_name}")
     try:
         stack, services = _lock_stack(stack_name, service)
         config, token = stack.config(), stack.deployer_token()
         for name in services:
             holder, session = holder_of(consul_address(config, name), token, config.environment, name)
             if action == "release" and session:
-                _release(stack, name, holder, session, out)
+                _release(stack, name, holder, session, who, out)
             elif action == "release":
                 print(f"{name} in {config.environment}: free, nothing to release", file=out)
             else:
@@ -190,13 +192,14 @@ def run_lock(action: str, service: str | None, stack_name: str, out: TextIO | No
     return 0
 
 
-def _release(stack: EnvStack, service: str, holder: dict, session: str, out: TextIO) -> None:
+def _release(stack: EnvStack, service: str, holder: dict, session: str, who: Operator,
+             out: TextIO) -> None:
     """Ends the holder's session: its key goes, and the holder learns it at its next renewal."""
     config = stack.config()
     consul_api.session_destroy(consul_address(config, service), session, stack.deployer_token())
     was = status_line(service, config.environment, holder, now()).split(": ", 1)[1]
     print(f"released the deploy lock of {service} in {config.environment} ({was})", file=out)
-    trail = trail_or_none(stack, service, operator(f"lock release {service} --stack {stack.name}"), out)
+    trail = trail_or_none(stack, service, who, out)
     if trail:
         trail.record("unlocked", service, reason=was)
 
