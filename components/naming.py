@@ -216,6 +216,35 @@ def bake_key(environment: str, service: str) -> str:
     return f"{bake_prefix()}{environment}/{service}"
 
 
+def audit_prefix(environment: str, service: str = "") -> str:
+    """The KV prefix of the audit trail of an environment, or of one service in it: one key per
+    event, `<prefix><service>/<audit_stamp>`, so the keys sort by time."""
+    return f"{KV_ROOT}/audit/{environment}/" + (f"{service}/" if service else "")
+
+
+AUDIT_STAMP_FORMAT = "%Y%m%dT%H%M%S.%fZ"
+
+
+def audit_stamp(moment: datetime.datetime, suffix: str) -> str:
+    """An audit key's last part: the UTC time to the microsecond, then `suffix` (two events of one
+    microsecond stay two keys)."""
+    return f"{moment.astimezone(datetime.timezone.utc).strftime(AUDIT_STAMP_FORMAT)}-{suffix}"
+
+
+def audit_stamp_time(stamp: str) -> datetime.datetime | None:
+    """The time of an audit key's last part (None: not an audit stamp)."""
+    try:
+        return datetime.datetime.strptime(stamp.split("-", 1)[0], AUDIT_STAMP_FORMAT).replace(
+            tzinfo=datetime.timezone.utc)
+    except ValueError:
+        return None
+
+
+def lock_key(environment: str, service: str) -> str:
+    """The KV key of a service's deploy lock in an environment, held by a Consul session."""
+    return f"{KV_ROOT}/locks/{environment}/{service}"
+
+
 def catalogue_key(environment: str, service: str) -> str:
     """The KV key holding a service's catalogue entry (description, versions, digests)."""
     return f"{KV_ROOT}/catalogue/{environment}/{service}"

@@ -236,6 +236,13 @@ class EnvStack:
         return ColourState(settings.live if settings else None, alias, colours)
 
 
+def consul_address(config: StackConfig, service: str | None = None) -> str:
+    """The agent a command asks about `service`: that of the service's first host (the stack's
+    first host when it does not deploy the service yet)."""
+    settings = next((s for s in config.services if s.name == service), None)
+    return config.hosts[settings.hosts[0] if settings else next(iter(config.hosts))].consul
+
+
 def stack_for_service(stack: str, service: str, root: str = REPO) -> str:
     """The stack that deploys `service` in the environment of `stack`: `stack` itself unless one
     of its service stacks deploys the service (so `--production production` finds
