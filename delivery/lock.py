@@ -23,12 +23,13 @@ from typing import Iterator, TextIO
 from components.consul import api as consul_api
 from components.model.audit import Operator
 from components.model.lock import (
-    LOCK_TTL_S, RENEW_EVERY_S, WAIT_STEP_S, held_message, holder_record, parse_holder, status_line
+    abandoned, LOCK_TTL_S, RENEW_EVERY_S, WAIT_STEP_S, held_message, holder_record, parse_holder, status_line
 )
 from components.model.validation import ConfigError
 from components.naming import lock_key
 
 from .audit import now, operator, trail_or_none
+from .recovery import pid_alive
 from .cli import duration
 from .stacks import EnvStack, consul_address, stack_for_service
 from .steps import StepFailed
@@ -91,6 +92,14 @@ class DeployLock:
             left = self.wait_s - (time.monotonic() - started)
             found, index = consul_api.kv_entry(self.consul, self.key, self.token, index,
                                                min(WAIT_STEP_S, left) if index else 0)
+            if found is not None and found.session and abandoned(
+                    parse_holder(found.value), socket.gethostname(), pid_alive):
+                print(f"lock: the deploy lock of {self.service} in {self.environment} was held by "
+                      f"process {parse_holder(found.value).get('pid')} of this machine, which is "
+                      f"gone; taking it", file=self.out, flush=True)
+                consul_api.session_destroy(self.consul, found.session, self.token)
+                index = 0
+                continue
             if left <= 0:
                 raise LockHeld(held_message(self.service, self.stack, self.environment,
                                             parse_holder(found.value if found else None), now(),

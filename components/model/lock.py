@@ -68,3 +68,11 @@ def status_line(service: str, environment: str, holder: dict | None, now: dateti
     if holder is None:
         return f"{service} in {environment}: free"
     return f"{service} in {environment}: held by {holder_text(holder, now)}"
+
+
+def abandoned(holder: dict, host: str, alive) -> bool:
+    """Whether the holder was a process on this machine that is gone (kill -9, a crash): its
+    lock may be taken at once instead of waiting for its session to time out. A holder on
+    another machine is never judged: its process may be running there."""
+    pid = holder.get("pid")
+    return holder.get("host") == host and isinstance(pid, int) and pid > 0 and not alive(pid)

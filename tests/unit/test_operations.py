@@ -140,3 +140,12 @@ def test_the_deployer_keeps_the_trail_and_holds_locks_with_sessions():
     assert 'session_prefix "" { policy = "write" }' in text
     assert lock_key("production", "vizconfig") == "bluegreen/locks/production/vizconfig"
     assert "audit" not in rules.proxy_rules() and "session" not in rules.watchdog_rules()
+
+
+def test_a_lock_held_by_a_dead_process_of_this_machine_is_abandoned():
+    from components.model.lock import abandoned
+    holder = {"host": "vm", "pid": 4242}
+    assert abandoned(holder, "vm", alive=lambda pid: False)
+    assert not abandoned(holder, "vm", alive=lambda pid: True)
+    assert not abandoned(holder, "other-machine", alive=lambda pid: False), "never judged from afar"
+    assert not abandoned({"host": "vm"}, "vm", alive=lambda pid: False)
