@@ -1,5 +1,5 @@
 """The delivery pipeline end to end (`python -m delivery`): a real build, push, isolation test,
-integration deploy and flip, acceptance tests, production deploy, gate and flip, on stacks of its
+integration deploy and flip, acceptance tests (in a container of the image), production deploy, gate and flip, on stacks of its
 own: a platform stack and two environment stacks that reference it. Then failures at steps 2, 6
 and 9 that must leave production untouched, a rollback, a PR preview, `kill -9` of the pipeline
 during its production flip (the same command again converges), and a clean destroy.
@@ -234,6 +234,11 @@ def test_a_pipeline_delivers_v1_then_v2_to_production(stacks, tmp_path):
     assert get_json(f"{PROXY}/preview/{PROD}/vizconfig/")["version"] == "1.0.0"
     assert docker_names("container", "bluegreen-probe-") == []
     assert docker_names("network", "bluegreen-probe-") == []
+    # The acceptance tests ran in the image just built, and the container is gone.
+    acceptance = next(s for s in report["steps"] if s["number"] == 6)
+    assert acceptance["detail"] == (f"passed against http://172.17.0.1:{PORTS['proxy']}/{INT}/"
+                                    f"vizconfig/ in {image}"), acceptance
+    assert docker_names("container", "bluegreen-acceptance-") == []
 
 
 def test_b_failing_image_test_stops_at_step_2(stacks, tmp_path):
@@ -252,12 +257,21 @@ def test_b_failing_image_test_stops_at_step_2(stacks, tmp_path):
 
 
 def test_c_failing_acceptance_tests_stop_at_step_6(stacks, tmp_path):
+    # What the command would steal on the deploying machine: the runner's environment and files.
+    assert os.environ.get("PULUMI_CONFIG_PASSPHRASE") and os.environ.get("DOCKER_HOST")
+    planted = tmp_path / "runner-only.txt"
+    planted.write_text("a file of the deploying machine\n")
+    probe = ("import os, sys\n"
+             "print('variables:', ' '.join(sorted(os.environ)))\n"
+             f"print('runner file readable:', os.path.exists({str(planted)!r}))\n"
+             "print('base url:', os.environ['BASE_URL'])\n"
+             "sys.exit('acceptance: deliberately failing')\n")
+
     def failing_acceptance(repo):
         path = os.path.join(repo, "service.yaml")
         with open(path) as handle:
             manifest = yaml.safe_load(handle)
-        manifest["acceptance"] = {"command": ["python3", "-c",
-                                              "import sys; sys.exit('acceptance: deliberately failing')"]}
+        manifest["acceptance"] = {"command": ["python3", "-c", probe]}
         with open(path, "w") as handle:
             yaml.safe_dump(manifest, handle, sort_keys=False)
 
@@ -265,6 +279,16 @@ def test_c_failing_acceptance_tests_stop_at_step_6(stacks, tmp_path):
     code, output, report = pipeline("3.0.2", tmp_path, service_copy(tmp_path, failing_acceptance))
     assert_failed_at(code, output, report, 6)
     assert "deliberately failing" in output
+    # It ran in a container of the candidate's image: only the variables it was given (and the
+    # image's own), none of the runner's files, integration's stable URI over the Docker bridge.
+    [variables] = [line.split()[1:] for line in output.splitlines()
+                   if line.strip().startswith("variables:")]
+    assert {"BASE_URL", "EXPECTED_VERSION", "SERVICE_NAME"} <= set(variables), variables
+    assert not {"PULUMI_CONFIG_PASSPHRASE", "PULUMI_BACKEND_URL", "DOCKER_HOST", "SSH_AUTH_SOCK",
+                "PULUMI_HOME", "BLUEGREEN_CACHE"} & set(variables), variables
+    assert "runner file readable: False" in output, output[-2000:]
+    assert f"base url: http://172.17.0.1:{PORTS['proxy']}/{INT}/vizconfig/" in output, output[-2000:]
+    assert docker_names("container", "bluegreen-acceptance-") == []
     assert production_snapshot() == before
     assert served(PROD) == ("2.0.0", "green")
     # Integration is where it failed: it runs the candidate.
@@ -380,3 +404,4 @@ def test_z_destroy_leaves_nothing(stacks):
     for kind in ("container", "network", "volume"):
         assert docker_names(kind, "bluegreen-e2e-pipe-") == [], kind
         assert docker_names(kind, "bluegreen-probe-") == [], kind
+        assert docker_names(kind, "bluegreen-acceptance-") == [], kind
