@@ -7,6 +7,7 @@ The tests run in order on the same stacks."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -178,6 +179,21 @@ def service_copy(tmp_path, change) -> str:
     return target
 
 
+@contextlib.contextmanager
+def delivered_from(repo: str):
+    """Both stacks deploy vizconfig from `repo` while the block runs: a service's identity is its
+    stack entry, so a changed copy is delivered by pointing the entry at it, as a reviewed change
+    of the stack files would (the pipeline refuses any other repo)."""
+    originals = {name: stack_services(name)["manifest"] for name in (INT, PROD)}
+    for name in originals:
+        edit_stack(name, lambda s: s.__setitem__("manifest", os.path.join(repo, "service.yaml")))
+    try:
+        yield
+    finally:
+        for name, manifest in originals.items():
+            edit_stack(name, lambda s, m=manifest: s.__setitem__("manifest", m))
+
+
 def container_image(name: str) -> str:
     return subprocess.run(["docker", "inspect", "--format", "{{.Config.Image}}", name],
                           capture_output=True, text=True, check=True).stdout.strip()
@@ -248,7 +264,9 @@ def test_b_failing_image_test_stops_at_step_2(stacks, tmp_path):
                          "    def test_fails(self):\n        self.assertEqual(1, 2)\n")
 
     before, integration = production_snapshot(), alias(INT)
-    code, output, report = pipeline("3.0.1", tmp_path, service_copy(tmp_path, break_a_test))
+    repo = service_copy(tmp_path, break_a_test)
+    with delivered_from(repo):
+        code, output, report = pipeline("3.0.1", tmp_path, repo)
     assert_failed_at(code, output, report, 2)
     assert "the image's tests failed" in output
     assert production_snapshot() == before
@@ -276,7 +294,9 @@ def test_c_failing_acceptance_tests_stop_at_step_6(stacks, tmp_path):
             yaml.safe_dump(manifest, handle, sort_keys=False)
 
     before = production_snapshot()
-    code, output, report = pipeline("3.0.2", tmp_path, service_copy(tmp_path, failing_acceptance))
+    repo = service_copy(tmp_path, failing_acceptance)
+    with delivered_from(repo):
+        code, output, report = pipeline("3.0.2", tmp_path, repo)
     assert_failed_at(code, output, report, 6)
     assert "deliberately failing" in output
     # It ran in a container of the candidate's image: only the variables it was given (and the
