@@ -33,7 +33,9 @@ Markdown summary for a pull request: per service the aliases that flip, the imag
 in policies/ when it exists (a pack that fails to load is reported, not fatal).
 Affected stacks, unless --stack is given: those whose stacks/Pulumi.<stack>.yaml differs from
 --base; a change to the program (Pulumi.yaml, __main__.py, components/) affects all stacks, a
-change under a service's folder the stacks that deploy it."""
+change under a service's folder the stacks that deploy it. With --config-only: no engine preview,
+only the settings each affected stack's file changes (what a job without the state passphrase can
+show)."""
 
 
 def parser() -> argparse.ArgumentParser:
@@ -96,6 +98,9 @@ def parser() -> argparse.ArgumentParser:
                          help="only print the affected stacks, one per line (platform stacks first)")
     preview.add_argument("--no-policy", action="store_true",
                          help="do not run the policy pack in policies/")
+    preview.add_argument("--config-only", action="store_true",
+                         help="only the stack settings each affected stack changes, from the stack "
+                              "files (no engine, no state, no passphrase: the pull-request job)")
     return top
 
 
@@ -117,6 +122,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "releases":
         from .releases import run_releases
         return run_releases(args.service, args.stack)
+    if args.config_only:
+        from .config_preview import run_config_preview
+        return run_config_preview(base=args.base, markdown=args.markdown)
     from .preview import run_preview
     return run_preview(stacks=args.stacks, base=args.base, markdown=args.markdown,
                        list_only=args.list, policy=not args.no_policy)
