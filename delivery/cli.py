@@ -11,8 +11,8 @@ Takes a service repo (its service.yaml, Dockerfile and tests) through the seed's
 build the image and push it (an inline Automation API program instantiating ServiceImage), test
 it in isolation, deploy it by digest to integration's offline colour and flip integration, run
 the manifest's acceptance.command against integration (BASE_URL) in a throwaway container of
-the image, deploy production's offline
-colour on all hosts, wait for its checks, flip production's alias, and check it is online.
+the image, deploy production's offline colour on all hosts, wait for its checks, flip
+production's alias, and check it is online.
 
 Prints each step with its elapsed time, writes a JSON report and exits non-zero naming the failing
 step. Nothing touches production's alias or live containers before the flip (step 10)."""
