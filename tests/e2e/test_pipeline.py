@@ -319,9 +319,11 @@ def test_d_rollback_moves_only_the_alias(stacks):
     before = service_containers(PROD)
     result = delivery("rollback", "vizconfig", "--stack", PROD)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "live is green (2.0.0); rolling back to 1.0.0" in result.stdout
-    assert "alias bluegreen/aliases/e2e-pipe-prod/vizconfig: green -> blue" in result.stdout
-    assert "git revert" in result.stdout
+    assert (f"the alias bluegreen/aliases/{PROD}/vizconfig names green (2.0.0); rolling back to "
+            "1.0.0") in result.stdout
+    assert f"alias bluegreen/aliases/{PROD}/vizconfig: green -> blue" in result.stdout
+    # The move is recorded as a change of the stack file (what a `git revert` would undo).
+    assert f"recorded live: blue (1.0.0) in stacks/Pulumi.{PROD}.yaml" in result.stdout
     wait_until(lambda: served(PROD) == ("1.0.0", "blue"), 10, what="v1 again")
     assert alias(PROD) == "blue"
     assert stack_services(PROD)["live"] == "blue"
