@@ -10,14 +10,13 @@ requests) and, for the other top-level keys, only their names (values may be cip
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 
 import yaml
 
 from . import REPO
-from .preview import (MARKER, affected_stacks, changed_paths, default_base, short_digest,
+from .preview import (MARKER, affected_stacks, changed_paths, default_base, publish, short_digest,
                       stack_configs)
 
 SERVICES = "bluegreen:services"
@@ -82,11 +81,6 @@ def run_config_preview(base: str | None = None, markdown: str | None = None, out
     base = base or default_base()
     configs = stack_configs()
     stacks, notes = affected_stacks(changed_paths(base), configs)
-    text = render({name: stack_changes(stack_file_at(base, name), configs[name]) for name in stacks},
-                  notes, base)
-    if markdown:
-        os.makedirs(os.path.dirname(os.path.abspath(markdown)), exist_ok=True)
-        with open(markdown, "w", encoding="utf-8") as handle:
-            handle.write(text)
-    print(text, file=out, end="")
+    publish(render({name: stack_changes(stack_file_at(base, name), configs[name])
+                    for name in stacks}, notes, base), markdown, out)
     return 0
