@@ -401,17 +401,21 @@ def test_g_kill_9_of_the_pipeline_during_the_flip_then_the_same_command_converge
         log.flush()     # before the re-run appends its own output
         assert killed is not None, "the pipeline ended before its production flip"
         assert state_locks(PROD), "the killed flip left no lock (the kill missed the update)"
-        moved = served(PROD)[1] == "green"
+        # The kill lands before or after the alias write: the re-run converges from either.
+        moved = alias(PROD) == "green"
         rerun = time.monotonic()
         code, output, data = pipeline("3.1.0", tmp_path)
         converged = time.monotonic()
         assert code == 0, output[-3000:]
         assert served(PROD) == ("3.1.0", "green")
     assert "cleared the lock" in output, output[-3000:]
-    assert f"Pulumi.{PROD}.yaml: vizconfig.green runs 3.1.0 already (live)" in output, output[-3000:]
+    state = "live" if moved else "offline"
+    assert f"Pulumi.{PROD}.yaml: vizconfig.green runs 3.1.0 already ({state})" in output, output[-3000:]
     assert alias(PROD) == "green" and stack_services(PROD)["live"] == "green"
     statuses = {s["number"]: s["status"] for s in data["steps"]}
-    assert statuses[9] == statuses[10] == "included", statuses
+    # Moved: the re-run's step 8 converged the flip; not moved: it gates and flips itself.
+    expected = "included" if moved else "passed"
+    assert statuses[9] == statuses[10] == expected, (moved, statuses)
     # The old release keeps running, untouched, for a rollback.
     assert {n: i for n, i in service_containers(PROD).items() if "-blue-" in n} == blue
     assert client.failures == [], client.failures[:5]
