@@ -11,8 +11,9 @@ PIPELINE_HELP = """\
 Takes a service repo (its service.yaml, Dockerfile and tests) through the seed's eleven steps:
 build the image and push it (an inline Automation API program instantiating ServiceImage), test
 it in isolation, deploy it by digest to integration's offline colour and flip integration, run
-the manifest's acceptance.command against integration (BASE_URL), deploy production's offline
-colour on all hosts, wait for its checks, flip production's alias, and check it is online.
+the manifest's acceptance.command against integration (BASE_URL) in a throwaway container of
+the image, deploy production's offline colour on all hosts, wait for its checks, flip
+production's alias, and check it is online.
 
 Prints each step with its elapsed time, writes a JSON report and exits non-zero naming the failing
 step. Nothing touches production's alias or live containers before the flip (step 10)."""
@@ -34,7 +35,9 @@ Markdown summary for a pull request: per service the aliases that flip, the imag
 in policies/ when it exists (a pack that fails to load is reported, not fatal).
 Affected stacks, unless --stack is given: those whose stacks/Pulumi.<stack>.yaml differs from
 --base; a change to the program (Pulumi.yaml, __main__.py, components/) affects all stacks, a
-change under a service's folder the stacks that deploy it."""
+change under a service's folder the stacks that deploy it. With --config-only: no engine preview,
+only the settings each affected stack's file changes (what a job without the state passphrase can
+show)."""
 
 
 def parser() -> argparse.ArgumentParser:
@@ -117,6 +120,9 @@ def parser() -> argparse.ArgumentParser:
                          help="only print the affected stacks, one per line (platform stacks first)")
     preview.add_argument("--no-policy", action="store_true",
                          help="do not run the policy pack in policies/")
+    preview.add_argument("--config-only", action="store_true",
+                         help="only the stack settings each affected stack changes, from the stack "
+                              "files (no engine, no state, no passphrase: the pull-request job)")
     _operations(commands)
     return top
 
@@ -209,6 +215,9 @@ def main(argv: list[str] | None = None) -> int:
         from .remove import run_remove
         return run_remove(args.service, args.stack, purge=args.purge_releases,
                           dry_run=args.dry_run, force=args.force)
+    if args.config_only:
+        from .config_preview import run_config_preview
+        return run_config_preview(base=args.base, markdown=args.markdown)
     from .preview import run_preview
     return run_preview(stacks=args.stacks, base=args.base, markdown=args.markdown,
                        list_only=args.list, policy=not args.no_policy)

@@ -21,7 +21,7 @@ TEST_TIMEOUT_S = 300
 PROBE_TIMEOUT_S = 60
 
 
-def _docker(*args: str, timeout: float = 120, check: bool = True,
+def docker_cli(*args: str, timeout: float = 120, check: bool = True,
            engine: str | None = None) -> subprocess.CompletedProcess:
     """The docker CLI against `engine` (a host's docker URL; default: DOCKER_HOST)."""
     env = {**os.environ, "DOCKER_HOST": engine} if engine else None
@@ -43,7 +43,7 @@ def run_tests(manifest: Manifest, image: str, timeout_s: float = TEST_TIMEOUT_S,
               engine: str | None = None) -> str:
     """Runs `test.command` in `docker run --rm` (no network) on the build host's engine (where the
     image is); returns the output's tail."""
-    docker = functools.partial(_docker, engine=engine)
+    docker = functools.partial(docker_cli, engine=engine)
     if manifest.test is None:
         return "no test.command in the manifest: nothing to run"
     name = probe_name(manifest.name) + "-test"
@@ -65,7 +65,7 @@ def health_probe(manifest: Manifest, image: str, dependencies: dict[str, str], v
                  timeout_s: float = PROBE_TIMEOUT_S, engine: str | None = None) -> str:
     """Runs the image linked to its dependencies and waits for 200 on its health path (published
     on 127.0.0.1 of the build host: this machine, for a local engine)."""
-    docker = functools.partial(_docker, engine=engine)
+    docker = functools.partial(docker_cli, engine=engine)
     network = probe_name(manifest.name)
     containers: list[str] = []
     try:

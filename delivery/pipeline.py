@@ -4,7 +4,8 @@
       in isolation (test.command with no network, then a health probe with its linked dependencies)
 4-5   integration: the offline colour gets version + digest in stack config, `up`; then `live`
       moves to it and `up` again (the live colour's gate blocks, the alias follows)
-6     the manifest's acceptance.command against integration's stable URI (BASE_URL)
+6     the manifest's acceptance.command against integration's stable URI (BASE_URL), in a throwaway
+      container of the service's image on integration's build host
 7     configuration upload: the stacks' `up` writes the manifest's config to Consul KV
 8-10  production: the same as 4-5, with an explicit wait for the offline colour's checks (the gate
       the flip will re-check) between deploying it and flipping
@@ -21,7 +22,6 @@ import contextlib
 import dataclasses
 import os
 import re
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -42,6 +42,7 @@ from components.naming import config_prefix, context_digest, instance_id, offlin
 from components.model.credentials import credential
 
 from . import REPO, audit
+from .acceptance import AcceptanceRun, acceptance_name, container_url, run_acceptance
 from .build import BuildRequest, BuildResult, build, build_stack_name
 from .isolation import health_probe, run_tests, tail
 from .lock import DeployLock, LockHeld, service_lock
@@ -52,7 +53,6 @@ from .stacks import (
 from .steps import INCLUDED, SKIPPED, PipelineFailed, Run, StepFailed, write_report
 
 VERSION = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"
-ACCEPTANCE_TIMEOUT_S = 600
 ONLINE_TIMEOUT_S = 20
 
 
@@ -326,7 +326,7 @@ class Pipeline:
             run.record(6, SKIPPED, "the manifest has no acceptance.command")
         else:
             with run.step(6) as step:
-                step.detail = self._acceptance(self.urls[integration.name])
+                step.detail = self._acceptance(integration.config(), self.urls[integration.name])
 
     def _production_steps(self, production: EnvStack, held: contextlib.ExitStack) -> None:
         run = self.run
@@ -362,24 +362,21 @@ class Pipeline:
             step.detail = f"{url} serves {self.version} from {colour}"
             self._say(f"{step.detail} ({waited:.1f}s after the flip)")
 
-    def _acceptance(self, url: str) -> str:
-        command = list(self.manifest.acceptance.command)
-        env = {**os.environ, "BASE_URL": url, "EXPECTED_VERSION": self.version,
-               "SERVICE_NAME": self.service}
-        self._say(f"BASE_URL={url} {' '.join(command)}  (in {self.manifest.directory})")
-        try:
-            result = subprocess.run(command, cwd=self.manifest.directory, env=env, text=True,
-                                    capture_output=True, timeout=ACCEPTANCE_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            raise StepFailed(f"the acceptance tests did not finish within {ACCEPTANCE_TIMEOUT_S}s") from None
-        except OSError as error:
-            raise StepFailed(f"cannot run the acceptance command {command}: {error}") from None
-        output = tail(result.stdout + "\n" + result.stderr, 8)
+    def _acceptance(self, config: StackConfig, url: str) -> str:
+        """The acceptance command in a container on integration's build host (see acceptance.py)."""
+        host, spec = config.hosts[config.build_host], self.manifest.acceptance
+        base_url = container_url(url, host, config.source)
+        run = AcceptanceRun(name=acceptance_name(self.service), image=spec.image or self.build.image,
+                            command=spec.command,
+                            environment={"BASE_URL": base_url, "EXPECTED_VERSION": self.version,
+                                         "SERVICE_NAME": self.service})
+        self._say(f"BASE_URL={base_url} {' '.join(spec.command)}  (in {run.image} on {host.name})")
+        code, output = run_acceptance(run, host.docker)
         self._say(output)
-        if result.returncode != 0:
-            raise StepFailed(f"the acceptance tests failed against {url} (exit {result.returncode}): "
+        if code != 0:
+            raise StepFailed(f"the acceptance tests failed against {base_url} (exit {code}): "
                              f"{output.splitlines()[-1] if output else ''}")
-        return f"passed against {url}"
+        return f"passed against {base_url} in {run.image}"
 
     def _check_config(self, production: EnvStack) -> str:
         """Every config entry of the manifest is in production's Consul KV with its value."""

@@ -391,6 +391,15 @@ def preview_stack(name: str, policy: bool = True) -> StackPreview:
     return result
 
 
+def publish(text: str, markdown: str | None, out) -> None:
+    """Prints the summary, and writes it to `markdown` when given (the PR comment's file)."""
+    if markdown:
+        os.makedirs(os.path.dirname(os.path.abspath(markdown)), exist_ok=True)
+        with open(markdown, "w", encoding="utf-8") as handle:
+            handle.write(text)
+    print(text, file=out, end="")
+
+
 def run_preview(stacks: list[str] | None = None, base: str | None = None, markdown: str | None = None,
                 list_only: bool = False, policy: bool = True, out=None) -> int:
     out = out or sys.stdout
@@ -408,12 +417,7 @@ def run_preview(stacks: list[str] | None = None, base: str | None = None, markdo
     for name in stacks:
         print(f"==> pulumi preview --diff --json --stack {name}", file=sys.stderr, flush=True)
         summaries.append(summarise(preview_stack(name, policy)))
-    text = render_markdown(summaries, notes, shown_base)
-    if markdown:
-        os.makedirs(os.path.dirname(os.path.abspath(markdown)), exist_ok=True)
-        with open(markdown, "w", encoding="utf-8") as handle:
-            handle.write(text)
-    print(text, file=out, end="")
+    publish(render_markdown(summaries, notes, shown_base), markdown, out)
     failed = any(s["error"] or any(v["level"] == "mandatory" for v in s["violations"])
                  for s in summaries)
     return 1 if failed else 0

@@ -58,10 +58,12 @@ class TestSpec:
 
 @dataclass(frozen=True)
 class AcceptanceSpec:
-    """The service's automated tests against a deployed environment: run on the CI host, with
-    BASE_URL set to the environment's stable URI."""
+    """The service's automated tests against a deployed environment: run in a throwaway container
+    of `image` (default: the service's own image, just built), with BASE_URL set to the
+    environment's stable URI as that container reaches it."""
 
     command: tuple[str, ...]
+    image: str | None = None       # repository@sha256:..., a tester image of the team's own
 
 
 @dataclass(frozen=True)
@@ -133,7 +135,7 @@ def parse_manifest(data: object, path: str) -> Manifest:
     calls = _calls(top, name)
     check_variables(top.source, top.at("env"), environment, calls)
     test = TestSpec(_command(top, "test")) if top.has("test") else None
-    acceptance = AcceptanceSpec(_command(top, "acceptance")) if top.has("acceptance") else None
+    acceptance = _acceptance(top)
     return Manifest(
         path=os.path.abspath(path),
         name=name,
@@ -191,14 +193,31 @@ def _calls(top: Fields, name: str) -> tuple[str, ...]:
 
 
 def _command(top: Fields, key: str) -> tuple[str, ...]:
-    """`<key>: {command: ...}`: a list of strings, or a string run by /bin/sh -c."""
-    fields = top.nested(key, ["command"])
+    """`<key>: {command: ...}`."""
+    return _command_field(top.nested(key, ["command"]))
+
+
+def _command_field(fields: Fields) -> tuple[str, ...]:
+    """`command`: a list of strings, or a string run by /bin/sh -c."""
     command = fields.required("command")
     if isinstance(command, str):
         command = ["/bin/sh", "-c", command]
     if not isinstance(command, list) or not command or not all(isinstance(c, str) for c in command):
         raise fields.error("command", "must be a string or a non-empty list of strings")
     return tuple(command)
+
+
+def _acceptance(top: Fields) -> AcceptanceSpec | None:
+    """`acceptance: {command: ..., image: ...}`; the image by digest, as every image the platform
+    runs: a moving tag would test something other than what the report names."""
+    if not top.has("acceptance"):
+        return None
+    fields = top.nested("acceptance", ["command", "image"])
+    image = fields.string("image", pattern=r"[^@\s]+@sha256:[0-9a-f]{64}",
+                          hint="a digest reference repository@sha256:<64 hex>; leave it out to "
+                               "run the command in the service's own image") \
+        if fields.has("image") else None
+    return AcceptanceSpec(_command_field(fields), image)
 
 
 # Build paths: the parsers of paths below would choke on a NUL.

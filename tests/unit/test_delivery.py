@@ -231,7 +231,7 @@ def test_the_example_service_declares_its_acceptance_tests():
     from delivery import REPO
     from components.model.manifest import load_manifest
     manifest = load_manifest(f"{REPO}/services/vizconfig/service.yaml")
-    assert manifest.acceptance.command == ("python3", "tests/acceptance.py")
+    assert manifest.acceptance.command == ("python3", "/app/tests/acceptance.py")
 
 
 # -- the command line ----------------------------------------------------------------------------

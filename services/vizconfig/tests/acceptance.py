@@ -1,5 +1,6 @@
-"""Acceptance tests against a deployed vizconfig (stdlib only): run by the delivery pipeline on the
-CI host with BASE_URL set to an environment's stable URI, e.g.
+"""Acceptance tests against a deployed vizconfig (stdlib only): run by the delivery pipeline in a
+throwaway container of the service's own image (as /app/tests/acceptance.py) with BASE_URL set to
+an environment's stable URI as containers reach it; by hand, e.g.
 
     BASE_URL=http://127.0.0.1:18080/local/vizconfig/ python3 tests/acceptance.py
 
