@@ -56,6 +56,8 @@ def run(root: str) -> None:
         port, address = stack.platform.proxy_port, stack.platform.proxy_address
         credentials = platform.credentials
         pulumi.export("consul", platform.consul)
+        if platform.prometheus is not None:
+            pulumi.export("prometheus", platform.prometheus)
         if platform.registry_ca is not None:
             # Public: what a host outside the platform installs to pull (README: real sites).
             pulumi.export("registryCa", platform.registry_ca)
