@@ -115,6 +115,20 @@ def test_prometheus_holds_exactly_the_requests_sent_per_colour_and_status(output
     FIGURES["client p50 through the counting proxy (ms)"] = round(statistics.median(ok) * 1000, 2)
 
 
+def test_a_rotation_of_the_access_log_under_traffic_loses_no_request(outputs):
+    before = counts("blue", "stable")
+    with RequestLoop(STABLE, rate=20, max_requests=60, max_seconds=10) as loop:
+        time.sleep(1.5)
+        rotated = subprocess.run(["docker", "exec", f"bluegreen-{STACK}-proxy", "rotate-access-log"],
+                                 capture_output=True, text=True, check=True)
+        time.sleep(1.5)
+    assert "rotated at" in rotated.stderr
+    assert loop.results and not loop.failures
+    expected = {"2xx": before.get("2xx", 0) + len(loop.results)}
+    found, _ = wait_for_counts("blue", "stable", expected)
+    assert found["2xx"] == expected["2xx"]
+
+
 def test_the_latency_histogram_holds_every_request_in_its_buckets(outputs):
     buckets = query(f'sum by (le) (bluegreen_request_duration_seconds_bucket{{{selector("blue", "stable")}}})')
     total = counts("blue", "stable")["histogram"]

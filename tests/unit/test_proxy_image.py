@@ -147,7 +147,7 @@ def test_the_access_log_line_is_one_mtail_counts_with_its_labels():
     match = mtail_pattern().fullmatch(log_line(**LINE))
     assert match, log_line(**LINE)
     assert match.groupdict() == {"environment": "production", "service": "vizconfig",
-                                 "colour": "green", "traffic": "preview", "code": "503",
+                                 "colour": "green", "traffic": "preview",
                                  "status": "5xx", "seconds": "0.042"}
     counter = re.search(r"^counter bluegreen_requests_total by (.*)$", MTAIL, re.M).group(1)
     assert counter.split(", ") == ["environment", "service", "colour", "traffic", "status"]
@@ -179,6 +179,9 @@ def test_the_access_log_and_mtail_run_only_with_a_metrics_address():
     assert "touch /etc/bluegreen/sv/mtail/down /etc/bluegreen/sv/access-log/down" in entrypoint
     for service in ("mtail", "access-log"):
         assert os.access(os.path.join(IMAGE, "sv", service, "run"), os.X_OK)
+    assert os.access(os.path.join(IMAGE, "rotate-access-log"), os.X_OK)
+    assert "rotate-access-log" in read("sv", "access-log", "run")
+    assert re.search(r"^COPY [^\n]*rotate-access-log[^\n]* /usr/local/bin/$", read("Dockerfile"), re.M)
     assert "exec mtail -progs /etc/bluegreen/mtail -logs /var/log/bluegreen/access.log" in \
         read("sv", "mtail", "run")
     assert "COPY bluegreen.mtail /etc/bluegreen/mtail/" in read("Dockerfile")
