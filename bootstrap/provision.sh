@@ -3,6 +3,7 @@
 # lab, and the state backend. Every step is idempotent and prints its elapsed time; `setup` runs
 # them all.
 # shellcheck shell=bash
+# shellcheck disable=SC2154  # repo, cache and base_image are set by ./bg before it sources this
 
 step_no=0
 step() { # NAME COMMAND...: run one set-up step and print its elapsed time
@@ -42,6 +43,8 @@ setup_python() {
 
 setup_host_packages() {
   apt_install bc debootstrap ca-certificates curl git iproute2 iptables
+  # The static checks (tests/unit/test_static_checks.py) run shellcheck on every script.
+  apt_install shellcheck
   # Headless Chromium loads the service catalogue in the end-to-end tests.
   apt_install chromium
   if ! command -v go >/dev/null; then

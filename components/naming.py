@@ -69,9 +69,14 @@ def offline_colour(live: str) -> str:
     return COLOURS[1 - COLOURS.index(live)]
 
 
+def alias_root() -> str:
+    """Where every environment's aliases live: `<root><env>/<service>`."""
+    return f"{KV_ROOT}/aliases/"
+
+
 def alias_key(environment: str, service: str) -> str:
     """The KV key whose value is the live colour of a service in an environment."""
-    return f"{KV_ROOT}/aliases/{environment}/{service}"
+    return f"{alias_root()}{environment}/{service}"
 
 
 def route_key(environment: str, service: str) -> str:
@@ -191,9 +196,14 @@ def slot_key(environment: str, service: str, colour: str) -> str:
     return f"{KV_ROOT}/slots/{environment}/{service}/{colour}"
 
 
+def history_root() -> str:
+    """Where every environment's release histories live: `<root><env>/<service>/<release>`."""
+    return f"{KV_ROOT}/history/"
+
+
 def history_prefix(environment: str, service: str) -> str:
-    """The KV prefix of a service's release history in an environment: `<prefix><version>`."""
-    return f"{KV_ROOT}/history/{environment}/{service}/"
+    """The KV prefix of a service's release history in an environment: `<prefix><release>`."""
+    return f"{history_root()}{environment}/{service}/"
 
 
 def bake_prefix() -> str:
@@ -204,6 +214,35 @@ def bake_prefix() -> str:
 def bake_key(environment: str, service: str) -> str:
     """The KV key of a service's bake record: the last flip of its alias while it is watched."""
     return f"{bake_prefix()}{environment}/{service}"
+
+
+def audit_prefix(environment: str, service: str = "") -> str:
+    """The KV prefix of the audit trail of an environment, or of one service in it: one key per
+    event, `<prefix><service>/<audit_stamp>`, so the keys sort by time."""
+    return f"{KV_ROOT}/audit/{environment}/" + (f"{service}/" if service else "")
+
+
+AUDIT_STAMP_FORMAT = "%Y%m%dT%H%M%S.%fZ"
+
+
+def audit_stamp(moment: datetime.datetime, suffix: str) -> str:
+    """An audit key's last part: the UTC time to the microsecond, then `suffix` (two events of one
+    microsecond stay two keys)."""
+    return f"{moment.astimezone(datetime.timezone.utc).strftime(AUDIT_STAMP_FORMAT)}-{suffix}"
+
+
+def audit_stamp_time(stamp: str) -> datetime.datetime | None:
+    """The time of an audit key's last part (None: not an audit stamp)."""
+    try:
+        return datetime.datetime.strptime(stamp.split("-", 1)[0], AUDIT_STAMP_FORMAT).replace(
+            tzinfo=datetime.timezone.utc)
+    except ValueError:
+        return None
+
+
+def lock_key(environment: str, service: str) -> str:
+    """The KV key of a service's deploy lock in an environment, held by a Consul session."""
+    return f"{KV_ROOT}/locks/{environment}/{service}"
 
 
 def catalogue_key(environment: str, service: str) -> str:

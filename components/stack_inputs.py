@@ -14,7 +14,9 @@ from pulumi.runtime.sync_await import _sync_await
 from components.consul.api import ConsulError
 from components.consul.records import ServiceRecords, read_service_records
 from components.model.bake import disagreement
-from components.model.live import ColourChange, disagreement_note, refusal, serving_colour
+from components.model.live import (
+    ColourChange, dependencies_shape, disagreement_note, refusal, serving_colour
+)
 from components.model.config import (
     OBJECT_KEYS, STRING_KEYS, PlatformSecrets, ServiceConfig, StackConfig, parse_platform_secrets,
     parse_stack_config, stack_file, stack_values
@@ -94,7 +96,8 @@ def colour_change(stack: StackConfig, settings: ServiceConfig, manifests: dict[s
     recorded_version, recorded_shape = records.slots.get(colour), records.shapes.get(colour)
     plan = plans.get(colour)
     if plan is None:
-        return ColourChange(colour, False, None, recorded_version, None, recorded_shape)
+        return ColourChange(colour, False, None, recorded_version, None, recorded_shape,
+                            recorded_dependencies=records.dependencies.get(colour))
     manifest = manifests[settings.name]
     shape = planned_shape(
         recorded_shape, stack=stack.environment_stack or stack.stack, version=plan.version,
@@ -102,7 +105,9 @@ def colour_change(stack: StackConfig, settings: ServiceConfig, manifests: dict[s
         hosts=tuple(stack.hosts[h] for h in settings.hosts), replicas=settings.replicas,
         calls=call_routes(manifest.calls, {name: m.route for name, m in manifests.items()}),
         proxy_port=stack.platform.proxy_port if stack.platform else None)
-    return ColourChange(colour, True, plan.version, recorded_version, shape, recorded_shape)
+    return ColourChange(colour, True, plan.version, recorded_version, shape, recorded_shape,
+                        dependencies_shape(manifest, stack.base_image),
+                        records.dependencies.get(colour))
 
 
 def check_live_untouched(stack: StackConfig, manifests: dict[str, Manifest],

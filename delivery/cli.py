@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 
 PIPELINE_HELP = """\
@@ -42,7 +43,8 @@ def parser() -> argparse.ArgumentParser:
                                   description="Blue/green delivery: pipeline, rollback, PR preview.")
     top.add_argument("--check", action="store_true",
                      help="only check the command line (exit 2 with usage on an error), run nothing")
-    commands = top.add_subparsers(dest="command", required=True, metavar="{pipeline,rollback,promote,releases,preview}")
+    commands = top.add_subparsers(dest="command", required=True,
+                                  metavar="{pipeline,rollback,promote,releases,remove,preview,audit,lock}")
 
     pipeline = commands.add_parser("pipeline", help="commit to production: the eleven steps",
                                    description=PIPELINE_HELP,
@@ -56,6 +58,7 @@ def parser() -> argparse.ArgumentParser:
                           help="the production stack (default: production)")
     pipeline.add_argument("--report", metavar="FILE",
                           help="JSON report path (default: reports/pipeline-<service>-<version>.json)")
+    _lock_wait(pipeline)
 
     rollback = commands.add_parser("rollback", help="move live back to the other colour",
                                    description=ROLLBACK_HELP,
@@ -63,6 +66,7 @@ def parser() -> argparse.ArgumentParser:
     rollback.add_argument("service", metavar="SERVICE")
     rollback.add_argument("--stack", required=True, metavar="STACK")
     rollback.add_argument("--to", metavar="VERSION", help="the release to go back to")
+    _lock_wait(rollback)
 
     promote = commands.add_parser(
         "promote", help="flip several services of one environment together, all or none",
@@ -75,7 +79,8 @@ def parser() -> argparse.ArgumentParser:
     promote.add_argument("services", metavar="SERVICE", nargs="+")
     promote.add_argument("--stack", required=True, metavar="STACK")
     promote.add_argument("--dry-run", action="store_true",
-                         help="print what would flip, change nothing")
+                         help="print what would flip, change nothing (takes no lock)")
+    _lock_wait(promote)
 
     releases = commands.add_parser("releases", help="a service's release history in a stack",
                                    description="Lists the release history of SERVICE in STACK from Consul: "
@@ -83,6 +88,22 @@ def parser() -> argparse.ArgumentParser:
                                                "when it was last made live, and which colour runs it.")
     releases.add_argument("service", metavar="SERVICE")
     releases.add_argument("--stack", required=True, metavar="STACK")
+
+    remove = commands.add_parser(
+        "remove", help="take a service out of a stack, with its images (and releases)",
+        description="Removes SERVICE from STACK: its entry and secrets in the stack file, then pulumi "
+                    "up deletes both colours, its dependencies and their data volumes, its network, "
+                    "registrations, alias and KV entries; then, once no other stack deploys it, its "
+                    "images on the stack's hosts. Back up its dependencies' volumes first. Refused "
+                    "while another environment of the platform runs it, unless --force.")
+    remove.add_argument("service", metavar="SERVICE")
+    remove.add_argument("--stack", required=True, metavar="STACK")
+    remove.add_argument("--purge-releases", action="store_true",
+                        help="also delete its registry repositories, release records and histories "
+                             "(only once no other environment runs it)")
+    remove.add_argument("--dry-run", action="store_true", help="say what would go, change nothing")
+    remove.add_argument("--force", action="store_true",
+                        help="remove it here although other environments run it (images and releases stay)")
 
     preview = commands.add_parser("preview", help="preview affected stacks as Markdown",
                                   description=PREVIEW_HELP,
@@ -96,27 +117,98 @@ def parser() -> argparse.ArgumentParser:
                          help="only print the affected stacks, one per line (platform stacks first)")
     preview.add_argument("--no-policy", action="store_true",
                          help="do not run the policy pack in policies/")
+    _operations(commands)
     return top
 
 
+AUDIT_HELP = """\
+Lists the audit trail of SERVICE (or of every service of STACK's environment) from Consul KV
+(bluegreen/audit/<environment>/<service>/): every flip made by rollback, promote and the pipeline,
+each rollback and promotion, every refused or failed command, and every deploy lock released by
+hand, with its actor, time, colours (from -> to), version, command and reason. Events older than
+the stack's bluegreen:auditRetention (default 30d) are pruned when a new one is written."""
+
+LOCK_HELP = """\
+The deploy lock of a service in an environment: a Consul session holds
+bluegreen/locks/<environment>/<service> while rollback, promote, the pipeline or `./bg up` /
+`./bg pulumi up` works on it; a second one is refused naming the holder (or waits with
+--lock-wait). The session lapses within 20s of its holder's death. status: who holds it, since
+when. release: ends the holder's session (for a holder that is gone; it is audited)."""
+
+
+def duration(text: str) -> float:
+    """A DURATION argument (argparse type): 30s, 10m, 2h, 1d."""
+    # Imported when an argument is given: the help needs nothing but argparse.
+    from components.model.validation import LONG_UNITS, duration_hint, parse_duration
+    seconds = parse_duration(text, LONG_UNITS)
+    if seconds is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration; {duration_hint(LONG_UNITS)}")
+    return seconds
+
+
+def _lock_wait(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--lock-wait", type=duration, default=0.0, metavar="DURATION",
+                         help="wait up to DURATION (e.g. 30s, 10m) for the service's deploy lock "
+                              "when another command holds it (default: refuse at once)")
+
+
+def _operations(commands) -> None:
+    audit = commands.add_parser("audit", help="who flipped, rolled back or promoted what, and when",
+                                description=AUDIT_HELP,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    audit.add_argument("service", metavar="SERVICE", nargs="?")
+    audit.add_argument("--stack", required=True, metavar="STACK")
+    audit.add_argument("--since", type=duration, metavar="DURATION",
+                       help="only the last DURATION, e.g. 1d, 2h (default: all that is kept)")
+    audit.add_argument("--json", action="store_true", help="the records as a JSON list")
+    lock = commands.add_parser("lock", help="a service's deploy lock: who holds it; release it",
+                               description=LOCK_HELP,
+                               formatter_class=argparse.RawDescriptionHelpFormatter)
+    lock.add_argument("action", choices=("status", "release"))
+    lock.add_argument("service", metavar="SERVICE", nargs="?",
+                      help="the service (status: default every service of STACK)")
+    lock.add_argument("--stack", required=True, metavar="STACK")
+
+
+def command_line(argv: list[str]) -> str:
+    """The command as typed, for the audit trail and the lock's holder."""
+    prog = os.environ.get("BLUEGREEN_DELIVERY_PROG", "python -m delivery")
+    return " ".join([prog, *map(shlex.quote, argv)])
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     args = parser().parse_args(argv)
     if args.check:
         return 0
+    if args.command in ("pipeline", "rollback", "promote", "lock"):
+        from .audit import operator
+        who = operator(command_line(argv))
     if args.command == "pipeline":
         from .pipeline import PipelineArgs, run_pipeline
         return run_pipeline(PipelineArgs(service_repo=args.service_repo, version=args.version,
                                          integration=args.integration, production=args.production,
-                                         report=args.report))
+                                         report=args.report, lock_wait_s=args.lock_wait), who=who)
     if args.command == "rollback":
         from .rollback import run_rollback
-        return run_rollback(args.service, args.stack, args.to)
+        return run_rollback(args.service, args.stack, args.to, who=who, lock_wait_s=args.lock_wait)
     if args.command == "promote":
         from .promote import run_promote
-        return run_promote(args.stack, args.services, args.dry_run)
+        return run_promote(args.stack, args.services, args.dry_run, who=who,
+                           lock_wait_s=args.lock_wait)
+    if args.command == "audit":
+        from .audit import run_audit
+        return run_audit(args.service, args.stack, args.since, args.json)
+    if args.command == "lock":
+        from .lock import run_lock
+        return run_lock(args.action, args.service, args.stack, who=who)
     if args.command == "releases":
         from .releases import run_releases
         return run_releases(args.service, args.stack)
+    if args.command == "remove":
+        from .remove import run_remove
+        return run_remove(args.service, args.stack, purge=args.purge_releases,
+                          dry_run=args.dry_run, force=args.force)
     from .preview import run_preview
     return run_preview(stacks=args.stacks, base=args.base, markdown=args.markdown,
                        list_only=args.list, policy=not args.no_policy)

@@ -1,7 +1,8 @@
 """Moving aliases outside `pulumi up`, safely: every target colour's checks first, then one Consul
 transaction with a check-and-set per alias, so either every alias moves or none does, and none
 overwrites a flip made meanwhile; each service's bake record is written in the same transaction.
-Used by `rollback` (one service) and `promote` (several)."""
+Each move's audit record goes in that transaction too: the trail holds a flip exactly when it
+happened. Used by `rollback` (one service) and `promote` (several)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,14 @@ import datetime
 from dataclasses import dataclass, field
 
 from components.consul import api as consul_api
-from components.consul.health_gate import wait_for_gate
+from components.consul.checks import wait_for_gate
+from components.model.audit import Operator, audit_record
 from components.model.bake import flip_record
 from components.model.config import ServiceConfig, StackConfig
-from components.model.release import went_live
+from components.model.release import release_version, went_live
 from components.naming import alias_key, bake_key, history_prefix, instance_id
+
+from . import audit
 
 # How long a flip waits for the target colour's checks before giving up (it moves nothing then):
 # they normally pass already, since that colour kept running.
@@ -44,6 +48,16 @@ class Move:
         return flip_record(self.settings, self.colour, self.expected,
                            self.previous_version or (previous.version if previous else None), now)
 
+    def audited(self, who: Operator, reason: str, now: datetime.datetime) -> tuple[str, str]:
+        """The audit trail's record of this move (key, value)."""
+        version = self.settings.colours[self.colour].version if self.colour in self.settings.colours else None
+        record = audit_record(event="flip", environment=self.config.environment,
+                              service=self.settings.name, operator=who, now=now,
+                              before=self.expected, after=self.colour,
+                              version=release_version(self.release) if self.release else version,
+                              release=self.release, reason=reason)
+        return audit.entry(record, now)
+
     @property
     def consul(self) -> str:
         return self.config.hosts[self.settings.hosts[0]].consul
@@ -62,8 +76,9 @@ def check_colour(move: Move) -> float:
         raise FlipRefused(str(error)) from None
 
 
-def flip_together(moves: list[Move]) -> None:
-    """Checks every target colour, then writes every alias in one check-and-set transaction."""
+def flip_together(moves: list[Move], who: Operator | None = None, reason: str = "") -> None:
+    """Checks every target colour, then writes every alias in one check-and-set transaction (with
+    an audit record per move when `who` is given), then prunes the trail."""
     for move in moves:
         check_colour(move)
     consuls = {move.consul for move in moves}
@@ -88,5 +103,18 @@ def flip_together(moves: list[Move]) -> None:
         entry = went_live(consul_api.kv_get(consul, history, token), now)
         if entry:
             bakes[history] = entry
+        if who is not None:
+            bakes.update([move.audited(who, reason, now)])
     if not consul_api.kv_cas_many(consul, writes, token, bakes):
         raise FlipRefused("an alias changed while flipping; nothing was changed")
+    for move in moves if who is not None else ():
+        _pruned(move, token, now)
+
+
+def _pruned(move: Move, token: str, now: datetime.datetime) -> None:
+    """The trail past its retention goes; a failure to prune leaves it for the next write."""
+    try:
+        audit.prune(move.consul, token, move.config.environment, move.settings.name, now,
+                    move.config.audit_retention_s)
+    except consul_api.ConsulError:
+        pass

@@ -17,6 +17,7 @@ step 10."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import re
@@ -28,8 +29,9 @@ from dataclasses import dataclass
 import requests
 
 from components.consul import api as consul_api
-from components.consul.health_gate import wait_for_gate
+from components.consul.checks import wait_for_gate
 from components.consul.records import read_service_records
+from components.model.audit import Operator
 from components.model.config import ServiceConfig, StackConfig
 from components.model.entry import check_entry, same_file
 from components.model.manifest import Manifest, load_manifest
@@ -37,11 +39,12 @@ from components.model.release import Release, suggest_next
 from components.model.live import serving_colour
 from components.model.validation import ConfigError
 from components.naming import config_prefix, context_digest, instance_id, offline_colour
-from components.platform.platform import credential
+from components.model.credentials import credential
 
-from . import REPO
+from . import REPO, audit
 from .build import BuildRequest, BuildResult, build, build_stack_name
 from .isolation import health_probe, run_tests, tail
+from .lock import DeployLock, LockHeld, service_lock
 from .stacks import (
     EnvStack, error_summary, platform_outputs, platform_owner, relative_to_repo, short_name,
     stack_for_service
@@ -60,6 +63,7 @@ class PipelineArgs:
     integration: str = "integration"
     production: str = "production"
     report: str | None = None
+    lock_wait_s: float = 0.0      # how long to wait for a service's deploy lock (0: refuse)
 
 
 def default_report(service: str, version: str) -> str:
@@ -67,7 +71,7 @@ def default_report(service: str, version: str) -> str:
 
 
 class Pipeline:
-    def __init__(self, args: PipelineArgs, manifest: Manifest, out=None):
+    def __init__(self, args: PipelineArgs, manifest: Manifest, out=None, who: Operator | None = None):
         self.args = args
         self.manifest = manifest
         self.service = manifest.name
@@ -81,6 +85,8 @@ class Pipeline:
         self.environments: dict[str, dict] = {}
         self.urls: dict[str, str] = {}
         self.flips: dict[str, dict] = {}
+        self.who = who or audit.operator(f"pipeline {args.service_repo} --version {args.version}")
+        self.trails: dict[str, audit.Trail] = {}
 
     # -- helpers
     def _say(self, text: str) -> None:
@@ -149,10 +155,29 @@ class Pipeline:
             outputs = stack.up(f"flip {self.service} to {colour}")
         except StepFailed as error:
             stack.set_service(self.service, {"live": live})
+            self._trail(stack).record("failed", self.service, before=live, after=colour,
+                                      version=self.version, reason=str(error))
             raise StepFailed(f"{error}; the alias stays on {live} and stacks/Pulumi.{stack.name}.yaml "
                              f"says live: {live} again") from None
         self.flips[stack.name] = flip_record(outputs, self.service, live, colour)
+        self._trail(stack).record("flip", self.service, before=live, after=colour,
+                                  version=self.version, reason="pipeline flip")
         return outputs
+
+    def _trail(self, stack: EnvStack) -> audit.Trail:
+        if stack.name not in self.trails:
+            self.trails[stack.name] = audit.Trail.of(stack, self.service, self.who, self.out)
+        return self.trails[stack.name]
+
+    def _locked(self, stack: EnvStack) -> DeployLock:
+        """The service's deploy lock in the stack's environment, taken (a refusal is audited)."""
+        lock = service_lock(stack, self.service, self.who, self.args.lock_wait_s, self.out)
+        try:
+            lock.acquire()
+        except LockHeld as error:
+            self._trail(stack).record("refused", self.service, reason=str(error))
+            raise StepFailed(f"REFUSED: {error}") from None
+        return lock
 
     def _wait_online(self, url: str, colour: str) -> float:
         start, last = time.monotonic(), "no answer yet"
@@ -270,8 +295,16 @@ class Pipeline:
 
         run.record(3, INCLUDED, f"pushed by step 1 (ServiceImage's RegistryImage); deploys use "
                                 f"the digest {self.build.digest}")
+        # Each environment's deploy lock is held while the pipeline works on it, not during the build.
+        with contextlib.ExitStack() as held:
+            self._integration_steps(integration, held)
+        with contextlib.ExitStack() as held:
+            self._production_steps(production, held)
 
+    def _integration_steps(self, integration: EnvStack, held: contextlib.ExitStack) -> None:
+        run, manifest = self.run, self.manifest
         with run.step(4) as step:
+            held.callback(self._locked(integration).release)
             colour, live, outputs = self._deploy_offline(integration, "integration")
             step.detail = f"{colour} runs {self.version} on {integration.name}"
             if live is None:
@@ -295,7 +328,10 @@ class Pipeline:
             with run.step(6) as step:
                 step.detail = self._acceptance(self.urls[integration.name])
 
+    def _production_steps(self, production: EnvStack, held: contextlib.ExitStack) -> None:
+        run = self.run
         with run.step(8) as step:
+            held.callback(self._locked(production).release)
             colour, live, outputs = self._deploy_offline(production, "production")
             step.detail = f"{colour} runs {self.version} on {production.name}"
         with run.step(7) as step:
@@ -427,7 +463,7 @@ def flip_detail(stack: str, flip: dict) -> str:
     return f"alias {stack}: {flip['from']} -> {flip['to']}{served}"
 
 
-def run_pipeline(args: PipelineArgs, out=None) -> int:
+def run_pipeline(args: PipelineArgs, out=None, who: Operator | None = None) -> int:
     out = out or sys.stdout
     if not re.fullmatch(VERSION, args.version):
         print(f"pipeline: version {args.version!r} is not allowed (letters, digits, . _ -)", file=out)
@@ -438,4 +474,4 @@ def run_pipeline(args: PipelineArgs, out=None) -> int:
     except ConfigError as error:
         print(f"pipeline: {error}", file=out)
         return 2
-    return Pipeline(args, manifest, out).execute()
+    return Pipeline(args, manifest, out, who).execute()

@@ -146,20 +146,48 @@ def summarise(preview: StackPreview) -> dict:
     environment = config.get("bluegreen:environment", "")
     services_config = _object(config.get("bluegreen:services"))
     hosts = list(_object(config.get("bluegreen:hosts")))
+    resources = _resources(digest)
+    services: dict[str, dict] = {name: _new_service() for name in services_config}
+    claimed = _claim_service_resources(resources, services, environment, services_config, hosts)
+    # What else of a service changes (gates, registrations, config keys), by resource name.
+    for urn, entry in resources.items():
+        name, change = urn_parts(urn)[1], classify(entry["ops"])
+        if urn in claimed or change == "unchanged":
+            continue
+        owned = owning_service(environment, services, name)
+        if owned:
+            claimed.add(urn)
+            services[owned[0]].setdefault("also", []).append(f"{owned[1]} ({change})")
+    for name, entry in services.items():
+        _finish_service(entry, _object(services_config.get(name)).get("acknowledgeLive"))
+    other = sorted(f"{urn_parts(urn)[1]} ({classify(e['ops'])})" for urn, e in resources.items()
+                   if urn not in claimed and classify(e["ops"]) not in ("unchanged",)
+                   and urn_parts(urn)[0] != "pulumi:pulumi:Stack")
+    return {"stack": preview.stack, "environment": environment,
+            "changes": {k: v for k, v in (digest.get("changeSummary") or {}).items() if v},
+            "services": services, "other": other, "policy": preview.policy,
+            "violations": [v.__dict__ for v in preview.violations], "error": preview.error}
+
+
+def _new_service() -> dict:
+    return {"alias": None, "images": [], "containers": {}, "also": []}
+
+
+def _resources(digest: dict) -> dict[str, dict]:
+    """URN -> the ops the preview's steps do to it, with its old and new state."""
     resources: dict[str, dict] = {}
     for step in digest.get("steps") or []:
         entry = resources.setdefault(step["urn"], {"ops": set(), "old": None, "new": None})
         entry["ops"].add(step["op"])
         entry["old"] = entry["old"] or step.get("oldState")
         entry["new"] = entry["new"] or step.get("newState")
+    return resources
 
-    services: dict[str, dict] = {}
 
-    def service(name: str) -> dict:
-        return services.setdefault(name, {"alias": None, "images": [], "containers": {}, "also": []})
-
-    for name in services_config:
-        service(name)
+def _claim_service_resources(resources: dict, services: dict, environment: str,
+                             services_config: dict, hosts: list[str]) -> set[str]:
+    """Files aliases, colour images and service containers under their services; returns the
+    URNs so claimed."""
     claimed = set()
     image_names = {slot_image_name(environment, s, c, h): (s, c, h)
                    for s in services_config for c in COLOURS for h in hosts}
@@ -173,55 +201,52 @@ def summarise(preview: StackPreview) -> dict:
             before = _known((old.get("outputs") or {}).get("value", (old.get("inputs") or {}).get("value")))
             after = None if change == "deleted" else _known((new.get("inputs") or {}).get("value")) \
                 or (services_config.get(svc) or {}).get("live")
-            service(svc)["alias"] = {"key": key, "from": before if old else None, "to": after}
+            services.setdefault(svc, _new_service())["alias"] = {
+                "key": key, "from": before if old else None, "to": after}
             claimed.add(urn)
         elif kind == REMOTE_IMAGE and name in image_names:
-            svc, colour, host = image_names[name]
             claimed.add(urn)
-            before = (old.get("inputs") or {}).get("name") if old else None
-            after = None if change == "deleted" else (new.get("inputs") or {}).get("name")
-            if change != "unchanged" and before != after:
-                service(svc)["images"].append({"colour": colour, "host": host, "from": before,
-                                               "to": _known(after) or ("(built during up)" if after else None)})
-        elif kind == CONTAINER:
-            labels = _labels(new) or _labels(old)
-            svc = labels.get("bluegreen.service")
-            if svc:
-                claimed.add(urn)
-                if change != "unchanged":
-                    container = (new.get("inputs") or {}).get("name") or (old.get("inputs") or {}).get("name") or name
-                    service(svc)["containers"].setdefault(change, []).append(container)
-                    if change in ("replaced", "deleted", "updated") and labels.get("bluegreen.role") == "service":
-                        service(svc).setdefault("colours_touched", set()).add(
-                            (_labels(old) or labels).get("bluegreen.colour"))
-    # What else of a service changes (gates, registrations, config keys), by resource name.
-    for urn, entry in resources.items():
-        name, change = urn_parts(urn)[1], classify(entry["ops"])
-        if urn in claimed or change == "unchanged":
-            continue
-        owned = owning_service(environment, services, name)
-        if owned:
+            _image_change(services, image_names[name], old, new, change)
+        elif kind == CONTAINER and (_labels(new) or _labels(old)).get("bluegreen.service"):
             claimed.add(urn)
-            services[owned[0]].setdefault("also", []).append(f"{owned[1]} ({change})")
-    for entry in services.values():
-        entry["also"].sort()
-        alias = entry["alias"]
-        entry["flip"] = bool(alias and alias["from"] != alias["to"])
-        # What served before this update: the alias's old value (or, unchanged, its value).
-        live_before = (alias["from"] if entry["flip"] else alias["to"]) if alias else None
-        entry["live_touched"] = bool(live_before and live_before in entry.pop("colours_touched", set()))
-    for name, entry in services.items():
-        entry["acknowledged"] = (_object(services_config.get(name)) or {}).get("acknowledgeLive")
-        entry["images"].sort(key=lambda i: (i["colour"], i["host"]))
-        for names in entry["containers"].values():
-            names.sort()
-    other = sorted(f"{urn_parts(urn)[1]} ({classify(e['ops'])})" for urn, e in resources.items()
-                   if urn not in claimed and classify(e["ops"]) not in ("unchanged",)
-                   and urn_parts(urn)[0] != "pulumi:pulumi:Stack")
-    return {"stack": preview.stack, "environment": environment,
-            "changes": {k: v for k, v in (digest.get("changeSummary") or {}).items() if v},
-            "services": services, "other": other, "policy": preview.policy,
-            "violations": [v.__dict__ for v in preview.violations], "error": preview.error}
+            _container_change(services, old, new, change, name)
+    return claimed
+
+
+def _image_change(services: dict, where: tuple[str, str, str], old: dict, new: dict,
+                  change: str) -> None:
+    svc, colour, host = where
+    before = (old.get("inputs") or {}).get("name") if old else None
+    after = None if change == "deleted" else (new.get("inputs") or {}).get("name")
+    if change != "unchanged" and before != after:
+        services.setdefault(svc, _new_service())["images"].append({
+            "colour": colour, "host": host, "from": before,
+            "to": _known(after) or ("(built during up)" if after else None)})
+
+
+def _container_change(services: dict, old: dict, new: dict, change: str, name: str) -> None:
+    labels = _labels(new) or _labels(old)
+    if change == "unchanged":
+        return
+    service = services.setdefault(labels["bluegreen.service"], _new_service())
+    container = (new.get("inputs") or {}).get("name") or (old.get("inputs") or {}).get("name") or name
+    service["containers"].setdefault(change, []).append(container)
+    if change in ("replaced", "deleted", "updated") and labels.get("bluegreen.role") == "service":
+        service.setdefault("colours_touched", set()).add((_labels(old) or labels).get("bluegreen.colour"))
+
+
+def _finish_service(entry: dict, acknowledged: str | None) -> None:
+    """Whether it flips and touches what served before (the alias's old value, or, unchanged,
+    its value); lists sorted."""
+    entry["also"].sort()
+    alias = entry["alias"]
+    entry["flip"] = bool(alias and alias["from"] != alias["to"])
+    live_before = (alias["from"] if entry["flip"] else alias["to"]) if alias else None
+    entry["live_touched"] = bool(live_before and live_before in entry.pop("colours_touched", set()))
+    entry["acknowledged"] = acknowledged
+    entry["images"].sort(key=lambda i: (i["colour"], i["host"]))
+    for names in entry["containers"].values():
+        names.sort()
 
 
 def _object(value) -> dict:

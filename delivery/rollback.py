@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 from components.consul import api as consul_api
 from components.consul.records import ServiceRecords, read_service_records
+from components.model.audit import Operator
 from components.model.bake import watchdog_reason
 from components.model.config import ServiceConfig
 from components.model.live import serving_colour
@@ -32,9 +33,10 @@ from components.model.release import release_version, rollback_target
 from components.model.validation import ConfigError
 from components.naming import alias_key, offline_colour
 
-from . import REPO
+from . import REPO, audit
 from .flip import FlipRefused, Move, flip_together
-from .stacks import EnvStack, stack_for_service
+from .lock import LockHeld, service_lock
+from .stacks import EnvStack, consul_address, stack_for_service
 from .steps import StepFailed
 
 
@@ -115,34 +117,48 @@ def _target(records: ServiceRecords, service: str, live_release: str | None, to:
     raise RollbackRefused(f"{service} has no release {to}; released versions: {known}")
 
 
-def run_rollback(service: str, stack_name: str, to: str | None = None, out=None) -> int:
+def run_rollback(service: str, stack_name: str, to: str | None = None, out=None,
+                 who: Operator | None = None, lock_wait_s: float = 0.0) -> int:
+    """Holds the service's deploy lock from reading Consul's records to the end of `pulumi up`."""
     out = out or sys.stdout
-    start = time.monotonic()
+    who = who or audit.operator(f"rollback {service} --stack {stack_name}")
     log = os.path.join(REPO, "reports", f"rollback-{service}-{stack_name.rsplit('/', 1)[-1]}.log")
+    stack = trail = None
+    try:
+        stack = EnvStack(stack_for_service(stack_name, service), log)
+        if stack.service(service) is None:
+            raise RollbackRefused(f"stack {stack.name} does not deploy {service}")
+        trail = audit.Trail.of(stack, service, who, out)
+        with service_lock(stack, service, who, lock_wait_s, out):
+            return _rollback(stack, service, to, trail, out)
+    except (StepFailed, ConfigError, RollbackRefused, LockHeld, consul_api.ConsulError) as error:
+        print(f"rollback{' REFUSED' if isinstance(error, LockHeld) else ''}: {error}", file=out)
+        if trail is not None:
+            trail.record("refused", service, reason=str(error))
+        return 2
+
+
+def _rollback(stack: EnvStack, service: str, to: str | None, trail: audit.Trail, out) -> int:
+    start = time.monotonic()
 
     def say(message: str) -> None:
         print(f"[{time.monotonic() - start:5.2f}s] {message}", file=out, flush=True)
 
+    config, settings = stack.config(), stack.service(service)
+    records = read_service_records(consul_address(config, service), config.environment, service,
+                                   stack.deployer_token())
+    plan = plan_rollback(settings, records, to)
     try:
-        stack = EnvStack(stack_for_service(stack_name, service), log)
-        config = stack.config()
-        settings = stack.service(service)
-        if settings is None:
-            raise RollbackRefused(f"stack {stack.name} does not deploy {service}")
-        records = read_service_records(config.hosts[settings.hosts[0]].consul, config.environment,
-                                       service, stack.deployer_token())
-        plan = plan_rollback(settings, records, to)
-    except (StepFailed, ConfigError, RollbackRefused, consul_api.ConsulError) as error:
-        print(f"rollback: {error}", file=out)
-        return 2
-    key = alias_key(config.environment, service)
-    try:
-        _carry_out(plan, stack, config, settings, records, say)
+        _carry_out(plan, stack, config, settings, records, say, trail.operator)
         stack.up(f"rollback {service} to {plan.release}")
     except (StepFailed, RollbackRefused, FlipRefused, consul_api.ConsulError) as error:
+        trail.record("failed", service, before=plan.live, after=plan.colour,
+                     version=plan.version, release=plan.release, reason=str(error))
         print(f"rollback FAILED: {error}\n{_told_truth(stack, config, settings)} "
-              f"(log: {os.path.relpath(log)})", file=out)
+              f"(log: {os.path.relpath(stack.log_path)})", file=out)
         return 1
+    trail.record("rollback", service, before=plan.live, after=plan.colour, version=plan.version,
+                 release=plan.release, reason=PLAN_REASONS[plan.action])
     touched = {op: n for op, n in stack.last_changes.items() if op != "same" and n}
     say(f"done: {plan.release} is live on {plan.colour}; resource changes: "
         f"{', '.join(f'{n} {op}' for op, n in sorted(touched.items())) or 'none'} "
@@ -150,8 +166,12 @@ def run_rollback(service: str, stack_name: str, to: str | None = None, out=None)
     return 0
 
 
+PLAN_REASONS = {"flip": "only the alias moved", "reconcile": "the stack file took back what serves",
+                "redeploy": "deployed by digest to the offline colour, gated and flipped"}
+
+
 def _carry_out(plan: RollbackPlan, stack: EnvStack, config, settings: ServiceConfig,
-               records: ServiceRecords, say) -> None:
+               records: ServiceRecords, say, who: Operator) -> None:
     """The plan's alias move (if any) and its stack file changes, each said as it happens."""
     key = alias_key(config.environment, settings.name)
     name, file = settings.name, f"stacks/Pulumi.{stack.name}.yaml"
@@ -166,7 +186,8 @@ def _carry_out(plan: RollbackPlan, stack: EnvStack, config, settings: ServiceCon
     if plan.action == "flip":
         flip_together([Move(config, settings, colour=plan.colour, expected=plan.live,
                             token=stack.deployer_token(), previous_version=records.slots.get(plan.live),
-                            release=plan.release)])
+                            release=plan.release)],
+                     who, f"rollback to {plan.release}")
         say(f"alias {key}: {plan.live} -> {plan.colour}; the proxy serves {plan.release} now")
     elif plan.action == "redeploy":
         say(f"{plan.colour} runs {records.running.get(plan.colour, 'nothing')}: deploying "

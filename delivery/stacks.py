@@ -12,7 +12,6 @@ import time
 from dataclasses import dataclass
 
 import yaml
-from pulumi import automation as auto
 
 from components.consul import api as consul_api
 from components.model.config import (
@@ -20,12 +19,19 @@ from components.model.config import (
     service_stacks, stack_file, stack_values
 )
 from components.naming import COLOURS, alias_key
-from components.platform.platform import credential
+from components.model.credentials import credential
 
 from . import REPO, recovery
 from .steps import StepFailed
 
 NAMESPACE = "bluegreen"
+
+
+def automation():
+    """Pulumi's Automation API, imported when a command first changes a stack: an alias-only
+    rollback moves the alias before it needs it, and the SDK takes a fifth of a second to load."""
+    from pulumi import automation as auto
+    return auto
 CONTAINER = "docker:index/container:Container"
 
 
@@ -104,7 +110,7 @@ class EnvStack:
         if not os.path.exists(path):
             raise StepFailed(f"stack {self.name} has no config file {os.path.relpath(path, REPO)}")
         self.path = path
-        self._stack: auto.Stack | None = None
+        self._stack = None   # the Automation API stack (see `stack`)
         self.log_path = log_path
         self._values: dict | None = None
         self._deployer_token: str | None = None
@@ -112,10 +118,10 @@ class EnvStack:
         self.container_changes: str = ""
 
     @property
-    def stack(self) -> auto.Stack:
+    def stack(self):
         """The Automation API stack, selected on first use (it runs the CLI: a second or so)."""
         if self._stack is None:
-            self._stack = auto.create_or_select_stack(stack_name=self.name, work_dir=REPO)
+            self._stack = automation().create_or_select_stack(stack_name=self.name, work_dir=REPO)
         return self._stack
 
     # -- config
@@ -149,8 +155,15 @@ class EnvStack:
         values = {f"{prefix}.{path}": str(value) for path, value in settings.items()}
         values.update({f"{prefix}.{colour}.env.{name}": str(value)
                        for colour, names in (env or {}).items() for name, value in names.items()})
-        self.stack.set_all_config({key: auto.ConfigValue(value=value) for key, value in values.items()},
+        config_value = automation().ConfigValue
+        self.stack.set_all_config({key: config_value(value=value) for key, value in values.items()},
                                   path=True)
+
+    def remove_service(self, service: str, secrets: bool = False) -> None:
+        """Drops `bluegreen:services.<service>` (and its `bluegreen:secrets` entry) from the file."""
+        self._values = None
+        keys = [f"{NAMESPACE}:services.{service}"] + ([f"{NAMESPACE}:secrets.{service}"] if secrets else [])
+        self.stack.remove_all_config(keys, path=True)
 
     # -- operations
     def _log(self, label: str):
@@ -173,7 +186,7 @@ class EnvStack:
         try:
             result = self.stack.up(color="never", on_event=events.append,
                                    on_output=(lambda line: handle.write(line + "\n")) if handle else None)
-        except auto.CommandError as error:
+        except automation().CommandError as error:
             raise StepFailed(f"pulumi up of stack {self.name} failed: {error_summary(str(error))}") from None
         finally:
             if handle:
@@ -221,6 +234,13 @@ class EnvStack:
                 slot = settings.colours.get(colour)
                 colours[colour] = None if slot is None else {"version": slot.version, "image": slot.image}
         return ColourState(settings.live if settings else None, alias, colours)
+
+
+def consul_address(config: StackConfig, service: str | None = None) -> str:
+    """The agent a command asks about `service`: that of the service's first host (the stack's
+    first host when it does not deploy the service yet)."""
+    settings = next((s for s in config.services if s.name == service), None)
+    return config.hosts[settings.hosts[0] if settings else next(iter(config.hosts))].consul
 
 
 def stack_for_service(stack: str, service: str, root: str = REPO) -> str:

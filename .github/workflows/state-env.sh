@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by delivery.yml before ./bg: where the Pulumi state lives on the runner, and its
 # passphrase, when the repository configures them (./bg keeps values that are already set).
 if [ -n "${STATE_BACKEND:-}" ]; then

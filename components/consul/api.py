@@ -113,6 +113,52 @@ def kv_keys(address: str, prefix: str, token: str) -> list[str]:
     return [] if response.status_code == 404 else response.json()
 
 
+@dataclass(frozen=True)
+class KVEntry:
+    value: str
+    index: int          # ModifyIndex
+    session: str = ""   # the Consul session holding the key, if any
+
+
+def kv_entry(address: str, key: str, token: str, index: int = 0,
+             wait_s: float = 0.0) -> tuple[KVEntry | None, int]:
+    """A key with its holder, and the index to block on next. With `index`, a blocking query:
+    it answers once the key changes past `index`, or after `wait_s`."""
+    params = {"index": str(index), "wait": f"{max(1, round(wait_s))}s"} if index and wait_s > 0 else None
+    response = _call("GET", address, f"/v1/kv/{key}", token, params=params)
+    next_index = int(response.headers.get("X-Consul-Index", "0") or 0)
+    if response.status_code == 404:
+        return None, next_index
+    entry = response.json()[0]
+    return KVEntry(base64.b64decode(entry["Value"] or b"").decode(), entry["ModifyIndex"],
+                   entry.get("Session", "")), next_index
+
+
+def kv_acquire(address: str, key: str, value: str, session: str, token: str) -> bool:
+    """Writes `value` and takes the key for `session`, unless another session holds it."""
+    response = _call("PUT", address, f"/v1/kv/{key}", token, params={"acquire": session},
+                     data=value.encode())
+    return response.text.strip() == "true"
+
+
+def session_create(address: str, token: str, name: str, ttl_s: int, behavior: str = "delete") -> str:
+    """A session on the agent's node that ends when it is not renewed within `ttl_s` (or the
+    node fails); what it holds is then deleted (or released). Returns its ID."""
+    # No lock delay: a successor waits out the TTL already, and every flip is a check-and-set.
+    body = {"Name": name, "TTL": f"{ttl_s}s", "Behavior": behavior, "LockDelay": "0s"}
+    return _call("PUT", address, "/v1/session/create", token, json=body).json()["ID"]
+
+
+def session_renew(address: str, session: str, token: str) -> bool:
+    """Renews a session's TTL; False when the session is gone (expired or destroyed)."""
+    return _call("PUT", address, f"/v1/session/renew/{session}", token).status_code == 200
+
+
+def session_destroy(address: str, session: str, token: str) -> None:
+    """Ends a session: the keys it holds are deleted or released as its behavior says."""
+    _call("PUT", address, f"/v1/session/destroy/{session}", token)
+
+
 def agent_register(address: str, payload: dict, token: str) -> None:
     _call("PUT", address, "/v1/agent/service/register", token, json=whole_numbers(payload))
 

@@ -18,6 +18,7 @@ class ServiceRecords:
     shapes: dict[str, str] = field(default_factory=dict)         # colour -> its containers' shape
     running: dict[str, str] = field(default_factory=dict)        # colour -> the release id it runs
     configs: dict[str, dict] = field(default_factory=dict)       # colour -> the configuration it runs
+    dependencies: dict[str, str] = field(default_factory=dict)   # colour -> its dependencies' shape
     history: dict[str, dict] = field(default_factory=dict)       # version -> history entry
     live: str | None = None                                      # the alias's colour
     bake: str | None = None                                      # the bake record (JSON), if any
@@ -28,7 +29,7 @@ def read_service_records(address: str, environment: str, service: str, token: st
     (ConsulError when Consul is down or refuses)."""
     releases = {key.rsplit("/", 1)[1]: Release.from_json(value)
                 for key, value in consul_api.kv_tree(address, release_prefix(service), token).items()}
-    slots, shapes, running, configs = {}, {}, {}, {}
+    slots, shapes, running, configs, dependencies = {}, {}, {}, {}, {}
     for colour in COLOURS:
         value = consul_api.kv_get(address, slot_key(environment, service, colour), token)
         if value:
@@ -38,9 +39,11 @@ def read_service_records(address: str, environment: str, service: str, token: st
             running[colour] = record.get("release", record["version"])
             if "config" in record:
                 configs[colour] = record["config"]
+            if "dependencies" in record:
+                dependencies[colour] = record["dependencies"]
     history = {key.rsplit("/", 1)[1]: json.loads(value) for key, value in
                consul_api.kv_tree(address, history_prefix(environment, service), token).items()}
     live = consul_api.kv_get(address, alias_key(environment, service), token)
     bake = consul_api.kv_get(address, bake_key(environment, service), token)
-    return ServiceRecords(releases, slots, shapes, running, configs, history, live or None,
-                          bake or None)
+    return ServiceRecords(releases, slots, shapes, running, configs, dependencies, history,
+                          live or None, bake or None)

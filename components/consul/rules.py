@@ -12,8 +12,10 @@ from components.naming import KV_ROOT, alias_key, config_prefix, drain_timeout_k
 # The KV trees the deployer writes (and reads back: releases, slot records, history, bakes) and
 # the proxy renders (catalogue, history and bakes: the catalogue page; proxy: its own settings).
 # The proxy's are as its templates list them (`tree "bluegreen/aliases"`, no trailing slash).
+# The deployer also keeps the audit trail and holds the deploy locks (with Consul sessions).
 DEPLOYER_PREFIXES = tuple(f"{KV_ROOT}/{tree}/" for tree in (
-    "aliases", "config", "routes", "catalogue", "releases", "slots", "history", "bake"))
+    "aliases", "config", "routes", "catalogue", "releases", "slots", "history", "bake", "audit",
+    "locks"))
 PROXY_PREFIXES = tuple(f"{KV_ROOT}/{tree}" for tree in (
     "aliases", "routes", "catalogue", "history", "bake", "proxy"))
 # The watchdog: waits on the bakes (and marks them), flips an alias back, notes it in the history;
@@ -48,8 +50,11 @@ def proxy_rules() -> str:
 
 def deployer_rules() -> str:
     """`pulumi up` of an environment and the pipeline: registrations, gates (instance health),
-    and the aliases, config, routes, catalogue entries and release records in KV."""
+    the aliases, config, routes, catalogue entries and release records in KV, the audit trail,
+    and the deploy locks with their sessions."""
     return _rules(_rule("service_prefix", "", "write"), _rule("node_prefix", "", "read"),
+                  # A deploy lock's session is made on the node of the agent it is asked of.
+                  _rule("session_prefix", "", "write"),
                   *(_rule("key_prefix", prefix, "write") for prefix in DEPLOYER_PREFIXES))
 
 

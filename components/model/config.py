@@ -15,12 +15,13 @@ import yaml
 from components.model.manifest import (
     NAME_HINT, NAME_PATTERN, check_variables, joinable, memory_size
 )
-from components.model.validation import ConfigError, Fields
+from components.model.validation import LONG_UNITS, ConfigError, Fields
 from components.naming import COLOURS, PROXY_PATHS
 
 # The bluegreen:* stack config keys, declared once (Pulumi.yaml carries their descriptions and
 # defaults; a unit test keeps the two in step). Secrets are read separately, as a secret Output.
-STRING_KEYS = ("environment", "platformStack", "baseImage", "buildHost", "environmentStack")
+STRING_KEYS = ("environment", "platformStack", "baseImage", "buildHost", "environmentStack",
+               "auditRetention")
 OBJECT_KEYS = ("hosts", "platform", "services")
 SECRET_KEYS = ("secrets", "platformSecrets")   # objects Pulumi keeps encrypted
 
@@ -141,6 +142,10 @@ class ServiceConfig:
     max_memory_mb: int = DEFAULT_MAX_MEMORY_MB  # the most memory one of its containers may ask for
 
 
+AUDIT_RETENTION = "30d"                 # the audit trail's default retention
+AUDIT_RETENTION_S = 30 * 86400.0
+
+
 @dataclass(frozen=True)
 class StackConfig:
     stack: str
@@ -152,6 +157,7 @@ class StackConfig:
     base_image: str = "debian:bookworm-slim"   # what service Dockerfiles build FROM
     build_host: str = ""                       # whose engine builds and pushes images
     environment_stack: str | None = None       # a service stack's environment stack
+    audit_retention_s: float = AUDIT_RETENTION_S   # how long the audit trail keeps an event
 
     @property
     def source(self) -> str:
@@ -163,7 +169,8 @@ def stack_file(stack: str) -> str:
 
 
 # What a service stack takes from its environment stack; it holds only services and secrets.
-INHERITED_KEYS = ("environment", "hosts", "platformStack", "baseImage", "buildHost")
+INHERITED_KEYS = ("environment", "hosts", "platformStack", "baseImage", "buildHost",
+                  "auditRetention")
 STACK_NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}"
 
 
@@ -297,7 +304,15 @@ def parse_stack_config(stack: str, values: Mapping[str, Any], root: str) -> Stac
                         + ", ".join(sorted(hosts)))
     environment_stack = top.string("environmentStack") if top.raw("environmentStack") else None
     return StackConfig(stack, environment, hosts, platform, platform_stack, services, base_image,
-                       build_host, environment_stack)
+                       build_host, environment_stack, _audit_retention(top))
+
+
+def _audit_retention(top: Fields) -> float:
+    seconds = top.duration("auditRetention", AUDIT_RETENTION, LONG_UNITS)
+    if seconds < 3600:
+        raise top.error("auditRetention", f"{top.raw('auditRetention')!r} is too short to look back "
+                        "on; keep the audit trail an hour or more, e.g. 30d")
+    return seconds
 
 
 def _environment(top: Fields) -> str:

@@ -8,11 +8,14 @@ alias: the offline colour is the one the alias does not name."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 
 from components.model.config import ServiceConfig
+from components.model.manifest import Manifest
 from components.model.validation import ConfigError
-from components.naming import COLOURS, alias_key, offline_colour
+from components.naming import COLOURS, alias_key, context_digest, offline_colour
 
 
 @dataclass(frozen=True)
@@ -25,6 +28,20 @@ class ColourChange:
     recorded_version: str | None  # the version its slot record says it runs
     shape: str | None            # its containers' planned shape (colour_slot.shape_hash)
     recorded_shape: str | None   # the shape its slot record says
+    dependencies: str = ""       # the linked dependencies' planned shape (dependencies_shape)
+    recorded_dependencies: str | None = None  # the one its slot record says
+
+
+def dependencies_shape(manifest: Manifest, base_image: str) -> str:
+    """A hash of what shapes the linked dependencies both colours share (image or build sources,
+    env, volume, memory); "" without any. When it changes they are replaced under the live
+    colour too."""
+    if not manifest.dependencies:
+        return ""
+    parts = [[d.alias, d.port, d.image, d.environment, d.volume, d.memory_mb,
+              [context_digest(d.build.context), d.build.dockerfile, base_image] if d.build else None]
+             for d in manifest.dependencies]
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def serving_colour(alias: str | None) -> str | None:
@@ -34,7 +51,8 @@ def serving_colour(alias: str | None) -> str | None:
 
 def acknowledgement(change: ColourChange) -> str:
     """The value of `acknowledgeLive` that lets exactly this change replace the live colour."""
-    return f"{change.colour}@{(change.shape or 'removed')[:8]}"
+    touched = f"{change.shape or 'removed'}{change.dependencies}"
+    return f"{change.colour}@{hashlib.sha256(touched.encode()).hexdigest()[:8]}"
 
 
 def live_touch(change: ColourChange) -> str | None:
@@ -47,6 +65,9 @@ def live_touch(change: ColourChange) -> str | None:
     if change.recorded_shape and change.shape != change.recorded_shape:
         return (f"{change.colour}'s containers would be replaced (a colour's env override, "
                 f"replicas, the hosts or a host setting changed)")
+    if change.recorded_dependencies is not None and change.dependencies != change.recorded_dependencies:
+        return (f"the linked dependencies {change.colour} runs with (shared by both colours) would "
+                f"be replaced: the manifest's dependencies or the base image changed")
     return None
 
 

@@ -169,7 +169,7 @@ def release_version(release: str) -> str:
 
 def slot_record(version: str, reference: str, shape: str, replaced_live: str | None = None,
                 release: str | None = None, config: dict | None = None,
-                acknowledged: str | None = None) -> str:
+                acknowledged: str | None = None, dependencies: str | None = None) -> str:
     """The value of naming.slot_key: which release a colour runs, with which configuration, and
     the shape of its containers; `replacedLive` says why an update replaced the containers that
     were serving traffic, and `acknowledgedBy` the acknowledgement that allowed it."""
@@ -178,6 +178,8 @@ def slot_record(version: str, reference: str, shape: str, replaced_live: str | N
         record["release"] = release
     if config is not None:
         record["config"] = config
+    if dependencies is not None:
+        record["dependencies"] = dependencies   # live.dependencies_shape of what it runs with
     if replaced_live:
         record["replacedLive"] = replaced_live
         if acknowledged:

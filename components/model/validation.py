@@ -17,6 +17,23 @@ class ConfigError(ValueError):
         super().__init__(f"{source}: {field}: {problem}")
 
 
+UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+SHORT_UNITS = ("ms", "s", "m")      # what health checks and timeouts are written in
+LONG_UNITS = tuple(UNIT_SECONDS)    # what retention times and look-backs may use too
+
+
+def parse_duration(text: str, units: tuple[str, ...] = SHORT_UNITS) -> float | None:
+    """'500ms', '2s', '1m' (and with LONG_UNITS '2h', '30d') in seconds; None if it is none."""
+    match = re.fullmatch(r"([0-9]+(?:\.[0-9]+)?)([a-z]+)", text.strip())
+    if not match or match.group(2) not in units:
+        return None
+    return float(match.group(1)) * UNIT_SECONDS[match.group(2)]
+
+
+def duration_hint(units: tuple[str, ...] = SHORT_UNITS) -> str:
+    return "write e.g. 500ms, 2s or 1m" + (", 2h or 30d" if "d" in units else "")
+
+
 class Fields:
     """Reads the fields of one mapping, remembering its location for error messages."""
 
@@ -100,14 +117,13 @@ class Fields:
             raise self.error(key, f"{value} is out of range; {hint}")
         return float(value)
 
-    def duration(self, key: str, default: str) -> float:
-        """A duration like '500ms', '2s' or '1m', in seconds."""
+    def duration(self, key: str, default: str, units: tuple[str, ...] = SHORT_UNITS) -> float:
+        """A duration like '500ms', '2s' or '1m' (or with `units`, e.g. '30d'), in seconds."""
         text = self.string(key, default)
-        match = re.fullmatch(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m)", text)
-        if not match:
-            raise self.error(key, f"{text!r} is not a duration; write e.g. 500ms, 2s or 1m")
-        number, unit = float(match.group(1)), match.group(2)
-        return number * {"ms": 0.001, "s": 1.0, "m": 60.0}[unit]
+        seconds = parse_duration(text, units)
+        if seconds is None:
+            raise self.error(key, f"{text!r} is not a duration; {duration_hint(units)}")
+        return seconds
 
     def string_map(self, key: str) -> dict[str, str]:
         value = self.raw(key, {})

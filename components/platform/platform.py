@@ -10,6 +10,7 @@ import pulumi_docker as docker
 
 from components.consul.key import ConsulKey
 from components.model.config import Host, PlatformConfig
+from components.model.credentials import CREDENTIAL_KEYS
 from components.naming import bridge_listen_key, drain_timeout_key, nginx_duration
 from components.platform.consul_cluster import ConsulCluster, ConsulClusterArgs
 from components.platform.credentials import PlatformCredentials
@@ -41,8 +42,8 @@ class Platform(pulumi.ComponentResource):
     (the CA its TLS certificate chains to; None when it serves loopback only), `proxy` (base
     URL), `prometheus` (base URL; None when the stack runs none), and the secrets environment
     stacks need: `credentials` (the deployer's and the issuer's Consul tokens, the registry's
-    user and password). The proxy's drain bound (bluegreen:platform.
-    proxy.drainTimeout) is a KV entry the proxy reads."""
+    user and password). The proxy's drain bound (bluegreen:platform.proxy.drainTimeout) is a KV
+    entry the proxy reads."""
 
     consul: pulumi.Output[str]
     registry: pulumi.Output[str]
@@ -138,17 +139,3 @@ def platform_credentials(deployer: pulumi.Input[str], issuer: pulumi.Input[str],
     """The `credentials` output: what an environment stack (or the pipeline) needs to deploy."""
     return pulumi.Output.all(deployer, issuer, registry_username, registry_password).apply(
         lambda v: dict(zip(CREDENTIAL_KEYS, v)))
-
-
-CREDENTIAL_KEYS = ("consulDeployerToken", "consulIssuerToken", "registryUsername", "registryPassword")
-
-
-def credential(values: dict | None, key: str, owner: str) -> str:
-    """One entry of a platform's `credentials` output, or an error saying how to get it."""
-    if key not in CREDENTIAL_KEYS:
-        raise ValueError(f"unknown credential {key!r}; one of {', '.join(CREDENTIAL_KEYS)}")
-    if not isinstance(values, dict) or not values.get(key):
-        raise RuntimeError(f"the platform stack {owner} has no `credentials` output with {key}: run "
-                           f"`pulumi up --stack {owner}` first (it turns on Consul ACLs and the "
-                           "registry's authentication)")
-    return values[key]

@@ -195,73 +195,80 @@ class ColourSlot(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: ColourSlotArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("bluegreen:service:ColourSlot", name, None, opts)
-        spec, service = args.spec, args.service
         self.shape = shape_of(args)
         self.containers: dict[str, docker.Container] = {}
         self.registrations: list[AgentRegistration] = []
         self.agent_of: dict[str, pulumi.Input[str]] = {}
-        environment = {
-            **spec.environment,
-            **args.environment_overrides,
-            "SERVICE_NAME": service,
-            "SERVICE_VERSION": args.version,
-            "SERVICE_COLOUR": args.colour,
-            "SERVICE_ENVIRONMENT": args.environment,
-        }
         for host in args.hosts:
-            provider = args.providers[host.name]
-            agent_plain, token_files = agent_environment(host, args.environment, service,
-                                                         args.service_token)
             pulled = docker.RemoteImage(
                 f"{name}-{host.name}-image", name=args.image, keep_locally=True,
-                opts=pulumi.ResourceOptions(parent=self, provider=provider))
+                opts=pulumi.ResourceOptions(parent=self, provider=args.providers[host.name]))
             for index in range(args.replicas):
-                instance = instance_id(args.environment, service, args.colour, host.name, index)
-                container = docker.Container(
-                    f"{name}-{host.name}-{index}",
-                    name=docker_name(instance),
-                    # The digest reference itself, so `docker ps` and policies see the pin.
-                    image=pulled.name,
-                    envs=container_environment(
-                        environment, with_calls(agent_plain, calls_environment(
-                            host, args.environment, args.calls, args.proxy_port,
-                            args.proxy_address)),
-                        args.secret_environment),
-                    uploads=token_files,
-                    networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=args.networks[host.name])]
-                    if host.name in args.networks else None,
-                    # Published on the address it is registered at: where the proxy connects.
-                    ports=[docker.ContainerPortArgs(internal=spec.port, ip=host.address)],
-                    restart="unless-stopped",
-                    memory=spec.memory_mb,
-                    memory_swap=spec.memory_mb,  # no swap; also what Docker reports back
-                    labels=labels(stack=args.stack, role="service", service=service,
-                                  environment=args.environment, colour=args.colour,
-                                  version=args.version, instance=instance,
-                                  # What the host's registrator needs to re-register a restart.
-                                  **{"health.path": spec.health_path,
-                                     "health.interval": str(spec.health_interval_s),
-                                     "health.timeout": str(spec.health_timeout_s)}),
-                    opts=pulumi.ResourceOptions(parent=self, provider=provider,
-                                                delete_before_replace=True, depends_on=[pulled],
-                                                ignore_changes=["envs"] if args.frozen else None),
-                )
+                instance = instance_id(args.environment, args.service, args.colour, host.name, index)
+                container = self._container(f"{name}-{host.name}-{index}", args, host, instance, pulled)
                 self.containers[instance] = container
                 self.agent_of[instance] = args.agents[host.name]
-                payload = pulumi.Output.all(container.ports, args.image).apply(
-                    lambda values, instance=instance, host=host: registration_payload(
-                        instance=instance, service=service, environment=args.environment,
-                        colour=args.colour, address=host.address, port=published_port(values[0]),
-                        health_path=spec.health_path, interval_s=spec.health_interval_s,
-                        timeout_s=spec.health_timeout_s, version=args.version,
-                        image=values[1], host=host.name))
-                self.registrations.append(AgentRegistration(
-                    f"{name}-{host.name}-{index}-registration", address=args.agents[host.name], payload=payload,
-                    token=args.consul_token, opts=pulumi.ResourceOptions(parent=self)))
+                self.registrations.append(self._registration(
+                    f"{name}-{host.name}-{index}-registration", args, host, instance, container))
         self.instances = pulumi.Output.from_input(list(self.containers))
-        self.gate = HealthGate(
-            f"{name}-gate",
-            service=service,
+        self.gate = self._gate(f"{name}-gate", args)
+        self.colour = self.gate.colour
+        self.register_outputs({"instances": self.instances, "colour": self.colour})
+
+    def _container(self, name: str, args: ColourSlotArgs, host: Host, instance: str,
+                   pulled: docker.RemoteImage) -> docker.Container:
+        spec = args.spec
+        environment = {**spec.environment, **args.environment_overrides,
+                       "SERVICE_NAME": args.service, "SERVICE_VERSION": args.version,
+                       "SERVICE_COLOUR": args.colour, "SERVICE_ENVIRONMENT": args.environment}
+        agent_plain, token_files = agent_environment(host, args.environment, args.service,
+                                                     args.service_token)
+        return docker.Container(
+            name,
+            name=docker_name(instance),
+            # The digest reference itself, so `docker ps` and policies see the pin.
+            image=pulled.name,
+            envs=container_environment(
+                environment, with_calls(agent_plain, calls_environment(
+                    host, args.environment, args.calls, args.proxy_port, args.proxy_address)),
+                args.secret_environment),
+            uploads=token_files,
+            networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=args.networks[host.name])]
+            if host.name in args.networks else None,
+            # Published on the address it is registered at: where the proxy connects.
+            ports=[docker.ContainerPortArgs(internal=spec.port, ip=host.address)],
+            restart="unless-stopped",
+            memory=spec.memory_mb,
+            memory_swap=spec.memory_mb,  # no swap; also what Docker reports back
+            labels=labels(stack=args.stack, role="service", service=args.service,
+                          environment=args.environment, colour=args.colour,
+                          version=args.version, instance=instance,
+                          # What the host's registrator needs to re-register a restart.
+                          **{"health.path": spec.health_path,
+                             "health.interval": str(spec.health_interval_s),
+                             "health.timeout": str(spec.health_timeout_s)}),
+            opts=pulumi.ResourceOptions(parent=self, provider=args.providers[host.name],
+                                        delete_before_replace=True, depends_on=[pulled],
+                                        ignore_changes=["envs"] if args.frozen else None))
+
+    def _registration(self, name: str, args: ColourSlotArgs, host: Host, instance: str,
+                      container: docker.Container) -> AgentRegistration:
+        """The instance at its host's agent, at the port Docker published it on."""
+        spec = args.spec
+        payload = pulumi.Output.all(container.ports, args.image).apply(
+            lambda values: registration_payload(
+                instance=instance, service=args.service, environment=args.environment,
+                colour=args.colour, address=host.address, port=published_port(values[0]),
+                health_path=spec.health_path, interval_s=spec.health_interval_s,
+                timeout_s=spec.health_timeout_s, version=args.version,
+                image=values[1], host=host.name))
+        return AgentRegistration(name, address=args.agents[host.name], payload=payload,
+                                 token=args.consul_token, opts=pulumi.ResourceOptions(parent=self))
+
+    def _gate(self, name: str, args: ColourSlotArgs) -> HealthGate:
+        return HealthGate(
+            name,
+            service=args.service,
             environment=args.environment,
             colour=args.colour,
             instances=dict(self.agent_of),
@@ -272,9 +279,7 @@ class ColourSlot(pulumi.ComponentResource):
             revision={"image": args.image, "version": args.version,
                       "registrations": [r.payload for r in self.registrations]},
             preview_url=args.preview_url,
-            preview_route=proxy_route(args.environment, service, preview=True),
+            preview_route=proxy_route(args.environment, args.service, preview=True),
             token=args.consul_token,
             opts=pulumi.ResourceOptions(parent=self, depends_on=self.registrations),
         )
-        self.colour = self.gate.colour
-        self.register_outputs({"instances": self.instances, "colour": self.colour})

@@ -21,7 +21,7 @@ from components.model.manifest import Dependency, Manifest
 from components.model.release import (
     ColourPlan, Release, history_entry, release_config, release_id, slot_record
 )
-from components.model.live import ColourChange, live_touch, serving_colour
+from components.model.live import ColourChange, dependencies_shape, live_touch, serving_colour
 from components.naming import (
     acl_token_name, call_routes, bake_key, catalogue_entry, catalogue_key, config_prefix, docker_name,
     health_probe_path, history_prefix, preview_path, release_prefix, route_key, service_network,
@@ -85,119 +85,28 @@ class Service(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: ServiceArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("bluegreen:service:Service", name, None, opts)
-        settings, manifest, env = args.settings, args.manifest, args.environment
-        repository = pulumi.Output.concat(args.registry, "/", manifest.name)
-        build_provider = args.providers[args.build_host]
-        legacy_builder = needs_legacy_builder(args.hosts[args.build_host])
+        manifest, env = args.manifest, args.environment
         # KV writes and the gate may use any agent: the first target host's.
-        consul_address = args.agents[settings.hosts[0]]
-        token = args.consul_token
-        child = pulumi.ResourceOptions(parent=self)
-        # The containers' own token: read this service's config prefix in this environment, and
-        # nothing else. Made once; both colours carry it.
-        self.token = AclToken(
-            f"{name}-token", address=consul_address, token=args.issuer_token,
-            token_name=acl_token_name("service", env, manifest.name),
-            rules=rules.service_rules(env, manifest.name),
-            description=f"{manifest.name} in {env}: reads its own configuration", opts=child)
+        consul = args.agents[args.settings.hosts[0]]
+        self.token = self._service_token(name, args, consul)
         self.url = pulumi.Output.concat(args.proxy, stable_path(env, manifest.route))
         self.preview_url = pulumi.Output.concat(args.proxy, preview_path(env, manifest.route))
-        # The services it calls, each at its route (a callee of another stack: its name).
-        callees = call_routes(manifest.calls, args.routes)
         # Where the proxy is asked whether it serves a colour: the health path under each URI.
         probes = {preview: pulumi.Output.concat(args.proxy, health_probe_path(
             env, manifest.route, manifest.health.path, preview=preview)) for preview in (False, True)}
-
-        # Only a version never released is built, once; a released one runs its recorded digest
-        # whatever the checkout holds, and so does a colour pinned to a digest.
-        built = {
-            version: ServiceImage(f"{name}-image-{version}", service_image_args(
-                manifest, version, repository, build_provider, args.base_image,
-                legacy_builder=legacy_builder), opts=child).reference
-            for version in sorted({p.version for p in args.plans.values() if p.reference is None})}
-        images: dict[str, pulumi.Input[str]] = {
-            colour: plan.reference or built[plan.version] for colour, plan in args.plans.items()}
-        for plan in args.plans.values():
-            if plan.note:
-                pulumi.log.warn(plan.note, resource=self)
-
-        # The release records: one per version, kept when the version leaves the stack, since
-        # every environment and every later update reads them.
-        self.releases = {}
-        for colour, plan in sorted(args.plans.items()):
-            if plan.version in self.releases:
-                continue
-            record = plan.release or Release(
-                service=manifest.name, version=plan.version, reference="", source=args.checkout,
-                spec=plan.spec)
-            self.releases[plan.version] = ConsulKey(
-                f"{name}-release-{plan.version}", address=consul_address, token=token,
-                key=release_prefix(manifest.name) + plan.version,
-                value=pulumi.Output.from_input(images[colour]).apply(
-                    lambda reference, record=record: replace(record, reference=reference).to_json()),
-                opts=pulumi.ResourceOptions(parent=self, retain_on_delete=True))
-
-        dependency_images = {d.alias: self._dependency_image(name, args, d, repository)
-                             for d in manifest.dependencies}
-        networks = {}
-        self.dependencies: list[docker.Container] = []
-        network_hosts = args.network_hosts if args.network_hosts is not None else \
-            (settings.hosts if manifest.dependencies else ())
-        for host_name in settings.hosts:
-            if host_name not in network_hosts:
-                continue
-            provider = args.providers[host_name]
-            network = docker.Network(
-                f"{name}-{host_name}-network", name=service_network(env, manifest.name),
-                opts=pulumi.ResourceOptions(parent=self, provider=provider))
-            networks[host_name] = network.name
-            for dependency in manifest.dependencies:
-                self.dependencies.append(self._dependency(
-                    name, args, dependency, host_name, network, dependency_images[dependency.alias]))
-
-        self.slots: dict[str, ColourSlot] = {}
-        self.slot_records: dict[str, ConsulKey] = {}
-        self.history: dict[str, ConsulKey] = {}
-        slot_options = pulumi.ResourceOptions(parent=self, depends_on=self.dependencies)
-        releases = {}   # colour -> (release id, configuration)
-        for colour, plan in args.plans.items():
-            slot_args = self._slot_args(args, colour, plan, images[colour], networks, probes[True],
-                                        callees)
-            self.slots[colour] = ColourSlot(f"{name}-{colour}", slot_args, opts=slot_options)
-            releases[colour] = self._release_of(args, colour, plan, slot_args)
-            self.slot_records[colour] = self._slot_record(name, args, colour, plan, images[colour],
-                                                          releases[colour], consul_address)
-        # The history: one line per release (the live colour's, where both colours run it).
-        for colour, plan in sorted(args.plans.items(), key=lambda item: item[0] != settings.live):
-            release, config = releases[colour]
-            if release not in self.history:
-                self.history[release] = self._history_entry(
-                    name, args, colour, plan, images[colour], release, config, consul_address)
-
-        # Step 7 of the flow: the manifest's config block in KV. Each key is written only when its
-        # value changed, and containers read it live: a config change rebuilds and restarts nothing.
-        self.config_keys = [
-            ConsulKey(f"{name}-config-{key}", address=consul_address, token=token,
-                      key=config_prefix(env, manifest.name) + key, value=value,
-                      opts=pulumi.ResourceOptions(parent=self))
-            for key, value in sorted(manifest.config.items())]
-        self.route = ConsulKey(f"{name}-route", address=consul_address, token=token,
-                               key=route_key(env, manifest.name), value=manifest.route,
-                               opts=pulumi.ResourceOptions(parent=self))
-        # The catalogue entry: what the proxy's service catalogue shows besides live Consul state.
-        self.catalogue = ConsulKey(
-            f"{name}-catalogue", address=consul_address, token=token,
-            key=catalogue_key(env, manifest.name),
-            value=pulumi.Output.from_input(images)
-            .apply(lambda refs: json.dumps(catalogue_entry(manifest, env, settings, refs, callees),
-                                          sort_keys=True)),
-            opts=pulumi.ResourceOptions(parent=self))
+        # The services it calls, each at its route (a callee of another stack: its name).
+        callees = call_routes(manifest.calls, args.routes)
+        images = self._images(name, args)
+        self.releases = self._release_records(name, args, images, consul)
+        networks = self._networks_and_dependencies(name, args)
+        self._colours(name, args, images, networks, probes[True], callees, consul)
+        self._kv_entries(name, args, images, callees, consul)
         self.alias = Alias(f"{name}-alias", AliasArgs(
-            consul_address=consul_address, environment=env, service=manifest.name,
-            colour=settings.live, gate=self.slots[settings.live].gate, url=probes[False],
-            preview_url=probes[True], token=token),
+            consul_address=consul, environment=env, service=manifest.name,
+            colour=args.settings.live, gate=self.slots[args.settings.live].gate, url=probes[False],
+            preview_url=probes[True], token=args.consul_token),
             opts=pulumi.ResourceOptions(parent=self))
-        self.bake = self._bake(name, args, consul_address)
+        self.bake = self._bake(name, args, consul)
         self.live = self.alias.colour
         self.flip_seconds = self.alias.flip_seconds
         self.images = pulumi.Output.from_input(
@@ -205,6 +114,115 @@ class Service(pulumi.ComponentResource):
              for colour, plan in args.plans.items()})
         self.register_outputs({"live": self.live, "images": self.images, "url": self.url,
                                "previewUrl": self.preview_url, "flipSeconds": self.flip_seconds})
+
+    def _service_token(self, name: str, args: ServiceArgs, consul) -> AclToken:
+        """The containers' own token: read this service's config prefix in this environment, and
+        nothing else. Made once; both colours carry it."""
+        env, service = args.environment, args.manifest.name
+        return AclToken(
+            f"{name}-token", address=consul, token=args.issuer_token,
+            token_name=acl_token_name("service", env, service),
+            rules=rules.service_rules(env, service),
+            description=f"{service} in {env}: reads its own configuration",
+            opts=pulumi.ResourceOptions(parent=self))
+
+    def _images(self, name: str, args: ServiceArgs) -> dict[str, pulumi.Input[str]]:
+        """Colour -> the digest reference it runs. Only a version never released is built, once;
+        a released one runs its recorded digest whatever the checkout holds, and so does a colour
+        pinned to a digest."""
+        manifest = args.manifest
+        repository = pulumi.Output.concat(args.registry, "/", manifest.name)
+        legacy_builder = needs_legacy_builder(args.hosts[args.build_host])
+        built = {
+            version: ServiceImage(f"{name}-image-{version}", service_image_args(
+                manifest, version, repository, args.providers[args.build_host], args.base_image,
+                legacy_builder=legacy_builder), opts=pulumi.ResourceOptions(parent=self)).reference
+            for version in sorted({p.version for p in args.plans.values() if p.reference is None})}
+        for plan in args.plans.values():
+            if plan.note:
+                pulumi.log.warn(plan.note, resource=self)
+        return {colour: plan.reference or built[plan.version] for colour, plan in args.plans.items()}
+
+    def _release_records(self, name: str, args: ServiceArgs, images: dict,
+                         consul) -> dict[str, ConsulKey]:
+        """One record per version, kept when the version leaves the stack, since every
+        environment and every later update reads them."""
+        records: dict[str, ConsulKey] = {}
+        for colour, plan in sorted(args.plans.items()):
+            if plan.version in records:
+                continue
+            record = plan.release or Release(
+                service=args.manifest.name, version=plan.version, reference="",
+                source=args.checkout, spec=plan.spec)
+            records[plan.version] = ConsulKey(
+                f"{name}-release-{plan.version}", address=consul, token=args.consul_token,
+                key=release_prefix(args.manifest.name) + plan.version,
+                value=pulumi.Output.from_input(images[colour]).apply(
+                    lambda reference, record=record: replace(record, reference=reference).to_json()),
+                opts=pulumi.ResourceOptions(parent=self, retain_on_delete=True))
+        return records
+
+    def _networks_and_dependencies(self, name: str, args: ServiceArgs) -> dict[str, pulumi.Output[str]]:
+        """The private network and linked dependencies on each host that has them (a service
+        without dependencies runs on the default bridge); host -> network name."""
+        manifest, settings = args.manifest, args.settings
+        repository = pulumi.Output.concat(args.registry, "/", manifest.name)
+        dependency_images = {d.alias: self._dependency_image(name, args, d, repository)
+                             for d in manifest.dependencies}
+        networks = {}
+        self.dependencies: list[docker.Container] = []
+        network_hosts = args.network_hosts if args.network_hosts is not None else \
+            (settings.hosts if manifest.dependencies else ())
+        for host_name in (h for h in settings.hosts if h in network_hosts):
+            network = docker.Network(
+                f"{name}-{host_name}-network", name=service_network(args.environment, manifest.name),
+                opts=pulumi.ResourceOptions(parent=self, provider=args.providers[host_name]))
+            networks[host_name] = network.name
+            for dependency in manifest.dependencies:
+                self.dependencies.append(self._dependency(
+                    name, args, dependency, host_name, network, dependency_images[dependency.alias]))
+        return networks
+
+    def _colours(self, name: str, args: ServiceArgs, images: dict, networks: dict, preview_probe,
+                 callees: dict[str, str], consul) -> None:
+        """A ColourSlot per colour with its slot record, and the history: one line per release
+        (the live colour's, where both colours run it)."""
+        self.slots: dict[str, ColourSlot] = {}
+        self.slot_records: dict[str, ConsulKey] = {}
+        self.history: dict[str, ConsulKey] = {}
+        slot_options = pulumi.ResourceOptions(parent=self, depends_on=self.dependencies)
+        releases = {}   # colour -> (release id, configuration)
+        for colour, plan in args.plans.items():
+            slot_args = self._slot_args(args, colour, plan, images[colour], networks, preview_probe,
+                                        callees)
+            self.slots[colour] = ColourSlot(f"{name}-{colour}", slot_args, opts=slot_options)
+            releases[colour] = self._release_of(args, colour, plan, slot_args)
+            self.slot_records[colour] = self._slot_record(name, args, colour, plan, images[colour],
+                                                          releases[colour], consul)
+        for colour, plan in sorted(args.plans.items(), key=lambda item: item[0] != args.settings.live):
+            release, config = releases[colour]
+            if release not in self.history:
+                self.history[release] = self._history_entry(
+                    name, args, colour, plan, images[colour], release, config, consul)
+
+    def _kv_entries(self, name: str, args: ServiceArgs, images: dict, callees: dict[str, str],
+                    consul) -> None:
+        """Step 7 of the flow: the manifest's config block in KV (each key written only when its
+        value changed; containers read it live, so a config change restarts nothing), the route,
+        and the catalogue entry (what the catalogue shows besides live Consul state)."""
+        manifest, env, token = args.manifest, args.environment, args.consul_token
+        child = pulumi.ResourceOptions(parent=self)
+        self.config_keys = [
+            ConsulKey(f"{name}-config-{key}", address=consul, token=token,
+                      key=config_prefix(env, manifest.name) + key, value=value, opts=child)
+            for key, value in sorted(manifest.config.items())]
+        self.route = ConsulKey(f"{name}-route", address=consul, token=token,
+                               key=route_key(env, manifest.name), value=manifest.route, opts=child)
+        self.catalogue = ConsulKey(
+            f"{name}-catalogue", address=consul, token=token, key=catalogue_key(env, manifest.name),
+            value=pulumi.Output.from_input(images).apply(lambda refs: json.dumps(
+                catalogue_entry(manifest, env, args.settings, refs, callees), sort_keys=True)),
+            opts=child)
 
     def _slot_args(self, args: ServiceArgs, colour: str, plan: ColourPlan, image, networks: dict,
                    preview_probe, callees: dict[str, str]) -> ColourSlotArgs:
@@ -242,9 +260,11 @@ class Service(pulumi.ComponentResource):
                      release: tuple[str, dict], consul_address) -> ConsulKey:
         """What the colour runs, written once its containers are registered and gated."""
         slot, records, settings = self.slots[colour], args.records, args.settings
+        dependencies = dependencies_shape(args.manifest, args.base_image)
         replaced = live_touch(ColourChange(
             colour, True, plan.version, records.slots.get(colour), slot.shape,
-            records.shapes.get(colour))) if colour == serving_colour(records.live) else None
+            records.shapes.get(colour), dependencies, records.dependencies.get(colour))) \
+            if colour == serving_colour(records.live) else None
         if replaced:  # acknowledged: stack_inputs refuses it otherwise
             pulumi.log.warn(f"{args.environment}/{settings.name}: this update replaces live "
                             f"containers, as acknowledgeLive: {settings.acknowledge_live} allows: "
@@ -255,7 +275,8 @@ class Service(pulumi.ComponentResource):
             value=pulumi.Output.from_input(image).apply(
                 lambda reference: slot_record(plan.version, reference, slot.shape, replaced,
                                               release=release[0], config=release[1],
-                                              acknowledged=settings.acknowledge_live)),
+                                              acknowledged=settings.acknowledge_live,
+                                              dependencies=dependencies)),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[slot.gate]))
 
     def _history_entry(self, name: str, args: ServiceArgs, colour: str, plan: ColourPlan, image,

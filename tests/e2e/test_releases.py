@@ -18,7 +18,8 @@ import yaml
 from pulumi import automation as auto
 
 from e2e_harness import (LOG_DIR, REPO, Deployment, RequestLoop, ServiceRepo, container_identity, deployed,
-                         deployer_consul, get_json, platform_config, state_locks, wait_until)
+                         deployer_consul, docker_names, get_json, platform_config, state_locks,
+                         wait_until)
 
 STACK = ENV = "e2e-rel"
 PORTS = {"consul": 29200, "serf": 29201, "server": 29202, "registry": 29203, "proxy": 29204}
@@ -310,7 +311,7 @@ def test_a_configuration_only_change_is_its_own_release_and_rolls_back(deploymen
         result, _ = rollback()
         wait_until(lambda: answer()[:2] == ("4.0.0", "green"), 15, what="4.0.0 on green again")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert f"rolling back to 4.0.0 " in result.stdout and "blue -> green" in result.stdout
+    assert "rolling back to 4.0.0 " in result.stdout and "blue -> green" in result.stdout
     checked(loop, "recovery_config_only_rollback")
     assert containers("green") == green_before
     reload_config(deployment)
@@ -339,3 +340,31 @@ def test_a_rollback_killed_midway_converges_when_run_again(deployment):
     reload_config(deployment)
     assert service(deployment)["live"] == "blue" == alias()
     assert not state_locks(STACK)
+
+
+def test_remove_leaves_nothing_of_the_service(deployment):
+    """`remove --purge-releases`: containers, network, volume, registrations, KV, images, the
+    registry's repositories and the release records all go; the platform stays."""
+    result = subprocess.run([sys.executable, "-m", "delivery", "remove", "vizconfig", "--stack", STACK,
+                             "--purge-releases"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    prefix = f"bluegreen-{ENV}-vizconfig"
+    for kind in ("container", "network", "volume"):
+        assert docker_names(kind, prefix) == [], kind
+    session = deployer_consul(STACK)
+    services = session.get(f"{CONSUL}/v1/agent/services", timeout=3).json()
+    assert not [s for s in services if s.startswith(f"{ENV}-vizconfig")]
+    for key in (f"aliases/{ENV}/vizconfig", f"routes/{ENV}/vizconfig", f"config/{ENV}/vizconfig/",
+                f"catalogue/{ENV}/vizconfig", f"slots/{ENV}/vizconfig/", "releases/vizconfig/",
+                f"history/{ENV}/vizconfig/"):
+        assert session.get(f"{CONSUL}/v1/kv/bluegreen/{key}?recurse", timeout=3).status_code == 404, key
+    registry = f"127.0.0.1:{PORTS['registry']}"
+    assert subprocess.run(["docker", "image", "ls", "-q", f"{registry}/vizconfig"],
+                          capture_output=True, text=True).stdout.strip() == ""
+    listed = subprocess.run(["docker", "exec", f"bluegreen-{STACK}-registry", "ls",
+                             "/var/lib/docker-registry/docker/registry/v2/repositories"],
+                            capture_output=True, text=True).stdout.split()
+    assert "vizconfig" not in listed and "vizconfig-db" not in listed
+    assert requests.get(STABLE, timeout=3).status_code in (404, 502, 503)
+    reload_config(deployment)
+    assert "vizconfig" not in (deployment.config.get("bluegreen:services") or {})

@@ -17,7 +17,7 @@ from components.model.validation import ConfigError
 from components.naming import PLATFORM_TOKEN_FILE
 from components.platform.consul_cluster import ACL_SETTINGS, agent_command, agent_secrets
 from components.platform.generated_secret import generate
-from components.platform.platform import credential
+from components.model.credentials import credential
 from components.platform.htpasswd import _HtpasswdProvider, entry_matches, htpasswd_entry
 from unit_harness import (ACL_TOKEN, CONTAINER, HTPASSWD, ProgramFailed, fake_secret, is_secret,
                           plain, run_program)

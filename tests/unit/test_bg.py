@@ -21,7 +21,9 @@ def bg(tmp_path, *args):
 
 
 @pytest.mark.parametrize("command, usage", [
-    ("rollback", "usage: ./bg rollback [-h] --stack STACK [--to VERSION] SERVICE"),
+    ("rollback", "usage: ./bg rollback [-h] --stack STACK [--to VERSION]"),
+    ("audit", "usage: ./bg audit [-h] --stack STACK [--since DURATION] [--json] [SERVICE]"),
+    ("lock", "usage: ./bg lock [-h] --stack STACK {status,release} [SERVICE]"),
     ("releases", "usage: ./bg releases [-h] --stack STACK SERVICE"),
     ("promote", "usage: ./bg promote [-h] --stack STACK"),
     ("pipeline", "usage: ./bg pipeline [-h] --version VERSION"),
@@ -43,6 +45,9 @@ def test_help_after_other_arguments(tmp_path):
     (["pipeline"], "the following arguments are required: SERVICE_REPO_DIR, --version"),
     (["rollback", "vizconfig"], "the following arguments are required: --stack"),
     (["preview", "--colour", "blue"], "unrecognized arguments: --colour blue"),
+    (["rollback", "vizconfig", "--stack", "s", "--lock-wait", "soon"],
+     "argument --lock-wait: 'soon' is not a duration; write e.g. 500ms, 2s or 1m, 2h or 30d"),
+    (["lock", "hold", "vizconfig", "--stack", "s"], "argument action: invalid choice: 'hold'"),
     (["up", "--yes"], "'up' takes one stack name (default local), not '--yes'"),
     (["destroy", "local", "production"], "For other options: ./bg pulumi destroy --stack STACK"),
 ])

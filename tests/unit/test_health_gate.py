@@ -3,9 +3,9 @@
 import pytest
 from hypothesis import given, strategies as st
 
-from components.consul import health_gate
+from components.consul import checks, health_gate
 from components.consul.api import CheckState
-from components.consul.health_gate import gate_problems, wait_for_gate
+from components.consul.checks import Unreachable, gate_problems, wait_for_gate
 from unit_harness import FakeClock
 
 
@@ -110,7 +110,7 @@ def test_one_problem_per_unregistered_or_checkless_instance_or_failing_check(che
 
 @pytest.fixture
 def clock(monkeypatch):
-    return FakeClock().install(monkeypatch, health_gate)
+    return FakeClock().install(monkeypatch, checks)
 
 
 def test_wait_for_gate_asks_each_instance_at_its_own_agent_and_passes(monkeypatch, clock):
@@ -122,7 +122,7 @@ def test_wait_for_gate_asks_each_instance_at_its_own_agent_and_passes(monkeypatc
         # Becomes healthy after three seconds.
         return [check(instance, "passing" if clock.now >= 3 else "critical")]
 
-    monkeypatch.setattr(health_gate.consul_api, "agent_service_checks", agent_service_checks)
+    monkeypatch.setattr(checks.consul_api, "agent_service_checks", agent_service_checks)
     waited = wait_for_gate({"i-0": "http://a:8500", "i-1": "http://b:8500"}, 60, "local/svc/green",
                            "deployer-token")
     assert 3 <= waited < 4
@@ -131,7 +131,7 @@ def test_wait_for_gate_asks_each_instance_at_its_own_agent_and_passes(monkeypatc
 
 
 def test_wait_for_gate_times_out_naming_label_and_failing_checks(monkeypatch, clock):
-    monkeypatch.setattr(health_gate.consul_api, "agent_service_checks",
+    monkeypatch.setattr(checks.consul_api, "agent_service_checks",
                         lambda agent, instance, token: [check(instance, "critical", node="edge-1",
                                                        output="HTTP 500")])
     with pytest.raises(RuntimeError) as raised:
@@ -145,10 +145,10 @@ def test_wait_for_gate_times_out_naming_label_and_failing_checks(monkeypatch, cl
 def test_an_unreachable_agent_names_the_instance_and_keeps_the_gate_closed(monkeypatch, clock):
     def agent_service_checks(agent, instance, _token):
         if "lab2" in agent:
-            raise health_gate.consul_api.ConsulError(f"Consul at {agent} is unreachable (timeout)")
+            raise checks.consul_api.ConsulError(f"Consul at {agent} is unreachable (timeout)")
         return [check(instance)]
 
-    monkeypatch.setattr(health_gate.consul_api, "agent_service_checks", agent_service_checks)
+    monkeypatch.setattr(checks.consul_api, "agent_service_checks", agent_service_checks)
     with pytest.raises(RuntimeError) as raised:
         wait_for_gate({"prod-viz-green-lab1-0": "http://lab1:8500",
                        "prod-viz-green-lab2-0": "http://lab2:8500"}, 10, "prod/viz/green", "token")
@@ -165,14 +165,14 @@ def test_an_instance_not_yet_passing_in_the_catalog_keeps_the_gate_closed():
     assert gate_problems(checks, catalog={"i-0", "i-1"}) == []
     problems = gate_problems(checks, catalog={"i-0"})
     assert problems == ["instance i-1 passes on its agent but not yet in the catalog (the proxy's view)"]
-    unread = gate_problems(checks, catalog=health_gate.Unreachable("http://a:8500", "No cluster leader"))
+    unread = gate_problems(checks, catalog=Unreachable("http://a:8500", "No cluster leader"))
     assert unread and "catalog could not be read through http://a:8500" in unread[0]
 
 
 def test_wait_for_gate_asks_the_catalog_when_given_the_service(monkeypatch, clock):
-    monkeypatch.setattr(health_gate.consul_api, "agent_service_checks",
+    monkeypatch.setattr(checks.consul_api, "agent_service_checks",
                         lambda agent, instance, _token: [check(instance)])
-    monkeypatch.setattr(health_gate.consul_api, "catalog_passing",
+    monkeypatch.setattr(checks.consul_api, "catalog_passing",
                         lambda agent, service, _token: {"i-0"} if clock.now >= 2 else set())
     assert 2 <= wait_for_gate({"i-0": "http://a:8500"}, 10, "x/svc/green", "token", service="svc") < 3
 

@@ -6,6 +6,7 @@ from what an earlier run registered."""
 from __future__ import annotations
 
 import json
+import os
 
 import pulumi
 import pytest
@@ -39,6 +40,7 @@ def consul_after(deployment: Deployment, alias: str | None,
         shapes={c: r["shape"] for c, r in slots.items()},
         running={c: r.get("release", r["version"]) for c, r in slots.items()},
         configs={c: r["config"] for c, r in slots.items() if "config" in r},
+        dependencies={c: r["dependencies"] for c, r in slots.items() if "dependencies" in r},
         history={**before.history, **{key.rsplit("/", 1)[1]: json.loads(value)
                                       for key, value in values.items() if key.startswith(HISTORY)}},
         live=alias)
@@ -181,3 +183,24 @@ def test_rollback_when_the_offline_colour_runs_the_target_moves_only_the_alias()
     second = consul_after(deploy(config(live="green"), first), "green", first)
     plan = plan_rollback(stack_service(config(live="green")), second, None)
     assert (plan.action, plan.live, plan.colour, plan.release) == ("flip", "green", "blue", "1.0.0")
+
+
+def test_a_change_to_the_dependencies_both_colours_share_needs_the_acknowledgement(green_serves, tmp_path):
+    """The db container serves the live colour too: a new image for it is refused unless
+    acknowledged, like any change to the colour the alias names."""
+    import shutil
+    import yaml
+    from unit_harness import ROOT
+    repo = tmp_path / "vizconfig"
+    shutil.copytree(os.path.join(ROOT, "services", "vizconfig"), repo)
+    manifest = yaml.safe_load((repo / "service.yaml").read_text())
+    cfg = config(live="green")
+    cfg["services"]["vizconfig"]["manifest"] = str(repo / "service.yaml")
+    consul = consul_after(deploy(cfg), "green")
+    manifest["dependencies"]["db"]["memory"] = "192m"
+    (repo / "service.yaml").write_text(yaml.safe_dump(manifest))
+    message = str(refused(cfg, consul))
+    assert "the linked dependencies green runs with (shared by both colours) would be replaced" in message
+    token = message.split("acknowledgeLive: ", 1)[1].split()[0]
+    cfg["services"]["vizconfig"]["acknowledgeLive"] = token
+    assert slot(deploy(cfg, consul), "green")["acknowledgedBy"] == token

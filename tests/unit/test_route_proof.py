@@ -7,7 +7,7 @@ import pytest
 import requests
 
 from components.consul import api as consul_api
-from components.consul import health_gate, route_proof
+from components.consul import checks, health_gate, route_proof
 from components.consul.route_proof import COLOUR_HEADER, ROUTE_HEADER, route_problem, wait_for_route
 from unit_harness import FakeClock
 
@@ -200,7 +200,7 @@ def test_a_broken_offline_deploy_is_reported_never_raised(monkeypatch, clock):
 
     monkeypatch.setattr(health_gate, "wait_for_gate", lambda *args: 1.0)
     monkeypatch.setattr(health_gate, "wait_for_route", no_route)
-    monkeypatch.setattr(health_gate.consul_api, "agent_service_checks", passing)
+    monkeypatch.setattr(checks.consul_api, "agent_service_checks", passing)
     outs = health_gate._HealthGateProvider().update("id", {**GATE, "revision": {"image": "old"}}, GATE).outs
     assert outs["passing"] is False
     assert outs["problems"] == ["the proxy at X routes to green but answers 502"]
@@ -209,8 +209,8 @@ def test_a_broken_offline_deploy_is_reported_never_raised(monkeypatch, clock):
 def test_a_colour_a_flip_made_offline_does_not_wait(monkeypatch, clock):
     monkeypatch.setattr(health_gate, "wait_for_gate", lambda *args: pytest.fail("waited"))
     monkeypatch.setattr(health_gate, "wait_for_route", lambda *args: pytest.fail("waited"))
-    monkeypatch.setattr(health_gate.consul_api, "agent_service_checks", passing)
-    monkeypatch.setattr(health_gate, "read_catalog", lambda instances, _service: set(instances))
+    monkeypatch.setattr(checks.consul_api, "agent_service_checks", passing)
+    monkeypatch.setattr(checks, "read_catalog", lambda instances, _service: set(instances))
     olds = {**GATE, "blocking": True}
     outs = health_gate._HealthGateProvider().update("id", olds, GATE).outs
     assert outs["passing"] is True and outs["waited_s"] == 0.0

@@ -1,0 +1,49 @@
+"""Static checks of the tree, run with every unit test: ruff with the rules in pyproject.toml (undefined
+names, unused imports and variables, syntax) on all Python, and shellcheck (warnings and errors)
+on every shell script. Both come from the project's set-up (requirements.txt, Debian's
+shellcheck); a missing one fails here rather than skipping."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+
+from unit_harness import ROOT
+
+PYTHON_TREES = ("components", "delivery", "policies", "images", "tests", "benchmarks", "lab",
+                "__main__.py")
+
+
+def tracked_files() -> list[str]:
+    return subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True,
+                          check=True).stdout.split()
+
+
+def is_shell(path: str) -> bool:
+    if path.endswith(".sh"):
+        return True
+    try:
+        with open(os.path.join(ROOT, path), "rb") as handle:
+            first = handle.readline()
+    except OSError:
+        return False
+    return first.startswith(b"#!") and (first.rstrip().endswith((b"/sh", b"/bash", b" bash", b" sh")))
+
+
+def test_python_passes_pyflakes_rules():
+    ruff = os.path.join(os.path.dirname(sys.executable), "ruff")
+    assert os.path.exists(ruff), "ruff is missing: ./bg setup installs requirements.txt"
+    result = subprocess.run([ruff, "check", "--no-cache", "--output-format",
+                             "concise", *PYTHON_TREES], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_shell_scripts_pass_shellcheck():
+    assert shutil.which("shellcheck"), "shellcheck is missing: ./bg setup installs it from Debian"
+    scripts = [path for path in tracked_files() if is_shell(path)]
+    assert {"bg", ".ci/run", "lab/lab.sh", "bootstrap/provision.sh"} <= set(scripts)
+    result = subprocess.run(["shellcheck", "--severity=warning", *scripts], cwd=ROOT,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
