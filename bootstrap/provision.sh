@@ -165,6 +165,7 @@ setup_images() {
     "$repo/components/naming.py"
   build_image "bluegreen/proxy:$PROXY_IMAGE_VERSION" "$repo/images/proxy" "$cache/bin/consul-template"
   build_image "bluegreen/registry:2.8" "$repo/images/registry"
+  build_image "bluegreen/prometheus:$PROMETHEUS_IMAGE_VERSION" "$repo/images/prometheus"
 }
 
 setup_lab() {
@@ -183,7 +184,7 @@ setup() {
   step "Python environment (.venv)" setup_python
   step "Docker engine" setup_docker
   step "toolchain: pulumi, language host, docker provider, consul, consul-template" setup_toolchain
-  step "images: base, consul, proxy, registry" setup_images
+  step "images: base, consul, proxy, registry, prometheus" setup_images
   step "second Docker host (host2)" setup_second_host
   step "lab hosts (network namespaces, engines over ssh)" setup_lab
   step "state backend ($PULUMI_BACKEND_URL) and stack local" select_stack local

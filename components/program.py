@@ -81,6 +81,8 @@ def own_platform(inputs: StackInputs) -> Wiring:
         stack=stack.stack, settings=stack.platform, hosts=stack.hosts, providers=providers,
         credentials=owned))
     pulumi.export("consul", platform.consul)
+    if platform.prometheus is not None:
+        pulumi.export("prometheus", platform.prometheus)
     if platform.registry_ca is not None:
         # Public: what a host outside the platform installs to pull (README: real sites).
         pulumi.export("registryCa", platform.registry_ca)

@@ -52,6 +52,16 @@ class ConsulSettings:
 
 
 @dataclass(frozen=True)
+class PrometheusSettings:
+    """Prometheus on the platform host: it scrapes every proxy's metrics (mtail)."""
+
+    image: str
+    port: int
+    retention: str = "7d"          # Prometheus's own duration (h, d, w): how long samples stay
+    scrape_interval_s: float = 5.0
+
+
+@dataclass(frozen=True)
 class PlatformConfig:
     """The shared platform a stack owns: Consul agents, the registry and the proxy."""
 
@@ -67,6 +77,8 @@ class PlatformConfig:
     # How long a reload's retired nginx workers, and the long-lived connections they hold (on the
     # colour a flip left), may drain before nginx closes them.
     proxy_drain_s: float = 30.0
+    proxy_metrics_port: int | None = None   # where the proxy's mtail serves /metrics; None: off
+    prometheus: PrometheusSettings | None = None
 
     @property
     def server_hosts(self) -> tuple[str, ...]:
@@ -403,7 +415,8 @@ def _hosts(top: Fields) -> dict[str, Host]:
 
 
 def _platform(top: Fields, hosts: dict[str, Host]) -> PlatformConfig:
-    fields = top.nested("platform", ["host", "agents", "servers", "consul", "registry", "proxy"])
+    fields = top.nested("platform", ["host", "agents", "servers", "consul", "registry", "proxy",
+                                     "prometheus"])
     host = fields.choice("host", list(hosts))
     servers = fields.raw("servers", [])
     if not isinstance(servers, list) or any(s not in hosts for s in servers) \
@@ -419,7 +432,7 @@ def _platform(top: Fields, hosts: dict[str, Host]) -> PlatformConfig:
                            f"({', '.join(h for h in hosts if h not in taken)})")
     consul = fields.nested("consul", ["image", "datacenter"])
     registry = fields.nested("registry", ["image", "port"])
-    proxy = fields.nested("proxy", ["image", "port", "address", "drainTimeout"])
+    proxy = fields.nested("proxy", ["image", "port", "address", "drainTimeout", "metricsPort"])
     drain_s = proxy.duration("drainTimeout", "30s")
     if not 1 <= drain_s <= 3600:
         raise proxy.error("drainTimeout", f"{proxy.raw('drainTimeout')!r} is out of range; "
@@ -436,7 +449,37 @@ def _platform(top: Fields, hosts: dict[str, Host]) -> PlatformConfig:
         servers=tuple(servers),
         proxy_address=proxy.string("address", "127.0.0.1", pattern=IPV4,
                                    hint="an IPv4 address of the proxy's host, e.g. 127.0.0.1"),
+        **_metrics(fields, proxy),
     )
+
+
+RETENTION = r"[1-9][0-9]{0,4}[hdw]"   # Prometheus's own durations, in the units that fit
+SCRAPE_INTERVAL_S = (1.0, 60.0)
+
+
+def _metrics(platform: Fields, proxy: Fields) -> dict:
+    """proxy.metricsPort (mtail's /metrics) and prometheus (which needs it: it scrapes there)."""
+    metrics_port = proxy.integer("metricsPort", minimum=1, maximum=65535) \
+        if proxy.has("metricsPort") else None
+    if metrics_port is not None and metrics_port == proxy.integer("port", minimum=1, maximum=65535):
+        raise proxy.error("metricsPort", f"is the proxy's own port {metrics_port}; give the metrics "
+                          "another port, e.g. the proxy's port + 10")
+    if not platform.has("prometheus"):
+        return {"proxy_metrics_port": metrics_port}
+    settings = platform.nested("prometheus", ["image", "port", "retention", "scrapeInterval"])
+    if metrics_port is None:
+        raise proxy.error("metricsPort", f"is not set, and {platform.at('prometheus')} scrapes the "
+                          "proxy's metrics there: set it to a free port, e.g. 18090")
+    interval = settings.duration("scrapeInterval", "5s")
+    if not SCRAPE_INTERVAL_S[0] <= interval <= SCRAPE_INTERVAL_S[1]:
+        raise settings.error("scrapeInterval", f"{settings.raw('scrapeInterval')!r} is out of "
+                             "range; allowed: 1s to 1m, e.g. 5s")
+    return {"proxy_metrics_port": metrics_port, "prometheus": PrometheusSettings(
+        image=settings.string("image"),
+        port=settings.integer("port", minimum=1, maximum=65535),
+        retention=settings.string("retention", "7d", pattern=RETENTION,
+                                  hint="hours, days or weeks, e.g. 12h, 7d or 2w"),
+        scrape_interval_s=interval)}
 
 
 MIN_BAKE_S, MAX_BAKE_S = 10.0, 24 * 3600.0

@@ -14,6 +14,7 @@ from components.model.credentials import CREDENTIAL_KEYS
 from components.naming import bridge_listen_key, drain_timeout_key, nginx_duration
 from components.platform.consul_cluster import ConsulCluster, ConsulClusterArgs
 from components.platform.credentials import PlatformCredentials
+from components.platform.metrics import Metrics, MetricsArgs
 from components.platform.proxy import Proxy, ProxyArgs
 from components.platform.docker_host import needs_tls
 from components.platform.registry import Registry, RegistryArgs, RegistryTls
@@ -39,9 +40,10 @@ class PlatformArgs:
 class Platform(pulumi.ComponentResource):
     """Outputs: `consul` (the platform host's agent URL), `registry` (host:port), `registryCa`
     (the CA its TLS certificate chains to; None when it serves loopback only), `proxy` (base
-    URL), and the secrets environment stacks need: `credentials` (the deployer's and the issuer's
-    Consul tokens, the registry's user and password). The proxy's drain bound (bluegreen:platform.
-    proxy.drainTimeout) is a KV entry the proxy reads."""
+    URL), `prometheus` (base URL; None when the stack runs none), and the secrets environment
+    stacks need: `credentials` (the deployer's and the issuer's Consul tokens, the registry's
+    user and password). The proxy's drain bound (bluegreen:platform.proxy.drainTimeout) is a KV
+    entry the proxy reads."""
 
     consul: pulumi.Output[str]
     registry: pulumi.Output[str]
@@ -83,7 +85,8 @@ class Platform(pulumi.ComponentResource):
             stack=args.stack, image=settings.proxy_image, port=settings.proxy_port,
             consul_address=home.consul, provider=args.providers[home.name],
             address=settings.proxy_address, consul_token=self.cluster.tokens["proxy"],
-            depends_on=(self.cluster,)), opts=child)
+            metrics_port=settings.proxy_metrics_port, depends_on=(self.cluster,)), opts=child)
+        self.prometheus = self._metrics(name, args, child)
         self.watchdog = Watchdog(f"{name}-watchdog", WatchdogArgs(
             stack=args.stack, image=settings.consul.image, host=home,
             proxy_url=self.proxy_component.url, provider=args.providers[home.name],
@@ -112,7 +115,22 @@ class Platform(pulumi.ComponentResource):
             self.cluster.tokens["deployer"], self.cluster.tokens["issuer"],
             secrets.registry_username, secrets.registry_password))
         self.register_outputs({"consul": self.consul, "registry": self.registry, "proxy": self.proxy,
-                               "credentials": self.credentials, "registryCa": self.registry_ca})
+                               "credentials": self.credentials, "registryCa": self.registry_ca,
+                               "prometheus": self.prometheus})
+
+    def _metrics(self, name: str, args: PlatformArgs,
+                 child: pulumi.ResourceOptions) -> pulumi.Output[str] | None:
+        """Prometheus's URL, when the stack runs one; it scrapes the proxy on the platform host."""
+        settings = args.settings.prometheus
+        if settings is None:
+            return None
+        home = args.hosts[args.settings.host]
+        self.metrics = Metrics(f"{name}-metrics", MetricsArgs(
+            stack=args.stack, image=settings.image, port=settings.port,
+            provider=args.providers[home.name], proxies=(self.proxy_component.metrics,),
+            address=home.address, retention=settings.retention,
+            scrape_interval_s=settings.scrape_interval_s), opts=child)
+        return self.metrics.url
 
 
 def platform_credentials(deployer: pulumi.Input[str], issuer: pulumi.Input[str],

@@ -23,30 +23,39 @@ class ProxyArgs:
     consul_token: pulumi.Input[str]   # a secret: consul-template's ACL token
     depends_on: tuple[pulumi.Resource, ...] = ()
     address: str = "127.0.0.1"   # where it listens on its host (the host network)
+    metrics_port: int | None = None   # where mtail serves every request's counts; None: not counted
 
     def __post_init__(self):
         if not 0 < self.port < 65536:
             raise ValueError(f"proxy port {self.port} is not a TCP port")
+        if self.metrics_port is not None and (not 0 < self.metrics_port < 65536
+                                              or self.metrics_port == self.port):
+            raise ValueError(f"proxy metrics port {self.metrics_port} is not a TCP port other "
+                             f"than the proxy's {self.port}")
         if not self.consul_address.startswith("http"):
             raise ValueError(f"consul address {self.consul_address!r} must be an http(s) URL")
 
 
 class Proxy(pulumi.ComponentResource):
-    """The reverse proxy on the host network, listening on <address>:<port>; `url` is its base URL."""
+    """The reverse proxy on the host network, listening on <address>:<port>; `url` is its base URL,
+    `metrics` the address (host:port) of its request metrics, or None when they are off."""
 
     url: pulumi.Output[str]
+    metrics: pulumi.Output[str] | None
 
     def __init__(self, name: str, args: ProxyArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("bluegreen:platform:Proxy", name, None, opts)
         image = local_image(args.image, args.provider, self)
         listen = f"{args.address}:{args.port}"
+        metrics = f"{args.address}:{args.metrics_port}" if args.metrics_port else None
         self.container = docker.Container(
             f"{name}-container",
             name=docker_name(args.stack, "proxy"),
             image=image,
             network_mode="host",
             envs=[f"PROXY_LISTEN={listen}", f"CONSUL_HTTP_ADDR={args.consul_address}",
-                  f"CONSUL_HTTP_TOKEN_FILE={PLATFORM_TOKEN_FILE}"],
+                  f"CONSUL_HTTP_TOKEN_FILE={PLATFORM_TOKEN_FILE}",
+                  *([f"PROXY_METRICS_LISTEN={metrics}"] if metrics else [])],
             uploads=[secret_upload(PLATFORM_TOKEN_FILE, args.consul_token)],
             restart="unless-stopped",
             memory=128,
@@ -62,4 +71,5 @@ class Proxy(pulumi.ComponentResource):
                                         depends_on=list(args.depends_on), delete_before_replace=True),
         )
         self.url = self.container.id.apply(lambda _: f"http://{listen}")
-        self.register_outputs({"url": self.url})
+        self.metrics = self.container.id.apply(lambda _: metrics) if metrics else None
+        self.register_outputs({"url": self.url, "metrics": self.metrics})

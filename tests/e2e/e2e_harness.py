@@ -36,7 +36,8 @@ def require_environment() -> None:
             problems.append(f"{tool} is not on PATH")
     if subprocess.run(["docker", "info"], capture_output=True).returncode != 0:
         problems.append("the Docker engine does not answer")
-    for image in ("bluegreen/consul:", "bluegreen/proxy:", "bluegreen/registry:"):
+    for image in ("bluegreen/consul:", "bluegreen/proxy:", "bluegreen/registry:",
+                  "bluegreen/prometheus:"):
         listed = subprocess.run(["docker", "images", "--format", "{{.Repository}}:{{.Tag}}"],
                                 capture_output=True, text=True).stdout
         if image not in listed:

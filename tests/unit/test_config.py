@@ -12,6 +12,7 @@ from components.model.config import (
     ConsulSettings,
     Host,
     PlatformConfig,
+    PrometheusSettings,
     ServiceConfig,
     StackConfig,
     parse_stack_config,
@@ -42,7 +43,7 @@ BASE = {
         "agents": ["second"],
         "consul": {"image": "bluegreen/consul:1.16.3"},
         "registry": {"image": "bluegreen/registry:2.8", "port": 15000},
-        "proxy": {"image": "bluegreen/proxy:0.42.0", "port": 18080},
+        "proxy": {"image": "bluegreen/proxy:0.43.0", "port": 18080},
     },
     "services": {
         "vizconfig": {"manifest": "services/vizconfig/service.yaml", "live": "green",
@@ -105,7 +106,7 @@ def test_base_values_parse_into_typed_objects():
     assert config.platform == PlatformConfig(
         host="local", consul=ConsulSettings("bluegreen/consul:1.16.3", "dc1"),
         registry_image="bluegreen/registry:2.8", registry_port=15000,
-        proxy_image="bluegreen/proxy:0.42.0", proxy_port=18080, agents=("second",))
+        proxy_image="bluegreen/proxy:0.43.0", proxy_port=18080, agents=("second",))
     assert config.services == (ServiceConfig(
         name="vizconfig", manifest=os.path.join(ROOT, "services", "vizconfig", "service.yaml"),
         live="green",
@@ -116,6 +117,29 @@ def test_base_values_parse_into_typed_objects():
 def test_the_proxy_drains_for_30s_unless_configured():
     assert parse(values()).platform.proxy_drain_s == 30.0
     assert parse(values(**{"platform.proxy.drainTimeout": "2m"})).platform.proxy_drain_s == 120.0
+
+
+def test_metrics_are_off_unless_a_port_is_given():
+    platform = parse(values()).platform
+    assert platform.proxy_metrics_port is None and platform.prometheus is None
+
+
+def test_prometheus_keeps_7d_and_scrapes_every_5s_unless_configured():
+    metrics = {"platform.proxy.metricsPort": 18090,
+               "platform.prometheus": {"image": "bluegreen/prometheus:2.42.0", "port": 19090}}
+    platform = parse(values(**metrics)).platform
+    assert platform.proxy_metrics_port == 18090
+    assert platform.prometheus == PrometheusSettings("bluegreen/prometheus:2.42.0", 19090, "7d", 5.0)
+    metrics["platform.prometheus"] = {**metrics["platform.prometheus"], "retention": "12h",
+                                      "scrapeInterval": "1s"}
+    assert parse(values(**metrics)).platform.prometheus == \
+        PrometheusSettings("bluegreen/prometheus:2.42.0", 19090, "12h", 1.0)
+
+
+def test_the_local_stack_runs_prometheus_on_loopback():
+    platform = parse_stack_config("local", stack_values("local"), ROOT).platform
+    assert platform.prometheus is not None and platform.proxy_metrics_port
+    assert platform.prometheus.image.startswith("bluegreen/prometheus:")
 
 
 def test_platform_stack_instead_of_platform():
@@ -150,6 +174,8 @@ def test_a_single_colour_can_be_live():
 
 # --- errors --------------------------------------------------------------------------------------
 
+PROMETHEUS = {"image": "bluegreen/prometheus:2.42.0", "port": 19090}
+
 ERRORS = [
     # (changes to BASE, field, what the message tells the user)
     pytest.param({"services.vizconfig.live": "purple"}, "bluegreen.services.vizconfig.live",
@@ -180,6 +206,24 @@ ERRORS = [
                  "'30' is not a duration; write e.g. 500ms, 2s or 1m", id="drain-not-a-duration"),
     pytest.param({"platform.proxy.drainTimeout": "500ms"}, "bluegreen.platform.proxy.drainTimeout",
                  "'500ms' is out of range; allowed: 1s to 60m", id="drain-too-short"),
+    pytest.param({"platform.prometheus": PROMETHEUS}, "bluegreen.platform.proxy.metricsPort",
+                 "is not set, and bluegreen.platform.prometheus scrapes the proxy's metrics there: "
+                 "set it to a free port, e.g. 18090", id="prometheus-without-proxy-metrics"),
+    pytest.param({"platform.proxy.metricsPort": 18080}, "bluegreen.platform.proxy.metricsPort",
+                 "is the proxy's own port 18080; give the metrics another port",
+                 id="metrics-on-the-proxy-port"),
+    pytest.param({"platform.proxy.metricsPort": 18090,
+                  "platform.prometheus": {**PROMETHEUS, "retention": "7 days"}},
+                 "bluegreen.platform.prometheus.retention",
+                 "'7 days' is not allowed; hours, days or weeks, e.g. 12h, 7d or 2w",
+                 id="prometheus-retention"),
+    pytest.param({"platform.proxy.metricsPort": 18090,
+                  "platform.prometheus": {**PROMETHEUS, "scrapeInterval": "5m"}},
+                 "bluegreen.platform.prometheus.scrapeInterval",
+                 "'5m' is out of range; allowed: 1s to 1m", id="prometheus-scrape-interval"),
+    pytest.param({"platform.proxy.metricsPort": 18090,
+                  "platform.prometheus": {"port": 19090}}, "bluegreen.platform.prometheus.image",
+                 "is required", id="prometheus-image-missing"),
     pytest.param({"hosts": {}}, "bluegreen.hosts", "needs at least one host, e.g. local:",
                  id="no-hosts"),
     pytest.param({"hosts.Local": {"docker": "unix:///x", "consul": "http://y"}}, "bluegreen.hosts",

@@ -118,3 +118,70 @@ def test_reloads_go_through_one_script_that_tolerates_a_restarting_nginx():
     for script in ("apply-config", "apply-aliases"):
         body = read(script)
         assert "reload-nginx" in body and "nginx.pid" not in body, script
+
+
+# --- every request counted: the access log line and the mtail program that reads it ----------
+
+MTAIL = read("bluegreen.mtail")
+
+
+def mtail_pattern() -> re.Pattern:
+    """The mtail program's line pattern (RE2 and Python agree on this one)."""
+    (pattern,) = re.findall(r"^/(\^.*\$)/ \{$", MTAIL, re.M)
+    return re.compile(pattern)
+
+
+def log_line(**values: str) -> str:
+    """An access log line as nginx writes it: the bluegreen log_format with `values` substituted
+    for its variables."""
+    (fmt,) = re.findall(r"log_format bluegreen '([^']*)';", ROUTES)
+    return re.sub(r"\$(\w+)", lambda m: values[m.group(1)], fmt)
+
+
+LINE = dict(bluegreen_environment="production", bluegreen_service="vizconfig",
+            bluegreen_colour="green", bluegreen_traffic="preview", status="503",
+            bluegreen_status_class="5xx", request_time="0.042")
+
+
+def test_the_access_log_line_is_one_mtail_counts_with_its_labels():
+    match = mtail_pattern().fullmatch(log_line(**LINE))
+    assert match, log_line(**LINE)
+    assert match.groupdict() == {"environment": "production", "service": "vizconfig",
+                                 "colour": "green", "traffic": "preview",
+                                 "status": "5xx", "seconds": "0.042"}
+    counter = re.search(r"^counter bluegreen_requests_total by (.*)$", MTAIL, re.M).group(1)
+    assert counter.split(", ") == ["environment", "service", "colour", "traffic", "status"]
+
+
+def test_requests_no_route_answered_are_not_logged():
+    # The server-level defaults are empty: the access log's `if=` skips them, and mtail's
+    # pattern would not match a line without a colour either.
+    for variable in ("environment", "service", "colour", "traffic"):
+        assert f'    set $bluegreen_{variable} "";' in ROUTES
+    assert "if=$bluegreen_service;" in ROUTES
+    assert not mtail_pattern().fullmatch(log_line(**{**LINE, "bluegreen_colour": ""}))
+
+
+def test_every_route_location_names_its_environment_service_and_traffic():
+    for kind, body in re.findall(r"location (/preview)?/\{\{ \$env \}\}/\{\{ \$route \}\}/ \{\n(.*?)\n    \}",
+                                 ROUTES, re.S):
+        assert "set $bluegreen_environment {{ $env }};" in body
+        assert "set $bluegreen_service {{ $svc }};" in body
+        assert f"set $bluegreen_traffic {'preview' if kind else 'stable'};" in body
+    # A preview call that falls back to the live colour is counted on the colour that answered.
+    fallback = re.search(r"location @[^\n]*--live \{\n(.*?)\n    \}", ROUTES, re.S).group(1)
+    assert "set $bluegreen_colour $bluegreen_live;" in fallback
+
+
+def test_the_access_log_and_mtail_run_only_with_a_metrics_address():
+    assert '{{- if env "PROXY_METRICS_LISTEN" }}' in ROUTES
+    entrypoint = read("entrypoint")
+    assert "touch /etc/bluegreen/sv/mtail/down /etc/bluegreen/sv/access-log/down" in entrypoint
+    for service in ("mtail", "access-log"):
+        assert os.access(os.path.join(IMAGE, "sv", service, "run"), os.X_OK)
+    assert os.access(os.path.join(IMAGE, "rotate-access-log"), os.X_OK)
+    assert "rotate-access-log" in read("sv", "access-log", "run")
+    assert re.search(r"^COPY [^\n]*rotate-access-log[^\n]* /usr/local/bin/$", read("Dockerfile"), re.M)
+    assert "exec mtail -progs /etc/bluegreen/mtail -logs /var/log/bluegreen/access.log" in \
+        read("sv", "mtail", "run")
+    assert "COPY bluegreen.mtail /etc/bluegreen/mtail/" in read("Dockerfile")

@@ -71,6 +71,8 @@ def test_the_stacks_name_the_platform_images_the_bootstrap_builds(stack):
         platform = yaml.safe_load(handle)["config"]["bluegreen:platform"]
     assert platform["consul"]["image"] == f"bluegreen/consul:{CONSUL}"
     assert platform["proxy"]["image"] == f"bluegreen/proxy:{PINS['PROXY_IMAGE_VERSION'].strip()}"
+    assert platform["prometheus"]["image"] == \
+        f"bluegreen/prometheus:{PINS['PROMETHEUS_IMAGE_VERSION'].strip()}"
 
 
 def executable(path, text):

@@ -63,7 +63,7 @@ def config(*, hosts=("local",), live="green", blue="1.0.0", green="2.0.0", repli
             "agents": [h for h in hosts if h != "local"],
             "consul": {"image": "bluegreen/consul:1.16.3"},
             "registry": {"image": "bluegreen/registry:2.8", "port": 15000},
-            "proxy": {"image": "bluegreen/proxy:0.42.0", "port": 18080},
+            "proxy": {"image": "bluegreen/proxy:0.43.0", "port": 18080},
         },
         "services": {"vizconfig": settings},
     }
@@ -586,7 +586,7 @@ def test_no_container_publishes_beyond_loopback(two_hosts):
             assert port.get("ip") == "127.0.0.1", container.name
         if container.inputs.get("networkMode") == "host":
             assert container.label("bluegreen.role") in {"consul-server", "consul-client", "proxy",
-                                                         "registrator", "watchdog"}
+                                                         "registrator", "watchdog", "prometheus"}
 
 
 PLATFORM_OUTPUTS = {**PLATFORM_CREDENTIALS, "registry": "127.0.0.1:25000",

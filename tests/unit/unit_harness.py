@@ -238,6 +238,7 @@ def stack_config(stack: str = "local") -> dict[str, Any]:
 
 
 CALLBACKS = RecordingCallbacks()  # the hooks of the last run_program
+STACK_OUTPUTS: dict[str, Any] = {}  # what the last run_program exported
 
 
 def engine_networks(pools=None, bridges=("bridge",)):
@@ -245,6 +246,15 @@ def engine_networks(pools=None, bridges=("bridge",)):
     from components.platform.address_pools import EngineNetworks
 
     return EngineNetworks(None if pools is None else tuple(pools), frozenset(bridges))
+
+
+def _recording_export(export):
+    """pulumi.export that also keeps each value, once resolved, in STACK_OUTPUTS (the mocks never
+    finish the stack resource, whose outputs they would carry)."""
+    def recording(name: str, value: Any) -> None:
+        pulumi.Output.from_input(value).apply(lambda v: STACK_OUTPUTS.__setitem__(name, v))
+        export(name, value)
+    return recording
 
 
 def run_program(config: dict, *, stack: str = "local", root: str = ROOT,
@@ -270,6 +280,7 @@ def run_program(config: dict, *, stack: str = "local", root: str = ROOT,
                                  if key in config])
     mocks = RealisticMocks(stack_outputs)
     monitor = RecordingMonitor(mocks)
+    STACK_OUTPUTS.clear()
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)
     read_records = stack_inputs.read_records
     stack_inputs.read_records = lambda _stack, settings, _token: (records or {}).get(
@@ -280,6 +291,8 @@ def run_program(config: dict, *, stack: str = "local", root: str = ROOT,
     read_networks = stack_inputs.read_networks
     stack_inputs.read_networks = lambda _stack, hosts: {
         h: (engines or {}).get(h, engine_networks()) for h in hosts}
+    real_export = pulumi.export
+    pulumi.export = _recording_export(real_export)
     try:
         _sync_await(run_pulumi_func(lambda: program.run(root)))
     except Exception as error:  # noqa: BLE001 - handed to the test with what was registered
@@ -288,6 +301,7 @@ def run_program(config: dict, *, stack: str = "local", root: str = ROOT,
             pulumi_settings.SETTINGS.outputs.clear()
         raise ProgramFailed(error, list(monitor.registered)) from error
     finally:
+        pulumi.export = real_export
         stack_inputs.read_records = read_records
         stack_inputs.read_networks = read_networks
         pulumi.runtime.set_all_config({})

@@ -1,0 +1,189 @@
+"""Measure end to end: every request through the proxy is counted per colour (nginx's access log,
+mtail) and Prometheus, started by the platform stack, holds exactly the counts a bounded client
+sent. Real build, Consul, nginx, mtail and Prometheus on this machine's engine."""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import time
+
+import pytest
+import requests
+
+from e2e_harness import RequestLoop, _image, deployed, platform_config, wait_until
+
+STACK = ENV = "e2e-measure"
+PORTS = {"consul": 28440, "serf": 28441, "server": 28442, "registry": 28443, "proxy": 28444,
+         "metrics": 28445, "prometheus": 28446}
+PROXY = f"http://127.0.0.1:{PORTS['proxy']}"
+PROMETHEUS = f"http://127.0.0.1:{PORTS['prometheus']}"
+STABLE = f"{PROXY}/{ENV}/vizconfig/"
+PREVIEW = f"{PROXY}/preview/{ENV}/vizconfig/"
+SCRAPE_S = 1
+FIGURES: dict = {}
+DEPLOYMENT: list = []   # the module's stack, for the flip
+
+
+def services(**overrides) -> dict:
+    settings = {"manifest": "services/vizconfig/service.yaml", "live": "blue",
+                "blue": {"version": "1.0.0"}}
+    return {"vizconfig": {**settings, **overrides}}
+
+
+@pytest.fixture(scope="module")
+def outputs():
+    config = platform_config(PORTS, ENV)
+    config["bluegreen:platform"]["proxy"]["metricsPort"] = PORTS["metrics"]
+    config["bluegreen:platform"]["prometheus"] = {
+        "image": _image("bluegreen/prometheus"), "port": PORTS["prometheus"], "retention": "1d",
+        "scrapeInterval": f"{SCRAPE_S}s"}
+    config["bluegreen:services"] = services()
+    with deployed(STACK, config, FIGURES, "measure") as deployment:
+        DEPLOYMENT[:] = [deployment]
+        yield deployment.up()
+
+
+def query(expression: str) -> dict[tuple, float]:
+    """An instant query's result: each series' label values (sorted by name) -> its value."""
+    response = requests.get(f"{PROMETHEUS}/api/v1/query", params={"query": expression}, timeout=5)
+    response.raise_for_status()
+    return {tuple(v for _, v in sorted(r["metric"].items())): float(r["value"][1])
+            for r in response.json()["data"]["result"]}
+
+
+def selector(colour: str, traffic: str) -> str:
+    return (f'environment="{ENV}",service="vizconfig",colour="{colour}",traffic="{traffic}"')
+
+
+def counts(colour: str, traffic: str) -> dict[str, float]:
+    """Requests Prometheus holds for one colour and kind of traffic, by status class, and the
+    latency histogram's count (`histogram`)."""
+    by_status = query(f"sum by (status) (bluegreen_requests_total{{{selector(colour, traffic)}}})")
+    found = {status: value for (status,), value in by_status.items()}
+    histogram = query(f"sum(bluegreen_request_duration_seconds_count{{{selector(colour, traffic)}}})")
+    found["histogram"] = next(iter(histogram.values()), 0.0)
+    return found
+
+
+def wait_for_counts(colour: str, traffic: str, expected: dict[str, float]) -> tuple[dict, float]:
+    """Polls until Prometheus holds at least `expected` (scrapes are SCRAPE_S apart; mtail reads
+    the log nginx flushes each second), then waits one more scrape for anything extra."""
+    def reached():
+        found = counts(colour, traffic)
+        return found if all(found.get(k, 0) >= v for k, v in expected.items()) else None
+    _, waited = wait_until(reached, 30, interval_s=0.2, what=f"{expected} for {colour} {traffic}")
+    time.sleep(2 * SCRAPE_S)
+    return counts(colour, traffic), waited
+
+
+def send(url: str, count: int) -> list[float]:
+    """`count` GETs, one connection each; returns each one's seconds."""
+    seconds = []
+    for _ in range(count):
+        start = time.monotonic()
+        requests.get(url, timeout=5, headers={"Connection": "close"})
+        seconds.append(time.monotonic() - start)
+    return seconds
+
+
+def test_the_stack_outputs_prometheus_which_scrapes_the_proxy(outputs):
+    assert outputs["prometheus"] == PROMETHEUS
+    assert "Ready" in requests.get(f"{PROMETHEUS}/-/ready", timeout=5).text
+    up = wait_until(lambda: query('up{job="proxy"}') or None, 30, what="the proxy's scrape")[0]
+    assert list(up.values()) == [1.0]
+    assert list(up) == [("up", f"127.0.0.1:{PORTS['metrics']}", "proxy")]   # __name__, instance, job
+
+
+def test_prometheus_holds_exactly_the_requests_sent_per_colour_and_status(outputs):
+    # The deploy's own proofs (the gate and the flip ask /health) are counted too: start from them.
+    wait_until(lambda: counts("blue", "stable").get("2xx"), 30, what="the deploy's own requests")
+    time.sleep(2 * SCRAPE_S)
+    before = counts("blue", "stable")
+    ok = send(STABLE, 50)
+    missing = [requests.get(f"{STABLE}no-such-document", timeout=5) for _ in range(10)]
+    assert {r.status_code for r in missing} == {404}
+    # Neither the catalogue nor /healthz is a route: they answer and are not counted.
+    assert requests.get(f"{PROXY}/catalogue/", timeout=5).status_code == 200
+    assert requests.get(f"{PROXY}/catalogue.json", timeout=5).status_code == 200
+    assert requests.get(f"{PROXY}/healthz", timeout=5).status_code == 200
+    expected = {"2xx": before.get("2xx", 0) + 50, "4xx": before.get("4xx", 0) + 10,
+                "histogram": before["histogram"] + 60}
+    found, waited = wait_for_counts("blue", "stable", expected)
+    assert found == {**before, **expected}
+    FIGURES["last request to counted in Prometheus (s)"] = round(waited, 2)
+    FIGURES["client p50 through the counting proxy (ms)"] = round(statistics.median(ok) * 1000, 2)
+
+
+def test_a_rotation_of_the_access_log_under_traffic_loses_no_request(outputs):
+    before = counts("blue", "stable")
+    with RequestLoop(STABLE, rate=20, max_requests=60, max_seconds=10) as loop:
+        time.sleep(1.5)
+        rotated = subprocess.run(["docker", "exec", f"bluegreen-{STACK}-proxy", "rotate-access-log"],
+                                 capture_output=True, text=True, check=True)
+        time.sleep(1.5)
+    assert "rotated at" in rotated.stderr
+    assert loop.results and not loop.failures
+    expected = {"2xx": before.get("2xx", 0) + len(loop.results)}
+    found, _ = wait_for_counts("blue", "stable", expected)
+    assert found["2xx"] == expected["2xx"]
+
+
+def test_the_latency_histogram_holds_every_request_in_its_buckets(outputs):
+    buckets = query(f'sum by (le) (bluegreen_request_duration_seconds_bucket{{{selector("blue", "stable")}}})')
+    total = counts("blue", "stable")["histogram"]
+    assert buckets[("+Inf",)] == total
+    values = [buckets[key] for key in sorted(buckets, key=lambda k: float(k[0]))]
+    assert values == sorted(values), "cumulative buckets never decrease"
+    p99 = query(f'histogram_quantile(0.99, sum by (le) (bluegreen_request_duration_seconds_bucket'
+                f'{{{selector("blue", "stable")}}}))')
+    assert 0 < next(iter(p99.values())) <= 10
+
+
+def test_preview_traffic_is_counted_apart_on_the_colour_that_answered(outputs):
+    # Only blue runs: the preview URI reaches green, which has no instance (nginx answers 502).
+    statuses = {requests.get(PREVIEW, timeout=5).status_code for _ in range(5)}
+    assert statuses == {502}
+    found, _ = wait_for_counts("green", "preview", {"5xx": 5, "histogram": 5})
+    assert found == {"5xx": 5, "histogram": 5}
+    assert counts("blue", "preview") == {"histogram": 0.0}
+
+
+def stable_counts() -> dict[str, dict[str, float]]:
+    return {colour: counts(colour, "stable") for colour in ("blue", "green")}
+
+
+def test_a_flip_under_load_fails_nothing_and_counts_the_colour_that_answered(outputs):
+    deployment = DEPLOYMENT[0]
+    both = {"blue": {"version": "1.0.0"}, "green": {"version": "2.0.0"}}
+    deployment.update_config(lambda c: c.__setitem__("bluegreen:services", services(**both)))
+    deployment.up()                       # green deployed offline: its gate asks the preview URI
+    time.sleep(2 * SCRAPE_S)
+    before = stable_counts()
+    deployment.update_config(lambda c: c.__setitem__("bluegreen:services",
+                                                      services(**both, live="green")))
+    with RequestLoop(STABLE, rate=20, keep_alive=True, max_requests=2400, max_seconds=120) as loop:
+        deployment.up()
+        time.sleep(2)
+    assert loop.failures == [], loop.failures[:5]
+    served = {colour: sum(1 for r in loop.results if r[2] == colour) for colour in ("blue", "green")}
+    assert served["blue"] and served["green"], served
+    for colour in ("blue", "green"):
+        wait_for_counts(colour, "stable", {"2xx": before[colour].get("2xx", 0) + served[colour]})
+    after = stable_counts()
+    # The update's own proof of the flip (GET /health on the stable URI) is counted beside the loop.
+    extra = {colour: after[colour]["2xx"] - before[colour].get("2xx", 0) - served[colour]
+             for colour in served}
+    assert all(0 <= n <= 10 for n in extra.values()), extra
+    assert all(after[c].get("5xx", 0) == before[c].get("5xx", 0) for c in served)
+    FIGURES["flip under 20/s keep-alive: requests per colour (loop)"] = served
+    FIGURES["flip: the update's own requests counted beside the loop"] = extra
+
+
+def test_what_counting_costs_in_memory(outputs):
+    for name in ("proxy", "prometheus"):
+        container = f"bluegreen-{STACK}-{name}"
+        used = subprocess.run(["docker", "stats", "--no-stream", "--format", "{{.MemUsage}}", container],
+                              capture_output=True, text=True, check=True).stdout.split("/")[0].strip()
+        FIGURES[f"{name} memory"] = used
+    assert FIGURES["proxy memory"] and FIGURES["prometheus memory"]
