@@ -68,6 +68,13 @@ def containers(colour: str) -> tuple[str, str]:
     return container_identity(f"bluegreen-{ENV}-vizconfig-{colour}-local-0")
 
 
+def failed_up(deployment: Deployment) -> str:
+    """The message of a `pulumi up` that must fail."""
+    with pytest.raises(auto.CommandError) as failure:
+        deployment.up()
+    return str(failure.value)
+
+
 def both_colours() -> dict[str, tuple[str, str]]:
     return {colour: containers(colour) for colour in ("blue", "green")}
 
@@ -111,9 +118,7 @@ def test_deploying_changed_sources_to_green_never_touches_blue(repo, deployment)
 def test_rebuilding_a_released_version_from_changed_sources_is_refused(repo, deployment):
     before = both_colours()
     change(deployment, green={"version": "1.0.0"})
-    with pytest.raises(auto.CommandError) as failure:
-        deployment.up()
-    message = str(failure.value)
+    message = failed_up(deployment)
     assert "bluegreen.services.vizconfig.green.version: vizconfig 1.0.0 is already released as " \
            f"127.0.0.1:{PORTS['registry']}/vizconfig@sha256:" in message
     assert "bump the version (e.g. 1.0.1)" in message
@@ -224,9 +229,8 @@ def test_a_broken_configuration_with_its_flip_fails_its_gate_and_traffic_stays(d
     blue = dict(service(deployment)["blue"])
     change(deployment, blue={**blue, "env": {"DB_ADDRESS": "db:1"}}, live="blue", gateTimeout=10)
     with RequestLoop(STABLE, keep_alive=True) as loop:
-        with pytest.raises(auto.CommandError) as failure:
-            deployment.up()
-    assert f"health gate {ENV}/vizconfig/blue did not pass" in str(failure.value)
+        message = failed_up(deployment)
+    assert f"health gate {ENV}/vizconfig/blue did not pass" in message
     checked(loop, "recovery_broken_config_gate")
     assert containers("green") == green_before and answer() == ("4.0.0", "green", "four")
     assert alias() == "green" and service(deployment)["live"] == "blue"
@@ -240,9 +244,7 @@ def test_then_a_change_to_the_colour_the_file_calls_offline_is_refused(repo, dep
     repo.edit("six")
     change(deployment, green={"version": "6.0.0"})
     with RequestLoop(STABLE, keep_alive=True) as loop:
-        with pytest.raises(auto.CommandError) as failure:
-            deployment.up()
-    message = str(failure.value)
+        message = failed_up(deployment)
     assert "bluegreen.services.vizconfig.green: green would go from 4.0.0 to 6.0.0, but the alias " \
            f"bluegreen/aliases/{ENV}/vizconfig names green" in message
     assert "acknowledgeLive: green@" in message
