@@ -10,7 +10,8 @@ import yaml
 from components.model.config import parse_stack_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-READMES = ["README.md", "delivery/README.md", "policies/README.md"]
+READMES = ["README.md", "delivery/README.md", "policies/README.md", "docs/service-teams.md",
+           "docs/platform-teams.md", "docs/operations.md"]
 
 
 def read(path):
@@ -33,11 +34,27 @@ def test_every_pulumi_up_or_destroy_example_runs_outside_a_terminal(path):
 
 
 def test_readme_has_pulumi_up_examples():
-    assert sum("pulumi up --yes" in c for c in commands(read("README.md"))) >= 5
+    assert sum("pulumi up --yes" in c for c in commands(read("README.md"))) >= 3
+    assert sum("pulumi up --yes" in c for path in READMES for c in commands(read(path))) >= 5
 
 
-def test_the_readme_stack_entry_parses_as_its_comments_say():
+def test_readme_stays_short_and_points_at_every_doc():
     text = read("README.md")
+    assert len(text.splitlines()) <= 350
+    assert "./bg up" in text and "./bg test" in text
+    for path in READMES[1:]:
+        assert f"]({path})" in text, f"README does not point at {path}"
+
+
+def test_links_between_the_docs_resolve():
+    for path in READMES:
+        for target in re.findall(r"\]\(([^)#:]+\.md)(?:#[^)]*)?\)", read(path)):
+            resolved = os.path.normpath(os.path.join(ROOT, os.path.dirname(path), target))
+            assert os.path.isfile(resolved), f"{path} links {target}, which does not exist"
+
+
+def test_the_documented_stack_entry_parses_as_its_comments_say():
+    text = read("docs/service-teams.md")
     (block,) = [b for b in re.findall(r"```yaml\n(.*?)```", text, re.S)
                 if "bluegreen:services:" in b and "gateTimeout:" in b]
     entry = yaml.safe_load(block)["config"]["bluegreen:services"]
