@@ -47,3 +47,11 @@ def test_shell_scripts_pass_shellcheck():
     result = subprocess.run(["shellcheck", "--severity=warning", *scripts], cwd=ROOT,
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_test_modules_have_unique_names():
+    """pytest imports test modules by their base name (pyproject's pythonpath holds every tier's
+    folder): two of one name stop the whole run at collection."""
+    names = [os.path.basename(p) for p in tracked_files()
+             if p.startswith("tests/") and os.path.basename(p).startswith("test_") and p.endswith(".py")]
+    assert sorted(n for n in set(names) if names.count(n) > 1) == []
