@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import subprocess
+import sys
 import tempfile
-import textwrap
 import time
 
 import jsonschema
@@ -220,17 +219,6 @@ def test_a_stopped_container_on_host2_leaves_rotation_without_failed_requests(st
     assert all(colour == "green" for _, _, colour, _ in loop.results)
 
 
-def readme_block(containing: str, replace: dict[str, str]) -> str:
-    """The README's shell block that contains `containing`, with its example values replaced."""
-    with open(os.path.join(REPO, "README.md"), encoding="utf-8") as handle:
-        blocks = re.findall(r"```sh\n(.*?)```", handle.read(), re.S)
-    (block,) = [textwrap.dedent(b) for b in blocks if containing in b]
-    for old, new in replace.items():
-        assert block.count(old) == 1, (old, block)
-        block = block.replace(old, new)
-    return block
-
-
 def image_names(repository: str, host: str | None) -> list[str]:
     out = subprocess.run(["docker", *(["-H", host] if host else []), "image", "ls", "--format",
                           "{{.Repository}}:{{.Tag}}@{{.Digest}}", repository],
@@ -238,58 +226,50 @@ def image_names(repository: str, host: str | None) -> list[str]:
     return out.split()
 
 
-def test_removing_the_service_as_the_readme_says_leaves_nothing_behind(stacks):
-    platform, environments = stacks
+def remove(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "delivery", "remove", "vizconfig", *args], cwd=REPO,
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_removing_the_service_with_remove_leaves_nothing_behind(stacks):
+    """`./bg remove` from both environments of one platform: refused while the other still runs
+    it, then --force from integration (its images stay), then --purge-releases from production:
+    nothing of the service is left on either host, in Consul or in the registry."""
+    platform, _ = stacks
     registry = f"127.0.0.1:{PORTS['registry']}"
     repositories = [f"{registry}/vizconfig", f"{registry}/vizconfig-db"]
     hosts = (None, HOST2_DOCKER)
     assert all(image_names(r, h) for r in repositories for h in hosts), "nothing to remove"
-    # Step 2: the entry leaves each environment's stack file, then `pulumi up`.
-    for deployment in environments.values():
-        deployment.update_config(lambda c: c["bluegreen:services"].clear())
-        deployment.up()
+    refused = remove("--stack", "e2e-env-int")
+    assert refused.returncode == 2 and "vizconfig still runs in e2e-prod; --force" in refused.stdout
+    forced = remove("--stack", "e2e-env-int", "--force")
+    assert forced.returncode == 0, forced.stdout + forced.stderr
+    assert "its images stay: it still runs in e2e-prod" in forced.stdout
+    assert all(image_names(r, h) for r in repositories for h in hosts), "images went too early"
+    last = remove("--stack", "e2e-env-prod", "--purge-releases")
+    assert last.returncode == 0, last.stdout + last.stderr
     for host in hosts:
         for kind in ("container", "network", "volume"):
             for env in ENVIRONMENTS.values():
                 assert docker_names(kind, f"bluegreen-{env}-vizconfig", host=host) == [], (host, kind)
+        for repository in repositories:
+            assert image_names(repository, host) == [], (host, repository)
     consul = f"http://127.0.0.1:{PORTS['consul']}"
     deployer = consul_session(platform.deployer_token())
     assert deployer.get(f"{consul}/v1/catalog/service/vizconfig", timeout=3).json() == []
-    # Every key, whatever its tree: only the management token may list the root.
-    operator = consul_session(platform.management_token())
-
-    def service_keys() -> list[str]:
-        keys = operator.get(f"{consul}/v1/kv/bluegreen/", params={"keys": ""}, timeout=3)
-        return [] if keys.status_code == 404 else [k for k in keys.json() if "/vizconfig" in k]
-
-    # Only the releases and their history stay, as the README says.
-    left = service_keys()
-    assert left and all(k.startswith(("bluegreen/releases/vizconfig/", "bluegreen/history/"))
-                        for k in left), left
     wait_until(lambda: requests.get(stable("e2e-prod"), timeout=3).status_code == 404, 10,
                what="the proxy stops serving the service")
     wait_until(lambda: catalogue()["services"] == [], 10, what="an empty catalogue")
     assert catalogue_page_rows(PROXY) == {}
-    # Step 3: the images, on every host.
-    # As typed into a shell (no -e/pipefail: an empty grep is not a failure); the result is checked.
-    subprocess.run(["bash", "-c", readme_block(
-        "image rm", {"registry=127.0.0.1:15000": f"registry={registry}"})])
-    for host in hosts:
-        for repository in repositories:
-            assert image_names(repository, host) == [], (host, repository)
-    # Its releases, deleted for good: the images in the registry, the records in Consul.
+    # Every key, whatever its tree: only the management token may list the root.
+    operator = consul_session(platform.management_token())
+    keys = operator.get(f"{consul}/v1/kv/bluegreen/", params={"keys": ""}, timeout=3)
+    left = [] if keys.status_code == 404 else [k for k in keys.json() if "/vizconfig" in k]
+    assert left == [], left
     credentials = platform.outputs()["credentials"]
-    catalog = lambda: requests.get(f"http://{registry}/v2/_catalog", timeout=3, auth=(
+    catalog = requests.get(f"http://{registry}/v2/_catalog", timeout=3, auth=(
         credentials["registryUsername"], credentials["registryPassword"])).json()["repositories"]
-    assert {"vizconfig", "vizconfig-db"} <= set(catalog())
-    subprocess.run(["bash", "-euo", "pipefail", "-c", readme_block(
-        "garbage-collect", {"bluegreen-local-registry": f"bluegreen-{PLATFORM}-registry",
-                            "consul=http://127.0.0.1:18500": f"consul={consul}",
-                            "--stack local": f"--stack {PLATFORM}",
-                            'environments="local"': f'environments="{" ".join(ENVIRONMENTS.values())}"'})],
-        check=True, capture_output=True)
-    assert not {"vizconfig", "vizconfig-db"} & set(catalog())
-    assert service_keys() == []
+    assert not {"vizconfig", "vizconfig-db"} & set(catalog)
 
 
 def test_destroy_leaves_nothing_on_either_host(stacks):
