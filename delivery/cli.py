@@ -48,7 +48,17 @@ def parser() -> argparse.ArgumentParser:
                      help="only check the command line (exit 2 with usage on an error), run nothing")
     commands = top.add_subparsers(dest="command", required=True,
                                   metavar="{pipeline,rollback,promote,releases,remove,preview,audit,lock}")
+    _pipeline(commands)
+    _rollback(commands)
+    _promote(commands)
+    _releases(commands)
+    _remove(commands)
+    _preview(commands)
+    _operations(commands)
+    return top
 
+
+def _pipeline(commands) -> None:
     pipeline = commands.add_parser("pipeline", help="commit to production: the eleven steps",
                                    description=PIPELINE_HELP,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -63,6 +73,8 @@ def parser() -> argparse.ArgumentParser:
                           help="JSON report path (default: reports/pipeline-<service>-<version>.json)")
     _lock_wait(pipeline)
 
+
+def _rollback(commands) -> None:
     rollback = commands.add_parser("rollback", help="move live back to the other colour",
                                    description=ROLLBACK_HELP,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -71,6 +83,8 @@ def parser() -> argparse.ArgumentParser:
     rollback.add_argument("--to", metavar="VERSION", help="the release to go back to")
     _lock_wait(rollback)
 
+
+def _promote(commands) -> None:
     promote = commands.add_parser(
         "promote", help="flip several services of one environment together, all or none",
         description="An environment-wide release: every SERVICE flips to its offline colour (which "
@@ -85,6 +99,8 @@ def parser() -> argparse.ArgumentParser:
                          help="print what would flip, change nothing (takes no lock)")
     _lock_wait(promote)
 
+
+def _releases(commands) -> None:
     releases = commands.add_parser("releases", help="a service's release history in a stack",
                                    description="Lists the release history of SERVICE in STACK from Consul: "
                                                "version, digest, when and by whom it was deployed, "
@@ -92,6 +108,8 @@ def parser() -> argparse.ArgumentParser:
     releases.add_argument("service", metavar="SERVICE")
     releases.add_argument("--stack", required=True, metavar="STACK")
 
+
+def _remove(commands) -> None:
     remove = commands.add_parser(
         "remove", help="take a service out of a stack, with its images (and releases)",
         description="Removes SERVICE from STACK: its entry and secrets in the stack file, then pulumi "
@@ -108,6 +126,8 @@ def parser() -> argparse.ArgumentParser:
     remove.add_argument("--force", action="store_true",
                         help="remove it here although other environments run it (images and releases stay)")
 
+
+def _preview(commands) -> None:
     preview = commands.add_parser("preview", help="preview affected stacks as Markdown",
                                   description=PREVIEW_HELP,
                                   formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -123,8 +143,6 @@ def parser() -> argparse.ArgumentParser:
     preview.add_argument("--config-only", action="store_true",
                          help="only the stack settings each affected stack changes, from the stack "
                               "files (no engine, no state, no passphrase: the pull-request job)")
-    _operations(commands)
-    return top
 
 
 AUDIT_HELP = """\

@@ -62,20 +62,7 @@ class Platform(pulumi.ComponentResource):
             providers=args.providers, management_token=secrets.consul_management_token,
             gossip_key=secrets.gossip_key), opts=child)
         registry = f"{home.address}:{settings.registry_port}"
-        tls, trusted, self.registry_ca = None, [], None
-        if needs_tls(home.address):
-            # Other hosts pull from it: over TLS, each platform host's engine trusting its CA.
-            if secrets.registry_tls is not None:
-                certificate, key, self.registry_ca = secrets.registry_tls
-            else:
-                made = RegistryCertificate(f"{name}-registry-certificate",
-                                           addresses=[home.address], opts=child)
-                certificate, key, self.registry_ca = made.certificate, made.key, made.ca
-            tls = RegistryTls(certificate, key)
-            self.trust = RegistryTrust(f"{name}-registry-trust", RegistryTrustArgs(
-                stack=args.stack, registry=registry, ca=self.registry_ca, images=self.cluster.images,
-                providers=args.providers), opts=child)
-            trusted = [c.id for c in self.trust.containers.values()]
+        tls, trusted = self._registry_tls(name, args, registry, child)
         self.registry_component = Registry(f"{name}-registry", RegistryArgs(
             stack=args.stack, image=settings.registry_image, port=settings.registry_port,
             address=home.address, provider=args.providers[home.name],
@@ -99,24 +86,48 @@ class Platform(pulumi.ComponentResource):
         self.registry = pulumi.Output.all(self.registry_component.address, *trusted).apply(
             lambda values: values[0])
         self.proxy = self.proxy_component.url
-        # In KV, not in the proxy's environment: changing it reloads the proxy, never replaces it.
-        self.drain_timeout = ConsulKey(
-            f"{name}-proxy-drain-timeout", address=self.consul, key=drain_timeout_key(),
-            value=nginx_duration(settings.proxy_drain_s), token=secrets.consul_management_token,
-            opts=child)
-        # Containers reach the services they call at the proxy on the bridge; in KV as well, so
-        # adding it reloads the proxy instead of replacing it.
-        if home.bridge_address:
-            self.bridge_listen = ConsulKey(
-                f"{name}-proxy-bridge-listen", address=self.consul, key=bridge_listen_key(),
-                value=f"{home.bridge_address}:{settings.proxy_port}",
-                token=secrets.consul_management_token, opts=child)
+        self._proxy_settings(name, args, child)
         self.credentials = pulumi.Output.secret(platform_credentials(
             self.cluster.tokens["deployer"], self.cluster.tokens["issuer"],
             secrets.registry_username, secrets.registry_password))
         self.register_outputs({"consul": self.consul, "registry": self.registry, "proxy": self.proxy,
                                "credentials": self.credentials, "registryCa": self.registry_ca,
                                "prometheus": self.prometheus})
+
+    def _registry_tls(self, name: str, args: PlatformArgs, registry: str,
+                      child: pulumi.ResourceOptions) -> tuple[RegistryTls | None, list]:
+        """When other hosts pull from the registry: its certificate (the site's or one made
+        here) and each platform host's engine trusting its CA; (tls, what to wait for)."""
+        self.registry_ca = None
+        home, secrets = args.hosts[args.settings.host], args.credentials
+        if not needs_tls(home.address):
+            return None, []
+        if secrets.registry_tls is not None:
+            certificate, key, self.registry_ca = secrets.registry_tls
+        else:
+            made = RegistryCertificate(f"{name}-registry-certificate", addresses=[home.address],
+                                       opts=child)
+            certificate, key, self.registry_ca = made.certificate, made.key, made.ca
+        self.trust = RegistryTrust(f"{name}-registry-trust", RegistryTrustArgs(
+            stack=args.stack, registry=registry, ca=self.registry_ca, images=self.cluster.images,
+            providers=args.providers), opts=child)
+        return RegistryTls(certificate, key), [c.id for c in self.trust.containers.values()]
+
+    def _proxy_settings(self, name: str, args: PlatformArgs, child: pulumi.ResourceOptions) -> None:
+        """The proxy's drain bound and bridge listener, in KV rather than its environment:
+        changing either reloads the proxy, never replaces it."""
+        settings, secrets = args.settings, args.credentials
+        home = args.hosts[settings.host]
+        self.drain_timeout = ConsulKey(
+            f"{name}-proxy-drain-timeout", address=self.consul, key=drain_timeout_key(),
+            value=nginx_duration(settings.proxy_drain_s), token=secrets.consul_management_token,
+            opts=child)
+        # Containers reach the services they call at the proxy on the bridge.
+        if home.bridge_address:
+            self.bridge_listen = ConsulKey(
+                f"{name}-proxy-bridge-listen", address=self.consul, key=bridge_listen_key(),
+                value=f"{home.bridge_address}:{settings.proxy_port}",
+                token=secrets.consul_management_token, opts=child)
 
     def _metrics(self, name: str, args: PlatformArgs,
                  child: pulumi.ResourceOptions) -> pulumi.Output[str] | None:
