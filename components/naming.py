@@ -90,6 +90,12 @@ def drain_timeout_key() -> str:
     return f"{KV_ROOT}/proxy/drain-timeout"
 
 
+def preview_from_key() -> str:
+    """The KV key holding the networks (CIDRs, space-separated) whose clients may use /preview/
+    on the proxy's public listener besides its own host."""
+    return f"{KV_ROOT}/proxy/preview-from"
+
+
 def bridge_listen_key() -> str:
     """The KV key holding a further address:port the proxy listens on: the platform host's bridge
     address, where containers reach the services they call."""

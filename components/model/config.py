@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import glob
+import ipaddress
 import os
 import re
 from dataclasses import dataclass, field
@@ -78,6 +79,9 @@ class PlatformConfig:
     # colour a flip left), may drain before nginx closes them.
     proxy_drain_s: float = 30.0
     proxy_metrics_port: int | None = None   # where the proxy's mtail serves /metrics; None: off
+    # Networks (CIDR) whose clients may use /preview/ on the public listener besides the proxy's
+    # own host: a deploying machine elsewhere (its flip proof and preview gate ask there).
+    proxy_preview_from: tuple[str, ...] = ()
     prometheus: PrometheusSettings | None = None
 
     @property
@@ -432,7 +436,8 @@ def _platform(top: Fields, hosts: dict[str, Host]) -> PlatformConfig:
                            f"({', '.join(h for h in hosts if h not in taken)})")
     consul = fields.nested("consul", ["image", "datacenter"])
     registry = fields.nested("registry", ["image", "port"])
-    proxy = fields.nested("proxy", ["image", "port", "address", "drainTimeout", "metricsPort"])
+    proxy = fields.nested("proxy", ["image", "port", "address", "drainTimeout", "metricsPort",
+                                    "previewFrom"])
     drain_s = proxy.duration("drainTimeout", "30s")
     if not 1 <= drain_s <= 3600:
         raise proxy.error("drainTimeout", f"{proxy.raw('drainTimeout')!r} is out of range; "
@@ -449,8 +454,21 @@ def _platform(top: Fields, hosts: dict[str, Host]) -> PlatformConfig:
         servers=tuple(servers),
         proxy_address=proxy.string("address", "127.0.0.1", pattern=IPV4,
                                    hint="an IPv4 address of the proxy's host, e.g. 127.0.0.1"),
+        proxy_preview_from=_preview_from(proxy),
         **_metrics(fields, proxy),
     )
+
+
+def _preview_from(proxy: Fields) -> tuple[str, ...]:
+    """proxy.previewFrom: IPv4 networks, e.g. [10.250.77.1/32] for a deploying machine."""
+    raw = proxy.raw("previewFrom", [])
+    try:
+        if not isinstance(raw, list):
+            raise ValueError
+        return tuple(str(ipaddress.IPv4Network(str(cidr), strict=False)) for cidr in raw)
+    except ValueError:
+        raise proxy.error("previewFrom", f"{raw!r} is not a list of IPv4 networks; write e.g. "
+                          "[10.250.77.1/32] for the machine that deploys") from None
 
 
 RETENTION = r"[1-9][0-9]{0,4}[hdw]"   # Prometheus's own durations, in the units that fit

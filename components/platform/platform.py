@@ -11,7 +11,7 @@ import pulumi_docker as docker
 from components.consul.key import ConsulKey
 from components.model.config import Host, PlatformConfig
 from components.model.credentials import CREDENTIAL_KEYS
-from components.naming import bridge_listen_key, drain_timeout_key, nginx_duration
+from components.naming import bridge_listen_key, drain_timeout_key, nginx_duration, preview_from_key
 from components.platform.consul_cluster import ConsulCluster, ConsulClusterArgs
 from components.platform.credentials import PlatformCredentials
 from components.platform.metrics import Metrics, MetricsArgs
@@ -122,6 +122,11 @@ class Platform(pulumi.ComponentResource):
             f"{name}-proxy-drain-timeout", address=self.consul, key=drain_timeout_key(),
             value=nginx_duration(settings.proxy_drain_s), token=secrets.consul_management_token,
             opts=child)
+        if settings.proxy_preview_from:
+            self.preview_from = ConsulKey(
+                f"{name}-proxy-preview-from", address=self.consul, key=preview_from_key(),
+                value=" ".join(settings.proxy_preview_from),
+                token=secrets.consul_management_token, opts=child)
         # Containers reach the services they call at the proxy on the bridge.
         if home.bridge_address:
             self.bridge_listen = ConsulKey(

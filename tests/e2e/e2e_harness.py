@@ -492,7 +492,10 @@ def lab_platform_config(ports: dict, hosts: dict) -> dict:
             "consul": {"image": _image("bluegreen/consul")},
             "registry": {"image": _image("bluegreen/registry"), "port": ports["registry"]},
             "proxy": {"image": _image("bluegreen/proxy"), "port": ports["proxy"],
-                      "address": hosts[home]["address"]},
+                      "address": hosts[home]["address"],
+                      # This machine deploys: its flip proof and preview gate ask on /preview/
+                      # (lab/lab.env: .1 of the lab network is this machine).
+                      "previewFrom": [hosts[home]["address"].rsplit(".", 1)[0] + ".1/32"]},
         },
     }
 

@@ -43,7 +43,7 @@ BASE = {
         "agents": ["second"],
         "consul": {"image": "bluegreen/consul:1.16.3"},
         "registry": {"image": "bluegreen/registry:2.8", "port": 15000},
-        "proxy": {"image": "bluegreen/proxy:0.43.0", "port": 18080},
+        "proxy": {"image": "bluegreen/proxy:0.43.1", "port": 18080},
     },
     "services": {
         "vizconfig": {"manifest": "services/vizconfig/service.yaml", "live": "green",
@@ -106,7 +106,7 @@ def test_base_values_parse_into_typed_objects():
     assert config.platform == PlatformConfig(
         host="local", consul=ConsulSettings("bluegreen/consul:1.16.3", "dc1"),
         registry_image="bluegreen/registry:2.8", registry_port=15000,
-        proxy_image="bluegreen/proxy:0.43.0", proxy_port=18080, agents=("second",))
+        proxy_image="bluegreen/proxy:0.43.1", proxy_port=18080, agents=("second",))
     assert config.services == (ServiceConfig(
         name="vizconfig", manifest=os.path.join(ROOT, "services", "vizconfig", "service.yaml"),
         live="green",
@@ -117,6 +117,12 @@ def test_base_values_parse_into_typed_objects():
 def test_the_proxy_drains_for_30s_unless_configured():
     assert parse(values()).platform.proxy_drain_s == 30.0
     assert parse(values(**{"platform.proxy.drainTimeout": "2m"})).platform.proxy_drain_s == 120.0
+
+
+def test_preview_from_names_networks_beside_the_proxys_own_host():
+    assert parse(values()).platform.proxy_preview_from == ()
+    assert parse(values(**{"platform.proxy.previewFrom": ["10.250.77.1", "10.0.0.0/8"]})) \
+        .platform.proxy_preview_from == ("10.250.77.1/32", "10.0.0.0/8")
 
 
 def test_metrics_are_off_unless_a_port_is_given():
@@ -202,6 +208,8 @@ ERRORS = [
                  id="proxy-image-missing"),
     pytest.param({"platform.proxy.listen": "0.0.0.0"}, "bluegreen.platform.proxy.listen",
                  "unknown key; allowed keys here are: image, port", id="unknown-proxy-key"),
+    pytest.param({"platform.proxy.previewFrom": ["10.1.2.3/40"]}, "bluegreen.platform.proxy.previewFrom",
+                 "is not a list of IPv4 networks; write e.g. [10.250.77.1/32]", id="preview-from-bad"),
     pytest.param({"platform.proxy.drainTimeout": "30"}, "bluegreen.platform.proxy.drainTimeout",
                  "'30' is not a duration; write e.g. 500ms, 2s or 1m", id="drain-not-a-duration"),
     pytest.param({"platform.proxy.drainTimeout": "500ms"}, "bluegreen.platform.proxy.drainTimeout",

@@ -30,9 +30,10 @@ def nginx_map(variable: str) -> list[tuple[str, str]]:
             if line.strip() and not line.strip().startswith("{{")]
 
 
-def preview_allowed(inside: bool, remote: str, server: str) -> bool:
-    """What nginx makes of $bluegreen_preview_allowed: the first regex that matches, else default."""
-    key = f"{int(inside)} {remote} {server}"
+def preview_allowed(inside: bool, remote: str, server: str, listed: bool = False) -> bool:
+    """What nginx makes of $bluegreen_preview_allowed: the first regex that matches, else default.
+    `listed`: the client's address is in a network of proxy.previewFrom (the geo block)."""
+    key = f"{int(inside)} {int(listed)} {remote} {server}"
     for pattern, value in nginx_map("bluegreen_preview_allowed"):
         if pattern == "default":
             default = value
@@ -44,11 +45,18 @@ def preview_allowed(inside: bool, remote: str, server: str) -> bool:
 addresses = st.one_of(st.ip_addresses(v=4), st.ip_addresses(v=6)).map(str)
 
 
-@given(inside=st.booleans(), remote=addresses, server=addresses)
-def test_preview_paths_answer_inside_and_on_the_proxys_own_host_only(inside, remote, server):
+@given(inside=st.booleans(), listed=st.booleans(), remote=addresses, server=addresses)
+def test_preview_paths_answer_inside_on_the_proxys_own_host_and_to_listed_networks_only(
+        inside, listed, remote, server):
     # A connection from the proxy's own host comes from the address it went to.
-    assert preview_allowed(inside, remote, server) == (inside or remote == server)
-    assert preview_allowed(inside, remote, remote)
+    assert preview_allowed(inside, remote, server, listed) == (inside or listed or remote == server)
+    assert preview_allowed(inside, remote, remote, listed)
+
+
+def test_the_listed_networks_come_from_kv_into_a_geo_block():
+    block = re.search(r"geo \$bluegreen_preview_source \{\n(.*?)\n\}", ROUTES, re.S)
+    assert block and "default 0;" in block.group(1)
+    assert 'keyOrDefault "bluegreen/proxy/preview-from"' in block.group(1)
 
 
 def test_an_outside_client_is_refused_preview_paths():

@@ -26,6 +26,7 @@ EXPECTED = {
     "bluegreen/catalogue": naming.catalogue_key(ENV, SERVICE).rsplit(f"/{ENV}/", 1)[0],
     "bluegreen/proxy/drain-timeout": naming.drain_timeout_key(),
     "bluegreen/proxy/bridge-listen": naming.bridge_listen_key(),
+    "bluegreen/proxy/preview-from": naming.preview_from_key(),
 }
 
 
