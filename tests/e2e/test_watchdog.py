@@ -253,8 +253,10 @@ def test_the_next_up_reports_the_disagreement_instead_of_flipping_again(deployme
     result = subprocess.run([sys.executable, "-m", "delivery", "rollback", "vizconfig", "--stack",
                              STACK], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert (f"alias bluegreen/aliases/{ENV}/vizconfig points at green already (the bake watchdog "
-            f"rolled 3.0.0 back at {record['endedAt']}: 5xx on") in result.stdout, result.stdout
+    assert f"but the alias bluegreen/aliases/{ENV}/vizconfig names green, which serves " \
+        in result.stdout, result.stdout
+    assert (f"(the bake watchdog rolled 3.0.0 back at {record['endedAt']}: 5xx on") in result.stdout
+    assert "that change is abandoned, no alias move" in result.stdout
     with open(os.path.join(REPO, "stacks", f"Pulumi.{STACK}.yaml"), encoding="utf-8") as handle:
         assert yaml.safe_load(handle)["config"]["bluegreen:services"]["vizconfig"]["live"] == "green"
     change(deployment, live="green")    # what the command recorded, in this test's copy too
