@@ -63,8 +63,10 @@ class Proxy(pulumi.ComponentResource):
             labels=labels(stack=args.stack, role="proxy"),
             # A request through nginx's public listener, as a client makes it: unhealthy within 2 s
             # of nginx not answering, yet a minute to start (the first render from Consul).
+            # Written as Docker reports it back ("60s" reads back as "1m0s": a diff on every
+            # preview, and an update of the proxy on every re-run).
             healthcheck=http_healthcheck(f"http://{listen}/healthz", must_contain="ok",
-                                         retries=2, start_period="60s"),
+                                         retries=2, start_period="1m0s"),
             wait=True,
             wait_timeout=60,
             opts=pulumi.ResourceOptions(parent=self, provider=args.provider,
