@@ -44,6 +44,8 @@ def read_lock(path: str) -> Lock | None:
 
 
 def pid_alive(pid: int) -> bool:
+    """Whether a process runs: a zombie does not (a killed process whose parent died with it
+    stays one until it is reaped, and holds nothing any more)."""
     if pid <= 0:
         return False
     try:
@@ -52,7 +54,11 @@ def pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as handle:
+            return handle.read().rsplit(")", 1)[-1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 def stale_locks(locks: list[Lock], hostname: str, alive: Callable[[int], bool]) -> list[Lock]:

@@ -93,3 +93,22 @@ def test_a_checkpoint_sidecar_left_empty_by_a_kill_is_removed(tmp_path):
     assert [os.path.basename(p) for p in removed] == ["s.json.attrs"]
     assert recovery.repair_attributes(str(tmp_path), "t", out=open("/dev/null", "w")) == []
     assert (stacks / "t.json.attrs").exists() and (stacks / "s.json").exists()
+
+
+def test_a_zombie_is_not_alive():
+    import os
+    import time
+    from delivery.recovery import pid_alive
+    child = os.fork()
+    if child == 0:
+        os._exit(0)
+    try:
+        for _ in range(100):   # exited, not yet reaped: a zombie
+            with open(f"/proc/{child}/stat", encoding="ascii") as handle:
+                if handle.read().rsplit(")", 1)[-1].split()[0] == "Z":
+                    break
+            time.sleep(0.01)
+        assert not pid_alive(child)
+        assert pid_alive(os.getpid())
+    finally:
+        os.waitpid(child, 0)
