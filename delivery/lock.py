@@ -23,14 +23,15 @@ from typing import Iterator, TextIO
 from components.consul import api as consul_api
 from components.model.audit import Operator
 from components.model.lock import (
-    abandoned, LOCK_TTL_S, RENEW_EVERY_S, WAIT_STEP_S, held_message, holder_record, parse_holder, status_line
+    LOCK_TTL_S, RENEW_EVERY_S, WAIT_STEP_S, abandoned, held_message, holder_record, parse_holder,
+    status_line
 )
 from components.model.validation import ConfigError
 from components.naming import lock_key
 
 from .audit import now, operator, trail_or_none
-from .recovery import pid_alive
 from .cli import duration
+from .recovery import pid_alive
 from .stacks import EnvStack, consul_address, stack_for_service
 from .steps import StepFailed
 
