@@ -123,7 +123,8 @@ def deploy_service(inputs: StackInputs, settings, wiring: Wiring, owner: str, ac
         network_hosts=inputs.network_hosts[settings.name],
         proxy_port=wiring.port, proxy_address=wiring.address,
         routes={name: m.route for name, m in inputs.manifests.items()},
-        secret_fingerprints=inputs.fingerprints.get(settings.name, {})))
+        secret_fingerprints=inputs.fingerprints.get(settings.name, {}),
+        dependencies_shape=inputs.dependencies[settings.name]))
 
 
 def service_summary(service: Service) -> dict:

@@ -46,6 +46,7 @@ class StackInputs:
     checkouts: dict[str, str]                    # service -> content hash of its build context
     plans: dict[str, dict[str, ColourPlan]]      # service -> colour -> the release it runs
     fingerprints: dict[str, dict[str, str]]      # service -> NAME -> its secret's fingerprint
+    dependencies: dict[str, str]                 # service -> its linked dependencies' shape
 
 
 def read_inputs(root: str) -> StackInputs:
@@ -68,7 +69,8 @@ def read_inputs(root: str) -> StackInputs:
                  for s in stack.services}
         disagreements = [problem for s in stack.services if (problem := disagreement(
             stack.source, stack.environment, s, records[s.name].live, records[s.name].bake))]
-        check_live_untouched(stack, manifests, plans, records)
+        dependencies = {name: dependencies_shape(m, stack.base_image) for name, m in manifests.items()}
+        check_live_untouched(stack, manifests, plans, records, dependencies)
     except ConfigError as error:
         raise pulumi.RunError(f"invalid configuration: {error}") from None
     except ConsulError as error:
@@ -80,19 +82,24 @@ def read_inputs(root: str) -> StackInputs:
         if note:
             pulumi.log.warn(note)
     return StackInputs(stack, secrets, platform_secrets, manifests, network_hosts, reference,
-                       records, checkouts, plans, secret_fingerprints() if secrets else {})
+                       records, checkouts, plans, secret_fingerprints() if secrets else {},
+                       dependencies)
 
 
 def serving_change(stack: StackConfig, settings: ServiceConfig, manifests: dict[str, Manifest],
-                   plans: dict[str, ColourPlan], records: ServiceRecords) -> ColourChange | None:
+                   plans: dict[str, ColourPlan], records: ServiceRecords,
+                   dependencies: str) -> ColourChange | None:
     """What this update plans for the colour the alias names (None before the first flip)."""
     colour = serving_colour(records.live)
-    return None if colour is None else colour_change(stack, settings, manifests, plans, records, colour)
+    return None if colour is None else \
+        colour_change(stack, settings, manifests, plans, records, colour, dependencies)
 
 
 def colour_change(stack: StackConfig, settings: ServiceConfig, manifests: dict[str, Manifest],
-                  plans: dict[str, ColourPlan], records: ServiceRecords, colour: str) -> ColourChange:
-    """What this update plans for one colour's containers, against Consul's record of them."""
+                  plans: dict[str, ColourPlan], records: ServiceRecords, colour: str,
+                  dependencies: str) -> ColourChange:
+    """What this update plans for one colour's containers, against Consul's record of them;
+    `dependencies` is the service's live.dependencies_shape, made once per update."""
     recorded_version, recorded_shape = records.slots.get(colour), records.shapes.get(colour)
     plan = plans.get(colour)
     if plan is None:
@@ -106,17 +113,17 @@ def colour_change(stack: StackConfig, settings: ServiceConfig, manifests: dict[s
         calls=call_routes(manifest.calls, {name: m.route for name, m in manifests.items()}),
         proxy_port=stack.platform.proxy_port if stack.platform else None)
     return ColourChange(colour, True, plan.version, recorded_version, shape, recorded_shape,
-                        dependencies_shape(manifest, stack.base_image),
-                        records.dependencies.get(colour))
+                        dependencies, records.dependencies.get(colour))
 
 
 def check_live_untouched(stack: StackConfig, manifests: dict[str, Manifest],
                          plans: dict[str, dict[str, ColourPlan]],
-                         records: dict[str, ServiceRecords]) -> None:
+                         records: dict[str, ServiceRecords], dependencies: dict[str, str]) -> None:
     """Refuses (ConfigError) an update that would touch a colour the alias names, unless the
     change acknowledges exactly that (model.live)."""
     for settings in stack.services:
-        change = serving_change(stack, settings, manifests, plans[settings.name], records[settings.name])
+        change = serving_change(stack, settings, manifests, plans[settings.name],
+                                records[settings.name], dependencies[settings.name])
         problem = change and refusal(stack.source, stack.environment, settings, change)
         if problem:
             raise problem

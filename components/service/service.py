@@ -21,7 +21,7 @@ from components.model.manifest import Dependency, Manifest
 from components.model.release import (
     ColourPlan, Release, history_entry, release_config, release_id, slot_record
 )
-from components.model.live import ColourChange, dependencies_shape, live_touch, serving_colour
+from components.model.live import ColourChange, live_touch, serving_colour
 from components.naming import (
     acl_token_name, call_routes, bake_key, catalogue_entry, catalogue_key, config_prefix, docker_name,
     health_probe_path, history_prefix, preview_path, release_prefix, route_key, service_network,
@@ -60,6 +60,7 @@ class ServiceArgs:
     proxy_address: pulumi.Input[str] | None = None  # the proxy's host: callers on other hosts go there
     routes: dict[str, str] = field(default_factory=dict)  # service -> route, of this stack's services
     secret_fingerprints: dict[str, str] = field(default_factory=dict)  # NAME -> release.secret_fingerprint
+    dependencies_shape: str = ""     # live.dependencies_shape of its linked dependencies
 
     def __post_init__(self):
         if self.settings.name != self.manifest.name:
@@ -260,7 +261,7 @@ class Service(pulumi.ComponentResource):
                      release: tuple[str, dict], consul_address) -> ConsulKey:
         """What the colour runs, written once its containers are registered and gated."""
         slot, records, settings = self.slots[colour], args.records, args.settings
-        dependencies = dependencies_shape(args.manifest, args.base_image)
+        dependencies = args.dependencies_shape
         replaced = live_touch(ColourChange(
             colour, True, plan.version, records.slots.get(colour), slot.shape,
             records.shapes.get(colour), dependencies, records.dependencies.get(colour))) \

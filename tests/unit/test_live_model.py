@@ -17,7 +17,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from components.consul.records import ServiceRecords
 from components.model.config import parse_stack_config
-from components.model.live import serving_colour
+from components.model.live import dependencies_shape, serving_colour
 from components.model.manifest import load_manifest
 from components.model.release import (
     Release, history_entry, plan_colours, release_config, release_id, release_version
@@ -30,6 +30,7 @@ from delivery.rollback import RollbackRefused, plan_rollback
 from unit_harness import ROOT
 
 MANIFEST = load_manifest(os.path.join(ROOT, "services/vizconfig/service.yaml"))
+DEPENDENCIES = dependencies_shape(MANIFEST, "debian:bookworm-slim")
 CHECKOUT = "checkout"
 HOSTS = {"local": {"docker": "unix:///var/run/docker.sock", "consul": "http://127.0.0.1:18500"}}
 STEPS = {"runs": 0, "steps": 0}
@@ -82,12 +83,13 @@ class Planner(RuleBasedStateMachine):
         plans = {"vizconfig": plan_colours(stack.source, settings, MANIFEST, CHECKOUT,
                                            records.releases, records.slots)}
         try:
-            check_live_untouched(stack, {"vizconfig": MANIFEST}, plans, {"vizconfig": records})
+            check_live_untouched(stack, {"vizconfig": MANIFEST}, plans, {"vizconfig": records},
+                                 {"vizconfig": DEPENDENCIES})
         except ConfigError:
             return "refused"
         serving = serving_colour(self.alias)
         changes = {c: colour_change(stack, settings, {"vizconfig": MANIFEST}, plans["vizconfig"],
-                                    records, c) for c in COLOURS}
+                                    records, c, DEPENDENCIES) for c in COLOURS}
         if serving:
             touched = changes[serving]
             assert touched.configured and touched.version == touched.recorded_version and \
