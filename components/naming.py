@@ -84,6 +84,21 @@ def route_key(environment: str, service: str) -> str:
     return f"{KV_ROOT}/routes/{environment}/{service}"
 
 
+def split_root() -> str:
+    """Where every environment's splits live: `<root><env>/<service>`."""
+    return f"{KV_ROOT}/splits/"
+
+
+def split_key(environment: str, service: str) -> str:
+    """The KV key holding a service's split (model.split): the share of its stable traffic on the
+    offline colour, how a client stays on its colour, and the cohorts sent to a chosen colour."""
+    return f"{split_root()}{environment}/{service}"
+
+
+SPLIT_DIR = "/var/lib/bluegreen/split"   # the proxy's split markers (apply-aliases keeps them)
+SPLIT_COOKIE = "bluegreen_client"        # the cookie that keeps a client on its side of a split
+
+
 def drain_timeout_key() -> str:
     """The KV key holding how long the proxy lets retired workers (and their long-lived
     connections) drain after a reload: nginx's worker_shutdown_timeout, read live."""

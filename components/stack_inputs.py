@@ -24,8 +24,11 @@ from components.model.config import (
 from components.model.entry import check_entry, check_routes
 from components.model.manifest import Manifest, load_manifest
 from components.model.release import ColourPlan, plan_colours, secret_fingerprint
+from components.model.split import serving_colours
 from components.model.validation import ConfigError
-from components.naming import call_routes, context_digest, docker_name, service_network
+from components.naming import (
+    call_routes, context_digest, docker_name, offline_colour, service_network
+)
 from components.platform.address_pools import (
     EngineNetworks, check_capacity, new_networks, private_network_hosts, read_engine_networks
 )
@@ -71,6 +74,7 @@ def read_inputs(root: str) -> StackInputs:
             stack.source, stack.environment, s, records[s.name].live, records[s.name].bake))]
         dependencies = {name: dependencies_shape(m, stack.base_image) for name, m in manifests.items()}
         check_live_untouched(stack, manifests, plans, records, dependencies)
+        check_splits(stack, records)
     except ConfigError as error:
         raise pulumi.RunError(f"invalid configuration: {error}") from None
     except ConsulError as error:
@@ -119,14 +123,38 @@ def colour_change(stack: StackConfig, settings: ServiceConfig, manifests: dict[s
 def check_live_untouched(stack: StackConfig, manifests: dict[str, Manifest],
                          plans: dict[str, dict[str, ColourPlan]],
                          records: dict[str, ServiceRecords], dependencies: dict[str, str]) -> None:
-    """Refuses (ConfigError) an update that would touch a colour the alias names, unless the
-    change acknowledges exactly that (model.live)."""
+    """Refuses (ConfigError) an update that would touch a colour the alias names, or one a split
+    or cohort sends clients to, unless the change acknowledges exactly that (model.live)."""
     for settings in stack.services:
-        change = serving_change(stack, settings, manifests, plans[settings.name],
-                                records[settings.name], dependencies[settings.name])
+        record = records[settings.name]
+        change = serving_change(stack, settings, manifests, plans[settings.name], record,
+                                dependencies[settings.name])
         problem = change and refusal(stack.source, stack.environment, settings, change)
+        for colour, reason in serving_colours(record.split, serving_colour(record.live)).items():
+            problem = problem or refusal(
+                stack.source, stack.environment, settings,
+                colour_change(stack, settings, manifests, plans[settings.name], record, colour,
+                              dependencies[settings.name]), split_reason=reason)
         if problem:
             raise problem
+
+
+def check_splits(stack: StackConfig, records: dict[str, ServiceRecords]) -> None:
+    """A split needs a version on the colour it sends traffic to, and a flip ends one: an update
+    that flips (live: other than the alias's) with a share left in the stack file is refused."""
+    for settings in stack.services:
+        serving = serving_colour(records[settings.name].live) or settings.live
+        if not settings.split.percent:
+            continue
+        where = f"bluegreen.services.{settings.name}.split.percent"
+        if settings.live != serving:
+            raise ConfigError(stack.source, where, f"this update flips {settings.name} to "
+                              f"{settings.live}, and a flip ends the split: remove split.percent "
+                              f"(or keep live: {serving} to go on splitting)")
+        if offline_colour(serving) not in settings.colours:
+            raise ConfigError(stack.source, where, f"the split sends {settings.split.percent}% to "
+                              f"{offline_colour(serving)}, which has no version configured; add "
+                              f"{offline_colour(serving)}: {{version: ...}} first")
 
 
 def check_manifests(stack: StackConfig, manifests: dict[str, Manifest]) -> None:

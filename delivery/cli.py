@@ -1,4 +1,4 @@
-"""Command line of the delivery package: `python -m delivery {pipeline,rollback,preview} --help`."""
+"""Command line of the delivery package: `python -m delivery COMMAND --help`."""
 
 from __future__ import annotations
 
@@ -47,10 +47,11 @@ def parser() -> argparse.ArgumentParser:
     top.add_argument("--check", action="store_true",
                      help="only check the command line (exit 2 with usage on an error), run nothing")
     commands = top.add_subparsers(dest="command", required=True,
-                                  metavar="{pipeline,rollback,promote,releases,remove,preview,audit,lock}")
+                                  metavar="{pipeline,rollback,promote,split,releases,remove,preview,audit,lock}")
     _pipeline(commands)
     _rollback(commands)
     _promote(commands)
+    _split(commands)
     _releases(commands)
     _remove(commands)
     _preview(commands)
@@ -98,6 +99,39 @@ def _promote(commands) -> None:
     promote.add_argument("--dry-run", action="store_true",
                          help="print what would flip, change nothing (takes no lock)")
     _lock_wait(promote)
+
+
+SPLIT_HELP = """\
+Sends PERCENT of SERVICE's stable traffic in STACK to its offline colour, the rest to the live
+one, sticky per client (the proxy's bluegreen_client cookie, or the header the stack entry's
+split.sticky names). 0 ends the split; 100 is a flip (after the offline colour's checks, as any
+flip; it ends the split). A share above 0 is written once the offline colour's checks pass, in one
+Consul transaction that checks the alias did not move; the proxy applies it without a reload.
+Then stacks/Pulumi.<stack>.yaml records it (split.percent, or live: for a flip) and pulumi up
+converges. Cohorts (split.cohorts in the stack entry) send chosen clients to a chosen colour.
+Nothing restarts: a split only moves traffic."""
+
+
+def _split(commands) -> None:
+    split = commands.add_parser("split", help="part of the stable traffic to the offline colour",
+                                description=SPLIT_HELP,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    split.add_argument("service", metavar="SERVICE")
+    split.add_argument("--stack", required=True, metavar="STACK")
+    split.add_argument("--percent", required=True, type=percent, metavar="PERCENT",
+                       help="0 (end the split) to 100 (flip)")
+    split.add_argument("--dry-run", action="store_true",
+                       help="print what would move, change nothing (takes no lock)")
+    _lock_wait(split)
+
+
+def percent(text: str) -> int:
+    """A PERCENT argument (argparse type): 0 to 100."""
+    from components.model.split import checked_percent
+    try:
+        return checked_percent(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _releases(commands) -> None:
@@ -205,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.check:
         return 0
-    if args.command in ("pipeline", "rollback", "promote", "lock"):
+    if args.command in ("pipeline", "rollback", "promote", "split", "lock"):
         from .audit import operator
         who = operator(command_line(argv))
     if args.command == "pipeline":
@@ -220,6 +254,10 @@ def main(argv: list[str] | None = None) -> int:
         from .promote import run_promote
         return run_promote(args.stack, args.services, args.dry_run, who=who,
                            lock_wait_s=args.lock_wait)
+    if args.command == "split":
+        from .split import run_split
+        return run_split(args.service, args.stack, args.percent, args.dry_run, who=who,
+                         lock_wait_s=args.lock_wait)
     if args.command == "audit":
         from .audit import run_audit
         return run_audit(args.service, args.stack, args.since, args.json)

@@ -1,6 +1,7 @@
 """Moving aliases outside `pulumi up`, safely: every target colour's checks first, then one Consul
 transaction with a check-and-set per alias, so either every alias moves or none does, and none
-overwrites a flip made meanwhile; each service's bake record is written in the same transaction.
+overwrites a flip made meanwhile; each service's bake record is written in the same transaction,
+and its split ends there.
 Each move's audit record goes in that transaction too: the trail holds a flip exactly when it
 happened. Used by `rollback` (one service) and `promote` (several)."""
 
@@ -15,7 +16,8 @@ from components.model.audit import Operator, audit_record
 from components.model.bake import flip_record
 from components.model.config import ServiceConfig, StackConfig
 from components.model.release import release_version, went_live
-from components.naming import alias_key, bake_key, history_prefix, instance_id
+from components.model.split import split_value
+from components.naming import alias_key, bake_key, history_prefix, instance_id, split_key
 
 from . import audit
 
@@ -97,6 +99,10 @@ def flip_together(moves: list[Move], who: Operator | None = None, reason: str = 
         writes[move.key] = (move.colour, index)
         # The bake record goes with the flip it describes; a flip without bake time ends any other.
         bakes[bake_key(move.config.environment, move.settings.name)] = move.bake(now)
+        # A flip ends a split (its cohorts stay): no share of the new live colour's traffic
+        # goes back to the colour it left.
+        bakes[split_key(move.config.environment, move.settings.name)] = \
+            split_value(move.settings.split.with_percent(0), move.colour)
         # So does the history: the release that goes live says when.
         history = history_prefix(move.config.environment, move.settings.name) + \
             (move.release or move.settings.colours[move.colour].version)

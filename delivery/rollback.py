@@ -30,6 +30,7 @@ from components.model.bake import watchdog_reason
 from components.model.config import ServiceConfig
 from components.model.live import serving_colour
 from components.model.release import release_version, rollback_target
+from components.model.split import serving_colours
 from components.model.validation import ConfigError
 from components.naming import alias_key, offline_colour
 
@@ -80,6 +81,12 @@ def plan_rollback(settings: ServiceConfig, records: ServiceRecords, to: str | No
     paths = {"live": other, f"{other}.version": release_version(release), f"{other}.image": reference}
     if other in settings.colours and records.running.get(other) == release:
         return RollbackPlan("flip", live, other, release, reference, paths, env)
+    serving = serving_colours(records.split, live)
+    if other in serving:
+        raise RollbackRefused(f"{settings.name}'s {other} colour serves clients ({serving[other]}), "
+                              f"so {release} cannot be deployed there: end the split first "
+                              f"(./bg split {settings.name} --stack <stack> --percent 0), which "
+                              f"sends every client back to {live}")
     return RollbackPlan("redeploy", live, other, release, reference, paths, env)
 
 

@@ -144,9 +144,12 @@ class EnvStack:
     def set_service(self, service: str, settings: dict[str, str],
                     env: dict[str, dict[str, str]] | None = None) -> None:
         """Sets `bluegreen:services.<service>.<path>` for each path (e.g. `green.version`); `env`
-        replaces whole colours' `env` maps (colour -> NAME -> value)."""
+        replaces whole colours' `env` maps (colour -> NAME -> value). A new `live` ends the split
+        (split.percent: 0), as the flip it records did in Consul."""
         prefix = f"{NAMESPACE}:services.{service}"
         current = self.service(service)
+        if current and settings.get("live", current.live) != current.live and current.split.percent:
+            settings = {**settings, "split.percent": 0}
         stale = [f"{prefix}.{colour}.env" for colour in env or {}
                  if current and colour in current.colours and current.colours[colour].environment]
         self._values = None

@@ -82,12 +82,16 @@ def kv_cas(address: str, key: str, value: str, index: int, token: str) -> bool:
 
 
 def kv_cas_many(address: str, writes: dict[str, tuple[str, int]], token: str,
-                sets: dict[str, str | None] | None = None) -> bool:
+                sets: dict[str, str | None] | None = None,
+                unchanged: dict[str, int] | None = None) -> bool:
     """One transaction: every key gets its value if each is still at its ModifyIndex, or none
-    does. `writes` maps key -> (value, index); `sets` are written (None: deleted) with them."""
-    operations = [{"KV": {"Verb": "cas", "Key": key, "Index": index,
-                          "Value": base64.b64encode(value.encode()).decode()}}
-                  for key, (value, index) in sorted(writes.items())]
+    does. `writes` maps key -> (value, index); `sets` are written (None: deleted) with them;
+    `unchanged` keys (key -> index) must still be at their index, and are not written."""
+    operations = [{"KV": {"Verb": "check-index", "Key": key, "Index": index}}
+                  for key, index in sorted((unchanged or {}).items())]
+    operations += [{"KV": {"Verb": "cas", "Key": key, "Index": index,
+                           "Value": base64.b64encode(value.encode()).decode()}}
+                   for key, (value, index) in sorted(writes.items())]
     operations += [{"KV": {"Verb": "delete", "Key": key}} if value is None else
                    {"KV": {"Verb": "set", "Key": key, "Value": base64.b64encode(value.encode()).decode()}}
                    for key, value in sorted((sets or {}).items())]

@@ -1,5 +1,5 @@
 """What Consul records about a service before an update: its releases, which release each colour
-runs, its release history, the alias and the bake record of its last flip. Read once by the program, before anything deploys."""
+runs, its release history, the alias, the bake record of its last flip and its split. Read once by the program, before anything deploys."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ from dataclasses import dataclass, field
 
 from components.consul import api as consul_api
 from components.model.release import Release
-from components.naming import COLOURS, alias_key, bake_key, history_prefix, release_prefix, slot_key
+from components.naming import (
+    COLOURS, alias_key, bake_key, history_prefix, release_prefix, slot_key, split_key
+)
 
 
 @dataclass(frozen=True)
@@ -22,6 +24,7 @@ class ServiceRecords:
     history: dict[str, dict] = field(default_factory=dict)       # version -> history entry
     live: str | None = None                                      # the alias's colour
     bake: str | None = None                                      # the bake record (JSON), if any
+    split: str | None = None                                     # the split record (JSON), if any
 
 
 def read_service_records(address: str, environment: str, service: str, token: str) -> ServiceRecords:
@@ -45,5 +48,6 @@ def read_service_records(address: str, environment: str, service: str, token: st
                consul_api.kv_tree(address, history_prefix(environment, service), token).items()}
     live = consul_api.kv_get(address, alias_key(environment, service), token)
     bake = consul_api.kv_get(address, bake_key(environment, service), token)
+    split = consul_api.kv_get(address, split_key(environment, service), token)
     return ServiceRecords(releases, slots, shapes, running, configs, dependencies, history,
-                          live or None, bake or None)
+                          live or None, bake or None, split or None)

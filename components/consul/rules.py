@@ -15,9 +15,9 @@ from components.naming import KV_ROOT, alias_key, config_prefix, drain_timeout_k
 # The deployer also keeps the audit trail and holds the deploy locks (with Consul sessions).
 DEPLOYER_PREFIXES = tuple(f"{KV_ROOT}/{tree}/" for tree in (
     "aliases", "config", "routes", "catalogue", "releases", "slots", "history", "bake", "audit",
-    "locks"))
+    "locks", "splits"))
 PROXY_PREFIXES = tuple(f"{KV_ROOT}/{tree}" for tree in (
-    "aliases", "routes", "catalogue", "history", "bake", "proxy"))
+    "aliases", "routes", "catalogue", "history", "bake", "proxy", "splits"))
 # The watchdog: waits on the bakes (and marks them), flips an alias back, notes it in the history;
 # `bake` without a slash: it also creates the prefix key it blocks on.
 WATCHDOG_WRITES = tuple(f"{KV_ROOT}/{tree}" for tree in ("bake", "aliases/", "history/"))

@@ -14,7 +14,7 @@ from components.naming import audit_prefix, audit_stamp, audit_stamp_time, forma
 # flip: an alias moved; rollback and promote: what the command did; failed: a command that
 # stopped partway; refused: one that changed nothing (a held lock, a plan that cannot be carried
 # out); unlocked: a deploy lock released by hand.
-EVENTS = ("flip", "rollback", "promote", "failed", "refused", "unlocked")
+EVENTS = ("flip", "rollback", "promote", "split", "failed", "refused", "unlocked")
 
 
 @dataclass(frozen=True)

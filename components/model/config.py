@@ -17,6 +17,7 @@ from components.model.manifest import (
     NAME_HINT, NAME_PATTERN, check_variables, joinable, memory_size
 )
 from components.model.validation import LONG_UNITS, ConfigError, Fields
+from components.model.split import NO_SPLIT, Split, parse_split
 from components.naming import COLOURS, PROXY_PATHS
 
 # The bluegreen:* stack config keys, declared once (Pulumi.yaml carries their descriptions and
@@ -144,6 +145,7 @@ class ServiceConfig:
     # `<colour>@<shape>`: this change may replace the live colour's containers (model.live).
     acknowledge_live: str | None = None
     max_memory_mb: int = DEFAULT_MAX_MEMORY_MB  # the most memory one of its containers may ask for
+    split: Split = NO_SPLIT        # stable traffic on the offline colour, cohorts (model.split)
 
 
 AUDIT_RETENTION = "30d"                 # the audit trail's default retention
@@ -529,7 +531,7 @@ def _services(top: Fields, hosts: dict[str, Host], root: str) -> tuple[ServiceCo
         joinable(top, f"services.{name}", name)
         fields = Fields(top.source, f"bluegreen.services.{name}", raw[name],
                         ["manifest", "live", "blue", "green", "hosts", "replicas", "gateTimeout",
-                         "bakeTime", "bakeMaxErrorRate", "acknowledgeLive", "maxMemory"])
+                         "bakeTime", "bakeMaxErrorRate", "acknowledgeLive", "maxMemory", "split"])
         colours = {}
         for colour in COLOURS:
             if fields.has(colour):
@@ -565,6 +567,7 @@ def _services(top: Fields, hosts: dict[str, Host], root: str) -> tuple[ServiceCo
                 hint="the value the refusal printed, e.g. green@1a2b3c4d (colour@change)")
             if fields.has("acknowledgeLive") else None,
             max_memory_mb=memory_size(fields, "maxMemory", f"{DEFAULT_MAX_MEMORY_MB}m"),
+            split=parse_split(fields, colours),
             **_bake(fields),
         ))
     return tuple(services)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from components.model.config import ServiceConfig
 from components.model.manifest import Manifest
 from components.model.validation import ConfigError
-from components.naming import COLOURS, alias_key, context_digest, offline_colour
+from components.naming import COLOURS, alias_key, context_digest, offline_colour, split_key
 
 
 @dataclass(frozen=True)
@@ -72,22 +72,30 @@ def live_touch(change: ColourChange) -> str | None:
 
 
 def refusal(stack_file: str, environment: str, settings: ServiceConfig,
-            change: ColourChange) -> ConfigError | None:
-    """The error for an update that touches the serving colour without this change's
-    acknowledgement (`bluegreen.services.<name>.acknowledgeLive`), or None."""
+            change: ColourChange, split_reason: str | None = None) -> ConfigError | None:
+    """The error for an update that touches a serving colour without this change's
+    acknowledgement (`bluegreen.services.<name>.acknowledgeLive`), or None. The colour serves
+    as the alias's, or (`split_reason`) as the one a split or cohort sends clients to."""
     reason = live_touch(change)
     token = acknowledgement(change)
     if reason is None or settings.acknowledge_live == token:
         return None
     name, colour, offline = settings.name, change.colour, offline_colour(change.colour)
+    if split_reason:
+        serves = (f"{split_key(environment, name)} says {split_reason}: it serves clients, and "
+                  f"nothing replaces what serves, so nothing was changed. End the split first "
+                  f"(./bg split {name} --stack <stack> --percent 0, and drop the cohorts naming "
+                  f"{colour}), then deploy")
+    else:
+        serves = (f"the alias {alias_key(environment, name)} names {colour}: it serves traffic, "
+                  f"and nothing but a flip touches it, so nothing was changed. Deploy to {offline} "
+                  f"and flip instead ({offline}: {{version: ...}}, live: {offline}); leave {colour} "
+                  f"as it runs")
     return ConfigError(
         stack_file, f"bluegreen.services.{name}.{colour}",
-        f"{reason}, but the alias {alias_key(environment, name)} names {colour}: it serves "
-        f"traffic, and nothing but a flip touches it, so nothing was changed. Deploy to {offline} "
-        f"and flip instead ({offline}: {{version: ...}}, live: {offline}); leave {colour} as it "
-        f"runs. A change that must touch the live colour (a dependency both colours share, a host "
-        f"removed, a platform upgrade) says so in the change itself: add acknowledgeLive: {token} "
-        f"to bluegreen.services.{name}")
+        f"{reason}, but {serves}. A change that must touch a serving colour (a dependency both "
+        f"colours share, a host removed, a platform upgrade) says so in the change itself: add "
+        f"acknowledgeLive: {token} to bluegreen.services.{name}")
 
 
 def disagreement_note(stack_file: str, environment: str, settings: ServiceConfig,

@@ -22,10 +22,11 @@ from components.model.release import (
     ColourPlan, Release, history_entry, release_config, release_id, slot_record
 )
 from components.model.live import ColourChange, live_touch, serving_colour
+from components.model.split import split_value
 from components.naming import (
     acl_token_name, call_routes, bake_key, catalogue_entry, catalogue_key, config_prefix, docker_name,
     health_probe_path, history_prefix, preview_path, release_prefix, route_key, service_network,
-    slot_key, stable_path
+    slot_key, split_key, stable_path
 )
 from components.platform.docker_host import labels, needs_legacy_builder
 from components.service.colour_slot import ColourSlot, ColourSlotArgs, shape_of, tokenless_kept
@@ -108,6 +109,7 @@ class Service(pulumi.ComponentResource):
             preview_url=probes[True], token=args.consul_token),
             opts=pulumi.ResourceOptions(parent=self))
         self.bake = self._bake(name, args, consul)
+        self.split = self._split(name, args, consul)
         self.live = self.alias.colour
         self.flip_seconds = self.alias.flip_seconds
         self.images = pulumi.Output.from_input(
@@ -314,6 +316,19 @@ class Service(pulumi.ComponentResource):
                          key=bake_key(args.environment, settings.name), value=value,
                          opts=pulumi.ResourceOptions(parent=self, depends_on=[self.alias],
                                                      ignore_changes=ignore))
+
+    def _split(self, name: str, args: ServiceArgs, consul_address) -> ConsulKey:
+        """The split record (model.split), written once the alias is where the stack says and,
+        when it sends traffic there, once the offline colour's gate passed; a record changed
+        outside `pulumi up` (./bg split) is written back to what the stack file says."""
+        settings = args.settings
+        gates = [self.slots[colour].gate for colour in settings.colours
+                 if colour != settings.live and settings.split.percent]
+        return ConsulKey(f"{name}-split", address=consul_address, token=args.consul_token,
+                         key=split_key(args.environment, settings.name),
+                         value=split_value(settings.split, settings.live),
+                         observed=args.records.split or "",
+                         opts=pulumi.ResourceOptions(parent=self, depends_on=[self.alias, *gates]))
 
     def _dependency_image(self, name: str, args: ServiceArgs, dependency: Dependency,
                           repository: pulumi.Output[str]) -> pulumi.Input[str]:

@@ -27,6 +27,7 @@ EXPECTED = {
     "bluegreen/proxy/drain-timeout": naming.drain_timeout_key(),
     "bluegreen/proxy/bridge-listen": naming.bridge_listen_key(),
     "bluegreen/proxy/preview-from": naming.preview_from_key(),
+    "bluegreen/splits/%s/%s": naming.split_key(ENV, SERVICE),
 }
 
 
@@ -56,3 +57,16 @@ def test_upstreams_are_joined_as_naming_joins_them():
         text = handle.read()
     joiner = naming.PROXY_JOINER
     assert f"upstream {{{{ $env }}}}{joiner}{{{{ $svc }}}}{joiner}{{{{ $colour }}}}" in text
+
+
+def test_split_markers_and_cookie_are_where_naming_says():
+    proxy = os.path.join(ROOT, "images", "proxy")
+    with open(os.path.join(proxy, "routes.conf.ctmpl"), encoding="utf-8") as handle:
+        routes = handle.read()
+    with open(os.path.join(proxy, "apply-aliases"), encoding="utf-8") as handle:
+        apply = handle.read()
+    with open(os.path.join(proxy, "nginx.conf"), encoding="utf-8") as handle:
+        nginx = handle.read()
+    assert f"-f {naming.SPLIT_DIR}/{{{{ $env }}}}{naming.PROXY_JOINER}{{{{ $svc }}}}." in routes
+    assert f"splits={naming.SPLIT_DIR}\n" in apply
+    assert f"$cookie_{naming.SPLIT_COOKIE} " in nginx and f'"{naming.SPLIT_COOKIE}=$request_id;' in nginx
