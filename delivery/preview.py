@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 import yaml
 from pulumi import automation as auto
 
+from components.model.split import describe_record
 from components.model.validation import ConfigError
-from components.naming import COLOURS, KV_ROOT, owning_service, slot_image_name
+from components.naming import COLOURS, KV_ROOT, owning_service, slot_image_name, split_root
 
 from . import REPO
 from .stacks import EnvStack, classify, error_summary
@@ -204,6 +205,9 @@ def _claim_service_resources(resources: dict, services: dict, environment: str,
             services.setdefault(svc, _new_service())["alias"] = {
                 "key": key, "from": before if old else None, "to": after}
             claimed.add(urn)
+        elif isinstance(key, str) and key.startswith(f"{split_root()}{environment}/"):
+            claimed.add(urn)
+            _split_change(services, key.rsplit("/", 1)[1], old, new, change)
         elif kind == REMOTE_IMAGE and name in image_names:
             claimed.add(urn)
             _image_change(services, image_names[name], old, new, change)
@@ -211,6 +215,18 @@ def _claim_service_resources(resources: dict, services: dict, environment: str,
             claimed.add(urn)
             _container_change(services, old, new, change, name)
     return claimed
+
+
+def _split_change(services: dict, svc: str, old: dict, new: dict, change: str) -> None:
+    """A split record that changes: what it said and says, in words (model.split)."""
+    before = _known((old.get("inputs") or {}).get("value")) if old else None
+    after = None if change == "deleted" else _known((new.get("inputs") or {}).get("value"))
+    try:
+        words = (describe_record(before), describe_record(after) if after else "(removed)")
+    except ConfigError:
+        words = ("(unreadable)", "(unreadable)")
+    if change != "unchanged" and words[0] != words[1]:
+        services.setdefault(svc, _new_service())["split"] = {"from": words[0], "to": words[1]}
 
 
 def _image_change(services: dict, where: tuple[str, str, str], old: dict, new: dict,
@@ -287,6 +303,8 @@ def render_markdown(summaries: list[dict], notes: list[str] = (), base: str = ""
                              f"(`{alias['key']}`)")
             elif alias:
                 lines.append(f"- alias stays on `{alias['to']}`")
+            if service.get("split"):
+                lines.append(f"- split: {service['split']['from']} -> {service['split']['to']}")
             if service.get("live_touched"):
                 lines.append(_live_touched_line(service.get("acknowledged")))
             for image in service["images"]:

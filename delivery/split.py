@@ -149,5 +149,5 @@ def _move_traffic(plan: SplitPlan, stack: EnvStack, trail: audit.Trail, say) -> 
                  release=move.release, version=move.settings.colours[move.colour].version,
                  reason=f"{plan.before}% -> {plan.percent}% of the stable traffic to {move.colour}")
     split = move.settings.split.with_percent(plan.percent)
-    say(f"split record written ({describe(split, move.expected)}); the proxy applies it without a reload")
+    say(f"split record written ({describe(split, move.colour)}); the proxy applies it without a reload")
     stack.set_service(plan.service, {"split.percent": plan.percent})

@@ -167,14 +167,20 @@ def serving_colours(text: str | None, live: str | None) -> dict[str, str]:
     return reasons
 
 
-def describe(split: Split, live: str | None) -> str:
-    """One line for status, preview and the audit trail."""
+def describe(split: Split, colour: str | None) -> str:
+    """One line for status, preview and the audit trail; `colour` is where the share goes."""
     parts = []
-    if split.percent and live:
+    if split.percent and colour:
         sticky = f"by header {split.sticky_header}" if split.sticky_header else "by cookie"
-        parts.append(f"{split.percent}% to {offline_colour(live)} (sticky {sticky})")
+        parts.append(f"{split.percent}% to {colour} (sticky {sticky})")
     parts += [cohort.describe() for cohort in split.cohorts]
     return "; ".join(parts) or "no split"
+
+
+def describe_record(text: str | None) -> str:
+    """describe() of a KV record (or of none)."""
+    colour, split = parse_record(text)
+    return describe(split, colour)
 
 
 def checked_percent(text: str) -> int:

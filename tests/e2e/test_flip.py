@@ -5,19 +5,24 @@ Real build, Consul, consul-template and nginx; the tests run in order on one sta
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 
 import pytest
 import requests
+import yaml
 from pulumi import automation as auto
 
-from e2e_harness import (Deployment, InBackground, container_identity, container_processes, deployed,
-                         deployer_consul, platform_config, wait_until)
+from components.naming import SPLIT_COOKIE
+
+from e2e_harness import (LOG_DIR, REPO, Deployment, InBackground, RequestLoop, container_identity,
+                         container_processes, deployed, deployer_consul, platform_config, wait_until)
 
 STACK = ENV = "e2e-flip"
 PORTS = {"consul": 28650, "serf": 28651, "server": 28652, "registry": 28653, "proxy": 28654}
@@ -269,3 +274,108 @@ def test_d_an_alias_the_proxy_does_not_serve_fails_the_up_and_is_put_back(deploy
     assert proxy_says(STABLE)[2:] == ("blue", "blue")
     assert deployer_consul(STACK).get(ALIAS, params={"raw": "true"}, timeout=3).text == "blue"
     assert 0 < outputs["services"]["vizconfig"]["flipSeconds"] < 1
+
+
+# -- splits (model.split, delivery/split.py): the same stack, green running its redeploy offline
+
+SPLIT_KEY = f"{CONSUL}/v1/kv/bluegreen/splits/{ENV}/vizconfig"
+CLIENTS = 600
+
+
+def split_command(*args: str) -> subprocess.CompletedProcess:
+    result = subprocess.run([sys.executable, "-m", "delivery", "split", "vizconfig", "--stack", STACK,
+                             *args], cwd=REPO, capture_output=True, text=True, timeout=300)
+    with open(os.path.join(LOG_DIR, f"{STACK}-split.log"), "a", encoding="utf-8") as log:
+        log.write(f"$ split {' '.join(args)}\n{result.stdout}{result.stderr}\n")
+    return result
+
+
+def colour_for(headers: dict) -> tuple[str, str | None]:
+    """(the colour that answered, the cookie the proxy set) for one request on a fresh connection."""
+    response = requests.get(STABLE, timeout=5, headers={"Connection": "close", **headers})
+    assert response.status_code == 200, response.status_code
+    return response.headers["X-Bluegreen-Colour"], response.cookies.get(SPLIT_COOKIE)
+
+
+def offline_share(clients: int = CLIENTS) -> float:
+    """The share (in points) of `clients` distinct clients, each with its own cookie value, that
+    the stable URI sends to green."""
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        colours = list(pool.map(lambda i: colour_for({"Cookie": f"{SPLIT_COOKIE}=client-{i}"})[0],
+                                range(clients)))
+    return 100.0 * colours.count("green") / clients
+
+
+def test_e_a_split_sends_its_share_of_clients_offline_and_each_client_stays_on_its_colour(deployment):
+    shares = {}
+    with RequestLoop(STABLE, rate=20, max_requests=4000, max_seconds=200) as loop:
+        for percent in (5, 20, 50):
+            result = split_command("--percent", str(percent))
+            assert result.returncode == 0, result.stdout + result.stderr
+            shares[percent] = offline_share()
+        # A fresh client gets the cookie, and keeps its colour with it.
+        colour, cookie = colour_for({})
+        assert cookie, "the proxy set no cookie during a split"
+        seen = {colour_for({"Cookie": f"{SPLIT_COOKIE}={cookie}"})[0] for _ in range(30)}
+        # Back to 20%: the clients of buckets 0-19 stay on green, none of the others does.
+        result = split_command("--percent", "20")
+        assert result.returncode == 0, result.stdout + result.stderr
+    FIGURES["split_shares_of_600_clients"] = shares
+    FIGURES["split_loop"] = {"requests": len(loop.results), "failed": len(loop.failures)}
+    for percent, measured in shares.items():
+        assert abs(measured - percent) <= 5, shares
+    assert seen == {colour}, f"a client with its cookie saw {seen}"
+    assert not loop.failures, loop.failures[:5]
+    record = deployer_consul(STACK).get(SPLIT_KEY, params={"raw": "true"}, timeout=3).json()
+    assert (record["colour"], record["percent"]) == ("green", 20)
+    assert int(deployment_file_split(deployment)["percent"]) == 20
+    assert reloads_during_split() == 0
+    wait_until(lambda: (catalogue_split() or {}).get("percent") == 20, 5, what="the catalogue's split")
+
+
+def catalogue_split() -> dict | None:
+    services = requests.get(f"{PROXY}/catalogue.json", timeout=3).json()["services"]
+    return next(s["split"] for s in services if s["entry"]["environment"] == ENV)
+
+
+def deployment_file_split(deployment: Deployment) -> dict:
+    with open(deployment.path, encoding="utf-8") as handle:
+        return yaml.safe_load(handle)["config"]["bluegreen:services"]["vizconfig"].get("split")
+
+
+def reloads_during_split() -> int:
+    """nginx reloads apply-aliases made for a split change (none: a share is marker files)."""
+    logs = subprocess.run(["docker", "logs", PROXY_CONTAINER], capture_output=True, text=True)
+    lines = (logs.stdout + logs.stderr).splitlines()
+    return sum("splits" in line and "reloaded" in line for line in lines)
+
+
+def test_f_a_cohort_goes_to_its_colour_and_a_deploy_to_a_split_colour_is_refused(deployment):
+    cohort = {"header": "X-Beta", "value": "1", "colour": "green"}
+    set_services(deployment, green=GREEN_REDEPLOYED, split={"percent": 20, "cohorts": [cohort]})
+    deployment.up()
+    assert {colour_for({"X-Beta": "1", "Cookie": f"{SPLIT_COOKIE}=client-{i}"})[0]
+            for i in range(20)} == {"green"}
+    # Green serves a fifth of the clients: a new version there is refused before anything changes.
+    set_services(deployment, green={"version": "1.0.0", "env": {"DEPLOY": "3"}},
+                 split={"percent": 20, "cohorts": [cohort]})
+    with pytest.raises(auto.CommandError) as failure:
+        deployment.up()
+    assert f"bluegreen/splits/{ENV}/vizconfig says the split sends it 20% of the stable traffic" \
+        in str(failure.value)
+    set_services(deployment, green=GREEN_REDEPLOYED, split={"percent": 20, "cohorts": [cohort]})
+
+
+def test_g_zero_ends_the_split_and_a_hundred_is_a_flip_that_ends_it(deployment):
+    with RequestLoop(STABLE, rate=20, max_requests=2000, max_seconds=120) as loop:
+        result = split_command("--percent", "0")
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert offline_share(100) == 0.0
+        result = split_command("--percent", "100")
+        assert result.returncode == 0, result.stdout + result.stderr
+    assert not loop.failures, loop.failures[:5]
+    assert deployer_consul(STACK).get(ALIAS, params={"raw": "true"}, timeout=3).text == "green"
+    record = deployer_consul(STACK).get(SPLIT_KEY, params={"raw": "true"}, timeout=3).json()
+    assert record["percent"] == 0 and record["cohorts"], record
+    assert offline_share(100) == 100.0      # green is live: "offline_share" counts green answers
+    assert int(deployment_file_split(deployment)["percent"]) == 0

@@ -290,3 +290,22 @@ def test_a_service_stacks_summary_uses_the_inherited_environment(recorded):
     summary = summary_of(digest, config={"bluegreen:environment": "e2e-pipe-prod"})
     assert summary["environment"] == "e2e-pipe-prod"
     assert summary["services"]["vizconfig"]["flip"] is True
+
+
+def test_a_split_change_is_shown_in_words(recorded):
+    from components.model.split import Cohort, Split, split_value
+    digest = copy.deepcopy(recorded)
+    key = "bluegreen/splits/e2e-pipe-prod/vizconfig"
+    urn = next(s["urn"] for s in recorded["steps"] if s["urn"].endswith("-vizconfig-alias-key"))
+    digest["steps"].append({
+        "op": "update", "urn": urn.replace("Alias$", "").rsplit("::", 1)[0].rsplit("$", 1)[0]
+        + "$consul:index:Key::e2e-pipe-prod-vizconfig-split",
+        "oldState": {"inputs": {"key": key, "value": split_value(Split(), "blue")}},
+        "newState": {"inputs": {"key": key, "value": split_value(
+            Split(20, None, (Cohort("header", "X-Beta", "1", "green"),)), "blue")}}})
+    service = summary_of(digest)["services"]["vizconfig"]
+    assert service["split"] == {"from": "no split",
+                                "to": "20% to green (sticky by cookie); header X-Beta=1 -> green"}
+    assert "- split: no split -> 20% to green (sticky by cookie); header X-Beta=1 -> green" in \
+        render_markdown([summary_of(digest)])
+    assert not any("split" in line for line in summary_of(digest)["other"])
