@@ -65,8 +65,11 @@ def test_split_markers_and_cookie_are_where_naming_says():
         routes = handle.read()
     with open(os.path.join(proxy, "apply-aliases"), encoding="utf-8") as handle:
         apply = handle.read()
-    with open(os.path.join(proxy, "nginx.conf"), encoding="utf-8") as handle:
+    with open(os.path.join(proxy, "split.conf"), encoding="utf-8") as handle:
         nginx = handle.read()
+    for config in ("nginx.conf", "nginx-candidate.conf"):   # what `nginx -t` checks has it too
+        with open(os.path.join(proxy, config), encoding="utf-8") as handle:
+            assert "include /etc/nginx/split.conf;" in handle.read(), config
     assert f"-f {naming.SPLIT_DIR}/{{{{ $env }}}}{naming.PROXY_JOINER}{{{{ $svc }}}}." in routes
     assert f"splits={naming.SPLIT_DIR}\n" in apply
     assert f"$cookie_{naming.SPLIT_COOKIE} " in nginx and f'"{naming.SPLIT_COOKIE}=$request_id;' in nginx
