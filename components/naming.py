@@ -447,10 +447,11 @@ def parse_time(text: str) -> datetime.datetime:
 
 
 def bake_record(*, colour: str, previous: str, version: str, previous_version: str | None,
-                since: datetime.datetime, bake_s: float, max_error_rate: float) -> dict:
+                since: datetime.datetime, bake_s: float, max_error_rate: float,
+                traffic: dict | None = None) -> dict:
     """The value of bake_key written with a flip of the alias from `previous` to `colour`: the
     watchdog watches `colour` until `until` and flips back to `previous` on a breach. Every flip
-    (pulumi up, rollback, promote) builds it here."""
+    (pulumi up, rollback, promote) builds it here. `traffic`: {minSuccessRate, maxP99S, windowS}."""
     if colour not in COLOURS or previous not in COLOURS or colour == previous:
         raise ValueError(f"a bake record needs two different colours, got {colour!r} and {previous!r}")
     if bake_s <= 0:
@@ -462,6 +463,8 @@ def bake_record(*, colour: str, previous: str, version: str, previous_version: s
         "previousVersion": previous_version, "since": format_time(since),
         "until": format_time(since + datetime.timedelta(seconds=bake_s)),
         "maxErrorRate": max_error_rate, "status": "baking",
+        # What real traffic must show (the watchdog judges by it where Prometheus runs).
+        **({"traffic": traffic} if traffic else {}),
     }
 
 

@@ -28,7 +28,10 @@ def flip_record(settings: ServiceConfig, colour: str, previous: str, previous_ve
     return json.dumps(bake_record(
         colour=colour, previous=previous, version=settings.colours[colour].version,
         previous_version=previous_version, since=now, bake_s=settings.bake_s,
-        max_error_rate=settings.bake_max_error_rate), sort_keys=True)
+        max_error_rate=settings.bake_max_error_rate,
+        traffic={"minSuccessRate": settings.bake_min_success_rate,
+                 "maxP99S": settings.bake_max_p99_s, "windowS": settings.bake_window_s}),
+        sort_keys=True)
 
 
 def disagreement(stack_file: str, environment: str, settings: ServiceConfig,

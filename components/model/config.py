@@ -142,6 +142,10 @@ class ServiceConfig:
     gate_timeout_s: int = 60
     bake_s: float = 0.0            # after a flip, how long the watchdog watches the new colour (0: off)
     bake_max_error_rate: float = 0.05  # the share of 5xx answers on the stable URI that rolls back
+    # What the watchdog asks of the real traffic (Prometheus) during a bake (model.analysis).
+    bake_min_success_rate: float = 0.99
+    bake_max_p99_s: float = 0.5
+    bake_window_s: float = 60.0
     # `<colour>@<shape>`: this change may replace the live colour's containers (model.live).
     acknowledge_live: str | None = None
     max_memory_mb: int = DEFAULT_MAX_MEMORY_MB  # the most memory one of its containers may ask for
@@ -506,18 +510,36 @@ MIN_BAKE_S, MAX_BAKE_S = 10.0, 24 * 3600.0
 
 
 def _bake(fields: Fields) -> dict:
-    """bakeTime (a duration, 0s: off) and bakeMaxErrorRate (a share of 5xx answers, 0 to <1)."""
+    """bakeTime (a duration, 0s: off), bakeMaxErrorRate (a share of 5xx answers to the
+    watchdog's probes, 0 to <1) and what real traffic must show (_traffic_bounds)."""
     bake_s = fields.duration("bakeTime", "0s")
     if bake_s and not MIN_BAKE_S <= bake_s <= MAX_BAKE_S:
         raise fields.error("bakeTime", f"{fields.raw('bakeTime')!r} is out of range; write 0s (off) "
                            f"or a duration from 10s to 1440m, e.g. 5m")
-    if fields.has("bakeMaxErrorRate") and not bake_s:
-        raise fields.error("bakeMaxErrorRate", "is set but bakeTime is off, so nothing watches the "
-                           "error rate; set bakeTime (e.g. 5m) or remove bakeMaxErrorRate")
+    for key in ("bakeMaxErrorRate", "bakeMinSuccessRate", "bakeMaxP99", "bakeWindow"):
+        if fields.has(key) and not bake_s:
+            raise fields.error(key, "is set but bakeTime is off, so nothing watches the release; "
+                               f"set bakeTime (e.g. 5m) or remove {key}")
     rate = fields.number("bakeMaxErrorRate", 0.05, minimum=0.0, below=1.0,
                          hint="write the share of 5xx answers that rolls back, from 0 to below 1, "
                               "e.g. 0.05 for 5%")
-    return {"bake_s": bake_s, "bake_max_error_rate": rate}
+    return {"bake_s": bake_s, "bake_max_error_rate": rate, **_traffic_bounds(fields)}
+
+
+def _traffic_bounds(fields: Fields) -> dict:
+    """bakeMinSuccessRate (0.99), bakeMaxP99 (500ms) over bakeWindow (1m): Flagger's defaults."""
+    success = fields.number("bakeMinSuccessRate", 0.99, minimum=0.5, below=1.0000001,
+                            hint="write the share of answers that must not be 5xx, from 0.5 to 1, "
+                                 "e.g. 0.99")
+    p99_s = fields.duration("bakeMaxP99", "500ms")
+    if not 0.001 <= p99_s <= 60:
+        raise fields.error("bakeMaxP99", f"{fields.raw('bakeMaxP99')!r} is out of range; write "
+                           "1ms to 60s, e.g. 500ms")
+    window_s = fields.duration("bakeWindow", "1m")
+    if not 10 <= window_s <= 3600:
+        raise fields.error("bakeWindow", f"{fields.raw('bakeWindow')!r} is out of range; write "
+                           "10s to 60m, e.g. 1m")
+    return {"bake_min_success_rate": success, "bake_max_p99_s": p99_s, "bake_window_s": window_s}
 
 
 def _services(top: Fields, hosts: dict[str, Host], root: str) -> tuple[ServiceConfig, ...]:
@@ -531,7 +553,8 @@ def _services(top: Fields, hosts: dict[str, Host], root: str) -> tuple[ServiceCo
         joinable(top, f"services.{name}", name)
         fields = Fields(top.source, f"bluegreen.services.{name}", raw[name],
                         ["manifest", "live", "blue", "green", "hosts", "replicas", "gateTimeout",
-                         "bakeTime", "bakeMaxErrorRate", "acknowledgeLive", "maxMemory", "split"])
+                         "bakeTime", "bakeMaxErrorRate", "bakeMinSuccessRate", "bakeMaxP99", "bakeWindow",
+                         "acknowledgeLive", "maxMemory", "split"])
         colours = {}
         for colour in COLOURS:
             if fields.has(colour):

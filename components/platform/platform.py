@@ -77,7 +77,8 @@ class Platform(pulumi.ComponentResource):
         self.watchdog = Watchdog(f"{name}-watchdog", WatchdogArgs(
             stack=args.stack, image=settings.consul.image, host=home,
             proxy_url=self.proxy_component.url, provider=args.providers[home.name],
-            consul_token=self.cluster.tokens["watchdog"], depends_on=(self.cluster,)), opts=child)
+            consul_token=self.cluster.tokens["watchdog"], prometheus_url=self.prometheus,
+            depends_on=(self.cluster,)), opts=child)
         # Each URL resolves once its agent's container is healthy: users of it wait for that.
         self.agents = {host: container.id.apply(lambda _, url=args.hosts[host].consul: url)
                        for host, container in self.cluster.containers.items()}

@@ -17,12 +17,14 @@ from components.platform.docker_host import labels, local_image, secret_upload
 @dataclass(frozen=True)
 class WatchdogArgs:
     stack: str
-    image: str                     # the platform's Consul image: it carries the script and naming.py
+    image: str                     # the platform's Consul image: it carries the script, naming.py
+    #                                and analysis.py
     host: Host                     # the platform host; the watchdog talks to its agent
     proxy_url: pulumi.Input[str]   # the proxy's base URL: the stable URIs it probes
     provider: docker.Provider
     consul_token: pulumi.Input[str]   # a secret: reads bakes and checks, flips an alias back
     probe_rate: float = 5.0        # requests/s to each baking service's stable URI
+    prometheus_url: pulumi.Input[str] | None = None   # where it judges real traffic (None: probes only)
     depends_on: tuple[pulumi.Resource, ...] = ()
 
     def __post_init__(self):
@@ -48,7 +50,9 @@ class Watchdog(pulumi.ComponentResource):
             network_mode="host",
             envs=[f"CONSUL_HTTP_ADDR={args.host.consul}",
                   pulumi.Output.concat("PROXY_URL=", args.proxy_url),
-                  f"PROBE_RATE={args.probe_rate:g}", f"CONSUL_HTTP_TOKEN_FILE={PLATFORM_TOKEN_FILE}"],
+                  f"PROBE_RATE={args.probe_rate:g}", f"CONSUL_HTTP_TOKEN_FILE={PLATFORM_TOKEN_FILE}",
+                  *([pulumi.Output.concat("PROMETHEUS_URL=", args.prometheus_url)]
+                    if args.prometheus_url is not None else [])],
             uploads=[secret_upload(PLATFORM_TOKEN_FILE, args.consul_token)],
             restart="unless-stopped",
             memory=64,

@@ -9,6 +9,11 @@ one of them changes. While a record says `baking`, for that service it
 - reads the new colour's checks from Consul's health API once a second;
 and a 5xx share above the record's maxErrorRate (over at least MIN_SAMPLES answers and MIN_ERRORS
 errors), or a colour without instances or with a critical check for CHECK_GRACE_S, is a breach.
+Where the platform runs Prometheus (PROMETHEUS_URL), it judges by the real traffic first: every
+ANALYSIS_S it asks for the new colour's stable requests over the record's window (analysis.py:
+success rate and p99 against the record's `traffic` bounds). A failing verdict is a breach; while
+the verdict passes it sends no probes; with too little traffic (or Prometheus unreachable) it says
+so and probes as above. The outcome records which it judged by (`judgedBy`: traffic or probes).
 On a breach it writes, in one Consul transaction, the alias back to the previous colour with a
 check-and-set (the alias must still hold the flip the record describes: never over a newer flip),
 the record's outcome (rolled-back, why, when) and `rolledBackAt`/`rollbackReason` on that version's
@@ -19,7 +24,8 @@ bake whose alias moved meanwhile ends `superseded`. SIGUSR1 prints its counters 
 health reads, KV reads): with nothing baking, only wakes and KV reads ever grow.
 
 Environment: CONSUL_HTTP_ADDR (the platform host's agent), PROXY_URL (the proxy's base URL),
-CONSUL_HTTP_TOKEN_FILE (a file holding its ACL token), PROBE_RATE, WINDOW_S. Standard library only.
+CONSUL_HTTP_TOKEN_FILE (a file holding its ACL token), PROBE_RATE, WINDOW_S, PROMETHEUS_URL
+(optional). Standard library only.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 
+from analysis import FAIL, PASS, Bounds, Verdict, analyse, traffic_queries
 from naming import (
     PROXY_COLOUR_HEADER, alias_key, bake_outcome, bake_prefix, format_time, history_prefix,
     parse_time, read_token_file, route_key
@@ -51,6 +58,8 @@ MIN_ERRORS = 3              # one or two stray errors never roll back
 CHECK_GRACE_S = 2.0         # how long a critical check (or no instance) may last
 PROBE_TIMEOUT_S = 2.0       # a probe that takes longer counts as an error
 WAIT = "300s"               # a blocking query returns at the latest after this
+PROMETHEUS = os.environ.get("PROMETHEUS_URL", "").rstrip("/")
+ANALYSIS_S = 2.0            # how often a bake asks Prometheus
 
 COUNTS = collections.Counter()   # what the watchdog did: probes, health reads, KV reads, wakes
 
@@ -192,6 +201,9 @@ class Bake:
     problem_since: float | None = None
     breach: str | None = None
     logged_at: float = 0.0
+    judged: str = "probes"          # what the last decision went by: traffic or probes
+    verdict: str = ""               # the last traffic verdict, in words
+    next_analysis: float = 0.0
 
     @property
     def record(self) -> dict:
@@ -239,7 +251,8 @@ def finish(bake: Bake, status: str, reason: str = "", extra: dict | None = None,
     """Writes the record's outcome (and `extra` {key: (value, index)}) in one check-and-set
     transaction; False when something changed meanwhile (the caller looks again)."""
     now = now or datetime.datetime.now(datetime.timezone.utc)
-    writes = {bake.entry.key: (json.dumps(bake_outcome(bake.record, status, now, reason),
+    record = {**bake.record, "judgedBy": bake.judged}
+    writes = {bake.entry.key: (json.dumps(bake_outcome(record, status, now, reason),
                                           sort_keys=True), bake.entry.index)}
     writes.update(extra or {})
     operations = [{"KV": {"Verb": "cas", "Key": key, "Index": index,
@@ -294,27 +307,78 @@ def roll_back(bake: Bake, wall: datetime.datetime) -> bool:
 
 
 def tick(bake: Bake, now: float, wall: datetime.datetime) -> bool:
-    """One probe and one decision; True when this bake is over."""
-    status = probe(bake.url, bake.record.get("previous", ""))
-    if status is not None:
-        bake.samples.append((now, status))
-    bake.breach = bake.breach or error_rate_breach(
-        bake.samples, now, WINDOW_S, float(bake.record.get("maxErrorRate", 0.05)),
-        uri=bake.url[len(PROXY):]) or checks_breach(bake.problem, bake.problem_since, now)
+    """One decision (from the traffic when it says enough, else from a probe); True when this
+    bake is over."""
+    if now >= bake.next_analysis:
+        bake.next_analysis = now + ANALYSIS_S
+        judge_traffic(bake)
+    if bake.judged == "probes":
+        status = probe(bake.url, bake.record.get("previous", ""))
+        if status is not None:
+            bake.samples.append((now, status))
+        bake.breach = bake.breach or error_rate_breach(
+            bake.samples, now, WINDOW_S, float(bake.record.get("maxErrorRate", 0.05)),
+            uri=bake.url[len(PROXY):])
+    bake.breach = bake.breach or checks_breach(bake.problem, bake.problem_since, now)
     if bake.breach:
         return roll_back(bake, wall)
     if wall >= parse_time(bake.record["until"]):
         if finish(bake, "baked"):
-            say(f"BAKED {bake.label()}: no breach in its bake time")
+            say(f"BAKED {bake.label()}: no breach in its bake time (judged by {bake.judged})")
             return True
         return False
     if now - bake.logged_at >= 5:
         bake.logged_at = now
         recent = [s for at, s in bake.samples if now - at <= WINDOW_S]
         errors = sum(1 for s in recent if s == 0 or s >= 500)
-        say(f"{bake.label()}: {len(recent)} answers, {errors} errors in the last {WINDOW_S:g}s; "
-            f"checks {bake.problem or 'passing'}; {counters()}")
+        say(f"{bake.label()}: traffic {bake.verdict or 'not analysed'}; probes {len(recent)} "
+            f"answers, {errors} errors in the last {WINDOW_S:g}s; checks {bake.problem or 'passing'}; "
+            f"{counters()}")
     return False
+
+
+def traffic_bounds(record: dict) -> Bounds | None:
+    """The record's bounds on real traffic (None: it has none, or Prometheus is not there)."""
+    traffic = record.get("traffic")
+    if not PROMETHEUS or not isinstance(traffic, dict):
+        return None
+    return Bounds(min_success_rate=float(traffic["minSuccessRate"]),
+                  max_p99_s=float(traffic["maxP99S"]), window_s=int(float(traffic["windowS"])))
+
+
+def judge(verdict: Verdict | None, colour: str) -> tuple[str, str | None]:
+    """(what the bake goes by, the breach) from a traffic verdict (None: no verdict)."""
+    if verdict is None or verdict.outcome not in (PASS, FAIL):
+        return "probes", None
+    return "traffic", f"real traffic on {colour}: {verdict.reason}" if verdict.outcome == FAIL else None
+
+
+def judge_traffic(bake: Bake) -> None:
+    """Asks Prometheus about the new colour's stable traffic; says when the judgement changes."""
+    bounds = traffic_bounds(bake.record)
+    if bounds is None:
+        return
+    colour = bake.record["colour"]
+    try:
+        answers = [prometheus_query(q) for q in traffic_queries(
+            bake.environment, bake.service, colour, bounds.window_s)]
+        verdict = analyse(*answers, bounds)
+        words = f"{verdict.outcome}: {verdict.reason}"
+    except (OSError, ValueError) as error:
+        verdict, words = None, f"Prometheus unreachable ({error})"
+    judged, breach = judge(verdict, colour)
+    if judged != bake.judged or (words != bake.verdict and breach):
+        say(f"{bake.label()}: judging by {judged}: {words}")
+    bake.judged, bake.verdict = judged, words
+    bake.breach = bake.breach or breach
+
+
+def prometheus_query(expression: str) -> dict:
+    """One instant query's JSON answer."""
+    COUNTS["analyses"] += 1
+    url = f"{PROMETHEUS}/api/v1/query?" + urllib.parse.urlencode({"query": expression})
+    with urllib.request.urlopen(url, timeout=3) as response:
+        return json.loads(response.read())
 
 
 def bake_all(entries: dict[str, Entry]) -> None:
@@ -351,7 +415,8 @@ def say(message: str) -> None:
 
 
 def counters() -> str:
-    return " ".join(f"{name}={COUNTS[name]}" for name in ("wakes", "probes", "health_reads", "kv_reads"))
+    return " ".join(f"{name}={COUNTS[name]}"
+                    for name in ("wakes", "probes", "analyses", "health_reads", "kv_reads"))
 
 
 def anchor() -> None:
@@ -366,7 +431,8 @@ def anchor() -> None:
 def main() -> None:
     # `docker kill --signal USR1 <watchdog>` prints what it did so far: proof of idleness.
     signal.signal(signal.SIGUSR1, lambda *_: say(f"counters: {counters()}"))
-    say(f"watching {CONSUL}/v1/kv/{bake_prefix()} (proxy {PROXY}); {counters()}")
+    say(f"watching {CONSUL}/v1/kv/{bake_prefix()} (proxy {PROXY}, Prometheus "
+        f"{PROMETHEUS or 'none: judging by probes'}); {counters()}")
     anchor()
     index = 0
     while True:

@@ -558,16 +558,26 @@ class ServiceRepo:
             self.original = handle.read()
         self.manifest = os.path.join(self.root, "service.yaml")
 
-    def edit(self, stamp: str, healthy: bool = True, fail_root: bool = False) -> None:
+    def edit(self, stamp: str, healthy: bool = True, fail_root: bool = False,
+             fail_every: int = 0) -> None:
         """`stamp` in every answer; unhealthy: /health fails (the gate does); fail_root: GET /
-        answers 500 while /health stays 200 (it passes its gate and fails its users)."""
+        answers 500 while /health stays 200 (it passes its gate and fails its users); fail_every
+        N: every Nth GET / answers 500 (a release that fails part of its real requests)."""
         code = self.original.replace("IDENTITY = {\n", f'IDENTITY = {{\n    "stamp": "{stamp}",\n', 1)
         if not healthy:
             code = code.replace("self.store.ping()", 'raise redis.RedisError("broken build")', 1)
         if fail_root:
             code = code.replace('return self._send(200, {**IDENTITY, "config": self.config.get()})',
                                 'return self._send(500, {"error": "broken release", **IDENTITY})', 1)
+        if fail_every:
+            code = code.replace('return self._send(200, {**IDENTITY, "config": self.config.get()})',
+                                f'if next(FAILS) % {fail_every} == 0:\n'
+                                f'                return self._send(500, {{"error": "flaky release", **IDENTITY}})\n'
+                                '            return self._send(200, {**IDENTITY, "config": self.config.get()})', 1)
+            code = code.replace("import base64\n", "import base64\nimport itertools\n", 1)
+            code = code.replace("IDENTITY = {\n", "FAILS = itertools.count(1)\nIDENTITY = {\n", 1)
         assert f'"stamp": "{stamp}"' in code and (not fail_root or "broken release" in code)
+        assert not fail_every or "flaky release" in code
         with open(self.server, "w", encoding="utf-8") as handle:
             handle.write(code)
 

@@ -1,6 +1,7 @@
 """Measure end to end: every request through the proxy is counted per colour (nginx's access log,
 mtail) and Prometheus, started by the platform stack, holds exactly the counts a bounded client
-sent. Real build, Consul, nginx, mtail and Prometheus on this machine's engine."""
+sent; the bake watchdog judges a release by that traffic. Real build, Consul, nginx, mtail and
+Prometheus on this machine's engine."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ import time
 import pytest
 import requests
 
-from e2e_harness import RequestLoop, _image, deployed, platform_config, wait_until
+from e2e_harness import (RequestLoop, ServiceRepo, _image, deployed, deployer_consul, platform_config,
+                         wait_until)
 
 STACK = ENV = "e2e-measure"
 PORTS = {"consul": 28440, "serf": 28441, "server": 28442, "registry": 28443, "proxy": 28444,
@@ -23,25 +25,29 @@ PREVIEW = f"{PROXY}/preview/{ENV}/vizconfig/"
 SCRAPE_S = 1
 FIGURES: dict = {}
 DEPLOYMENT: list = []   # the module's stack, for the flip
+SERVICE_REPO = ServiceRepo()   # a copy of services/vizconfig: a later release fails a fifth of GET /
 
 
 def services(**overrides) -> dict:
-    settings = {"manifest": "services/vizconfig/service.yaml", "live": "blue",
-                "blue": {"version": "1.0.0"}}
+    settings = {"manifest": SERVICE_REPO.manifest, "live": "blue", "blue": {"version": "1.0.0"}}
     return {"vizconfig": {**settings, **overrides}}
 
 
 @pytest.fixture(scope="module")
 def outputs():
+    SERVICE_REPO.edit("good")
     config = platform_config(PORTS, ENV)
     config["bluegreen:platform"]["proxy"]["metricsPort"] = PORTS["metrics"]
     config["bluegreen:platform"]["prometheus"] = {
         "image": _image("bluegreen/prometheus"), "port": PORTS["prometheus"], "retention": "1d",
         "scrapeInterval": f"{SCRAPE_S}s"}
     config["bluegreen:services"] = services()
-    with deployed(STACK, config, FIGURES, "measure") as deployment:
-        DEPLOYMENT[:] = [deployment]
-        yield deployment.up()
+    try:
+        with deployed(STACK, config, FIGURES, "measure") as deployment:
+            DEPLOYMENT[:] = [deployment]
+            yield deployment.up()
+    finally:
+        SERVICE_REPO.remove()
 
 
 def query(expression: str) -> dict[tuple, float]:
@@ -187,3 +193,43 @@ def test_what_counting_costs_in_memory(outputs):
                               capture_output=True, text=True, check=True).stdout.split("/")[0].strip()
         FIGURES[f"{name} memory"] = used
     assert FIGURES["proxy memory"] and FIGURES["prometheus memory"]
+
+
+def test_a_release_failing_a_fifth_of_its_requests_is_flipped_back_from_real_traffic(outputs):
+    # Blue 3.0.0 passes /health (its gate, the flip's proof) but fails every fifth GET /. The
+    # watchdog's probes tolerate half their answers failing (bakeMaxErrorRate 0.5): only the real
+    # traffic in Prometheus (99% success by default) can catch it.
+    deployment = DEPLOYMENT[0]
+    SERVICE_REPO.edit("flaky", fail_every=5)
+    bad = {"blue": {"version": "3.0.0"}, "green": {"version": "2.0.0"}, "bakeTime": "60s",
+           "bakeMaxErrorRate": 0.5}
+    deployment.update_config(lambda c: c.__setitem__("bluegreen:services", services(live="green", **bad)))
+    deployment.up()
+    deployment.update_config(lambda c: c.__setitem__("bluegreen:services", services(live="blue", **bad)))
+    with RequestLoop(STABLE, rate=20, max_requests=1200, max_seconds=60) as loop:
+        deployment.up()
+        record, _ = wait_until(rolled_back, 40, interval_s=0.2, what="the watchdog's roll-back")
+        time.sleep(1)
+    failed = [r for r in loop.results if r[1] == 500]
+    after = [r for r in loop.results if r[0] > failed[-1][0]] if failed else []
+    assert record["judgedBy"] == "traffic", record
+    assert record["reason"].startswith("real traffic on blue: success rate"), record["reason"]
+    assert alias() == "green" and after and all(r[1] == 200 and r[2] == "green" for r in after)
+    assert all(r[1] in (200, 500) for r in loop.results), loop.failures[:5]
+    first_failure = failed[0][0]
+    FIGURES["traffic-judged roll-back: first failed request -> last one (s)"] = \
+        round(failed[-1][0] - first_failure, 2)
+    FIGURES["traffic-judged roll-back: failed requests"] = f"{len(failed)}/{len(loop.results)}"
+    FIGURES["traffic-judged roll-back: reason"] = record["reason"]
+
+
+def rolled_back() -> dict | None:
+    response = deployer_consul(STACK).get(f"http://127.0.0.1:{PORTS['consul']}/v1/kv/bluegreen/bake/"
+                                          f"{ENV}/vizconfig", params={"raw": "true"}, timeout=3)
+    record = response.json() if response.status_code == 200 else {}
+    return record if record.get("status") == "rolled-back" else None
+
+
+def alias() -> str:
+    return deployer_consul(STACK).get(f"http://127.0.0.1:{PORTS['consul']}/v1/kv/bluegreen/aliases/"
+                                      f"{ENV}/vizconfig", params={"raw": "true"}, timeout=3).text

@@ -11,6 +11,7 @@ import sys
 import pytest
 
 from components import naming
+from components.model import analysis
 from components.consul.records import ServiceRecords
 from components.model.bake import disagreement, flip_record, flips
 from components.model.config import ColourConfig, ServiceConfig, parse_stack_config
@@ -24,8 +25,9 @@ NOW = datetime.datetime(2026, 11, 26, 14, 0, 0, tzinfo=datetime.timezone.utc)
 
 
 def load_watchdog():
-    """images/consul/watchdog.py as the consul image runs it: beside naming.py."""
+    """images/consul/watchdog.py as the consul image runs it: beside naming.py and analysis.py."""
     sys.modules.setdefault("naming", naming)
+    sys.modules.setdefault("analysis", analysis)
     spec = importlib.util.spec_from_file_location(
         "bake_watchdog", os.path.join(ROOT, "images", "consul", "watchdog.py"))
     module = importlib.util.module_from_spec(spec)
@@ -339,3 +341,52 @@ def test_rollback_and_promote_write_the_bake_record_in_the_flip_transaction(monk
     assert "bluegreen/history/production/charts/3.0.0" not in sent["sets"]
     # a flip without bake time ends whatever bake the service had
     assert sent["sets"]["bluegreen/bake/production/charts"] is None
+
+
+# -- judging by real traffic (Prometheus)
+
+def verdict(outcome, reason="120 requests, success 80.00%"):
+    return analysis.Verdict(outcome, 120, 0.8, 0.01, reason)
+
+
+def test_a_failing_traffic_verdict_is_a_breach_and_a_passing_one_replaces_the_probes():
+    assert watchdog.judge(verdict(analysis.FAIL), "green") == \
+        ("traffic", "real traffic on green: 120 requests, success 80.00%")
+    assert watchdog.judge(verdict(analysis.PASS), "green") == ("traffic", None)
+
+
+def test_too_little_traffic_or_no_answer_falls_back_to_the_probes():
+    assert watchdog.judge(verdict(analysis.TOO_LITTLE), "green") == ("probes", None)
+    assert watchdog.judge(None, "green") == ("probes", None)
+
+
+def test_the_records_traffic_bounds_are_used_only_where_prometheus_runs(monkeypatch):
+    now = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
+    record = json.loads(flip_record(settings(), "green", "blue", "1.0.0", now))
+    assert record["traffic"] == {"minSuccessRate": 0.99, "maxP99S": 0.5, "windowS": 60.0}
+    monkeypatch.setattr(watchdog, "PROMETHEUS", "")
+    assert watchdog.traffic_bounds(record) is None
+    monkeypatch.setattr(watchdog, "PROMETHEUS", "http://127.0.0.1:9090")
+    assert watchdog.traffic_bounds(record) == analysis.Bounds(0.99, 0.5, 60)
+    assert watchdog.traffic_bounds({k: v for k, v in record.items() if k != "traffic"}) is None
+
+
+def test_traffic_bounds_parse_with_flaggers_defaults():
+    service = stack(bakeTime="5m", bakeMinSuccessRate=0.95, bakeMaxP99="250ms", bakeWindow="2m")
+    assert (service.bake_min_success_rate, service.bake_max_p99_s, service.bake_window_s) == \
+        (0.95, 0.25, 120.0)
+    default = stack(bakeTime="5m")
+    assert (default.bake_min_success_rate, default.bake_max_p99_s, default.bake_window_s) == \
+        (0.99, 0.5, 60.0)
+
+
+@pytest.mark.parametrize("fields,key,words", [
+    ({"bakeMinSuccessRate": 0.99}, "bakeMinSuccessRate", "bakeTime is off"),
+    ({"bakeTime": "5m", "bakeMinSuccessRate": 1.5}, "bakeMinSuccessRate", "from 0.5 to 1"),
+    ({"bakeTime": "5m", "bakeMaxP99": "2h"}, "bakeMaxP99", "not a duration"),
+    ({"bakeTime": "5m", "bakeWindow": "5s"}, "bakeWindow", "10s to 60m"),
+])
+def test_bad_traffic_bounds_name_the_field(fields, key, words):
+    with pytest.raises(ConfigError) as error:
+        stack(**fields)
+    assert error.value.field == f"bluegreen.services.vizconfig.{key}" and words in str(error.value)
