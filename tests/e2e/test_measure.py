@@ -209,9 +209,11 @@ def test_a_release_failing_a_fifth_of_its_requests_is_flipped_back_from_real_tra
     with RequestLoop(STABLE, rate=20, max_requests=1200, max_seconds=60) as loop:
         deployment.up()
         record, _ = wait_until(rolled_back, 40, interval_s=0.2, what="the watchdog's roll-back")
-        time.sleep(1)
+        seen = time.monotonic()
+        time.sleep(1.5)
     failed = [r for r in loop.results if r[1] == 500]
-    after = [r for r in loop.results if r[0] > failed[-1][0]] if failed else []
+    # Sent once the roll-back was recorded (and the proxy had half a second to apply the flip).
+    after = [r for r in loop.results if r[0] > seen + 0.5]
     assert record["judgedBy"] == "traffic", record
     assert record["reason"].startswith("real traffic on blue: success rate"), record["reason"]
     assert alias() == "green" and after and all(r[1] == 200 and r[2] == "green" for r in after)
