@@ -33,7 +33,8 @@ import sys
 import tempfile
 import time
 
-from e2e_harness import REPO, Deployment, RequestLoop, platform_config, require_environment
+from e2e_harness import (REPO, Deployment, RequestLoop, platform_config, require_environment,
+                         time_bound)
 
 from components.consul import api as consul_api
 from components.naming import alias_key, stable_path
@@ -214,12 +215,7 @@ def main() -> int:
     if not 1 <= args.flips <= 200 or not 1 <= args.rate <= 200 or not 1 <= args.replicas <= 8:
         parser.error("allowed: --flips 1..200, --rate 1..200, --replicas 1..8")
     require_environment()
-
-    def out_of_time(*_):
-        raise TimeoutError(f"the benchmark ran out of its {args.max_seconds}s")
-
-    signal.signal(signal.SIGALRM, out_of_time)
-    signal.alarm(args.max_seconds)
+    time_bound(args.max_seconds)
     config = platform_config(PORTS, ENV)
     config["bluegreen:services"] = service_config(args.replicas)
     candidate = config["bluegreen:platform"]["proxy"]["image"]

@@ -31,7 +31,8 @@ import subprocess
 import sys
 import time
 
-from e2e_harness import REPO, Deployment, RequestLoop, platform_config, require_environment
+from e2e_harness import (REPO, Deployment, RequestLoop, platform_config, require_environment,
+                         time_bound)
 
 from components.consul import api as consul_api
 from components.model.split import Split, split_value
@@ -144,12 +145,7 @@ def main() -> int:
     if not 100 <= args.clients <= 5000 or not 2 <= args.changes <= 200 or not 1 <= args.rate <= 200:
         parser.error("allowed: --clients 100..5000, --changes 2..200, --rate 1..200")
     require_environment()
-
-    def out_of_time(*_):
-        raise TimeoutError(f"the benchmark ran out of its {args.max_seconds}s")
-
-    signal.signal(signal.SIGALRM, out_of_time)
-    signal.alarm(args.max_seconds)
+    time_bound(args.max_seconds)
     config = platform_config(PORTS, ENV)
     config["bluegreen:services"] = service_config()
     deployment = Deployment(STACK, config)

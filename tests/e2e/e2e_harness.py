@@ -10,6 +10,7 @@ import html.parser
 import json
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import threading
@@ -226,6 +227,16 @@ class Deployment:
             self.stack.workspace.remove_stack(self.name)
             if os.path.exists(self.path):
                 os.remove(self.path)
+
+
+def time_bound(seconds: int) -> None:
+    """Raises TimeoutError in the main thread once `seconds` have passed (signal.alarm(0) ends
+    the bound): a benchmark's whole run stays bounded."""
+    def out_of_time(*_):
+        raise TimeoutError(f"the run ran out of its {seconds}s")
+
+    signal.signal(signal.SIGALRM, out_of_time)
+    signal.alarm(seconds)
 
 
 def state_locks(stack: str) -> list[str]:
