@@ -311,7 +311,7 @@ def tick(bake: Bake, now: float, wall: datetime.datetime) -> bool:
     bake is over."""
     if now >= bake.next_analysis:
         bake.next_analysis = now + ANALYSIS_S
-        judge_traffic(bake)
+        judge_traffic(bake, wall)
     if bake.judged == "probes":
         status = probe(bake.url, bake.record.get("previous", ""))
         if status is not None:
@@ -337,13 +337,17 @@ def tick(bake: Bake, now: float, wall: datetime.datetime) -> bool:
     return False
 
 
-def traffic_bounds(record: dict) -> Bounds | None:
-    """The record's bounds on real traffic (None: it has none, or Prometheus is not there)."""
+def traffic_bounds(record: dict, wall: datetime.datetime) -> Bounds | None:
+    """The record's bounds on real traffic (None: it has none, or Prometheus is not there). The
+    window starts at the flip at the earliest (but spans 10 s at least): the colour's stable
+    traffic from before (an earlier release it ran live) says nothing about this one."""
     traffic = record.get("traffic")
     if not PROMETHEUS or not isinstance(traffic, dict):
         return None
+    since_flip = (wall - parse_time(record["since"])).total_seconds()
+    window_s = max(10, min(int(float(traffic["windowS"])), int(since_flip) + 1))
     return Bounds(min_success_rate=float(traffic["minSuccessRate"]),
-                  max_p99_s=float(traffic["maxP99S"]), window_s=int(float(traffic["windowS"])))
+                  max_p99_s=float(traffic["maxP99S"]), window_s=window_s)
 
 
 def judge(verdict: Verdict | None, colour: str) -> tuple[str, str | None]:
@@ -353,9 +357,9 @@ def judge(verdict: Verdict | None, colour: str) -> tuple[str, str | None]:
     return "traffic", f"real traffic on {colour}: {verdict.reason}" if verdict.outcome == FAIL else None
 
 
-def judge_traffic(bake: Bake) -> None:
+def judge_traffic(bake: Bake, wall: datetime.datetime) -> None:
     """Asks Prometheus about the new colour's stable traffic; says when the judgement changes."""
-    bounds = traffic_bounds(bake.record)
+    bounds = traffic_bounds(bake.record, wall)
     if bounds is None:
         return
     colour = bake.record["colour"]

@@ -364,11 +364,21 @@ def test_the_records_traffic_bounds_are_used_only_where_prometheus_runs(monkeypa
     now = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
     record = json.loads(flip_record(settings(), "green", "blue", "1.0.0", now))
     assert record["traffic"] == {"minSuccessRate": 0.99, "maxP99S": 0.5, "windowS": 60.0}
+    later = now + datetime.timedelta(seconds=90)
     monkeypatch.setattr(watchdog, "PROMETHEUS", "")
-    assert watchdog.traffic_bounds(record) is None
+    assert watchdog.traffic_bounds(record, later) is None
     monkeypatch.setattr(watchdog, "PROMETHEUS", "http://127.0.0.1:9090")
-    assert watchdog.traffic_bounds(record) == analysis.Bounds(0.99, 0.5, 60)
-    assert watchdog.traffic_bounds({k: v for k, v in record.items() if k != "traffic"}) is None
+    assert watchdog.traffic_bounds(record, later) == analysis.Bounds(0.99, 0.5, 60)
+    assert watchdog.traffic_bounds({k: v for k, v in record.items() if k != "traffic"}, later) is None
+
+
+def test_the_traffic_window_starts_at_the_flip_but_spans_ten_seconds_at_least(monkeypatch):
+    now = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
+    record = json.loads(flip_record(settings(), "green", "blue", "1.0.0", now))
+    monkeypatch.setattr(watchdog, "PROMETHEUS", "http://127.0.0.1:9090")
+    windows = [watchdog.traffic_bounds(record, now + datetime.timedelta(seconds=s)).window_s
+               for s in (0, 3, 25, 59, 61, 600)]
+    assert windows == [10, 10, 26, 60, 60, 60]
 
 
 def test_traffic_bounds_parse_with_flaggers_defaults():
