@@ -162,7 +162,8 @@ setup_images() {
     as_root bash "$repo/images/base/build.sh" "$base_image"
   fi
   build_image "bluegreen/consul:$CONSUL_VERSION" "$repo/images/consul" "$cache/bin/consul" \
-    "$repo/components/naming.py" "$repo/components/model/analysis.py"
+    "$repo/components/naming.py" "$repo/components/model/analysis.py" \
+    "$repo/components/model/rollout.py"
   build_image "bluegreen/proxy:$PROXY_IMAGE_VERSION" "$repo/images/proxy" "$cache/bin/consul-template"
   build_image "bluegreen/registry:2.8" "$repo/images/registry"
   build_image "bluegreen/prometheus:$PROMETHEUS_IMAGE_VERSION" "$repo/images/prometheus"

@@ -32,7 +32,7 @@ PROXY_JOINER = "--"
 # (environment `preview`'s /preview/x/ is the preview URI of environment x).
 PROXY_PATHS = ("preview", "catalogue")
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"   # UTC, as release histories and bake records write times
-BAKE_STATUSES = ("baking", "baked", "rolled-back", "breached", "superseded")
+BAKE_STATUSES = ("rolling", "baking", "baked", "rolled-back", "breached", "superseded", "aborted")
 
 # Type tokens of the dynamic resources: `dynamic.Resource` subclasses declare (module, name), and
 # Pulumi makes `pulumi-python:dynamic/<module>:<name>` of them. Stacks made before these existed
@@ -471,7 +471,7 @@ def bake_record(*, colour: str, previous: str, version: str, previous_version: s
 def bake_outcome(record: dict, status: str, now: datetime.datetime, reason: str = "") -> dict:
     """A bake record once the watchdog is done with it: `baked`, `rolled-back` (with why),
     `breached` (a breach it could not roll back) or `superseded` (the alias moved meanwhile)."""
-    if status not in BAKE_STATUSES or status == "baking":
+    if status not in BAKE_STATUSES or status in ("baking", "rolling"):
         raise ValueError(f"not a final bake status: {status!r}")
     outcome = {**record, "status": status, "endedAt": format_time(now)}
     if reason:

@@ -19,7 +19,9 @@ from pulumi import automation as auto
 
 from components.model.split import describe_record
 from components.model.validation import ConfigError
-from components.naming import COLOURS, KV_ROOT, owning_service, slot_image_name, split_root
+from components.naming import (
+    COLOURS, KV_ROOT, bake_prefix, owning_service, slot_image_name, split_root
+)
 
 from . import REPO
 from .stacks import EnvStack, classify, error_summary
@@ -205,6 +207,13 @@ def _claim_service_resources(resources: dict, services: dict, environment: str,
             services.setdefault(svc, _new_service())["alias"] = {
                 "key": key, "from": before if old else None, "to": after}
             claimed.add(urn)
+        elif isinstance(key, str) and key.startswith(f"{bake_prefix()}{environment}/") and \
+                _rollout_starts(new):
+            claimed.add(urn)
+            record = json.loads((new.get("inputs") or {})["value"])
+            services.setdefault(key.rsplit("/", 1)[1], _new_service())["rollout"] = \
+                f"{record['previous']} -> {record['colour']} in steps of {record['steps']}% " \
+                f"({record['stepS']:g}s each), judged by real traffic; the watchdog flips at the end"
         elif isinstance(key, str) and key.startswith(f"{split_root()}{environment}/"):
             claimed.add(urn)
             _split_change(services, key.rsplit("/", 1)[1], old, new, change)
@@ -215,6 +224,15 @@ def _claim_service_resources(resources: dict, services: dict, environment: str,
             claimed.add(urn)
             _container_change(services, old, new, change, name)
     return claimed
+
+
+def _rollout_starts(new: dict) -> bool:
+    """Whether a bake record's new value starts a rollout (status rolling)."""
+    value = _known((new.get("inputs") or {}).get("value"))
+    try:
+        return isinstance(value, str) and json.loads(value).get("status") == "rolling"
+    except (ValueError, AttributeError):
+        return False
 
 
 def _split_change(services: dict, svc: str, old: dict, new: dict, change: str) -> None:
@@ -303,6 +321,8 @@ def render_markdown(summaries: list[dict], notes: list[str] = (), base: str = ""
                              f"(`{alias['key']}`)")
             elif alias:
                 lines.append(f"- alias stays on `{alias['to']}`")
+            if service.get("rollout"):
+                lines.append(f"- rollout starts: {service['rollout']}")
             if service.get("split"):
                 lines.append(f"- split: {service['split']['from']} -> {service['split']['to']}")
             if service.get("live_touched"):

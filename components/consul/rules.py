@@ -19,8 +19,8 @@ DEPLOYER_PREFIXES = tuple(f"{KV_ROOT}/{tree}/" for tree in (
 PROXY_PREFIXES = tuple(f"{KV_ROOT}/{tree}" for tree in (
     "aliases", "routes", "catalogue", "history", "bake", "proxy", "splits"))
 # The watchdog: waits on the bakes (and marks them), flips an alias back, notes it in the history;
-# `bake` without a slash: it also creates the prefix key it blocks on.
-WATCHDOG_WRITES = tuple(f"{KV_ROOT}/{tree}" for tree in ("bake", "aliases/", "history/"))
+# `bake` without a slash: it also creates the prefix key it blocks on. A rollout's steps are splits.
+WATCHDOG_WRITES = tuple(f"{KV_ROOT}/{tree}" for tree in ("bake", "aliases/", "history/", "splits/"))
 WATCHDOG_READS = (f"{KV_ROOT}/routes/",)
 
 
@@ -60,7 +60,8 @@ def deployer_rules() -> str:
 
 def watchdog_rules() -> str:
     """The bake watchdog: reads the new colour's checks, the bakes and routes; writes a bake's
-    outcome, the alias it flips back (check-and-set) and the version's history."""
+    outcome, the alias it flips (back, or after a rollout's steps; check-and-set), the version's
+    history and a rollout's split."""
     return _rules(_rule("service_prefix", "", "read"), _rule("node_prefix", "", "read"),
                   *(_rule("key_prefix", prefix, "write") for prefix in WATCHDOG_WRITES),
                   *(_rule("key_prefix", prefix, "list") for prefix in WATCHDOG_READS))

@@ -9,8 +9,9 @@ import json
 
 from components.model.config import ServiceConfig
 from components.model.release import suggest_next
+from components.model.rollout import is_rolling_to, rolling_record
 from components.model.validation import ConfigError
-from components.naming import COLOURS, bake_key, bake_record
+from components.naming import COLOURS, bake_key, bake_outcome, bake_record
 
 
 def flips(live_before: str | None, live: str) -> bool:
@@ -28,10 +29,58 @@ def flip_record(settings: ServiceConfig, colour: str, previous: str, previous_ve
     return json.dumps(bake_record(
         colour=colour, previous=previous, version=settings.colours[colour].version,
         previous_version=previous_version, since=now, bake_s=settings.bake_s,
-        max_error_rate=settings.bake_max_error_rate,
-        traffic={"minSuccessRate": settings.bake_min_success_rate,
-                 "maxP99S": settings.bake_max_p99_s, "windowS": settings.bake_window_s}),
+        max_error_rate=settings.bake_max_error_rate, traffic=traffic_bounds(settings)),
         sort_keys=True)
+
+
+def rollout_start(settings: ServiceConfig, previous: str, previous_version: str | None,
+                  now: datetime.datetime) -> str:
+    """The record a flip through a rollout writes (JSON): the bake record of the flip to
+    `settings.live`, not flipped yet (model.rollout.rolling_record)."""
+    record = bake_record(
+        colour=settings.live, previous=previous, version=settings.colours[settings.live].version,
+        previous_version=previous_version, since=now, bake_s=settings.bake_s or settings.rollout.step_s,
+        max_error_rate=settings.bake_max_error_rate, traffic=traffic_bounds(settings))
+    return json.dumps(rolling_record(record, settings.rollout, settings.bake_s), sort_keys=True)
+
+
+def traffic_bounds(settings: ServiceConfig) -> dict:
+    """What a bake or rollout asks of the real traffic (the record's `traffic`)."""
+    return {"minSuccessRate": settings.bake_min_success_rate, "maxP99S": settings.bake_max_p99_s,
+            "windowS": settings.bake_window_s}
+
+
+def rolls_out(settings: ServiceConfig, records) -> bool:
+    """Whether this update starts a rollout: it flips, the service has one, and none of this
+    release to that colour is under way already."""
+    return settings.rollout is not None and flips(records.live, settings.live) and \
+        not rolling(settings, records)
+
+
+def rolling(settings: ServiceConfig, records) -> bool:
+    """Whether a rollout of the stack's live colour and version is under way (the watchdog's)."""
+    record = json.loads(records.bake) if records.bake else None
+    colour = settings.live
+    return colour in settings.colours and flips(records.live, colour) and \
+        is_rolling_to(record, colour, settings.colours[colour].version)
+
+
+def rollout_cancelled(settings: ServiceConfig, records, now: datetime.datetime) -> str | None:
+    """The record (JSON) that ends a rollout under way when the stack asks for the colour that
+    serves again (live: back to it): `superseded`, so the watchdog lets it go; else None."""
+    record = json.loads(records.bake) if records.bake else None
+    if not record or record.get("status") != "rolling" or flips(records.live, settings.live):
+        return None
+    return json.dumps(bake_outcome(record, "superseded", now, f"the stack asks live: {settings.live} "
+                                   "again: the rollout was called off"), sort_keys=True)
+
+
+def alias_colour(settings: ServiceConfig, records) -> str:
+    """The colour the alias names after this update: the stack's `live:`, unless the flip goes
+    through a rollout (the watchdog moves the alias once its steps passed)."""
+    if settings.rollout is not None and flips(records.live, settings.live):
+        return records.live
+    return settings.live
 
 
 def disagreement(stack_file: str, environment: str, settings: ServiceConfig,
@@ -42,13 +91,14 @@ def disagreement(stack_file: str, environment: str, settings: ServiceConfig,
         return None
     record = json.loads(bake)
     colour = settings.live
-    if record.get("status") != "rolled-back" or record.get("colour") != colour \
+    if record.get("status") not in ("rolled-back", "aborted") or record.get("colour") != colour \
             or record.get("version") != settings.colours[colour].version:
         return None
     name, version = settings.name, record["version"]
+    what = "was rolled back to" if record["status"] == "rolled-back" else "had its rollout aborted, on"
     return ConfigError(
         stack_file, f"bluegreen.services.{name}.live",
-        f"{colour} ({name} {version}) was rolled back to {record.get('previous')} by the bake "
+        f"{colour} ({name} {version}) {what} {record.get('previous')} by the bake "
         f"watchdog at {record.get('endedAt', '?')}: {record.get('reason', 'no reason recorded')} "
         f"(Consul KV {bake_key(environment, name)}); this update would flip it live again, so "
         f"nothing was changed. Accept the rollback with live: {record.get('previous')} (`./bg rollback "

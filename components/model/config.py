@@ -17,6 +17,7 @@ from components.model.manifest import (
     NAME_HINT, NAME_PATTERN, check_variables, joinable, memory_size
 )
 from components.model.validation import LONG_UNITS, ConfigError, Fields
+from components.model.rollout import MAX_STEPS, STEP_S, Rollout
 from components.model.split import NO_SPLIT, Split, parse_split
 from components.naming import COLOURS, PROXY_PATHS
 
@@ -150,6 +151,7 @@ class ServiceConfig:
     acknowledge_live: str | None = None
     max_memory_mb: int = DEFAULT_MAX_MEMORY_MB  # the most memory one of its containers may ask for
     split: Split = NO_SPLIT        # stable traffic on the offline colour, cohorts (model.split)
+    rollout: Rollout | None = None  # a flip walked in steps of a split (model.rollout)
 
 
 AUDIT_RETENTION = "30d"                 # the audit trail's default retention
@@ -542,6 +544,25 @@ def _traffic_bounds(fields: Fields) -> dict:
     return {"bake_min_success_rate": success, "bake_max_p99_s": p99_s, "bake_window_s": window_s}
 
 
+def _rollout(fields: Fields) -> Rollout | None:
+    """`rollout: {steps: [5, 25, 50], stepTime: 2m}` of a service's stack entry."""
+    if not fields.has("rollout"):
+        return None
+    rollout = fields.nested("rollout", ["steps", "stepTime"])
+    steps = rollout.raw("steps", [])
+    hint = "a list of increasing percentages from 1 to 99, e.g. [5, 25, 50]"
+    if not isinstance(steps, list) or not steps or len(steps) > MAX_STEPS or \
+            any(isinstance(s, bool) or not isinstance(s, int) or not 1 <= s <= 99 for s in steps):
+        raise rollout.error("steps", f"{steps!r} is not allowed; write {hint} (at most {MAX_STEPS})")
+    if any(b <= a for a, b in zip(steps, steps[1:])):
+        raise rollout.error("steps", f"{steps!r} does not increase; write {hint}")
+    step_s = rollout.duration("stepTime", "2m")
+    if not STEP_S[0] <= step_s <= STEP_S[1]:
+        raise rollout.error("stepTime", f"{rollout.raw('stepTime')!r} is out of range; write 10s to "
+                            "60m, e.g. 2m")
+    return Rollout(tuple(steps), step_s)
+
+
 def _services(top: Fields, hosts: dict[str, Host], root: str) -> tuple[ServiceConfig, ...]:
     raw = top.raw("services", {})
     if not isinstance(raw, Mapping):
@@ -554,7 +575,7 @@ def _services(top: Fields, hosts: dict[str, Host], root: str) -> tuple[ServiceCo
         fields = Fields(top.source, f"bluegreen.services.{name}", raw[name],
                         ["manifest", "live", "blue", "green", "hosts", "replicas", "gateTimeout",
                          "bakeTime", "bakeMaxErrorRate", "bakeMinSuccessRate", "bakeMaxP99", "bakeWindow",
-                         "acknowledgeLive", "maxMemory", "split"])
+                         "acknowledgeLive", "maxMemory", "split", "rollout"])
         colours = {}
         for colour in COLOURS:
             if fields.has(colour):
@@ -591,6 +612,7 @@ def _services(top: Fields, hosts: dict[str, Host], root: str) -> tuple[ServiceCo
             if fields.has("acknowledgeLive") else None,
             max_memory_mb=memory_size(fields, "maxMemory", f"{DEFAULT_MAX_MEMORY_MB}m"),
             split=parse_split(fields, colours),
+            rollout=_rollout(fields),
             **_bake(fields),
         ))
     return tuple(services)

@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from components.model.config import ServiceConfig
 from components.model.manifest import Manifest
 from components.model.validation import ConfigError
-from components.naming import COLOURS, alias_key, context_digest, offline_colour, split_key
+from components.naming import (
+    COLOURS, alias_key, bake_key, context_digest, offline_colour, split_key
+)
 
 
 @dataclass(frozen=True)
@@ -104,6 +106,11 @@ def disagreement_note(stack_file: str, environment: str, settings: ServiceConfig
     if serving is None or settings.live == serving:
         return None
     name = settings.name
+    if settings.rollout is not None:
+        return (f"{stack_file} asks live: {settings.live} for {name}, whose alias names {serving}: "
+                f"the flip goes through its rollout (steps {list(settings.rollout.steps)}% of the "
+                f"stable traffic, {settings.rollout.step_s:g}s each); the platform's watchdog moves "
+                f"the alias once every step passed (Consul KV {bake_key(environment, name)})")
     return (f"{stack_file} asks live: {settings.live} for {name}, but the alias "
             f"{alias_key(environment, name)} names {serving}, which serves traffic now. This update "
             f"plans from the alias: {serving} is left as it runs, and {settings.live} is flipped "

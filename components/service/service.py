@@ -15,7 +15,9 @@ from components.consul.acl_token import AclToken
 from components.consul.alias import Alias, AliasArgs
 from components.consul.key import ConsulKey
 from components.consul.records import ServiceRecords
-from components.model.bake import flip_record, flips
+from components.model.bake import (
+    alias_colour, flip_record, flips, rolling, rollout_cancelled, rollout_start, rolls_out
+)
 from components.model.config import Host, ServiceConfig
 from components.model.manifest import Dependency, Manifest
 from components.model.release import (
@@ -103,9 +105,10 @@ class Service(pulumi.ComponentResource):
         networks = self._networks_and_dependencies(name, args)
         self._colours(name, args, images, networks, probes[True], callees, consul)
         self._kv_entries(name, args, images, callees, consul)
+        aliased = alias_colour(args.settings, args.records)
         self.alias = Alias(f"{name}-alias", AliasArgs(
             consul_address=consul, environment=env, service=manifest.name,
-            colour=args.settings.live, gate=self.slots[args.settings.live].gate, url=probes[False],
+            colour=aliased, gate=self.slots[aliased].gate, url=probes[False],
             preview_url=probes[True], token=args.consul_token),
             opts=pulumi.ResourceOptions(parent=self))
         self.bake = self._bake(name, args, consul)
@@ -301,33 +304,46 @@ class Service(pulumi.ComponentResource):
 
     def _bake(self, name: str, args: ServiceArgs, consul_address) -> ConsulKey | None:
         """The bake record: written right after a flip (timed from the alias write) when the
-        service has a bake time, else kept as it is (the watchdog updates it); none otherwise."""
+        service has a bake time, else kept as it is (the watchdog updates it); none otherwise. A
+        flip through a rollout writes it `rolling` instead (model.rollout), once the new colour's
+        gate passed: the watchdog walks the steps and moves the alias."""
         settings, before = args.settings, args.records.live
-        if flips(before, settings.live) and settings.bake_s:
+        depends = [self.alias]
+        now = datetime.datetime.now(datetime.timezone.utc)
+        cancelled = rollout_cancelled(settings, args.records, now)
+        if cancelled:
+            value, ignore = cancelled, []
+        elif rolls_out(settings, args.records):
+            value, ignore = rollout_start(settings, before, args.records.slots.get(before), now), []
+            depends.append(self.slots[settings.live].gate)
+        elif rolling(settings, args.records) or (args.records.bake and not flips(before, settings.live)):
+            value, ignore = args.records.bake, ["value"]
+        elif flips(before, settings.live) and settings.bake_s:
             value = self.alias.colour.apply(lambda colour: flip_record(
                 settings, colour, before, args.records.slots.get(before),
                 datetime.datetime.now(datetime.timezone.utc)))
             ignore = []
-        elif args.records.bake and not flips(before, settings.live):
-            value, ignore = args.records.bake, ["value"]
         else:
             return None
         return ConsulKey(f"{name}-bake", address=consul_address, token=args.consul_token,
                          key=bake_key(args.environment, settings.name), value=value,
-                         opts=pulumi.ResourceOptions(parent=self, depends_on=[self.alias],
+                         opts=pulumi.ResourceOptions(parent=self, depends_on=depends,
                                                      ignore_changes=ignore))
 
     def _split(self, name: str, args: ServiceArgs, consul_address) -> ConsulKey:
         """The split record (model.split), written once the alias is where the stack says and,
         when it sends traffic there, once the offline colour's gate passed; a record changed
-        outside `pulumi up` (./bg split) is written back to what the stack file says."""
+        outside `pulumi up` (./bg split) is written back to what the stack file says, except
+        while a rollout's watchdog moves it."""
         settings = args.settings
+        serving = alias_colour(settings, args.records)
         gates = [self.slots[colour].gate for colour in settings.colours
-                 if colour != settings.live and settings.split.percent]
+                 if colour != serving and settings.split.percent]
+        walked = rolls_out(settings, args.records) or rolling(settings, args.records)
         return ConsulKey(f"{name}-split", address=consul_address, token=args.consul_token,
                          key=split_key(args.environment, settings.name),
-                         value=split_value(settings.split, settings.live),
-                         observed=args.records.split or "",
+                         value=split_value(settings.split, serving),
+                         observed=None if walked else args.records.split or "",
                          opts=pulumi.ResourceOptions(parent=self, depends_on=[self.alias, *gates]))
 
     def _dependency_image(self, name: str, args: ServiceArgs, dependency: Dependency,

@@ -14,6 +14,10 @@ ANALYSIS_S it asks for the new colour's stable requests over the record's window
 success rate and p99 against the record's `traffic` bounds). A failing verdict is a breach; while
 the verdict passes it sends no probes; with too little traffic (or Prometheus unreachable) it says
 so and probes as above. The outcome records which it judged by (`judgedBy`: traffic or probes).
+A record `rolling` is a flip through a progressive rollout (rollout.py): it sets the split of each
+step in turn, judges the new colour's share of the stable traffic, aborts (split back to 0%) on a
+failing verdict, and after the last step flips the alias in one transaction with the split's end
+and the record, which then bakes as any flip's.
 On a breach it writes, in one Consul transaction, the alias back to the previous colour with a
 check-and-set (the alias must still hold the flip the record describes: never over a newer flip),
 the record's outcome (rolled-back, why, when) and `rolledBackAt`/`rollbackReason` on that version's
@@ -42,10 +46,11 @@ import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 
+import rollout
 from analysis import FAIL, PASS, Bounds, Verdict, analyse, traffic_queries
 from naming import (
     PROXY_COLOUR_HEADER, alias_key, bake_outcome, bake_prefix, format_time, history_prefix,
-    parse_time, read_token_file, route_key
+    parse_time, read_token_file, route_key, split_key
 )
 
 CONSUL = os.environ.get("CONSUL_HTTP_ADDR", "http://127.0.0.1:8500").rstrip("/")
@@ -60,6 +65,7 @@ PROBE_TIMEOUT_S = 2.0       # a probe that takes longer counts as an error
 WAIT = "300s"               # a blocking query returns at the latest after this
 PROMETHEUS = os.environ.get("PROMETHEUS_URL", "").rstrip("/")
 ANALYSIS_S = 2.0            # how often a bake asks Prometheus
+ACTIVE = ("baking", "rolling")   # the records it watches
 
 COUNTS = collections.Counter()   # what the watchdog did: probes, health reads, KV reads, wakes
 
@@ -203,6 +209,7 @@ class Bake:
     logged_at: float = 0.0
     judged: str = "probes"          # what the last decision went by: traffic or probes
     verdict: str = ""               # the last traffic verdict, in words
+    outcome: str | None = None      # the last traffic verdict's outcome (None: none)
     next_analysis: float = 0.0
 
     @property
@@ -219,6 +226,10 @@ def start(entry: Entry) -> Bake:
     route, _ = kv_get(route_key(environment, service))
     bake = Bake(entry, environment, service)
     bake.url = f"{PROXY}/{environment}/{(route or service).strip()}/"
+    if entry.value.get("status") == "rolling":
+        say(f"rolling out {bake.label()}: steps {entry.value.get('steps')}% of the stable traffic, "
+            f"{entry.value.get('stepS')}s each, judged by its real traffic")
+        return bake
     say(f"baking {bake.label()} until {entry.value.get('until')}: probing {bake.url} at "
         f"{PROBE_RATE:g}/s, checks of {entry.value.get('colour')}, max 5xx share "
         f"{entry.value.get('maxErrorRate')}")
@@ -239,7 +250,10 @@ def read_checks(bake: Bake, now: float) -> None:
 def moved_on(bake: Bake) -> bool:
     """Ends a bake whose flip is no longer the alias's (flipped by hand, or a newer flip)."""
     alias, alias_index = kv_get(alias_key(bake.environment, bake.service))
-    if flip_is_current(bake.record, bake.entry.index, alias, alias_index):
+    if bake.record.get("status") == "rolling":
+        if alias == bake.record.get("previous"):
+            return False
+    elif flip_is_current(bake.record, bake.entry.index, alias, alias_index):
         return False
     if finish(bake, "superseded", f"the alias moved to {alias or 'nothing'} during the bake"):
         say(f"{bake.label()}: the alias moved to {alias} during the bake; not watching it any more")
@@ -255,11 +269,7 @@ def finish(bake: Bake, status: str, reason: str = "", extra: dict | None = None,
     writes = {bake.entry.key: (json.dumps(bake_outcome(record, status, now, reason),
                                           sort_keys=True), bake.entry.index)}
     writes.update(extra or {})
-    operations = [{"KV": {"Verb": "cas", "Key": key, "Index": index,
-                          "Value": base64.b64encode(value.encode()).decode()}}
-                  for key, (value, index) in writes.items()]
-    status_code, _, _ = consul("PUT", "/v1/txn", json.dumps(operations).encode())
-    return status_code == 200
+    return transact(writes)
 
 
 def history_update(environment: str, service: str, version: str | None, changes: dict) -> dict:
@@ -309,6 +319,8 @@ def roll_back(bake: Bake, wall: datetime.datetime) -> bool:
 def tick(bake: Bake, now: float, wall: datetime.datetime) -> bool:
     """One decision (from the traffic when it says enough, else from a probe); True when this
     bake is over."""
+    if bake.record.get("status") == "rolling":
+        return roll_out(bake, now, wall)
     if now >= bake.next_analysis:
         bake.next_analysis = now + ANALYSIS_S
         judge_traffic(bake, wall)
@@ -344,7 +356,8 @@ def traffic_bounds(record: dict, wall: datetime.datetime) -> Bounds | None:
     traffic = record.get("traffic")
     if not PROMETHEUS or not isinstance(traffic, dict):
         return None
-    since_flip = (wall - parse_time(record["since"])).total_seconds()
+    start = record.get("stepSince") if record.get("status") == "rolling" else record["since"]
+    since_flip = (wall - parse_time(start)).total_seconds()
     window_s = max(10, min(int(float(traffic["windowS"])), int(since_flip) + 1))
     return Bounds(min_success_rate=float(traffic["minSuccessRate"]),
                   max_p99_s=float(traffic["maxP99S"]), window_s=window_s)
@@ -373,7 +386,7 @@ def judge_traffic(bake: Bake, wall: datetime.datetime) -> None:
     judged, breach = judge(verdict, colour)
     if judged != bake.judged or (words != bake.verdict and breach):
         say(f"{bake.label()}: judging by {judged}: {words}")
-    bake.judged, bake.verdict = judged, words
+    bake.judged, bake.verdict, bake.outcome = judged, words, verdict and verdict.outcome
     bake.breach = bake.breach or breach
 
 
@@ -383,6 +396,85 @@ def prometheus_query(expression: str) -> dict:
     url = f"{PROMETHEUS}/api/v1/query?" + urllib.parse.urlencode({"query": expression})
     with urllib.request.urlopen(url, timeout=3) as response:
         return json.loads(response.read())
+
+
+# --- one rollout (rollout.py) ---------------------------------------------------------------------
+
+def roll_out(bake: Bake, now: float, wall: datetime.datetime) -> bool:
+    """One look at a rollout; True when it is over (aborted, or flipped with no bake to follow)."""
+    record = bake.record
+    if not PROMETHEUS:
+        return finish(bake, "aborted", "no Prometheus on this platform to judge the steps by",
+                      split_write(bake, 0))
+    if record.get("stepSince") is None:
+        return step_to(bake, rollout.started(record, wall, 0))
+    if now >= bake.next_analysis:
+        bake.next_analysis = now + ANALYSIS_S
+        judge_traffic(bake, wall)
+    elapsed = (wall - parse_time(record["stepSince"])).total_seconds()
+    action, why = rollout.decide(record, bake.outcome, bake.verdict, elapsed)
+    if action == rollout.ABORT:
+        over = finish(bake, "aborted", why, split_write(bake, 0), now=wall)
+        if over:
+            say(f"ABORTED the rollout of {bake.label()}: {why}; the split is back to 0%")
+        return over
+    if action == rollout.ADVANCE:
+        say(f"{bake.label()}: {why}; next step")
+        return step_to(bake, rollout.started(record, wall, record["step"] + 1))
+    if action == rollout.FLIP:
+        return rolled_out(bake, wall, why)
+    if now - bake.logged_at >= 5:
+        bake.logged_at = now
+        say(f"{bake.label()}: rollout step {record['step'] + 1} ({rollout.percent(record)}%), "
+            f"{elapsed:.0f}s of {record['stepS']:g}s; traffic {bake.verdict or 'not analysed'}")
+    return False
+
+
+def step_to(bake: Bake, record: dict) -> bool:
+    """Writes the record with its next step and that step's split in one transaction (False:
+    the rollout goes on; the records are read again within a second)."""
+    writes = {bake.entry.key: (json.dumps(record, sort_keys=True), bake.entry.index),
+              **split_write(bake, rollout.percent(record))}
+    if transact(writes):
+        say(f"{bake.label()}: rollout step {record['step'] + 1} of {len(record['steps'])}: "
+            f"{rollout.percent(record)}% of the stable traffic to {record['colour']}")
+    return False
+
+
+def rolled_out(bake: Bake, wall: datetime.datetime, why: str) -> bool:
+    """The last step passed: the alias moves (check-and-set), the split ends and the record bakes
+    (or ends baked), in one transaction; True when nothing is left to watch."""
+    record, key = bake.record, alias_key(bake.environment, bake.service)
+    alias, alias_index = kv_get(key)
+    done = {**rollout.flipped(record, wall), "judgedBy": bake.judged}
+    writes = {key: (record["colour"], alias_index), **split_write(bake, 0),
+              bake.entry.key: (json.dumps(done, sort_keys=True), bake.entry.index),
+              **history_update(bake.environment, bake.service, record.get("version"),
+                               {"liveAt": format_time(wall)})}
+    if alias != record.get("previous") or not transact(writes):
+        say(f"{bake.label()}: the flip after the rollout lost a check-and-set; looking again")
+        return False
+    say(f"ROLLED OUT {bake.label()}: {why}; alias {key} {record['previous']} -> {record['colour']}")
+    return done["status"] != "baking"
+
+
+def split_write(bake: Bake, percent: int) -> dict:
+    """{split key: (its record sending `percent` to the rollout's colour, its index)}: the
+    stack's stickiness and cohorts stay as they are."""
+    key = split_key(bake.environment, bake.service)
+    text, index = kv_get(key)
+    current = json.loads(text) if text else {"sticky": {"cookie": True}, "cohorts": []}
+    return {key: (json.dumps({**current, "colour": bake.record["colour"], "percent": percent},
+                             sort_keys=True), index)}
+
+
+def transact(writes: dict) -> bool:
+    """{key: (value, index)} written with check-and-set in one transaction, or none of them."""
+    operations = [{"KV": {"Verb": "cas", "Key": key, "Index": index,
+                          "Value": base64.b64encode(value.encode()).decode()}}
+                  for key, (value, index) in writes.items()]
+    status_code, _, _ = consul("PUT", "/v1/txn", json.dumps(operations).encode())
+    return status_code == 200
 
 
 def bake_all(entries: dict[str, Entry]) -> None:
@@ -395,7 +487,7 @@ def bake_all(entries: dict[str, Entry]) -> None:
         if next_read is None or now >= next_read:
             if next_read is not None:
                 entries, _ = read_records()
-            baking = {k: e for k, e in entries.items() if e.value.get("status") == "baking"}
+            baking = {k: e for k, e in entries.items() if e.value.get("status") in ACTIVE}
             if not baking:
                 return
             bakes = {k: bakes[k] if k in bakes and bakes[k].entry.index == e.index else start(e)
@@ -445,7 +537,7 @@ def main() -> None:
             # A lower index means Consul's state was reset: start over (Consul's advice).
             index = new_index if new_index >= index else 0
             COUNTS["wakes"] += 1
-            baking = [k for k, e in entries.items() if e.value.get("status") == "baking"]
+            baking = [k for k, e in entries.items() if e.value.get("status") in ACTIVE]
             say(f"{len(entries)} bake record(s), {len(baking)} baking; {counters()}")
             if baking:
                 bake_all(entries)

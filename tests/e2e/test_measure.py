@@ -235,3 +235,63 @@ def rolled_back() -> dict | None:
 def alias() -> str:
     return deployer_consul(STACK).get(f"http://127.0.0.1:{PORTS['consul']}/v1/kv/bluegreen/aliases/"
                                       f"{ENV}/vizconfig", params={"raw": "true"}, timeout=3).text
+
+
+ROLLOUT = {"steps": [20, 60], "stepTime": "10s"}
+
+
+def bake_record() -> dict:
+    return deployer_consul(STACK).get(f"http://127.0.0.1:{PORTS['consul']}/v1/kv/bluegreen/bake/"
+                                      f"{ENV}/vizconfig", params={"raw": "true"}, timeout=3).json()
+
+
+def split_record() -> dict:
+    return deployer_consul(STACK).get(f"http://127.0.0.1:{PORTS['consul']}/v1/kv/bluegreen/splits/"
+                                      f"{ENV}/vizconfig", params={"raw": "true"}, timeout=3).json()
+
+
+def roll_out_blue(version: str, stamp: str, fail_every: int = 0):
+    """Blue `version` (built from the repo stamped `stamp`) goes live through the rollout: the
+    up writes the rolling record; the watchdog does the rest."""
+    SERVICE_REPO.edit(stamp, fail_every=fail_every)
+    deployment = DEPLOYMENT[0]
+    deployment.update_config(lambda c: c.__setitem__("bluegreen:services", services(
+        live="blue", blue={"version": version}, green={"version": "2.0.0"}, rollout=ROLLOUT)))
+    deployment.up()
+    assert alias() == "green", "a flip with a rollout moved the alias itself"
+
+
+def test_a_rollout_of_a_release_failing_a_fifth_of_its_requests_aborts_at_its_first_step(outputs):
+    with RequestLoop(STABLE, rate=20, max_requests=1200, max_seconds=60) as loop:
+        roll_out_blue("3.0.1", "flaky-again", fail_every=5)
+        record, _ = wait_until(lambda: (r := bake_record())["status"] != "rolling" and r, 40,
+                               interval_s=0.2, what="the rollout to end")
+        seen = time.monotonic()
+        time.sleep(1.5)
+    assert record["status"] == "aborted", record
+    assert record["reason"].startswith("step 1 of 2 (20%): real traffic on blue: success rate"), record
+    assert split_record()["percent"] == 0 and alias() == "green"
+    assert {r[2] for r in loop.results if r[1] == 500} == {"blue"}
+    assert all(r[1] == 200 and r[2] == "green" for r in loop.results if r[0] > seen + 0.5)
+    FIGURES["aborted rollout: failed requests (only the 20% step's)"] = \
+        f"{sum(1 for r in loop.results if r[1] == 500)}/{len(loop.results)}"
+
+
+def test_a_good_release_walks_its_steps_then_the_watchdog_flips_with_no_failed_request(outputs):
+    start = time.monotonic()
+    with RequestLoop(STABLE, rate=20, max_requests=2400, max_seconds=120) as loop:
+        roll_out_blue("3.0.2", "good-again")
+        record, _ = wait_until(lambda: (r := bake_record())["status"] != "rolling" and r, 80,
+                               interval_s=0.2, what="the rollout to end")
+        time.sleep(1.5)
+    assert record["status"] == "baked" and record["judgedBy"] == "traffic", record
+    assert alias() == "blue" and split_record()["percent"] == 0
+    assert loop.results and not loop.failures, loop.failures[:5]
+    shares = [sum(1 for r in loop.results[i:i + 100] if r[2] == "blue")
+              for i in range(0, len(loop.results), 100)]
+    # Green answered first, then both (the steps), and blue alone at the end.
+    assert shares[0] < 50 and all(r[2] == "blue" for r in loop.results[-20:]), shares
+    FIGURES["rollout [20, 60] x 10s: up to flipped (s)"] = round(time.monotonic() - start - 1.5, 1)
+    FIGURES["rollout: blue answers per 100 requests"] = shares
+    DEPLOYMENT[0].up()                     # the stack agrees: nothing flips, nothing is refused
+    assert alias() == "blue"

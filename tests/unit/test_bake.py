@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from components import naming
-from components.model import analysis
+from components.model import analysis, rollout
 from components.consul.records import ServiceRecords
 from components.model.bake import disagreement, flip_record, flips
 from components.model.config import ColourConfig, ServiceConfig, parse_stack_config
@@ -28,6 +28,7 @@ def load_watchdog():
     """images/consul/watchdog.py as the consul image runs it: beside naming.py and analysis.py."""
     sys.modules.setdefault("naming", naming)
     sys.modules.setdefault("analysis", analysis)
+    sys.modules.setdefault("rollout", rollout)
     spec = importlib.util.spec_from_file_location(
         "bake_watchdog", os.path.join(ROOT, "images", "consul", "watchdog.py"))
     module = importlib.util.module_from_spec(spec)

@@ -309,3 +309,16 @@ def test_a_split_change_is_shown_in_words(recorded):
     assert "- split: no split -> 20% to green (sticky by cookie); header X-Beta=1 -> green" in \
         render_markdown([summary_of(digest)])
     assert not any("split" in line for line in summary_of(digest)["other"])
+
+
+def test_a_flip_through_a_rollout_says_so(recorded):
+    digest = copy.deepcopy(recorded)
+    key = "bluegreen/bake/e2e-pipe-prod/vizconfig"
+    urn = next(s["urn"] for s in recorded["steps"] if s["urn"].endswith("-vizconfig-alias-key"))
+    rolling = {"status": "rolling", "colour": "green", "previous": "blue", "steps": [10, 50],
+               "stepS": 30.0}
+    digest["steps"].append({
+        "op": "create", "urn": urn.rsplit("::", 1)[0] + "::e2e-pipe-prod-vizconfig-bake",
+        "newState": {"inputs": {"key": key, "value": json.dumps(rolling)}}})
+    assert "- rollout starts: blue -> green in steps of [10, 50]% (30s each), judged by real " \
+           "traffic; the watchdog flips at the end" in render_markdown([summary_of(digest)])
