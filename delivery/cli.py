@@ -47,12 +47,13 @@ def parser() -> argparse.ArgumentParser:
     top.add_argument("--check", action="store_true",
                      help="only check the command line (exit 2 with usage on an error), run nothing")
     commands = top.add_subparsers(dest="command", required=True,
-                                  metavar="{pipeline,rollback,promote,split,releases,remove,preview,audit,lock}")
+                                  metavar="{pipeline,rollback,promote,split,status,releases,remove,preview,audit,lock}")
     _pipeline(commands)
     _rollback(commands)
     _promote(commands)
     _split(commands)
     _releases(commands)
+    _status(commands)
     _remove(commands)
     _preview(commands)
     _operations(commands)
@@ -141,6 +142,17 @@ def _releases(commands) -> None:
                                                "when it was last made live, and which colour runs it.")
     releases.add_argument("service", metavar="SERVICE")
     releases.add_argument("--stack", required=True, metavar="STACK")
+
+
+def _status(commands) -> None:
+    status = commands.add_parser("status", help="a service now: live colour, colours, split, last flip",
+                                 description="Shows SERVICE in STACK as Consul has it now: the colour "
+                                             "the alias names, the release each colour runs, the "
+                                             "split and cohorts, and the last flip's bake or "
+                                             "rollout (step, outcome, what it was judged by).")
+    status.add_argument("service", metavar="SERVICE")
+    status.add_argument("--stack", required=True, metavar="STACK")
+    status.add_argument("--json", action="store_true", help="the same as JSON")
 
 
 def _remove(commands) -> None:
@@ -264,6 +276,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "lock":
         from .lock import run_lock
         return run_lock(args.action, args.service, args.stack, who=who)
+    if args.command == "status":
+        from .status import run_status
+        return run_status(args.service, args.stack, args.json)
     if args.command == "releases":
         from .releases import run_releases
         return run_releases(args.service, args.stack)

@@ -331,6 +331,9 @@ def test_e_a_split_sends_its_share_of_clients_offline_and_each_client_stays_on_i
     assert int(deployment_file_split(deployment)["percent"]) == 20
     assert reloads_during_split() == 0
     wait_until(lambda: (catalogue_split() or {}).get("percent") == 20, 5, what="the catalogue's split")
+    status = subprocess.run([sys.executable, "-m", "delivery", "status", "vizconfig", "--stack", STACK],
+                            cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert "  split: 20% to green (sticky by cookie)" in status.stdout, status.stdout + status.stderr
 
 
 def catalogue_split() -> dict | None:
