@@ -210,6 +210,7 @@ class Bake:
     judged: str = "probes"          # what the last decision went by: traffic or probes
     verdict: str = ""               # the last traffic verdict, in words
     outcome: str | None = None      # the last traffic verdict's outcome (None: none)
+    stale: bool = False             # it wrote its record: wait for the records to be read again
     next_analysis: float = 0.0
 
     @property
@@ -403,6 +404,8 @@ def prometheus_query(expression: str) -> dict:
 def roll_out(bake: Bake, now: float, wall: datetime.datetime) -> bool:
     """One look at a rollout; True when it is over (aborted, or flipped with no bake to follow)."""
     record = bake.record
+    if bake.stale:
+        return False
     if not PROMETHEUS:
         return finish(bake, "aborted", "no Prometheus on this platform to judge the steps by",
                       split_write(bake, 0))
@@ -436,6 +439,7 @@ def step_to(bake: Bake, record: dict) -> bool:
     writes = {bake.entry.key: (json.dumps(record, sort_keys=True), bake.entry.index),
               **split_write(bake, rollout.percent(record))}
     if transact(writes):
+        bake.stale = True
         say(f"{bake.label()}: rollout step {record['step'] + 1} of {len(record['steps'])}: "
             f"{rollout.percent(record)}% of the stable traffic to {record['colour']}")
     return False
@@ -454,6 +458,7 @@ def rolled_out(bake: Bake, wall: datetime.datetime, why: str) -> bool:
     if alias != record.get("previous") or not transact(writes):
         say(f"{bake.label()}: the flip after the rollout lost a check-and-set; looking again")
         return False
+    bake.stale = True
     say(f"ROLLED OUT {bake.label()}: {why}; alias {key} {record['previous']} -> {record['colour']}")
     return done["status"] != "baking"
 

@@ -2,6 +2,8 @@
 over a sliding window, never over a newer flip), the program refusing to re-flip a release the
 watchdog rolled back, and the wiring (the record after the alias; the watchdog on the platform)."""
 
+import base64
+import dataclasses
 import datetime
 import importlib.util
 import json
@@ -13,7 +15,7 @@ import pytest
 from components import naming
 from components.model import analysis, rollout
 from components.consul.records import ServiceRecords
-from components.model.bake import disagreement, flip_record, flips
+from components.model.bake import disagreement, flip_record, flips, rollout_start
 from components.model.config import ColourConfig, ServiceConfig, parse_stack_config
 from components.model.release import rollback_target
 from components.model.validation import ConfigError
@@ -401,3 +403,57 @@ def test_bad_traffic_bounds_name_the_field(fields, key, words):
     with pytest.raises(ConfigError) as error:
         stack(**fields)
     assert error.value.field == f"bluegreen.services.vizconfig.{key}" and words in str(error.value)
+
+
+class FakeConsul:
+    """The watchdog's Consul calls: KV reads from `kv`, transactions recorded (and accepted)."""
+
+    def __init__(self, kv: dict):
+        self.kv, self.transactions = kv, []
+
+    def kv_get(self, key):
+        return self.kv.get(key, (None, 0))
+
+    def consul(self, method, path, body=None, timeout=10.0):
+        assert (method, path) == ("PUT", "/v1/txn")
+        self.transactions.append({op["KV"]["Key"]: self.decoded(op["KV"]["Value"])
+                                  for op in json.loads(body)})
+        return 200, {}, None
+
+    @staticmethod
+    def decoded(value: str):
+        text = base64.b64decode(value).decode()
+        return json.loads(text) if text.startswith("{") else text
+
+
+def rolling_bake(monkeypatch, kv: dict, verdict_outcome: str | None):
+    service = dataclasses.replace(settings(bake_s=0.0), rollout=rollout.Rollout((10, 50), 30.0))
+    record = rollout.started(json.loads(rollout_start(service, "blue", "1.0.0", NOW)), NOW)
+    key = naming.bake_key("production", "vizconfig")
+    fake = FakeConsul(kv)
+    monkeypatch.setattr(watchdog, "kv_get", fake.kv_get)
+    monkeypatch.setattr(watchdog, "consul", fake.consul)
+    monkeypatch.setattr(watchdog, "PROMETHEUS", "http://127.0.0.1:9090")
+    monkeypatch.setattr(watchdog, "judge_traffic", lambda bake, wall: setattr(bake, "outcome", verdict_outcome))
+    bake = watchdog.Bake(watchdog.Entry(key, record, 7), "production", "vizconfig")
+    return bake, fake
+
+
+def test_a_failing_step_aborts_the_rollout_and_ends_the_split(monkeypatch):
+    split = naming.split_key("production", "vizconfig")
+    bake, fake = rolling_bake(monkeypatch, {split: ('{"colour": "green", "percent": 10, "cohorts": []}', 5)},
+                              "fail")
+    assert watchdog.roll_out(bake, 1.0, NOW + datetime.timedelta(seconds=3)) is True
+    [written] = fake.transactions
+    assert written[split]["percent"] == 0 and written[split]["colour"] == "green"
+    assert written[bake.entry.key]["status"] == "aborted"
+
+
+def test_the_last_passing_step_flips_the_alias_with_the_splits_end(monkeypatch):
+    alias, split = naming.alias_key("production", "vizconfig"), naming.split_key("production", "vizconfig")
+    bake, fake = rolling_bake(monkeypatch, {alias: ("blue", 3), split: ('{"percent": 50}', 5)}, "pass")
+    bake.entry = watchdog.Entry(bake.entry.key, rollout.started(bake.record, NOW, 1), 7)
+    assert watchdog.roll_out(bake, 1.0, NOW + datetime.timedelta(seconds=31)) is True
+    [written] = fake.transactions
+    assert written[alias] == "green" and written[split]["percent"] == 0
+    assert written[bake.entry.key]["status"] == "baked" and written[bake.entry.key]["rolledOutAt"]
