@@ -435,6 +435,9 @@ def catalogue_entry(manifest, environment: str, settings, images: dict[str, str]
         "colours": {colour: {"version": slot.version, "image": images[colour],
                              "digest": images[colour].rsplit("@", 1)[-1]}
                     for colour, slot in sorted(settings.colours.items())},
+        # How a flip goes live: through a rollout's steps (model.rollout), or at once (None).
+        "rollout": {"steps": list(settings.rollout.steps), "stepS": settings.rollout.step_s}
+        if getattr(settings, "rollout", None) else None,
     }
 
 

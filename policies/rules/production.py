@@ -4,10 +4,17 @@ always finds a warm colour, unless the offline colour is explicitly retired in t
     {"production-keeps-both-colours": {"retired": ["production/vizconfig/green"]}}
 
 passed with `pulumi preview|up --policy-pack policies --policy-pack-config <that file>`.
-`environments` (default ["production"]) names the environments the rule applies to."""
+`environments` (default ["production"]) names the environments the rule applies to.
+
+And, advisory unless the config makes it mandatory (`"enforcementLevel": "mandatory"`), every
+flip there goes through a progressive rollout judged by real traffic: the service's catalogue
+entry (naming.catalogue_entry, a Consul key every service writes) names its rollout's steps.
+
+    {"production-rollouts-analysed": {"enforcementLevel": "mandatory", "exempt": ["production/x"]}}"""
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any, Mapping
 
@@ -108,6 +115,44 @@ CONFIG_SCHEMA = PolicyConfigSchema(properties={
     },
 })
 
+CATALOGUE_KEY = re.compile(r"^bluegreen/catalogue/(?P<environment>[^/]+)/(?P<service>[^/]+)$")
+
+
+def check_rollouts(resources: list[dict[str, Any]],
+                   config: Mapping[str, Any]) -> list[tuple[str | None, str]]:
+    """Each service of the configured environments declares a rollout (its catalogue entry)."""
+    environments, _ = _settings(config)
+    exempt = {str(e) for e in config.get("exempt") or []}
+    problems: list[tuple[str | None, str]] = []
+    for resource in resources:
+        key = resource["props"].get("key") if dynamic_kind(resource) == CONSUL_KEY else None
+        match = CATALOGUE_KEY.match(key) if isinstance(key, str) else None
+        if not match or match["environment"] not in environments or \
+                f"{match['environment']}/{match['service']}" in exempt:
+            continue
+        value = resource["props"].get("value")
+        if not known(value):
+            continue
+        try:
+            rollout = json.loads(value).get("rollout")
+        except (ValueError, AttributeError):
+            continue
+        if not rollout or not rollout.get("steps"):
+            name = match["service"]
+            problems.append((resource["urn"], f"{match['environment']}/{name} flips all its traffic "
+                             "at once; here a flip goes through a rollout judged by real traffic: add "
+                             f"rollout: {{steps: [5, 25, 50], stepTime: 2m}} to bluegreen:services.{name}"
+                             " (the platform needs Prometheus), or exempt it in this policy's config"))
+    return problems
+
+
+ROLLOUT_SCHEMA = PolicyConfigSchema(properties={
+    "environments": {"type": "array", "items": {"type": "string"},
+                     "description": "Environments whose flips must roll out (default: production)."},
+    "exempt": {"type": "array", "items": {"type": "string"},
+               "description": "Services exempt, as <environment>/<service>."},
+})
+
 POLICIES = [
     stack_policy(
         "production-keeps-both-colours",
@@ -115,4 +160,10 @@ POLICIES = [
         "colour, unless the offline one is listed as retired in this policy's config.",
         EnforcementLevel.MANDATORY, check_both_colours, severity=Severity.HIGH,
         config_schema=CONFIG_SCHEMA),
+    stack_policy(
+        "production-rollouts-analysed",
+        "In production every flip goes through a progressive rollout, each step judged by the "
+        "real traffic in Prometheus (advisory unless this policy's config makes it mandatory).",
+        EnforcementLevel.ADVISORY, check_rollouts, severity=Severity.MEDIUM,
+        config_schema=ROLLOUT_SCHEMA),
 ]

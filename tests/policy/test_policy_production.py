@@ -53,3 +53,31 @@ def test_identity_comes_from_the_alias_key_then_gates_then_labels_then_name():
 def test_a_service_with_no_slots_at_all_is_reported_per_colour():
     resources = [find(production_service(), "production-vizconfig")]
     assert len(run_stack_policy(RULE, resources)) == 2
+
+
+# -- production-rollouts-analysed
+
+def with_catalogue(resources, rollout, environment="production"):
+    import json
+    from policy_fakes import consul_key
+    svc = find(resources, f"{environment}-vizconfig")
+    entry = {"service": "vizconfig", "environment": environment, "rollout": rollout}
+    return resources + [consul_key(f"{svc['name']}-catalogue", f"bluegreen/catalogue/{environment}/vizconfig",
+                                   json.dumps(entry), parent=svc["urn"])]
+
+
+def test_a_production_service_without_a_rollout_is_reported_with_the_fix():
+    resources = with_catalogue(production_service(), None)
+    [(urn, message)] = run_stack_policy("production-rollouts-analysed", resources)
+    assert urn == find(resources, "production-vizconfig-catalogue")["urn"]
+    assert "production/vizconfig flips all its traffic at once" in message
+    assert "rollout: {steps: [5, 25, 50], stepTime: 2m}" in message
+
+
+def test_a_rollout_an_exemption_or_another_environment_passes():
+    rolled = with_catalogue(production_service(), {"steps": [10, 50], "stepS": 60})
+    assert run_stack_policy("production-rollouts-analysed", rolled) == []
+    bare = with_catalogue(production_service(), None)
+    assert run_stack_policy("production-rollouts-analysed", bare, {"exempt": ["production/vizconfig"]}) == []
+    staging = with_catalogue(production_service(environment="integration"), None, "integration")
+    assert run_stack_policy("production-rollouts-analysed", staging) == []

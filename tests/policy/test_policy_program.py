@@ -61,7 +61,8 @@ def records(mode: str, service: dict, environment: str = "production", **extra) 
     return _captured[_scenario(mode, service, environment, **extra)]
 
 
-def diagnostics(recorded: list[dict], config: dict | None = None) -> list:
+def diagnostics(recorded: list[dict], config: dict | None = None, advisory: bool = False) -> list:
+    """The violations the pack reports (the advisory ones too with `advisory`)."""
     server = servicer(config)
     found = []
     for r in recorded:
@@ -79,7 +80,8 @@ def diagnostics(recorded: list[dict], config: dict | None = None) -> list:
             item.propertyDependencies[key].urns.extend(urns)
         stack.resources.append(item)
     found += server.AnalyzeStack(stack, None).diagnostics
-    return [(d.policyName, d.urn, d.message) for d in found]
+    return [(d.policyName, d.urn, d.message) for d in found
+            if advisory or d.enforcementLevel != proto.ADVISORY]
 
 
 def named(recorded: list[dict], name: str) -> dict:
@@ -124,6 +126,14 @@ def test_production_with_one_colour_needs_it_retired():
     retired = {"production-keeps-both-colours": {"retired": ["production/vizconfig/green"]}}
     assert diagnostics(recorded, retired) == []
     assert diagnostics(records("up", ONE, environment="integration")) == []
+
+
+def test_production_flips_at_once_are_advised_to_roll_out():
+    recorded = records("up", BOTH)
+    advised = [(policy, urn) for policy, urn, _ in diagnostics(recorded, advisory=True)
+               if policy == "production-rollouts-analysed"]
+    assert advised == [("production-rollouts-analysed", named(recorded, "production-vizconfig-catalogue")["urn"])]
+    assert diagnostics(records("up", ONE, environment="integration"), advisory=True) == []
 
 
 def test_secret_env_passes_and_plain_password_override_fails():
