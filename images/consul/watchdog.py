@@ -415,7 +415,8 @@ def roll_out(bake: Bake, now: float, wall: datetime.datetime) -> bool:
         bake.next_analysis = now + ANALYSIS_S
         judge_traffic(bake, wall)
     elapsed = (wall - parse_time(record["stepSince"])).total_seconds()
-    action, why = rollout.decide(record, bake.outcome, bake.verdict, elapsed)
+    # A failing step is named by its breach ("real traffic on <colour>: ..."), as a bake's is.
+    action, why = rollout.decide(record, bake.outcome, bake.breach or bake.verdict, elapsed)
     if action == rollout.ABORT:
         over = finish(bake, "aborted", why, split_write(bake, 0), now=wall)
         if over:

@@ -328,7 +328,9 @@ class InBackground:
 @dataclass
 class RequestLoop(InBackground):
     """A bounded client loop (about `rate` requests/s, at most `max_requests` and `max_seconds`)
-    that records every response's status and serving colour."""
+    that records every response's status and serving colour. Without keep_alive each request is
+    a new client (no connection, no cookie kept), so a split buckets each one afresh; with it, one
+    client that keeps its connection and cookies, as a browser does."""
 
     join_timeout_s = 10
 
@@ -355,6 +357,8 @@ class RequestLoop(InBackground):
         while not self._stop.is_set() and len(self.results) < self.max_requests \
                 and time.monotonic() - start < self.max_seconds:
             sent = time.monotonic()
+            if not self.keep_alive:
+                session.cookies.clear()   # a new client each time: a split's cookie is not kept
             try:
                 response = session.get(self.url, timeout=5, headers=headers)
                 colour = response.headers.get("X-Service-Colour", "")
