@@ -343,6 +343,17 @@ def instance_id(environment: str, service: str, colour: str, host: str, index: i
     return f"{environment}-{service}-{colour}-{host}-{index}"
 
 
+def platform_instance(container_name: str, labels: dict) -> str | None:
+    """The instance a running container is, if the platform made it (None otherwise): the
+    registrator acts on this alone. An image's LABEL can set any `bluegreen.*` label, but not the
+    container's name, which the platform gives as docker_name(instance), nor its role, which the
+    platform sets on every container it runs (an isolation probe's is `probe`)."""
+    instance = labels.get("bluegreen.instance") or ""
+    if not instance or labels.get("bluegreen.role") != "service":
+        return None
+    return instance if container_name.lstrip("/") == docker_name(instance) else None
+
+
 def registration_payload(*, instance: str, service: str, environment: str, colour: str,
                          address: str, port: int, health_path: str, interval_s: float,
                          timeout_s: float, version: str, image: str, host: str) -> dict:

@@ -4,8 +4,9 @@
 Pulumi registers every service container when it deploys it. A container that Docker restarts
 later (a crash, `docker start`, a daemon restart) gets a new dynamic host port, which Pulumi does
 not see until its next refresh. This watcher listens to the host's Docker events and, when a
-container labelled `bluegreen.instance` starts, re-registers that instance with its agent at the
-new port, keeping the ID, tags, metadata and check the deploy gave it.
+container the platform made starts (its name and role say so, see naming.platform_instance: an
+image's own `bluegreen.instance` label counts for nothing), re-registers that instance with its
+agent at the new port, keeping the ID, tags, metadata and check the deploy gave it.
 
 Environment: CONSUL_HTTP_ADDR (the host's agent), CONSUL_HTTP_TOKEN_FILE (a file holding this
 registrator's ACL token), ADVERTISE_ADDRESS (what registrations carry), DOCKER_SOCKET (default
@@ -21,7 +22,7 @@ import time
 import urllib.parse
 import urllib.request
 
-from naming import read_token_file, registration_payload
+from naming import platform_instance, read_token_file, registration_payload
 
 AGENT = os.environ.get("CONSUL_HTTP_ADDR", "http://127.0.0.1:8500").rstrip("/")
 ADVERTISE = os.environ.get("ADVERTISE_ADDRESS", "127.0.0.1")
@@ -74,7 +75,7 @@ def sync(container_id: str) -> None:
     if not container or not container["State"].get("Running"):
         return
     labels = container["Config"].get("Labels") or {}
-    instance = labels.get("bluegreen.instance")
+    instance = platform_instance(container.get("Name", ""), labels)
     port = published_port(container)
     if not instance or port is None:
         return
