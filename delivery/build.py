@@ -16,7 +16,7 @@ from components.model.manifest import Manifest
 from components.platform.docker_host import host_providers, needs_legacy_builder
 from components.service.service_image import ServiceImage, dependency_image_args, service_image_args
 
-from .stacks import error_summary
+from .stacks import POLICY_PACK, error_summary
 from .steps import StepFailed
 
 PROJECT = "bluegreen-build"
@@ -89,7 +89,7 @@ def build(request: BuildRequest, log_path: str | None = None) -> BuildResult:
     try:
         if handle:
             handle.write(f"\n===== {request.stack}: up (build {request.version}) {time.strftime('%H:%M:%S')}\n")
-        result = stack.up(color="never",
+        result = stack.up(color="never", policy_packs=[POLICY_PACK],
                           on_output=(lambda line: handle.write(line + "\n")) if handle else None)
     except auto.CommandError as error:
         raise StepFailed(f"building {request.manifest.name} {request.version} failed: "

@@ -24,7 +24,7 @@ from components.naming import (
 )
 
 from . import REPO
-from .stacks import EnvStack, classify, error_summary
+from .stacks import POLICY_PACK, EnvStack, classify, error_summary
 from .steps import StepFailed
 
 UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"   # the engine's "known after apply" sentinel
@@ -377,8 +377,7 @@ def _policy_line(summary: dict) -> str:
 # -- running previews ----------------------------------------------------------------------------
 
 def policy_dir() -> str | None:
-    path = os.path.join(REPO, "policies")
-    return path if os.path.exists(os.path.join(path, "PulumiPolicy.yaml")) else None
+    return POLICY_PACK if os.path.exists(os.path.join(POLICY_PACK, "PulumiPolicy.yaml")) else None
 
 
 def _parse_json(lines: list[str]) -> dict | None:

@@ -25,6 +25,9 @@ from . import REPO, recovery
 from .steps import StepFailed
 
 NAMESPACE = "bluegreen"
+# The project's policy pack: every `pulumi up` the delivery commands start runs it, so its
+# mandatory rules hold there as in the workflow (./bg up and ./bg pulumi up add it too).
+POLICY_PACK = os.path.join(REPO, "policies")
 
 
 def automation():
@@ -187,7 +190,7 @@ class EnvStack:
         except RuntimeError as error:
             raise StepFailed(f"stack {self.name}: {error}") from None
         try:
-            result = self.stack.up(color="never", on_event=events.append,
+            result = self.stack.up(color="never", on_event=events.append, policy_packs=[POLICY_PACK],
                                    on_output=(lambda line: handle.write(line + "\n")) if handle else None)
         except automation().CommandError as error:
             raise StepFailed(f"pulumi up of stack {self.name} failed: {error_summary(str(error))}") from None

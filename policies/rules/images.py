@@ -37,17 +37,16 @@ def image_problem(image: Any, registries: list[str] | None) -> str | None:
                 "colour. Run the reference of a ServiceImage (repository@sha256:<64 hex>, see "
                 "components/service/service_image.py), i.e. pass ServiceImage(...).reference to the container")
     registry = registry_of(match["repository"])
+    if registry_allowed(registry, registries):
+        return None
     if registries:
-        if registry not in registries:
-            return (f"runs an image from {registry}, which is not an in-house registry "
-                    f"({', '.join(registries)}). Build and push it with ServiceImage to the "
-                    "platform registry, or add that registry to this policy's `registries` config")
-    elif not LOOPBACK_REGISTRY.match(registry):
-        return (f"runs an image from {registry}, not from the platform registry (published on "
-                "127.0.0.1). Build and push it with ServiceImage, or list the in-house registry in "
-                "this policy's `registries` config, e.g. {\"service-image-pinned\": "
-                "{\"registries\": [\"registry.example:5000\"]}}")
-    return None
+        return (f"runs an image from {registry}, which is not an in-house registry "
+                f"({', '.join(registries)}). Build and push it with ServiceImage to the "
+                "platform registry, or add that registry to this policy's `registries` config")
+    return (f"runs an image from {registry}, not from the platform registry (published on "
+            "127.0.0.1). Build and push it with ServiceImage, or list the in-house registry in "
+            "this policy's `registries` config, e.g. {\"service-image-pinned\": "
+            "{\"registries\": [\"registry.example:5000\"]}}")
 
 
 def _registries(config: Mapping[str, Any]) -> list[str]:
@@ -74,6 +73,29 @@ def check_dependency_image(resource: Mapping[str, Any], config: Mapping[str, Any
             "the platform builds and pins it"]
 
 
+def registry_allowed(registry: str, registries: list[str] | None) -> bool:
+    """One of `registries` or, without any, a loopback registry (the platform's)."""
+    return registry in registries if registries else bool(LOOPBACK_REGISTRY.match(registry))
+
+
+def check_dependency_registry(resource: Mapping[str, Any], config: Mapping[str, Any]) -> list[str]:
+    """A dependency's image comes from an allowed registry: a service.yaml's `image:` may name
+    anything, and whatever it names runs on the platform's hosts beside the service."""
+    if resource["type"] != CONTAINER or role_of(resource["props"]) != ROLE_DEPENDENCY:
+        return []
+    image = resource["props"].get("image")
+    if is_unknown(image) or not isinstance(image, str) or not image:
+        return []
+    registry, registries = registry_of(image.split("@", 1)[0]), _registries(config)
+    if registry_allowed(registry, registries):
+        return []
+    allowed = ", ".join(registries) if registries else "the platform registry on 127.0.0.1"
+    return [f"dependency container {resource['name']} runs {image!r} from {registry}, which is "
+            f"not an allowed registry ({allowed}). Give the dependency a `build:` context in "
+            "service.yaml (the platform builds and pushes it to its registry), or list that "
+            "registry in this policy's `registries` config"]
+
+
 REGISTRIES_SCHEMA = PolicyConfigSchema(properties={
     "registries": {
         "type": "array",
@@ -94,4 +116,10 @@ POLICIES = [
         "dependency-image-pinned",
         "Linked dependency containers (databases, caches) run an image pinned by digest.",
         EnforcementLevel.ADVISORY, check_dependency_image, severity=Severity.MEDIUM),
+    resource_policy(
+        "dependency-image-registry",
+        "Linked dependency containers run images from an allowed registry (the platform's, or "
+        "one listed in config `registries`).",
+        EnforcementLevel.MANDATORY, check_dependency_registry,
+        severity=Severity.HIGH, config_schema=REGISTRIES_SCHEMA),
 ]

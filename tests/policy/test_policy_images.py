@@ -79,3 +79,26 @@ def test_dependency_images_should_be_pinned():
     assert check_service_image(service_container(), {}) == []
     messages = run_resource_policy("dependency-image-pinned", dependency_container(image="redis:7"))
     assert len(messages) == 1 and "redis:7" in messages[0] and "build:" in messages[0]
+
+
+def test_a_dependency_image_from_an_unlisted_registry_is_refused():
+    evil = dependency_container(image="evil.example.com/miner:latest")
+    messages = run_resource_policy("dependency-image-registry", evil)
+    assert len(messages) == 1 and "evil.example.com" in messages[0] and "build:" in messages[0]
+    assert run_resource_policy("dependency-image-registry", dependency_container(image="redis:7")) != []
+    assert run_resource_policy("dependency-image-registry", dependency_container()) == []
+    assert run_resource_policy("dependency-image-registry", dependency_container(image=UNKNOWN)) == []
+    listed = dependency_container(image=f"mirror.example:5000/redis@{DIGEST}")
+    assert run_resource_policy("dependency-image-registry", listed) != []
+    assert run_resource_policy("dependency-image-registry", listed,
+                               {"registries": ["mirror.example:5000"]}) == []
+
+
+def test_the_dependency_registry_rule_is_mandatory_and_leaves_other_containers_alone():
+    from policies.rules import ALL_POLICIES
+    from pulumi_policy import EnforcementLevel
+    rule = next(p for p in ALL_POLICIES if p.name == "dependency-image-registry")
+    assert rule.enforcement_level == EnforcementLevel.MANDATORY
+    assert run_resource_policy("dependency-image-registry", service_container(image="redis:7")) == []
+    assert run_resource_policy("dependency-image-registry",
+                               platform_container("registry", image="registry:2")) == []

@@ -1,0 +1,80 @@
+"""The policy pack runs on every `pulumi up` the project starts: ./bg up and ./bg pulumi
+up|update|preview add it (bootstrap/policy.sh), and the delivery commands' ups (an environment
+stack's, a build stack's) pass it to the Automation API."""
+
+import os
+import subprocess
+import types
+
+import pytest
+
+from delivery import build, recovery, stacks
+from unit_harness import ROOT
+
+PACK = os.path.join(ROOT, "policies")
+
+
+def pulumi_args(*args: str) -> list[str]:
+    """What ./bg hands pulumi for `./bg pulumi ARGS...` (run from the repo, as ./bg does)."""
+    script = ('repo=$1; shift; source "$repo/bootstrap/policy.sh"; with_policy_pack "$@"; '
+              'printf "%s\\n" "${pulumi_args[@]}"')
+    result = subprocess.run(["bash", "-c", script, "bash", ROOT, *args], cwd=ROOT,
+                            capture_output=True, text=True, timeout=10, check=True)
+    return result.stdout.splitlines()
+
+
+@pytest.mark.parametrize("command", ["up", "update", "preview"])
+def test_bg_adds_the_pack_to_what_changes_or_previews_a_stack(command):
+    assert pulumi_args(command, "--yes", "--stack", "local") == \
+        [command, "--yes", "--stack", "local", "--policy-pack", PACK]
+
+
+def test_bg_up_runs_the_pack():
+    with open(os.path.join(ROOT, "bg"), encoding="utf-8") as handle:
+        text = handle.read()
+    assert 'with_policy_pack up --yes --skip-preview --stack "$stack"' in text
+    assert 'pulumi "${pulumi_args[@]}"' in text
+
+
+@pytest.mark.parametrize("given", [["--policy-pack", "policies"], ["--policy-pack=./policies"],
+                                   ["--policy-pack", PACK]])
+def test_bg_adds_the_pack_once(given):
+    assert pulumi_args("up", "--stack", "local", *given) == ["up", "--stack", "local", *given]
+
+
+def test_another_pack_adds_to_the_projects():
+    assert pulumi_args("up", "--policy-pack", "/tmp")[-2:] == ["--policy-pack", PACK]
+
+
+@pytest.mark.parametrize("args", [["stack", "output"], ["destroy", "--yes"], ["refresh"]])
+def test_other_commands_are_left_as_they_are(args):
+    assert pulumi_args(*args) == args
+
+
+class Recorded:
+    """An Automation API stack that records the options of its `up`."""
+
+    def __init__(self):
+        self.options: dict = {}
+
+    def up(self, **options):
+        self.options = options
+        return types.SimpleNamespace(summary=types.SimpleNamespace(resource_changes={}),
+                                     outputs={"image": types.SimpleNamespace(value="r@sha256:1"),
+                                              "digest": types.SimpleNamespace(value="sha256:1")})
+
+
+def test_an_environment_stacks_up_runs_the_pack(monkeypatch):
+    monkeypatch.setattr(recovery, "recover", lambda *args: None)
+    stack = stacks.EnvStack("local")
+    stack._stack = Recorded()
+    stack.up("flip vizconfig to green")
+    assert stack._stack.options["policy_packs"] == [PACK]
+
+
+def test_a_build_stacks_up_runs_the_pack(monkeypatch):
+    recorded = Recorded()
+    monkeypatch.setattr(build, "workspace_stack", lambda name, run=None: recorded)
+    monkeypatch.setattr(build, "program", lambda request: None)
+    build.build(types.SimpleNamespace(stack="build-vizconfig"))
+    assert recorded.options["policy_packs"] == [PACK]
