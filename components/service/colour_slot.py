@@ -59,6 +59,9 @@ class ColourSlotArgs:
     # The alias names this colour and nothing plain about it changes: its containers keep the
     # environment they run with, so a new secret value reaches the offline colour first.
     frozen: bool = False
+    # Every capability dropped and no-new-privileges (SERVICE_HARDENING); False only for a colour
+    # deployed before that, kept as it runs until its next deploy (see tokenless_kept).
+    hardened: bool = True
 
     def __post_init__(self):
         if self.colour not in COLOURS:
@@ -97,12 +100,22 @@ def agent_environment(host: Host, environment: str, service: str,
                                         permissions="0444")])
 
 
+# What a service container may not do: it keeps no capability (it needs none to serve HTTP on its
+# port as any user: Docker lets unprivileged processes bind low ports in a container), and nothing
+# it runs gains privileges (setuid binaries, file capabilities).
+SERVICE_HARDENING = {"capabilities": docker.ContainerCapabilitiesArgs(drops=["ALL"]),
+                     "security_opts": ["no-new-privileges:true"]}
+
+
 def tokenless_kept(args: ColourSlotArgs, recorded_shape: str | None) -> ColourSlotArgs:
-    """`args` without the service token when the colour runs as it was deployed before ACLs were
-    on (its recorded shape is the tokenless one): adding the token file would replace containers
-    that may serve traffic. Its config reads are denied until its next deploy brings the token."""
-    tokenless = dataclasses.replace(args, service_token=None)
-    return tokenless if recorded_shape and recorded_shape == shape_of(tokenless) else args
+    """`args` as the colour runs when it was deployed before ACLs were on (its recorded shape is
+    the tokenless one) or before its containers were hardened: adding the token file or the
+    hardening would replace containers that may serve traffic. Its next deploy brings both."""
+    for earlier in (dataclasses.replace(args, service_token=None, hardened=False),
+                    dataclasses.replace(args, hardened=False)):
+        if recorded_shape and recorded_shape == shape_of(earlier):
+            return earlier
+    return args
 
 
 def calls_environment(host: Host, environment: str, calls: dict[str, str],
@@ -157,13 +170,13 @@ def shape_of(args: ColourSlotArgs) -> str:
     return shape_hash(stack=args.stack, version=args.version, spec=args.spec,
                       overrides=args.environment_overrides, hosts=args.hosts,
                       replicas=args.replicas, token=args.service_token is not None,
-                      calls=args.calls,
+                      hardened=args.hardened, calls=args.calls,
                       proxy_port=args.proxy_port if isinstance(args.proxy_port, int) else None)
 
 
 def shape_hash(*, stack: str, version: str, spec: RuntimeSpec, overrides: dict[str, str],
                hosts: tuple[Host, ...], replicas: int, token: bool, calls: dict[str, str],
-               proxy_port: int | None) -> str:
+               proxy_port: int | None, hardened: bool = True) -> str:
     """shape_of from plain values: what the program checks before it registers anything."""
     shape = {
         "version": version,
@@ -175,16 +188,21 @@ def shape_hash(*, stack: str, version: str, spec: RuntimeSpec, overrides: dict[s
     }
     if token:
         shape["token"] = True
+    if hardened:   # only then: shapes of colours deployed before the hardening stay as they were
+        shape["hardened"] = True
     if calls:  # only then: shapes of colours that call nothing stay as they were
         shape["calls"] = [calls, proxy_port]
     return hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def planned_shape(recorded: str | None, **values) -> str:
-    """The shape a colour will have (shape_hash's values without `token`): tokenless when it runs
-    as it was deployed before ACLs were on (see tokenless_kept)."""
-    tokenless = shape_hash(token=False, **values)
-    return tokenless if recorded and recorded == tokenless else shape_hash(token=True, **values)
+    """The shape a colour will have (shape_hash's values without `token` and `hardened`): the
+    recorded one when it runs as it was deployed before ACLs or the hardening (see tokenless_kept)."""
+    for token in (False, True):
+        earlier = shape_hash(token=token, hardened=False, **values)
+        if recorded and recorded == earlier:
+            return earlier
+    return shape_hash(token=True, hardened=True, **values)
 
 
 class ColourSlot(pulumi.ComponentResource):
@@ -238,6 +256,7 @@ class ColourSlot(pulumi.ComponentResource):
             # Published on the address it is registered at: where the proxy connects.
             ports=[docker.ContainerPortArgs(internal=spec.port, ip=host.address)],
             restart="unless-stopped",
+            **(SERVICE_HARDENING if args.hardened else {}),
             memory=spec.memory_mb,
             memory_swap=spec.memory_mb,  # no swap; also what Docker reports back
             labels=labels(stack=args.stack, role="service", service=args.service,
