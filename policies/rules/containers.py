@@ -92,6 +92,23 @@ def check_restart(resource: Mapping[str, Any], _config: Mapping[str, Any]) -> li
             f"restart=\"unless-stopped\" (or one of {', '.join(RESTART_POLICIES)})"]
 
 
+def check_hardened(resource: Mapping[str, Any], _config: Mapping[str, Any]) -> list[str]:
+    """Service containers drop every capability and run with no-new-privileges."""
+    if resource["type"] != CONTAINER or labels_of(resource["props"]).get(ROLE) != ROLE_SERVICE:
+        return []
+    props = resource["props"]
+    capabilities, options = props.get("capabilities"), props.get("securityOpts")
+    if is_unknown(capabilities) or is_unknown(options):
+        return []
+    drops = capabilities.get("drops") if isinstance(capabilities, Mapping) else None
+    if drops == ["ALL"] and isinstance(options, list) and "no-new-privileges:true" in options:
+        return []
+    return [f"service container {resource['name']} keeps Linux capabilities or may gain "
+            "privileges; run it with capabilities {drops: [ALL]} and security_opts "
+            "[no-new-privileges:true] (colour_slot.SERVICE_HARDENING). A colour deployed before "
+            "that gets them with its next deploy"]
+
+
 POLICIES = [
     resource_policy(
         "service-container-labels",
@@ -111,4 +128,10 @@ POLICIES = [
         "container-restart-policy",
         "Every container has a restart policy (unless-stopped, always or on-failure).",
         EnforcementLevel.MANDATORY, check_restart, severity=Severity.MEDIUM),
+    # Advisory: a colour deployed before the hardening keeps running as it was until its next
+    # deploy (nothing replaces what may serve traffic), and this must not stop the update.
+    resource_policy(
+        "service-container-hardened",
+        "Service containers drop every Linux capability and run with no-new-privileges.",
+        EnforcementLevel.ADVISORY, check_hardened, severity=Severity.MEDIUM),
 ]

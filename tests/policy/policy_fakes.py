@@ -43,6 +43,8 @@ def service_container(name: str = "production-vizconfig-blue-local-0", *, enviro
         "ports": [{"internal": 8000, "ip": "127.0.0.1"}],
         "restart": "unless-stopped",
         "memory": 96,
+        "capabilities": {"drops": ["ALL"]},
+        "securityOpts": ["no-new-privileges:true"],
         "labels": labels(stack="production", role="service", service=service,
                          environment=environment, colour=colour, version="1.0.0",
                          instance=instance),

@@ -99,3 +99,30 @@ def test_missing_restart_policy_says_how_to_fix():
     assert "restart policy none" in message and 'restart="unless-stopped"' in message
     [message] = check_restart(service_container(restart="no"), {})
     assert "restart policy 'no'" in message
+
+
+# --- service-container-hardened -------------------------------------------------------------------
+HARDENED = {"capabilities": {"drops": ["ALL"]}, "securityOpts": ["no-new-privileges:true"]}
+
+
+def test_a_hardened_service_container_passes():
+    assert run_resource_policy("service-container-hardened", service_container(**HARDENED)) == []
+    assert run_resource_policy("service-container-hardened",
+                               service_container(capabilities=UNKNOWN, securityOpts=UNKNOWN)) == []
+
+
+@pytest.mark.parametrize("changes", [{"capabilities": None}, {"securityOpts": None},
+                                     {"capabilities": {"drops": ["NET_RAW"]}},
+                                     {"securityOpts": ["seccomp=unconfined"]}])
+def test_a_service_container_with_capabilities_or_privilege_gain_is_reported(changes):
+    [message] = run_resource_policy("service-container-hardened", service_container(**{**HARDENED, **changes}))
+    assert "SERVICE_HARDENING" in message
+
+
+def test_hardening_is_advisory_and_only_for_service_containers():
+    from policies.rules import ALL_POLICIES
+    from pulumi_policy import EnforcementLevel
+    rule = next(p for p in ALL_POLICIES if p.name == "service-container-hardened")
+    assert rule.enforcement_level == EnforcementLevel.ADVISORY
+    assert run_resource_policy("service-container-hardened", dependency_container()) == []
+    assert run_resource_policy("service-container-hardened", platform_container("proxy")) == []
