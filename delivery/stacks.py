@@ -30,6 +30,13 @@ NAMESPACE = "bluegreen"
 POLICY_PACK = os.path.join(REPO, "policies")
 
 
+def policy_configs(stack: str) -> list[str] | None:
+    """The pack's config for `stack`, stacks/policy.<stack>.json, when it has one (what its
+    registries are: a platform whose registry is not on loopback lists it there)."""
+    path = os.path.join(REPO, "stacks", f"policy.{short_name(stack)}.json")
+    return [path] if os.path.exists(path) else None
+
+
 def automation():
     """Pulumi's Automation API, imported when a command first changes a stack: an alias-only
     rollback moves the alias before it needs it, and the SDK takes a fifth of a second to load."""
@@ -191,6 +198,7 @@ class EnvStack:
             raise StepFailed(f"stack {self.name}: {error}") from None
         try:
             result = self.stack.up(color="never", on_event=events.append, policy_packs=[POLICY_PACK],
+                                   policy_pack_configs=policy_configs(self.name),
                                    on_output=(lambda line: handle.write(line + "\n")) if handle else None)
         except automation().CommandError as error:
             raise StepFailed(f"pulumi up of stack {self.name} failed: {error_summary(str(error))}") from None

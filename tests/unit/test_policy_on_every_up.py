@@ -2,11 +2,13 @@
 up|update|preview add it (bootstrap/policy.sh), and the delivery commands' ups (an environment
 stack's, a build stack's) pass it to the Automation API."""
 
+import json
 import os
 import subprocess
 import types
 
 import pytest
+import yaml
 
 from delivery import build, recovery, stacks
 from unit_harness import ROOT
@@ -16,8 +18,10 @@ PACK = os.path.join(ROOT, "policies")
 
 def pulumi_args(*args: str) -> list[str]:
     """What ./bg hands pulumi for `./bg pulumi ARGS...` (run from the repo, as ./bg does)."""
-    script = ('repo=$1; shift; source "$repo/bootstrap/policy.sh"; with_policy_pack "$@"; '
-              'printf "%s\\n" "${pulumi_args[@]}"')
+    # bg's stack_argument, for the stack the command names (--stack S here).
+    script = ('repo=$1; shift; source "$repo/bootstrap/policy.sh"; '
+              'stack_argument() { local p=""; for a in "$@"; do [ "$p" != --stack ] || echo "$a"; p=$a; done; }; '
+              'with_policy_pack "$@"; printf "%s\\n" "${pulumi_args[@]}"')
     result = subprocess.run(["bash", "-c", script, "bash", ROOT, *args], cwd=ROOT,
                             capture_output=True, text=True, timeout=10, check=True)
     return result.stdout.splitlines()
@@ -27,6 +31,28 @@ def pulumi_args(*args: str) -> list[str]:
 def test_bg_adds_the_pack_to_what_changes_or_previews_a_stack(command):
     assert pulumi_args(command, "--yes", "--stack", "local") == \
         [command, "--yes", "--stack", "local", "--policy-pack", PACK]
+
+
+@pytest.mark.parametrize("stack", ["integration", "production"])
+def test_bg_gives_the_pack_the_stacks_own_config(stack):
+    config = os.path.join(ROOT, "stacks", f"policy.{stack}.json")
+    assert pulumi_args("up", "--stack", stack)[-4:] == ["--policy-pack", PACK, "--policy-pack-config", config]
+
+
+def test_the_lab_stacks_allow_the_lab_platforms_registry():
+    """Their services' images come from the platform's registry, published on the platform
+    host's lab address: the pack's default (loopback only) would refuse every one of them."""
+    with open(os.path.join(ROOT, "stacks", "Pulumi.platform.yaml"), encoding="utf-8") as handle:
+        platform = yaml.safe_load(handle)["config"]
+    settings = platform["bluegreen:platform"]
+    registry = f"{platform['bluegreen:hosts'][settings['host']]['address']}:{settings['registry']['port']}"
+    for stack in ("integration", "production"):
+        [path] = stacks.policy_configs(stack)
+        with open(path, encoding="utf-8") as handle:
+            config = json.load(handle)
+        for rule in ("service-image-pinned", "dependency-image-registry"):
+            assert config[rule]["registries"] == [registry], (stack, rule)
+    assert stacks.policy_configs("local") is None
 
 
 def test_bg_up_runs_the_pack():
@@ -70,6 +96,12 @@ def test_an_environment_stacks_up_runs_the_pack(monkeypatch):
     stack._stack = Recorded()
     stack.up("flip vizconfig to green")
     assert stack._stack.options["policy_packs"] == [PACK]
+    assert stack._stack.options["policy_pack_configs"] is None
+    production = stacks.EnvStack("production")
+    production._stack = Recorded()
+    production.up("flip vizconfig to blue")
+    assert production._stack.options["policy_pack_configs"] == [
+        os.path.join(ROOT, "stacks", "policy.production.json")]
 
 
 def test_a_build_stacks_up_runs_the_pack(monkeypatch):
