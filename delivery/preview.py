@@ -24,7 +24,7 @@ from components.naming import (
 )
 
 from . import REPO
-from .stacks import POLICY_PACK, EnvStack, classify, error_summary
+from .stacks import POLICY_PACK, EnvStack, classify, error_summary, policy_configs
 from .steps import StepFailed
 
 UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"   # the engine's "known after apply" sentinel
@@ -391,11 +391,11 @@ def _parse_json(lines: list[str]) -> dict | None:
         return None
 
 
-def _attempt(stack: auto.Stack, packs: list[str] | None):
+def _attempt(stack: auto.Stack, packs: list[str] | None, configs: list[str] | None = None):
     lines, events = [], []
     error = ""
     try:
-        stack.preview(diff=True, json=True, policy_packs=packs, color="never",
+        stack.preview(diff=True, json=True, policy_packs=packs, policy_pack_configs=configs, color="never",
                       on_output=lines.append, on_event=events.append)
     except auto.CommandError as failure:
         error = error_summary(str(failure))
@@ -416,7 +416,8 @@ def preview_stack(name: str, policy: bool = True) -> StackPreview:
         return result
     pack = policy_dir() if policy else None
     result.policy = "ran" if pack else ("absent" if policy else "skipped")
-    digest, violations, error = _attempt(stack, [pack] if pack else None)
+    digest, violations, error = _attempt(stack, [pack] if pack else None,
+                                         policy_configs(name) if pack else None)
     if error and pack and not violations:
         # The pack may be what failed (not installed, not loadable): preview without it.
         digest, _, retry_error = _attempt(stack, None)
