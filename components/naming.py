@@ -266,6 +266,11 @@ def lock_key(environment: str, service: str) -> str:
     return f"{KV_ROOT}/locks/{environment}/{service}"
 
 
+def watchdog_lock_key() -> str:
+    """The KV key the acting bake watchdog holds with its Consul session (model.election)."""
+    return f"{KV_ROOT}/watchdog/leader"
+
+
 def catalogue_key(environment: str, service: str) -> str:
     """The KV key holding a service's catalogue entry (description, versions, digests)."""
     return f"{KV_ROOT}/catalogue/{environment}/{service}"

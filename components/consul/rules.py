@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import json
 
-from components.naming import KV_ROOT, alias_key, config_prefix, drain_timeout_key
+from components.model import election
+from components.naming import KV_ROOT, alias_key, config_prefix, drain_timeout_key, watchdog_lock_key
 
 # The KV trees the deployer writes (and reads back: releases, slot records, history, bakes) and
 # the proxy renders (catalogue, history and bakes: the catalogue page; proxy: its own settings).
@@ -51,18 +52,21 @@ def proxy_rules() -> str:
 def deployer_rules() -> str:
     """`pulumi up` of an environment and the pipeline: registrations, gates (instance health),
     the aliases, config, routes, catalogue entries and release records in KV, the audit trail,
-    and the deploy locks with their sessions."""
+    and the deploy locks with their sessions; it reads which watchdog acts."""
     return _rules(_rule("service_prefix", "", "write"), _rule("node_prefix", "", "read"),
                   # A deploy lock's session is made on the node of the agent it is asked of.
-                  _rule("session_prefix", "", "write"),
+                  _rule("session_prefix", "", "write"), _rule("key", watchdog_lock_key(), "read"),
                   *(_rule("key_prefix", prefix, "write") for prefix in DEPLOYER_PREFIXES))
 
 
 def watchdog_rules() -> str:
     """The bake watchdog: reads the new colour's checks, the bakes and routes; writes a bake's
     outcome, the alias it flips (back, or after a rollout's steps; check-and-set), the version's
-    history and a rollout's split."""
+    history and a rollout's split. The watchdogs of a platform register themselves and hold the
+    leader key with a session on their node (model.election)."""
     return _rules(_rule("service_prefix", "", "read"), _rule("node_prefix", "", "read"),
+                  _rule("service", election.SERVICE, "write"), _rule("session_prefix", "", "write"),
+                  _rule("key", watchdog_lock_key(), "write"),
                   *(_rule("key_prefix", prefix, "write") for prefix in WATCHDOG_WRITES),
                   *(_rule("key_prefix", prefix, "list") for prefix in WATCHDOG_READS))
 

@@ -11,6 +11,7 @@ import pulumi_docker as docker
 from components.consul.key import ConsulKey
 from components.model.config import Host, PlatformConfig
 from components.model.credentials import CREDENTIAL_KEYS
+from components.model.election import WATCHDOGS
 from components.naming import bridge_listen_key, drain_timeout_key, nginx_duration, preview_from_key
 from components.platform.consul_cluster import ConsulCluster, ConsulClusterArgs
 from components.platform.credentials import PlatformCredentials
@@ -74,11 +75,13 @@ class Platform(pulumi.ComponentResource):
             address=settings.proxy_address, consul_token=self.cluster.tokens["proxy"],
             metrics_port=settings.proxy_metrics_port, depends_on=(self.cluster,)), opts=child)
         self.prometheus = self._metrics(name, args, child)
-        self.watchdog = Watchdog(f"{name}-watchdog", WatchdogArgs(
+        # Both on the platform host: the proxy and Prometheus they ask may listen on its loopback.
+        self.watchdogs = [Watchdog(f"{name}-watchdog-{number}", WatchdogArgs(
             stack=args.stack, image=settings.consul.image, host=home,
             proxy_url=self.proxy_component.url, provider=args.providers[home.name],
             consul_token=self.cluster.tokens["watchdog"], prometheus_url=self.prometheus,
-            depends_on=(self.cluster,)), opts=child)
+            depends_on=(self.cluster,), number=number), opts=child)
+            for number in range(1, WATCHDOGS + 1)]
         # Each URL resolves once its agent's container is healthy: users of it wait for that.
         self.agents = {host: container.id.apply(lambda _, url=args.hosts[host].consul: url)
                        for host, container in self.cluster.containers.items()}

@@ -1,6 +1,7 @@
-"""Watchdog: the bake-time watchdog (images/consul/watchdog.py) in a container on the platform
-host, beside its Consul agent and the proxy. It lives with the platform, not with the deploy that
-flipped, so a bake outlives the CI runner; with nothing baking it only waits on Consul."""
+"""Watchdog: one bake-time watchdog (images/consul/watchdog.py) in a container on a platform
+host, beside its Consul agent. It lives with the platform, not with the deploy that flipped, so a
+bake outlives the CI runner; with nothing baking it only waits on Consul. A platform runs two
+(`number` 1 and 2): the one holding the leader key acts, the other stands by (model.election)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pulumi
 import pulumi_docker as docker
 
 from components.model.config import Host
+from components.model.election import WATCHDOGS
 from components.naming import PLATFORM_TOKEN_FILE, docker_name
 from components.platform.docker_host import labels, local_image, secret_upload
 
@@ -26,8 +28,11 @@ class WatchdogArgs:
     probe_rate: float = 5.0        # requests/s to each baking service's stable URI
     prometheus_url: pulumi.Input[str] | None = None   # where it judges real traffic (None: probes only)
     depends_on: tuple[pulumi.Resource, ...] = ()
+    number: int = 1                # which of the platform's watchdogs: its container's name
 
     def __post_init__(self):
+        if not 1 <= self.number <= WATCHDOGS:
+            raise ValueError(f"watchdog number {self.number} is out of range [1, {WATCHDOGS}]")
         if not 0 < self.probe_rate <= 20:
             raise ValueError(f"watchdog probe rate {self.probe_rate}/s is out of range (0, 20]")
         if not self.host.consul.startswith("http"):
@@ -41,9 +46,10 @@ class Watchdog(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: WatchdogArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("bluegreen:platform:Watchdog", name, None, opts)
+        ident = docker_name(args.stack, "watchdog", str(args.number))
         self.container = docker.Container(
             f"{name}-container",
-            name=docker_name(args.stack, "watchdog"),
+            name=ident,
             image=local_image(args.image, args.provider, self),
             entrypoints=["python3", "-u", "/usr/local/lib/bluegreen/watchdog.py"],
             # The agent and the proxy listen on the host's loopback.
@@ -51,6 +57,7 @@ class Watchdog(pulumi.ComponentResource):
             envs=[f"CONSUL_HTTP_ADDR={args.host.consul}",
                   pulumi.Output.concat("PROXY_URL=", args.proxy_url),
                   f"PROBE_RATE={args.probe_rate:g}", f"CONSUL_HTTP_TOKEN_FILE={PLATFORM_TOKEN_FILE}",
+                  f"WATCHDOG_ID={ident}", f"WATCHDOG_HOST={args.host.name}",
                   *([pulumi.Output.concat("PROMETHEUS_URL=", args.prometheus_url)]
                     if args.prometheus_url is not None else [])],
             uploads=[secret_upload(PLATFORM_TOKEN_FILE, args.consul_token)],

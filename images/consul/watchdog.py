@@ -27,9 +27,15 @@ It never flips to a colour none of whose instances pass (the record then ends `b
 bake whose alias moved meanwhile ends `superseded`. SIGUSR1 prints its counters (wakes, probes,
 health reads, KV reads): with nothing baking, only wakes and KV reads ever grow.
 
+A platform runs two watchdogs; one acts, the other stands by (election.py): the acting one holds
+the leader key (naming.watchdog_lock_key) with a Consul session that ends when its process dies (an
+agent's TCP check on a port it listens on) or its host leaves the cluster (serfHealth). The other
+blocks on the key and takes it when it goes, then resumes every bake from its record. Every write
+carries a check of the session on the key, so only the holder's writes ever land.
+
 Environment: CONSUL_HTTP_ADDR (the platform host's agent), PROXY_URL (the proxy's base URL),
 CONSUL_HTTP_TOKEN_FILE (a file holding its ACL token), PROBE_RATE, WINDOW_S, PROMETHEUS_URL
-(optional). Standard library only.
+(optional), WATCHDOG_ID (its name; its container's), WATCHDOG_HOST. Standard library only.
 """
 
 from __future__ import annotations
@@ -40,17 +46,20 @@ import datetime
 import json
 import os
 import signal
+import socket
+import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 
+import election
 import rollout
 from analysis import FAIL, PASS, Bounds, Verdict, analyse, traffic_queries
 from naming import (
     PROXY_COLOUR_HEADER, alias_key, bake_outcome, bake_prefix, format_time, history_prefix,
-    parse_time, read_token_file, route_key, split_key
+    parse_time, read_token_file, route_key, split_key, watchdog_lock_key
 )
 
 CONSUL = os.environ.get("CONSUL_HTTP_ADDR", "http://127.0.0.1:8500").rstrip("/")
@@ -64,6 +73,8 @@ CHECK_GRACE_S = 2.0         # how long a critical check (or no instance) may las
 PROBE_TIMEOUT_S = 2.0       # a probe that takes longer counts as an error
 WAIT = "300s"               # a blocking query returns at the latest after this
 PROMETHEUS = os.environ.get("PROMETHEUS_URL", "").rstrip("/")
+IDENT = os.environ.get("WATCHDOG_ID") or socket.gethostname()   # its container's name
+HOST = os.environ.get("WATCHDOG_HOST", "")                      # the platform host it runs on
 ANALYSIS_S = 2.0            # how often a bake asks Prometheus
 ACTIVE = ("baking", "rolling")   # the records it watches
 
@@ -475,10 +486,12 @@ def split_write(bake: Bake, percent: int) -> dict:
 
 
 def transact(writes: dict) -> bool:
-    """{key: (value, index)} written with check-and-set in one transaction, or none of them."""
-    operations = [{"KV": {"Verb": "cas", "Key": key, "Index": index,
-                          "Value": base64.b64encode(value.encode()).decode()}}
-                  for key, (value, index) in writes.items()]
+    """{key: (value, index)} written with check-and-set in one transaction, or none of them; none
+    either unless this watchdog's session holds the leader key (election.guard)."""
+    operations = [election.guard(watchdog_lock_key(), LEADER.session or "none")]
+    operations += [{"KV": {"Verb": "cas", "Key": key, "Index": index,
+                           "Value": base64.b64encode(value.encode()).decode()}}
+                   for key, (value, index) in writes.items()]
     status_code, _, _ = consul("PUT", "/v1/txn", json.dumps(operations).encode())
     return status_code == 200
 
@@ -494,7 +507,7 @@ def bake_all(entries: dict[str, Entry]) -> None:
             if next_read is not None:
                 entries, _ = read_records()
             baking = {k: e for k, e in entries.items() if e.value.get("status") in ACTIVE}
-            if not baking:
+            if not baking or not holding():
                 return
             bakes = {k: bakes[k] if k in bakes and bakes[k].entry.index == e.index else start(e)
                      for k, e in baking.items()}
@@ -510,6 +523,98 @@ def bake_all(entries: dict[str, Entry]) -> None:
                 del bakes[key]
                 next_read = time.monotonic()
         time.sleep(max(0.0, 1.0 / PROBE_RATE - (time.monotonic() - now)))
+
+
+# --- which watchdog acts (election.py) ------------------------------------------------------------
+
+@dataclass
+class Leader:
+    port: int = 0                   # where the agent's check finds this process alive
+    session: str | None = None      # its session (None: none made yet, or it ended)
+    acting: bool = False            # it held the key when it last looked
+    index: int = 0                  # the key's index: a standby's blocking query
+
+
+LEADER = Leader()
+
+
+def listen() -> int:
+    """Opens the port the agent's TCP check connects to: it answers while this process lives."""
+    server = socket.create_server(("127.0.0.1", 0))
+    threading.Thread(target=accept_forever, args=(server,), daemon=True).start()
+    return server.getsockname()[1]
+
+
+def accept_forever(server: socket.socket) -> None:
+    while True:
+        connection, _ = server.accept()
+        connection.close()
+
+
+def new_session() -> str:
+    """Registers this watchdog again (removing its previous registration ends the session of a
+    previous run of it, which may still hold the key) and makes a session tied to its check."""
+    consul("PUT", f"/v1/agent/service/deregister/{urllib.parse.quote(IDENT)}")
+    consul("PUT", "/v1/agent/service/register",
+           json.dumps(election.registration(IDENT, LEADER.port)).encode())
+    _, _, body = consul("PUT", "/v1/session/create", json.dumps(election.session_body(IDENT)).encode())
+    return body["ID"]
+
+
+def session_valid() -> str | None:
+    """Its session while Consul still knows it, else None."""
+    if LEADER.session is None:
+        return None
+    _, _, body = consul("GET", f"/v1/session/info/{LEADER.session}")
+    return LEADER.session if body else None
+
+
+def key_holder(index: int = 0) -> tuple[str | None, str, int]:
+    """(the session holding the leader key, the key's value, the index); with `index`, a
+    blocking query that returns once the key changes."""
+    query = f"?index={index}&wait={WAIT}" if index else ""
+    COUNTS["kv_reads"] += 1
+    status, headers, body = consul("GET", f"/v1/kv/{watchdog_lock_key()}{query}",
+                                   timeout=330 if index else 10)
+    item = (body or [{}])[0] if status != 404 else {}
+    value = base64.b64decode(item.get("Value") or b"").decode()
+    return item.get("Session"), value, int(headers.get("X-Consul-Index") or 0)
+
+
+def holding() -> bool:
+    """Whether this watchdog still holds the key; says so when it lost it."""
+    holder, value, _ = key_holder()
+    if LEADER.acting and holder != LEADER.session:
+        say(f"{IDENT}: lost the leader key (now {value or 'nobody'}); standing by")
+        LEADER.acting = False
+    return LEADER.acting
+
+
+def await_lead() -> None:
+    """Returns once this watchdog holds the leader key; meanwhile it blocks on the key."""
+    while True:
+        holder, value, index = key_holder(LEADER.index)
+        LEADER.session = session_valid()
+        action = election.step(LEADER.session, holder)
+        if action == election.NEW_SESSION:
+            LEADER.session, LEADER.index = new_session(), 0
+        elif action == election.ACQUIRE:
+            LEADER.index = 0
+            record = election.holder_record(IDENT, HOST, format_time(datetime.datetime.now(
+                datetime.timezone.utc)))
+            _, _, taken = consul("PUT", f"/v1/kv/{watchdog_lock_key()}?acquire={LEADER.session}",
+                                 record.encode())
+            if taken is True:
+                break
+        elif action == election.LEAD:
+            break
+        else:
+            if LEADER.index == 0:
+                say(f"{IDENT}: standing by; acting: {value}")
+            # A lower index means Consul's state was reset: start over (Consul's advice).
+            LEADER.index = index if index >= LEADER.index else 0
+    LEADER.acting, LEADER.index = True, 0
+    say(f"{IDENT}: ACTING (holds {watchdog_lock_key()}); the bakes in the records are mine")
 
 
 def say(message: str) -> None:
@@ -533,16 +638,23 @@ def anchor() -> None:
 def main() -> None:
     # `docker kill --signal USR1 <watchdog>` prints what it did so far: proof of idleness.
     signal.signal(signal.SIGUSR1, lambda *_: say(f"counters: {counters()}"))
-    say(f"watching {CONSUL}/v1/kv/{bake_prefix()} (proxy {PROXY}, Prometheus "
-        f"{PROMETHEUS or 'none: judging by probes'}); {counters()}")
-    anchor()
+    say(f"{IDENT}: watching {CONSUL}/v1/kv/{bake_prefix()} (proxy {PROXY}, Prometheus "
+        f"{PROMETHEUS or 'none: judging by probes'}) while it holds {watchdog_lock_key()}; "
+        f"{counters()}")
+    LEADER.port = listen()
     index = 0
     while True:
         try:
+            if not LEADER.acting:
+                await_lead()
+                anchor()
+                index = 0
             entries, new_index = read_records(index)
             # A lower index means Consul's state was reset: start over (Consul's advice).
             index = new_index if new_index >= index else 0
             COUNTS["wakes"] += 1
+            if not holding():
+                continue
             baking = [k for k, e in entries.items() if e.value.get("status") in ACTIVE]
             say(f"{len(entries)} bake record(s), {len(baking)} baking; {counters()}")
             if baking:
@@ -550,7 +662,7 @@ def main() -> None:
                 say(f"nothing baking any more; {counters()}")
         except Exception as error:  # noqa: BLE001 - keep watching through agent restarts
             say(f"{type(error).__name__}: {error}; retrying in 2s")
-            index = 0
+            index, LEADER.acting, LEADER.index = 0, False, 0
             time.sleep(2)
         time.sleep(0.1)   # bounds the wake rate whatever Consul answers
 

@@ -290,7 +290,8 @@ def test_e_platform_apis_listen_only_where_they_must(deployment):
         ("local", "registrator"): container_pids(f"bluegreen-{STACK}-registrator-local"),
         ("host2", "registrator"): container_pids(f"bluegreen-{STACK}-registrator-host2", HOST2_DOCKER),
         ("local", "proxy"): container_pids(f"bluegreen-{STACK}-proxy"),
-        ("local", "watchdog"): container_pids(f"bluegreen-{STACK}-watchdog"),
+        ("local", "watchdog-1"): container_pids(f"bluegreen-{STACK}-watchdog-1"),
+        ("local", "watchdog-2"): container_pids(f"bluegreen-{STACK}-watchdog-2"),
     }
     found: dict[str, list[str]] = {}
     for socket in listening_sockets():
@@ -313,7 +314,10 @@ def test_e_platform_apis_listen_only_where_they_must(deployment):
                                          f"tcp {BRIDGES['local']}:{PORTS['proxy']}"}
     assert found["local registry (published)"] == [f"tcp {lo}:{PORTS['registry']}"]
     assert "local registrator" not in found and "host2 registrator" not in found
-    assert "local watchdog" not in found
+    # Each watchdog: one loopback port, where its agent's check sees it alive (model.election).
+    for number in (1, 2):
+        [listening] = found[f"local watchdog-{number}"]
+        assert listening.startswith(f"tcp {lo}:"), listening
 
 
 def platform_containers() -> list[tuple[str | None, str]]:

@@ -3,7 +3,9 @@ in bake the platform's watchdog makes no request at all; a good flip bakes and t
 quiet again; a release that passes its gate (/health answers 200) but serves 5xx on / after its
 flip is flipped back by the watchdog within the bake time, which the catalogue and the release
 history show; the next `pulumi up` reports the disagreement instead of flipping it live again,
-and `rollback` accepts the flip back by recording it.
+and `rollback` accepts the flip back by recording it. Two watchdogs run, one acting: killed
+(kill -9), the standby takes the lead within seconds, and during a bake of a failing release it
+takes over the bake and rolls it back.
 Figures (5xx start to flip back, failed requests) go to reports/e2e/bake-figures.json."""
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -31,7 +35,8 @@ PROXY = f"http://127.0.0.1:{PORTS['proxy']}"
 STABLE = f"{PROXY}/{ENV}/vizconfig/"
 ALIAS = f"{CONSUL}/v1/kv/bluegreen/aliases/{ENV}/vizconfig"
 BAKE = f"{CONSUL}/v1/kv/bluegreen/bake/{ENV}/vizconfig"
-WATCHDOG = f"bluegreen-{STACK}-watchdog"
+WATCHDOGS = tuple(f"bluegreen-{STACK}-watchdog-{number}" for number in (1, 2))
+LEADER = f"{CONSUL}/v1/kv/bluegreen/watchdog/leader"
 BAKE_S = 60
 FIGURES: dict = {}
 
@@ -83,25 +88,38 @@ def containers() -> dict:
     return {c: container_identity(f"bluegreen-{ENV}-vizconfig-{c}-local-0") for c in ("blue", "green")}
 
 
-def watchdog_log() -> str:
-    result = subprocess.run(["docker", "logs", WATCHDOG], capture_output=True, text=True, check=True)
+def acting() -> str | None:
+    """The watchdog holding the leader key (None: none)."""
+    value = kv(LEADER)
+    return json.loads(value)["watchdog"] if value else None
+
+
+def standby() -> str:
+    return next(name for name in WATCHDOGS if name != acting())
+
+
+def watchdog_log(name: str | None = None) -> str:
+    result = subprocess.run(["docker", "logs", name or acting()], capture_output=True, text=True,
+                            check=True)
     return result.stdout + result.stderr
 
 
 def save_watchdog_log() -> None:
     try:
         os.makedirs(LOG_DIR, exist_ok=True)
-        with open(os.path.join(LOG_DIR, f"{STACK}-watchdog.log"), "w", encoding="utf-8") as handle:
-            handle.write(watchdog_log())
+        for name in WATCHDOGS:
+            with open(os.path.join(LOG_DIR, f"{name}.log"), "w", encoding="utf-8") as handle:
+                handle.write(watchdog_log(name))
     except subprocess.CalledProcessError:
         pass
 
 
-def counters() -> dict[str, int]:
-    """What the watchdog did so far, from the line SIGUSR1 makes it print."""
-    before = watchdog_log().count("counters:")
-    subprocess.run(["docker", "kill", "--signal", "USR1", WATCHDOG], capture_output=True, check=True)
-    log, _ = wait_until(lambda: (text := watchdog_log()).count("counters:") > before and text, 5,
+def counters(name: str | None = None) -> dict[str, int]:
+    """What a watchdog (the acting one by default) did so far, from the line SIGUSR1 makes it print."""
+    name = name or acting()
+    before = watchdog_log(name).count("counters:")
+    subprocess.run(["docker", "kill", "--signal", "USR1", name], capture_output=True, check=True)
+    log, _ = wait_until(lambda: (text := watchdog_log(name)).count("counters:") > before and text, 5,
                         what="the watchdog's counters")
     line = [l for l in log.splitlines() if "counters:" in l][-1]
     return {name: int(value) for name, value in re.findall(r"(\w+)=(\d+)", line)}
@@ -135,14 +153,16 @@ def test_with_nothing_in_bake_the_watchdog_makes_no_request(repo, deployment):
     change(deployment, green={"version": "2.0.0"})
     deployment.up()                     # green deployed offline: no flip, so nothing to bake
     assert bake_record() is None
-    first = counters()
+    first, first_standby = counters(), counters(standby())
     time.sleep(3)
-    second = counters()
+    second, second_standby = counters(), counters(standby())
     FIGURES["idle_counters"] = second
     assert first["probes"] == second["probes"] == 0
     assert first["health_reads"] == second["health_reads"] == 0
     # Two updates wrote a dozen keys; none was under the bake prefix, so none woke it.
     assert second["wakes"] == first["wakes"] <= 2, second
+    # The standby only blocks on the leader key: it never read a bake record.
+    assert first_standby == second_standby and second_standby["wakes"] == 0, second_standby
 
 
 def test_a_good_flip_bakes_then_the_watchdog_is_quiet_again(deployment):
@@ -263,3 +283,95 @@ def test_the_next_up_reports_the_disagreement_instead_of_flipping_again(deployme
     deployment.up()
     assert kv(ALIAS) == "green" and bake_record() == record
     assert containers() == before
+
+
+# --- the standby watchdog --------------------------------------------------------------------------
+
+def kill_acting() -> tuple[str, float, int]:
+    """kill -9 of the acting watchdog's process (Docker restarts its container); (its name, when,
+    how often its log said it stood by before)."""
+    name = acting()
+    stood_by = watchdog_log(name).count("standing by")
+    pid = int(subprocess.run(["docker", "inspect", "-f", "{{.State.Pid}}", name], capture_output=True,
+                             text=True, check=True).stdout)
+    os.kill(pid, signal.SIGKILL)
+    return name, time.monotonic(), stood_by
+
+
+def taken_over(killed: str, killed_at: float) -> float:
+    """Seconds from the kill until another watchdog holds the leader key (polled every 20 ms)."""
+    holder, _ = wait_until(lambda: (name := acting()) not in (None, killed) and name, 30,
+                           interval_s=0.02, what="the standby taking the leader key")
+    return time.monotonic() - killed_at
+
+
+def restarted_as_standby(killed: str, stood_by: int) -> None:
+    """The killed watchdog runs again (Docker restarted it) and stands by."""
+    wait_until(lambda: watchdog_log(killed).count("standing by") > stood_by and acting() != killed,
+               30, interval_s=0.2, what=f"{killed} back as the standby")
+
+
+def test_the_standby_takes_the_lead_within_seconds_of_the_acting_watchdog_dying(deployment):
+    times = []
+    for _ in range(3):
+        killed, at, stood_by = kill_acting()
+        times.append(round(taken_over(killed, at), 2))
+        restarted_as_standby(killed, stood_by)
+    FIGURES["takeover_idle_s"] = times
+    FIGURES["takeover_idle_median_s"] = statistics.median(times)
+    assert max(times) < 10, times
+
+
+class KillOnBake(InBackground):
+    """Kills the acting watchdog as soon as the bake record says `baking` for `version`, then
+    keeps (when, holder) of the leader key's changes (polled every 20 ms, bounded)."""
+
+    def __init__(self, version: str, max_seconds: float = 240):
+        self.version, self.max_seconds = version, max_seconds
+        self.killed: tuple[str, float, int] | None = None
+        self.holders: list[tuple[float, str | None]] = []
+
+    def _run(self):
+        start = time.monotonic()
+        while not self._stop.is_set() and time.monotonic() - start < self.max_seconds:
+            try:
+                if self.killed is None:
+                    record = bake_record() or {}
+                    if (record.get("status"), record.get("version")) == ("baking", self.version):
+                        self.killed = kill_acting()
+                else:
+                    holder = acting()
+                    if not self.holders or self.holders[-1][1] != holder:
+                        self.holders.append((time.monotonic(), holder))
+            except requests.RequestException:
+                pass
+            time.sleep(0.02)
+
+
+def test_killing_the_acting_watchdog_during_a_failing_bake_the_standby_rolls_it_back(repo, deployment):
+    repo.edit("four", fail_root=True)
+    change(deployment, blue={"version": "3.0.1"}, live="green")
+    deployment.up()                     # the broken 3.0.1 to the offline colour
+    change(deployment, live="blue")
+    with KillOnBake("3.0.1") as killer, RequestLoop(STABLE, rate=20, keep_alive=False,
+                                                    max_seconds=120) as loop:
+        deployment.up()                 # flips to blue; the bake starts, its watchdog dies
+        wait_until(lambda: killer.killed, 20, what="the kill during the bake")
+        record, _ = wait_until(lambda: (r := bake_record())["status"] != "baking" and r, BAKE_S,
+                               interval_s=0.05, what="the bake's end")
+        rolled_back_at = time.monotonic()
+        wait_until(lambda: answer()[:2] == ("2.0.0", "green"), 10, what="v2 served again")
+    killed, killed_at, stood_by = killer.killed
+    new = [(t, h) for t, h in killer.holders if h not in (None, killed)]
+    assert new, killer.holders
+    takeover_s = new[0][0] - killed_at
+    FIGURES.update(takeover_during_bake_s=round(takeover_s, 2),
+                   kill_to_rolled_back_s=round(rolled_back_at - killed_at, 2),
+                   takeover_client_requests=len(loop.results),
+                   takeover_failed_requests=len(loop.failures))
+    assert takeover_s < 10, killer.holders
+    assert (record["status"], record["version"], record["previous"]) == ("rolled-back", "3.0.1", "green")
+    assert kv(ALIAS) == "green"
+    rolled_back = f"ROLLED BACK {ENV}/vizconfig blue 3.0.1"
+    assert rolled_back in watchdog_log(new[0][1]) and rolled_back not in watchdog_log(killed)
+    restarted_as_standby(killed, stood_by)

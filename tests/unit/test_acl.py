@@ -73,6 +73,14 @@ def test_the_watchdog_flips_aliases_back_and_marks_bakes_but_touches_no_config_o
     assert 'service_prefix "" { policy = "write" }' not in text
 
 
+def test_the_watchdogs_register_only_themselves_and_hold_only_their_leader_key():
+    text = rules.watchdog_rules()
+    assert 'service "bluegreen-watchdog" { policy = "write" }' in text
+    assert 'key "bluegreen/watchdog/leader" { policy = "write" }' in text
+    assert 'session_prefix "" { policy = "write" }' in text
+    assert "node_prefix \"\" { policy = \"write\" }" not in text
+
+
 # --- agents ---------------------------------------------------------------------------------------
 
 HOST = Host(name="local", docker="unix:///var/run/docker.sock", consul="http://127.0.0.1:18500",
@@ -232,7 +240,7 @@ def test_platform_containers_get_secrets_as_files_not_in_command_or_environment(
                                                           "registrator", "proxy", "registry",
                                                           "watchdog"}
         for e in r.inputs["labels"])]
-    assert len(platform) == 7
+    assert len(platform) == 8    # two watchdogs
     for container in platform:
         visible = json.dumps([container.inputs.get(k) for k in ("command", "envs", "entrypoints",
                                                                 "labels", "healthcheck")])

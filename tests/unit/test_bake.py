@@ -13,7 +13,7 @@ import sys
 import pytest
 
 from components import naming
-from components.model import analysis, rollout
+from components.model import analysis, election, rollout
 from components.consul.records import ServiceRecords
 from components.model.bake import disagreement, flip_record, flips, rollout_start
 from components.model.config import ColourConfig, ServiceConfig, parse_stack_config
@@ -27,10 +27,12 @@ NOW = datetime.datetime(2026, 11, 26, 14, 0, 0, tzinfo=datetime.timezone.utc)
 
 
 def load_watchdog():
-    """images/consul/watchdog.py as the consul image runs it: beside naming.py and analysis.py."""
+    """images/consul/watchdog.py as the consul image runs it: beside naming.py, analysis.py,
+    rollout.py and election.py."""
     sys.modules.setdefault("naming", naming)
     sys.modules.setdefault("analysis", analysis)
     sys.modules.setdefault("rollout", rollout)
+    sys.modules.setdefault("election", election)
     spec = importlib.util.spec_from_file_location(
         "bake_watchdog", os.path.join(ROOT, "images", "consul", "watchdog.py"))
     module = importlib.util.module_from_spec(spec)
@@ -289,16 +291,20 @@ def test_the_program_refuses_to_re_flip_a_rolled_back_release_before_registering
     assert [r.type for r in raised.value.resources] == ["pulumi:pulumi:StackReference"]
 
 
-def test_the_platform_runs_one_watchdog_beside_its_agent_and_proxy():
+def test_the_platform_runs_two_watchdogs_beside_its_agent_and_proxy():
     deployment = test_wiring.run(test_wiring.config(hosts=("local", "second")))
-    [container] = deployment.role("watchdog")
-    assert container.provider_urn == deployment.provider_of_host("local").urn
-    assert container.inputs["networkMode"] == "host"
-    assert container.inputs["entrypoints"] == ["python3", "-u", "/usr/local/lib/bluegreen/watchdog.py"]
-    envs = container.inputs["envs"]
-    assert "CONSUL_HTTP_ADDR=http://127.0.0.1:18500" in envs
-    assert "PROXY_URL=http://127.0.0.1:18080" in envs and "PROBE_RATE=5" in envs
-    assert container.inputs["memory"] == 64 and container.inputs["restart"] == "unless-stopped"
+    containers = deployment.role("watchdog")
+    assert len(containers) == 2
+    for number, container in enumerate(sorted(containers, key=lambda c: c.inputs["name"]), 1):
+        assert container.provider_urn == deployment.provider_of_host("local").urn
+        assert container.inputs["networkMode"] == "host"
+        assert container.inputs["entrypoints"] == ["python3", "-u", "/usr/local/lib/bluegreen/watchdog.py"]
+        envs = container.inputs["envs"]
+        assert "CONSUL_HTTP_ADDR=http://127.0.0.1:18500" in envs
+        assert "PROXY_URL=http://127.0.0.1:18080" in envs and "PROBE_RATE=5" in envs
+        assert f"WATCHDOG_ID={container.inputs['name']}" in envs and "WATCHDOG_HOST=local" in envs
+        assert container.inputs["name"].endswith(f"-watchdog-{number}")
+        assert container.inputs["memory"] == 64 and container.inputs["restart"] == "unless-stopped"
 
 
 # --- the flips outside pulumi up ---------------------------------------------------------------
@@ -417,7 +423,7 @@ class FakeConsul:
     def consul(self, method, path, body=None, timeout=10.0):
         assert (method, path) == ("PUT", "/v1/txn")
         self.transactions.append({op["KV"]["Key"]: self.decoded(op["KV"]["Value"])
-                                  for op in json.loads(body)})
+                                  for op in json.loads(body) if op["KV"]["Verb"] == "cas"})
         return 200, {}, None
 
     @staticmethod

@@ -1,0 +1,63 @@
+"""Which of the platform's watchdogs acts: the one whose Consul session holds the leader key
+(naming.watchdog_lock_key). Pure and standard library only (the watchdog's image carries this file).
+
+Each watchdog registers itself with its host's agent as a service whose TCP check the agent runs
+against a port the watchdog listens on, and makes a session tied to that check and to its node's
+serfHealth: the process dying (its port closes) or its host going (the node's gossip fails)
+invalidates the session, and Consul deletes the key with it. The others block on the key and
+acquire it once it is gone. Every write of the holder carries a check-session on the key in its
+transaction, so a watchdog that lost the key (and does not know yet) writes nothing."""
+
+from __future__ import annotations
+
+import json
+
+LEAD, ACQUIRE, STANDBY, NEW_SESSION = "lead", "acquire", "standby", "new-session"
+WATCHDOGS = 2                    # a platform's watchdogs: one acts, one stands by
+SERVICE = "bluegreen-watchdog"   # each watchdog's registration with its host's agent
+CHECK_INTERVAL_S = 1             # how often the agent checks that a watchdog's port answers
+# Consul's default lock delay (15 s) would keep a freed key from being taken for longer than a
+# takeover may last; the check-session guard on every write makes the delay unnecessary.
+LOCK_DELAY = "0s"
+
+
+def check_id(ident: str) -> str:
+    return f"{ident}-alive"
+
+
+def registration(ident: str, port: int) -> dict:
+    """The watchdog's service registration (PUT /v1/agent/service/register): a TCP check on the
+    port it listens on, passing from the start (the port already answers), so a session can be
+    made at once. A watchdog that never comes back leaves the catalogue after a minute."""
+    return {"ID": ident, "Name": SERVICE, "Tags": [ident],
+            "Check": {"CheckID": check_id(ident), "Name": f"{ident} is running",
+                      "TCP": f"127.0.0.1:{port}", "Interval": f"{CHECK_INTERVAL_S}s",
+                      "Timeout": f"{CHECK_INTERVAL_S}s", "Status": "passing",
+                      "DeregisterCriticalServiceAfter": "1m"}}
+
+
+def session_body(ident: str) -> dict:
+    """The session that holds the key (PUT /v1/session/create on the watchdog's agent): it ends
+    with the watchdog's check or its node, and takes the key with it."""
+    return {"Name": ident, "NodeChecks": ["serfHealth"], "ServiceChecks": [{"ID": check_id(ident)}],
+            "LockDelay": LOCK_DELAY, "Behavior": "delete"}
+
+
+def step(own: str | None, holder: str | None) -> str:
+    """What a watchdog does on reading the key. own: its session (None: it has no valid one);
+    holder: the session holding the key (None: nobody)."""
+    if own is None:
+        return NEW_SESSION
+    if holder is None:
+        return ACQUIRE
+    return LEAD if holder == own else STANDBY
+
+
+def holder_record(ident: str, host: str, since: str) -> str:
+    """The key's value: which watchdog acts, on which host, since when (naming.format_time)."""
+    return json.dumps({"watchdog": ident, "host": host, "since": since}, sort_keys=True)
+
+
+def guard(key: str, session: str) -> dict:
+    """The transaction operation that fails the whole transaction unless `session` holds `key`."""
+    return {"KV": {"Verb": "check-session", "Key": key, "Session": session}}

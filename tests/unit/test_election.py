@@ -1,0 +1,131 @@
+"""The standby watchdog: which of the platform's watchdogs acts (model.election's decisions, the
+registration and session that tie the leader key to a watchdog's process and host), that only the
+key's holder writes, and a standby taking the key once its holder's session ends."""
+
+import base64
+import json
+
+from hypothesis import given, strategies as st
+
+from components import naming
+from components.model import election
+from components.platform.watchdog import WatchdogArgs
+
+from test_bake import watchdog
+
+SESSIONS = st.sampled_from(["s1", "s2", "s3"])
+
+
+def test_without_a_session_a_watchdog_makes_one_whoever_holds_the_key():
+    assert election.step(None, None) == election.NEW_SESSION
+    assert election.step(None, "s2") == election.NEW_SESSION
+
+
+def test_a_free_key_is_acquired_a_held_one_is_led_or_waited_on():
+    assert election.step("s1", None) == election.ACQUIRE
+    assert election.step("s1", "s1") == election.LEAD
+    assert election.step("s1", "s2") == election.STANDBY
+
+
+@given(holder=st.none() | SESSIONS, own=st.lists(SESSIONS, min_size=2, max_size=3, unique=True))
+def test_at_most_one_watchdog_leads_whatever_the_key_says(holder, own):
+    steps = [election.step(session, holder) for session in own]
+    assert steps.count(election.LEAD) <= 1
+    assert (election.LEAD in steps) == (holder in own)
+    if holder is None:
+        assert set(steps) == {election.ACQUIRE}
+
+
+def test_the_agent_checks_the_watchdogs_own_port_every_second_passing_from_the_start():
+    body = election.registration("bluegreen-p-watchdog-2", 40123)
+    assert (body["ID"], body["Name"]) == ("bluegreen-p-watchdog-2", "bluegreen-watchdog")
+    check = body["Check"]
+    assert check["CheckID"] == election.check_id("bluegreen-p-watchdog-2")
+    assert (check["TCP"], check["Interval"], check["Status"]) == ("127.0.0.1:40123", "1s", "passing")
+
+
+def test_the_session_ends_with_the_watchdogs_check_or_its_node_and_takes_the_key_at_once():
+    body = election.session_body("w1")
+    assert body["NodeChecks"] == ["serfHealth"]
+    assert body["ServiceChecks"] == [{"ID": election.check_id("w1")}]
+    assert (body["LockDelay"], body["Behavior"]) == ("0s", "delete")
+
+
+def test_the_holder_record_names_the_watchdog_and_its_host():
+    assert json.loads(election.holder_record("w1", "lab1", "2026-12-07T03:00:00Z")) == \
+        {"watchdog": "w1", "host": "lab1", "since": "2026-12-07T03:00:00Z"}
+
+
+def test_a_watchdog_number_outside_the_pair_is_refused():
+    for number in (0, election.WATCHDOGS + 1):
+        try:
+            WatchdogArgs(stack="s", image="i", host=None, proxy_url="u", provider=None,
+                         consul_token="t", number=number)
+        except ValueError as error:
+            assert f"watchdog number {number}" in str(error)
+        else:
+            raise AssertionError(number)
+
+
+class Consul:
+    """The Consul answers the election reads, in order per path; every call is recorded."""
+
+    def __init__(self, answers: dict):
+        self.answers, self.calls = answers, []
+
+    def __call__(self, method, path, body=None, timeout=10.0):
+        self.calls.append((method, path, body))
+        for prefix, answers in self.answers.items():
+            if path.startswith(prefix):
+                return answers.pop(0) if len(answers) > 1 else answers[0]
+        raise AssertionError(path)
+
+
+def leader_key(session: str | None, index: int):
+    value = base64.b64encode(b'{"watchdog": "w1"}').decode()
+    item = {"Value": value, **({"Session": session} if session else {})}
+    return 200, {"X-Consul-Index": str(index)}, [item]
+
+
+def test_a_standby_blocks_on_the_key_and_takes_it_once_its_holder_is_gone(monkeypatch):
+    key = naming.watchdog_lock_key()
+    fake = Consul({
+        f"/v1/kv/{key}?acquire=": [(200, {}, True)],
+        f"/v1/kv/{key}": [leader_key("theirs", 40), (404, {"X-Consul-Index": "41"}, None)],
+        "/v1/session/info/": [(200, {}, [{"ID": "mine"}])],
+    })
+    monkeypatch.setattr(watchdog, "consul", fake)
+    monkeypatch.setattr(watchdog, "LEADER", watchdog.Leader(port=4000, session="mine"))
+    watchdog.await_lead()
+    reads = [path for method, path, _ in fake.calls if method == "GET" and "/kv/" in path]
+    assert reads == [f"/v1/kv/{key}", f"/v1/kv/{key}?index=40&wait={watchdog.WAIT}"]
+    assert fake.calls[-1][:2] == ("PUT", f"/v1/kv/{key}?acquire=mine")
+    assert watchdog.LEADER.acting
+
+
+def test_a_watchdog_whose_session_ended_registers_again_and_makes_a_new_one(monkeypatch):
+    key = naming.watchdog_lock_key()
+    fake = Consul({
+        f"/v1/kv/{key}?acquire=": [(200, {}, True)],
+        f"/v1/kv/{key}": [(404, {"X-Consul-Index": "41"}, None)],
+        "/v1/session/info/": [(200, {}, []), (200, {}, [{"ID": "new"}])],
+        "/v1/session/create": [(200, {}, {"ID": "new"})],
+        "/v1/agent/service/": [(200, {}, None)],
+    })
+    monkeypatch.setattr(watchdog, "consul", fake)
+    monkeypatch.setattr(watchdog, "LEADER", watchdog.Leader(port=4000, session="old"))
+    watchdog.await_lead()
+    puts = [path for method, path, _ in fake.calls if method == "PUT"]
+    assert puts == [f"/v1/agent/service/deregister/{watchdog.IDENT}", "/v1/agent/service/register",
+                    "/v1/session/create", f"/v1/kv/{key}?acquire=new"]
+
+
+def test_every_write_is_void_unless_the_writer_holds_the_leader_key(monkeypatch):
+    fake = Consul({"/v1/txn": [(409, {}, None)]})
+    monkeypatch.setattr(watchdog, "consul", fake)
+    monkeypatch.setattr(watchdog, "LEADER", watchdog.Leader(session="mine"))
+    assert watchdog.transact({"bluegreen/aliases/e/s": ("green", 7)}) is False
+    [(_, _, body)] = fake.calls
+    guard, write = json.loads(body)
+    assert guard == {"KV": {"Verb": "check-session", "Key": naming.watchdog_lock_key(), "Session": "mine"}}
+    assert write["KV"]["Verb"] == "cas"
