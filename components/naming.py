@@ -271,6 +271,12 @@ def watchdog_lock_key() -> str:
     return f"{KV_ROOT}/watchdog/leader"
 
 
+def approval_key(environment: str, service: str) -> str:
+    """The KV key of a flip held for approval (`confirm: manual`): what it would do while it
+    waits, then who approved it (`./bg approve`); the flip deletes it."""
+    return f"{KV_ROOT}/approvals/{environment}/{service}"
+
+
 def catalogue_key(environment: str, service: str) -> str:
     """The KV key holding a service's catalogue entry (description, versions, digests)."""
     return f"{KV_ROOT}/catalogue/{environment}/{service}"

@@ -47,7 +47,8 @@ def parser() -> argparse.ArgumentParser:
     top.add_argument("--check", action="store_true",
                      help="only check the command line (exit 2 with usage on an error), run nothing")
     commands = top.add_subparsers(dest="command", required=True,
-                                  metavar="{pipeline,rollback,promote,split,status,releases,remove,preview,audit,lock}")
+                                  metavar="{pipeline,rollback,promote,split,status,releases,remove,preview,audit,lock,"
+                                         "approve}")
     _pipeline(commands)
     _rollback(commands)
     _promote(commands)
@@ -206,6 +207,15 @@ bluegreen/locks/<environment>/<service> while rollback, promote, the pipeline or
 when. release: ends the holder's session (for a holder that is gone; it is audited)."""
 
 
+APPROVE_HELP = """\
+Lets a flip of SERVICE held by `confirm: manual` (its stack entry) go. The held command (a
+`pulumi up`, rollback, promote or split) waits in its pre-flip step, up to the entry's
+confirmTimeout (default 15m), for this approval in Consul KV (bluegreen/approvals/<environment>/
+<service>): it shows what it would move (from -> to, version, who asked), this marks that very
+record approved (check-and-set) and audits who approved; the waiting command then flips. With no
+flip waiting it changes nothing and exits 2. A held flip that times out leaves traffic where it is."""
+
+
 def duration(text: str) -> float:
     """A DURATION argument (argparse type): 30s, 10m, 2h, 1d."""
     # Imported when an argument is given: the help needs nothing but argparse.
@@ -238,6 +248,11 @@ def _operations(commands) -> None:
     lock.add_argument("service", metavar="SERVICE", nargs="?",
                       help="the service (status: default every service of STACK)")
     lock.add_argument("--stack", required=True, metavar="STACK")
+    approve = commands.add_parser("approve", help="let a flip held by confirm: manual go",
+                                  description=APPROVE_HELP,
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+    approve.add_argument("service", metavar="SERVICE")
+    approve.add_argument("--stack", required=True, metavar="STACK")
 
 
 def command_line(argv: list[str]) -> str:
@@ -251,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.check:
         return 0
-    if args.command in ("pipeline", "rollback", "promote", "split", "lock"):
+    if args.command in ("pipeline", "rollback", "promote", "split", "lock", "approve"):
         from .audit import operator
         who = operator(command_line(argv))
     if args.command == "pipeline":
@@ -276,6 +291,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "lock":
         from .lock import run_lock
         return run_lock(args.action, args.service, args.stack, who=who)
+    if args.command == "approve":
+        from .approve import run_approve
+        return run_approve(args.service, args.stack, who=who)
     if args.command == "status":
         from .status import run_status
         return run_status(args.service, args.stack, args.json)

@@ -11,10 +11,12 @@ import datetime
 from dataclasses import dataclass, field
 
 from components.consul import api as consul_api
+from components.consul import hooks
 from components.consul.checks import wait_for_gate
 from components.model.audit import Operator, audit_record
 from components.model.bake import flip_record
 from components.model.config import ServiceConfig, StackConfig
+from components.model.hooks import FLIP, flip_payload
 from components.model.release import release_version, went_live
 from components.model.split import split_value
 from components.naming import alias_key, bake_key, history_prefix, instance_id, split_key
@@ -30,6 +32,10 @@ class FlipRefused(Exception):
     """Nothing was changed; the message says why and what to do."""
 
 
+class FlipVetoed(FlipRefused):
+    """A hook or the approval gate kept the flip from happening (model.hooks); nothing changed."""
+
+
 @dataclass(frozen=True)
 class Move:
     config: StackConfig
@@ -39,6 +45,7 @@ class Move:
     token: str = field(default="", repr=False)   # the deployer's Consul token
     previous_version: str | None = None          # what `expected` runs (Consul's slot record)
     release: str | None = None                   # the release id `colour` runs (its history key)
+    digest: str | None = None                    # the image reference `colour` runs, if known
 
     @property
     def key(self) -> str:
@@ -60,6 +67,15 @@ class Move:
                               release=self.release, reason=reason)
         return audit.entry(record, now)
 
+    def payload(self, event: str, actor: str) -> dict:
+        """What the service's hooks and notifications hear of this move (model.hooks)."""
+        version = self.settings.colours[self.colour].version if self.colour in self.settings.colours else None
+        return flip_payload(event=event, service=self.settings.name,
+                            environment=self.config.environment, before=self.expected,
+                            after=self.colour, version=release_version(self.release)
+                            if self.release else version, digest=self.digest, actor=actor,
+                            stack=self.config.stack)
+
     @property
     def consul(self) -> str:
         return self.config.hosts[self.settings.hosts[0]].consul
@@ -78,11 +94,17 @@ def check_colour(move: Move) -> float:
         raise FlipRefused(str(error)) from None
 
 
-def flip_together(moves: list[Move], who: Operator | None = None, reason: str = "") -> None:
-    """Checks every target colour, then writes every alias in one check-and-set transaction (with
-    an audit record per move when `who` is given), then prunes the trail."""
+def flip_together(moves: list[Move], who: Operator | None = None, reason: str = "",
+                  event: str = FLIP, say=print) -> None:
+    """Checks every target colour and asks each service's hooks (model.hooks: a veto or a held
+    flip that times out raises FlipRefused), then writes every alias in one check-and-set
+    transaction (with an audit record per move when `who` is given), then tells the hooks and
+    prunes the trail."""
     for move in moves:
         check_colour(move)
+    actor = who.actor if who is not None else "unknown"
+    for move in moves:
+        _asked(move, move.payload(event, actor), say)
     consuls = {move.consul for move in moves}
     if len(consuls) != 1:
         raise FlipRefused(f"the services' aliases are reached through different Consul agents "
@@ -113,8 +135,20 @@ def flip_together(moves: list[Move], who: Operator | None = None, reason: str = 
             bakes.update([move.audited(who, reason, now)])
     if not consul_api.kv_cas_many(consul, writes, token, bakes):
         raise FlipRefused("an alias changed while flipping; nothing was changed")
+    for move in moves:
+        hooks.after_flip(move.settings.hooks, move.payload(event, actor), say)
     for move in moves if who is not None else ():
         _pruned(move, token, now)
+
+
+def _asked(move: Move, payload: dict, say) -> None:
+    """The before-flip hook and the approval gate of a move (nothing to ask: returns at once)."""
+    if not move.settings.hooks.gated:
+        return
+    try:
+        hooks.before_flip(move.settings.hooks, payload, move.consul, move.token, say)
+    except hooks.FlipVetoed as error:
+        raise FlipVetoed(f"{error}; nothing was changed") from None
 
 
 def _pruned(move: Move, token: str, now: datetime.datetime) -> None:

@@ -21,7 +21,7 @@ from components.model.validation import ConfigError
 from components.naming import offline_colour
 
 from . import REPO, audit
-from .flip import FlipRefused, Move, flip_together
+from .flip import FlipRefused, FlipVetoed, Move, flip_together
 from .lock import LockHeld, holding, service_lock
 from .stacks import EnvStack, stack_for_service
 from .steps import StepFailed
@@ -136,10 +136,11 @@ def _promote(stack: str, services: list[str], stacks: dict[str, EnvStack], dry_r
         say("dry run: nothing was changed")
         return 0
     try:
-        flip_together(moves, who, f"release of {' '.join(services)}")
+        flip_together(moves, who, f"release of {' '.join(services)}", say=say)
     except (FlipRefused, consul_api.ConsulError) as error:
         print(f"promote REFUSED: {error}\nno alias moved", file=out)
-        _record(moves, stacks, who, out, "refused", str(error))
+        _record(moves, stacks, who, out, "vetoed" if isinstance(error, FlipVetoed) else "refused",
+                str(error))
         return 1
     say("every alias moved in one transaction; the proxy serves the new colours")
     failed = _converge(stack, services, moves, by_name, say)

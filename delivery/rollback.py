@@ -28,6 +28,7 @@ from components.consul.records import ServiceRecords, read_service_records
 from components.model.audit import Operator
 from components.model.bake import watchdog_reason
 from components.model.config import ServiceConfig
+from components.model.hooks import ROLLBACK
 from components.model.live import serving_colour
 from components.model.release import release_version, rollback_target
 from components.model.split import serving_colours
@@ -35,7 +36,7 @@ from components.model.validation import ConfigError
 from components.naming import alias_key, offline_colour
 
 from . import REPO, audit
-from .flip import FlipRefused, Move, flip_together
+from .flip import FlipRefused, FlipVetoed, Move, flip_together
 from .lock import LockHeld, service_lock
 from .stacks import EnvStack, consul_address, stack_for_service
 from .steps import StepFailed
@@ -158,6 +159,11 @@ def _rollback(stack: EnvStack, service: str, to: str | None, trail: audit.Trail,
     try:
         _carry_out(plan, stack, config, settings, records, say, trail.operator)
         stack.up(f"rollback {service} to {plan.release}")
+    except FlipVetoed as error:
+        trail.record("vetoed", service, before=plan.live, after=plan.colour, version=plan.version,
+                     release=plan.release, reason=str(error))
+        print(f"rollback VETOED: {error}", file=out)
+        return 2
     except (StepFailed, RollbackRefused, FlipRefused, consul_api.ConsulError) as error:
         trail.record("failed", service, before=plan.live, after=plan.colour,
                      version=plan.version, release=plan.release, reason=str(error))
@@ -193,8 +199,8 @@ def _carry_out(plan: RollbackPlan, stack: EnvStack, config, settings: ServiceCon
     if plan.action == "flip":
         flip_together([Move(config, settings, colour=plan.colour, expected=plan.live,
                             token=stack.deployer_token(), previous_version=records.slots.get(plan.live),
-                            release=plan.release)],
-                     who, f"rollback to {plan.release}")
+                            release=plan.release, digest=plan.reference)],
+                     who, f"rollback to {plan.release}", event=ROLLBACK, say=say)
         say(f"alias {key}: {plan.live} -> {plan.colour}; the proxy serves {plan.release} now")
     elif plan.action == "redeploy":
         say(f"{plan.colour} runs {records.running.get(plan.colour, 'nothing')}: deploying "

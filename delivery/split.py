@@ -24,7 +24,7 @@ from components.model.validation import ConfigError
 from components.naming import alias_key, offline_colour, split_key
 
 from . import REPO, audit
-from .flip import FlipRefused, Move, check_colour, flip_together
+from .flip import FlipRefused, FlipVetoed, Move, check_colour, flip_together
 from .lock import LockHeld, service_lock
 from .promote import runs_as_configured
 from .stacks import EnvStack, consul_address, stack_for_service
@@ -103,7 +103,8 @@ def run_split(service: str, stack_name: str, percent: int, dry_run: bool = False
     except (StepFailed, ConfigError, LockHeld, FlipRefused, consul_api.ConsulError) as error:
         print(f"split REFUSED: {error}\nno traffic moved", file=out)
         if trail is not None:
-            trail.record("refused", service, reason=str(error))
+            trail.record("vetoed" if isinstance(error, FlipVetoed) else "refused", service,
+                         reason=str(error))
         return 2
 
 
@@ -136,7 +137,7 @@ def _move_traffic(plan: SplitPlan, stack: EnvStack, trail: audit.Trail, say) -> 
     """The flip (100%), or the gate (above 0%) and the split record; then the stack file."""
     move = plan.move
     if plan.percent == 100:
-        flip_together([move], trail.operator, f"split of {plan.service} to 100%")
+        flip_together([move], trail.operator, f"split of {plan.service} to 100%", say=say)
         say(f"alias {alias_key(move.config.environment, plan.service)}: {move.expected} -> "
             f"{move.colour}; the split ended with the flip")
         stack.set_service(plan.service, {"live": move.colour})

@@ -11,6 +11,7 @@ import pulumi
 
 from components.consul.health_gate import HealthGate
 from components.consul.route_proof import AliasKey
+from components.model.hooks import NO_HOOKS, Hooks
 from components.naming import COLOURS, alias_key, proxy_route
 
 
@@ -26,6 +27,12 @@ class AliasArgs:
     url: pulumi.Input[str]
     preview_url: pulumi.Input[str]
     token: pulumi.Input[str]         # the deployer's Consul token (a secret)
+    # Asked before a flip and told after it (model.hooks), with what it moves and who moves it.
+    hooks: Hooks = NO_HOOKS
+    version: str | None = None
+    digest: pulumi.Input[str] | None = None
+    actor: str = "pulumi up"
+    stack: str = ""
 
     def __post_init__(self):
         if self.colour not in COLOURS:
@@ -59,6 +66,9 @@ class Alias(pulumi.ComponentResource):
             preview_url=args.preview_url,
             preview_route=proxy_route(args.environment, args.service, preview=True),
             token=args.token,
+            hooks=args.hooks.as_record() if args.hooks != NO_HOOKS else None,
+            flip={"service": args.service, "environment": args.environment, "version": args.version,
+                  "digest": args.digest, "actor": args.actor, "stack": args.stack},
             opts=pulumi.ResourceOptions(parent=self, depends_on=[args.gate]),
         )
         self.key = self.entry.key

@@ -17,8 +17,10 @@ import requests
 from pulumi import dynamic
 
 from components.consul import api as consul_api
+from components.consul import hooks
 from components.consul.key import _ConsulKeyProvider
 from components.consul.legacy import with_legacy_type
+from components.model.hooks import FLIP, Hooks, flip_payload
 from components.naming import CONSUL_KEY_TYPE, PROXY_COLOUR_HEADER, PROXY_ROUTE_HEADER
 
 ROUTE_HEADER = PROXY_ROUTE_HEADER
@@ -71,25 +73,63 @@ class _AliasKeyProvider(_ConsulKeyProvider):
     keeps matching the stack's state."""
 
     def create(self, props: dict[str, Any]) -> dynamic.CreateResult:
+        payload = asked(props)
         ready_to_move(props)
         started = time.monotonic()
         super().create(props)
         try:
-            return dynamic.CreateResult(id_=props["key"], outs=proven(props, started))
+            outs = proven(props, started)
         except RuntimeError as error:
             super().delete(props["key"], props)
             raise RuntimeError(f"{error}, so the alias was removed again") from None
+        told(props, payload)
+        return dynamic.CreateResult(id_=props["key"], outs=outs)
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.UpdateResult:
+        payload = asked(news)
         ready_to_move(news)
         started = time.monotonic()
         super().update(_id, olds, news)
         try:
-            return dynamic.UpdateResult(outs=proven(news, started))
+            outs = proven(news, started)
         except RuntimeError as error:
             if olds.get("key") == news.get("key"):
                 super().update(_id, news, olds)
             raise RuntimeError(f"{error}, so the alias was put back to {olds.get('value')}") from None
+        told(news, payload)
+        return dynamic.UpdateResult(outs=outs)
+
+
+def asked(props: Mapping[str, Any]) -> dict | None:
+    """The flip's payload once its hooks let it go (model.hooks), None when this write moves no
+    traffic (a new alias, or one that names the colour already) or nobody is to hear of it;
+    raises, before anything is written, on a veto or a held flip that timed out."""
+    if not props.get("hooks"):
+        return None
+    current = consul_api.kv_get(props["address"], props["key"], props["token"])
+    if current is None or current.strip() == props["value"]:
+        return None
+    payload = flip_payload(event=FLIP, before=current.strip(), after=props["value"],
+                           **{k: (props.get("flip") or {}).get(k) for k in FLIP_FIELDS})
+    try:
+        hooks.before_flip(Hooks.from_record(props["hooks"]), payload, props["address"],
+                          props["token"], _quiet)
+    except hooks.FlipVetoed as error:
+        raise RuntimeError(f"alias {props['key']} was not moved: {error}") from None
+    return payload
+
+
+FLIP_FIELDS = ("service", "environment", "version", "digest", "actor", "stack")
+
+
+def told(props: Mapping[str, Any], payload: dict | None) -> None:
+    """The after-flip hook and the notification of a flip that landed (never raises)."""
+    if payload is not None:
+        hooks.after_flip(Hooks.from_record(props["hooks"]), payload, _quiet)
+
+
+def _quiet(_message: str) -> None:
+    """What the hooks say goes nowhere here: a provider has no terminal; errors are raised."""
 
 
 def ready_to_move(props: Mapping[str, Any]) -> None:
@@ -123,7 +163,8 @@ def proven(props: Mapping[str, Any], written: float) -> dict[str, Any]:
 class AliasKey(dynamic.Resource, module=CONSUL_KEY_TYPE[0], name=CONSUL_KEY_TYPE[1]):
     """An alias written to Consul KV, checked and proven at the proxy: `preview_url` must answer
     from `value` (the colour) under `preview_route` before the write, `url` under `route` after it,
-    each within `timeout_s`; `flip_s` is write -> serving; `token` (a secret) writes it. A Consul
+    each within `timeout_s`; `flip_s` is write -> serving; `token` (a secret) writes it; `hooks`
+    (model.hooks.Hooks.as_record) are asked and told around a flip described by `flip`. A Consul
     key to everything else (its
     type, policies, an alias written by an earlier ConsulKey)."""
 
@@ -136,11 +177,12 @@ class AliasKey(dynamic.Resource, module=CONSUL_KEY_TYPE[0], name=CONSUL_KEY_TYPE
                  value: pulumi.Input[str], url: pulumi.Input[str], route: str,
                  preview_url: pulumi.Input[str], preview_route: str,
                  token: pulumi.Input[str], timeout_s: float = PROOF_TIMEOUT_S,
+                 hooks: dict | None = None, flip: dict | None = None,
                  opts: pulumi.ResourceOptions | None = None):
         super().__init__(_AliasKeyProvider(), name, {
             "address": address, "key": key, "value": value, "url": url, "route": route,
             "preview_url": preview_url, "preview_route": preview_route, "timeout_s": timeout_s,
-            "token": pulumi.Output.secret(token), "flip_s": None},
+            "token": pulumi.Output.secret(token), "flip_s": None, "hooks": hooks, "flip": flip},
             pulumi.ResourceOptions.merge(with_legacy_type(opts), pulumi.ResourceOptions(
                 additional_secret_outputs=["token"])))
 

@@ -13,8 +13,10 @@ from components.naming import audit_prefix, audit_stamp, audit_stamp_time, forma
 
 # flip: an alias moved; rollback and promote: what the command did; failed: a command that
 # stopped partway; refused: one that changed nothing (a held lock, a plan that cannot be carried
-# out); unlocked: a deploy lock released by hand.
-EVENTS = ("flip", "rollback", "promote", "split", "failed", "refused", "unlocked")
+# out); unlocked: a deploy lock released by hand; vetoed: a flip a hook or the approval gate
+# kept from happening (model.hooks); approved: a held flip approved with `./bg approve`.
+EVENTS = ("flip", "rollback", "promote", "split", "failed", "refused", "unlocked", "vetoed",
+          "approved")
 
 
 @dataclass(frozen=True)

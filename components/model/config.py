@@ -13,6 +13,7 @@ from typing import Any, Mapping
 
 import yaml
 
+from components.model.hooks import CONFIRM_TIMEOUT_S, HOOK_TIMEOUT_S, MANUAL, NO_HOOKS, Hooks, url_problem
 from components.model.manifest import (
     NAME_HINT, NAME_PATTERN, check_variables, joinable, memory_size
 )
@@ -152,6 +153,7 @@ class ServiceConfig:
     max_memory_mb: int = DEFAULT_MAX_MEMORY_MB  # the most memory one of its containers may ask for
     split: Split = NO_SPLIT        # stable traffic on the offline colour, cohorts (model.split)
     rollout: Rollout | None = None  # a flip walked in steps of a split (model.rollout)
+    hooks: Hooks = NO_HOOKS        # webhooks, approval and notifications around a flip (model.hooks)
 
 
 AUDIT_RETENTION = "30d"                 # the audit trail's default retention
@@ -563,6 +565,37 @@ def _rollout(fields: Fields) -> Rollout | None:
     return Rollout(tuple(steps), step_s)
 
 
+def _hooks(fields: Fields) -> Hooks:
+    """`hooks: {beforeFlip, afterFlip, rollback, timeout}`, `confirm: manual`, `confirmTimeout`
+    and `notify` of a service's stack entry (model.hooks)."""
+    hooks = fields.nested("hooks", ["beforeFlip", "afterFlip", "rollback", "timeout"], {})
+    urls = {name: _webhook(hooks, key) for name, key in
+            (("before", "beforeFlip"), ("after", "afterFlip"), ("rollback", "rollback"))}
+    timeout_s = hooks.duration("timeout", "10s")
+    if not HOOK_TIMEOUT_S[0] <= timeout_s <= HOOK_TIMEOUT_S[1]:
+        raise hooks.error("timeout", f"{hooks.raw('timeout')!r} is out of range; write 500ms to 60s, "
+                          "e.g. 10s")
+    confirm = fields.choice("confirm", ("auto", MANUAL), "auto")
+    if fields.has("confirmTimeout") and confirm != MANUAL:
+        raise fields.error("confirmTimeout", "is set but confirm is not manual; set confirm: manual "
+                           "or remove confirmTimeout")
+    confirm_s = fields.duration("confirmTimeout", "15m", LONG_UNITS)
+    if not CONFIRM_TIMEOUT_S[0] <= confirm_s <= CONFIRM_TIMEOUT_S[1]:
+        raise fields.error("confirmTimeout", f"{fields.raw('confirmTimeout')!r} is out of range; "
+                           "write 10s to 1d, e.g. 15m")
+    return Hooks(**urls, notify=_webhook(fields, "notify"), timeout_s=timeout_s, confirm=confirm,
+                 confirm_timeout_s=confirm_s)
+
+
+def _webhook(fields: Fields, key: str) -> str | None:
+    if not fields.has(key):
+        return None
+    problem = url_problem(fields.raw(key))
+    if problem:
+        raise fields.error(key, f"{problem}; write the webhook's URL, e.g. https://hooks.example/flip")
+    return fields.raw(key)
+
+
 def _services(top: Fields, hosts: dict[str, Host], root: str) -> tuple[ServiceConfig, ...]:
     raw = top.raw("services", {})
     if not isinstance(raw, Mapping):
@@ -575,7 +608,8 @@ def _services(top: Fields, hosts: dict[str, Host], root: str) -> tuple[ServiceCo
         fields = Fields(top.source, f"bluegreen.services.{name}", raw[name],
                         ["manifest", "live", "blue", "green", "hosts", "replicas", "gateTimeout",
                          "bakeTime", "bakeMaxErrorRate", "bakeMinSuccessRate", "bakeMaxP99", "bakeWindow",
-                         "acknowledgeLive", "maxMemory", "split", "rollout"])
+                         "acknowledgeLive", "maxMemory", "split", "rollout", "hooks", "confirm",
+                         "confirmTimeout", "notify"])
         colours = {}
         for colour in COLOURS:
             if fields.has(colour):
@@ -613,6 +647,7 @@ def _services(top: Fields, hosts: dict[str, Host], root: str) -> tuple[ServiceCo
             max_memory_mb=memory_size(fields, "maxMemory", f"{DEFAULT_MAX_MEMORY_MB}m"),
             split=parse_split(fields, colours),
             rollout=_rollout(fields),
+            hooks=_hooks(fields),
             **_bake(fields),
         ))
     return tuple(services)

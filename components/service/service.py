@@ -109,7 +109,9 @@ class Service(pulumi.ComponentResource):
         self.alias = Alias(f"{name}-alias", AliasArgs(
             consul_address=consul, environment=env, service=manifest.name,
             colour=aliased, gate=self.slots[aliased].gate, url=probes[False],
-            preview_url=probes[True], token=args.consul_token),
+            preview_url=probes[True], token=args.consul_token, hooks=args.settings.hooks,
+            version=args.plans[aliased].version, digest=images[aliased], actor=args.actor,
+            stack=args.stack),
             opts=pulumi.ResourceOptions(parent=self))
         self.bake = self._bake(name, args, consul)
         self.split = self._split(name, args, consul)

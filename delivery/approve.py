@@ -1,0 +1,63 @@
+"""`approve`: lets a flip held by `confirm: manual` go. The held flip (a `pulumi up`, rollback,
+promote or split waiting in its pre-flip step) wrote what it would do under naming.approval_key;
+this marks that record approved (check-and-set, so it approves only what it showed) and audits
+who did. The waiting command then flips; one that gave up left traffic where it was."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import TextIO
+
+from components.consul import api as consul_api
+from components.model.audit import Operator
+from components.model.hooks import WAITING, approval_record, describe
+from components.model.validation import ConfigError
+from components.naming import approval_key, format_time
+
+from . import audit
+from .stacks import EnvStack, consul_address, stack_for_service
+from .steps import StepFailed
+
+
+class NothingHeld(Exception):
+    """No flip of the service waits for approval; nothing was changed."""
+
+
+def held_flip(consul: str, key: str, token: str) -> tuple[dict, int]:
+    """The waiting flip's record and its index, or NothingHeld."""
+    value, index = consul_api.kv_get_indexed(consul, key, token)
+    try:
+        record = json.loads(value) if value else None
+    except ValueError:
+        record = None
+    if not isinstance(record, dict) or record.get("status") != WAITING:
+        raise NothingHeld(f"no flip waits for approval at {key}" +
+                          (f" (it holds {value!r})" if value and not isinstance(record, dict) else
+                           " (approved already)" if record else ""))
+    return record, index
+
+
+def run_approve(service: str, stack_name: str, out: TextIO | None = None,
+                who: Operator | None = None) -> int:
+    out = out or sys.stdout
+    who = who or audit.operator(f"approve {service} --stack {stack_name}")
+    try:
+        stack = EnvStack(stack_for_service(stack_name, service))
+        config, token = stack.config(), stack.deployer_token()
+        consul = consul_address(config, service)
+        key = approval_key(config.environment, service)
+        record, index = held_flip(consul, key, token)
+        approved = approval_record(record, who.actor, format_time(audit.now()))
+        if not consul_api.kv_cas(consul, key, json.dumps(approved, sort_keys=True), index, token):
+            raise NothingHeld(f"the held flip at {key} changed while approving (it gave up or "
+                              "another approval came first); run the command again")
+    except (StepFailed, ConfigError, NothingHeld, consul_api.ConsulError) as error:
+        print(f"approve: {error}; nothing was approved", file=out)
+        return 2
+    print(f"approved the flip of {describe(record)} (held since {record.get('since')}); "
+          "the waiting command carries it out", file=out)
+    audit.Trail.of(stack, service, who, out).record(
+        "approved", service, before=record.get("from"), after=record.get("to"),
+        version=record.get("version"), reason=f"held flip by {record.get('actor')}")
+    return 0

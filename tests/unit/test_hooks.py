@@ -1,0 +1,261 @@
+"""Hooks, the approval gate and notifications around a flip: the stack entry's fields, the
+payload, what an answer (or none) decides, the Slack-compatible message; then the HTTP side
+against servers on 127.0.0.1 and the gate against a fake Consul KV."""
+
+from __future__ import annotations
+
+import copy
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from components.consul import hooks as flip_hooks
+from components.consul import route_proof
+from components.model import hooks
+from components.model.config import parse_stack_config
+from components.model.validation import ConfigError
+from test_config import BASE, ROOT
+
+PAYLOAD = hooks.flip_payload(event=hooks.FLIP, service="tiny", environment="prod", before="blue",
+                             after="green", version="2.0.0", digest="reg/tiny@sha256:" + "a" * 64,
+                             actor="ana@ci", stack="prod")
+
+
+def service(**entry):
+    data = copy.deepcopy(BASE)
+    data["services"]["vizconfig"].update(entry)
+    return parse_stack_config("integration", data, ROOT).services[0]
+
+
+# --- the stack entry -----------------------------------------------------------------------------
+
+def test_no_hooks_unless_asked():
+    assert service().hooks == hooks.NO_HOOKS and not hooks.NO_HOOKS.gated
+
+
+def test_the_stack_entry_names_hooks_confirm_and_notify():
+    settings = service(hooks={"beforeFlip": "http://127.0.0.1:9/before", "afterFlip": "https://h/a",
+                              "rollback": "http://h/r", "timeout": "2s"},
+                       confirm="manual", confirmTimeout="5m", notify="https://hooks.slack.example/x")
+    assert settings.hooks == hooks.Hooks(before="http://127.0.0.1:9/before", after="https://h/a",
+                                         rollback="http://h/r", notify="https://hooks.slack.example/x",
+                                         timeout_s=2.0, confirm="manual", confirm_timeout_s=300.0)
+    assert settings.hooks.gated
+    assert hooks.Hooks.from_record(settings.hooks.as_record()) == settings.hooks
+
+
+@pytest.mark.parametrize("entry, field, advice", [
+    ({"hooks": {"beforeFlip": "ftp://x"}}, "hooks.beforeFlip", "is not an http(s) URL"),
+    ({"hooks": {"before": "http://x"}}, "hooks.before", "allowed keys here are: beforeFlip"),
+    ({"hooks": {"timeout": "2m"}}, "hooks.timeout", "write 500ms to 60s"),
+    ({"confirm": "yes"}, "confirm", "use one of: auto, manual"),
+    ({"confirmTimeout": "5m"}, "confirmTimeout", "set confirm: manual"),
+    ({"confirm": "manual", "confirmTimeout": "2s"}, "confirmTimeout", "write 10s to 1d"),
+    ({"notify": 5}, "notify", "write the webhook's URL"),
+])
+def test_a_bad_field_names_itself_and_the_fix(entry, field, advice):
+    with pytest.raises(ConfigError) as raised:
+        service(**entry)
+    assert raised.value.field == f"bluegreen.services.vizconfig.{field}"
+    assert advice in str(raised.value)
+
+
+# --- payload, answers, messages ------------------------------------------------------------------
+
+def test_the_payload_carries_the_issue_s_fields():
+    assert set(PAYLOAD) == set(hooks.PAYLOAD_FIELDS)
+    assert (PAYLOAD["from"], PAYLOAD["to"], PAYLOAD["actor"]) == ("blue", "green", "ana@ci")
+    with pytest.raises(ValueError):
+        hooks.flip_payload(event="deploy", service="s", environment="e", before="blue", after="green",
+                           version=None, digest=None, actor="a")
+
+
+def test_a_2xx_allows_and_may_approve_anything_else_vetoes():
+    assert hooks.answer(200, "") == hooks.Answer(True, False, "answered 200")
+    assert hooks.answer(204, '{"approve": true}').approved
+    assert not hooks.answer(200, '{"approve": "yes"}').approved
+    vetoed = hooks.answer(200, '{"allow": false, "reason": "change freeze"}')
+    assert not vetoed.allowed and vetoed.reason == "answered allow: false: change freeze"
+    assert hooks.answer(409, "frozen until Monday") == hooks.Answer(False, False,
+                                                                      "answered 409: frozen until Monday")
+    assert hooks.answer(None, "", "none within 2s") == hooks.Answer(False, False, "no answer (none within 2s)")
+
+
+@given(st.integers(100, 599), st.text(max_size=300))
+def test_only_a_2xx_without_allow_false_lets_a_flip_go(status, body):
+    got = hooks.answer(status, body)
+    assert got.allowed == (200 <= status < 300 and hooks._json_object(body).get("allow") is not False)
+    assert not got.approved or got.allowed
+    assert len(got.reason) < 300
+
+
+def test_an_approval_approves_only_the_move_it_was_given():
+    waiting = hooks.waiting_record(PAYLOAD, "2026-12-07T03:00:00Z")
+    assert not hooks.approves(waiting, PAYLOAD)
+    approved = hooks.approval_record(waiting, "bo@desk", "2026-12-07T03:01:00Z")
+    assert hooks.approves(approved, PAYLOAD)
+    assert not hooks.approves(approved, {**PAYLOAD, "version": "3.0.0"})
+    assert not hooks.approves(approved, {**PAYLOAD, "to": "blue"})
+    assert not hooks.approves(None, PAYLOAD)
+
+
+def test_a_notification_is_slack_shaped_and_says_who_moved_what():
+    message = hooks.notification(PAYLOAD)
+    assert set(message) == {"text"}
+    assert message["text"] == ("bluegreen: flipped: tiny in prod: blue -> green (2.0.0) by ana@ci, "
+                               "digest sha256:" + "a" * 64)
+    vetoed = hooks.notification({**PAYLOAD, "event": hooks.VETOED}, "beforeFlip answered 409")
+    assert vetoed["text"].startswith("bluegreen: flip vetoed: tiny in prod") and "(beforeFlip" in vetoed["text"]
+    assert hooks.veto_message(PAYLOAD, "the beforeFlip hook", "answered 409").endswith(
+        "traffic stays on blue")
+    assert hooks.approve_command(PAYLOAD) == "./bg approve tiny --stack prod"
+
+
+# --- over HTTP -----------------------------------------------------------------------------------
+
+class Target:
+    """A webhook on 127.0.0.1 answering `status` and `body` after `delay` seconds; keeps what it got."""
+
+    def __init__(self, status=200, body="", delay=0.0):
+        self.got: list[dict] = []
+        target = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                target.got.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+                time.sleep(delay)
+                data = body.encode()
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *_):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def targets():
+    made = []
+
+    def make(**kwargs):
+        made.append(Target(**kwargs))
+        return made[-1]
+    yield make
+    for target in made:
+        target.close()
+
+
+def test_a_vetoing_hook_raises_before_anything_and_notifies(targets):
+    before, notify = targets(status=409, body="change freeze"), targets()
+    said = []
+    with pytest.raises(flip_hooks.FlipVetoed) as raised:
+        flip_hooks.before_flip(hooks.Hooks(before=before.url, notify=notify.url), PAYLOAD,
+                               "http://consul.invalid", "t", said.append)
+    assert str(raised.value) == ("the beforeFlip hook vetoed the flip of tiny in prod blue -> green "
+                                 "(answered 409: change freeze); traffic stays on blue")
+    assert before.got == [PAYLOAD]
+    assert notify.got[0]["text"].startswith("bluegreen: flip vetoed: tiny in prod: blue -> green")
+
+
+def test_a_hook_that_does_not_answer_in_time_vetoes(targets):
+    slow = targets(delay=2.0)
+    start = time.monotonic()
+    with pytest.raises(flip_hooks.FlipVetoed, match=r"no answer \(none within 0.5s\)"):
+        flip_hooks.before_flip(hooks.Hooks(before=slow.url, timeout_s=0.5), PAYLOAD, "", "t", print)
+    assert time.monotonic() - start < 1.9
+
+
+def test_telling_never_raises_and_says_what_failed(targets):
+    said = []
+    broken = targets(status=500)
+    flip_hooks.after_flip(hooks.Hooks(after=broken.url, notify="http://127.0.0.1:9/nothing"),
+                          PAYLOAD, said.append)
+    assert broken.got == [PAYLOAD]
+    assert said[0].endswith("answered 500 (ignored)") and "was not told (ConnectionError" in said[1]
+
+
+def test_a_rollback_tells_the_rollback_hook_not_the_after_flip_one(targets):
+    after, rollback = targets(), targets()
+    flip_hooks.after_flip(hooks.Hooks(after=after.url, rollback=rollback.url),
+                          {**PAYLOAD, "event": hooks.ROLLBACK}, print)
+    assert after.got == [] and rollback.got[0]["event"] == "rollback"
+
+
+# --- the approval gate against a fake KV ---------------------------------------------------------
+
+class FakeKV:
+    def __init__(self, monkeypatch, approve_after: int | None, by="bo@desk"):
+        self.values: dict[str, str] = {}
+        self.reads = 0
+        self.approve_after, self.by = approve_after, by
+        api = flip_hooks.consul_api
+        monkeypatch.setattr(api, "kv_put", lambda _a, key, value, _t: self.values.__setitem__(key, value))
+        monkeypatch.setattr(api, "kv_delete", lambda _a, key, _t, **_: self.values.pop(key, None))
+        monkeypatch.setattr(api, "kv_entry", self.entry)
+
+    def entry(self, _address, key, _token, index=0, wait_s=0.0):
+        self.reads += 1
+        if self.approve_after is not None and self.reads > self.approve_after and key in self.values:
+            record = json.loads(self.values[key])
+            self.values[key] = json.dumps(hooks.approval_record(record, self.by, "now"))
+        time.sleep(0.01)
+        value = self.values.get(key)
+        return (flip_hooks.consul_api.KVEntry(value, self.reads) if value else None), self.reads
+
+
+def test_a_held_flip_goes_once_approved_and_its_key_goes(monkeypatch):
+    kv = FakeKV(monkeypatch, approve_after=2)
+    said = []
+    flip_hooks.before_flip(hooks.Hooks(confirm=hooks.MANUAL), PAYLOAD, "c", "t", said.append)
+    assert said[0].endswith("waits for approval (up to 900s): run ./bg approve tiny --stack prod")
+    assert said[-1] == "confirm: approved by bo@desk" and kv.values == {}
+
+
+def test_a_held_flip_without_approval_times_out_leaving_traffic(monkeypatch):
+    kv = FakeKV(monkeypatch, approve_after=None)
+    monkeypatch.setattr(flip_hooks, "POLL_S", 0.01)
+    gate = hooks.Hooks(confirm=hooks.MANUAL, confirm_timeout_s=10.0)
+    monkeypatch.setattr(flip_hooks.time, "monotonic", iter(range(0, 10000, 3)).__next__)
+    with pytest.raises(flip_hooks.FlipVetoed) as raised:
+        flip_hooks.before_flip(gate, PAYLOAD, "c", "t", print)
+    assert "no approval of the flip of tiny in prod blue -> green came within 10s" in str(raised.value)
+    assert "traffic stays on blue" in str(raised.value) and "./bg approve tiny --stack prod" in str(raised.value)
+    assert kv.values == {}
+
+
+def test_a_hook_that_approves_opens_the_gate_without_waiting(monkeypatch, targets):
+    kv = FakeKV(monkeypatch, approve_after=None)
+    before = targets(body='{"approve": true}')
+    flip_hooks.before_flip(hooks.Hooks(before=before.url, confirm=hooks.MANUAL), PAYLOAD, "c", "t", print)
+    assert kv.reads == 0
+
+
+# --- where pulumi up flips -----------------------------------------------------------------------
+
+def test_the_alias_resource_asks_only_when_traffic_moves(monkeypatch, targets):
+    before = targets(status=403)
+    props = {"address": "c", "key": "bluegreen/aliases/prod/tiny", "value": "green", "token": "t",
+             "hooks": hooks.Hooks(before=before.url).as_record(),
+             "flip": {k: PAYLOAD[k] for k in route_proof.FLIP_FIELDS}}
+    alias = {"value": "green"}
+    monkeypatch.setattr(route_proof.consul_api, "kv_get", lambda *_: alias["value"])
+    assert route_proof.asked(props) is None and before.got == []      # names green already
+    assert route_proof.asked({**props, "hooks": None}) is None
+    alias["value"] = "blue"
+    with pytest.raises(RuntimeError, match="was not moved: the beforeFlip hook vetoed .* traffic stays on blue"):
+        route_proof.asked(props)
+    assert before.got == [PAYLOAD]
