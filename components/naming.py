@@ -266,6 +266,12 @@ def lock_key(environment: str, service: str) -> str:
     return f"{KV_ROOT}/locks/{environment}/{service}"
 
 
+def hooks_key(environment: str, service: str) -> str:
+    """The KV key holding a service's hooks in an environment (model.hooks), for the watchdog's
+    flips; not under any tree the proxy reads, so webhook URLs stay off the catalogue."""
+    return f"{KV_ROOT}/hooks/{environment}/{service}"
+
+
 def watchdog_lock_key() -> str:
     """The KV key the acting bake watchdog holds with its Consul session (model.election)."""
     return f"{KV_ROOT}/watchdog/leader"

@@ -13,17 +13,17 @@ from components.naming import KV_ROOT, alias_key, config_prefix, drain_timeout_k
 # The KV trees the deployer writes (and reads back: releases, slot records, history, bakes) and
 # the proxy renders (catalogue, history and bakes: the catalogue page; proxy: its own settings).
 # The proxy's are as its templates list them (`tree "bluegreen/aliases"`, no trailing slash).
-# The deployer also keeps the audit trail, holds the deploy locks (with Consul sessions) and
-# writes the approvals of held flips.
+# The deployer also keeps the audit trail, holds the deploy locks (with Consul sessions), writes
+# the approvals of held flips and each service's hooks (the watchdog reads those).
 DEPLOYER_PREFIXES = tuple(f"{KV_ROOT}/{tree}/" for tree in (
     "aliases", "config", "routes", "catalogue", "releases", "slots", "history", "bake", "audit",
-    "locks", "splits", "approvals"))
+    "locks", "splits", "approvals", "hooks"))
 PROXY_PREFIXES = tuple(f"{KV_ROOT}/{tree}" for tree in (
     "aliases", "routes", "catalogue", "history", "bake", "proxy", "splits"))
 # The watchdog: waits on the bakes (and marks them), flips an alias back, notes it in the history;
 # `bake` without a slash: it also creates the prefix key it blocks on. A rollout's steps are splits.
 WATCHDOG_WRITES = tuple(f"{KV_ROOT}/{tree}" for tree in ("bake", "aliases/", "history/", "splits/"))
-WATCHDOG_READS = (f"{KV_ROOT}/routes/",)
+WATCHDOG_READS = (f"{KV_ROOT}/routes/", f"{KV_ROOT}/hooks/")
 
 
 def _rule(kind: str, name: str, policy: str) -> str:

@@ -19,6 +19,7 @@ from components.model.bake import (
     alias_colour, flip_record, flips, rolling, rollout_cancelled, rollout_start, rolls_out
 )
 from components.model.config import Host, ServiceConfig
+from components.model.hooks import NO_HOOKS
 from components.model.manifest import Dependency, Manifest
 from components.model.release import (
     ColourPlan, Release, history_entry, release_config, release_id, slot_record
@@ -27,7 +28,7 @@ from components.model.live import ColourChange, live_touch, serving_colour
 from components.model.split import split_value
 from components.naming import (
     acl_token_name, call_routes, bake_key, catalogue_entry, catalogue_key, config_prefix, docker_name,
-    health_probe_path, history_prefix, preview_path, release_prefix, route_key, service_network,
+    health_probe_path, history_prefix, hooks_key, preview_path, release_prefix, route_key, service_network,
     slot_key, split_key, stable_path
 )
 from components.platform.docker_host import labels, needs_legacy_builder
@@ -226,6 +227,11 @@ class Service(pulumi.ComponentResource):
             for key, value in sorted(manifest.config.items())]
         self.route = ConsulKey(f"{name}-route", address=consul, token=token,
                                key=route_key(env, manifest.name), value=manifest.route, opts=child)
+        # The watchdog tells them of its flips (a roll-back, a rollout's last step).
+        self.hooks = ConsulKey(f"{name}-hooks", address=consul, token=token,
+                               key=hooks_key(env, manifest.name),
+                               value=json.dumps(args.settings.hooks.as_record(), sort_keys=True),
+                               opts=child) if args.settings.hooks != NO_HOOKS else None
         self.catalogue = ConsulKey(
             f"{name}-catalogue", address=consul, token=token, key=catalogue_key(env, manifest.name),
             value=pulumi.Output.from_input(images).apply(lambda refs: json.dumps(

@@ -55,10 +55,11 @@ import urllib.request
 from dataclasses import dataclass, field
 
 import election
+import hooks
 import rollout
 from analysis import FAIL, PASS, Bounds, Verdict, analyse, traffic_queries
 from naming import (
-    PROXY_COLOUR_HEADER, alias_key, bake_outcome, bake_prefix, format_time, history_prefix,
+    PROXY_COLOUR_HEADER, alias_key, bake_outcome, bake_prefix, format_time, history_prefix, hooks_key,
     parse_time, read_token_file, route_key, split_key, watchdog_lock_key
 )
 
@@ -325,6 +326,7 @@ def roll_back(bake: Bake, wall: datetime.datetime) -> bool:
         say(f"{bake.label()}: the rollback transaction lost a check-and-set; looking again")
         return False
     say(f"ROLLED BACK {bake.label()}: alias {key} {record['colour']} -> {previous}: {bake.breach}")
+    told(bake, hooks.ROLLBACK, record["colour"], previous, record.get("previousVersion"), bake.breach)
     return True
 
 
@@ -472,7 +474,36 @@ def rolled_out(bake: Bake, wall: datetime.datetime, why: str) -> bool:
         return False
     bake.stale = True
     say(f"ROLLED OUT {bake.label()}: {why}; alias {key} {record['previous']} -> {record['colour']}")
+    told(bake, hooks.FLIP, record["previous"], record["colour"], record.get("version"), why)
     return done["status"] != "baking"
+
+
+def told(bake: Bake, event: str, before: str, after: str, version: str | None, why: str) -> None:
+    """The service's hooks (naming.hooks_key, model.hooks: the rollback or afterFlip hook, the
+    notification) hear of a flip the watchdog made; a hook that fails is said, never retried."""
+    try:
+        value, _ = kv_get(hooks_key(bake.environment, bake.service))
+        wanted = hooks.Hooks.from_record(json.loads(value) if value else None)
+    except (OSError, TypeError, ValueError) as error:
+        say(f"{bake.label()}: its hooks are unreadable ({error}); nobody was told")
+        return
+    payload = hooks.flip_payload(event=event, service=bake.service, environment=bake.environment,
+                                 before=before, after=after, version=version, digest=None,
+                                 actor="watchdog")
+    for url, body in ((wanted.rollback if event == hooks.ROLLBACK else wanted.after, payload),
+                      (wanted.notify, hooks.notification(payload, why))):
+        if url:
+            post_hook(url, body, bake)
+
+
+def post_hook(url: str, body: dict, bake: Bake) -> None:
+    request = urllib.request.Request(url, json.dumps(body).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=hooks.NOTIFY_TIMEOUT_S):
+            COUNTS["hooks"] += 1
+    except (OSError, ValueError) as error:
+        say(f"{bake.label()}: {url} was not told ({type(error).__name__}; ignored)")
 
 
 def split_write(bake: Bake, percent: int) -> dict:

@@ -13,7 +13,7 @@ import sys
 import pytest
 
 from components import naming
-from components.model import analysis, election, rollout
+from components.model import analysis, election, hooks, rollout
 from components.consul.records import ServiceRecords
 from components.model.bake import disagreement, flip_record, flips, rollout_start
 from components.model.config import ColourConfig, ServiceConfig, parse_stack_config
@@ -28,11 +28,12 @@ NOW = datetime.datetime(2026, 11, 26, 14, 0, 0, tzinfo=datetime.timezone.utc)
 
 def load_watchdog():
     """images/consul/watchdog.py as the consul image runs it: beside naming.py, analysis.py,
-    rollout.py and election.py."""
+    rollout.py, election.py and hooks.py."""
     sys.modules.setdefault("naming", naming)
     sys.modules.setdefault("analysis", analysis)
     sys.modules.setdefault("rollout", rollout)
     sys.modules.setdefault("election", election)
+    sys.modules.setdefault("hooks", hooks)
     spec = importlib.util.spec_from_file_location(
         "bake_watchdog", os.path.join(ROOT, "images", "consul", "watchdog.py"))
     module = importlib.util.module_from_spec(spec)

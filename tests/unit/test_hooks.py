@@ -9,6 +9,7 @@ import json
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import SimpleNamespace
 
 import pytest
 from hypothesis import given
@@ -16,6 +17,7 @@ from hypothesis import strategies as st
 
 from components.consul import hooks as flip_hooks
 from components.consul import route_proof
+from components import naming
 from components.model import hooks
 from components.model.config import parse_stack_config
 from components.model.validation import ConfigError
@@ -259,3 +261,33 @@ def test_the_alias_resource_asks_only_when_traffic_moves(monkeypatch, targets):
     with pytest.raises(RuntimeError, match="was not moved: the beforeFlip hook vetoed .* traffic stays on blue"):
         route_proof.asked(props)
     assert before.got == [PAYLOAD]
+
+
+# --- the watchdog's flips ------------------------------------------------------------------------
+
+def test_the_watchdog_tells_the_hooks_of_its_roll_back(monkeypatch, targets):
+    from test_bake import watchdog
+    rollback, notify = targets(), targets()
+    settings = service(bakeTime="1m", hooks={"rollback": rollback.url}, notify=notify.url)
+    key = watchdog.hooks_key("integration", "vizconfig")
+    monkeypatch.setattr(watchdog, "kv_get", lambda k: (json.dumps(settings.hooks.as_record()), 3)
+                        if k == key else (None, 0))
+    bake = SimpleNamespace(service="vizconfig", environment="integration",
+                           label=lambda: "vizconfig in integration")
+    watchdog.told(bake, hooks.ROLLBACK, "green", "blue", "2.0.0", "real traffic on green: 12% 5xx")
+    assert rollback.got == [hooks.flip_payload(
+        event="rollback", service="vizconfig", environment="integration", before="green", after="blue",
+        version="2.0.0", digest=None, actor="watchdog")]
+    assert notify.got[0]["text"] == ("bluegreen: rolled back: vizconfig in integration: green -> blue "
+                                     "(2.0.0) by watchdog (real traffic on green: 12% 5xx)")
+    monkeypatch.setattr(watchdog, "kv_get", lambda k: (None, 0))
+    watchdog.told(bake, hooks.FLIP, "blue", "green", "2.0.0", "rolled out")    # no hooks: nobody
+    assert len(rollback.got) == 1 and len(notify.got) == 1
+
+
+def test_a_service_with_hooks_writes_them_where_the_proxy_cannot_read():
+    from components.consul import rules
+    key = naming.hooks_key("production", "vizconfig")
+    assert not any(key.startswith(prefix) for prefix in rules.PROXY_PREFIXES)
+    assert any(key.startswith(prefix) for prefix in rules.WATCHDOG_READS)
+    assert any(key.startswith(prefix) for prefix in rules.DEPLOYER_PREFIXES)
