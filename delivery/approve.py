@@ -1,7 +1,8 @@
 """`approve`: lets a flip held by `confirm: manual` go. The held flip (a `pulumi up`, rollback,
 promote or split waiting in its pre-flip step) wrote what it would do under naming.approval_key;
 this marks that record approved (check-and-set, so it approves only what it showed) and audits
-who did. The waiting command then flips; one that gave up left traffic where it was."""
+who did, in one transaction. The waiting command then flips; one that gave up left traffic where
+it was."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import sys
 from typing import TextIO
 
 from components.consul import api as consul_api
-from components.model.audit import Operator
+from components.model.audit import Operator, audit_record
 from components.model.hooks import WAITING, approval_record, describe
 from components.model.validation import ConfigError
 from components.naming import approval_key, format_time
@@ -48,16 +49,25 @@ def run_approve(service: str, stack_name: str, out: TextIO | None = None,
         consul = consul_address(config, service)
         key = approval_key(config.environment, service)
         record, index = held_flip(consul, key, token)
-        approved = approval_record(record, who.actor, format_time(audit.now()))
-        if not consul_api.kv_cas(consul, key, json.dumps(approved, sort_keys=True), index, token):
-            raise NothingHeld(f"the held flip at {key} changed while approving (it gave up or "
-                              "another approval came first); run the command again")
+        approve(consul, key, token, record, index, who, config.environment)
     except (StepFailed, ConfigError, NothingHeld, consul_api.ConsulError) as error:
         print(f"approve: {error}; nothing was approved", file=out)
         return 2
     print(f"approved the flip of {describe(record)} (held since {record.get('since')}); "
           "the waiting command carries it out", file=out)
-    audit.Trail.of(stack, service, who, out).record(
-        "approved", service, before=record.get("from"), after=record.get("to"),
-        version=record.get("version"), reason=f"held flip by {record.get('actor')}")
     return 0
+
+
+def approve(consul: str, key: str, token: str, record: dict, index: int, who: Operator,
+            environment: str) -> None:
+    """Marks the held flip approved (check-and-set) with its audit record in one transaction, so
+    the trail holds the approval before the flip it lets go."""
+    moment = audit.now()
+    approved = approval_record(record, who.actor, format_time(moment))
+    trail = audit_record(event="approved", environment=environment, service=record["service"],
+                         operator=who, now=moment, before=record.get("from"), after=record.get("to"),
+                         version=record.get("version"), reason=f"the flip held for {record.get('actor')}")
+    if not consul_api.kv_cas_many(consul, {key: (json.dumps(approved, sort_keys=True), index)}, token,
+                                  dict([audit.entry(trail, moment)])):
+        raise NothingHeld(f"the held flip at {key} changed while approving (it gave up or "
+                          "another approval came first); run the command again")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -291,3 +292,37 @@ def test_a_service_with_hooks_writes_them_where_the_proxy_cannot_read():
     assert not any(key.startswith(prefix) for prefix in rules.PROXY_PREFIXES)
     assert any(key.startswith(prefix) for prefix in rules.WATCHDOG_READS)
     assert any(key.startswith(prefix) for prefix in rules.DEPLOYER_PREFIXES)
+
+
+# --- ./bg approve --------------------------------------------------------------------------------
+
+def test_approve_marks_the_held_flip_with_its_audit_record_in_one_transaction(monkeypatch):
+    from components.model.audit import Operator
+    from delivery import approve
+    key = naming.approval_key("prod", "tiny")
+    waiting = hooks.waiting_record(PAYLOAD, "2026-12-07T03:00:00Z")
+    transactions = []
+    monkeypatch.setattr(approve.consul_api, "kv_get_indexed", lambda *_: (json.dumps(waiting), 41))
+    monkeypatch.setattr(approve.consul_api, "kv_cas_many",
+                        lambda _c, writes, _t, sets: transactions.append((writes, sets)) or True)
+    record, index = approve.held_flip("c", key, "t")
+    approve.approve("c", key, "t", record, index, Operator("bo@desk", "./bg approve tiny --stack prod"), "prod")
+    [(writes, sets)] = transactions
+    value, cas = writes[key]
+    assert cas == 41 and hooks.approves(json.loads(value), PAYLOAD) and json.loads(value)["approvedBy"] == "bo@desk"
+    [(audit_key, audit_value)] = sets.items()
+    assert audit_key.startswith("bluegreen/audit/prod/tiny/")
+    assert {k: json.loads(audit_value)[k] for k in ("event", "actor", "from", "to", "version")} == \
+        {"event": "approved", "actor": "bo@desk", "from": "blue", "to": "green", "version": "2.0.0"}
+
+
+@pytest.mark.parametrize("value, says", [
+    (None, "no flip waits for approval at bluegreen/approvals/prod/tiny"),
+    (json.dumps(hooks.approval_record(PAYLOAD, "x", "t")), "(approved already)"),
+    ("garbage", "(it holds 'garbage')"),
+])
+def test_approve_refuses_when_nothing_waits(monkeypatch, value, says):
+    from delivery import approve
+    monkeypatch.setattr(approve.consul_api, "kv_get_indexed", lambda *_: (value, 3 if value else 0))
+    with pytest.raises(approve.NothingHeld, match=re.escape(says)):
+        approve.held_flip("c", naming.approval_key("prod", "tiny"), "t")
