@@ -326,3 +326,21 @@ def test_approve_refuses_when_nothing_waits(monkeypatch, value, says):
     monkeypatch.setattr(approve.consul_api, "kv_get_indexed", lambda *_: (value, 3 if value else 0))
     with pytest.raises(approve.NothingHeld, match=re.escape(says)):
         approve.held_flip("c", naming.approval_key("prod", "tiny"), "t")
+
+
+# --- wiring --------------------------------------------------------------------------------------
+
+def test_the_alias_carries_the_hooks_and_what_it_moves_and_the_watchdog_gets_its_own_key():
+    from test_wiring import ENV, config, run
+    deployment = run(config(hooks={"beforeFlip": "http://127.0.0.1:9/b"}, confirm="manual"))
+    alias = deployment.key(f"bluegreen/aliases/{ENV}/vizconfig")
+    assert hooks.Hooks.from_record(alias.inputs["hooks"]) == hooks.Hooks(before="http://127.0.0.1:9/b",
+                                                                        confirm="manual")
+    flip = alias.inputs["flip"]
+    assert (flip["service"], flip["environment"], flip["version"]) == ("vizconfig", ENV, "2.0.0")
+    assert "@sha256:" in flip["digest"] and flip["actor"]
+    written = deployment.key(naming.hooks_key(ENV, "vizconfig"))
+    assert hooks.Hooks.from_record(json.loads(written.inputs["value"])).confirm == "manual"
+    plain = run(config())
+    assert plain.key(f"bluegreen/aliases/{ENV}/vizconfig").inputs.get("hooks") is None
+    assert not [k for k in plain.keys if k.inputs["key"] == naming.hooks_key(ENV, "vizconfig")]
