@@ -111,6 +111,12 @@ def preview_from_key() -> str:
     return f"{KV_ROOT}/proxy/preview-from"
 
 
+def prometheus_address_key() -> str:
+    """The KV key holding Prometheus's address:port, where the proxy sends the catalogue page's
+    read-only queries (/catalogue/api/v1/query and query_range)."""
+    return f"{KV_ROOT}/proxy/prometheus"
+
+
 def bridge_listen_key() -> str:
     """The KV key holding a further address:port the proxy listens on: the platform host's bridge
     address, where containers reach the services they call."""
@@ -225,6 +231,23 @@ def history_root() -> str:
 def history_prefix(environment: str, service: str) -> str:
     """The KV prefix of a service's release history in an environment: `<prefix><release>`."""
     return f"{history_root()}{environment}/{service}/"
+
+
+def went_live_entry(entry: dict, now: str) -> dict:
+    """A history entry with `liveAt` moved to `now` (a flip to it); `firstLiveAt` keeps when it
+    first went live (its earlier `liveAt` where an entry predates the field): a rollback to a
+    release is no new deployment of it (model.scoreboard)."""
+    return {**entry, "liveAt": now, "firstLiveAt": entry.get("firstLiveAt") or entry.get("liveAt") or now}
+
+
+def delivery_prefix() -> str:
+    """The KV prefix of the delivery metrics: `<prefix><env>/<service>` (model.scoreboard)."""
+    return f"{KV_ROOT}/delivery/"
+
+
+def delivery_key(environment: str, service: str) -> str:
+    """The KV key of a service's delivery metrics in an environment (the exporter keeps it)."""
+    return f"{delivery_prefix()}{environment}/{service}"
 
 
 def bake_prefix() -> str:

@@ -4,9 +4,10 @@ colour plans. All of it is validated here, so an invalid input deploys nothing."
 
 from __future__ import annotations
 
+import datetime
 import json
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pulumi
 from pulumi.runtime.sync_await import _sync_await
@@ -27,7 +28,7 @@ from components.model.release import ColourPlan, plan_colours, secret_fingerprin
 from components.model.split import serving_colours
 from components.model.validation import ConfigError
 from components.naming import (
-    call_routes, context_digest, docker_name, offline_colour, service_network
+    call_routes, context_digest, docker_name, format_time, offline_colour, service_network
 )
 from components.platform.address_pools import (
     EngineNetworks, check_capacity, new_networks, private_network_hosts, read_engine_networks
@@ -50,6 +51,7 @@ class StackInputs:
     plans: dict[str, dict[str, ColourPlan]]      # service -> colour -> the release it runs
     fingerprints: dict[str, dict[str, str]]      # service -> NAME -> its secret's fingerprint
     dependencies: dict[str, str]                 # service -> its linked dependencies' shape
+    commits: dict[str, str | None] = field(default_factory=dict)  # service -> its commit's time
 
 
 def read_inputs(root: str) -> StackInputs:
@@ -87,7 +89,25 @@ def read_inputs(root: str) -> StackInputs:
             pulumi.log.warn(note)
     return StackInputs(stack, secrets, platform_secrets, manifests, network_hosts, reference,
                        records, checkouts, plans, secret_fingerprints() if secrets else {},
-                       dependencies)
+                       dependencies, commits={name: commit_time(m.build.context)
+                                              for name, m in manifests.items()})
+
+
+def commit_time(directory: str) -> str | None:
+    """When the last commit of a build context was made, for its releases' lead time (model.
+    scoreboard); None when the context is not in git or its tracked files hold uncommitted
+    changes: what it builds then is no commit."""
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(["git", "-C", directory, *args, "--", "."], capture_output=True,
+                                  text=True, timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+    changes, seconds = git("status", "--porcelain", "--untracked-files=no"), git("log", "-1", "--format=%ct")
+    if changes is None or changes or not seconds:
+        return None
+    return format_time(datetime.datetime.fromtimestamp(int(seconds), datetime.timezone.utc))
 
 
 def serving_change(stack: StackConfig, settings: ServiceConfig, manifests: dict[str, Manifest],

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from components.model.config import ServiceConfig
 from components.model.manifest import Manifest
 from components.model.validation import ConfigError
+from components.naming import went_live_entry
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,7 @@ class Release:
     reference: str              # repository@sha256:...
     source: str                 # naming.context_digest of the build context
     spec: RuntimeSpec
+    committed_at: str | None = None   # the commit it was built from, when (None: not committed)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -56,7 +58,8 @@ class Release:
     def from_json(cls, text: str) -> "Release":
         data = json.loads(text)
         return cls(service=data["service"], version=data["version"], reference=data["reference"],
-                   source=data["source"], spec=RuntimeSpec(**data["spec"]))
+                   source=data["source"], spec=RuntimeSpec(**data["spec"]),
+                   committed_at=data.get("committed_at"))
 
 
 @dataclass(frozen=True)
@@ -134,9 +137,7 @@ def went_live(entry: str | None, moment: datetime.datetime) -> str | None:
     (rollback, promote); None when the release has no entry."""
     if not entry:
         return None
-    record = json.loads(entry)
-    record["liveAt"] = timestamp(moment)
-    return json.dumps(record, sort_keys=True)
+    return json.dumps(went_live_entry(json.loads(entry), timestamp(moment)), sort_keys=True)
 
 
 def release_config(environment: dict[str, str], replicas: int, secrets: dict[str, str]) -> dict:
@@ -189,19 +190,22 @@ def slot_record(version: str, reference: str, shape: str, replaced_live: str | N
 
 def history_entry(existing: dict | None, *, version: str, reference: str, colour: str,
                   live: bool, was_live: bool, now: str, actor: str, release: str | None = None,
-                  config: dict | None = None) -> dict:
+                  config: dict | None = None, committed_at: str | None = None) -> dict:
     """A release's line in an environment's history. First deployment time and actor stay as
-    first recorded; `liveAt` moves when the release goes live again after something else was."""
+    first recorded; `liveAt` moves when the release goes live again after something else was
+    (`firstLiveAt` stays); `committedAt`: when the commit it was built from was made."""
     entry = dict(existing or {})
     if entry.get("reference") != reference:
         entry = {"deployedAt": now, "deployedBy": actor}
+        if committed_at:
+            entry["committedAt"] = committed_at
     entry.update(version=version, reference=reference, colour=colour)
     if release and release != version:
         entry["release"] = release
     if config is not None:
         entry["config"] = config
     if live and (not was_live or not entry.get("liveAt")):
-        entry["liveAt"] = now
+        entry = went_live_entry(entry, now)
     return entry
 
 

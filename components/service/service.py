@@ -53,6 +53,7 @@ class ServiceArgs:
     plans: dict[str, ColourPlan]     # colour -> what it runs (model.release.plan_colours)
     records: ServiceRecords = field(default_factory=ServiceRecords)  # Consul's, before this update
     checkout: str = ""               # content hash of the build context now
+    committed_at: str | None = None  # when the checkout's last commit was made (None: uncommitted)
     actor: str = "pulumi up"         # who deploys, for the release history
     now: str = ""                    # this update's time, for the release history
     base_image: str = "debian:bookworm-slim"  # passed to Dockerfiles as BASE_IMAGE
@@ -162,7 +163,7 @@ class Service(pulumi.ComponentResource):
                 continue
             record = plan.release or Release(
                 service=args.manifest.name, version=plan.version, reference="",
-                source=args.checkout, spec=plan.spec)
+                source=args.checkout, spec=plan.spec, committed_at=args.committed_at)
             records[plan.version] = ConsulKey(
                 f"{name}-release-{plan.version}", address=consul, token=args.consul_token,
                 key=release_prefix(args.manifest.name) + plan.version,
@@ -297,7 +298,8 @@ class Service(pulumi.ComponentResource):
                        release: str, config: dict, consul_address) -> ConsulKey:
         """The release's line in the environment's history (kept when it leaves the stack)."""
         records = args.records
-        live = colour == args.settings.live
+        # Through a rollout the alias moves later (the watchdog records liveAt then), or never.
+        live = colour == alias_colour(args.settings, records)
         was_live = records.live == colour and records.running.get(colour) == release
         return ConsulKey(
             f"{name}-history-{release}", address=consul_address, token=args.consul_token,
@@ -305,7 +307,9 @@ class Service(pulumi.ComponentResource):
             value=pulumi.Output.from_input(image).apply(lambda reference: json.dumps(
                 history_entry(records.history.get(release), version=plan.version,
                               reference=reference, colour=colour, live=live, was_live=was_live,
-                              now=args.now, actor=args.actor, release=release, config=config),
+                              now=args.now, actor=args.actor, release=release, config=config,
+                              committed_at=plan.release.committed_at if plan.release
+                              else args.committed_at),
                 sort_keys=True)),
             opts=pulumi.ResourceOptions(parent=self, retain_on_delete=True,
                                         depends_on=[self.slots[colour].gate]))

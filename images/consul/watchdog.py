@@ -60,7 +60,7 @@ import rollout
 from analysis import FAIL, PASS, Bounds, Verdict, analyse, traffic_queries
 from naming import (
     PROXY_COLOUR_HEADER, alias_key, bake_outcome, bake_prefix, format_time, history_prefix, hooks_key,
-    parse_time, read_token_file, route_key, split_key, watchdog_lock_key
+    parse_time, read_token_file, route_key, split_key, watchdog_lock_key, went_live_entry
 )
 
 CONSUL = os.environ.get("CONSUL_HTTP_ADDR", "http://127.0.0.1:8500").rstrip("/")
@@ -293,7 +293,10 @@ def history_update(environment: str, service: str, version: str | None, changes:
     value, index = kv_get(key)
     if not value:
         return {}
-    return {key: (json.dumps({**json.loads(value), **changes}, sort_keys=True), index)}
+    entry = json.loads(value)
+    if "liveAt" in changes:   # a flip to it: `firstLiveAt` keeps when it first went live
+        entry = went_live_entry(entry, changes["liveAt"])
+    return {key: (json.dumps({**entry, **changes}, sort_keys=True), index)}
 
 
 def roll_back(bake: Bake, wall: datetime.datetime) -> bool:
