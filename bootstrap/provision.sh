@@ -164,7 +164,8 @@ setup_images() {
   build_image "bluegreen/consul:$CONSUL_VERSION" "$repo/images/consul" "$cache/bin/consul" \
     "$repo/components/naming.py" "$repo/components/model/analysis.py" \
     "$repo/components/model/rollout.py" "$repo/components/model/election.py" \
-    "$repo/components/model/hooks.py"
+    "$repo/components/model/hooks.py" \
+    "$repo/components/model/scoreboard.py"
   build_image "bluegreen/proxy:$PROXY_IMAGE_VERSION" "$repo/images/proxy" "$cache/bin/consul-template"
   build_image "bluegreen/registry:2.8" "$repo/images/registry"
   build_image "bluegreen/prometheus:$PROMETHEUS_IMAGE_VERSION" "$repo/images/prometheus"

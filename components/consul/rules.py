@@ -8,7 +8,10 @@ from __future__ import annotations
 import json
 
 from components.model import election
-from components.naming import KV_ROOT, alias_key, config_prefix, drain_timeout_key, watchdog_lock_key
+from components.naming import (
+    KV_ROOT, alias_key, config_prefix, delivery_prefix, drain_timeout_key, history_root,
+    watchdog_lock_key
+)
 
 # The KV trees the deployer writes (and reads back: releases, slot records, history, bakes) and
 # the proxy renders (catalogue, history and bakes: the catalogue page; proxy: its own settings).
@@ -19,7 +22,7 @@ DEPLOYER_PREFIXES = tuple(f"{KV_ROOT}/{tree}/" for tree in (
     "aliases", "config", "routes", "catalogue", "releases", "slots", "history", "bake", "audit",
     "locks", "splits", "approvals", "hooks"))
 PROXY_PREFIXES = tuple(f"{KV_ROOT}/{tree}" for tree in (
-    "aliases", "routes", "catalogue", "history", "bake", "proxy", "splits"))
+    "aliases", "routes", "catalogue", "history", "bake", "proxy", "splits", "delivery"))
 # The watchdog: waits on the bakes (and marks them), flips an alias back, notes it in the history;
 # `bake` without a slash: it also creates the prefix key it blocks on. A rollout's steps are splits.
 WATCHDOG_WRITES = tuple(f"{KV_ROOT}/{tree}" for tree in ("bake", "aliases/", "history/", "splits/"))
@@ -70,6 +73,12 @@ def watchdog_rules() -> str:
                   _rule("key", watchdog_lock_key(), "write"),
                   *(_rule("key_prefix", prefix, "write") for prefix in WATCHDOG_WRITES),
                   *(_rule("key_prefix", prefix, "list") for prefix in WATCHDOG_READS))
+
+
+def delivery_exporter_rules() -> str:
+    """The delivery metrics exporter: lists the release histories, writes the delivery keys."""
+    return _rules(_rule("key_prefix", history_root(), "list"),
+                  _rule("key_prefix", delivery_prefix(), "write"))
 
 
 def issuer_rules() -> str:

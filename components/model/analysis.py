@@ -82,3 +82,22 @@ def _vector(body: Mapping[str, Any]) -> list[tuple[dict, float]]:
     if data.get("resultType") != "vector":
         raise ValueError(f"expected an instant vector from Prometheus, got {data.get('resultType')!r}")
     return [(series, float(series["value"][1])) for series in data.get("result") or []]
+
+
+def chart_queries(environment: str, service: str) -> tuple[str, str]:
+    """PromQL for a service's stable requests per second, and the share of them answered 5xx, per
+    colour (what the catalogue page draws; its script writes the same two)."""
+    labels = f'environment="{environment}",service="{service}",traffic="stable"'
+    requests = f"sum by (colour) (rate(bluegreen_requests_total{{{labels}}}[1m]))"
+    errors = f'sum by (colour) (rate(bluegreen_requests_total{{{labels},status="5xx"}}[1m])) / {requests}'
+    return requests, errors
+
+
+def range_series(body: Mapping[str, Any]) -> dict[str, list[tuple[float, float]]]:
+    """colour -> its (time, value) pairs, from a range query's JSON answer (a step without samples
+    is left out; one without requests is NaN)."""
+    if not isinstance(body, Mapping) or body.get("status") != "success":
+        raise ValueError(f"Prometheus answered no result ({body.get('error') if isinstance(body, Mapping) else body!r})")
+    return {series["metric"].get("colour", ""): [(float(t), float(v)) for t, v in series.get("values") or []]
+            for series in (body.get("data") or {}).get("result") or []}
+

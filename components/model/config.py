@@ -63,6 +63,7 @@ class PrometheusSettings:
     port: int
     retention: str = "7d"          # Prometheus's own duration (h, d, w): how long samples stay
     scrape_interval_s: float = 5.0
+    delivery_port: int | None = None   # where the delivery metrics exporter serves /metrics
 
 
 @dataclass(frozen=True)
@@ -494,7 +495,8 @@ def _metrics(platform: Fields, proxy: Fields) -> dict:
                           "another port, e.g. the proxy's port + 10")
     if not platform.has("prometheus"):
         return {"proxy_metrics_port": metrics_port}
-    settings = platform.nested("prometheus", ["image", "port", "retention", "scrapeInterval"])
+    settings = platform.nested("prometheus", ["image", "port", "retention", "scrapeInterval",
+                                              "deliveryPort"])
     if metrics_port is None:
         raise proxy.error("metricsPort", f"is not set, and {platform.at('prometheus')} scrapes the "
                           "proxy's metrics there: set it to a free port, e.g. 18090")
@@ -507,7 +509,18 @@ def _metrics(platform: Fields, proxy: Fields) -> dict:
         port=settings.integer("port", minimum=1, maximum=65535),
         retention=settings.string("retention", "7d", pattern=RETENTION,
                                   hint="hours, days or weeks, e.g. 12h, 7d or 2w"),
-        scrape_interval_s=interval)}
+        scrape_interval_s=interval, delivery_port=_delivery_port(settings))}
+
+
+def _delivery_port(settings: Fields) -> int | None:
+    """prometheus.deliveryPort: where Prometheus scrapes the delivery metrics (None: not served)."""
+    if not settings.has("deliveryPort"):
+        return None
+    port = settings.integer("deliveryPort", minimum=1, maximum=65535)
+    if port == settings.integer("port", minimum=1, maximum=65535):
+        raise settings.error("deliveryPort", f"is Prometheus's own port {port}; give the delivery "
+                             "metrics another port, e.g. Prometheus's port + 1")
+    return port
 
 
 MIN_BAKE_S, MAX_BAKE_S = 10.0, 24 * 3600.0

@@ -153,7 +153,9 @@ class ConsulCluster(pulumi.ComponentResource):
                                                      "gates, aliases, config, routes, catalogue"),
                 ("watchdog", rules.watchdog_rules(), "the bake watchdog: reads bakes and checks, "
                                                      "flips an alias back"),
-                ("issuer", rules.issuer_rules(), "creates each service's own token"))}
+                ("issuer", rules.issuer_rules(), "creates each service's own token"),
+                ("delivery", rules.delivery_exporter_rules(), "the delivery metrics exporter: "
+                                                              "lists histories, writes the figures"))}
         self.agents = pulumi.Output.from_input(
             {h.name: h.consul for h in (*args.servers, *args.clients)})
         self.register_outputs({"agents": self.agents})

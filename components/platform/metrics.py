@@ -25,6 +25,7 @@ class MetricsArgs:
     port: int
     provider: docker.Provider
     proxies: tuple[pulumi.Input[str], ...]   # each proxy's metrics address, host:port
+    delivery: pulumi.Input[str] | None = None  # the delivery metrics exporter's, host:port
     address: str = "127.0.0.1"     # where it listens on the platform host (the host network)
     retention: str = "7d"
     scrape_interval_s: float = 5.0
@@ -55,8 +56,9 @@ class Metrics(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self, provider=args.provider)
         storage = docker.Volume(f"{name}-storage", name=docker_name(args.stack, "prometheus"),
                                 opts=child)
-        config = pulumi.Output.all(*args.proxies).apply(
-            lambda targets: scrape_config(list(targets), args.scrape_interval_s))
+        config = pulumi.Output.all(args.delivery, *args.proxies).apply(
+            lambda targets: scrape_config(list(targets[1:]), args.scrape_interval_s,
+                                          [targets[0]] if targets[0] else []))
         listen = f"{args.address}:{args.port}"
         self.container = docker.Container(
             f"{name}-container",

@@ -12,9 +12,12 @@ from components.consul.key import ConsulKey
 from components.model.config import Host, PlatformConfig
 from components.model.credentials import CREDENTIAL_KEYS
 from components.model.election import WATCHDOGS
-from components.naming import bridge_listen_key, drain_timeout_key, nginx_duration, preview_from_key
+from components.naming import (
+    bridge_listen_key, drain_timeout_key, nginx_duration, preview_from_key, prometheus_address_key
+)
 from components.platform.consul_cluster import ConsulCluster, ConsulClusterArgs
 from components.platform.credentials import PlatformCredentials
+from components.platform.delivery_exporter import DeliveryExporter, DeliveryExporterArgs
 from components.platform.metrics import Metrics, MetricsArgs
 from components.platform.proxy import Proxy, ProxyArgs
 from components.platform.docker_host import needs_tls
@@ -131,6 +134,12 @@ class Platform(pulumi.ComponentResource):
                 f"{name}-proxy-preview-from", address=self.consul, key=preview_from_key(),
                 value=" ".join(settings.proxy_preview_from),
                 token=secrets.consul_management_token, opts=child)
+        # The catalogue page's charts ask Prometheus through the proxy (its read-only queries only).
+        if settings.prometheus is not None:
+            self.prometheus_address = ConsulKey(
+                f"{name}-proxy-prometheus", address=self.consul, key=prometheus_address_key(),
+                value=f"{home.address}:{settings.prometheus.port}",
+                token=secrets.consul_management_token, opts=child)
         # Containers reach the services they call at the proxy on the bridge.
         if home.bridge_address:
             self.bridge_listen = ConsulKey(
@@ -145,10 +154,14 @@ class Platform(pulumi.ComponentResource):
         if settings is None:
             return None
         home = args.hosts[args.settings.host]
+        self.delivery = DeliveryExporter(f"{name}-delivery", DeliveryExporterArgs(
+            stack=args.stack, image=args.settings.consul.image, host=home,
+            provider=args.providers[home.name], consul_token=self.cluster.tokens["delivery"],
+            port=settings.delivery_port, depends_on=(self.cluster,)), opts=child)
         self.metrics = Metrics(f"{name}-metrics", MetricsArgs(
             stack=args.stack, image=settings.image, port=settings.port,
             provider=args.providers[home.name], proxies=(self.proxy_component.metrics,),
-            address=home.address, retention=settings.retention,
+            delivery=self.delivery.address, address=home.address, retention=settings.retention,
             scrape_interval_s=settings.scrape_interval_s), opts=child)
         return self.metrics.url
 

@@ -600,16 +600,26 @@ class ServiceRepo:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-def chromium_dom(url: str) -> str:
-    """The page at `url` as headless Chromium leaves it after 5 s of (virtual) time: its scripts
-    have run."""
+CHROMIUM = ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def chromium_dom(url: str, budget_ms: int = 5000) -> str:
+    """The page at `url` as headless Chromium leaves it after `budget_ms` of (virtual) time: its
+    scripts have run (virtual time waits for their fetches)."""
+    return _chromium(url, budget_ms, "--dump-dom").stdout
+
+
+def chromium_screenshot(url: str, path: str, size: str = "1280,1400", budget_ms: int = 5000) -> None:
+    """A PNG of the page at `url` (window `size`, width,height) once its scripts have run."""
+    _chromium(url, budget_ms, f"--screenshot={path}", f"--window-size={size}", "--hide-scrollbars")
+    assert os.path.getsize(path) > 0, f"chromium wrote no screenshot to {path}"
+
+
+def _chromium(url: str, budget_ms: int, *flags: str) -> subprocess.CompletedProcess:
     profile = tempfile.mkdtemp(prefix="bluegreen-chromium-")
     try:
-        return subprocess.run(
-            ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-             "--no-first-run", "--disable-background-networking", "--disable-component-update",
-             "--disable-sync", f"--user-data-dir={profile}", "--virtual-time-budget=5000",
-             "--dump-dom", url],
-            capture_output=True, text=True, timeout=60, check=True).stdout
+        return subprocess.run([*CHROMIUM, f"--user-data-dir={profile}", f"--virtual-time-budget={budget_ms}",
+                               *flags, url], capture_output=True, text=True, timeout=60, check=True)
     finally:
         shutil.rmtree(profile, ignore_errors=True)

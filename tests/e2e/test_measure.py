@@ -5,19 +5,22 @@ Prometheus on this machine's engine."""
 
 from __future__ import annotations
 
+import os
+import re
 import statistics
 import subprocess
+import sys
 import time
 
 import pytest
 import requests
 
-from e2e_harness import (RequestLoop, ServiceRepo, _image, deployed, deployer_consul, platform_config,
-                         wait_until)
+from e2e_harness import (LOG_DIR, REPO, RequestLoop, ServiceRepo, _image, chromium_dom, chromium_screenshot, deployed,
+                         deployer_consul, platform_config, wait_until)
 
 STACK = ENV = "e2e-measure"
 PORTS = {"consul": 28440, "serf": 28441, "server": 28442, "registry": 28443, "proxy": 28444,
-         "metrics": 28445, "prometheus": 28446}
+         "metrics": 28445, "prometheus": 28446, "delivery": 28447}
 PROXY = f"http://127.0.0.1:{PORTS['proxy']}"
 PROMETHEUS = f"http://127.0.0.1:{PORTS['prometheus']}"
 STABLE = f"{PROXY}/{ENV}/vizconfig/"
@@ -28,6 +31,17 @@ DEPLOYMENT: list = []   # the module's stack, for the flip
 SERVICE_REPO = ServiceRepo()   # a copy of services/vizconfig: a later release fails a fifth of GET /
 
 
+def edit_and_commit(stamp: str, **changes) -> None:
+    """Edits the service repo and commits it: each release is built from a commit, whose time the
+    release records (its lead time starts there)."""
+    SERVICE_REPO.edit(stamp, **changes)
+    git = ["git", "-C", SERVICE_REPO.root, "-c", "user.name=e2e", "-c", "user.email=e2e@localhost"]
+    if not os.path.isdir(os.path.join(SERVICE_REPO.root, ".git")):
+        subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", stamp], check=True)
+
+
 def services(**overrides) -> dict:
     settings = {"manifest": SERVICE_REPO.manifest, "live": "blue", "blue": {"version": "1.0.0"}}
     return {"vizconfig": {**settings, **overrides}}
@@ -35,12 +49,12 @@ def services(**overrides) -> dict:
 
 @pytest.fixture(scope="module")
 def outputs():
-    SERVICE_REPO.edit("good")
+    edit_and_commit("good")
     config = platform_config(PORTS, ENV)
     config["bluegreen:platform"]["proxy"]["metricsPort"] = PORTS["metrics"]
     config["bluegreen:platform"]["prometheus"] = {
         "image": _image("bluegreen/prometheus"), "port": PORTS["prometheus"], "retention": "1d",
-        "scrapeInterval": f"{SCRAPE_S}s"}
+        "scrapeInterval": f"{SCRAPE_S}s", "deliveryPort": PORTS["delivery"]}
     config["bluegreen:services"] = services()
     try:
         with deployed(STACK, config, FIGURES, "measure") as deployment:
@@ -200,7 +214,7 @@ def test_a_release_failing_a_fifth_of_its_requests_is_flipped_back_from_real_tra
     # watchdog's probes tolerate half their answers failing (bakeMaxErrorRate 0.5): only the real
     # traffic in Prometheus (99% success by default) can catch it.
     deployment = DEPLOYMENT[0]
-    SERVICE_REPO.edit("flaky", fail_every=5)
+    edit_and_commit("flaky", fail_every=5)
     bad = {"blue": {"version": "3.0.0"}, "green": {"version": "2.0.0"}, "bakeTime": "60s",
            "bakeMaxErrorRate": 0.5}
     deployment.update_config(lambda c: c.__setitem__("bluegreen:services", services(live="green", **bad)))
@@ -253,7 +267,7 @@ def split_record() -> dict:
 def roll_out_blue(version: str, stamp: str, fail_every: int = 0):
     """Blue `version` (built from the repo stamped `stamp`) goes live through the rollout: the
     up writes the rolling record; the watchdog does the rest."""
-    SERVICE_REPO.edit(stamp, fail_every=fail_every)
+    edit_and_commit(stamp, fail_every=fail_every)
     deployment = DEPLOYMENT[0]
     deployment.update_config(lambda c: c.__setitem__("bluegreen:services", services(
         live="blue", blue={"version": version}, green={"version": "2.0.0"}, rollout=ROLLOUT)))
@@ -295,3 +309,68 @@ def test_a_good_release_walks_its_steps_then_the_watchdog_flips_with_no_failed_r
     FIGURES["rollout: blue answers per 100 requests"] = shares
     DEPLOYMENT[0].up()                     # the stack agrees: nothing flips, nothing is refused
     assert alias() == "blue"
+
+
+def catalogue_entry() -> dict:
+    catalogue = requests.get(f"{PROXY}/catalogue.json", timeout=5).json()
+    return next(s for s in catalogue["services"] if s["entry"]["service"] == "vizconfig")
+
+
+def test_the_delivery_metrics_count_the_modules_releases_in_the_catalogue_and_prometheus(outputs):
+    # Went live: 1.0.0 (first deploy), 2.0.0, 3.0.0 (rolled back by the watchdog), 3.0.2 (rolled
+    # out); 3.0.1's rollout aborted, so it never went live. One failure of four deployments.
+    delivery, waited = wait_until(lambda: (d := catalogue_entry().get("delivery")) and d["deployments"] == 4 and d,
+                                  30, interval_s=0.5, what="four deployments in the catalogue")
+    assert (delivery["failures"], delivery["changeFailureRate"], delivery["deploymentsPerDay"]) == (1, 0.25, 0.571)
+    history = {e["version"]: e for e in catalogue_entry()["history"]}
+    rolled = history["3.0.0"]
+    assert 0 < delivery["timeToRestoreSeconds"] < 120, (delivery, rolled)
+    assert all(history[v].get("committedAt") for v in ("1.0.0", "2.0.0", "3.0.0", "3.0.2")), history
+    assert "liveAt" not in history["3.0.1"], history["3.0.1"]
+    assert 0 < delivery["leadTimeSeconds"] < 3600, delivery
+    expected = {"bluegreen_deployments_per_day": 0.571, "bluegreen_change_failure_rate": 0.25,
+                "bluegreen_time_to_restore_seconds": delivery["timeToRestoreSeconds"],
+                "bluegreen_lead_time_seconds": delivery["leadTimeSeconds"]}
+    selector = f'{{environment="{ENV}",service="vizconfig",job="delivery"}}'
+    found, scraped = wait_until(lambda: (v := {name: next(iter(query(name + selector).values()), None)
+                                               for name in expected}) == expected and v,
+                                30, interval_s=0.5, what=f"Prometheus to hold {expected}")
+    status = subprocess.run([sys.executable, "-m", "delivery", "status", "vizconfig", "--stack", STACK],
+                            cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert "  delivery: 0.571 deployments/day, lead time " in status.stdout, status.stdout + status.stderr
+    assert re.search(r"^    blue  .*[▁-█].* now \d+\.\d/s \| ", status.stdout, re.M), status.stdout
+    assert re.search(r"^    green .*[▁-█].* now \d+\.\d/s \| ", status.stdout, re.M), status.stdout
+    FIGURES["./bg status"] = status.stdout.splitlines()
+    FIGURES["delivery metrics (catalogue.json)"] = delivery
+    FIGURES["delivery metrics: history change to catalogue, catalogue to Prometheus (s)"] = \
+        [round(waited, 2), round(scraped, 2)]
+
+
+def test_the_catalogue_page_draws_each_colours_traffic_with_the_flips_and_the_delivery_metrics(outputs):
+    # Through the proxy only Prometheus's read-only queries answer, and only to GET.
+    start = time.time() - 600
+    answer = requests.get(f"{PROXY}/catalogue/api/v1/query_range", timeout=5, params={
+        "query": "up", "start": start, "end": start + 600, "step": 60})
+    assert answer.status_code == 200 and answer.json()["status"] == "success"
+    for method, path in (("POST", "/catalogue/api/v1/query"), ("GET", "/catalogue/api/v1/admin/tsdb/snapshot"),
+                         ("POST", "/catalogue/api/v1/admin/tsdb/delete_series"), ("GET", "/catalogue/-/quit"),
+                         ("GET", "/catalogue/api/v1/status/config")):
+        assert requests.request(method, f"{PROXY}{path}", timeout=5).status_code in (403, 404), (method, path)
+    dom = chromium_dom(f"{PROXY}/catalogue/", budget_ms=8000)
+    chart = re.search(r'<svg[^>]*data-chart="e2e-measure/vizconfig".*?</svg>', dom, re.S)
+    assert chart, dom[-2000:]
+    series = dict(re.findall(r'data-series="([^"]+)" data-points="(\d+)"', chart.group(0)))
+    assert {"requests/s blue", "requests/s green", "5xx blue", "5xx green"} <= set(series), series
+    assert int(series["requests/s blue"]) > 5 and int(series["requests/s green"]) > 5, series
+    flips = re.findall(r'data-flip="(flip|rollback)"', chart.group(0))
+    assert flips.count("rollback") >= 2 and flips.count("flip") >= 6, flips   # both panels mark each
+    figures = dict(re.findall(r'data-delivery="(\w+)">([^<]+)<', dom))
+    assert figures == {"deploymentsPerDay": "0.571", "changeFailureRate": "25 %",
+                       "leadTimeSeconds": figures["leadTimeSeconds"],
+                       "timeToRestoreSeconds": figures["timeToRestoreSeconds"]}, figures
+    screenshot = os.path.join(LOG_DIR, "measure-catalogue.png")
+    chromium_screenshot(f"{PROXY}/catalogue/", screenshot, budget_ms=8000)
+    FIGURES["catalogue page: series points per colour (requests/s)"] = \
+        {c: int(series[f"requests/s {c}"]) for c in ("blue", "green")}
+    FIGURES["catalogue page: screenshot"] = os.path.relpath(screenshot, os.path.dirname(LOG_DIR))
+

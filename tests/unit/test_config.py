@@ -43,7 +43,7 @@ BASE = {
         "agents": ["second"],
         "consul": {"image": "bluegreen/consul:1.16.3"},
         "registry": {"image": "bluegreen/registry:2.8", "port": 15000},
-        "proxy": {"image": "bluegreen/proxy:0.44.0", "port": 18080},
+        "proxy": {"image": "bluegreen/proxy:0.45.0", "port": 18080},
     },
     "services": {
         "vizconfig": {"manifest": "services/vizconfig/service.yaml", "live": "green",
@@ -106,7 +106,7 @@ def test_base_values_parse_into_typed_objects():
     assert config.platform == PlatformConfig(
         host="local", consul=ConsulSettings("bluegreen/consul:1.16.3", "dc1"),
         registry_image="bluegreen/registry:2.8", registry_port=15000,
-        proxy_image="bluegreen/proxy:0.44.0", proxy_port=18080, agents=("second",))
+        proxy_image="bluegreen/proxy:0.45.0", proxy_port=18080, agents=("second",))
     assert config.services == (ServiceConfig(
         name="vizconfig", manifest=os.path.join(ROOT, "services", "vizconfig", "service.yaml"),
         live="green",

@@ -113,3 +113,32 @@ def test_metrics_args_refuse_what_prometheus_cannot_run(changes, message):
             "proxies": ("127.0.0.1:18090",), **changes}
     with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")):
         MetricsArgs(**args)
+
+
+def test_the_delivery_exporter_runs_on_the_platform_host_and_prometheus_scrapes_it():
+    deployment = test_wiring.run(measured(deliveryPort=19092))
+    exporter = deployment.one(deployment.role("delivery-exporter"))
+    assert exporter.provider_urn == deployment.provider_of_host("local").urn
+    assert exporter.inputs["networkMode"] == "host" and exporter.inputs["restart"] == "unless-stopped"
+    assert "DELIVERY_METRICS_LISTEN=127.0.0.1:19092" in exporter.inputs["envs"]
+    assert exporter.inputs["entrypoints"] == ["python3", "-u", "/usr/local/lib/bluegreen/delivery_exporter.py"]
+    [upload] = prometheus_of(deployment).inputs["uploads"]
+    jobs = {job["job_name"]: job["static_configs"] for job in yaml.safe_load(upload["content"])["scrape_configs"]}
+    assert jobs == {"proxy": [{"targets": ["127.0.0.1:18090"]}], "delivery": [{"targets": ["127.0.0.1:19092"]}]}
+    # Without a port it still keeps the figures in KV for the catalogue; Prometheus does not scrape it.
+    plain = test_wiring.run(measured())
+    assert not [e for e in plain.one(plain.role("delivery-exporter")).inputs["envs"]
+                if e.startswith("DELIVERY_METRICS_LISTEN=")]
+    [upload] = prometheus_of(plain).inputs["uploads"]
+    assert [job["job_name"] for job in yaml.safe_load(upload["content"])["scrape_configs"]] == ["proxy"]
+
+
+def test_the_proxy_learns_where_prometheus_answers_the_catalogues_queries(deployment):
+    keys = {r.inputs["key"]: r.inputs["value"] for r in deployment.resources
+            if r.inputs.get("key", "").startswith("bluegreen/proxy/")}
+    assert keys["bluegreen/proxy/prometheus"] == "127.0.0.1:19090"
+
+
+def test_the_delivery_port_cannot_be_prometheus_own():
+    with pytest.raises(Exception, match="deliveryPort: is Prometheus's own port 19090"):
+        test_wiring.run(measured(deliveryPort=19090))

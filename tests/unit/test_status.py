@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import datetime
 import json
+import math
 
 from components.consul.records import ServiceRecords
 from components.model.split import Cohort, Split, split_value
-from delivery.status import status_lines, status_of
+from delivery.status import read_traffic, sparkline, status_lines, status_of
 
 
 def records(**fields) -> ServiceRecords:
@@ -24,10 +26,41 @@ def test_a_service_with_a_split_and_a_rolling_flip():
         "  blue  1.0.0  (live)",
         "  green 2.0.0  (offline)",
         "  split: 50% to green (sticky by cookie); header X-Beta=1 -> green",
-        "  last flip: blue -> green 2.0.0: rolling, step 2 of 2 (50%)"]
+        "  last flip: blue -> green 2.0.0: rolling, step 2 of 2 (50%)",
+        "  delivery: 0 deployments/day, lead time -, change failure rate -, time to restore - "
+        "(last 7 days: 0 deployments, 0 failed)"]
 
 
 def test_a_split_naming_the_live_colour_sends_nothing_away():
     status = status_of("vizconfig", records(split=split_value(Split(20), "green")))
     assert (status["split"]["colour"], status["split"]["percent"]) == (None, 0)
     assert status_of("vizconfig", ServiceRecords())["live"] is None
+
+
+NOW = datetime.datetime(2026, 12, 7, 12, 0, tzinfo=datetime.timezone.utc)
+
+
+def test_the_delivery_metrics_and_each_colours_traffic_as_sparklines():
+    history = {"1.0.0": {"liveAt": "2026-12-06T12:00:00Z", "committedAt": "2026-12-06T11:00:00Z"},
+               "2.0.0": {"liveAt": "2026-12-07T11:00:00Z", "rolledBackAt": "2026-12-07T11:01:00Z",
+                         "committedAt": "2026-12-07T10:50:00Z"}}
+    traffic = {"blue": {"requests": [0.0, 10.0, 20.0, math.nan], "errors": [0.0, 0.0, 0.5, math.nan]}}
+    status = status_of("vizconfig", records(history=history), NOW, traffic)
+    assert status["delivery"]["changeFailureRate"] == 0.5
+    assert status_lines(status)[-3:] == [
+        "  delivery: 0.286 deployments/day, lead time 35 min, change failure rate 50%, time to restore "
+        "1 min (last 7 days: 2 deployments, 1 failed)",
+        "  traffic, last hour (2 min a bar): requests/s | 5xx share",
+        "    blue  ▁▅█  now 20.0/s | ▁▁▅  max 50%"]
+    assert status_lines(status_of("vizconfig", records(), NOW, {"unavailable": "no Prometheus"}))[-1] == \
+        "  traffic: no Prometheus"
+
+
+def test_a_sparkline_scales_to_its_top_and_leaves_gaps():
+    assert sparkline([0, 1, 2, 4]) == "▁▃▅█"
+    assert sparkline([0.0, math.nan, 0.5], 1) == "▁ ▅"
+    assert sparkline([]) == ""
+
+
+def test_traffic_without_prometheus_says_so():
+    assert read_traffic(None, "prod", "api", NOW) == {"unavailable": "the platform runs no Prometheus"}

@@ -28,6 +28,8 @@ EXPECTED = {
     "bluegreen/proxy/bridge-listen": naming.bridge_listen_key(),
     "bluegreen/proxy/preview-from": naming.preview_from_key(),
     "bluegreen/splits/%s/%s": naming.split_key(ENV, SERVICE),
+    "bluegreen/delivery/%s/%s": naming.delivery_key(ENV, SERVICE),
+    "bluegreen/proxy/prometheus": naming.prometheus_address_key(),
 }
 
 

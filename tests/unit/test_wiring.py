@@ -63,7 +63,7 @@ def config(*, hosts=("local",), live="green", blue="1.0.0", green="2.0.0", repli
             "agents": [h for h in hosts if h != "local"],
             "consul": {"image": "bluegreen/consul:1.16.3"},
             "registry": {"image": "bluegreen/registry:2.8", "port": 15000},
-            "proxy": {"image": "bluegreen/proxy:0.44.0", "port": 18080},
+            "proxy": {"image": "bluegreen/proxy:0.45.0", "port": 18080},
         },
         "services": {"vizconfig": settings},
     }

@@ -1,0 +1,65 @@
+"""DeliveryExporter: keeps every service's delivery metrics current (images/consul/
+delivery_exporter.py over model.scoreboard) in Consul KV for the catalogue and on a /metrics port
+Prometheus scrapes. A container of the platform's Consul image on the platform host, with a token
+that only lists the release histories and writes the delivery keys; it decides nothing during a
+flip, so one is enough (Docker restarts it)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_docker as docker
+
+from components.model.config import Host
+from components.naming import PLATFORM_TOKEN_FILE, docker_name
+from components.platform.docker_host import labels, local_image, secret_upload
+
+
+@dataclass(frozen=True)
+class DeliveryExporterArgs:
+    stack: str
+    image: str                     # the platform's Consul image: it carries the script
+    host: Host                     # the platform host; the exporter talks to its agent
+    provider: docker.Provider
+    consul_token: pulumi.Input[str]   # a secret: lists the histories, writes the delivery keys
+    port: int | None = None        # where it serves /metrics on the host's address (None: KV only)
+    depends_on: tuple[pulumi.Resource, ...] = ()
+
+    def __post_init__(self):
+        if self.port is not None and not 0 < self.port < 65536:
+            raise ValueError(f"delivery metrics port {self.port} is not a TCP port "
+                             "(bluegreen:platform.prometheus.deliveryPort)")
+        if not self.host.consul.startswith("http"):
+            raise ValueError(f"consul address {self.host.consul!r} must be an http(s) URL")
+
+    @property
+    def listen(self) -> str | None:
+        return f"{self.host.address}:{self.port}" if self.port is not None else None
+
+
+class DeliveryExporter(pulumi.ComponentResource):
+    """The delivery metrics of every service, in KV and (given a port) as Prometheus metrics."""
+
+    address: pulumi.Output[str] | None
+
+    def __init__(self, name: str, args: DeliveryExporterArgs,
+                 opts: pulumi.ResourceOptions | None = None):
+        super().__init__("bluegreen:platform:DeliveryExporter", name, None, opts)
+        self.container = docker.Container(
+            f"{name}-container",
+            name=docker_name(args.stack, "delivery-exporter"),
+            image=local_image(args.image, args.provider, self),
+            entrypoints=["python3", "-u", "/usr/local/lib/bluegreen/delivery_exporter.py"],
+            network_mode="host",   # the agent listens on the host's loopback
+            envs=[f"CONSUL_HTTP_ADDR={args.host.consul}", f"CONSUL_HTTP_TOKEN_FILE={PLATFORM_TOKEN_FILE}",
+                  *([f"DELIVERY_METRICS_LISTEN={args.listen}"] if args.listen else [])],
+            uploads=[secret_upload(PLATFORM_TOKEN_FILE, args.consul_token)],
+            restart="unless-stopped",
+            memory=64,
+            memory_swap=64,  # no swap; also what Docker reports back
+            labels=labels(stack=args.stack, role="delivery-exporter", host=args.host.name),
+            opts=pulumi.ResourceOptions(parent=self, provider=args.provider,
+                                        depends_on=list(args.depends_on), delete_before_replace=True))
+        self.address = self.container.id.apply(lambda _: args.listen) if args.listen else None
+        self.register_outputs({"address": self.address})

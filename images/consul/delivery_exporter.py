@@ -1,0 +1,145 @@
+#!/usr/bin/env python3
+"""The delivery metrics exporter: keeps every service's delivery metrics (scoreboard.py: deployments
+per day, lead time, change failure rate, time to restore) current from the release histories in
+Consul KV, for the catalogue and for Prometheus.
+
+It waits on the histories (naming.history_root) with a Consul blocking query, which returns when any
+history entry changes (a deploy, a flip, a roll-back) and at the latest after WAIT, so that a
+deployment leaving the window counts too. Each time it computes the figures of every environment's
+services and writes those that changed to naming.delivery_key (the catalogue renders them), deletes
+those of services whose history is gone, and serves them all in Prometheus's text format on
+DELIVERY_METRICS_LISTEN (host:port, /metrics).
+
+Environment: CONSUL_HTTP_ADDR, CONSUL_HTTP_TOKEN_FILE (its token: lists the histories, writes the
+delivery keys), DELIVERY_METRICS_LISTEN. Standard library only."""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import http.server
+import json
+import os
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+
+from naming import delivery_key, delivery_prefix, history_root, read_token_file
+from scoreboard import delivery_metrics, exposition
+
+CONSUL = os.environ.get("CONSUL_HTTP_ADDR", "http://127.0.0.1:8500").rstrip("/")
+TOKEN_FILE = os.environ.get("CONSUL_HTTP_TOKEN_FILE", "")
+LISTEN = os.environ.get("DELIVERY_METRICS_LISTEN", "")
+WAIT = "60s"          # a blocking query returns at the latest after this: the window slides
+EXPOSITION = {"text": exposition({})}   # what /metrics serves, replaced whole on each pass
+
+
+def consul(method: str, path: str, body: bytes | None = None, timeout: float = 10.0):
+    """(status, headers, parsed JSON or None); 404 is an answer (no such key), not a failure."""
+    request = urllib.request.Request(CONSUL + path, data=body, method=method)
+    token = read_token_file(TOKEN_FILE)
+    if token:
+        request.add_header("X-Consul-Token", token)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            text = response.read()
+            return response.status, response.headers, json.loads(text) if text else None
+    except urllib.error.HTTPError as error:
+        if error.code == 404:
+            return 404, error.headers, None
+        raise
+
+
+def histories(body) -> dict[tuple[str, str], dict[str, dict]]:
+    """(environment, service) -> release -> entry, from a recursive read of the history root."""
+    found: dict[tuple[str, str], dict[str, dict]] = {}
+    for item in body or []:
+        parts = item["Key"][len(history_root()):].split("/")
+        if len(parts) != 3 or not all(parts):
+            continue
+        try:
+            entry = json.loads(base64.b64decode(item.get("Value") or b"").decode() or "null")
+        except ValueError:
+            continue
+        if isinstance(entry, dict):
+            found.setdefault((parts[0], parts[1]), {})[parts[2]] = entry
+    return found
+
+
+def changes(figures: dict, written: dict) -> tuple[dict[str, str], list[str]]:
+    """(key -> JSON to write, keys to delete): what differs from what was written last."""
+    wanted = {delivery_key(env, service): json.dumps(values, sort_keys=True)
+              for (env, service), values in figures.items()}
+    return ({k: v for k, v in wanted.items() if written.get(k) != v},
+            [k for k in written if k not in wanted])
+
+
+def publish(figures: dict, written: dict) -> None:
+    """Writes the changed figures and deletes the gone ones; `written` follows what landed."""
+    puts, deletes = changes(figures, written)
+    for key, value in puts.items():
+        consul("PUT", f"/v1/kv/{key}", value.encode())
+        written[key] = value
+    for key in deletes:
+        consul("DELETE", f"/v1/kv/{key}")
+        written.pop(key, None)
+
+
+def current() -> dict:
+    """What the delivery keys hold now (so a restart does not rewrite them all)."""
+    _, _, body = consul("GET", f"/v1/kv/{delivery_prefix()}?recurse=true")
+    return {item["Key"]: base64.b64decode(item.get("Value") or b"").decode()
+            for item in body or [] if item["Key"] != delivery_prefix()}
+
+
+def watch() -> None:
+    """Forever: wait for a history change (or WAIT), compute, publish."""
+    index, written = 0, None
+    while True:
+        try:
+            written = current() if written is None else written
+            query = urllib.parse.urlencode({"recurse": "true", "index": str(index), "wait": WAIT})
+            _, headers, body = consul("GET", f"/v1/kv/{history_root()}?{query}", timeout=90)
+            new_index = int(headers.get("X-Consul-Index") or 0)
+            index = new_index if new_index >= index else 0   # a reset Consul: start over
+            now = datetime.datetime.now(datetime.timezone.utc)
+            figures = {key: delivery_metrics(history, now) for key, history in histories(body).items()}
+            EXPOSITION["text"] = exposition(figures)
+            publish(figures, written)
+        except Exception as error:  # noqa: BLE001 - keep publishing through agent restarts
+            print(f"delivery-exporter: {type(error).__name__}: {error}; retrying in 5s", flush=True)
+            index, written = 0, None
+            time.sleep(5)
+        time.sleep(1)   # bounds the pass rate whatever Consul answers
+
+
+class Metrics(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):  # noqa: N802 - http.server's name
+        if self.path.split("?")[0] != "/metrics":
+            self.send_error(404)
+            return
+        body = EXPOSITION["text"].encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain; version=0.0.4")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *_):   # a scrape every few seconds is no news
+        pass
+
+
+def main() -> None:
+    if LISTEN:
+        host, port = LISTEN.rsplit(":", 1)
+        server = http.server.ThreadingHTTPServer((host, int(port)), Metrics)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    print(f"delivery-exporter: watching {CONSUL}/v1/kv/{history_root()}; "
+          f"/metrics on {LISTEN or 'nothing'}", flush=True)
+    watch()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,62 @@
+"""The delivery metrics exporter (images/consul/delivery_exporter.py): what it makes of the history
+tree, and which keys it writes and deletes."""
+
+from __future__ import annotations
+
+import base64
+import importlib.util
+import json
+import os
+import sys
+
+import pytest
+
+from components import naming
+from components.model import scoreboard
+
+pytestmark = pytest.mark.unit
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def load_exporter():
+    """The script as the consul image runs it: beside naming.py and scoreboard.py."""
+    sys.modules.setdefault("naming", naming)
+    sys.modules.setdefault("scoreboard", scoreboard)
+    spec = importlib.util.spec_from_file_location(
+        "delivery_exporter", os.path.join(ROOT, "images", "consul", "delivery_exporter.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+exporter = load_exporter()
+
+
+def item(key: str, value) -> dict:
+    text = value if isinstance(value, str) else json.dumps(value)
+    return {"Key": key, "Value": base64.b64encode(text.encode()).decode()}
+
+
+def test_the_history_tree_groups_by_environment_and_service():
+    body = [item("bluegreen/history/prod/api/1.0.0", {"liveAt": "2026-12-07T10:00:00Z"}),
+            item("bluegreen/history/prod/api/2.0.0", {"deployedAt": "2026-12-07T11:00:00Z"}),
+            item("bluegreen/history/staging/web/1.0.0", {"liveAt": "2026-12-07T09:00:00Z"}),
+            item("bluegreen/history/prod/", ""),                       # a folder key
+            item("bluegreen/history/prod/api/broken", "{not json")]
+    found = exporter.histories(body)
+    assert sorted(found) == [("prod", "api"), ("staging", "web")]
+    assert sorted(found[("prod", "api")]) == ["1.0.0", "2.0.0"]
+    assert exporter.histories(None) == {}
+
+
+def test_only_changed_figures_are_written_and_gone_services_deleted():
+    figures = {("prod", "api"): {"deploymentsPerDay": 1.0}, ("prod", "web"): {"deploymentsPerDay": 0.5}}
+    written = {naming.delivery_key("prod", "api"): json.dumps({"deploymentsPerDay": 1.0}),
+               naming.delivery_key("prod", "gone"): "{}"}
+    puts, deletes = exporter.changes(figures, written)
+    assert puts == {"bluegreen/delivery/prod/web": json.dumps({"deploymentsPerDay": 0.5})}
+    assert deletes == ["bluegreen/delivery/prod/gone"]
+
+
+def test_the_metrics_page_serves_the_exposition():
+    assert exporter.EXPOSITION["text"].startswith("# HELP bluegreen_deployments_per_day ")
