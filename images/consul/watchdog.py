@@ -670,7 +670,9 @@ def anchor() -> None:
 
 
 def main() -> None:
-    # `docker kill --signal USR1 <watchdog>` prints what it did so far: proof of idleness.
+    # `docker exec <watchdog> sh -c 'kill -USR1 1'` prints what it did so far: proof of idleness. (Not
+    # `docker kill --signal USR1`: Docker 20.10 then counts the container as stopped by hand and
+    # no longer restarts it when it dies.)
     signal.signal(signal.SIGUSR1, lambda *_: say(f"counters: {counters()}"))
     say(f"{IDENT}: watching {CONSUL}/v1/kv/{bake_prefix()} (proxy {PROXY}, Prometheus "
         f"{PROMETHEUS or 'none: judging by probes'}) while it holds {watchdog_lock_key()}; "
