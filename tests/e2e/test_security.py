@@ -397,6 +397,11 @@ def test_g_a_rerun_and_a_server_restart_change_nothing(deployment):
     FIGURES["rerun_up_s"] = round(time.monotonic() - start, 1)
     changes = deployment.stack.history(page_size=1)[0].resource_changes
     assert not CHANGES & set(changes), changes
+    # What every `pulumi up` of ./bg and the delivery commands adds: the policy pack (its
+    # mandatory rules pass on this stack), on the same no-change update.
+    start = time.monotonic()
+    deployment.stack.up(color="never", policy_packs=[os.path.join(REPO, "policies")])
+    FIGURES["rerun_up_with_policy_pack_s"] = round(time.monotonic() - start, 1)
 
 
 def test_h_a_flip_through_pulumi_up_has_no_failed_requests(deployment, other_repo):
@@ -542,6 +547,52 @@ def test_n_docker_stop_returns_within_two_seconds(deployment):
     FIGURES["docker_stop_s"] = {"median": round(statistics.median(times), 2),
                                 "max": round(max(times), 2), "runs": len(times)}
     assert max(times) < 2.0, times
+
+
+# -- service containers: what an image may claim, what a container may do ----------------------
+
+def test_o_an_image_labelled_as_another_instance_moves_no_registration(deployment):
+    """An image whose Dockerfile says LABEL bluegreen.instance=<vizconfig's live instance>, run
+    as the isolation probe runs it and by hand: the host's registrator leaves that instance's
+    registration where the platform put it."""
+    victim = f"{ENV}-vizconfig-green-local-0"        # live since test_h
+    session = consul(MANAGEMENT)
+
+    def registered_port() -> int:
+        return session.get(f"{CONSUL}/v1/agent/service/{victim}", timeout=3).json()["Port"]
+
+    before = registered_port()
+    image, tag = docker_json("inspect", f"bluegreen-{victim}")[0]["Config"]["Image"], f"bluegreen-{STACK}-impostor"
+    dockerfile = f"FROM {image}\nLABEL bluegreen.instance={victim} bluegreen.role=service\n"
+    subprocess.run(["docker", "build", "-q", "-t", tag, "-"], input=dockerfile, text=True,
+                   check=True, capture_output=True, timeout=120)
+    runs = {f"bluegreen-probe-vizother-{uuid.uuid4().hex[:8]}-vizother": ["--label", "bluegreen.role=probe"],
+            f"bluegreen-{STACK}-impostor": []}
+    try:
+        for name, labels in runs.items():
+            subprocess.run(["docker", "run", "-d", "--name", name, *labels, "-p", "127.0.0.1::8000",
+                            tag], check=True, capture_output=True, timeout=60)
+            deadline = time.monotonic() + 5   # the registrator acts within ms of the start event
+            while time.monotonic() < deadline:
+                assert registered_port() == before, f"{name} moved {victim}'s registration"
+                time.sleep(0.2)
+    finally:
+        subprocess.run(["docker", "rm", "-f", *runs], capture_output=True, timeout=60)
+        subprocess.run(["docker", "rmi", tag], capture_output=True, timeout=60)
+    assert get_json(STABLE)["colour"] == "green"
+
+
+def test_p_service_containers_keep_no_capability_and_gain_no_privilege(deployment):
+    for colour in ("blue", "green"):
+        for host in (None, HOST2_DOCKER):
+            command = ["docker", *(["-H", host] if host else []), "inspect",
+                       f"bluegreen-{ENV}-vizconfig-{colour}-{'host2' if host else 'local'}-0"]
+            [container] = json.loads(subprocess.run(command, capture_output=True, text=True,
+                                                    check=True).stdout)
+            assert container["HostConfig"]["CapDrop"] == ["ALL"], container["Name"]
+            assert not container["HostConfig"]["CapAdd"], container["Name"]
+            assert "no-new-privileges:true" in container["HostConfig"]["SecurityOpt"], container["Name"]
+            assert container["State"]["Running"] and container["RestartCount"] == 0, container["Name"]
 
 
 def test_z_destroy_leaves_nothing(deployment):
