@@ -1,10 +1,14 @@
 """The deploy lock and the audit trail end to end, on a real Consul: a rollback started while
 another command holds the service's lock is refused naming the holder, and with --lock-wait it
 flips once the lock is released (0 failed requests under a keep-alive client loop); a holder
-killed with kill -9 frees the lock within its session's TTL; `audit` lists what happened."""
+killed with kill -9 frees the lock within its session's TTL; `audit` lists what happened.
+Then hooks (webhooks the test runs on 127.0.0.1): a vetoing hook and one that does not answer
+keep traffic where it is (0 failed requests), a `confirm: manual` flip waits for `approve` and
+then flips, a `pulumi up` flip asks and tells them too, notifications arrive, the audit lists it."""
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import signal
@@ -15,6 +19,7 @@ import threading
 import time
 
 import pytest
+import yaml
 
 from components.model.audit import Operator
 from delivery.lock import DeployLock
@@ -185,3 +190,175 @@ def test_audit_lists_the_flips_refusals_and_releases_with_their_actor(deployment
     assert records[1]["command"].endswith("lock release tiny --stack e2e-ops")
     assert any("flip" in line and "blue -> green" in line and "2.0.0" in line for line in lines)
     FIGURES["audit_records"] = len(records)
+
+
+# --- hooks, the approval gate and notifications (model.hooks) -----------------------------------
+
+class Webhook:
+    """A webhook on 127.0.0.1 the test runs: answers `status` and `body` after `delay` seconds and
+    keeps every JSON body it was sent."""
+
+    def __init__(self, status: int = 200, body: str = "", delay: float = 0.0):
+        self.got: list[dict] = []
+        self.status, self.body, self.delay = status, body, delay
+        hook = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                hook.got.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+                time.sleep(hook.delay)
+                data = hook.body.encode()
+                self.send_response(hook.status)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *_):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+
+    def answer(self, status: int = 200, body: str = "", delay: float = 0.0) -> None:
+        self.status, self.body, self.delay = status, body, delay
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture(scope="module")
+def webhooks():
+    made = {name: Webhook() for name in ("before", "after", "rollback", "notify")}
+    yield made
+    for hook in made.values():
+        hook.close()
+
+
+def set_entry(deployment, **entry) -> None:
+    """The service's stack entry as the stack file holds it now (commands record live: there),
+    with `entry`'s keys set."""
+    with open(deployment.path, encoding="utf-8") as handle:
+        deployment.config = yaml.safe_load(handle)["config"]
+    tiny = deployment.config["bluegreen:services"]["tiny"]
+    tiny.update(entry)
+    deployment.write_config()
+
+
+def hooks_entry(webhooks, timeout: str = "2s") -> dict:
+    return {"beforeFlip": webhooks["before"].url, "afterFlip": webhooks["after"].url,
+            "rollback": webhooks["rollback"].url, "timeout": timeout}
+
+
+def vetoed_rollback() -> tuple[subprocess.CompletedProcess, RequestLoop]:
+    with RequestLoop(STABLE) as loop:
+        time.sleep(1)
+        result = delivery("rollback", "tiny", "--stack", STACK, "--to", "2.0.0")
+        time.sleep(1)
+    return result, loop
+
+
+def test_a_vetoing_hook_or_one_that_does_not_answer_keeps_traffic_where_it_is(deployment, webhooks):
+    FIGURES["hooks_started_at"] = time.time()
+    assert alias() == "blue"
+    set_entry(deployment, hooks=hooks_entry(webhooks), notify=webhooks["notify"].url)
+    webhooks["before"].answer(409, '{"allow": false, "reason": "change freeze"}')
+    result, loop = vetoed_rollback()
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert ("rollback VETOED: the beforeFlip hook vetoed the flip of tiny in e2e-ops blue -> green "
+            "(answered 409: change freeze); traffic stays on blue; nothing was changed") in result.stdout
+    asked = webhooks["before"].got[-1]
+    assert {k: asked[k] for k in ("event", "service", "environment", "from", "to", "version", "stack")} == \
+        {"event": "rollback", "service": "tiny", "environment": ENV, "from": "blue", "to": "green",
+         "version": "2.0.0", "stack": STACK}
+    assert "@sha256:" in asked["digest"] and "@" in asked["actor"]
+    assert webhooks["notify"].got[-1]["text"].startswith(
+        "bluegreen: flip vetoed: tiny in e2e-ops: blue -> green (2.0.0) by ")
+    assert webhooks["after"].got == [] and webhooks["rollback"].got == []
+    FIGURES["vetoed_rollback_requests"], FIGURES["vetoed_rollback_failed_requests"] = \
+        len(loop.results), len(loop.failures)
+    assert len(loop.results) > 10 and loop.failures == [] and {r[2] for r in loop.results} == {"blue"}
+    assert alias() == "blue"
+
+    webhooks["before"].answer(200, delay=5)
+    start = time.monotonic()
+    result, loop = vetoed_rollback()
+    FIGURES["silent_hook_rollback_s"] = round(time.monotonic() - start, 1)
+    assert result.returncode == 2 and "(no answer (none within 2s)); traffic stays on blue" in result.stdout
+    FIGURES["silent_hook_failed_requests"] = len(loop.failures)
+    assert loop.failures == [] and {r[2] for r in loop.results} == {"blue"} and alias() == "blue"
+
+
+def approval_waiting() -> dict | None:
+    response = deployer_consul(STACK).get(f"{CONSUL}/v1/kv/bluegreen/approvals/{ENV}/tiny?raw", timeout=3)
+    return response.json() if response.status_code == 200 else None
+
+
+def test_a_held_flip_waits_for_approve_then_flips_and_tells_the_hooks(deployment, webhooks):
+    nothing = delivery("approve", "tiny", "--stack", STACK)
+    assert nothing.returncode == 2 and nothing.stdout.strip() == (
+        f"approve: no flip waits for approval at bluegreen/approvals/{ENV}/tiny; nothing was approved")
+    webhooks["before"].answer(200)
+    set_entry(deployment, confirm="manual", confirmTimeout="2m")
+    with RequestLoop(STABLE) as loop:
+        held = subprocess.Popen([sys.executable, "-m", "delivery", "rollback", "tiny", "--stack", STACK,
+                                 "--to", "2.0.0"], cwd=REPO, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
+        waiting, _ = wait_until(approval_waiting, 60, interval_s=0.2, what="the held flip's record")
+        assert waiting["status"] == "waiting" and (waiting["from"], waiting["to"]) == ("blue", "green")
+        time.sleep(2)
+        assert held.poll() is None and alias() == "blue", "the flip did not wait"
+        approved_at = time.monotonic()
+        approved = delivery("approve", "tiny", "--stack", STACK)
+        assert approved.returncode == 0, approved.stdout + approved.stderr
+        assert approved.stdout.startswith(f"approved the flip of tiny in {ENV}: blue -> green (2.0.0) by ")
+        wait_until(lambda: alias() == "green", 60, interval_s=0.05, what="the approved flip")
+        FIGURES["approved_flip_alias_moved_after_approve_s"] = round(time.monotonic() - approved_at, 2)
+        output, _ = held.communicate(timeout=300)
+    logged("rollback tiny --stack e2e-ops --to 2.0.0 (held, then approved)", output)
+    assert held.returncode == 0, output
+    assert "waits for approval (up to 120s): run ./bg approve tiny --stack e2e-ops" in output
+    assert "confirm: approved by " in output and "alias bluegreen/aliases/e2e-ops/tiny: blue -> green" in output
+    FIGURES["approved_flip_requests"], FIGURES["approved_flip_failed_requests"] = \
+        len(loop.results), len(loop.failures)
+    assert loop.failures == [] and loop.results[-1][2] == "green"
+    told = webhooks["rollback"].got[-1]
+    assert (told["event"], told["from"], told["to"], told["version"]) == ("rollback", "blue", "green", "2.0.0")
+    texts = [m["text"] for m in webhooks["notify"].got]
+    assert any(t.startswith("bluegreen: flip held: tiny in e2e-ops: blue -> green (2.0.0)") for t in texts)
+    assert texts[-1].startswith("bluegreen: rolled back: tiny in e2e-ops: blue -> green (2.0.0) by ")
+    assert approval_waiting() is None
+
+
+def test_a_pulumi_up_flip_asks_the_hooks_and_a_hook_may_approve_it(deployment, webhooks):
+    webhooks["before"].answer(200, '{"approve": true}')
+    after = len(webhooks["after"].got)
+    set_entry(deployment, live="blue")
+    with RequestLoop(STABLE) as loop:
+        start = time.monotonic()
+        deployment.up()
+        FIGURES["pulumi_up_flip_with_hooks_s"] = round(time.monotonic() - start, 1)
+    assert alias() == "blue"
+    asked = webhooks["before"].got[-1]
+    assert (asked["event"], asked["from"], asked["to"], asked["version"]) == ("flip", "green", "blue", "1.0.0")
+    assert "@sha256:" in asked["digest"] and asked["actor"] and asked["stack"] == STACK
+    assert webhooks["after"].got[after:] and webhooks["after"].got[-1]["to"] == "blue"
+    assert webhooks["notify"].got[-1]["text"].startswith("bluegreen: flipped: tiny in e2e-ops: green -> blue (1.0.0)")
+    FIGURES["pulumi_up_flip_failed_requests"] = len(loop.failures)
+    assert loop.failures == []
+
+
+def test_audit_lists_the_vetoes_the_approval_and_the_flip_with_their_actors(deployment):
+    records = json.loads(delivery("audit", "tiny", "--stack", STACK, "--json").stdout)
+    since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(FIGURES["hooks_started_at"] - 1))
+    events = [(r["event"], r["from"], r["to"]) for r in records if r["at"] >= since]
+    assert events == [("vetoed", "blue", "green"), ("vetoed", "blue", "green"),
+                      ("approved", "blue", "green"), ("flip", "blue", "green"),
+                      ("rollback", "blue", "green")], events
+    recent = [r for r in records if r["at"] >= since]
+    assert all("@" in r["actor"] for r in recent)
+    assert "change freeze" in recent[0]["reason"] and recent[2]["command"].endswith("approve tiny --stack e2e-ops")
+    listing = delivery("audit", "tiny", "--stack", STACK, "--since", "1h").stdout.splitlines()
+    assert any(" vetoed " in line and "blue -> green" in line for line in listing)
+    assert any(" approved " in line and "blue -> green" in line for line in listing)
