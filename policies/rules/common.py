@@ -70,7 +70,7 @@ ROLE_SERVICE = "service"
 ROLE_DEPENDENCY = "dependency"
 # Only the platform publishes known host ports (and may use the host network).
 PLATFORM_ROLES = frozenset({"consul-server", "consul-client", "registrator", "watchdog", "registry",
-                            "proxy", "prometheus"})
+                            "registry-trust", "proxy", "prometheus", "delivery-exporter"})
 SERVICE_LABELS = ("bluegreen.service", "bluegreen.environment", "bluegreen.colour",
                   "bluegreen.instance")
 

@@ -126,3 +126,20 @@ def test_hardening_is_advisory_and_only_for_service_containers():
     assert rule.enforcement_level == EnforcementLevel.ADVISORY
     assert run_resource_policy("service-container-hardened", dependency_container()) == []
     assert run_resource_policy("service-container-hardened", platform_container("proxy")) == []
+
+
+def test_every_role_the_platform_gives_its_containers_is_a_platform_role():
+    """A platform container the pack took for a team's (the delivery exporter on the host network)
+    failed every `pulumi up` of a stack that owns its platform."""
+    import glob
+    import os
+    import re
+
+    from policies.rules.common import PLATFORM_ROLES
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    roles = set()
+    for path in glob.glob(os.path.join(root, "components", "platform", "*.py")):
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+        roles.update(re.findall(r'role="([a-z-]+)"', text))
+    assert roles and roles <= PLATFORM_ROLES, roles - PLATFORM_ROLES
