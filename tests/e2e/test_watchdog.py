@@ -369,7 +369,8 @@ def test_killing_the_acting_watchdog_during_a_failing_bake_the_standby_rolls_it_
     FIGURES.update(takeover_during_bake_s=round(takeover_s, 2),
                    kill_to_rolled_back_s=round(rolled_back_at - killed_at, 2),
                    takeover_client_requests=len(loop.results),
-                   takeover_failed_requests=len(loop.failures))
+                   takeover_failed_requests=len(loop.failures),
+                   takeover_failed_requests_5xx=len([r for r in loop.results if r[1] >= 500]))
     assert takeover_s < 10, killer.holders
     assert (record["status"], record["version"], record["previous"]) == ("rolled-back", "3.0.1", "green")
     assert kv(ALIAS) == "green"
