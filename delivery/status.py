@@ -19,7 +19,7 @@ from components.model.live import serving_colour
 from components.model.scoreboard import delivery_metrics, summary
 from components.model.split import describe_record, share
 from components.model.validation import ConfigError
-from components.naming import COLOURS
+from components.naming import COLOURS, watchdog_lock_key
 
 from .stacks import EnvStack, consul_address, platform_outputs, stack_for_service
 from .steps import StepFailed
@@ -30,9 +30,10 @@ BARS = "▁▂▃▄▅▆▇█"
 
 
 def status_of(service: str, records: ServiceRecords, now: datetime.datetime | None = None,
-              traffic: dict | None = None) -> dict:
+              traffic: dict | None = None, watchdog: str | None = None) -> dict:
     """What `status --json` prints: plain data from Consul's records (and Prometheus's `traffic`:
-    colour -> {requests, errors} per step, or {"unavailable": why})."""
+    colour -> {requests, errors} per step, or {"unavailable": why}; `watchdog`: the leader key's
+    value, which watchdog acts)."""
     live = serving_colour(records.live)
     colour, percent = share(records.split, live)
     return {
@@ -42,7 +43,17 @@ def status_of(service: str, records: ServiceRecords, now: datetime.datetime | No
         "bake": json.loads(records.bake) if records.bake else None,
         "delivery": delivery_metrics(records.history, now or datetime.datetime.now(datetime.timezone.utc)),
         "traffic": traffic,
+        "watchdog": watchdog_holder(watchdog),
     }
+
+
+def watchdog_holder(value: str | None) -> dict | None:
+    """{watchdog, host, since} of the acting watchdog (None: none acts, or unreadable)."""
+    try:
+        holder = json.loads(value or "")
+    except ValueError:
+        return None
+    return holder if isinstance(holder, dict) else None
 
 
 def sparkline(values: list[float], top: float | None = None) -> str:
@@ -87,6 +98,10 @@ def status_lines(status: dict) -> list[str]:
                      f"{bake.get('version')}: {bake.get('status')}{step}"
                      + (f" ({bake['reason']})" if bake.get("reason") else "")
                      + (f", judged by {bake['judgedBy']}" if bake.get("judgedBy") else ""))
+    watchdog = status.get("watchdog")
+    if watchdog:
+        lines.append(f"  watchdog: {watchdog.get('watchdog')} on {watchdog.get('host')} acts "
+                     f"since {watchdog.get('since')}")
     if status.get("delivery"):
         lines.append(f"  delivery: {summary(status['delivery'])}")
     return lines + traffic_lines(status.get("traffic"))
@@ -134,8 +149,10 @@ def run_status(service: str, stack_name: str, as_json: bool = False, out=None) -
         print(f"status: {error}", file=out)
         return 2
     now = datetime.datetime.now(datetime.timezone.utc)
+    watchdog = consul_api.kv_get(consul_address(config, service), watchdog_lock_key(),
+                                 stack.deployer_token())
     status = status_of(service, records, now, read_traffic(_prometheus(config), config.environment,
-                                                            service, now))
+                                                            service, now), watchdog)
     print(json.dumps(status, indent=2, sort_keys=True) if as_json else "\n".join(status_lines(status)),
           file=out)
     return 0

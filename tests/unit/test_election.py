@@ -8,8 +8,10 @@ import json
 from hypothesis import given, strategies as st
 
 from components import naming
+from components.consul.records import ServiceRecords
 from components.model import election
 from components.platform.watchdog import WatchdogArgs
+from delivery.status import status_lines, status_of
 
 from test_bake import watchdog
 
@@ -129,3 +131,14 @@ def test_every_write_is_void_unless_the_writer_holds_the_leader_key(monkeypatch)
     guard, write = json.loads(body)
     assert guard == {"KV": {"Verb": "check-session", "Key": naming.watchdog_lock_key(), "Session": "mine"}}
     assert write["KV"]["Verb"] == "cas"
+
+
+def test_status_names_the_acting_watchdog_when_one_holds_the_key():
+    value = election.holder_record("bluegreen-p-watchdog-2", "local", "2026-12-07T03:00:00Z")
+    status = status_of("vizconfig", ServiceRecords(), watchdog=value)
+    assert status["watchdog"] == {"watchdog": "bluegreen-p-watchdog-2", "host": "local",
+                                  "since": "2026-12-07T03:00:00Z"}
+    assert "  watchdog: bluegreen-p-watchdog-2 on local acts since 2026-12-07T03:00:00Z" in status_lines(status)
+    for nobody in (None, "", "not json"):
+        status = status_of("vizconfig", ServiceRecords(), watchdog=nobody)
+        assert status["watchdog"] is None and not any("watchdog:" in line for line in status_lines(status))
