@@ -33,9 +33,9 @@ def ask(url: str, payload: dict, timeout_s: float) -> Answer:
     try:
         response = requests.post(url, json=payload, timeout=timeout_s)
     except requests.Timeout:
-        return answer(None, "", f"none within {timeout_s:g}s")
+        return answer(None, "", f"no answer within {timeout_s:g}s")
     except requests.RequestException as error:
-        return answer(None, "", type(error).__name__)
+        return answer(None, "", f"no answer: {type(error).__name__}")
     return answer(response.status_code, response.text)
 
 

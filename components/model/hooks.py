@@ -98,10 +98,10 @@ class Answer:
 
 
 def answer(status: int | None, body: str, error: str | None = None) -> Answer:
-    """The decision from a hook's HTTP status and body, or from `error` (no answer: a timeout,
-    a refused connection), which vetoes: a hook that cannot be asked cannot allow."""
+    """The decision from a hook's HTTP status and body, or from `error` (why there was no answer:
+    a timeout, a refused connection), which vetoes: a hook that cannot be asked cannot allow."""
     if error is not None or status is None:
-        return Answer(False, reason=f"no answer ({error or 'none'})")
+        return Answer(False, reason=error or "no answer")
     said = _json_object(body)
     if not 200 <= status < 300:
         return Answer(False, reason=f"answered {status}" + _said(said, body))

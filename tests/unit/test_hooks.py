@@ -86,7 +86,8 @@ def test_a_2xx_allows_and_may_approve_anything_else_vetoes():
     assert not vetoed.allowed and vetoed.reason == "answered allow: false: change freeze"
     assert hooks.answer(409, "frozen until Monday") == hooks.Answer(False, False,
                                                                       "answered 409: frozen until Monday")
-    assert hooks.answer(None, "", "none within 2s") == hooks.Answer(False, False, "no answer (none within 2s)")
+    assert hooks.answer(None, "", "no answer within 2s") == hooks.Answer(False, False, "no answer within 2s")
+    assert hooks.answer(None, "") == hooks.Answer(False, False, "no answer")
 
 
 @given(st.integers(100, 599), st.text(max_size=300))
@@ -177,7 +178,7 @@ def test_a_vetoing_hook_raises_before_anything_and_notifies(targets):
 def test_a_hook_that_does_not_answer_in_time_vetoes(targets):
     slow = targets(delay=2.0)
     start = time.monotonic()
-    with pytest.raises(flip_hooks.FlipVetoed, match=r"no answer \(none within 0.5s\)"):
+    with pytest.raises(flip_hooks.FlipVetoed, match=r"\(no answer within 0.5s\); traffic stays on blue"):
         flip_hooks.before_flip(hooks.Hooks(before=slow.url, timeout_s=0.5), PAYLOAD, "", "t", print)
     assert time.monotonic() - start < 1.9
 
