@@ -345,3 +345,53 @@ def test_the_alias_carries_the_hooks_and_what_it_moves_and_the_watchdog_gets_its
     plain = run(config())
     assert plain.key(f"bluegreen/aliases/{ENV}/vizconfig").inputs.get("hooks") is None
     assert not [k for k in plain.keys if k.inputs["key"] == naming.hooks_key(ENV, "vizconfig")]
+
+
+# --- where the delivery commands flip ------------------------------------------------------------
+
+def fake_consul_for_flips(monkeypatch, alias="blue"):
+    """delivery.flip against a fake Consul: the alias, and every transaction it writes."""
+    from delivery import flip
+    transactions = []
+    monkeypatch.setattr(flip, "check_colour", lambda move: 0.0)
+    monkeypatch.setattr(flip.consul_api, "kv_get_indexed", lambda *_: (alias, 7))
+    monkeypatch.setattr(flip.consul_api, "kv_get", lambda *_: None)
+    monkeypatch.setattr(flip.consul_api, "kv_keys", lambda *_: [])
+    monkeypatch.setattr(flip.consul_api, "kv_cas_many",
+                        lambda _c, writes, _t, sets=None: transactions.append((writes, sets)) or True)
+    return flip, transactions
+
+
+def a_move(flip, **entry):
+    data = copy.deepcopy(BASE)
+    data["services"]["vizconfig"].update(entry)
+    config = parse_stack_config("integration", data, ROOT)
+    return flip.Move(config, config.services[0], colour="green", expected="blue", token="t",
+                     release="2.0.0", digest="reg/vizconfig@sha256:" + "b" * 64)
+
+
+def test_a_vetoed_flip_writes_nothing_and_a_flip_that_goes_tells_after_the_transaction(monkeypatch, targets):
+    from components.model.audit import Operator
+    flip, transactions = fake_consul_for_flips(monkeypatch)
+    before, after, notify = targets(status=503, body="frozen"), targets(), targets()
+    entry = {"hooks": {"beforeFlip": before.url, "afterFlip": after.url}, "notify": notify.url}
+    with pytest.raises(flip.FlipVetoed, match=r"\(answered 503: frozen\); traffic stays on blue; nothing was changed"):
+        flip.flip_together([a_move(flip, **entry)], Operator("ana@ci", "c"), "r")
+    assert transactions == [] and after.got == []
+    assert before.got[0]["digest"] == "reg/vizconfig@sha256:" + "b" * 64 and before.got[0]["actor"] == "ana@ci"
+    allowed = targets()
+    entry["hooks"]["beforeFlip"] = allowed.url
+    said = []
+    flip.flip_together([a_move(flip, **entry)], Operator("ana@ci", "c"), "r", say=said.append)
+    [(writes, _)] = transactions
+    assert writes["bluegreen/aliases/integration/vizconfig"] == ("green", 7)
+    assert allowed.got[0]["event"] == "flip" and after.got == [allowed.got[0]]
+    assert notify.got[-1]["text"].startswith("bluegreen: flipped: vizconfig in integration: blue -> green (2.0.0)")
+    assert said == ["hooks: beforeFlip answered 200: the flip may go"]
+
+
+def test_a_flip_without_hooks_asks_nobody(monkeypatch):
+    flip, transactions = fake_consul_for_flips(monkeypatch)
+    monkeypatch.setattr(flip.hooks.requests, "post", lambda *_, **__: pytest.fail("asked or told someone"))
+    flip.flip_together([a_move(flip)])
+    assert len(transactions) == 1
