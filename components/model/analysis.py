@@ -89,7 +89,9 @@ def chart_queries(environment: str, service: str) -> tuple[str, str]:
     colour (what the catalogue page draws; its script writes the same two)."""
     labels = f'environment="{environment}",service="{service}",traffic="stable"'
     requests = f"sum by (colour) (rate(bluegreen_requests_total{{{labels}}}[1m]))"
-    errors = f'sum by (colour) (rate(bluegreen_requests_total{{{labels},status="5xx"}}[1m])) / {requests}'
+    # A colour that never answered 5xx has no such series: `or ... * 0` makes its share 0, not absent.
+    errors = (f'(sum by (colour) (rate(bluegreen_requests_total{{{labels},status="5xx"}}[1m])) '
+              f'or {requests} * 0) / {requests}')
     return requests, errors
 
 

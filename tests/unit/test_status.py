@@ -64,3 +64,16 @@ def test_a_sparkline_scales_to_its_top_and_leaves_gaps():
 
 def test_traffic_without_prometheus_says_so():
     assert read_traffic(None, "prod", "api", NOW) == {"unavailable": "the platform runs no Prometheus"}
+
+
+def test_the_chart_queries_give_a_colour_without_5xx_a_share_of_zero():
+    from components.model.analysis import chart_queries, range_series
+    requests, errors = chart_queries("prod", "api")
+    assert requests == 'sum by (colour) (rate(bluegreen_requests_total{environment="prod",service="api",' \
+                       'traffic="stable"}[1m]))'
+    assert errors == (f'(sum by (colour) (rate(bluegreen_requests_total{{environment="prod",service="api",'
+                      f'traffic="stable",status="5xx"}}[1m])) or {requests} * 0) / {requests}')
+    body = {"status": "success", "data": {"resultType": "matrix", "result": [
+        {"metric": {"colour": "blue"}, "values": [[1000, "2.5"], [1015, "NaN"]]}]}}
+    series = range_series(body)
+    assert series["blue"][0] == (1000.0, 2.5) and math.isnan(series["blue"][1][1])
