@@ -5,6 +5,7 @@ shellcheck); a missing one fails here rather than skipping."""
 
 from __future__ import annotations
 
+import ast
 import os
 import shutil
 import subprocess
@@ -55,3 +56,23 @@ def test_test_modules_have_unique_names():
     names = [os.path.basename(p) for p in tracked_files()
              if p.startswith("tests/") and os.path.basename(p).startswith("test_") and p.endswith(".py")]
     assert sorted(n for n in set(names) if names.count(n) > 1) == []
+
+
+MAX_FUNCTION_LINES = 60
+SHORT_TREES = ("components", "delivery", "images")
+
+
+def test_functions_in_the_product_code_are_short():
+    """Functions read as a sequence of named steps: none over MAX_FUNCTION_LINES lines (its
+    decorators, docstring and body) in components/, delivery/ or images/."""
+    long = []
+    for path in tracked_files():
+        if not (path.startswith(SHORT_TREES) and path.endswith(".py")):
+            continue
+        with open(os.path.join(ROOT, path), encoding="utf-8") as handle:
+            tree = ast.parse(handle.read(), path)
+        long += [f"{path}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1} lines)"
+                 for node in ast.walk(tree)
+                 if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+                 and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES]
+    assert long == [], "split these into named steps:\n" + "\n".join(long)
