@@ -16,12 +16,13 @@ from components.consul.checks import wait_for_gate
 from components.model.audit import Operator, audit_record
 from components.model.bake import flip_record
 from components.model.config import ServiceConfig, StackConfig
-from components.model.hooks import FLIP, flip_payload
+from components.model.hooks import FLIP, ROLLBACK, flip_payload
 from components.model.release import release_version, went_live
 from components.model.split import split_value
 from components.naming import alias_key, bake_key, history_prefix, instance_id, split_key
 
 from . import audit
+from .preview_gate import check_preview
 
 # How long a flip waits for the target colour's checks before giving up (it moves nothing then):
 # they normally pass already, since that colour kept running.
@@ -96,12 +97,13 @@ def check_colour(move: Move) -> float:
 
 def flip_together(moves: list[Move], who: Operator | None = None, reason: str = "",
                   event: str = FLIP, say=print) -> None:
-    """Checks every target colour and asks each service's hooks (model.hooks: a veto or a held
+    """Checks every target colour (and its preview traffic, if asked) and asks each service's hooks (model.hooks: a veto or a held
     flip that times out raises FlipRefused), then writes every alias in one check-and-set
     transaction (with an audit record per move when `who` is given), then tells the hooks and
     prunes the trail."""
     for move in moves:
         check_colour(move)
+        _previewed(move, event == ROLLBACK, say)
     actor = who.actor if who is not None else "unknown"
     for move in moves:
         _asked(move, move.payload(event, actor), say)
@@ -139,6 +141,15 @@ def flip_together(moves: list[Move], who: Operator | None = None, reason: str = 
         hooks.after_flip(move.settings.hooks, move.payload(event, actor), say)
     for move in moves if who is not None else ():
         _pruned(move, token, now)
+
+
+def _previewed(move: Move, rollback: bool, say) -> None:
+    """The target colour's preview traffic, when its service asks for it (gate.previewTraffic)."""
+    refusal, judged = check_preview(move.config, move.settings, move.colour, rollback)
+    if judged:
+        say(judged)
+    if refusal:
+        raise FlipRefused(f"{refusal}; nothing was changed")
 
 
 def _asked(move: Move, payload: dict, say) -> None:

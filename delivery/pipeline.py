@@ -46,6 +46,7 @@ from .acceptance import AcceptanceRun, acceptance_name, container_url, run_accep
 from .build import BuildRequest, BuildResult, build, build_stack_name
 from .isolation import health_probe, run_tests, tail
 from .lock import DeployLock, LockHeld, service_lock
+from .preview_gate import check_preview
 from .stacks import (
     EnvStack, error_summary, platform_outputs, platform_owner, relative_to_repo, short_name,
     stack_for_service
@@ -148,7 +149,15 @@ class Pipeline:
     def _flip(self, stack: EnvStack, colour: str, live: str) -> dict:
         """`live` -> colour, `up` (the gate blocks, the alias flips, and the up proves that the
         proxy serves `colour`). A failed flip puts `live` back in the stack config, which then
-        again matches the alias that stayed (or was put back)."""
+        again matches the alias that stayed (or was put back). A service that asks for it has
+        its preview traffic on `colour` judged first (gate.previewTraffic)."""
+        refusal, judged = check_preview(stack.config(), stack.service(self.service), colour)
+        if judged:
+            self._say(judged)
+        if refusal:
+            self._trail(stack).record("failed", self.service, before=live, after=colour,
+                                      version=self.version, reason=refusal)
+            raise StepFailed(f"{refusal}; the alias stays on {live}")
         stack.set_service(self.service, {"live": colour})
         self._say(f"stacks/Pulumi.{stack.name}.yaml: {self.service}.live = {colour} (was {live}); pulumi up")
         try:

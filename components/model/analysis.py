@@ -103,3 +103,14 @@ def range_series(body: Mapping[str, Any]) -> dict[str, list[tuple[float, float]]
     return {series["metric"].get("colour", ""): [(float(t), float(v)) for t, v in series.get("values") or []]
             for series in (body.get("data") or {}).get("result") or []}
 
+
+
+def preview_refusal(service: str, colour: str, verdict: Verdict, rollback: bool = False) -> str | None:
+    """Why a flip to `colour` may not go, judged by its preview traffic (`gate.previewTraffic`):
+    None when it may. A roll-back is never held: the colour it returns to served before."""
+    if rollback or verdict.outcome == PASS:
+        return None
+    if verdict.outcome == FAIL:
+        return f"{service}'s preview traffic on {colour} fails gate.previewTraffic: {verdict.reason}"
+    return (f"{service}'s preview traffic on {colour} is too little to judge ({verdict.reason}); send "
+            f"requests to its preview URI first, or lower gate.previewTraffic.minRequests")

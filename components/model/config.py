@@ -13,6 +13,7 @@ from typing import Any, Mapping
 
 import yaml
 
+from components.model.analysis import Bounds
 from components.model.hooks import CONFIRM_TIMEOUT_S, HOOK_TIMEOUT_S, MANUAL, NO_HOOKS, Hooks, url_problem
 from components.model.manifest import (
     NAME_HINT, NAME_PATTERN, check_variables, joinable, memory_size
@@ -155,6 +156,7 @@ class ServiceConfig:
     split: Split = NO_SPLIT        # stable traffic on the offline colour, cohorts (model.split)
     rollout: Rollout | None = None  # a flip walked in steps of a split (model.rollout)
     hooks: Hooks = NO_HOOKS        # webhooks, approval and notifications around a flip (model.hooks)
+    preview_gate: Bounds | None = None  # what preview traffic must show before a flip (None: unchecked)
 
 
 AUDIT_RETENTION = "30d"                 # the audit trail's default retention
@@ -545,18 +547,39 @@ def _bake(fields: Fields) -> dict:
 
 def _traffic_bounds(fields: Fields) -> dict:
     """bakeMinSuccessRate (0.99), bakeMaxP99 (500ms) over bakeWindow (1m): Flagger's defaults."""
-    success = fields.number("bakeMinSuccessRate", 0.99, minimum=0.5, below=1.0000001,
+    success, p99_s, window_s = _traffic_limits(fields, "bakeMinSuccessRate", "bakeMaxP99", "bakeWindow")
+    return {"bake_min_success_rate": success, "bake_max_p99_s": p99_s, "bake_window_s": window_s}
+
+
+def _traffic_limits(fields: Fields, success_key: str, p99_key: str, window_key: str) -> tuple:
+    """(minimum success rate, maximum p99 s, window s) under those keys, Flagger's defaults."""
+    success = fields.number(success_key, 0.99, minimum=0.5, below=1.0000001,
                             hint="write the share of answers that must not be 5xx, from 0.5 to 1, "
                                  "e.g. 0.99")
-    p99_s = fields.duration("bakeMaxP99", "500ms")
+    p99_s = fields.duration(p99_key, "500ms")
     if not 0.001 <= p99_s <= 60:
-        raise fields.error("bakeMaxP99", f"{fields.raw('bakeMaxP99')!r} is out of range; write "
+        raise fields.error(p99_key, f"{fields.raw(p99_key)!r} is out of range; write "
                            "1ms to 60s, e.g. 500ms")
-    window_s = fields.duration("bakeWindow", "1m")
+    window_s = fields.duration(window_key, "1m")
     if not 10 <= window_s <= 3600:
-        raise fields.error("bakeWindow", f"{fields.raw('bakeWindow')!r} is out of range; write "
+        raise fields.error(window_key, f"{fields.raw(window_key)!r} is out of range; write "
                            "10s to 60m, e.g. 1m")
-    return {"bake_min_success_rate": success, "bake_max_p99_s": p99_s, "bake_window_s": window_s}
+    return success, p99_s, window_s
+
+
+def _preview_gate(fields: Fields) -> Bounds | None:
+    """`gate: {previewTraffic: {minSuccessRate, maxP99, window, minRequests}}`: what the preview
+    URI's real traffic to a colour must show before a flip to it (model.analysis)."""
+    if not fields.has("gate"):
+        return None
+    gate = fields.nested("gate", ["previewTraffic"])
+    if not gate.has("previewTraffic"):
+        raise fields.error("gate", "says nothing to check; write gate: {previewTraffic: {}} (99% "
+                           "success, p99 500ms over 1m, 20 requests at least) or remove gate")
+    traffic = gate.nested("previewTraffic", ["minSuccessRate", "maxP99", "window", "minRequests"])
+    success, p99_s, window_s = _traffic_limits(traffic, "minSuccessRate", "maxP99", "window")
+    return Bounds(min_success_rate=success, max_p99_s=p99_s, window_s=int(window_s),
+                  min_requests=traffic.integer("minRequests", 20, minimum=1, maximum=100000))
 
 
 def _rollout(fields: Fields) -> Rollout | None:
@@ -622,7 +645,7 @@ def _services(top: Fields, hosts: dict[str, Host], root: str) -> tuple[ServiceCo
                         ["manifest", "live", "blue", "green", "hosts", "replicas", "gateTimeout",
                          "bakeTime", "bakeMaxErrorRate", "bakeMinSuccessRate", "bakeMaxP99", "bakeWindow",
                          "acknowledgeLive", "maxMemory", "split", "rollout", "hooks", "confirm",
-                         "confirmTimeout", "notify"])
+                         "confirmTimeout", "notify", "gate"])
         colours = {}
         for colour in COLOURS:
             if fields.has(colour):
@@ -661,6 +684,7 @@ def _services(top: Fields, hosts: dict[str, Host], root: str) -> tuple[ServiceCo
             split=parse_split(fields, colours),
             rollout=_rollout(fields),
             hooks=_hooks(fields),
+            preview_gate=_preview_gate(fields),
             **_bake(fields),
         ))
     return tuple(services)
