@@ -377,3 +377,6 @@ def test_killing_the_acting_watchdog_during_a_failing_bake_the_standby_rolls_it_
     rolled_back = f"ROLLED BACK {ENV}/vizconfig blue 3.0.1"
     assert rolled_back in watchdog_log(new[0][1]) and rolled_back not in watchdog_log(killed)
     restarted_as_standby(killed, stood_by)
+    status = subprocess.run([sys.executable, "-m", "delivery", "status", "vizconfig", "--stack", STACK],
+                            cwd=REPO, capture_output=True, text=True, timeout=60).stdout
+    assert f"  watchdog: {acting()} on local acts since " in status, status
