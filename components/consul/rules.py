@@ -22,7 +22,7 @@ DEPLOYER_PREFIXES = tuple(f"{KV_ROOT}/{tree}/" for tree in (
     "aliases", "config", "routes", "catalogue", "releases", "slots", "history", "bake", "audit",
     "locks", "splits", "approvals", "hooks"))
 PROXY_PREFIXES = tuple(f"{KV_ROOT}/{tree}" for tree in (
-    "aliases", "routes", "catalogue", "history", "bake", "proxy", "splits", "delivery"))
+    "aliases", "routes", "catalogue", "history", "bake", "proxy", "splits", "delivery", "audit"))
 # The watchdog: waits on the bakes (and marks them), flips an alias back, notes it in the history;
 # `bake` without a slash: it also creates the prefix key it blocks on. A rollout's steps are splits.
 WATCHDOG_WRITES = tuple(f"{KV_ROOT}/{tree}" for tree in ("bake", "aliases/", "history/", "splits/"))

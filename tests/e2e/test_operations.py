@@ -19,13 +19,14 @@ import threading
 import time
 
 import pytest
+import requests
 import yaml
 
 from components.model.audit import Operator
 from delivery.lock import DeployLock
 
-from e2e_harness import (LOG_DIR, REPO, RequestLoop, deployed, deployer_consul, platform_config, tiny_service,
-                         wait_until)
+from e2e_harness import (LOG_DIR, REPO, RequestLoop, deployed, deployer_consul, get_json, platform_config,
+                         tiny_service, wait_until)
 
 STACK = ENV = "e2e-ops"
 PORTS = {"consul": 28450, "serf": 28451, "server": 28452, "registry": 28453, "proxy": 28454}
@@ -362,3 +363,19 @@ def test_audit_lists_the_vetoes_the_approval_and_the_flip_with_their_actors(depl
     listing = delivery("audit", "tiny", "--stack", STACK, "--since", "1h").stdout.splitlines()
     assert any(" vetoed " in line and "blue -> green" in line for line in listing)
     assert any(" approved " in line and "blue -> green" in line for line in listing)
+
+
+
+def catalogue_audit() -> list | None:
+    services = get_json(f"http://127.0.0.1:{PORTS['proxy']}/catalogue.json")["services"]
+    [tiny] = [s for s in services if s["entry"]["service"] == "tiny" and s["entry"]["environment"] == ENV]
+    return [(e["event"], e["actor"]) for e in tiny["audit"]]
+
+
+def test_the_catalogue_shows_the_last_five_events_of_the_audit_trail(deployment):
+    events, _ = wait_until(lambda: (lambda got: got if got and got[-1][0] == "rollback" else None)(
+        catalogue_audit()), 30, interval_s=0.5, what="the audit trail in the catalogue")
+    assert [event for event, _ in events] == ["vetoed", "vetoed", "approved", "flip", "rollback"]
+    assert all("@" in actor for _, actor in events)
+    page = requests.get(f"http://127.0.0.1:{PORTS['proxy']}/catalogue/", timeout=5).text
+    assert 'data-audit="approved"' in page and "blue &rarr; green by " in page

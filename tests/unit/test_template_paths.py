@@ -23,6 +23,7 @@ EXPECTED = {
     "bluegreen/routes/%s/%s": naming.route_key(ENV, SERVICE),
     "bluegreen/bake/%s/%s": naming.bake_key(ENV, SERVICE),
     "bluegreen/history/%s/%s": naming.history_prefix(ENV, SERVICE).rstrip("/"),
+    "bluegreen/audit/%s/%s/": naming.audit_prefix(ENV, SERVICE),
     "bluegreen/catalogue": naming.catalogue_key(ENV, SERVICE).rsplit(f"/{ENV}/", 1)[0],
     "bluegreen/proxy/drain-timeout": naming.drain_timeout_key(),
     "bluegreen/proxy/bridge-listen": naming.bridge_listen_key(),
