@@ -307,8 +307,19 @@ def test_a_good_release_walks_its_steps_then_the_watchdog_flips_with_no_failed_r
     assert shares[0] < 50 and all(r[2] == "blue" for r in loop.results[-20:]), shares
     FIGURES["rollout [20, 60] x 10s: up to flipped (s)"] = round(time.monotonic() - start - 1.5, 1)
     FIGURES["rollout: blue answers per 100 requests"] = shares
+    FIGURES["rollout: the watchdogs' log of it"] = watchdog_lines("3.0.2")
     DEPLOYMENT[0].up()                     # the stack agrees: nothing flips, nothing is refused
     assert alias() == "blue"
+
+
+def watchdog_lines(version: str) -> list[str]:
+    """What the platform's watchdogs logged about `version` (the rollout's timeline)."""
+    lines = []
+    for number in (1, 2):
+        logs = subprocess.run(["docker", "logs", "-t", f"bluegreen-{STACK}-watchdog-{number}"],
+                              capture_output=True, text=True)
+        lines += [line for line in (logs.stdout + logs.stderr).splitlines() if f" {version}" in line]
+    return lines
 
 
 def catalogue_entry() -> dict:
