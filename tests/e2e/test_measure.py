@@ -319,7 +319,7 @@ def watchdog_lines(version: str) -> list[str]:
         logs = subprocess.run(["docker", "logs", "-t", f"bluegreen-{STACK}-watchdog-{number}"],
                               capture_output=True, text=True)
         lines += [line for line in (logs.stdout + logs.stderr).splitlines() if f" {version}" in line]
-    return lines
+    return sorted(lines)   # each starts with its time (docker logs -t)
 
 
 def catalogue_entry() -> dict:
