@@ -139,7 +139,10 @@ def test_the_deployer_keeps_the_trail_and_holds_locks_with_sessions():
     assert 'key_prefix "bluegreen/locks/" { policy = "write" }' in text
     assert 'session_prefix "" { policy = "write" }' in text
     assert lock_key("production", "vizconfig") == "bluegreen/locks/production/vizconfig"
-    assert "audit" not in rules.proxy_rules() and "locks/" not in rules.watchdog_rules()
+    # The proxy reads the trail (the catalogue shows the last events), never writes it.
+    proxy = rules.proxy_rules()
+    assert 'key_prefix "bluegreen/audit" { policy = "list" }' in proxy and '"write"' not in proxy
+    assert "locks/" not in rules.watchdog_rules()
 
 
 def test_a_lock_held_by_a_dead_process_of_this_machine_is_abandoned():
