@@ -189,3 +189,19 @@ def test_what_the_model_accepts_the_templates_render(name, route, address):
         assert re.fullmatch(template_pattern(template, "name").strip("^$"), name), (template, name)
     assert re.fullmatch(template_pattern("routes.conf.ctmpl", "routeName").strip("^$"), route)
     assert re.fullmatch(r"[0-9]{1,3}([.][0-9]{1,3}){3}", address)
+
+
+def test_the_catalogue_lists_each_service_only_its_own_history(consul, tmp_path):
+    """A service whose name starts with another's (tiny, tiny2) does not show the other's
+    releases: the history is read below `history_prefix`, trailing slash included."""
+    for service, version in (("tiny", "1.0.0"), ("tiny2", "9.9.9")):
+        put(consul, naming.catalogue_key("cat", service), json.dumps({"description": service}))
+        put(consul, naming.history_prefix("cat", service) + version, json.dumps({"version": version}))
+    out = tmp_path / "catalogue.json"
+    subprocess.run([binary("consul-template"), "-once", "-consul-addr", consul, "-log-level", "err",
+                    "-template", f"{os.path.join(PROXY, 'catalogue.json.ctmpl')}:{out}"],
+                   timeout=60, check=True, capture_output=True, text=True)
+    services = {entry["entry"]["description"]: entry for entry in json.loads(out.read_text())["services"]
+                if entry["entry"].get("description") in ("tiny", "tiny2")}
+    assert [r["version"] for r in services["tiny"]["history"]] == ["1.0.0"]
+    assert [r["version"] for r in services["tiny2"]["history"]] == ["9.9.9"]
