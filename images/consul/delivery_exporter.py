@@ -26,30 +26,15 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-from naming import delivery_key, delivery_prefix, history_root, read_token_file
+from consul_http import CONSUL, consul
+from naming import delivery_key, delivery_prefix, history_root
 from scoreboard import delivery_metrics, exposition
 
-CONSUL = os.environ.get("CONSUL_HTTP_ADDR", "http://127.0.0.1:8500").rstrip("/")
-TOKEN_FILE = os.environ.get("CONSUL_HTTP_TOKEN_FILE", "")
 LISTEN = os.environ.get("DELIVERY_METRICS_LISTEN", "")
 WAIT = "60s"          # a blocking query returns at the latest after this: the window slides
 EXPOSITION = {"text": exposition({})}   # what /metrics serves, replaced whole on each pass
 
 
-def consul(method: str, path: str, body: bytes | None = None, timeout: float = 10.0):
-    """(status, headers, parsed JSON or None); 404 is an answer (no such key), not a failure."""
-    request = urllib.request.Request(CONSUL + path, data=body, method=method)
-    token = read_token_file(TOKEN_FILE)
-    if token:
-        request.add_header("X-Consul-Token", token)
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            text = response.read()
-            return response.status, response.headers, json.loads(text) if text else None
-    except urllib.error.HTTPError as error:
-        if error.code == 404:
-            return 404, error.headers, None
-        raise
 
 
 def histories(body) -> dict[tuple[str, str], dict[str, dict]]:

@@ -22,12 +22,11 @@ import time
 import urllib.parse
 import urllib.request
 
-from naming import platform_instance, read_token_file, registration_payload
+from consul_http import CONSUL, consul
+from naming import platform_instance, registration_payload
 
-AGENT = os.environ.get("CONSUL_HTTP_ADDR", "http://127.0.0.1:8500").rstrip("/")
 ADVERTISE = os.environ.get("ADVERTISE_ADDRESS", "127.0.0.1")
 DOCKER_SOCKET = os.environ.get("DOCKER_SOCKET", "/var/run/docker.sock")
-TOKEN_FILE = os.environ.get("CONSUL_HTTP_TOKEN_FILE", "")
 
 
 class DockerConnection(http.client.HTTPConnection):
@@ -49,17 +48,9 @@ def docker_get(path: str):
 
 
 def agent(method: str, path: str, body=None):
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(AGENT + path, data=data, method=method,
-                                     headers={"X-Consul-Token": read_token_file(TOKEN_FILE)})
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            text = response.read()
-            return json.loads(text) if text else None
-    except urllib.error.HTTPError as error:
-        if error.code == 404:
-            return None
-        raise
+    """The agent's JSON answer (None: no such service, or no body)."""
+    _, _, answer = consul(method, path, None if body is None else json.dumps(body).encode())
+    return answer
 
 
 def published_port(container: dict) -> int | None:
@@ -122,7 +113,7 @@ def watch() -> None:
 
 
 def main() -> None:
-    print(f"registrator: watching {DOCKER_SOCKET}, agent {AGENT}", flush=True)
+    print(f"registrator: watching {DOCKER_SOCKET}, agent {CONSUL}", flush=True)
     while True:
         try:
             watch()

@@ -58,14 +58,13 @@ import election
 import hooks
 import rollout
 from analysis import FAIL, PASS, Bounds, Verdict, analyse, traffic_queries
+from consul_http import CONSUL, consul
 from naming import (
     PROXY_COLOUR_HEADER, alias_key, bake_outcome, bake_prefix, format_time, history_prefix, hooks_key,
-    parse_time, read_token_file, route_key, split_key, watchdog_lock_key, went_live_entry
+    parse_time, route_key, split_key, watchdog_lock_key, went_live_entry
 )
 
-CONSUL = os.environ.get("CONSUL_HTTP_ADDR", "http://127.0.0.1:8500").rstrip("/")
 PROXY = os.environ.get("PROXY_URL", "http://127.0.0.1:8080").rstrip("/")
-TOKEN_FILE = os.environ.get("CONSUL_HTTP_TOKEN_FILE", "")
 PROBE_RATE = float(os.environ.get("PROBE_RATE", "5"))      # requests/s per baking service
 WINDOW_S = float(os.environ.get("WINDOW_S", "10"))         # the sliding window of answers
 MIN_SAMPLES = 10            # fewer answers say nothing about a rate
@@ -126,22 +125,6 @@ def flip_is_current(record: dict, record_index: int, alias: str | None, alias_in
 
 
 # --- Consul and the proxy ---------------------------------------------------------------------
-
-def consul(method: str, path: str, body: bytes | None = None, timeout: float = 10.0):
-    """(status, headers, parsed JSON or None); 404 and 409 are answers, not failures."""
-    request = urllib.request.Request(CONSUL + path, data=body, method=method)
-    token = read_token_file(TOKEN_FILE)
-    if token:
-        request.add_header("X-Consul-Token", token)
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            text = response.read()
-            return response.status, response.headers, json.loads(text) if text else None
-    except urllib.error.HTTPError as error:
-        if error.code in (404, 409):
-            return error.code, error.headers, None
-        raise
-
 
 @dataclass(frozen=True)
 class Entry:

@@ -5,44 +5,25 @@ watchdog rolled back, and the wiring (the record after the alias; the watchdog o
 import base64
 import dataclasses
 import datetime
-import importlib.util
 import json
-import os
-import sys
 
 import pytest
 
 from components import naming
-from components.model import analysis, election, hooks, rollout
+from components.model import analysis, rollout
 from components.consul.records import ServiceRecords
 from components.model.bake import disagreement, flip_record, flips, rollout_start
 from components.model.config import ColourConfig, ServiceConfig, parse_stack_config
 from components.model.release import rollback_target
 from components.model.validation import ConfigError
 from unit_harness import CONSUL_KEY, ROOT, ProgramFailed, run_program
+from consul_image import load_script
 
 import test_wiring
 
 NOW = datetime.datetime(2026, 11, 26, 14, 0, 0, tzinfo=datetime.timezone.utc)
 
-
-def load_watchdog():
-    """images/consul/watchdog.py as the consul image runs it: beside naming.py, analysis.py,
-    rollout.py, election.py and hooks.py."""
-    sys.modules.setdefault("naming", naming)
-    sys.modules.setdefault("analysis", analysis)
-    sys.modules.setdefault("rollout", rollout)
-    sys.modules.setdefault("election", election)
-    sys.modules.setdefault("hooks", hooks)
-    spec = importlib.util.spec_from_file_location(
-        "bake_watchdog", os.path.join(ROOT, "images", "consul", "watchdog.py"))
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-watchdog = load_watchdog()
+watchdog = load_script("watchdog.py", "bake_watchdog")
 
 
 def settings(bake_s=60.0, rate=0.05, live="green"):

@@ -4,32 +4,16 @@ tree, and which keys it writes and deletes."""
 from __future__ import annotations
 
 import base64
-import importlib.util
 import json
-import os
-import sys
 
 import pytest
 
 from components import naming
-from components.model import scoreboard
+from consul_image import load_script
 
 pytestmark = pytest.mark.unit
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-
-def load_exporter():
-    """The script as the consul image runs it: beside naming.py and scoreboard.py."""
-    sys.modules.setdefault("naming", naming)
-    sys.modules.setdefault("scoreboard", scoreboard)
-    spec = importlib.util.spec_from_file_location(
-        "delivery_exporter", os.path.join(ROOT, "images", "consul", "delivery_exporter.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-exporter = load_exporter()
+exporter = load_script("delivery_exporter.py", "delivery_exporter")
 
 
 def item(key: str, value) -> dict:

@@ -2,31 +2,15 @@
 an image's own `bluegreen.*` labels (a Dockerfile LABEL) never move another instance's
 registration, whichever container runs the image (an isolation probe, a hand-run container)."""
 
-import importlib.util
-import os
-import sys
-
 from hypothesis import given, strategies as st
 
-from components import naming
 from components.naming import docker_name, instance_id, platform_instance
-from unit_harness import ROOT
+from consul_image import load_script
 
 VICTIM = instance_id("production", "vizconfig", "blue", "local", 0)
 REGISTERED_PORT, NEW_PORT = 30000, 40000
 
-
-def load_registrator():
-    """images/consul/registrator.py as the consul image runs it: beside naming.py."""
-    sys.modules.setdefault("naming", naming)
-    spec = importlib.util.spec_from_file_location(
-        "host_registrator", os.path.join(ROOT, "images", "consul", "registrator.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-registrator = load_registrator()
+registrator = load_script("registrator.py", "host_registrator")
 
 
 def container(name: str, labels: dict) -> dict:
