@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import http.client
-import json
 import math
 import os
 import re
@@ -34,7 +33,7 @@ import tempfile
 import time
 
 from e2e_harness import (REPO, Deployment, RequestLoop, platform_config, require_environment,
-                         time_bound)
+                         time_bound, write_report)
 
 from components.consul import api as consul_api
 from components.naming import alias_key, stable_path
@@ -236,10 +235,7 @@ def main() -> int:
         if args.baseline:
             subprocess.run(["docker", "rmi", "-f", BASELINE_IMAGE], capture_output=True)
     show(results)
-    os.makedirs(os.path.dirname(OUT), exist_ok=True)
-    with open(OUT, "w", encoding="utf-8") as handle:
-        json.dump(results, handle, indent=2)
-    print(f"figures: {os.path.relpath(OUT, REPO)}")
+    write_report(OUT, results)
     return 0
 
 

@@ -40,8 +40,8 @@ import time
 import urllib.parse
 import urllib.request
 
-from e2e_harness import (REPO, Deployment, _image, docker_json, platform_config, require_environment,
-                         time_bound, wait_until)
+from e2e_harness import (REPO, Deployment, _image, docker_json, platform_config,
+                         require_environment, time_bound, wait_until, write_report)
 
 from components.model.prometheus import scrape_config
 from components.naming import docker_name, stable_path
@@ -311,10 +311,7 @@ def main() -> int:
         if not args.keep:
             deployment.remove()
     show(result)
-    os.makedirs(os.path.dirname(OUT), exist_ok=True)
-    with open(OUT, "w", encoding="utf-8") as handle:
-        json.dump(result, handle, indent=2)
-    print(f"figures: {os.path.relpath(OUT, REPO)}")
+    write_report(OUT, result)
     return 0
 
 

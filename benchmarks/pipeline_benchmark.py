@@ -22,7 +22,7 @@ import tempfile
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-from e2e_harness import Deployment, platform_config, require_environment
+from e2e_harness import Deployment, platform_config, require_environment, write_report
 
 from delivery.build import build_stack_name, remove as remove_build_stack
 from delivery.steps import step_shares
@@ -121,10 +121,7 @@ def main() -> int:
             if mine:
                 subprocess.run(["docker", "rmi", "-f", *mine], capture_output=True)
         shutil.rmtree(workdir, ignore_errors=True)
-    os.makedirs(os.path.dirname(OUT), exist_ok=True)
-    with open(OUT, "w", encoding="utf-8") as handle:
-        json.dump(figures, handle, indent=2)
-    print(f"\nfigures: {os.path.relpath(OUT)}")
+    write_report(OUT, figures)
     return 0
 
 

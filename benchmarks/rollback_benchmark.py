@@ -26,7 +26,7 @@ import time
 
 import requests
 import yaml
-from e2e_harness import REPO, Deployment, platform_config, require_environment, wait_until
+from e2e_harness import REPO, Deployment, platform_config, require_environment, wait_until, write_report
 
 STACK = "bench-rb"
 PORTS = {"consul": 28760, "serf": 28761, "server": 28762, "registry": 28763, "proxy": 28764}
@@ -143,10 +143,7 @@ def main() -> int:
     finally:
         if not args.keep:
             deployment.remove()
-    os.makedirs(os.path.dirname(OUT), exist_ok=True)
-    with open(OUT, "w", encoding="utf-8") as handle:
-        json.dump(figures, handle, indent=2)
-    print(f"figures: {os.path.relpath(OUT)}")
+    write_report(OUT, figures)
     return 0
 
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import http.client
-import json
 import math
 import os
 import signal
@@ -32,7 +31,7 @@ import sys
 import time
 
 from e2e_harness import (REPO, Deployment, RequestLoop, platform_config, require_environment,
-                         time_bound)
+                         time_bound, write_report)
 
 from components.consul import api as consul_api
 from components.model.split import Split, split_value
@@ -162,10 +161,7 @@ def main() -> int:
         if not args.keep:
             deployment.remove()
     show(result)
-    os.makedirs(os.path.dirname(OUT), exist_ok=True)
-    with open(OUT, "w", encoding="utf-8") as handle:
-        json.dump(result, handle, indent=2)
-    print(f"figures: {os.path.relpath(OUT, REPO)}")
+    write_report(OUT, result)
     return 0
 
 

@@ -251,6 +251,14 @@ def write_figures(name: str, figures: dict) -> None:
         json.dump(figures, handle, indent=2)
 
 
+def write_report(path: str, figures: dict) -> None:
+    """A benchmark's figures as JSON at `path` (under reports/), and where they are."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as handle:
+        json.dump(figures, handle, indent=2)
+    print(f"figures: {os.path.relpath(path, REPO)}")
+
+
 @contextlib.contextmanager
 def deployed(name: str, config: dict, figures: dict | None = None, figures_name: str = "",
              secrets: dict | None = None):
