@@ -251,6 +251,15 @@ def write_figures(name: str, figures: dict) -> None:
         json.dump(figures, handle, indent=2)
 
 
+def allow_registry(stack: str, registry: str) -> None:
+    """The stack's own policy config (stacks/policy.<stack>.json, which ./bg and the delivery
+    commands hand to the policy pack) listing `registry` (host:port) for the image rules: what a
+    site whose platform registry is not on a loopback address writes, as the lab's stacks do."""
+    rules = ("service-image-pinned", "dependency-image-registry")
+    with open(os.path.join(REPO, "stacks", f"policy.{stack}.json"), "w", encoding="utf-8") as handle:
+        json.dump({rule: {"registries": [registry]} for rule in rules}, handle, indent=2)
+
+
 def write_report(path: str, figures: dict) -> None:
     """A benchmark's figures as JSON at `path` (under reports/), and where they are."""
     os.makedirs(os.path.dirname(path), exist_ok=True)

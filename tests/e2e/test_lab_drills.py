@@ -23,7 +23,7 @@ import pytest
 import requests
 
 from components.naming import docker_name, instance_id
-from e2e_harness import (LOG_DIR, REPO, Deployment, RequestLoop, get_json,
+from e2e_harness import (LOG_DIR, REPO, Deployment, RequestLoop, allow_registry, get_json,
                          host_docker, lab, lab_hosts, lab_platform_config, require_environment,
                          state_locks, wait_until)
 
@@ -117,6 +117,7 @@ def drill():
     try:
         platform.up()
         the_lab.consul.headers["X-Consul-Token"] = platform.management_token()
+        allow_registry(STACK, f"{the_lab.hosts[the_lab.proxy_host]['address']}:{PORTS['registry']}")
         environment = Deployment(STACK, {
             "bluegreen:environment": ENV,
             "bluegreen:platformStack": f"organization/bluegreen/{PLATFORM}",
