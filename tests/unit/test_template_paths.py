@@ -22,7 +22,7 @@ EXPECTED = {
     "bluegreen/aliases/%s/%s": naming.alias_key(ENV, SERVICE),
     "bluegreen/routes/%s/%s": naming.route_key(ENV, SERVICE),
     "bluegreen/bake/%s/%s": naming.bake_key(ENV, SERVICE),
-    "bluegreen/history/%s/%s": naming.history_prefix(ENV, SERVICE).rstrip("/"),
+    "bluegreen/history/%s/%s/": naming.history_prefix(ENV, SERVICE),
     "bluegreen/audit/%s/%s/": naming.audit_prefix(ENV, SERVICE),
     "bluegreen/catalogue": naming.catalogue_key(ENV, SERVICE).rsplit(f"/{ENV}/", 1)[0],
     "bluegreen/proxy/drain-timeout": naming.drain_timeout_key(),
