@@ -12,8 +12,8 @@ import pulumi
 import pulumi_docker as docker
 
 from components.model.config import Host
-from components.naming import PLATFORM_TOKEN_FILE, docker_name
-from components.platform.docker_host import labels, local_image, secret_upload
+from components.naming import docker_name
+from components.platform.docker_host import consul_image_script
 
 
 @dataclass(frozen=True)
@@ -46,20 +46,11 @@ class DeliveryExporter(pulumi.ComponentResource):
     def __init__(self, name: str, args: DeliveryExporterArgs,
                  opts: pulumi.ResourceOptions | None = None):
         super().__init__("bluegreen:platform:DeliveryExporter", name, None, opts)
-        self.container = docker.Container(
-            f"{name}-container",
-            name=docker_name(args.stack, "delivery-exporter"),
-            image=local_image(args.image, args.provider, self),
-            entrypoints=["python3", "-u", "/usr/local/lib/bluegreen/delivery_exporter.py"],
-            network_mode="host",   # the agent listens on the host's loopback
-            envs=[f"CONSUL_HTTP_ADDR={args.host.consul}", f"CONSUL_HTTP_TOKEN_FILE={PLATFORM_TOKEN_FILE}",
-                  *([f"DELIVERY_METRICS_LISTEN={args.listen}"] if args.listen else [])],
-            uploads=[secret_upload(PLATFORM_TOKEN_FILE, args.consul_token)],
-            restart="unless-stopped",
-            memory=64,
-            memory_swap=64,  # no swap; also what Docker reports back
-            labels=labels(stack=args.stack, role="delivery-exporter", host=args.host.name),
-            opts=pulumi.ResourceOptions(parent=self, provider=args.provider,
-                                        depends_on=list(args.depends_on), delete_before_replace=True))
+        self.container = consul_image_script(
+            f"{name}-container", self, container_name=docker_name(args.stack, "delivery-exporter"),
+            image=args.image, script="delivery_exporter.py", host=args.host,
+            consul_token=args.consul_token, stack=args.stack, role="delivery-exporter",
+            provider=args.provider, depends_on=args.depends_on,
+            envs=[f"DELIVERY_METRICS_LISTEN={args.listen}"] if args.listen else [])
         self.address = self.container.id.apply(lambda _: args.listen) if args.listen else None
         self.register_outputs({"address": self.address})

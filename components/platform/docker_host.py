@@ -8,6 +8,7 @@ import pulumi
 import pulumi_docker as docker
 
 from components.model.config import Host
+from components.naming import PLATFORM_TOKEN_FILE
 
 
 def host_providers(stack: str, hosts: dict[str, Host], registry: pulumi.Input[str],
@@ -77,3 +78,26 @@ def local_image(reference: str, provider: docker.Provider, parent: pulumi.Resour
     run: when the bootstrap rebuilds an image under the same tag, its containers are replaced."""
     return docker.get_remote_image_output(
         name=reference, opts=pulumi.InvokeOptions(parent=parent, provider=provider)).id
+
+
+def consul_image_script(name: str, parent: pulumi.Resource, *, container_name: str, image: str,
+                        script: str, host: Host, envs: list, consul_token: pulumi.Input[str],
+                        stack: str, role: str, provider: docker.Provider,
+                        depends_on: tuple[pulumi.Resource, ...] = ()) -> docker.Container:
+    """A platform script of the Consul image (images/consul/`script`) in a container on `host`'s
+    network, beside its agent: the agent's address and its token file in the environment (with
+    `envs`), restarted by Docker, 64 MB and no swap."""
+    return docker.Container(
+        name,
+        name=container_name,
+        image=local_image(image, provider, parent),
+        entrypoints=["python3", "-u", f"/usr/local/lib/bluegreen/{script}"],
+        network_mode="host",   # the agent (and the proxy, Prometheus) listen on the host's loopback
+        envs=[f"CONSUL_HTTP_ADDR={host.consul}", f"CONSUL_HTTP_TOKEN_FILE={PLATFORM_TOKEN_FILE}", *envs],
+        uploads=[secret_upload(PLATFORM_TOKEN_FILE, consul_token)],
+        restart="unless-stopped",
+        memory=64,
+        memory_swap=64,  # no swap; also what Docker reports back
+        labels=labels(stack=stack, role=role, host=host.name),
+        opts=pulumi.ResourceOptions(parent=parent, provider=provider, depends_on=list(depends_on),
+                                    delete_before_replace=True))

@@ -12,8 +12,8 @@ import pulumi_docker as docker
 
 from components.model.config import Host
 from components.model.election import WATCHDOGS
-from components.naming import PLATFORM_TOKEN_FILE, docker_name
-from components.platform.docker_host import labels, local_image, secret_upload
+from components.naming import docker_name
+from components.platform.docker_host import consul_image_script
 
 
 @dataclass(frozen=True)
@@ -47,26 +47,13 @@ class Watchdog(pulumi.ComponentResource):
     def __init__(self, name: str, args: WatchdogArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("bluegreen:platform:Watchdog", name, None, opts)
         ident = docker_name(args.stack, "watchdog", str(args.number))
-        self.container = docker.Container(
-            f"{name}-container",
-            name=ident,
-            image=local_image(args.image, args.provider, self),
-            entrypoints=["python3", "-u", "/usr/local/lib/bluegreen/watchdog.py"],
-            # The agent and the proxy listen on the host's loopback.
-            network_mode="host",
-            envs=[f"CONSUL_HTTP_ADDR={args.host.consul}",
-                  pulumi.Output.concat("PROXY_URL=", args.proxy_url),
-                  f"PROBE_RATE={args.probe_rate:g}", f"CONSUL_HTTP_TOKEN_FILE={PLATFORM_TOKEN_FILE}",
+        self.container = consul_image_script(
+            f"{name}-container", self, container_name=ident, image=args.image, script="watchdog.py",
+            host=args.host, consul_token=args.consul_token, stack=args.stack, role="watchdog",
+            provider=args.provider, depends_on=args.depends_on,
+            envs=[pulumi.Output.concat("PROXY_URL=", args.proxy_url), f"PROBE_RATE={args.probe_rate:g}",
                   f"WATCHDOG_ID={ident}", f"WATCHDOG_HOST={args.host.name}",
                   *([pulumi.Output.concat("PROMETHEUS_URL=", args.prometheus_url)]
-                    if args.prometheus_url is not None else [])],
-            uploads=[secret_upload(PLATFORM_TOKEN_FILE, args.consul_token)],
-            restart="unless-stopped",
-            memory=64,
-            memory_swap=64,  # no swap; also what Docker reports back
-            labels=labels(stack=args.stack, role="watchdog", host=args.host.name),
-            opts=pulumi.ResourceOptions(parent=self, provider=args.provider,
-                                        depends_on=list(args.depends_on), delete_before_replace=True),
-        )
+                    if args.prometheus_url is not None else [])])
         self.container_name = self.container.name
         self.register_outputs({"container_name": self.container_name})
