@@ -54,7 +54,7 @@ def analyse(by_status: Mapping[str, Any], p99: Mapping[str, Any], bounds: Bounds
         return Verdict(TOO_LITTLE, total, _rate(counts, total), None,
                        f"{total:g} requests in {bounds.window_s}s, fewer than the "
                        f"{bounds.min_requests} a verdict needs")
-    rate = _rate(counts, total)
+    rate = _success_rate(counts, total)
     latencies = [value for _, value in _vector(p99) if not math.isnan(value)]
     p99_s = latencies[0] if latencies else None
     breaches = []
@@ -69,7 +69,12 @@ def analyse(by_status: Mapping[str, Any], p99: Mapping[str, Any], bounds: Bounds
 
 
 def _rate(counts: Mapping[str, float], total: float) -> float | None:
-    return None if not total else 1 - counts.get("5xx", 0.0) / total
+    return None if not total else _success_rate(counts, total)
+
+
+def _success_rate(counts: Mapping[str, float], total: float) -> float:
+    """The share of answers that were not 5xx (`total` > 0)."""
+    return 1 - counts.get("5xx", 0.0) / total
 
 
 def _vector(body: Mapping[str, Any]) -> list[tuple[dict, float]]:

@@ -37,11 +37,14 @@ def rollout_start(settings: ServiceConfig, previous: str, previous_version: str 
                   now: datetime.datetime) -> str:
     """The record a flip through a rollout writes (JSON): the bake record of the flip to
     `settings.live`, not flipped yet (model.rollout.rolling_record)."""
+    rollout = settings.rollout
+    if rollout is None:
+        raise ValueError(f"service {settings.name} has no rollout: only a flip through one starts it")
     record = bake_record(
         colour=settings.live, previous=previous, version=settings.colours[settings.live].version,
-        previous_version=previous_version, since=now, bake_s=settings.bake_s or settings.rollout.step_s,
+        previous_version=previous_version, since=now, bake_s=settings.bake_s or rollout.step_s,
         max_error_rate=settings.bake_max_error_rate, traffic=traffic_bounds(settings))
-    return json.dumps(rolling_record(record, settings.rollout, settings.bake_s), sort_keys=True)
+    return json.dumps(rolling_record(record, rollout, settings.bake_s), sort_keys=True)
 
 
 def traffic_bounds(settings: ServiceConfig) -> dict:

@@ -146,7 +146,7 @@ def approval_record(waiting: dict, actor: str, at: str) -> dict:
 
 def approves(record: dict | None, payload: dict) -> bool:
     """Whether `record` approves this flip (the same move of the same version)."""
-    return bool(record) and record.get("status") == APPROVED and all(
+    return record is not None and record.get("status") == APPROVED and all(
         record.get(key) == payload.get(key) for key in ("service", "environment", "from", "to", "version"))
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import yaml
 
 METRICS_PATH = "/metrics"        # where mtail serves the proxy's metrics, and the exporter its
@@ -9,7 +11,7 @@ PROXY_JOB = "proxy"
 DELIVERY_JOB = "delivery"        # the delivery metrics exporter (model.scoreboard)
 
 
-def scrape_config(targets: list[str], interval_s: float, delivery: list[str] = ()) -> str:
+def scrape_config(targets: list[str], interval_s: float, delivery: Sequence[str] = ()) -> str:
     """prometheus.yml scraping every proxy's metrics (`host:port` each) every `interval_s`, and
     the delivery metrics exporter's (`delivery`) when there is one."""
     if not targets:

@@ -12,6 +12,7 @@ import datetime
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from components.model.config import ServiceConfig
 from components.model.manifest import Manifest
@@ -174,7 +175,7 @@ def slot_record(version: str, reference: str, shape: str, replaced_live: str | N
     """The value of naming.slot_key: which release a colour runs, with which configuration, and
     the shape of its containers; `replacedLive` says why an update replaced the containers that
     were serving traffic, and `acknowledgedBy` the acknowledgement that allowed it."""
-    record = {"version": version, "reference": reference, "shape": shape}
+    record: dict[str, Any] = {"version": version, "reference": reference, "shape": shape}
     if release and release != version:
         record["release"] = release
     if config is not None:

@@ -41,7 +41,7 @@ def rolling_record(bake: dict, rollout: Rollout, bake_s: float) -> dict:
 
 def is_rolling_to(record: dict | None, colour: str, version: str) -> bool:
     """Whether `record` is a rollout of `version` to `colour` still under way."""
-    return bool(record) and record.get("status") == "rolling" and \
+    return record is not None and record.get("status") == "rolling" and \
         record.get("colour") == colour and record.get("version") == version
 
 

@@ -21,7 +21,8 @@ from typing import Mapping
 try:
     from components.naming import parse_time
 except ImportError:   # in the watchdog's image, naming.py sits beside this file
-    from naming import parse_time
+    # Found only in the image's layout (mypy checks that too: tests/unit/test_static_checks.py).
+    from naming import parse_time  # type: ignore[import-not-found, no-redef]
 
 WINDOW_DAYS = 7
 FIELDS = ("deploymentsPerDay", "leadTimeSeconds", "changeFailureRate", "timeToRestoreSeconds")
@@ -59,7 +60,8 @@ def first_live(entry: Mapping) -> datetime.datetime | None:
 def deployments(history: Mapping[str, Mapping]) -> list[Deployment]:
     """Every release that went live, oldest first, with when it was rolled back (if it was)."""
     history = {release: e for release, e in history.items() if isinstance(e, Mapping)}
-    went = sorted((first_live(e), release) for release, e in history.items() if first_live(e))
+    firsts = {release: first_live(e) for release, e in history.items()}
+    went = sorted((live_at, release) for release, live_at in firsts.items() if live_at)
     result = []
     for position, (live_at, release) in enumerate(went):
         until = went[position + 1][0] if position + 1 < len(went) else None
@@ -95,7 +97,7 @@ def delivery_metrics(history: Mapping[str, Mapping], now: datetime.datetime,
         "deploymentsPerDay": round(len(recent) / window_days, 3),
         "leadTimeSeconds": _median(leads),
         "changeFailureRate": round(len(failed) / len(recent), 3) if recent else None,
-        "timeToRestoreSeconds": _median([d.restore_s for d in failed]),
+        "timeToRestoreSeconds": _median([d.restore_s for d in failed if d.restore_s is not None]),
         "deployments": len(recent), "failures": len(failed), "windowDays": window_days,
     }
 
