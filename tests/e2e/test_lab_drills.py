@@ -344,6 +344,17 @@ def container_identity_on(the_lab: Lab, host: str, colour: str) -> str:
     return host_docker(the_lab.hosts[host], "inspect", "-f", "{{.Id}} {{.State.StartedAt}}", name)
 
 
+def kill_everything_below(leader: int) -> None:
+    """SIGKILL to the session `leader` leads and to every process below it, at once."""
+    below = descendants(leader)
+    os.killpg(leader, signal.SIGKILL)
+    for pid in below:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
 def descendants(pid: int) -> list[int]:
     """Processes below `pid` (from /proc), children first found first."""
     parents = {}
@@ -370,33 +381,32 @@ def test_drill_c_kill_9_of_pulumi_up_during_the_flip(drill):
     command = [os.path.join(REPO, "bg"), "pulumi", "up", "--yes", "--skip-preview", "--stack", STACK]
     log = open(os.path.join(LOG_DIR, f"{STACK}-killed.log"), "a")
     with loop() as client:
+        # Its own session: the kill takes `./bg`, the lock holder, the Pulumi CLI and its plugins
+        # in one go, as a dead machine would (killing `./bg` alone left the engine running on).
         process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                   text=True)
+                                   text=True, start_new_session=True)
         started = time.monotonic()
         killed_at = None
-        for line in process.stdout:
-            log.write(line)
-            # The flip: green's gate now blocks (the new containers exist and registered).
-            if "green-gate" in line and ("updating" in line or "creating" in line):
-                children = descendants(process.pid)
-                os.kill(process.pid, signal.SIGKILL)
-                killed_at = time.monotonic()
-                break
-            assert time.monotonic() - started < 300, "the flip never started"
-        process.wait(10)
-        assert killed_at is not None, "pulumi up ended before the flip"
-        # The engine's plugins outlive it as orphans; a dead machine would take them along.
-        time.sleep(1)
-        for pid in children:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        assert state_locks(STACK), "the killed update left no lock (the drill did not hit the update)"
-        assert served()[1] == "blue", "traffic moved before the flip"
-        rerun = time.monotonic()
-        result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
-        converged = time.monotonic()
+        try:
+            for line in process.stdout:
+                log.write(line)
+                # The flip: green's gate now blocks (the new containers exist and registered).
+                if "green-gate" in line and ("updating" in line or "creating" in line):
+                    kill_everything_below(process.pid)
+                    killed_at = time.monotonic()
+                    break
+                assert time.monotonic() - started < 300, "the flip never started"
+            process.wait(10)
+            assert killed_at is not None, "pulumi up ended before the flip"
+            assert state_locks(STACK), "the killed update left no lock (the drill did not hit the update)"
+            assert served()[1] == "blue", "traffic moved before the flip"
+            rerun = time.monotonic()
+            result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
+            converged = time.monotonic()
+        finally:
+            # A failed drill must not leave the killed update's lock to the drills after it.
+            subprocess.run([os.path.join(REPO, ".venv", "bin", "python"), "-m", "delivery.recovery",
+                            "--stack", STACK], cwd=REPO, capture_output=True)
         log.write(result.stdout + result.stderr)
         assert result.returncode == 0, result.stderr[-3000:] + result.stdout[-3000:]
         assert served() == ("4.0.0", "green")
