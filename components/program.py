@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import pulumi
 
+from components.model.config import PlatformConfig
 from components.model.release import timestamp
 from components.naming import offline_colour, proxy_host, proxy_port, service_component_name
 from components.platform.credentials import PlatformCredentials, PlatformCredentialsArgs
@@ -56,7 +57,8 @@ def run(root: str) -> None:
     # A service stack names its providers and labels its containers as its environment stack
     # does: a service moved between the two (`pulumi state move`) then keeps every URN and input.
     owner = stack.environment_stack or stack.stack
-    wiring = own_platform(inputs) if stack.platform is not None else referenced_platform(inputs, owner)
+    wiring = own_platform(inputs, stack.platform) if stack.platform is not None \
+        else referenced_platform(inputs, owner)
     # Hosts without a platform-managed agent use the address configured for them.
     for name, host in stack.hosts.items():
         wiring.agents.setdefault(name, host.consul)
@@ -68,17 +70,17 @@ def run(root: str) -> None:
     pulumi.export("services", summary)
 
 
-def own_platform(inputs: StackInputs) -> Wiring:
-    """The platform this stack owns: registered here, its outputs exported."""
+def own_platform(inputs: StackInputs, settings: PlatformConfig) -> Wiring:
+    """The platform this stack owns (`settings`): registered here, its outputs exported."""
     stack = inputs.stack
-    home = stack.hosts[stack.platform.host]
+    home = stack.hosts[settings.host]
     owned = PlatformCredentials(f"{stack.stack}-credentials",
                                 PlatformCredentialsArgs(supplied=inputs.platform_secrets))
     providers = host_providers(stack.stack, stack.hosts,
-                               f"{home.address}:{stack.platform.registry_port}",
+                               f"{home.address}:{settings.registry_port}",
                                owned.registry_username, owned.registry_password)
     platform = Platform(f"{stack.stack}-platform", PlatformArgs(
-        stack=stack.stack, settings=stack.platform, hosts=stack.hosts, providers=providers,
+        stack=stack.stack, settings=settings, hosts=stack.hosts, providers=providers,
         credentials=owned))
     pulumi.export("consul", platform.consul)
     if platform.prometheus is not None:
@@ -89,19 +91,22 @@ def own_platform(inputs: StackInputs) -> Wiring:
     # Environment stacks (and the pipeline) read these through a StackReference.
     pulumi.export("credentials", platform.credentials)
     return Wiring(providers, platform.registry, platform.proxy, dict(platform.agents),
-                  stack.platform.proxy_port, stack.platform.proxy_address, platform.credentials)
+                  settings.proxy_port, settings.proxy_address, platform.credentials)
 
 
 def referenced_platform(inputs: StackInputs, owner: str) -> Wiring:
     """The platform of the stack this one references, read through its outputs."""
-    stack, reference = inputs.stack, inputs.reference
+    stack, reference, platform_stack = inputs.stack, inputs.reference, inputs.stack.platform_stack
+    if reference is None or platform_stack is None:
+        raise pulumi.RunError(f"{stack.source}: bluegreen.platform: set either platform (this stack "
+                              "owns the platform) or platformStack (the stack that owns it)")
     registry = reference.require_output("registry")
     proxy = reference.require_output("proxy")
-    credentials = pulumi.Output.secret(reference.get_output("credentials"))
+    credentials: pulumi.Output[dict] = pulumi.Output.secret(reference.get_output("credentials"))
     providers = host_providers(
         owner, stack.hosts, registry,
-        from_credentials(credentials, "registryUsername", stack.platform_stack),
-        from_credentials(credentials, "registryPassword", stack.platform_stack))
+        from_credentials(credentials, "registryUsername", platform_stack),
+        from_credentials(credentials, "registryPassword", platform_stack))
     return Wiring(providers, registry, proxy, {}, proxy.apply(proxy_port), proxy.apply(proxy_host),
                   credentials)
 

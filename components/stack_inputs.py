@@ -65,7 +65,7 @@ def read_inputs(root: str) -> StackInputs:
         check_manifests(stack, manifests)
         network_hosts = plan_networks(stack, manifests) if stack.services else {}
         reference = platform_reference(stack) if stack.services or stack.platform_stack else None
-        token = last_deployer_token(reference) if stack.services else ""
+        token = last_deployer_token(reference) if reference is not None and stack.services else ""
         records = {s.name: read_records(stack, s, token) for s in stack.services}
         checkouts = {name: context_digest(m.build.context, exclude_files=(m.path,))
                      for name, m in manifests.items()}

@@ -61,7 +61,7 @@ def container_url(url: str, host: Host, source: str) -> str:
     """The stable URI `url` (as the deploying machine reaches the proxy) as a container on `host`
     reaches it: over the host's bridge when the proxy runs there or names no host (127.0.0.1)."""
     parsed = urlparse(url)
-    address = caller_proxy_address(host.address, host.bridge_address, parsed.hostname or "")
+    address = caller_proxy_address(host.address, host.bridge_address or "", parsed.hostname or "")
     if not address:
         raise StepFailed(f"{source}: bluegreen.hosts.{host.name}.bridgeAddress: is not set, so the "
                          f"acceptance container on {host.name} cannot reach the proxy at {url}; set "

@@ -109,8 +109,9 @@ def asked(props: Mapping[str, Any]) -> dict | None:
     current = consul_api.kv_get(props["address"], props["key"], props["token"])
     if current is None or current.strip() == props["value"]:
         return None
-    payload = flip_payload(event=FLIP, before=current.strip(), after=props["value"],
-                           **{k: (props.get("flip") or {}).get(k) for k in FLIP_FIELDS})
+    flip: Mapping[str, Any] = props.get("flip") or {}
+    fields: dict[str, Any] = {k: flip.get(k) for k in FLIP_FIELDS}   # as the program wrote them
+    payload = flip_payload(event=FLIP, before=current.strip(), after=props["value"], **fields)
     try:
         hooks.before_flip(Hooks.from_record(props["hooks"]), payload, props["address"],
                           props["token"], _quiet)

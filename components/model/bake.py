@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime
 import json
+from typing import TypeGuard
 
 from components.model.config import ServiceConfig
 from components.model.release import suggest_next
@@ -14,7 +15,7 @@ from components.model.validation import ConfigError
 from components.naming import COLOURS, bake_key, bake_outcome, bake_record
 
 
-def flips(live_before: str | None, live: str) -> bool:
+def flips(live_before: str | None, live: str) -> TypeGuard[str]:
     """Whether an update moves the alias from one colour to the other (a first deployment has no
     colour to go back to, so it is not a flip)."""
     return live_before in COLOURS and live_before != live
@@ -26,6 +27,12 @@ def flip_record(settings: ServiceConfig, colour: str, previous: str, previous_ve
     None when the service has no bake time. Shared by `pulumi up` and the flips outside it."""
     if not settings.bake_s:
         return None
+    return bake_start(settings, colour, previous, previous_version, now)
+
+
+def bake_start(settings: ServiceConfig, colour: str, previous: str, previous_version: str | None,
+               now: datetime.datetime) -> str:
+    """The bake record (JSON) of a flip to `colour` of a service with a bake time."""
     return json.dumps(bake_record(
         colour=colour, previous=previous, version=settings.colours[colour].version,
         previous_version=previous_version, since=now, bake_s=settings.bake_s,

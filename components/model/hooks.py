@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
+from typing import TypeGuard
 from urllib.parse import urlparse
 
 AUTO, MANUAL = "auto", "manual"
@@ -144,7 +145,7 @@ def approval_record(waiting: dict, actor: str, at: str) -> dict:
     return {**waiting, "status": APPROVED, "approvedBy": actor, "approvedAt": at}
 
 
-def approves(record: dict | None, payload: dict) -> bool:
+def approves(record: dict | None, payload: dict) -> TypeGuard[dict]:
     """Whether `record` approves this flip (the same move of the same version)."""
     return record is not None and record.get("status") == APPROVED and all(
         record.get(key) == payload.get(key) for key in ("service", "environment", "from", "to", "version"))

@@ -11,6 +11,7 @@ environment, so `docker inspect` does not show them."""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import urlparse
 
@@ -21,7 +22,7 @@ from components.consul import rules
 from components.consul.acl_token import AclToken
 from components.model.config import Host
 from components.naming import PLATFORM_TOKEN_FILE, acl_token_name, docker_name
-from components.platform.docker_host import http_healthcheck, labels, local_image, secret_upload
+from components.platform.docker_host import http_healthcheck, labels, local_image, once_up, secret_upload
 from components.platform.generated_secret import GeneratedSecret
 
 SECRETS_FILE = "/consul/config/secrets.json"
@@ -132,7 +133,7 @@ class ConsulCluster(pulumi.ComponentResource):
         # Tokens are made through a server once all are up; new server containers (`revision`)
         # re-assert them, in case they started on empty data.
         last = args.servers[-1]
-        self.acl_address = self.containers[last.name].id.apply(lambda _, url=last.consul: url)
+        self.acl_address = once_up(self.containers[last.name], last.consul)
         self.acl_revision = pulumi.Output.all(
             *(self.containers[s.name].id for s in args.servers)).apply(",".join)
         for server in args.servers:
@@ -161,7 +162,7 @@ class ConsulCluster(pulumi.ComponentResource):
         self.register_outputs({"agents": self.agents})
 
     def _agent(self, name: str, args: ConsulClusterArgs, host: Host, secret_id: pulumi.Input[str],
-               after: list[pulumi.Resource]) -> None:
+               after: Sequence[pulumi.Resource]) -> None:
         provider = args.providers[host.name]
         role = "server" if host in args.servers else "client"
         management = pulumi.Output.secret(args.management_token) if role == "server" else None

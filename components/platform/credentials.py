@@ -51,9 +51,10 @@ class PlatformCredentials(pulumi.ComponentResource):
         self.registry_username = pulumi.Output.secret(supplied.registry_username or DEFAULT_REGISTRY_USER)
         # The site's registry certificate (certificate, key, CA), if it supplied one; else the
         # platform makes its own where the registry needs TLS (see Platform).
-        self.registry_tls = None if supplied.registry_certificate is None else (
-            supplied.registry_certificate, pulumi.Output.secret(supplied.registry_key),
-            supplied.registry_ca)
+        certificate, key, ca = supplied.registry_certificate, supplied.registry_key, supplied.registry_ca
+        self.registry_tls: tuple[str, pulumi.Output[str], str] | None = None
+        if certificate is not None and key is not None and ca is not None:   # all or none are set
+            self.registry_tls = (certificate, pulumi.Output.secret(key), ca)
         self.register_outputs({"consul_management_token": self.consul_management_token,
                                "gossip_key": self.gossip_key,
                                "registry_username": self.registry_username,

@@ -52,5 +52,6 @@ class DeliveryExporter(pulumi.ComponentResource):
             consul_token=args.consul_token, stack=args.stack, role="delivery-exporter",
             provider=args.provider, depends_on=args.depends_on,
             envs=[f"DELIVERY_METRICS_LISTEN={args.listen}"] if args.listen else [])
-        self.address = self.container.id.apply(lambda _: args.listen) if args.listen else None
+        listen = args.listen
+        self.address = self.container.id.apply(lambda _: listen) if listen else None
         self.register_outputs({"address": self.address})

@@ -73,6 +73,11 @@ def secret_upload(path: str, content: pulumi.Input[str]) -> docker.ContainerUplo
                                       permissions="0600")
 
 
+def once_up(container: docker.Container, value: str) -> pulumi.Output[str]:
+    """`value`, resolved once `container` exists: who reads it waits for the container."""
+    return container.id.apply(lambda _: value)
+
+
 def local_image(reference: str, provider: docker.Provider, parent: pulumi.Resource) -> pulumi.Output[str]:
     """The ID of a platform image already on the host (built by the bootstrap), read on every
     run: when the bootstrap rebuilds an image under the same tag, its containers are replaced."""

@@ -20,7 +20,7 @@ from components.platform.credentials import PlatformCredentials
 from components.platform.delivery_exporter import DeliveryExporter, DeliveryExporterArgs
 from components.platform.metrics import Metrics, MetricsArgs
 from components.platform.proxy import Proxy, ProxyArgs
-from components.platform.docker_host import needs_tls
+from components.platform.docker_host import needs_tls, once_up
 from components.platform.registry import Registry, RegistryArgs, RegistryTls
 from components.platform.registry_certificate import RegistryCertificate
 from components.platform.registry_trust import RegistryTrust, RegistryTrustArgs
@@ -86,7 +86,7 @@ class Platform(pulumi.ComponentResource):
             depends_on=(self.cluster,), number=number), opts=child)
             for number in range(1, WATCHDOGS + 1)]
         # Each URL resolves once its agent's container is healthy: users of it wait for that.
-        self.agents = {host: container.id.apply(lambda _, url=args.hosts[host].consul: url)
+        self.agents = {host: once_up(container, args.hosts[host].consul)
                        for host, container in self.cluster.containers.items()}
         self.consul = self.agents[home.name]
         # Resolves once every platform host trusts it: environment stacks pull right after.
@@ -105,18 +105,22 @@ class Platform(pulumi.ComponentResource):
                       child: pulumi.ResourceOptions) -> tuple[RegistryTls | None, list]:
         """When other hosts pull from the registry: its certificate (the site's or one made
         here) and each platform host's engine trusting its CA; (tls, what to wait for)."""
-        self.registry_ca = None
+        self.registry_ca: pulumi.Input[str] | None = None
         home, secrets = args.hosts[args.settings.host], args.credentials
         if not needs_tls(home.address):
             return None, []
+        certificate: pulumi.Input[str]
+        key: pulumi.Input[str]
+        ca: pulumi.Input[str]
         if secrets.registry_tls is not None:
-            certificate, key, self.registry_ca = secrets.registry_tls
+            certificate, key, ca = secrets.registry_tls
         else:
             made = RegistryCertificate(f"{name}-registry-certificate", addresses=[home.address],
                                        opts=child)
-            certificate, key, self.registry_ca = made.certificate, made.key, made.ca
+            certificate, key, ca = made.certificate, made.key, made.ca
+        self.registry_ca = ca
         self.trust = RegistryTrust(f"{name}-registry-trust", RegistryTrustArgs(
-            stack=args.stack, registry=registry, ca=self.registry_ca, images=self.cluster.images,
+            stack=args.stack, registry=registry, ca=ca, images=self.cluster.images,
             providers=args.providers), opts=child)
         return RegistryTls(certificate, key), [c.id for c in self.trust.containers.values()]
 
@@ -150,9 +154,12 @@ class Platform(pulumi.ComponentResource):
     def _metrics(self, name: str, args: PlatformArgs,
                  child: pulumi.ResourceOptions) -> pulumi.Output[str] | None:
         """Prometheus's URL, when the stack runs one; it scrapes the proxy on the platform host."""
-        settings = args.settings.prometheus
+        settings, proxy_metrics = args.settings.prometheus, self.proxy_component.metrics
         if settings is None:
             return None
+        if proxy_metrics is None:
+            raise ValueError("prometheus scrapes the proxy's metrics: set bluegreen:platform's "
+                             "proxy.metricsPort (parse_stack_config refuses a stack without it)")
         home = args.hosts[args.settings.host]
         self.delivery = DeliveryExporter(f"{name}-delivery", DeliveryExporterArgs(
             stack=args.stack, image=args.settings.consul.image, host=home,
@@ -160,7 +167,7 @@ class Platform(pulumi.ComponentResource):
             port=settings.delivery_port, depends_on=(self.cluster,)), opts=child)
         self.metrics = Metrics(f"{name}-metrics", MetricsArgs(
             stack=args.stack, image=settings.image, port=settings.port,
-            provider=args.providers[home.name], proxies=(self.proxy_component.metrics,),
+            provider=args.providers[home.name], proxies=(proxy_metrics,),
             delivery=self.delivery.address, address=home.address, retention=settings.retention,
             scrape_interval_s=settings.scrape_interval_s), opts=child)
         return self.metrics.url

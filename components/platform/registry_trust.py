@@ -9,6 +9,7 @@ name holds a colon, as `<host>:<port>` does.)"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import pulumi
@@ -38,7 +39,7 @@ class RegistryTrustArgs:
     stack: str
     registry: str                           # host:port, as engines pull from it
     ca: pulumi.Input[str]                   # PEM
-    images: dict[str, pulumi.Input[str]]    # host -> an image with sh there (it runs mkdir and cp)
+    images: Mapping[str, pulumi.Input[str]]  # host -> an image with sh there (it runs mkdir and cp)
     providers: dict[str, docker.Provider]
 
     def __post_init__(self):

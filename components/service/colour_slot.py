@@ -7,6 +7,7 @@ import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass, field
+from typing import TypedDict
 from urllib.parse import urlparse
 
 import pulumi
@@ -100,11 +101,17 @@ def agent_environment(host: Host, environment: str, service: str,
                                         permissions="0444")])
 
 
+class Hardening(TypedDict, total=False):
+    """The docker.Container arguments that harden a service container."""
+    capabilities: docker.ContainerCapabilitiesArgs
+    security_opts: list[str]
+
+
 # What a service container may not do: it keeps no capability (it needs none to serve HTTP on its
 # port as any user: Docker lets unprivileged processes bind low ports in a container), and nothing
 # it runs gains privileges (setuid binaries, file capabilities).
-SERVICE_HARDENING = {"capabilities": docker.ContainerCapabilitiesArgs(drops=["ALL"]),
-                     "security_opts": ["no-new-privileges:true"]}
+SERVICE_HARDENING = Hardening(capabilities=docker.ContainerCapabilitiesArgs(drops=["ALL"]),
+                              security_opts=["no-new-privileges:true"])
 
 
 def tokenless_kept(args: ColourSlotArgs, recorded_shape: str | None) -> ColourSlotArgs:
@@ -118,16 +125,21 @@ def tokenless_kept(args: ColourSlotArgs, recorded_shape: str | None) -> ColourSl
     return args
 
 
+# A container's NAME=value entries: known now, or an Output when a platform stack gives a part.
+Env = list[str] | pulumi.Output[list[str]]
+
+
 def calls_environment(host: Host, environment: str, calls: dict[str, str],
                       proxy_port: pulumi.Input[int] | None,
-                      proxy_address: pulumi.Input[str] | None = None) -> pulumi.Input[list]:
+                      proxy_address: pulumi.Input[str] | None = None) -> Env:
     """Each callee's stable URL at the proxy as containers on `host` reach it (nothing without
     calls); an Output when the port or address comes from a platform stack."""
     if not calls:
         return []
 
     def entries(port, address) -> list[str]:
-        return call_environment(caller_proxy_address(host.address, host.bridge_address, address or ""),
+        return call_environment(caller_proxy_address(host.address, host.bridge_address or "",
+                                                     address or ""),
                                 int(port), environment, calls)
 
     if isinstance(proxy_port, int) and (proxy_address is None or isinstance(proxy_address, str)):
@@ -135,20 +147,20 @@ def calls_environment(host: Host, environment: str, calls: dict[str, str],
     return pulumi.Output.all(proxy_port, proxy_address).apply(lambda values: entries(*values))
 
 
-def with_calls(agent: list[str], calls: pulumi.Input[list]) -> pulumi.Input[list]:
+def with_calls(agent: list[str], calls: Env) -> Env:
     """The agent's entries followed by the callees' (which may be an Output)."""
     if isinstance(calls, list):
         return agent + calls
     return pulumi.Output.from_input(calls).apply(lambda values: agent + list(values))
 
 
-def container_environment(plain: dict[str, str], extra: pulumi.Input[list],
-                          secret: pulumi.Input[dict] | None) -> pulumi.Input[list]:
+def container_environment(plain: dict[str, str], extra: Env,
+                          secret: pulumi.Input[dict] | None) -> Env:
     """NAME=value entries; with secret values present the whole list is a Pulumi secret (the
     provider could not keep one entry of a list secret anyway)."""
     base = [f"{k}={v}" for k, v in sorted(plain.items())]
     if isinstance(extra, list):
-        entries: pulumi.Input[list] = base + extra
+        entries: Env = base + extra
     else:
         entries = pulumi.Output.from_input(extra).apply(lambda values: base + list(values))
     if secret is None:
@@ -256,7 +268,7 @@ class ColourSlot(pulumi.ComponentResource):
             # Published on the address it is registered at: where the proxy connects.
             ports=[docker.ContainerPortArgs(internal=spec.port, ip=host.address)],
             restart="unless-stopped",
-            **(SERVICE_HARDENING if args.hardened else {}),
+            **(SERVICE_HARDENING if args.hardened else Hardening()),
             memory=spec.memory_mb,
             memory_swap=spec.memory_mb,  # no swap; also what Docker reports back
             labels=labels(stack=args.stack, role="service", service=args.service,

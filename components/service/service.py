@@ -16,7 +16,7 @@ from components.consul.alias import Alias, AliasArgs
 from components.consul.key import ConsulKey
 from components.consul.records import ServiceRecords
 from components.model.bake import (
-    alias_colour, flip_record, flips, rolling, rollout_cancelled, rollout_start, rolls_out
+    alias_colour, bake_start, flips, rolling, rollout_cancelled, rollout_start, rolls_out
 )
 from components.model.config import Host, ServiceConfig
 from components.model.hooks import NO_HOOKS
@@ -78,6 +78,12 @@ class ServiceArgs:
         if set(self.plans) != set(self.settings.colours):
             raise ValueError(f"service {self.settings.name}: plans for {sorted(self.plans)} but "
                              f"colours {sorted(self.settings.colours)} are configured")
+
+
+def release_json(record: Release, image: pulumi.Input[str]) -> pulumi.Output[str]:
+    """The release record (naming.release_prefix) with the reference its image was pushed as."""
+    return pulumi.Output.from_input(image).apply(
+        lambda reference: replace(record, reference=reference).to_json())
 
 
 class Service(pulumi.ComponentResource):
@@ -167,8 +173,7 @@ class Service(pulumi.ComponentResource):
             records[plan.version] = ConsulKey(
                 f"{name}-release-{plan.version}", address=consul, token=args.consul_token,
                 key=release_prefix(args.manifest.name) + plan.version,
-                value=pulumi.Output.from_input(images[colour]).apply(
-                    lambda reference, record=record: replace(record, reference=reference).to_json()),
+                value=release_json(record, images[colour]),
                 opts=pulumi.ResourceOptions(parent=self, retain_on_delete=True))
         return records
 
@@ -319,22 +324,24 @@ class Service(pulumi.ComponentResource):
         service has a bake time, else kept as it is (the watchdog updates it); none otherwise. A
         flip through a rollout writes it `rolling` instead (model.rollout), once the new colour's
         gate passed: the watchdog walks the steps and moves the alias."""
-        settings, before = args.settings, args.records.live
-        depends = [self.alias]
+        settings, records, before = args.settings, args.records, args.records.live
+        depends: list[pulumi.Resource] = [self.alias]
+        value: pulumi.Input[str]
+        ignore: list[str] = []
         now = datetime.datetime.now(datetime.timezone.utc)
-        cancelled = rollout_cancelled(settings, args.records, now)
+        cancelled = rollout_cancelled(settings, records, now)
         if cancelled:
-            value, ignore = cancelled, []
-        elif rolls_out(settings, args.records):
-            value, ignore = rollout_start(settings, before, args.records.slots.get(before), now), []
+            value = cancelled
+        elif rolls_out(settings, records) and before is not None:   # a rollout flips from a colour
+            value = rollout_start(settings, before, records.slots.get(before), now)
             depends.append(self.slots[settings.live].gate)
-        elif rolling(settings, args.records) or (args.records.bake and not flips(before, settings.live)):
-            value, ignore = args.records.bake, ["value"]
+        # Kept as it is: a rollout under way (its record is the bake record), or no flip.
+        elif records.bake and (rolling(settings, records) or not flips(before, settings.live)):
+            value, ignore = records.bake, ["value"]
         elif flips(before, settings.live) and settings.bake_s:
-            value = self.alias.colour.apply(lambda colour: flip_record(
-                settings, colour, before, args.records.slots.get(before),
+            value = self.alias.colour.apply(lambda colour: bake_start(
+                settings, colour, before, records.slots.get(before),
                 datetime.datetime.now(datetime.timezone.utc)))
-            ignore = []
         else:
             return None
         return ConsulKey(f"{name}-bake", address=consul_address, token=args.consul_token,
@@ -361,7 +368,7 @@ class Service(pulumi.ComponentResource):
     def _dependency_image(self, name: str, args: ServiceArgs, dependency: Dependency,
                           repository: pulumi.Output[str]) -> pulumi.Input[str]:
         """A dependency given as `build` is built and pushed once, then pulled by digest per host."""
-        if dependency.build is None:
+        if dependency.image is not None:   # a manifest gives an image or a build, never both
             return dependency.image
         return ServiceImage(f"{name}-{dependency.alias}-image", dependency_image_args(
             dependency, repository, args.providers[args.build_host], args.base_image,

@@ -51,9 +51,12 @@ def dependency_image_args(dependency: Dependency, repository: pulumi.Input[str],
                           provider: docker.Provider, base_image: str,
                           legacy_builder: bool = False) -> ServiceImageArgs:
     """How a dependency given as `build:` is built: tagged by its context's content hash."""
+    build = dependency.build
+    if build is None:
+        raise ValueError(f"dependency {dependency.alias} gives an image, not a build: nothing to build")
     return ServiceImageArgs(
         repository=pulumi.Output.concat(repository, "-", dependency.alias),
-        tag=context_digest(dependency.build.context)[:12], build=dependency.build,
+        tag=context_digest(build.context)[:12], build=build,
         provider=provider, build_args={"BASE_IMAGE": base_image}, legacy_builder=legacy_builder)
 
 
