@@ -59,9 +59,9 @@ def program(request: BuildRequest):
         legacy_builder = needs_legacy_builder(request.host)
         image = ServiceImage(f"{manifest.name}-image", service_image_args(
             manifest, request.version, repository, provider, request.base_image, legacy_builder))
-        dependencies = {}
+        dependencies: dict[str, pulumi.Input[str]] = {}
         for dependency in manifest.dependencies:
-            if dependency.build is None:
+            if dependency.image is not None:   # a manifest gives an image or a build, never both
                 dependencies[dependency.alias] = dependency.image
                 continue
             dependencies[dependency.alias] = ServiceImage(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Sequence
 
 import yaml
 
@@ -42,7 +43,7 @@ def flatten(value, prefix: str = "") -> dict[str, str]:
     return {prefix.rstrip("."): value if isinstance(value, str) else json.dumps(value)}
 
 
-def service_changes(before: dict, after: dict) -> list[str]:
+def service_changes(before: dict | None, after: dict | None) -> list[str]:
     """One line per setting of a service entry that differs, `live` (the flip) first."""
     old, new = (flatten(entry) if entry else {} for entry in (before, after))
     paths = sorted(set(old) | set(new), key=lambda p: (p != "live", p))
@@ -60,7 +61,7 @@ def stack_changes(before: dict, after: dict) -> dict:
     return {"services": {name: lines for name, lines in services.items() if lines}, "other": other}
 
 
-def render(changes: dict[str, dict], notes: list[str] = (), base: str = "") -> str:
+def render(changes: dict[str, dict], notes: Sequence[str] = (), base: str = "") -> str:
     lines = [MARKER, f"## Stack changes: {len(changes)} stack{'s' if len(changes) != 1 else ''}"
              + (f" (changed since `{base}`)" if base else ""), f"\n> {ENGINE_NOTE}"]
     lines += [f"\n> {note}" for note in notes]

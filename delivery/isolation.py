@@ -78,11 +78,11 @@ def health_probe(manifest: Manifest, image: str, dependencies: dict[str, str], v
                    "bluegreen.role=probe", *env, dependencies[dependency.alias])
             containers.append(name)
         service = f"{network}-{manifest.name}"
-        env = {**manifest.environment, "SERVICE_NAME": manifest.name, "SERVICE_VERSION": version,
-               "SERVICE_COLOUR": "probe", "SERVICE_ENVIRONMENT": "probe"}
+        environment = {**manifest.environment, "SERVICE_NAME": manifest.name, "SERVICE_VERSION": version,
+                       "SERVICE_COLOUR": "probe", "SERVICE_ENVIRONMENT": "probe"}
         docker("run", "-d", "--name", service, "--network", network, "-p",
                f"127.0.0.1::{manifest.port}", f"--memory={manifest.memory_mb}m", "--label",
-               "bluegreen.role=probe", *[f"--env={k}={v}" for k, v in sorted(env.items())], image)
+               "bluegreen.role=probe", *[f"--env={k}={v}" for k, v in sorted(environment.items())], image)
         containers.append(service)
         address = docker("port", service, f"{manifest.port}/tcp").stdout.split()[0]
         url = f"http://{address}{manifest.health.path}"

@@ -70,10 +70,11 @@ class DeployLock:
 
     def acquire(self) -> None:
         started = time.monotonic()
-        self.session = consul_api.session_create(
+        session = consul_api.session_create(
             self.consul, self.token, f"deploy lock {self.environment}/{self.service}", LOCK_TTL_S)
+        self.session = session
         try:
-            self._take(started)
+            self._take(session, started)
         except BaseException:
             self._end_session()
             raise
@@ -81,14 +82,14 @@ class DeployLock:
         if self.acquired_s >= 1:
             print(f"lock: took the deploy lock of {self.service} in {self.environment} after "
                   f"waiting {self.acquired_s:.1f}s", file=self.out, flush=True)
-        self._renewer = threading.Thread(target=self._renew, daemon=True)
+        self._renewer = threading.Thread(target=self._renew, args=(session,), daemon=True)
         self._renewer.start()
 
-    def _take(self, started: float) -> None:
+    def _take(self, session: str, started: float) -> None:
         value = holder_record(self.who, now(), os.getpid(), socket.gethostname())
         index = 0
         for _ in range(MAX_ATTEMPTS):
-            if consul_api.kv_acquire(self.consul, self.key, value, self.session, self.token):
+            if consul_api.kv_acquire(self.consul, self.key, value, session, self.token):
                 return
             left = self.wait_s - (time.monotonic() - started)
             found, index = consul_api.kv_entry(self.consul, self.key, self.token, index,
@@ -110,10 +111,10 @@ class DeployLock:
         raise LockHeld(f"the deploy lock of {self.service} in {self.environment} changed hands "
                        f"{MAX_ATTEMPTS} times while waiting; nothing was changed", self.service)
 
-    def _renew(self) -> None:
+    def _renew(self, session: str) -> None:
         while not self._stop.wait(RENEW_EVERY_S):
             try:
-                if consul_api.session_renew(self.consul, self.session, self.token):
+                if consul_api.session_renew(self.consul, session, self.token):
                     continue
                 self.lost = True
                 print(f"lock: the deploy lock of {self.service} in {self.environment} was taken "
@@ -202,7 +203,7 @@ def run_lock(action: str, service: str | None, stack_name: str, out: TextIO | No
     return 0
 
 
-def _release(stack: EnvStack, service: str, holder: dict, session: str, who: Operator,
+def _release(stack: EnvStack, service: str, holder: dict | None, session: str, who: Operator,
              out: TextIO) -> None:
     """Ends the holder's session: its key goes, and the holder learns it at its next renewal."""
     config = stack.config()

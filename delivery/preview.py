@@ -12,6 +12,7 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import yaml
@@ -128,7 +129,7 @@ def _known(value):
     return None if value in (None, UNKNOWN) else value
 
 
-def _labels(state: dict) -> dict[str, str]:
+def _labels(state: dict) -> dict:
     labels = (state.get("inputs") or {}).get("labels") or []
     return {item.get("label"): item.get("value") for item in labels if isinstance(item, dict)}
 
@@ -298,7 +299,7 @@ CHANGE_WORDS = (("create", "to create"), ("update", "to update"), ("replace", "t
                 ("delete", "to delete"), ("same", "unchanged"))
 
 
-def render_markdown(summaries: list[dict], notes: list[str] = (), base: str = "") -> str:
+def render_markdown(summaries: list[dict], notes: Sequence[str] = (), base: str = "") -> str:
     lines = [MARKER, f"## Pulumi preview: {len(summaries)} stack{'s' if len(summaries) != 1 else ''}"
              + (f" (changed since `{base}`)" if base else "")]
     if not summaries:
@@ -392,7 +393,8 @@ def _parse_json(lines: list[str]) -> dict | None:
 
 
 def _attempt(stack: auto.Stack, packs: list[str] | None, configs: list[str] | None = None):
-    lines, events = [], []
+    lines: list[str] = []
+    events: list[auto.EngineEvent] = []
     error = ""
     try:
         stack.preview(diff=True, json=True, policy_packs=packs, policy_pack_configs=configs, color="never",

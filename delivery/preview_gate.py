@@ -18,10 +18,10 @@ QUERY_TIMEOUT_S = 5
 def preview_verdict(prometheus: str, environment: str, service: str, colour: str,
                     bounds: Bounds) -> Verdict:
     """The verdict on `colour`'s preview traffic over the bounds' window."""
-    answers = [requests.get(f"{prometheus}/api/v1/query", params={"query": query},
-                            timeout=QUERY_TIMEOUT_S).json()
-               for query in traffic_queries(environment, service, colour, bounds.window_s, "preview")]
-    return analyse(*answers, bounds)
+    by_status, p99 = (requests.get(f"{prometheus}/api/v1/query", params={"query": query},
+                                   timeout=QUERY_TIMEOUT_S).json()
+                      for query in traffic_queries(environment, service, colour, bounds.window_s, "preview"))
+    return analyse(by_status, p99, bounds)
 
 
 def check_preview(config: StackConfig, settings: ServiceConfig, colour: str, rollback: bool = False,

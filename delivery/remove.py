@@ -105,6 +105,8 @@ def purge_releases(plan: RemovePlan, config: StackConfig, token: str, say) -> No
     every environment's history of the service in Consul."""
     owner_config = EnvStack(platform_owner(config)).config()
     platform = owner_config.platform
+    if platform is None:
+        raise StepFailed(f"stack {config.stack} neither owns a platform nor references one")
     registry_host = owner_config.hosts[platform.host].docker
     container = docker_name(owner_config.stack, "registry")
     folders = " ".join(r.rsplit("/", 1)[1] for r in plan.repositories)

@@ -99,8 +99,8 @@ def _reconcile(settings: ServiceConfig, records: ServiceRecords, live: str) -> R
                               f"release on it; `pulumi up` the stack first")
     config = records.configs.get(live)
     entry = records.history.get(release, {})
-    reference = entry.get("reference") or getattr(records.releases.get(release_version(release)),
-                                                  "reference", "")
+    recorded = records.releases.get(release_version(release))
+    reference = entry.get("reference") or (recorded.reference if recorded else "")
     paths = {"live": live, f"{live}.version": release_version(release)}
     if reference:
         paths[f"{live}.image"] = reference
@@ -134,11 +134,10 @@ def run_rollback(service: str, stack_name: str, to: str | None = None, out=None,
     stack = trail = None
     try:
         stack = EnvStack(stack_for_service(stack_name, service), log)
-        if stack.service(service) is None:
-            raise RollbackRefused(f"stack {stack.name} does not deploy {service}")
+        _settings(stack, service)
         trail = audit.Trail.of(stack, service, who, out)
         with service_lock(stack, service, who, lock_wait_s, out):
-            return _rollback(stack, service, to, trail, out)
+            return _rollback(stack, service, to, trail, out, log)
     except (StepFailed, ConfigError, RollbackRefused, LockHeld, consul_api.ConsulError) as error:
         print(f"rollback{' REFUSED' if isinstance(error, LockHeld) else ''}: {error}", file=out)
         if trail is not None:
@@ -146,13 +145,20 @@ def run_rollback(service: str, stack_name: str, to: str | None = None, out=None,
         return 2
 
 
-def _rollback(stack: EnvStack, service: str, to: str | None, trail: audit.Trail, out) -> int:
+def _settings(stack: EnvStack, service: str) -> ServiceConfig:
+    settings = stack.service(service)
+    if settings is None:
+        raise RollbackRefused(f"stack {stack.name} does not deploy {service}")
+    return settings
+
+
+def _rollback(stack: EnvStack, service: str, to: str | None, trail: audit.Trail, out, log: str) -> int:
     start = time.monotonic()
 
     def say(message: str) -> None:
         print(f"[{time.monotonic() - start:5.2f}s] {message}", file=out, flush=True)
 
-    config, settings = stack.config(), stack.service(service)
+    config, settings = stack.config(), _settings(stack, service)
     records = read_service_records(consul_address(config, service), config.environment, service,
                                    stack.deployer_token())
     plan = plan_rollback(settings, records, to)
@@ -168,7 +174,7 @@ def _rollback(stack: EnvStack, service: str, to: str | None, trail: audit.Trail,
         trail.record("failed", service, before=plan.live, after=plan.colour,
                      version=plan.version, release=plan.release, reason=str(error))
         print(f"rollback FAILED: {error}\n{_told_truth(stack, config, settings)} "
-              f"(log: {os.path.relpath(stack.log_path)})", file=out)
+              f"(log: {os.path.relpath(log)})", file=out)
         return 1
     trail.record("rollback", service, before=plan.live, after=plan.colour, version=plan.version,
                  release=plan.release, reason=PLAN_REASONS[plan.action])

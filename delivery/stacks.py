@@ -9,7 +9,9 @@ import os
 import re
 import subprocess
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import yaml
 
@@ -23,6 +25,9 @@ from components.model.credentials import credential
 
 from . import REPO, recovery
 from .steps import StepFailed
+
+if TYPE_CHECKING:   # the SDK itself loads when first used (automation())
+    from pulumi.automation import EngineEvent
 
 NAMESPACE = "bluegreen"
 # The project's policy pack: every `pulumi up` the delivery commands start runs it, so its
@@ -105,7 +110,7 @@ class ColourState:
 
     live: str | None
     alias: str | None
-    colours: dict[str, dict]
+    colours: dict[str, dict | None]     # colour -> its version and image (None: not configured)
 
     def as_dict(self) -> dict:
         return {"live": self.live, "alias": self.alias, **self.colours}
@@ -151,7 +156,7 @@ class EnvStack:
     def service(self, service: str) -> ServiceConfig | None:
         return next((s for s in self.config().services if s.name == service), None)
 
-    def set_service(self, service: str, settings: dict[str, str],
+    def set_service(self, service: str, settings: Mapping[str, str | int],
                     env: dict[str, dict[str, str]] | None = None) -> None:
         """Sets `bluegreen:services.<service>.<path>` for each path (e.g. `green.version`); `env`
         replaces whole colours' `env` maps (colour -> NAME -> value). A new `live` ends the split
@@ -190,7 +195,7 @@ class EnvStack:
     def up(self, label: str) -> dict:
         """`pulumi up`; returns the outputs, or raises StepFailed with the lines that matter."""
         handle = self._log(f"up ({label})")
-        events = []
+        events: list[EngineEvent] = []
         # A killed earlier run (this command's, or a `pulumi up`'s) must not need hand work.
         try:
             recovery.recover(self.name, REPO, recovery.backend_directory())
@@ -242,7 +247,7 @@ class EnvStack:
                                       self.deployer_token())
         except (consul_api.ConsulError, RuntimeError, StepFailed):
             alias = None
-        colours = {}
+        colours: dict[str, dict | None] = {}
         if settings:
             for colour in COLOURS:
                 slot = settings.colours.get(colour)

@@ -113,10 +113,11 @@ def read_traffic(prometheus: str | None, environment: str, service: str,
     if not prometheus:
         return {"unavailable": "the platform runs no Prometheus"}
     end = now.timestamp()
+    window: dict[str, str | float] = {"start": end - HOUR_S, "end": end, "step": STEP_S}
     try:
-        answers = [requests.get(f"{prometheus}/api/v1/query_range", timeout=5, params={
-            "query": query, "start": end - HOUR_S, "end": end, "step": STEP_S}).json()
-            for query in chart_queries(environment, service)]
+        answers = [requests.get(f"{prometheus}/api/v1/query_range", timeout=5,
+                                params={"query": query, **window}).json()
+                   for query in chart_queries(environment, service)]
         rates, errors = (range_series(answer) for answer in answers)
     except (requests.RequestException, ValueError) as error:
         return {"unavailable": f"Prometheus at {prometheus} did not answer ({error})"}
