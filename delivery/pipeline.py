@@ -67,6 +67,14 @@ class PipelineArgs:
     lock_wait_s: float = 0.0      # how long to wait for a service's deploy lock (0: refuse)
 
 
+def deployed(stack: EnvStack, service: str) -> ServiceConfig:
+    """The service's entry in `stack`, which step 4 or 8 wrote if it was not there."""
+    settings = stack.service(service)
+    if settings is None:
+        raise StepFailed(f"stack {stack.name} does not deploy {service}")
+    return settings
+
+
 def default_report(service: str, version: str) -> str:
     return os.path.join(REPO, "reports", f"pipeline-{service}-{version}.json")
 
@@ -93,6 +101,12 @@ class Pipeline:
     def _say(self, text: str) -> None:
         self.run.say(text)
 
+    def _built(self) -> BuildResult:
+        """Step 1's result: the steps after it run once it succeeded."""
+        if self.build is None:
+            raise StepFailed(f"{self.service} {self.version} was not built: step 1 comes first")
+        return self.build
+
     def _snapshot(self, role: str, stack: EnvStack, when: str) -> None:
         try:
             state = stack.colour_state(self.service).as_dict()
@@ -105,7 +119,7 @@ class Pipeline:
         """Records version + digest for the offline colour, `up`. Returns (colour, the live
         colour before or None on a first deploy, outputs)."""
         settings = stack.service(self.service)
-        image = self.build.image
+        image = self._built().image
         if settings is None:
             colour, live = "blue", None
             self._say(f"first deploy of {self.service} on {stack.name}: {colour} goes live in this up "
@@ -151,7 +165,7 @@ class Pipeline:
         proxy serves `colour`). A failed flip puts `live` back in the stack config, which then
         again matches the alias that stayed (or was put back). A service that asks for it has
         its preview traffic on `colour` judged first (gate.previewTraffic)."""
-        refusal, judged = check_preview(stack.config(), stack.service(self.service), colour)
+        refusal, judged = check_preview(stack.config(), deployed(stack, self.service), colour)
         if judged:
             self._say(judged)
         if refusal:
@@ -374,8 +388,10 @@ class Pipeline:
     def _acceptance(self, config: StackConfig, url: str) -> str:
         """The acceptance command in a container on integration's build host (see acceptance.py)."""
         host, spec = config.hosts[config.build_host], self.manifest.acceptance
+        if spec is None:
+            raise StepFailed(f"{self.manifest.path}: acceptance: not set, so there is nothing to run")
         base_url = container_url(url, host, config.source)
-        run = AcceptanceRun(name=acceptance_name(self.service), image=spec.image or self.build.image,
+        run = AcceptanceRun(name=acceptance_name(self.service), image=spec.image or self._built().image,
                             command=spec.command,
                             environment={"BASE_URL": base_url, "EXPECTED_VERSION": self.version,
                                          "SERVICE_NAME": self.service})
@@ -390,7 +406,7 @@ class Pipeline:
     def _check_config(self, production: EnvStack) -> str:
         """Every config entry of the manifest is in production's Consul KV with its value."""
         config = production.config()
-        settings = production.service(self.service)
+        settings = deployed(production, self.service)
         wanted = load_manifest(settings.manifest).config
         prefix = config_prefix(config.environment, self.service)
         if not wanted:
@@ -430,7 +446,7 @@ class Pipeline:
     def _gate(self, production: EnvStack, colour: str) -> float:
         """Step 9 with the health gate's own wait: every instance of `colour` on every host."""
         config = production.config()
-        settings = production.service(self.service)
+        settings = deployed(production, self.service)
         instances = {instance_id(config.environment, self.service, colour, host, index):
                      config.hosts[host].consul
                      for host in settings.hosts for index in range(settings.replicas)}
