@@ -29,7 +29,9 @@ health reads, KV reads): with nothing baking, only wakes and KV reads ever grow.
 
 A platform runs two watchdogs; one acts, the other stands by (election.py): the acting one holds
 the leader key (naming.watchdog_lock_key) with a Consul session that ends when its process dies (an
-agent's TCP check on a port it listens on) or its host leaves the cluster (serfHealth). The other
+agent's TCP check on a port it listens on), hangs or freezes (a TTL check its heartbeat passes
+only while the main loop keeps to its steps' timeouts; past them it exits) or its host leaves the
+cluster (serfHealth). The other
 blocks on the key and takes it when it goes, then resumes every bake from its record. Every write
 carries a check of the session on the key, so only the holder's writes ever land.
 
@@ -42,6 +44,7 @@ from __future__ import annotations
 
 import base64
 import collections
+import contextlib
 import datetime
 import json
 import os
@@ -58,7 +61,8 @@ import election
 import hooks
 import rollout
 from analysis import FAIL, PASS, Bounds, Verdict, analyse, traffic_queries
-from consul_http import CONSUL, consul
+from consul_http import CONSUL
+from consul_http import consul as agent_call
 from naming import (
     PROXY_COLOUR_HEADER, alias_key, bake_outcome, bake_prefix, format_time, history_prefix, hooks_key,
     parse_time, route_key, split_key, watchdog_lock_key, went_live_entry
@@ -77,6 +81,7 @@ IDENT = os.environ.get("WATCHDOG_ID") or socket.gethostname()   # its container'
 HOST = os.environ.get("WATCHDOG_HOST", "")                      # the platform host it runs on
 ANALYSIS_S = 2.0            # how often a bake asks Prometheus
 ACTIVE = ("baking", "rolling")   # the records it watches
+STALL_GRACE_S = 15.0        # how long a step may overrun its own timeout before the loop counts as hung
 
 COUNTS = collections.Counter()   # what the watchdog did: probes, health reads, KV reads, wakes
 
@@ -122,6 +127,50 @@ def flip_is_current(record: dict, record_index: int, alias: str | None, alias_in
     """Whether the alias still holds the flip the record describes: its colour, written no later
     than the record (a flip writes the alias, then or with its record)."""
     return alias == record.get("colour") and 0 < alias_index <= record_index
+
+
+# --- liveness: a hung watchdog gives the key up ------------------------------------------------
+
+@dataclass
+class Liveness:
+    """By when the main loop must have made progress (monotonic): every step that waits (a call
+    to Consul, the proxy or Prometheus) moves it to its own timeout plus STALL_GRACE_S, and back to
+    STALL_GRACE_S once it returns."""
+    deadline: float = float("inf")
+
+    @contextlib.contextmanager
+    def step(self, timeout_s: float):
+        self.deadline = time.monotonic() + timeout_s + STALL_GRACE_S
+        try:
+            yield
+        finally:
+            self.deadline = time.monotonic() + STALL_GRACE_S
+
+
+LIVENESS = Liveness()
+
+
+def consul(method: str, path: str, body: bytes | None = None, timeout: float = 10.0):
+    """consul_http.consul, as one step of the main loop."""
+    with LIVENESS.step(timeout):
+        return agent_call(method, path, body, timeout)
+
+
+def heartbeat() -> None:
+    """Passes this watchdog's progress check (election.progress_check_id) every HEARTBEAT_S while
+    the main loop keeps its deadline. A loop that hung past it ends the process (Docker starts it
+    again); a frozen process passes nothing: either way its session ends and the standby leads."""
+    check = urllib.parse.quote(election.progress_check_id(IDENT))
+    while True:
+        time.sleep(election.HEARTBEAT_S)
+        if time.monotonic() > LIVENESS.deadline:
+            say(f"{IDENT}: HUNG (no progress within {STALL_GRACE_S:g}s of its last step's timeout); "
+                f"exiting so that its session ends")
+            os._exit(70)
+        try:
+            agent_call("PUT", f"/v1/agent/check/pass/{check}", timeout=election.HEARTBEAT_S)
+        except (OSError, ValueError):
+            pass   # the agent away: the TTL lapses, as it should when nothing reaches it
 
 
 # --- Consul and the proxy ---------------------------------------------------------------------
@@ -175,7 +224,8 @@ def probe(url: str, ignore_colour: str) -> int | None:
     request = urllib.request.Request(url, headers={"User-Agent": "bluegreen-watchdog",
                                                    "Connection": "close"})
     try:
-        with urllib.request.urlopen(request, timeout=PROBE_TIMEOUT_S) as response:
+        with LIVENESS.step(PROBE_TIMEOUT_S), \
+                urllib.request.urlopen(request, timeout=PROBE_TIMEOUT_S) as response:
             response.read()
             status, colour = response.status, response.headers.get(PROXY_COLOUR_HEADER)
     except urllib.error.HTTPError as error:
@@ -321,6 +371,8 @@ def tick(bake: Bake, now: float, wall: datetime.datetime) -> bool:
     bake is over."""
     if bake.record.get("status") == "rolling":
         return roll_out(bake, now, wall)
+    if bake.breach:   # found earlier and the roll-back must be tried again: judged as it was found
+        return roll_back(bake, wall)
     if now >= bake.next_analysis:
         bake.next_analysis = now + ANALYSIS_S
         judge_traffic(bake, wall)
@@ -394,7 +446,7 @@ def prometheus_query(expression: str) -> dict:
     """One instant query's JSON answer."""
     COUNTS["analyses"] += 1
     url = f"{PROMETHEUS}/api/v1/query?" + urllib.parse.urlencode({"query": expression})
-    with urllib.request.urlopen(url, timeout=3) as response:
+    with LIVENESS.step(3), urllib.request.urlopen(url, timeout=3) as response:
         return json.loads(response.read())
 
 
@@ -486,7 +538,8 @@ def post_hook(url: str, body: dict, bake: Bake) -> None:
     request = urllib.request.Request(url, json.dumps(body).encode(), method="POST",
                                      headers={"Content-Type": "application/json"})
     try:
-        with urllib.request.urlopen(request, timeout=hooks.NOTIFY_TIMEOUT_S):
+        with LIVENESS.step(hooks.NOTIFY_TIMEOUT_S), \
+                urllib.request.urlopen(request, timeout=hooks.NOTIFY_TIMEOUT_S):
             COUNTS["hooks"] += 1
     except (OSError, ValueError) as error:
         say(f"{bake.label()}: {url} was not told ({type(error).__name__}; ignored)")
@@ -661,6 +714,8 @@ def main() -> None:
         f"{PROMETHEUS or 'none: judging by probes'}) while it holds {watchdog_lock_key()}; "
         f"{counters()}")
     LEADER.port = listen()
+    LIVENESS.deadline = time.monotonic() + STALL_GRACE_S
+    threading.Thread(target=heartbeat, daemon=True).start()
     index = 0
     while True:
         try:

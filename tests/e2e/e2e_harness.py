@@ -594,7 +594,10 @@ class ServiceRepo:
              fail_every: int = 0) -> None:
         """`stamp` in every answer; unhealthy: /health fails (the gate does); fail_root: GET /
         answers 500 while /health stays 200 (it passes its gate and fails its users); fail_every
-        N: every Nth GET / answers 500 (a release that fails part of its real requests)."""
+        N: every Nth GET / of its users answers 500, while the watchdog's probes (its User-Agent)
+        all pass: a release failing part of its real requests in a way synthetic probes miss, so
+        that only its real traffic can judge it (a count shared with the probes could make them
+        land on the failing turns, the two loops being periodic, and judge it first)."""
         code = self.original.replace("IDENTITY = {\n", f'IDENTITY = {{\n    "stamp": "{stamp}",\n', 1)
         if not healthy:
             code = code.replace("self.store.ping()", 'raise redis.RedisError("broken build")', 1)
@@ -603,7 +606,8 @@ class ServiceRepo:
                                 'return self._send(500, {"error": "broken release", **IDENTITY})', 1)
         if fail_every:
             code = code.replace('return self._send(200, {**IDENTITY, "config": self.config.get()})',
-                                f'if next(FAILS) % {fail_every} == 0:\n'
+                                'if (self.headers.get("User-Agent") != "bluegreen-watchdog"\n'
+                                f'                    and next(FAILS) % {fail_every} == 0):\n'
                                 f'                return self._send(500, {{"error": "flaky release", **IDENTITY}})\n'
                                 '            return self._send(200, {**IDENTITY, "config": self.config.get()})', 1)
             code = code.replace("import base64\n", "import base64\nimport itertools\n", 1)

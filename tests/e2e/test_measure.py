@@ -210,9 +210,10 @@ def test_what_counting_costs_in_memory(outputs):
 
 
 def test_a_release_failing_a_fifth_of_its_requests_is_flipped_back_from_real_traffic(outputs):
-    # Blue 3.0.0 passes /health (its gate, the flip's proof) but fails every fifth GET /. The
-    # watchdog's probes tolerate half their answers failing (bakeMaxErrorRate 0.5): only the real
-    # traffic in Prometheus (99% success by default) can catch it.
+    # Blue 3.0.0 passes /health (its gate, the flip's proof) but fails every fifth GET / of its
+    # users, never the watchdog's probes (which would tolerate half their answers failing anyway:
+    # bakeMaxErrorRate 0.5): only the real traffic in Prometheus (99% success by default) can
+    # catch it.
     deployment = DEPLOYMENT[0]
     edit_and_commit("flaky", fail_every=5)
     bad = {"blue": {"version": "3.0.0"}, "green": {"version": "2.0.0"}, "bakeTime": "60s",

@@ -380,3 +380,20 @@ def test_killing_the_acting_watchdog_during_a_failing_bake_the_standby_rolls_it_
     status = subprocess.run([sys.executable, "-m", "delivery", "status", "vizconfig", "--stack", STACK],
                             cwd=REPO, capture_output=True, text=True, timeout=60).stdout
     assert f"  watchdog: {acting()} on local acts since " in status, status
+
+
+def test_a_frozen_acting_watchdog_loses_the_lead_to_the_standby_within_seconds(deployment):
+    # A frozen process still accepts connections on its port (the kernel answers), so only the
+    # TTL its heartbeat stops passing can end its session.
+    frozen = acting()
+    subprocess.run(["docker", "pause", frozen], check=True, capture_output=True)
+    paused_at = time.monotonic()
+    try:
+        takeover_s = taken_over(frozen, paused_at)
+    finally:
+        subprocess.run(["docker", "unpause", frozen], check=True, capture_output=True)
+    FIGURES["takeover_frozen_s"] = round(takeover_s, 2)
+    assert takeover_s < 10
+    # Thawed, it passes its check again but holds nothing: its session ended with the TTL.
+    time.sleep(2)
+    assert acting() not in (None, frozen)

@@ -445,3 +445,54 @@ def test_the_last_passing_step_flips_the_alias_with_the_splits_end(monkeypatch):
     [written] = fake.transactions
     assert written[alias] == "green" and written[split]["percent"] == 0
     assert written[bake.entry.key]["status"] == "baked" and written[bake.entry.key]["rolledOutAt"]
+
+
+class Beats:
+    """Stands in for the heartbeat's sleep and its calls to the agent: ends the loop after `n`."""
+
+    def __init__(self, n: int):
+        self.n, self.calls = n, []
+
+    def sleep(self, _seconds):
+        if len(self.calls) >= self.n:
+            raise StopIteration
+
+    def call(self, method, path, body=None, timeout=10.0):
+        self.calls.append((method, path))
+        return 200, {}, None
+
+
+def test_the_heartbeat_passes_the_progress_check_while_the_loop_keeps_its_deadline(monkeypatch):
+    beats = Beats(3)
+    monkeypatch.setattr(watchdog.time, "sleep", beats.sleep)
+    monkeypatch.setattr(watchdog, "agent_call", beats.call)
+    monkeypatch.setattr(watchdog, "IDENT", "w1")
+    with watchdog.LIVENESS.step(300):     # a blocking query may take its whole wait
+        with pytest.raises(StopIteration):
+            watchdog.heartbeat()
+    assert beats.calls == [("PUT", "/v1/agent/check/pass/w1-progress")] * 3
+
+
+def test_a_loop_stuck_past_its_steps_timeout_ends_the_process(monkeypatch):
+    beats = Beats(3)
+    monkeypatch.setattr(watchdog.time, "sleep", beats.sleep)
+    monkeypatch.setattr(watchdog, "agent_call", beats.call)
+    monkeypatch.setattr(watchdog.os, "_exit", lambda code: (_ for _ in ()).throw(SystemExit(code)))
+    with watchdog.LIVENESS.step(2):
+        pass
+    monkeypatch.setattr(watchdog.LIVENESS, "deadline", watchdog.time.monotonic() - 1)
+    with pytest.raises(SystemExit) as ended:
+        watchdog.heartbeat()
+    assert ended.value.code == 70 and beats.calls == []
+
+
+def test_a_breach_whose_roll_back_must_be_tried_again_is_not_judged_again(monkeypatch):
+    # A roll-back that lost a check-and-set is tried on the next tick; judging meanwhile could
+    # record the bake as judged by probes while its reason is the real traffic's.
+    bake = watchdog.Bake(watchdog.Entry("k", {"status": "baking", "colour": "blue"}, 7),
+                         "production", "vizconfig")
+    bake.breach, bake.judged = "real traffic on blue: success rate 80% below 99%", "traffic"
+    monkeypatch.setattr(watchdog, "judge_traffic", lambda *_: pytest.fail("judged again"))
+    monkeypatch.setattr(watchdog, "probe", lambda *_: pytest.fail("probed again"))
+    monkeypatch.setattr(watchdog, "roll_back", lambda again, _wall: again.judged == "traffic")
+    assert watchdog.tick(bake, 1.0, NOW) is True

@@ -41,15 +41,20 @@ def test_at_most_one_watchdog_leads_whatever_the_key_says(holder, own):
 def test_the_agent_checks_the_watchdogs_own_port_every_second_passing_from_the_start():
     body = election.registration("bluegreen-p-watchdog-2", 40123)
     assert (body["ID"], body["Name"]) == ("bluegreen-p-watchdog-2", "bluegreen-watchdog")
-    check = body["Check"]
-    assert check["CheckID"] == election.check_id("bluegreen-p-watchdog-2")
-    assert (check["TCP"], check["Interval"], check["Status"]) == ("127.0.0.1:40123", "1s", "passing")
+    alive, progress = body["Checks"]
+    assert alive["CheckID"] == election.check_id("bluegreen-p-watchdog-2")
+    assert (alive["TCP"], alive["Interval"], alive["Status"]) == ("127.0.0.1:40123", "1s", "passing")
+    # A frozen process's port still accepts connections: only a TTL its heartbeat passes sees it.
+    assert progress["CheckID"] == election.progress_check_id("bluegreen-p-watchdog-2")
+    assert (progress["TTL"], progress["Status"]) == (f"{election.PROGRESS_TTL_S}s", "passing")
+    assert election.HEARTBEAT_S * 3 <= election.PROGRESS_TTL_S
 
 
-def test_the_session_ends_with_the_watchdogs_check_or_its_node_and_takes_the_key_at_once():
+def test_the_session_ends_with_either_of_the_watchdogs_checks_or_its_node_and_takes_the_key_at_once():
     body = election.session_body("w1")
     assert body["NodeChecks"] == ["serfHealth"]
-    assert body["ServiceChecks"] == [{"ID": election.check_id("w1")}]
+    assert body["ServiceChecks"] == [{"ID": election.check_id("w1")},
+                                     {"ID": election.progress_check_id("w1")}]
     assert (body["LockDelay"], body["Behavior"]) == ("0s", "delete")
 
 
