@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from pulumi_policy import EnforcementLevel, PolicyConfigSchema, Severity
 
@@ -27,7 +27,7 @@ DEFAULT_ENVIRONMENTS = ("production",)
 RETIRED_ENTRY = re.compile(r"^[^/\s]+/[^/\s]+/(blue|green)$")
 
 
-def service_identity(service: Mapping[str, Any], descendants: list[Mapping[str, Any]],
+def service_identity(service: Mapping[str, Any], descendants: Sequence[Mapping[str, Any]],
                      environments: tuple[str, ...]) -> tuple[str, str] | None:
     """(environment, service name) of a Service component, read from what it deployed: its alias
     key, else its gates, else its containers' labels, else its name (`<environment>-<service>`)."""
@@ -46,15 +46,15 @@ def service_identity(service: Mapping[str, Any], descendants: list[Mapping[str, 
         if resource["type"] == CONTAINER:
             labels = labels_of(resource["props"])
             environment, name = labels.get("bluegreen.environment"), labels.get("bluegreen.service")
-            if known(environment) and known(name):
-                return environment, name
+            if known(environment) and known(name):   # Docker's labels are strings
+                return str(environment), str(name)
     for environment in environments:
         if str(service["name"]).startswith(f"{environment}-"):
             return environment, str(service["name"])[len(environment) + 1:]
     return None
 
 
-def deployed_colours(service: Mapping[str, Any], descendants: list[Mapping[str, Any]]) -> set[str]:
+def deployed_colours(service: Mapping[str, Any], descendants: Sequence[Mapping[str, Any]]) -> set[str]:
     """Colours with a ColourSlot under the Service (named `<service resource name>-<colour>`)."""
     colours = set()
     for resource in descendants:
