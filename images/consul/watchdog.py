@@ -83,7 +83,7 @@ ANALYSIS_S = 2.0            # how often a bake asks Prometheus
 ACTIVE = ("baking", "rolling")   # the records it watches
 STALL_GRACE_S = 15.0        # how long a step may overrun its own timeout before the loop counts as hung
 
-COUNTS = collections.Counter()   # what the watchdog did: probes, health reads, KV reads, wakes
+COUNTS: collections.Counter[str] = collections.Counter()   # what it did: probes, health and KV reads, wakes
 
 
 # --- pure decisions -------------------------------------------------------------------------
@@ -408,7 +408,7 @@ def traffic_bounds(record: dict, wall: datetime.datetime) -> Bounds | None:
     traffic = record.get("traffic")
     if not PROMETHEUS or not isinstance(traffic, dict):
         return None
-    start = record.get("stepSince") if record.get("status") == "rolling" else record["since"]
+    start = record["stepSince"] if record.get("status") == "rolling" else record["since"]
     since_flip = (wall - parse_time(start)).total_seconds()
     window_s = max(10, min(int(float(traffic["windowS"])), int(since_flip) + 1))
     return Bounds(min_success_rate=float(traffic["minSuccessRate"]),
