@@ -1,7 +1,8 @@
 """Static checks of the tree, run with every unit test: ruff with the rules in pyproject.toml (undefined
-names, unused imports and variables, syntax) on all Python, and shellcheck (warnings and errors)
-on every shell script. Both come from the project's set-up (requirements.txt, Debian's
-shellcheck); a missing one fails here rather than skipping."""
+names, unused imports and variables, syntax) on all Python, mypy with pyproject.toml's settings on
+the product code, and shellcheck (warnings and errors) on every shell script. They come from the
+project's set-up (requirements.txt, Debian's shellcheck); a missing one fails here rather than
+skipping."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import shutil
 import subprocess
 import sys
 
+from consul_image import CARRIED, IMAGE
 from unit_harness import ROOT
 
 PYTHON_TREES = ("components", "delivery", "policies", "images", "tests", "benchmarks", "lab",
@@ -39,6 +41,25 @@ def test_python_passes_pyflakes_rules():
     result = subprocess.run([ruff, "check", "--no-cache", "--output-format",
                              "concise", *PYTHON_TREES], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+MYPY_TREES = ("components", "delivery", "policies")
+
+
+def test_python_passes_mypy(tmp_path):
+    """The product code, then the consul image's scripts as the image lays them out: beside the
+    project modules it carries (copies: as top-level modules they are other modules to mypy than
+    components.*, and one file may not be both). Incremental: .mypy_cache/ makes a rerun quick."""
+    mypy = os.path.join(os.path.dirname(sys.executable), "mypy")
+    assert os.path.exists(mypy), "mypy is missing: ./bg setup installs requirements.txt"
+    for name, module in CARRIED.items():
+        shutil.copy(module.__file__, tmp_path / f"{name}.py")
+    scripts = sorted(os.path.relpath(os.path.join(IMAGE, f), ROOT) for f in os.listdir(IMAGE)
+                     if f.endswith(".py"))
+    for targets, path in ((MYPY_TREES, ""), (scripts, str(tmp_path))):
+        result = subprocess.run([mypy, *targets], cwd=ROOT, capture_output=True, text=True,
+                                env={**os.environ, "MYPYPATH": path})
+        assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_shell_scripts_pass_shellcheck():
