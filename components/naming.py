@@ -11,7 +11,7 @@ import ipaddress
 import os
 import re
 import stat
-from typing import Iterable
+from typing import Any, Iterable
 from urllib.parse import urlparse
 
 COLOURS = ("blue", "green")
@@ -165,7 +165,7 @@ def caller_proxy_address(host_address: str, bridge_address: str, proxy_address: 
     return bridge_address if hostless or proxy_address == host_address else proxy_address
 
 
-def call_routes(calls, routes: dict[str, str]) -> dict[str, str]:
+def call_routes(calls: Iterable[str], routes: dict[str, str]) -> dict[str, str]:
     """Each callee at its route: a callee of this stack at the route its manifest names, one of
     another stack at its name."""
     return {callee: routes.get(callee, callee) for callee in calls}
@@ -233,7 +233,7 @@ def history_prefix(environment: str, service: str) -> str:
     return f"{history_root()}{environment}/{service}/"
 
 
-def went_live_entry(entry: dict, now: str) -> dict:
+def went_live_entry(entry: dict[str, Any], now: str) -> dict[str, Any]:
     """A history entry with `liveAt` moved to `now` (a flip to it); `firstLiveAt` keeps when it
     first went live (its earlier `liveAt` where an entry predates the field): a rollback to a
     release is no new deployment of it (model.scoreboard)."""
@@ -367,7 +367,8 @@ def slot_image_name(environment: str, service: str, colour: str, host: str) -> s
     return f"{service_component_name(environment, service)}-{colour}-{host}-image"
 
 
-def owning_service(environment: str, services, resource_name: str) -> tuple[str, str] | None:
+def owning_service(environment: str, services: Iterable[str],
+                   resource_name: str) -> tuple[str, str] | None:
     """(service, rest of the name) for a resource of one of `services`, or None; the longest
     service name wins where names share a prefix."""
     owner = max((s for s in services
@@ -383,7 +384,7 @@ def instance_id(environment: str, service: str, colour: str, host: str, index: i
     return f"{environment}-{service}-{colour}-{host}-{index}"
 
 
-def platform_instance(container_name: str, labels: dict) -> str | None:
+def platform_instance(container_name: str, labels: dict[str, Any]) -> str | None:
     """The instance a running container is, if the platform made it (None otherwise): the
     registrator acts on this alone. An image's LABEL can set any `bluegreen.*` label, but not the
     container's name, which the platform gives as docker_name(instance), nor its role, which the
@@ -396,7 +397,7 @@ def platform_instance(container_name: str, labels: dict) -> str | None:
 
 def registration_payload(*, instance: str, service: str, environment: str, colour: str,
                          address: str, port: int, health_path: str, interval_s: float,
-                         timeout_s: float, version: str, image: str, host: str) -> dict:
+                         timeout_s: float, version: str, image: str, host: str) -> dict[str, Any]:
     """The body of PUT /v1/agent/service/register for one container on its host's agent."""
     return {
         "ID": instance,
@@ -469,10 +470,13 @@ def _regular_file(path: str) -> bool:
         return False
 
 
-def catalogue_entry(manifest, environment: str, settings, images: dict[str, str],
-                    call_routes: dict[str, str] | None = None) -> dict:
+def catalogue_entry(manifest: Any, environment: str, settings: Any, images: dict[str, str],
+                    call_routes: dict[str, str] | None = None) -> dict[str, Any]:
     """A service's row in the catalogue (Consul adds the live colour and instance health); each
-    callee at the route its callers are given (`call_routes`, callee -> route; default its name)."""
+    callee at the route its callers are given (`call_routes`, callee -> route; default its name).
+    `manifest` and `settings` are a Manifest and a ServiceConfig, or objects with their fields
+    (this module imports nothing of the project)."""
+    rollout = getattr(settings, "rollout", None)
     return {
         "service": manifest.name,
         "environment": environment,
@@ -487,8 +491,7 @@ def catalogue_entry(manifest, environment: str, settings, images: dict[str, str]
                              "digest": images[colour].rsplit("@", 1)[-1]}
                     for colour, slot in sorted(settings.colours.items())},
         # How a flip goes live: through a rollout's steps (model.rollout), or at once (None).
-        "rollout": {"steps": list(settings.rollout.steps), "stepS": settings.rollout.step_s}
-        if getattr(settings, "rollout", None) else None,
+        "rollout": {"steps": list(rollout.steps), "stepS": rollout.step_s} if rollout else None,
     }
 
 
@@ -502,7 +505,7 @@ def parse_time(text: str) -> datetime.datetime:
 
 def bake_record(*, colour: str, previous: str, version: str, previous_version: str | None,
                 since: datetime.datetime, bake_s: float, max_error_rate: float,
-                traffic: dict | None = None) -> dict:
+                traffic: dict[str, Any] | None = None) -> dict[str, Any]:
     """The value of bake_key written with a flip of the alias from `previous` to `colour`: the
     watchdog watches `colour` until `until` and flips back to `previous` on a breach. Every flip
     (pulumi up, rollback, promote) builds it here. `traffic`: {minSuccessRate, maxP99S, windowS}."""
@@ -522,7 +525,7 @@ def bake_record(*, colour: str, previous: str, version: str, previous_version: s
     }
 
 
-def bake_outcome(record: dict, status: str, now: datetime.datetime, reason: str = "") -> dict:
+def bake_outcome(record: dict[str, Any], status: str, now: datetime.datetime, reason: str = "") -> dict[str, Any]:
     """A bake record once the watchdog is done with it: `baked`, `rolled-back` (with why),
     `breached` (a breach it could not roll back) or `superseded` (the alias moved meanwhile)."""
     if status not in BAKE_STATUSES or status in ("baking", "rolling"):

@@ -19,7 +19,7 @@ class Bounds:
     window_s: int = 60
     min_requests: int = 20           # fewer in the window: no verdict from traffic
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if not 0 < self.min_success_rate <= 1:
             raise ValueError(f"minimum success rate {self.min_success_rate} is not in (0, 1]")
         if not self.max_p99_s > 0 or not self.window_s >= 10 or not self.min_requests >= 1:
@@ -77,7 +77,7 @@ def _success_rate(counts: Mapping[str, float], total: float) -> float:
     return 1 - counts.get("5xx", 0.0) / total
 
 
-def _vector(body: Mapping[str, Any]) -> list[tuple[dict, float]]:
+def _vector(body: Mapping[str, Any]) -> list[tuple[dict[str, Any], float]]:
     """(series, value) pairs of an instant vector answer; errors say what Prometheus said."""
     if not isinstance(body, Mapping) or body.get("status") != "success":
         error = body.get("error") if isinstance(body, Mapping) else body

@@ -7,7 +7,7 @@ from __future__ import annotations
 import datetime
 import json
 from dataclasses import dataclass
-from typing import Iterable, Mapping
+from typing import Any, Iterable, Mapping
 
 from components.naming import audit_prefix, audit_stamp, audit_stamp_time, format_time
 
@@ -34,7 +34,7 @@ def actor_name(environ: Mapping[str, str], user: str, host: str) -> str:
 
 def audit_record(*, event: str, environment: str, service: str, operator: Operator,
                  now: datetime.datetime, before: str | None = None, after: str | None = None,
-                 version: str | None = None, release: str | None = None, reason: str = "") -> dict:
+                 version: str | None = None, release: str | None = None, reason: str = "") -> dict[str, Any]:
     """One event of the trail; `before` and `after` are the alias's colours around it."""
     if event not in EVENTS:
         raise ValueError(f"audit event must be one of {EVENTS}, got {event!r}")
@@ -44,7 +44,7 @@ def audit_record(*, event: str, environment: str, service: str, operator: Operat
             "reason": reason}
 
 
-def audit_key(record: dict, now: datetime.datetime, suffix: str) -> str:
+def audit_key(record: dict[str, Any], now: datetime.datetime, suffix: str) -> str:
     """Where a record goes: under its service's prefix, named by `now` (and `suffix`)."""
     return audit_prefix(record["environment"], record["service"]) + audit_stamp(now, suffix)
 
@@ -57,7 +57,7 @@ def expired(keys: Iterable[str], now: datetime.datetime, retention_s: float) -> 
 
 
 def since(entries: Mapping[str, str], now: datetime.datetime,
-          look_back_s: float | None) -> list[dict]:
+          look_back_s: float | None) -> list[dict[str, Any]]:
     """The records (key -> JSON) of the last `look_back_s` seconds (None: all), oldest first;
     a value that is no JSON object is shown as such rather than dropped."""
     oldest = None if look_back_s is None else now - datetime.timedelta(seconds=look_back_s)
@@ -70,7 +70,7 @@ def since(entries: Mapping[str, str], now: datetime.datetime,
     return records
 
 
-def _parsed(key: str, value: str) -> dict:
+def _parsed(key: str, value: str) -> dict[str, Any]:
     try:
         record = json.loads(value)
     except ValueError:
@@ -84,7 +84,7 @@ COLUMNS = ("at", "service", "event", "move", "version", "actor", "command")
 HEADINGS = ("TIME (UTC)", "SERVICE", "EVENT", "FROM -> TO", "VERSION", "ACTOR", "COMMAND / REASON")
 
 
-def _cells(record: dict) -> tuple[str, ...]:
+def _cells(record: dict[str, Any]) -> tuple[str, ...]:
     move = "" if not (record.get("from") or record.get("to")) else \
         f"{record.get('from') or '-'} -> {record.get('to') or '-'}"
     what = record.get("command") or ""
@@ -94,7 +94,7 @@ def _cells(record: dict) -> tuple[str, ...]:
             record.get("release") or record.get("version") or "", record.get("actor", ""), what)
 
 
-def audit_lines(records: list[dict]) -> list[str]:
+def audit_lines(records: list[dict[str, Any]]) -> list[str]:
     """A table of records, one line each, under a heading (the last column is not padded)."""
     rows = [HEADINGS, *map(_cells, records)]
     widths = [max(len(row[i]) for row in rows) for i in range(len(HEADINGS) - 1)]

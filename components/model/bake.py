@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import datetime
 import json
-from typing import TypeGuard
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 from components.model.config import ServiceConfig
 from components.model.release import suggest_next
 from components.model.rollout import is_rolling_to, rolling_record
 from components.model.validation import ConfigError
 from components.naming import COLOURS, bake_key, bake_outcome, bake_record
+
+if TYPE_CHECKING:   # the records are read by components.consul; this module stays pure
+    from components.consul.records import ServiceRecords
 
 
 def flips(live_before: str | None, live: str) -> TypeGuard[str]:
@@ -54,20 +57,20 @@ def rollout_start(settings: ServiceConfig, previous: str, previous_version: str 
     return json.dumps(rolling_record(record, rollout, settings.bake_s), sort_keys=True)
 
 
-def traffic_bounds(settings: ServiceConfig) -> dict:
+def traffic_bounds(settings: ServiceConfig) -> dict[str, Any]:
     """What a bake or rollout asks of the real traffic (the record's `traffic`)."""
     return {"minSuccessRate": settings.bake_min_success_rate, "maxP99S": settings.bake_max_p99_s,
             "windowS": settings.bake_window_s}
 
 
-def rolls_out(settings: ServiceConfig, records) -> bool:
+def rolls_out(settings: ServiceConfig, records: ServiceRecords) -> bool:
     """Whether this update starts a rollout: it flips, the service has one, and none of this
     release to that colour is under way already."""
     return settings.rollout is not None and flips(records.live, settings.live) and \
         not rolling(settings, records)
 
 
-def rolling(settings: ServiceConfig, records) -> bool:
+def rolling(settings: ServiceConfig, records: ServiceRecords) -> bool:
     """Whether a rollout of the stack's live colour and version is under way (the watchdog's)."""
     record = json.loads(records.bake) if records.bake else None
     colour = settings.live
@@ -75,7 +78,7 @@ def rolling(settings: ServiceConfig, records) -> bool:
         is_rolling_to(record, colour, settings.colours[colour].version)
 
 
-def rollout_cancelled(settings: ServiceConfig, records, now: datetime.datetime) -> str | None:
+def rollout_cancelled(settings: ServiceConfig, records: ServiceRecords, now: datetime.datetime) -> str | None:
     """The record (JSON) that ends a rollout under way when the stack asks for the colour that
     serves again (live: back to it): `superseded`, so the watchdog lets it go; else None."""
     record = json.loads(records.bake) if records.bake else None
@@ -85,7 +88,7 @@ def rollout_cancelled(settings: ServiceConfig, records, now: datetime.datetime) 
                                    "again: the rollout was called off"), sort_keys=True)
 
 
-def alias_colour(settings: ServiceConfig, records) -> str:
+def alias_colour(settings: ServiceConfig, records: ServiceRecords) -> str:
     """The colour the alias names after this update: the stack's `live:`, unless the flip goes
     through a rollout (the watchdog moves the alias once its steps passed)."""
     if settings.rollout is not None and flips(records.live, settings.live):

@@ -9,7 +9,7 @@ import ipaddress
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import yaml
 
@@ -347,7 +347,7 @@ def parse_platform_secrets(stack: str, values: Any) -> PlatformSecrets:
                     ["consulManagementToken", "consulGossipKey", "registryUsername",
                      "registryPassword", *TLS_SECRETS])
 
-    def secret(key: str, valid, hint: str) -> str | None:
+    def secret(key: str, valid: Callable[[str], object], hint: str) -> str | None:
         if not fields.has(key):
             return None
         value = fields.raw(key)
@@ -369,7 +369,7 @@ def parse_platform_secrets(stack: str, values: Any) -> PlatformSecrets:
     if (username is None) != (password is None):
         raise fields.error("registryPassword" if password is None else "registryUsername",
                            "set registryUsername and registryPassword together")
-    tls = {key: secret(key, lambda v, kind=kind: pem_block(v, kind),
+    tls = {key: secret(key, lambda v: pem_block(v, kind),   # called at once, with this kind
                        f"PEM text (-----BEGIN ...{kind}-----), e.g. `\"$(cat file.pem)\"`")
            for key, kind in TLS_SECRETS.items()}
     if any(v is not None for v in tls.values()) and not all(v is not None for v in tls.values()):
@@ -488,7 +488,7 @@ RETENTION = r"[1-9][0-9]{0,4}[hdw]"   # Prometheus's own durations, in the units
 SCRAPE_INTERVAL_S = (1.0, 60.0)
 
 
-def _metrics(platform: Fields, proxy: Fields) -> dict:
+def _metrics(platform: Fields, proxy: Fields) -> dict[str, Any]:
     """proxy.metricsPort (mtail's /metrics) and prometheus (which needs it: it scrapes there)."""
     metrics_port = proxy.integer("metricsPort", minimum=1, maximum=65535) \
         if proxy.has("metricsPort") else None
@@ -528,7 +528,7 @@ def _delivery_port(settings: Fields) -> int | None:
 MIN_BAKE_S, MAX_BAKE_S = 10.0, 24 * 3600.0
 
 
-def _bake(fields: Fields) -> dict:
+def _bake(fields: Fields) -> dict[str, Any]:
     """bakeTime (a duration, 0s: off), bakeMaxErrorRate (a share of 5xx answers to the
     watchdog's probes, 0 to <1) and what real traffic must show (_traffic_bounds)."""
     bake_s = fields.duration("bakeTime", "0s")
@@ -545,13 +545,14 @@ def _bake(fields: Fields) -> dict:
     return {"bake_s": bake_s, "bake_max_error_rate": rate, **_traffic_bounds(fields)}
 
 
-def _traffic_bounds(fields: Fields) -> dict:
+def _traffic_bounds(fields: Fields) -> dict[str, Any]:
     """bakeMinSuccessRate (0.99), bakeMaxP99 (500ms) over bakeWindow (1m): Flagger's defaults."""
     success, p99_s, window_s = _traffic_limits(fields, "bakeMinSuccessRate", "bakeMaxP99", "bakeWindow")
     return {"bake_min_success_rate": success, "bake_max_p99_s": p99_s, "bake_window_s": window_s}
 
 
-def _traffic_limits(fields: Fields, success_key: str, p99_key: str, window_key: str) -> tuple:
+def _traffic_limits(fields: Fields, success_key: str, p99_key: str,
+                    window_key: str) -> tuple[float, float, float]:
     """(minimum success rate, maximum p99 s, window s) under those keys, Flagger's defaults."""
     success = fields.number(success_key, 0.99, minimum=0.5, below=1.0000001,
                             hint="write the share of answers that must not be 5xx, from 0.5 to 1, "
@@ -629,7 +630,8 @@ def _webhook(fields: Fields, key: str) -> str | None:
     problem = url_problem(fields.raw(key))
     if problem:
         raise fields.error(key, f"{problem}; write the webhook's URL, e.g. https://hooks.example/flip")
-    return fields.raw(key)
+    url: str = fields.raw(key)   # url_problem: a string
+    return url
 
 
 def _services(top: Fields, hosts: dict[str, Host], root: str) -> tuple[ServiceConfig, ...]:

@@ -12,6 +12,7 @@ transaction, so a watchdog that lost the key (and does not know yet) writes noth
 from __future__ import annotations
 
 import json
+from typing import Any
 
 LEAD, ACQUIRE, STANDBY, NEW_SESSION = "lead", "acquire", "standby", "new-session"
 WATCHDOGS = 2                    # a platform's watchdogs: one acts, one stands by
@@ -32,7 +33,7 @@ def progress_check_id(ident: str) -> str:
     return f"{ident}-progress"
 
 
-def registration(ident: str, port: int) -> dict:
+def registration(ident: str, port: int) -> dict[str, Any]:
     """The watchdog's service registration (PUT /v1/agent/service/register): a TCP check on the
     port it listens on and a TTL check its heartbeat passes, both passing from the start (the
     port already answers), so a session can be made at once. A watchdog that never comes back
@@ -45,7 +46,7 @@ def registration(ident: str, port: int) -> dict:
          "TTL": f"{PROGRESS_TTL_S}s", "Status": "passing", "DeregisterCriticalServiceAfter": "1m"}]}
 
 
-def session_body(ident: str) -> dict:
+def session_body(ident: str) -> dict[str, Any]:
     """The session that holds the key (PUT /v1/session/create on the watchdog's agent): it ends
     with either of the watchdog's checks or its node, and takes the key with it."""
     return {"Name": ident, "NodeChecks": ["serfHealth"],
@@ -68,6 +69,6 @@ def holder_record(ident: str, host: str, since: str) -> str:
     return json.dumps({"watchdog": ident, "host": host, "since": since}, sort_keys=True)
 
 
-def guard(key: str, session: str) -> dict:
+def guard(key: str, session: str) -> dict[str, Any]:
     """The transaction operation that fails the whole transaction unless `session` holds `key`."""
     return {"KV": {"Verb": "check-session", "Key": key, "Session": session}}

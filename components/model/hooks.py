@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
-from typing import TypeGuard
+from typing import Any, TypeGuard
 from urllib.parse import urlparse
 
 AUTO, MANUAL = "auto", "manual"
@@ -51,7 +51,7 @@ class Hooks:
     confirm: str = AUTO                # MANUAL: a flip waits for `./bg approve` (or `before`)
     confirm_timeout_s: float = 900.0   # how long a held flip waits
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         for name in ("before", "after", "rollback", "notify"):
             url = getattr(self, name)
             if url is not None and url_problem(url):
@@ -68,12 +68,12 @@ class Hooks:
         """Whether a flip asks anyone first."""
         return self.before is not None or self.confirm == MANUAL
 
-    def as_record(self) -> dict:
+    def as_record(self) -> dict[str, Any]:
         """As JSON (resource inputs, the bake record); `from_record` reads it back."""
         return asdict(self)
 
     @classmethod
-    def from_record(cls, record: dict | None) -> "Hooks":
+    def from_record(cls, record: dict[str, Any] | None) -> "Hooks":
         return cls(**{k: v for k, v in (record or {}).items() if k in cls.__dataclass_fields__})
 
 
@@ -81,7 +81,7 @@ NO_HOOKS = Hooks()
 
 
 def flip_payload(*, event: str, service: str, environment: str, before: str | None, after: str,
-                 version: str | None, digest: str | None, actor: str, stack: str = "") -> dict:
+                 version: str | None, digest: str | None, actor: str, stack: str = "") -> dict[str, Any]:
     """What every hook and notification of one flip gets."""
     if event not in (FLIP, ROLLBACK, VETOED):
         raise ValueError(f"hook event must be {FLIP}, {ROLLBACK} or {VETOED}, got {event!r}")
@@ -111,7 +111,7 @@ def answer(status: int | None, body: str, error: str | None = None) -> Answer:
     return Answer(True, approved=said.get("approve") is True, reason=f"answered {status}")
 
 
-def _json_object(body: str) -> dict:
+def _json_object(body: str) -> dict[str, Any]:
     try:
         value = json.loads(body)
     except ValueError:
@@ -119,39 +119,39 @@ def _json_object(body: str) -> dict:
     return value if isinstance(value, dict) else {}
 
 
-def _said(said: dict, body: str) -> str:
+def _said(said: dict[str, Any], body: str) -> str:
     text = said.get("reason") if isinstance(said.get("reason"), str) else body.strip()
     return f": {text[:BODY_SHOWN]}" if text else ""
 
 
-def veto_message(payload: dict, who: str, reason: str) -> str:
+def veto_message(payload: dict[str, Any], who: str, reason: str) -> str:
     """Why a flip did not happen, saying that traffic stays where it is."""
     return (f"{who} vetoed the flip of {payload['service']} in {payload['environment']} "
             f"{payload['from']} -> {payload['to']} ({reason}); traffic stays on {payload['from']}")
 
 
-def approve_command(payload: dict) -> str:
+def approve_command(payload: dict[str, Any]) -> str:
     stack = payload.get("stack") or "STACK"
     return f"./bg approve {payload['service']} --stack {stack}"
 
 
-def waiting_record(payload: dict, since: str) -> dict:
+def waiting_record(payload: dict[str, Any], since: str) -> dict[str, Any]:
     """The approval key's value while a flip waits: what it would do."""
     return {**payload, "status": WAITING, "since": since}
 
 
-def approval_record(waiting: dict, actor: str, at: str) -> dict:
+def approval_record(waiting: dict[str, Any], actor: str, at: str) -> dict[str, Any]:
     """The approval key's value once someone approves the flip `waiting` describes."""
     return {**waiting, "status": APPROVED, "approvedBy": actor, "approvedAt": at}
 
 
-def approves(record: dict | None, payload: dict) -> TypeGuard[dict]:
+def approves(record: dict[str, Any] | None, payload: dict[str, Any]) -> TypeGuard[dict[str, Any]]:
     """Whether `record` approves this flip (the same move of the same version)."""
     return record is not None and record.get("status") == APPROVED and all(
         record.get(key) == payload.get(key) for key in ("service", "environment", "from", "to", "version"))
 
 
-def describe(payload: dict) -> str:
+def describe(payload: dict[str, Any]) -> str:
     """One line: what moved, which version, who."""
     move = f"{payload.get('from') or '-'} -> {payload['to']}"
     version = f" ({payload['version']})" if payload.get("version") else ""
@@ -161,7 +161,7 @@ def describe(payload: dict) -> str:
 WORDS = {FLIP: "flipped", ROLLBACK: "rolled back", VETOED: "flip vetoed"}
 
 
-def notification(payload: dict, reason: str = "") -> dict:
+def notification(payload: dict[str, Any], reason: str = "") -> dict[str, Any]:
     """A Slack-compatible incoming-webhook message ({"text": ...}) of one event."""
     text = f"bluegreen: {WORDS[payload['event']]}: {describe(payload)}"
     if payload.get("digest"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime
 import json
+from typing import Any, Callable
 
 from components.model.audit import Operator
 from components.naming import format_time, parse_time
@@ -21,7 +22,7 @@ def holder_record(operator: Operator, now: datetime.datetime, pid: int, host: st
                        "since": format_time(now), "pid": pid, "host": host}, sort_keys=True)
 
 
-def parse_holder(value: str | None) -> dict:
+def parse_holder(value: str | None) -> dict[str, Any]:
     try:
         holder = json.loads(value or "")
     except ValueError:
@@ -39,7 +40,7 @@ def ago(seconds: float) -> str:
     return f"{seconds // 3600}h {seconds // 60 % 60:02d}m"
 
 
-def holder_text(holder: dict, now: datetime.datetime) -> str:
+def holder_text(holder: dict[str, Any], now: datetime.datetime) -> str:
     """`root@ci (./bg rollback vizconfig --stack production) since 2024-05-01T12:00:00Z (12s ago,
     process 4242 on ci)`."""
     if not holder:
@@ -54,7 +55,7 @@ def holder_text(holder: dict, now: datetime.datetime) -> str:
             f"({', '.join(facts)})")
 
 
-def held_message(service: str, stack: str, environment: str, holder: dict,
+def held_message(service: str, stack: str, environment: str, holder: dict[str, Any],
                  now: datetime.datetime, waited_s: float = 0.0) -> str:
     """What a command that finds the lock taken says; nothing was changed."""
     waited = f" after waiting {ago(waited_s)}" if waited_s >= 1 else ""
@@ -63,14 +64,14 @@ def held_message(service: str, stack: str, environment: str, holder: dict,
             f"or, if that holder is gone, ./bg lock release {service} --stack {stack}")
 
 
-def status_line(service: str, environment: str, holder: dict | None, now: datetime.datetime) -> str:
+def status_line(service: str, environment: str, holder: dict[str, Any] | None, now: datetime.datetime) -> str:
     """`./bg lock status`: one line per service."""
     if holder is None:
         return f"{service} in {environment}: free"
     return f"{service} in {environment}: held by {holder_text(holder, now)}"
 
 
-def abandoned(holder: dict, host: str, alive) -> bool:
+def abandoned(holder: dict[str, Any], host: str, alive: Callable[[int], bool]) -> bool:
     """Whether the holder was a process on this machine that is gone (kill -9, a crash): its
     lock may be taken at once instead of waiting for its session to time out. A holder on
     another machine is never judged: its process may be running there."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 import yaml
 
@@ -225,7 +226,7 @@ BUILD_PATH = {"pattern": r"[^\x00-\x1f\x7f]+",
               "hint": "a path relative to the manifest's folder, without control characters"}
 
 
-def _build(parent: Fields, key: str, base: str, default: dict | None = None) -> BuildSpec:
+def _build(parent: Fields, key: str, base: str, default: dict[str, Any] | None = None) -> BuildSpec:
     spec = parent.nested(key, ["context", "dockerfile"], default)
     context = os.path.normpath(os.path.join(base, spec.string("context", ".", **BUILD_PATH)))
     _inside(spec, "context", context, base)

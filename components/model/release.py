@@ -141,7 +141,7 @@ def went_live(entry: str | None, moment: datetime.datetime) -> str | None:
     return json.dumps(went_live_entry(json.loads(entry), timestamp(moment)), sort_keys=True)
 
 
-def release_config(environment: dict[str, str], replicas: int, secrets: dict[str, str]) -> dict:
+def release_config(environment: dict[str, str], replicas: int, secrets: dict[str, str]) -> dict[str, Any]:
     """The configuration a colour runs a release with: its `env` overrides, replicas and the
     fingerprints of its secrets (never their values). With the digest and the runtime spec it is
     the release: a change of it alone deploys, gates, flips and rolls back like a new version."""
@@ -154,7 +154,7 @@ def secret_fingerprint(service: str, name: str, value: str) -> str:
     return hashlib.sha256(f"{service}\n{name}\n{value}".encode()).hexdigest()[:12]
 
 
-def release_id(version: str, config: dict, history: dict[str, dict]) -> str:
+def release_id(version: str, config: dict[str, Any], history: dict[str, dict[str, Any]]) -> str:
     """How the history names a release: its version when the version's entry ran this
     configuration (or none is recorded), else `<version>+<fingerprint of the configuration>`."""
     entry = history.get(version)
@@ -170,7 +170,7 @@ def release_version(release: str) -> str:
 
 
 def slot_record(version: str, reference: str, shape: str, replaced_live: str | None = None,
-                release: str | None = None, config: dict | None = None,
+                release: str | None = None, config: dict[str, Any] | None = None,
                 acknowledged: str | None = None, dependencies: str | None = None) -> str:
     """The value of naming.slot_key: which release a colour runs, with which configuration, and
     the shape of its containers; `replacedLive` says why an update replaced the containers that
@@ -189,9 +189,9 @@ def slot_record(version: str, reference: str, shape: str, replaced_live: str | N
     return json.dumps(record, sort_keys=True)
 
 
-def history_entry(existing: dict | None, *, version: str, reference: str, colour: str,
+def history_entry(existing: dict[str, Any] | None, *, version: str, reference: str, colour: str,
                   live: bool, was_live: bool, now: str, actor: str, release: str | None = None,
-                  config: dict | None = None, committed_at: str | None = None) -> dict:
+                  config: dict[str, Any] | None = None, committed_at: str | None = None) -> dict[str, Any]:
     """A release's line in an environment's history. First deployment time and actor stay as
     first recorded; `liveAt` moves when the release goes live again after something else was
     (`firstLiveAt` stays); `committedAt`: when the commit it was built from was made."""
@@ -210,7 +210,7 @@ def history_entry(existing: dict | None, *, version: str, reference: str, colour
     return entry
 
 
-def rollback_target(history: dict[str, dict], live_release: str | None) -> dict | None:
+def rollback_target(history: dict[str, dict[str, Any]], live_release: str | None) -> dict[str, Any] | None:
     """The last release that was live (and so passed its gate) other than the one live now; not
     one the bake watchdog rolled back since it last went live. History keys are release ids."""
     candidates = [{**e, "release": r} for r, e in history.items() if e.get("liveAt")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime
 from dataclasses import dataclass
+from typing import Any
 
 HOLD, ADVANCE, FLIP, ABORT = "hold", "advance", "flip", "abort"
 PASS, FAIL = "pass", "fail"          # model.analysis' verdicts
@@ -32,25 +33,25 @@ class Rollout:
     step_s: float                     # how long each step lasts (at least)
 
 
-def rolling_record(bake: dict, rollout: Rollout, bake_s: float) -> dict:
+def rolling_record(bake: dict[str, Any], rollout: Rollout, bake_s: float) -> dict[str, Any]:
     """A bake record (naming.bake_record) turned into a rollout's: not flipped yet, step 0 not
     started (the watchdog starts it)."""
     return {**bake, "status": "rolling", "steps": list(rollout.steps), "stepS": rollout.step_s,
             "step": 0, "stepSince": None, "bakeS": bake_s}
 
 
-def is_rolling_to(record: dict | None, colour: str, version: str) -> bool:
+def is_rolling_to(record: dict[str, Any] | None, colour: str, version: str) -> bool:
     """Whether `record` is a rollout of `version` to `colour` still under way."""
     return record is not None and record.get("status") == "rolling" and \
         record.get("colour") == colour and record.get("version") == version
 
 
-def percent(record: dict) -> int:
+def percent(record: dict[str, Any]) -> int:
     """The share of the stable traffic the current step sends to the new colour."""
     return int(record["steps"][record["step"]])
 
 
-def decide(record: dict, outcome: str | None, reason: str, elapsed: float) -> tuple[str, str]:
+def decide(record: dict[str, Any], outcome: str | None, reason: str, elapsed: float) -> tuple[str, str]:
     """(HOLD, ADVANCE, FLIP or ABORT, why) for a step started `elapsed` seconds ago, given its
     traffic verdict."""
     step, steps = record["step"], record["steps"]
@@ -66,12 +67,12 @@ def decide(record: dict, outcome: str | None, reason: str, elapsed: float) -> tu
     return HOLD, ""
 
 
-def started(record: dict, now: datetime.datetime, step: int = 0) -> dict:
+def started(record: dict[str, Any], now: datetime.datetime, step: int = 0) -> dict[str, Any]:
     """The record with `step` started now."""
     return {**record, "step": step, "stepSince": stamp(now)}
 
 
-def flipped(record: dict, now: datetime.datetime) -> dict:
+def flipped(record: dict[str, Any], now: datetime.datetime) -> dict[str, Any]:
     """The record once the last step passed and the alias moved: baking (or baked without a bake
     time), timed from now."""
     bake_s = float(record.get("bakeS") or 0)

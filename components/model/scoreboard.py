@@ -16,7 +16,7 @@ from __future__ import annotations
 import datetime
 import statistics
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Any, Mapping
 
 try:
     from components.naming import parse_time
@@ -44,7 +44,7 @@ class Deployment:
         return None if self.restored_at is None else (self.restored_at - self.live_at).total_seconds()
 
 
-def _time(entry: Mapping, name: str) -> datetime.datetime | None:
+def _time(entry: Mapping[str, Any], name: str) -> datetime.datetime | None:
     value = entry.get(name)
     try:
         return parse_time(value) if isinstance(value, str) else None
@@ -52,12 +52,12 @@ def _time(entry: Mapping, name: str) -> datetime.datetime | None:
         return None
 
 
-def first_live(entry: Mapping) -> datetime.datetime | None:
+def first_live(entry: Mapping[str, Any]) -> datetime.datetime | None:
     """When a release went live for the first time (None: never)."""
     return _time(entry, "firstLiveAt") or _time(entry, "liveAt")
 
 
-def deployments(history: Mapping[str, Mapping]) -> list[Deployment]:
+def deployments(history: Mapping[str, Mapping[str, Any]]) -> list[Deployment]:
     """Every release that went live, oldest first, with when it was rolled back (if it was)."""
     history = {release: e for release, e in history.items() if isinstance(e, Mapping)}
     firsts = {release: first_live(e) for release, e in history.items()}
@@ -70,7 +70,7 @@ def deployments(history: Mapping[str, Mapping]) -> list[Deployment]:
     return result
 
 
-def _restored(history: Mapping[str, Mapping], release: str, live_at: datetime.datetime,
+def _restored(history: Mapping[str, Mapping[str, Any]], release: str, live_at: datetime.datetime,
               until: datetime.datetime | None) -> datetime.datetime | None:
     """The first roll-back of `release`: the watchdog's, or an earlier release live again before
     the next deployment (`until`)."""
@@ -84,8 +84,8 @@ def _restored(history: Mapping[str, Mapping], release: str, live_at: datetime.da
     return min(candidates, default=None)
 
 
-def delivery_metrics(history: Mapping[str, Mapping], now: datetime.datetime,
-                     window_days: int = WINDOW_DAYS) -> dict:
+def delivery_metrics(history: Mapping[str, Mapping[str, Any]], now: datetime.datetime,
+                     window_days: int = WINDOW_DAYS) -> dict[str, Any]:
     """The four keys over the last `window_days` (catalogue.json's `delivery`)."""
     if window_days < 1:
         raise ValueError(f"the delivery metrics' window must be a day at least, got {window_days}")
@@ -118,7 +118,7 @@ METRICS = {  # field -> (Prometheus name, help)
 }
 
 
-def exposition(figures: Mapping[tuple[str, str], Mapping]) -> str:
+def exposition(figures: Mapping[tuple[str, str], Mapping[str, Any]]) -> str:
     """Prometheus's text format of every (environment, service)'s figures; a figure that was not
     measured (None) has no sample."""
     lines = []
@@ -143,7 +143,7 @@ def duration_words(seconds: float | None) -> str:
     return f"{sign}{whole} s"
 
 
-def summary(figures: Mapping) -> str:
+def summary(figures: Mapping[str, Any]) -> str:
     """The four keys in one line (`./bg status`)."""
     rate = figures.get("changeFailureRate")
     return (f"{figures.get('deploymentsPerDay', 0):g} deployments/day, lead time "

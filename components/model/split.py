@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 from components.model.validation import ConfigError, Fields
 from components.naming import COLOURS, PROXY_HEADERS, offline_colour
@@ -61,7 +62,7 @@ class Split:
 NO_SPLIT = Split()
 
 
-def parse_split(fields: Fields, colours: dict) -> Split:
+def parse_split(fields: Fields, colours: dict[str, Any]) -> Split:
     """`split:` of a service's stack entry (`fields` is the entry; `colours` those it configures)."""
     if not fields.has("split"):
         return NO_SPLIT
@@ -92,7 +93,7 @@ def _header_name(fields: Fields, key: str) -> str:
     return name
 
 
-def _cohorts(split: Fields, colours: dict) -> tuple[Cohort, ...]:
+def _cohorts(split: Fields, colours: dict[str, Any]) -> tuple[Cohort, ...]:
     raw = split.raw("cohorts", [])
     if not isinstance(raw, list) or len(raw) > MAX_COHORTS:
         raise split.error("cohorts", f"must be a list of at most {MAX_COHORTS} cohorts, e.g. "
@@ -105,7 +106,7 @@ def _cohorts(split: Fields, colours: dict) -> tuple[Cohort, ...]:
     return tuple(cohorts)
 
 
-def _cohort(cohort: Fields, colours: dict) -> Cohort:
+def _cohort(cohort: Fields, colours: dict[str, Any]) -> Cohort:
     kinds = [kind for kind in ("header", "cookie") if cohort.has(kind)]
     if len(kinds) != 1:
         raise cohort.error("header", "name exactly one of header or cookie, e.g. "
@@ -121,7 +122,7 @@ def _cohort(cohort: Fields, colours: dict) -> Cohort:
         "value", pattern=VALUE_PATTERN, hint="1 to 64 letters, digits, '.', '_' or '-'"), colour)
 
 
-def split_record(split: Split, live: str) -> dict:
+def split_record(split: Split, live: str) -> dict[str, Any]:
     """The KV record for `split` while `live` is the alias's colour: the share goes offline."""
     return {"colour": offline_colour(live), "percent": split.percent,
             "sticky": {"header": split.sticky_header} if split.sticky_header else {"cookie": True},
