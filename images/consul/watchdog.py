@@ -332,37 +332,37 @@ def history_update(environment: str, service: str, version: str | None, changes:
     return {key: (json.dumps({**entry, **changes}, sort_keys=True), index)}
 
 
-def roll_back(bake: Bake, wall: datetime.datetime) -> bool:
-    """Flips the alias back; True when the bake is over (rolled back, the alias moved on, or time
+def roll_back(bake: Bake, breach: str, wall: datetime.datetime) -> bool:
+    """Flips the alias back for `breach`; True when the bake is over (rolled back, the alias moved on, or time
     is up), False to look again on the next tick."""
     record, key = bake.record, alias_key(bake.environment, bake.service)
     alias, alias_index = kv_get(key)
     if not flip_is_current(record, bake.entry.index, alias, alias_index):
-        say(f"{bake.label()}: breach ({bake.breach}), but the alias says {alias} since a later "
+        say(f"{bake.label()}: breach ({breach}), but the alias says {alias} since a later "
             f"write: not touching it")
-        return finish(bake, "superseded", f"{bake.breach}; the alias moved to {alias} meanwhile")
+        return finish(bake, "superseded", f"{breach}; the alias moved to {alias} meanwhile")
     previous = record["previous"]
     if not instances(bake.service, bake.environment, previous, passing=True):
         if wall >= parse_time(record["until"]):
-            return finish(bake, "breached", f"{bake.breach}; not rolled back: no instance of "
+            return finish(bake, "breached", f"{breach}; not rolled back: no instance of "
                                             f"{previous} passed its checks")
         if time.monotonic() - bake.logged_at >= 5:
             bake.logged_at = time.monotonic()
-            say(f"{bake.label()}: breach ({bake.breach}), but no instance of {previous} passes "
+            say(f"{bake.label()}: breach ({breach}), but no instance of {previous} passes "
                 f"its checks: not flipping to it; looking again")
         return False
     now = format_time(wall)
     extra = {key: (previous, alias_index)}
     extra.update(history_update(bake.environment, bake.service, record.get("version"),
-                                {"rolledBackAt": now, "rollbackReason": bake.breach}))
+                                {"rolledBackAt": now, "rollbackReason": breach}))
     if record.get("previousVersion") != record.get("version"):
         extra.update(history_update(bake.environment, bake.service, record.get("previousVersion"),
                                     {"liveAt": now}))
-    if not finish(bake, "rolled-back", bake.breach, extra, now=wall):
+    if not finish(bake, "rolled-back", breach, extra, now=wall):
         say(f"{bake.label()}: the rollback transaction lost a check-and-set; looking again")
         return False
-    say(f"ROLLED BACK {bake.label()}: alias {key} {record['colour']} -> {previous}: {bake.breach}")
-    told(bake, hooks.ROLLBACK, record["colour"], previous, record.get("previousVersion"), bake.breach)
+    say(f"ROLLED BACK {bake.label()}: alias {key} {record['colour']} -> {previous}: {breach}")
+    told(bake, hooks.ROLLBACK, record["colour"], previous, record.get("previousVersion"), breach)
     return True
 
 
@@ -372,7 +372,7 @@ def tick(bake: Bake, now: float, wall: datetime.datetime) -> bool:
     if bake.record.get("status") == "rolling":
         return roll_out(bake, now, wall)
     if bake.breach:   # found earlier and the roll-back must be tried again: judged as it was found
-        return roll_back(bake, wall)
+        return roll_back(bake, bake.breach, wall)
     if now >= bake.next_analysis:
         bake.next_analysis = now + ANALYSIS_S
         judge_traffic(bake, wall)
@@ -385,7 +385,7 @@ def tick(bake: Bake, now: float, wall: datetime.datetime) -> bool:
             uri=bake.url[len(PROXY):])
     bake.breach = bake.breach or checks_breach(bake.problem, bake.problem_since, now)
     if bake.breach:
-        return roll_back(bake, wall)
+        return roll_back(bake, bake.breach, wall)
     if wall >= parse_time(bake.record["until"]):
         if finish(bake, "baked"):
             say(f"BAKED {bake.label()}: no breach in its bake time (judged by {bake.judged})")
@@ -429,16 +429,17 @@ def judge_traffic(bake: Bake, wall: datetime.datetime) -> None:
         return
     colour = bake.record["colour"]
     try:
-        answers = [prometheus_query(q) for q in traffic_queries(
-            bake.environment, bake.service, colour, bounds.window_s)]
-        verdict = analyse(*answers, bounds)
-        words = f"{verdict.outcome}: {verdict.reason}"
+        by_status, p99 = (prometheus_query(q) for q in traffic_queries(
+            bake.environment, bake.service, colour, bounds.window_s))
+        found = analyse(by_status, p99, bounds)
+        verdict: Verdict | None = found
+        words = f"{found.outcome}: {found.reason}"
     except (OSError, ValueError) as error:
         verdict, words = None, f"Prometheus unreachable ({error})"
     judged, breach = judge(verdict, colour)
     if judged != bake.judged or (words != bake.verdict and breach):
         say(f"{bake.label()}: judging by {judged}: {words}")
-    bake.judged, bake.verdict, bake.outcome = judged, words, verdict and verdict.outcome
+    bake.judged, bake.verdict, bake.outcome = judged, words, verdict.outcome if verdict else None
     bake.breach = bake.breach or breach
 
 

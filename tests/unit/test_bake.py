@@ -494,5 +494,5 @@ def test_a_breach_whose_roll_back_must_be_tried_again_is_not_judged_again(monkey
     bake.breach, bake.judged = "real traffic on blue: success rate 80% below 99%", "traffic"
     monkeypatch.setattr(watchdog, "judge_traffic", lambda *_: pytest.fail("judged again"))
     monkeypatch.setattr(watchdog, "probe", lambda *_: pytest.fail("probed again"))
-    monkeypatch.setattr(watchdog, "roll_back", lambda again, _wall: again.judged == "traffic")
+    monkeypatch.setattr(watchdog, "roll_back", lambda again, _breach, _wall: again.judged == "traffic")
     assert watchdog.tick(bake, 1.0, NOW) is True
