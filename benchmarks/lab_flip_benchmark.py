@@ -78,7 +78,7 @@ def main() -> int:
     names = list(hosts)
     global STABLE
     STABLE = f"http://{hosts[names[0]]['address']}:{PORTS['proxy']}/{STACK}/vizconfig/"
-    platform = Deployment(PLATFORM, lab_platform_config(PORTS, hosts))
+    platform = Deployment(PLATFORM, lab_platform_config(PORTS, hosts, (STACK,)))
     deployment = None
     try:
         platform.up()

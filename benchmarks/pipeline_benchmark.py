@@ -88,7 +88,7 @@ def main() -> int:
     repo = os.path.join(workdir, "vizconfig")
     shutil.copytree(os.path.join(REPO, "services", "vizconfig"), repo,
                     ignore=shutil.ignore_patterns("__pycache__"))
-    platform = Deployment(PLATFORM, platform_config(PORTS, PLATFORM))
+    platform = Deployment(PLATFORM, platform_config(PORTS, PLATFORM, environments=(INT, PROD)))
     environments = [Deployment(INT, env_config(INT)), Deployment(PROD, env_config(PROD))]
     figures = {"target_s": TARGET_S, "warmup": [], "runs": []}
     try:

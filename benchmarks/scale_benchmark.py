@@ -168,7 +168,7 @@ class Bench:
     def run(self) -> None:
         require_environment()
         os.makedirs(os.path.dirname(OUT), exist_ok=True)
-        platform = Deployment(PLATFORM, platform_config(PORTS, ""))
+        platform = Deployment(PLATFORM, platform_config(PORTS, "", environments=(ENVIRONMENT,)))
         self.platform = platform
         print(f"platform stack {PLATFORM}", flush=True)
         platform.up()

@@ -212,10 +212,15 @@ def config_prefix(environment: str, service: str) -> str:
     return f"{KV_ROOT}/config/{environment}/{service}/"
 
 
+def release_root() -> str:
+    """Where every service's release records live."""
+    return f"{KV_ROOT}/releases/"
+
+
 def release_prefix(service: str) -> str:
     """The KV prefix of a service's releases: `<prefix><version>` -> its digest and runtime spec.
     Shared by every environment on the platform: a version names one image everywhere."""
-    return f"{KV_ROOT}/releases/{service}/"
+    return f"{release_root()}{service}/"
 
 
 def slot_key(environment: str, service: str, colour: str) -> str:

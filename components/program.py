@@ -3,6 +3,7 @@ components. __main__.py only calls `run()`."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import getpass
 import os
@@ -11,12 +12,12 @@ from dataclasses import dataclass
 
 import pulumi
 
-from components.model.config import PlatformConfig
+from components.model.config import PlatformConfig, deployer_environments
 from components.model.release import timestamp
 from components.naming import offline_colour, proxy_host, proxy_port, service_component_name
 from components.platform.credentials import PlatformCredentials, PlatformCredentialsArgs
 from components.platform.docker_host import host_providers
-from components.model.credentials import credential
+from components.model.credentials import credential, deployer_token
 from components.platform.platform import Platform, PlatformArgs
 from components.service.service import Service, ServiceArgs
 from components.stack_inputs import StackInputs, read_inputs
@@ -80,8 +81,8 @@ def own_platform(inputs: StackInputs, settings: PlatformConfig) -> Wiring:
                                f"{home.address}:{settings.registry_port}",
                                owned.registry_username, owned.registry_password)
     platform = Platform(f"{stack.stack}-platform", PlatformArgs(
-        stack=stack.stack, settings=settings, hosts=stack.hosts, providers=providers,
-        credentials=owned))
+        stack=stack.stack, settings=dataclasses.replace(settings, environments=deployer_environments(stack)),
+        hosts=stack.hosts, providers=providers, credentials=owned))
     pulumi.export("consul", platform.consul)
     if platform.prometheus is not None:
         pulumi.export("prometheus", platform.prometheus)
@@ -120,7 +121,8 @@ def deploy_service(inputs: StackInputs, settings, wiring: Wiring, owner: str, ac
         manifest=inputs.manifests[settings.name], hosts=stack.hosts, providers=wiring.providers,
         build_host=stack.build_host, registry=wiring.registry, agents=wiring.agents,
         proxy=wiring.proxy,
-        consul_token=from_credentials(wiring.credentials, "consulDeployerToken", platform_owner),
+        consul_token=pulumi.Output.secret(wiring.credentials.apply(
+            lambda values: deployer_token(values, stack.environment, platform_owner))),
         issuer_token=from_credentials(wiring.credentials, "consulIssuerToken", platform_owner),
         plans=inputs.plans[settings.name], records=inputs.records[settings.name],
         checkout=inputs.checkouts[settings.name], committed_at=inputs.commits.get(settings.name),

@@ -65,7 +65,8 @@ def read_inputs(root: str) -> StackInputs:
         check_manifests(stack, manifests)
         network_hosts = plan_networks(stack, manifests) if stack.services else {}
         reference = platform_reference(stack) if stack.services or stack.platform_stack else None
-        token = last_deployer_token(reference) if reference is not None and stack.services else ""
+        token = last_deployer_token(reference, stack.environment) \
+            if reference is not None and stack.services else ""
         records = {s.name: read_records(stack, s, token) for s in stack.services}
         checkouts = {name: context_digest(m.build.context, exclude_files=(m.path,))
                      for name, m in manifests.items()}
@@ -259,13 +260,15 @@ def platform_reference(stack: StackConfig) -> pulumi.StackReference:
     return pulumi.StackReference(f"{stack.stack}-last-update", stack_name=own)
 
 
-def last_deployer_token(reference: pulumi.StackReference) -> str:
-    """The deployer's Consul token as the platform stack's last update left it, read now: the
-    release records are read with it before anything else registers. Empty before the platform's
-    first update."""
+def last_deployer_token(reference: pulumi.StackReference, environment: str) -> str:
+    """The environment's deployer token as the platform stack's last update left it, read now:
+    the release records are read with it before anything else registers. Empty before the
+    platform's first update (or before it made a token for the environment: the program's
+    `deployer_token` then says how)."""
     details = _sync_await(reference.get_output_details("credentials"))
     values = details.secret_value if details.secret_value is not None else details.value
-    return (values or {}).get("consulDeployerToken", "") if isinstance(values, dict) else ""
+    tokens = values.get("consulDeployerTokens") if isinstance(values, dict) else None
+    return (tokens or {}).get(environment, "") if isinstance(tokens, dict) else ""
 
 
 def read_records(stack: StackConfig, settings: ServiceConfig, token: str) -> ServiceRecords:

@@ -21,7 +21,7 @@ from components.model.config import (
     service_stacks, stack_file, stack_values
 )
 from components.naming import COLOURS, alias_key
-from components.model.credentials import credential
+from components.model.credentials import deployer_token
 
 from . import REPO, recovery
 from .steps import StepFailed
@@ -228,12 +228,13 @@ class EnvStack:
 
     # -- what runs
     def deployer_token(self) -> str:
-        """The deployer's Consul token, from the platform stack's `credentials` (read once)."""
+        """The deployer's Consul token of this stack's environment, from the platform stack's
+        `credentials` (read once)."""
         if self._deployer_token is None:
             config = self.config()
             try:
-                self._deployer_token = credential(platform_outputs(config).get("credentials"),
-                                                  "consulDeployerToken", platform_owner(config))
+                self._deployer_token = deployer_token(platform_outputs(config).get("credentials"),
+                                                      config.environment, platform_owner(config))
             except RuntimeError as error:
                 raise StepFailed(str(error)) from None
         return self._deployer_token

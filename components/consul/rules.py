@@ -10,17 +10,16 @@ import json
 from components.model import election
 from components.naming import (
     KV_ROOT, alias_key, config_prefix, delivery_prefix, drain_timeout_key, history_root,
-    watchdog_lock_key
+    release_root, watchdog_lock_key
 )
 
-# The KV trees the deployer writes (and reads back: releases, slot records, history, bakes) and
-# the proxy renders (catalogue, history and bakes: the catalogue page; proxy: its own settings).
-# The proxy's are as its templates list them (`tree "bluegreen/aliases"`, no trailing slash).
-# The deployer also keeps the audit trail, holds the deploy locks (with Consul sessions), writes
-# the approvals of held flips and each service's hooks (the watchdog reads those).
-DEPLOYER_PREFIXES = tuple(f"{KV_ROOT}/{tree}/" for tree in (
-    "aliases", "config", "routes", "catalogue", "releases", "slots", "history", "bake", "audit",
-    "locks", "splits", "approvals", "hooks"))
+# The KV trees a deployer writes in its own environment (`<tree>/<environment>/...`: aliases,
+# config, routes, catalogue, slots, history, bakes, audit trail, deploy locks, splits, approvals
+# of held flips and hooks) and the ones the proxy renders (catalogue, history and bakes: the
+# catalogue page; proxy: its own settings). The proxy's are as its templates list them
+# (`tree "bluegreen/aliases"`, no trailing slash).
+DEPLOYER_TREES = ("aliases", "config", "routes", "catalogue", "slots", "history", "bake", "audit",
+                  "locks", "splits", "approvals", "hooks")
 PROXY_PREFIXES = tuple(f"{KV_ROOT}/{tree}" for tree in (
     "aliases", "routes", "catalogue", "history", "bake", "proxy", "splits", "delivery", "audit"))
 # The watchdog: waits on the bakes (and marks them), flips an alias back, notes it in the history;
@@ -53,14 +52,20 @@ def proxy_rules() -> str:
                   *(_rule("key_prefix", prefix, "list") for prefix in PROXY_PREFIXES))
 
 
-def deployer_rules() -> str:
-    """`pulumi up` of an environment and the pipeline: registrations, gates (instance health),
-    the aliases, config, routes, catalogue entries and release records in KV, the audit trail,
-    and the deploy locks with their sessions; it reads which watchdog acts."""
+def deployer_rules(environment: str) -> str:
+    """`pulumi up` of `environment`, its delivery commands and the pipeline's steps in it:
+    registrations and gates (instance health), its own trees in KV (a flip of another
+    environment is refused), release records (keyed by service: every environment promotes the
+    same ones), the deploy locks' sessions; it reads the rest of the records (promote compares
+    environments) but no other environment's configuration."""
     return _rules(_rule("service_prefix", "", "write"), _rule("node_prefix", "", "read"),
                   # A deploy lock's session is made on the node of the agent it is asked of.
                   _rule("session_prefix", "", "write"), _rule("key", watchdog_lock_key(), "read"),
-                  *(_rule("key_prefix", prefix, "write") for prefix in DEPLOYER_PREFIXES))
+                  _rule("key_prefix", f"{KV_ROOT}/", "list"),
+                  _rule("key_prefix", f"{KV_ROOT}/config/", "deny"),
+                  _rule("key_prefix", release_root(), "write"),
+                  *(_rule("key_prefix", f"{KV_ROOT}/{tree}/{environment}/", "write")
+                    for tree in DEPLOYER_TREES))
 
 
 def watchdog_rules() -> str:

@@ -21,7 +21,7 @@ from components.model.manifest import (
 from components.model.validation import LONG_UNITS, ConfigError, Fields
 from components.model.rollout import MAX_STEPS, STEP_S, Rollout
 from components.model.split import NO_SPLIT, Split, parse_split
-from components.naming import COLOURS, PROXY_PATHS
+from components.naming import COLOURS, PROXY_PATHS, joined_name_problem
 
 # The bluegreen:* stack config keys, declared once (Pulumi.yaml carries their descriptions and
 # defaults; a unit test keeps the two in step). Secrets are read separately, as a secret Output.
@@ -88,6 +88,9 @@ class PlatformConfig:
     # own host: a deploying machine elsewhere (its flip proof and preview gate ask there).
     proxy_preview_from: tuple[str, ...] = ()
     prometheus: PrometheusSettings | None = None
+    # The environments that deploy on this platform, each with a deployer token that can change
+    # only that environment (a stack that owns its platform and deploys services adds its own).
+    environments: tuple[str, ...] = ()
 
     @property
     def server_hosts(self) -> tuple[str, ...]:
@@ -433,7 +436,7 @@ def _hosts(top: Fields) -> dict[str, Host]:
 
 def _platform(top: Fields, hosts: dict[str, Host]) -> PlatformConfig:
     fields = top.nested("platform", ["host", "agents", "servers", "consul", "registry", "proxy",
-                                     "prometheus"])
+                                     "prometheus", "environments"])
     host = fields.choice("host", list(hosts))
     servers = fields.raw("servers", [])
     if not isinstance(servers, list) or any(s not in hosts for s in servers) \
@@ -468,8 +471,32 @@ def _platform(top: Fields, hosts: dict[str, Host]) -> PlatformConfig:
         proxy_address=proxy.string("address", "127.0.0.1", pattern=IPV4,
                                    hint="an IPv4 address of the proxy's host, e.g. 127.0.0.1"),
         proxy_preview_from=_preview_from(proxy),
+        environments=_environments(fields),
         **_metrics(fields, proxy),
     )
+
+
+def _environments(platform: Fields) -> tuple[str, ...]:
+    """platform.environments: names as `environment` takes them, each once."""
+    raw = platform.raw("environments", [])
+    hint = "write e.g. [integration, production]"
+    if not isinstance(raw, list) or len(set(map(str, raw))) != len(raw):
+        raise platform.error("environments", f"{raw!r} is not a list of distinct environment "
+                             f"names; {hint}")
+    for name in raw:
+        if not isinstance(name, str) or not re.fullmatch(ENV_NAME, name) \
+                or joined_name_problem(name) or name in PROXY_PATHS:
+            raise platform.error("environments", f"{name!r} is not an environment name (lower-case, "
+                                 f"e.g. staging; no '--'); {hint}")
+    return tuple(raw)
+
+
+def deployer_environments(stack: "StackConfig") -> tuple[str, ...]:
+    """The environments the stack's platform makes a deployer token for."""
+    if stack.platform is None:
+        return ()
+    own = (stack.environment,) if stack.environment else ()
+    return own + tuple(e for e in stack.platform.environments if e not in own)
 
 
 def _preview_from(proxy: Fields) -> tuple[str, ...]:

@@ -40,6 +40,7 @@ class ConsulClusterArgs:
     providers: dict[str, docker.Provider]
     management_token: pulumi.Input[str]    # a secret; becomes acl.tokens.initial_management
     gossip_key: pulumi.Input[str]          # a secret; Consul's `encrypt`
+    environments: tuple[str, ...] = ()     # each gets a deployer token of its own
 
     def __post_init__(self):
         if not self.servers:
@@ -150,13 +151,17 @@ class ConsulCluster(pulumi.ComponentResource):
             for actor, actor_rules, description in (
                 ("proxy", rules.proxy_rules(), "consul-template in the proxy: reads services and "
                                                "the keys it renders"),
-                ("deployer", rules.deployer_rules(), "pulumi up and the pipeline: registrations, "
-                                                     "gates, aliases, config, routes, catalogue"),
                 ("watchdog", rules.watchdog_rules(), "the bake watchdog: reads bakes and checks, "
                                                      "flips an alias back"),
                 ("issuer", rules.issuer_rules(), "creates each service's own token"),
                 ("delivery", rules.delivery_exporter_rules(), "the delivery metrics exporter: "
                                                               "lists histories, writes the figures"))}
+        self.deployer_tokens: dict[str, pulumi.Output[str]] = {
+            environment: self._token(name, f"deployer-{environment}", args,
+                                     rules.deployer_rules(environment),
+                                     f"pulumi up, delivery commands and the pipeline in {environment}: "
+                                     "registrations, gates, its aliases, config, routes, records").secret_id
+            for environment in args.environments}
         self.agents = pulumi.Output.from_input(
             {h.name: h.consul for h in (*args.servers, *args.clients)})
         self.register_outputs({"agents": self.agents})

@@ -45,8 +45,8 @@ class Platform(pulumi.ComponentResource):
     """Outputs: `consul` (the platform host's agent URL), `registry` (host:port), `registryCa`
     (the CA its TLS certificate chains to; None when it serves loopback only), `proxy` (base
     URL), `prometheus` (base URL; None when the stack runs none), and the secrets environment
-    stacks need: `credentials` (the deployer's and the issuer's Consul tokens, the registry's
-    user and password). The proxy's drain bound (bluegreen:platform.proxy.drainTimeout) is a KV
+    stacks need: `credentials` (a deployer's Consul token per environment, the issuer's, the
+    registry's user and password). The proxy's drain bound (bluegreen:platform.proxy.drainTimeout) is a KV
     entry the proxy reads."""
 
     consul: pulumi.Output[str]
@@ -64,7 +64,7 @@ class Platform(pulumi.ComponentResource):
             servers=tuple(args.hosts[h] for h in settings.server_hosts),
             clients=tuple(args.hosts[h] for h in settings.client_hosts),
             providers=args.providers, management_token=secrets.consul_management_token,
-            gossip_key=secrets.gossip_key), opts=child)
+            gossip_key=secrets.gossip_key, environments=settings.environments), opts=child)
         registry = f"{home.address}:{settings.registry_port}"
         tls, trusted = self._registry_tls(name, args, registry, child)
         self.registry_component = Registry(f"{name}-registry", RegistryArgs(
@@ -95,7 +95,7 @@ class Platform(pulumi.ComponentResource):
         self.proxy = self.proxy_component.url
         self._proxy_settings(name, args, child)
         self.credentials = pulumi.Output.secret(platform_credentials(
-            self.cluster.tokens["deployer"], self.cluster.tokens["issuer"],
+            self.cluster.deployer_tokens, self.cluster.tokens["issuer"],
             secrets.registry_username, secrets.registry_password))
         self.register_outputs({"consul": self.consul, "registry": self.registry, "proxy": self.proxy,
                                "credentials": self.credentials, "registryCa": self.registry_ca,
@@ -173,9 +173,10 @@ class Platform(pulumi.ComponentResource):
         return self.metrics.url
 
 
-def platform_credentials(deployer: pulumi.Input[str], issuer: pulumi.Input[str],
+def platform_credentials(deployers: dict[str, pulumi.Output[str]], issuer: pulumi.Input[str],
                          registry_username: pulumi.Input[str],
                          registry_password: pulumi.Input[str]) -> pulumi.Output[dict]:
-    """The `credentials` output: what an environment stack (or the pipeline) needs to deploy."""
-    return pulumi.Output.all(deployer, issuer, registry_username, registry_password).apply(
-        lambda v: dict(zip(CREDENTIAL_KEYS, v)))
+    """The `credentials` output: what an environment stack (or the pipeline) needs to deploy,
+    with a deployer token per environment."""
+    return pulumi.Output.all(pulumi.Output.from_input(deployers), issuer, registry_username,
+                             registry_password).apply(lambda v: dict(zip(CREDENTIAL_KEYS, v)))

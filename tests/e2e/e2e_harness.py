@@ -77,8 +77,10 @@ def host_entries(ports: dict, second_host: bool = False) -> dict:
     return hosts
 
 
-def platform_config(ports: dict, environment: str, second_host: bool = False) -> dict:
-    """A stack that owns a platform on this machine's Docker engine, on the given ports."""
+def platform_config(ports: dict, environment: str, second_host: bool = False,
+                    environments: tuple[str, ...] = ()) -> dict:
+    """A stack that owns a platform on this machine's Docker engine, on the given ports; other
+    stacks deploy `environments` on it (each with its own deployer token)."""
     config = {
         "bluegreen:environment": environment,
         "bluegreen:baseImage": os.environ.get("BLUEGREEN_BASE_IMAGE", "bluegreen/base:bookworm"),
@@ -92,6 +94,8 @@ def platform_config(ports: dict, environment: str, second_host: bool = False) ->
     }
     if second_host:
         config["bluegreen:platform"]["agents"] = ["host2"]
+    if environments:
+        config["bluegreen:platform"]["environments"] = list(environments)
     return config
 
 
@@ -147,12 +151,13 @@ class Deployment:
     def outputs(self) -> dict:
         return {k: v.value for k, v in self.stack.outputs().items()}
 
-    def deployer_token(self) -> str:
-        """The deployer's Consul token from this (platform) stack's `credentials` output (it
-        never changes: read once)."""
-        if not getattr(self, "_deployer_token", None):
-            self._deployer_token = self.outputs()["credentials"]["consulDeployerToken"]
-        return self._deployer_token
+    def deployer_token(self, environment: str | None = None) -> str:
+        """A deployer's Consul token from this (platform) stack's `credentials` output: the one
+        of `environment`, else of the stack's own environment (read once: they never change)."""
+        if not getattr(self, "_deployer_tokens", None):
+            self._deployer_tokens = self.outputs()["credentials"]["consulDeployerTokens"]
+        return one_deployer_token(self._deployer_tokens,
+                                  environment or self.config.get("bluegreen:environment") or None)
 
     def secret_values(self) -> dict[str, str]:
         """Every generated secret and ACL token of this stack in plain text (resource name ->
@@ -293,11 +298,22 @@ def consul(token: str) -> requests.Session:
 _DEPLOYER_TOKENS: dict[str, str] = {}
 
 
+def one_deployer_token(tokens: dict[str, str], environment: str | None) -> str:
+    """`environment`'s token of a platform's `consulDeployerTokens`; without one, the only
+    token there is (any deployer reads the records; only its own environment's it writes)."""
+    if environment is not None:
+        return tokens[environment]
+    assert len(tokens) == 1, f"name the environment: the platform has deployers for {sorted(tokens)}"
+    return next(iter(tokens.values()))
+
+
 def deployer_consul(stack: str) -> requests.Session:
-    """Consul with the deployer's token of the stack `stack` owns the platform of (read once)."""
+    """Consul with the deployer's token of the stack that owns its platform and deploys one
+    environment on it (read once)."""
     if stack not in _DEPLOYER_TOKENS:
         outputs = auto.select_stack(stack_name=stack, work_dir=REPO).outputs()
-        _DEPLOYER_TOKENS[stack] = outputs["credentials"].value["consulDeployerToken"]
+        _DEPLOYER_TOKENS[stack] = one_deployer_token(
+            outputs["credentials"].value["consulDeployerTokens"], None)
     return consul(_DEPLOYER_TOKENS[stack])
 
 
@@ -512,9 +528,10 @@ def lab_hosts(ports: dict) -> dict:
     return hosts
 
 
-def lab_platform_config(ports: dict, hosts: dict) -> dict:
+def lab_platform_config(ports: dict, hosts: dict, environments: tuple[str, ...]) -> dict:
     """A platform wholly on the lab: a Consul server on every host; the registry and the proxy on
-    the first, at its lab address (so nothing runs on this machine's shared engine)."""
+    the first, at its lab address (so nothing runs on this machine's shared engine), for stacks
+    of `environments`."""
     home = next(iter(hosts))
     return {
         "bluegreen:hosts": hosts,
@@ -528,6 +545,7 @@ def lab_platform_config(ports: dict, hosts: dict) -> dict:
                       # This machine deploys: its flip proof and preview gate ask on /preview/
                       # (lab/lab.env: .1 of the lab network is this machine).
                       "previewFrom": [hosts[home]["address"].rsplit(".", 1)[0] + ".1/32"]},
+            "environments": list(environments),
         },
     }
 

@@ -22,6 +22,8 @@ from e2e_harness import (HOST2_DOCKER, LOG_DIR, REPO, Deployment, RequestLoop, R
                          require_environment, wait_until)
 from e2e_harness import consul as consul_session
 
+from components.naming import alias_key, config_prefix
+
 PORTS = {"consul": 28900, "serf": 28901, "server": 28902, "registry": 28905, "proxy": 28980,
          "host2_consul": 28910, "host2_serf": 28911, "host2_server": 28912}
 PROXY = f"http://127.0.0.1:{PORTS['proxy']}"
@@ -59,7 +61,8 @@ def service_repo():
 @pytest.fixture(scope="module")
 def stacks(service_repo):
     require_environment()
-    platform = Deployment(PLATFORM, platform_config(PORTS, "", second_host=True))
+    platform = Deployment(PLATFORM, platform_config(PORTS, "", second_host=True,
+                                                 environments=tuple(ENVIRONMENTS.values())))
     environments = {}
     try:
         platform.up()
@@ -93,10 +96,27 @@ def test_both_environments_serve_from_both_hosts(stacks):
             [("host2", "passing"), ("local", "passing")]
     # The environments share the platform's agents and proxy, told apart by tags and aliases.
     platform, _ = stacks
-    catalog = consul_session(platform.deployer_token()).get(
+    catalog = consul_session(platform.deployer_token("e2e-int")).get(
         f"http://127.0.0.1:{PORTS['consul']}/v1/catalog/service/vizconfig", timeout=3).json()
     tags = {tuple(s["ServiceTags"]) for s in catalog}
     assert tags == {("e2e-int", "blue"), ("e2e-prod", "blue")}
+
+
+def test_an_environments_deployer_cannot_flip_or_read_the_configuration_of_another(stacks):
+    platform, _ = stacks
+    consul = f"http://127.0.0.1:{PORTS['consul']}/v1/kv"
+    integration = consul_session(platform.deployer_token("e2e-int"))
+    production_alias = f"{consul}/{alias_key('e2e-prod', 'vizconfig')}"
+    assert integration.get(production_alias, params={"raw": ""}, timeout=3).text == "blue"
+    refused = integration.put(production_alias, data="green", timeout=3)
+    assert refused.status_code == 403, (refused.status_code, refused.text)
+    assert integration.get(f"{consul}/{config_prefix('e2e-prod', 'vizconfig')}", params={"recurse": ""},
+                           timeout=3).status_code in (403, 404)
+    # Its own environment's alias it may write (the same value back: nothing moves).
+    own = f"{consul}/{alias_key('e2e-int', 'vizconfig')}"
+    assert integration.put(own, data=integration.get(own, params={"raw": ""}, timeout=3).text,
+                           timeout=3).json() is True
+    assert get_json(stable("e2e-prod"))["colour"] == "blue"
     assert docker_names("container", "bluegreen-e2e-prod-vizconfig-blue-host2", host=HOST2_DOCKER)
 
 
@@ -255,7 +275,7 @@ def test_removing_the_service_with_remove_leaves_nothing_behind(stacks):
         for repository in repositories:
             assert image_names(repository, host) == [], (host, repository)
     consul = f"http://127.0.0.1:{PORTS['consul']}"
-    deployer = consul_session(platform.deployer_token())
+    deployer = consul_session(platform.deployer_token("e2e-prod"))
     assert deployer.get(f"{consul}/v1/catalog/service/vizconfig", timeout=3).json() == []
     wait_until(lambda: requests.get(stable("e2e-prod"), timeout=3).status_code == 404, 10,
                what="the proxy stops serving the service")

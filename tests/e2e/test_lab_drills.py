@@ -112,7 +112,7 @@ def drill():
     the_lab = Lab()
     global STABLE
     STABLE = f"http://{the_lab.hosts[the_lab.proxy_host]['address']}:{PORTS['proxy']}/{ENV}/vizconfig/"
-    platform = Deployment(PLATFORM, lab_platform_config(PORTS, the_lab.hosts))
+    platform = Deployment(PLATFORM, lab_platform_config(PORTS, the_lab.hosts, (ENV,)))
     environment = None
     try:
         platform.up()

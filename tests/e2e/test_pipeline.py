@@ -49,7 +49,7 @@ def env_config(environment: str) -> dict:
 
 class Stacks:
     def __init__(self):
-        self.platform = Deployment(PLATFORM, platform_config(PORTS, PLATFORM))
+        self.platform = Deployment(PLATFORM, platform_config(PORTS, PLATFORM, environments=(INT, PROD)))
         self.integration = Deployment(INT, env_config(INT))
         self.production = Deployment(PROD, env_config(PROD))
         self.removed = False

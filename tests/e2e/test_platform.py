@@ -35,12 +35,13 @@ def test_outputs_name_the_published_addresses(platform):
     assert outputs["consul"] == CONSUL
     assert outputs["registry"] == f"127.0.0.1:{PORTS['registry']}"
     assert outputs["proxy"] == PROXY
-    assert set(outputs["credentials"]) == {"consulDeployerToken", "consulIssuerToken",
+    assert set(outputs["credentials"]) == {"consulDeployerTokens", "consulIssuerToken",
                                            "registryUsername", "registryPassword"}
+    assert set(outputs["credentials"]["consulDeployerTokens"]) == {STACK}
 
 
 def deployer(platform) -> requests.Session:
-    return consul(platform[1]["credentials"]["consulDeployerToken"])
+    return consul(platform[1]["credentials"]["consulDeployerTokens"][STACK])
 
 
 def test_consul_has_a_leader_and_kv_reads_back(platform):

@@ -34,7 +34,7 @@ def service_stack_name(service: str) -> str:
 def deployed():
     require_environment()
     workdir = tempfile.mkdtemp(prefix="bluegreen-svcstk-")
-    platform = Deployment(PLATFORM, platform_config(PORTS, ""))
+    platform = Deployment(PLATFORM, platform_config(PORTS, "", environments=(ENVIRONMENT,)))
     env_file = os.path.join(REPO, "stacks", f"Pulumi.{ENV_STACK}.yaml")
     stacks: dict[str, Deployment] = {}
     try:

@@ -3,6 +3,7 @@ htpasswd entries, site-supplied credentials, and how tokens reach resources (und
 
 import base64
 import json
+import re
 import uuid
 
 import bcrypt
@@ -17,7 +18,8 @@ from components.model.validation import ConfigError
 from components.naming import PLATFORM_TOKEN_FILE
 from components.platform.consul_cluster import ACL_SETTINGS, agent_command, agent_secrets
 from components.platform.generated_secret import generate
-from components.model.credentials import credential
+from components import naming
+from components.model.credentials import credential, deployer_token
 from components.platform.htpasswd import _HtpasswdProvider, entry_matches, htpasswd_entry
 from unit_harness import (ACL_TOKEN, CONTAINER, HTPASSWD, ProgramFailed, fake_secret, is_secret,
                           plain, run_program)
@@ -41,12 +43,32 @@ def test_the_proxy_reads_what_it_renders_and_writes_nothing():
     assert "config" not in text and "write" not in text
 
 
-def test_the_deployer_writes_registrations_and_its_kv_trees_but_no_acls():
-    text = rules.deployer_rules()
+def test_a_deployer_writes_registrations_and_its_own_environments_kv_trees_but_no_acls():
+    text = rules.deployer_rules("integration")
     assert 'service_prefix "" { policy = "write" }' in text
-    for tree in ("aliases", "config", "routes", "catalogue"):
-        assert f'key_prefix "bluegreen/{tree}/" {{ policy = "write" }}' in text
+    for tree in ("aliases", "config", "routes", "catalogue", "splits", "bake"):
+        assert f'key_prefix "bluegreen/{tree}/integration/" {{ policy = "write" }}' in text
+    assert 'key_prefix "bluegreen/releases/" { policy = "write" }' in text
     assert "acl" not in text and 'key_prefix "" ' not in text
+
+
+def test_a_deployer_cannot_flip_another_environment_nor_read_its_configuration():
+    """Consul applies the longest matching prefix: of these rules, which one decides a key."""
+    text = rules.deployer_rules("integration")
+    grants = dict(re.findall(r'key_prefix "([^"]*)" \{ policy = "(\w+)" \}', text))
+
+    def policy(key: str) -> str:
+        matching = [prefix for prefix in grants if key.startswith(prefix)]
+        return grants[max(matching, key=len)] if matching else "deny"
+
+    assert policy(naming.alias_key("integration", "vizconfig")) == "write"
+    assert policy(naming.alias_key("production", "vizconfig")) == "list"
+    assert policy(naming.split_key("production", "vizconfig")) == "list"
+    assert policy(naming.config_prefix("production", "vizconfig") + "greeting") == "deny"
+    assert policy(naming.config_prefix("integration", "vizconfig") + "greeting") == "write"
+    assert policy(naming.release_prefix("vizconfig") + "1.0.0") == "write"
+    # An environment named like another's prefix reaches nothing of it.
+    assert policy(naming.alias_key("integration-2", "vizconfig")) == "list"
 
 
 def test_agents_and_registrators_are_bound_to_their_node():
@@ -58,7 +80,7 @@ def test_agents_and_registrators_are_bound_to_their_node():
 def test_only_the_issuer_may_create_tokens():
     assert rules.issuer_rules() == 'acl = "write"\n'
     others = [rules.agent_rules("a"), rules.registrator_rules("a"), rules.proxy_rules(),
-              rules.deployer_rules(), rules.watchdog_rules(), rules.service_rules("e", "s")]
+              rules.deployer_rules("e"), rules.watchdog_rules(), rules.service_rules("e", "s")]
     assert not any("acl" in text for text in others)
 
 
@@ -167,10 +189,19 @@ def test_site_credentials_are_checked_without_quoting_them():
 
 
 def test_a_missing_platform_credential_says_which_stack_to_deploy():
-    assert credential({"consulDeployerToken": "t"}, "consulDeployerToken", "platform") == "t"
+    assert credential({"consulIssuerToken": "t"}, "consulIssuerToken", "platform") == "t"
     with pytest.raises(RuntimeError) as missing:
-        credential(None, "consulDeployerToken", "platform")
+        credential(None, "consulIssuerToken", "platform")
     assert "pulumi up --stack platform" in str(missing.value)
+
+
+def test_an_environment_without_a_deployer_token_is_told_how_to_get_one():
+    values = {"consulDeployerTokens": {"integration": "t1", "production": "t2"}}
+    assert deployer_token(values, "production", "organization/bluegreen/platform") == "t2"
+    with pytest.raises(RuntimeError) as missing:
+        deployer_token(values, "staging", "organization/bluegreen/platform")
+    assert "add staging to bluegreen:platform.environments in stacks/Pulumi.platform.yaml" in \
+        str(missing.value) and "has: integration, production" in str(missing.value)
 
 
 def test_every_consul_call_needs_a_token_and_accessors_are_stable():
@@ -212,6 +243,9 @@ def test_each_service_container_gets_its_own_token_as_a_secret():
     # Made with the issuer's token, allowed only its own prefix.
     assert plain(tokens[0].inputs["token"]) == fake_secret(f"{STACK}-platform-consul-issuer-token")
     assert tokens[0].inputs["rules"] == rules.service_rules("integration", "vizconfig")
+    deployers = [fake_secret(r.name) for r in resources
+                 if r.type == ACL_TOKEN and r.inputs["name"].startswith("bluegreen-deployer-")]
+    assert deployers
     deployment = Deployment(resources)
     assert deployment.role("service")
     for container in deployment.role("service"):
@@ -226,8 +260,24 @@ def test_each_service_container_gets_its_own_token_as_a_secret():
         assert isinstance(container.inputs["envs"], list)
         if bridged:
             assert is_secret(container.inputs["uploads"])
-        deployer = fake_secret(f"{STACK}-platform-consul-deployer-token")
-        assert not any(deployer in e for e in envs)
+        assert not any(deployer in e for e in envs for deployer in deployers)
+
+
+def test_the_platform_makes_a_deployer_token_for_each_environment_it_serves():
+    cfg = config()
+    cfg["platform"]["environments"] = ["production", "integration"]
+    resources = run_program(cfg, stack=STACK)
+    deployers = {r.inputs["name"]: r for r in resources
+                 if r.type == ACL_TOKEN and r.inputs["name"].startswith("bluegreen-deployer-")}
+    # Its own environment (integration) once, then the others listed.
+    assert sorted(deployers) == ["bluegreen-deployer-integration", "bluegreen-deployer-production"]
+    for environment in ("integration", "production"):
+        assert deployers[f"bluegreen-deployer-{environment}"].inputs["rules"] == \
+            rules.deployer_rules(environment)
+    # The stack's own services write their keys with their environment's token.
+    keys = [r for r in resources if r.type.endswith("consul:Key") and r.name.startswith("integration-vizconfig")]
+    own = fake_secret(deployers["bluegreen-deployer-integration"].name)
+    assert keys and all(plain(k.inputs["token"]) == own for k in keys)
 
 
 def test_platform_containers_get_secrets_as_files_not_in_command_or_environment():

@@ -134,9 +134,9 @@ def test_audit_retention_is_stack_config_with_a_30_day_default():
 
 
 def test_the_deployer_keeps_the_trail_and_holds_locks_with_sessions():
-    text = rules.deployer_rules()
-    assert 'key_prefix "bluegreen/audit/" { policy = "write" }' in text
-    assert 'key_prefix "bluegreen/locks/" { policy = "write" }' in text
+    text = rules.deployer_rules("production")
+    assert 'key_prefix "bluegreen/audit/production/" { policy = "write" }' in text
+    assert 'key_prefix "bluegreen/locks/production/" { policy = "write" }' in text
     assert 'session_prefix "" { policy = "write" }' in text
     assert lock_key("production", "vizconfig") == "bluegreen/locks/production/vizconfig"
     # The proxy reads the trail (the catalogue shows the last events), never writes it.

@@ -2,6 +2,7 @@
 (bluegreen.…) and what to do."""
 
 import copy
+import dataclasses
 import os
 
 import pytest
@@ -9,6 +10,7 @@ import yaml
 
 from components.model.config import (
     ColourConfig,
+    deployer_environments,
     ConsulSettings,
     Host,
     PlatformConfig,
@@ -125,6 +127,15 @@ def test_preview_from_names_networks_beside_the_proxys_own_host():
         .platform.proxy_preview_from == ("10.250.77.1/32", "10.0.0.0/8")
 
 
+def test_the_platform_lists_the_environments_that_deploy_on_it():
+    assert parse(values()).platform.environments == ()
+    listed = parse(values(**{"platform.environments": ["integration", "production"]}))
+    assert listed.platform.environments == ("integration", "production")
+    # A stack owning its platform deploys its own environment first, each one once.
+    assert deployer_environments(dataclasses.replace(listed, environment="production")) == \
+        ("production", "integration")
+
+
 def test_metrics_are_off_unless_a_port_is_given():
     platform = parse(values()).platform
     assert platform.proxy_metrics_port is None and platform.prometheus is None
@@ -210,6 +221,14 @@ ERRORS = [
                  "unknown key; allowed keys here are: image, port", id="unknown-proxy-key"),
     pytest.param({"platform.proxy.previewFrom": ["10.1.2.3/40"]}, "bluegreen.platform.proxy.previewFrom",
                  "is not a list of IPv4 networks; write e.g. [10.250.77.1/32]", id="preview-from-bad"),
+    pytest.param({"platform.environments": "production"}, "bluegreen.platform.environments",
+                 "is not a list of distinct environment names; write e.g. [integration, production]",
+                 id="environments-not-a-list"),
+    pytest.param({"platform.environments": ["prod", "prod"]}, "bluegreen.platform.environments",
+                 "is not a list of distinct environment names", id="environments-twice"),
+    pytest.param({"platform.environments": ["prod--a"]}, "bluegreen.platform.environments",
+                 "'prod--a' is not an environment name (lower-case, e.g. staging; no '--')",
+                 id="environments-joined-name"),
     pytest.param({"platform.proxy.drainTimeout": "30"}, "bluegreen.platform.proxy.drainTimeout",
                  "'30' is not a duration; write e.g. 500ms, 2s or 1m", id="drain-not-a-duration"),
     pytest.param({"platform.proxy.drainTimeout": "500ms"}, "bluegreen.platform.proxy.drainTimeout",

@@ -292,7 +292,8 @@ def test_a_service_with_hooks_writes_them_where_the_proxy_cannot_read():
     key = naming.hooks_key("production", "vizconfig")
     assert not any(key.startswith(prefix) for prefix in rules.PROXY_PREFIXES)
     assert any(key.startswith(prefix) for prefix in rules.WATCHDOG_READS)
-    assert any(key.startswith(prefix) for prefix in rules.DEPLOYER_PREFIXES)
+    assert f'key_prefix "{naming.KV_ROOT}/hooks/production/" {{ policy = "write" }}' in \
+        rules.deployer_rules("production")
 
 
 # --- ./bg approve --------------------------------------------------------------------------------

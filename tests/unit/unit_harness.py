@@ -47,7 +47,8 @@ def fake_digest(text: str) -> str:
 
 
 # The `credentials` output of a platform stack, as a referencing stack reads it.
-PLATFORM_CREDENTIALS = {"credentials": {"consulDeployerToken": "deployer-token",
+PLATFORM_CREDENTIALS = {"credentials": {"consulDeployerTokens": {"production": "deployer-token",
+                                                                "integration": "deployer-token"},
                                         "consulIssuerToken": "issuer-token",
                                         "registryUsername": "pusher", "registryPassword": "registry-pw"}}
 
