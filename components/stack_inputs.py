@@ -276,7 +276,7 @@ def read_records(stack: StackConfig, settings: ServiceConfig, token: str) -> Ser
     `token`. Unreachable Consul is an error, except on a platform's first deployment (its Consul
     container does not exist yet, or it has not finished once): without the records, released
     versions could not be told from new ones."""
-    host = stack.hosts[settings.hosts[0]]
+    host = stack.service_host(settings)
     try:
         return read_service_records(host.consul, stack.environment, settings.name,
                                     token or "anonymous")

@@ -79,7 +79,7 @@ class Move:
 
     @property
     def consul(self) -> str:
-        return self.config.hosts[self.settings.hosts[0]].consul
+        return self.config.service_host(self.settings).consul
 
 
 def check_colour(move: Move) -> float:

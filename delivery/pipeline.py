@@ -412,7 +412,7 @@ class Pipeline:
         if not wanted:
             return "the manifest has no config entries"
         try:
-            present = consul_api.kv_tree(config.hosts[settings.hosts[0]].consul, prefix,
+            present = consul_api.kv_tree(config.service_host(settings).consul, prefix,
                                          production.deployer_token())
         except consul_api.ConsulError as error:
             raise StepFailed(f"cannot read the service configuration from Consul: {error}") from None
@@ -426,7 +426,7 @@ class Pipeline:
     def _release(self, config, token: str) -> Release | None:
         """The release record of this version, if it exists; refuses a rebuild from other sources."""
         settings = next(iter(config.services), None)
-        host = config.hosts[settings.hosts[0]] if settings else next(iter(config.hosts.values()))
+        host = config.service_host(settings)
         try:
             records = read_service_records(host.consul, config.environment, self.service, token)
         except consul_api.ConsulError as error:

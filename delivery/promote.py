@@ -60,7 +60,7 @@ def plan(stack: str, services: list[str],
         config, settings = env.config(), env.service(service)
         if settings is None:
             raise StepFailed(f"stack {name} does not deploy {service}")
-        records = read_service_records(config.hosts[settings.hosts[0]].consul, config.environment,
+        records = read_service_records(config.service_host(settings).consul, config.environment,
                                        service, env.deployer_token())
         # The alias says what serves, whatever the stack file's live: asks.
         live = serving_colour(records.live)

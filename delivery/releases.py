@@ -42,7 +42,7 @@ def run_releases(service: str, stack_name: str, out=None) -> int:
         settings = stack.service(service)
         if settings is None:
             raise StepFailed(f"stack {stack.name} does not deploy {service}")
-        records = read_service_records(config.hosts[settings.hosts[0]].consul, config.environment,
+        records = read_service_records(config.service_host(settings).consul, config.environment,
                                        service, stack.deployer_token())
     except (StepFailed, ConfigError, consul_api.ConsulError) as error:
         print(f"releases: {error}", file=out)

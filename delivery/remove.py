@@ -60,7 +60,7 @@ def environments_running(service: str, consul: str, token: str) -> list[str]:
 
 def plan_remove(service: str, stack: EnvStack, registry: str) -> RemovePlan:
     config: StackConfig = stack.config()
-    consul = next(iter(config.hosts.values())).consul
+    consul = config.service_host(service).consul
     settings = stack.service(service)
     if settings is None:
         raise StepFailed(f"stack {stack.name} does not deploy {service}")
@@ -113,7 +113,7 @@ def purge_releases(plan: RemovePlan, config: StackConfig, token: str, say) -> No
     docker(registry_host, "exec", container, "sh", "-c",
            f"cd {REGISTRY_ROOT} && rm -rf {folders} && docker-registry garbage-collect {REGISTRY_CONFIG}")
     say(f"registry {container}: repositories {folders} deleted, garbage collected")
-    consul = next(iter(config.hosts.values())).consul
+    consul = config.service_host().consul
     consul_api.kv_delete(consul, release_prefix(plan.service), token, recurse=True)
     environments = sorted({key.split("/")[2] for key in consul_api.kv_keys(consul, history_root(), token)
                            if key.count("/") >= 3 and key.split("/")[3] == plan.service})

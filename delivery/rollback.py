@@ -221,7 +221,7 @@ def _told_truth(stack: EnvStack, config, settings: ServiceConfig) -> str:
     message says which that is."""
     key, file = alias_key(config.environment, settings.name), f"stacks/Pulumi.{stack.name}.yaml"
     try:
-        serving = serving_colour(consul_api.kv_get(config.hosts[settings.hosts[0]].consul, key,
+        serving = serving_colour(consul_api.kv_get(config.service_host(settings).consul, key,
                                                    stack.deployer_token()))
     except (consul_api.ConsulError, StepFailed):
         serving = None

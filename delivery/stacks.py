@@ -242,7 +242,7 @@ class EnvStack:
     def colour_state(self, service: str) -> ColourState:
         config = self.config()
         settings = next((s for s in config.services if s.name == service), None)
-        host = config.hosts[settings.hosts[0]] if settings else next(iter(config.hosts.values()))
+        host = config.service_host(settings)
         try:
             alias = consul_api.kv_get(host.consul, alias_key(config.environment, service),
                                       self.deployer_token())
@@ -259,8 +259,7 @@ class EnvStack:
 def consul_address(config: StackConfig, service: str | None = None) -> str:
     """The agent a command asks about `service`: that of the service's first host (the stack's
     first host when it does not deploy the service yet)."""
-    settings = next((s for s in config.services if s.name == service), None)
-    return config.hosts[settings.hosts[0] if settings else next(iter(config.hosts))].consul
+    return config.service_host(service).consul
 
 
 def stack_for_service(stack: str, service: str, root: str = REPO) -> str:

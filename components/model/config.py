@@ -87,6 +87,10 @@ class PlatformConfig:
     # Networks (CIDR) whose clients may use /preview/ on the public listener besides the proxy's
     # own host: a deploying machine elsewhere (its flip proof and preview gate ask there).
     proxy_preview_from: tuple[str, ...] = ()
+    # The hosts that each run a proxy (() means `host` alone) and, with two or more, the virtual
+    # address that VRRP (keepalived) moves between them: clients use that one address.
+    proxy_hosts: tuple[str, ...] = ()
+    proxy_virtual_address: str | None = None
     prometheus: PrometheusSettings | None = None
     # The environments that deploy on this platform, each with a deployer token that can change
     # only that environment (a stack that owns its platform and deploys services adds its own).
@@ -97,10 +101,20 @@ class PlatformConfig:
         return self.servers or (self.host,)
 
     @property
+    def proxy_host_names(self) -> tuple[str, ...]:
+        return self.proxy_hosts or (self.host,)
+
+    @property
+    def client_proxy_address(self) -> str:
+        """The address clients reach the proxies at: the virtual one when there are several."""
+        return self.proxy_virtual_address or self.proxy_address
+
+    @property
     def client_hosts(self) -> tuple[str, ...]:
-        """Hosts with a client agent: `agents`, and `host` when it is not a server (the proxy
-        reads Consul through its own host's agent)."""
-        extra = () if self.host in self.server_hosts else (self.host,)
+        """Hosts with a client agent: `agents`, and `host` and every proxy host that is not a
+        server (each proxy reads Consul through its own host's agent)."""
+        extra = tuple(dict.fromkeys(h for h in (self.host, *self.proxy_host_names)
+                                    if h not in self.server_hosts))
         return extra + tuple(a for a in self.agents if a not in extra)
 
 
@@ -182,6 +196,13 @@ class StackConfig:
     @property
     def source(self) -> str:
         return stack_file(self.stack)
+
+    def service_host(self, service: "ServiceConfig | str | None" = None) -> Host:
+        """The host whose Consul agent reads and writes a service's records: its first host (the
+        stack's first host for a service the stack does not deploy, or for none)."""
+        if isinstance(service, str):
+            service = next((s for s in self.services if s.name == service), None)
+        return self.hosts[service.hosts[0]] if service else next(iter(self.hosts.values()))
 
 
 def stack_file(stack: str) -> str:
@@ -453,7 +474,7 @@ def _platform(top: Fields, hosts: dict[str, Host]) -> PlatformConfig:
     consul = fields.nested("consul", ["image", "datacenter"])
     registry = fields.nested("registry", ["image", "port"])
     proxy = fields.nested("proxy", ["image", "port", "address", "drainTimeout", "metricsPort",
-                                    "previewFrom"])
+                                    "previewFrom", "hosts", "virtualAddress"])
     drain_s = proxy.duration("drainTimeout", "30s")
     if not 1 <= drain_s <= 3600:
         raise proxy.error("drainTimeout", f"{proxy.raw('drainTimeout')!r} is out of range; "
@@ -471,9 +492,34 @@ def _platform(top: Fields, hosts: dict[str, Host]) -> PlatformConfig:
         proxy_address=proxy.string("address", "127.0.0.1", pattern=IPV4,
                                    hint="an IPv4 address of the proxy's host, e.g. 127.0.0.1"),
         proxy_preview_from=_preview_from(proxy),
+        **_proxy_hosts(proxy, hosts),
         environments=_environments(fields),
         **_metrics(fields, proxy),
     )
+
+
+def _proxy_hosts(proxy: Fields, hosts: dict[str, Host]) -> dict[str, Any]:
+    """proxy.hosts (configured hosts, once each) and proxy.virtualAddress: set exactly when there
+    are two or more proxies, an IPv4 address of the hosts' network that no host has."""
+    raw = proxy.raw("hosts", [])
+    if not isinstance(raw, list) or not all(isinstance(h, str) and h in hosts for h in raw) \
+            or len(set(raw)) != len(raw):
+        raise proxy.error("hosts", f"{raw!r} must list configured hosts once each "
+                          f"({', '.join(hosts)}), e.g. [{', '.join(list(hosts)[:2])}]")
+    several = len(raw) > 1
+    if several != proxy.has("virtualAddress"):
+        raise proxy.error("virtualAddress", "is required with two or more proxy hosts (the address "
+                          "clients use, e.g. 10.0.0.100)" if several else
+                          "moves between two or more proxies: list them in proxy.hosts, or remove it")
+    if several and proxy.has("address"):
+        raise proxy.error("address", "is for a single proxy; with proxy.hosts each proxy listens on "
+                          "its host's addresses and clients use proxy.virtualAddress: remove it")
+    virtual = proxy.string("virtualAddress", pattern=IPV4, hint="an IPv4 address, e.g. 10.0.0.100") \
+        if several else None
+    if virtual is not None and virtual in {h.address for h in hosts.values()}:
+        raise proxy.error("virtualAddress", f"{virtual} is a host's own address; pick a free "
+                          "address of the proxy hosts' network")
+    return {"proxy_hosts": tuple(raw), "proxy_virtual_address": virtual}
 
 
 def _environments(platform: Fields) -> tuple[str, ...]:
