@@ -3,12 +3,14 @@
 1. The stack file drops the service's entry and its secrets; `pulumi up` deletes both colours'
    containers, the dependencies' containers, data volumes and network on every host, the
    registrations, the alias (the proxy stops serving its URIs), its config, route and catalogue
-   entries. Other services and environments are untouched.
+   entries; then its release history in this environment. Other services and environments are
+   untouched.
 2. Its images on the stack's hosts are removed (the stacks keep what they pull, since one image
    serves both colours and every environment on a host): only once no other stack deploys it,
    and an image a container still uses is left (Docker refuses).
 3. With --purge-releases, once no stack deploys it: its repositories in the registry (then the
-   registry's garbage collection) and its release records and histories in Consul.
+   registry's garbage collection) and its release records in Consul (each environment's
+   deployer deletes its own history: a history left elsewhere is named).
 
 Refused while another environment of the platform still runs the service (its alias names a
 colour), unless --force (then the images and
@@ -100,9 +102,16 @@ def remove_images(plan: RemovePlan, say) -> None:
         say(f"{host}: {len(names)} image name(s) removed" + (f"; kept: {'; '.join(kept)[:300]}" if kept else ""))
 
 
+def remove_history(service: str, config: StackConfig, token: str, say) -> None:
+    """This environment's release history of the service (its deployer writes no other's)."""
+    consul_api.kv_delete(config.service_host().consul, history_prefix(config.environment, service),
+                         token, recurse=True)
+    say(f"Consul: the history of {service} in {config.environment} deleted")
+
+
 def purge_releases(plan: RemovePlan, config: StackConfig, token: str, say) -> None:
-    """The registry's repositories (then its garbage collection) and the release records and
-    every environment's history of the service in Consul."""
+    """The registry's repositories (then its garbage collection) and the release records of the
+    service in Consul; names the environments whose history of it is still there."""
     owner_config = EnvStack(platform_owner(config)).config()
     platform = owner_config.platform
     if platform is None:
@@ -115,12 +124,13 @@ def purge_releases(plan: RemovePlan, config: StackConfig, token: str, say) -> No
     say(f"registry {container}: repositories {folders} deleted, garbage collected")
     consul = config.service_host().consul
     consul_api.kv_delete(consul, release_prefix(plan.service), token, recurse=True)
-    environments = sorted({key.split("/")[2] for key in consul_api.kv_keys(consul, history_root(), token)
-                           if key.count("/") >= 3 and key.split("/")[3] == plan.service})
-    for environment in environments:
-        consul_api.kv_delete(consul, history_prefix(environment, plan.service), token, recurse=True)
-    say(f"Consul: {release_prefix(plan.service)} and the history of {plan.service} in "
-        f"{', '.join(environments) or 'no environment'} deleted")
+    say(f"Consul: {release_prefix(plan.service)} deleted")
+    left = sorted({key.split("/")[2] for key in consul_api.kv_keys(consul, history_root(), token)
+                   if key.count("/") >= 3 and key.split("/")[3] == plan.service})
+    if left:
+        say(f"the history of {plan.service} in {', '.join(left)} stays (only that environment's "
+            f"deployer token may delete it): `consul kv delete -recurse "
+            f"{history_prefix(left[0], plan.service)}` with it")
 
 
 def docker(host: str, *args: str) -> str:
@@ -160,6 +170,7 @@ def run_remove(service: str, stack_name: str, purge: bool = False, dry_run: bool
         stack.remove_service(service, secrets=plan.has_secrets)
         stack.up(f"remove {service}")
         say(f"stacks/Pulumi.{stack.name}.yaml no longer deploys {service}; pulumi up removed it")
+        remove_history(service, config, token, say)
         if plan.last:
             remove_images(plan, say)
         if purge:
@@ -182,12 +193,13 @@ def why_not(plan: RemovePlan, purge: bool, force: bool) -> str | None:
 
 def describe(plan: RemovePlan, purge: bool) -> list[str]:
     lines = [f"removing {plan.service} from {plan.stack}: both colours, its dependencies and their "
-             f"data volumes, network, registrations, alias, config, route and catalogue entry"
+             f"data volumes, network, registrations, alias, config, route, catalogue entry and "
+             f"history"
              + (", and its secrets" if plan.has_secrets else "")]
     if plan.last:
         lines.append(f"then its images ({', '.join(plan.repositories)}) on {', '.join(plan.hosts)}")
     else:
         lines.append(f"its images stay: it still runs in {', '.join(plan.others)}")
     if purge:
-        lines.append("then its registry repositories, release records and histories (--purge-releases)")
+        lines.append("then its registry repositories and release records (--purge-releases)")
     return lines
