@@ -56,6 +56,7 @@ DIGEST_REFERENCE = re.compile(r"^(?P<repository>[^@\s]+)@sha256:[0-9a-f]{64}$")
 
 # --- resource types ---------------------------------------------------------------------------
 CONTAINER = "docker:index/container:Container"
+REMOTE_IMAGE = "docker:index/remoteImage:RemoteImage"
 SERVICE = "bluegreen:service:Service"
 COLOUR_SLOT = "bluegreen:service:ColourSlot"
 # Our dynamic resources each have their own type (components/naming.py: *_TYPE).
@@ -157,6 +158,23 @@ def role_of(props: Mapping[str, Any]) -> Any:
 
 def is_service_container(resource: Mapping[str, Any]) -> bool:
     return resource["type"] == CONTAINER and role_of(resource["props"]) == ROLE_SERVICE
+
+
+def stack_of(urn: str) -> str:
+    """The stack a resource belongs to: urn:pulumi:<stack>::<project>::<types>::<name>."""
+    return urn.split(":", 2)[2].split("::", 1)[0] if urn.count(":") >= 2 else ""
+
+
+def policy_config_file(urn: str) -> str:
+    """The stack's own policy config, which ./bg and the delivery commands pass with the pack
+    (bootstrap/policy.sh, delivery/stacks.policy_configs)."""
+    return f"stacks/policy.{stack_of(urn)}.json"
+
+
+def parent_type(urn: str) -> str:
+    """The type of the resource's parent, from its URN's type chain (`parent$child`)."""
+    types = urn.split("::")[2].split("$") if urn.count("::") >= 3 else []
+    return types[-2] if len(types) >= 2 else ""
 
 
 def dynamic_kind(resource: Mapping[str, Any]) -> str | None:

@@ -1,5 +1,5 @@
-"""Containers: labelled service containers, no fixed host ports outside the platform, memory
-limits and restart policies everywhere."""
+"""Containers: labelled service containers, no fixed host ports and no added privileges outside
+the platform, memory limits and restart policies everywhere."""
 
 from __future__ import annotations
 
@@ -68,6 +68,53 @@ def check_host_ports(resource: Mapping[str, Any], _config: Mapping[str, Any]) ->
     return problems
 
 
+# Options that give a container more than Docker's default confinement: what a service or a
+# dependency never needs, and what would undo the hardening (capabilities, no-new-privileges).
+HOST_NAMESPACES = ("pidMode", "ipcMode", "usernsMode")
+UNCONFINED = ("seccomp=unconfined", "seccomp:unconfined", "apparmor=unconfined",
+              "apparmor:unconfined", "label=disable", "label:disable", "systempaths=unconfined")
+DOCKER_SOCKETS = ("/var/run/docker.sock", "/run/docker.sock")
+
+
+def _entries(value: Any) -> list[Mapping[str, Any]]:
+    """The known mappings of a list input (none while it is unknown)."""
+    return [item for item in value if isinstance(item, Mapping)] if isinstance(value, list) else []
+
+
+def added_privileges(props: Mapping[str, Any]) -> list[str]:
+    """What in a container's inputs widens Docker's default confinement."""
+    found = ["privileged: true"] if props.get("privileged") is True else []
+    capabilities = props.get("capabilities")
+    adds = capabilities.get("adds") if isinstance(capabilities, Mapping) else None
+    found += [f"capabilities.adds: {adds}"] if isinstance(adds, list) and adds else []
+    options = props.get("securityOpts")
+    found += [f"security_opts: {o}" for o in (options if isinstance(options, list) else [])
+              if isinstance(o, str) and o.replace(" ", "").lower() in UNCONFINED]
+    found += [f"{key}: host" for key in HOST_NAMESPACES if props.get(key) == "host"]
+    sources = [v.get("hostPath") for v in _entries(props.get("volumes"))]
+    sources += [m.get("source") for m in _entries(props.get("mounts"))]
+    found += [f"a mount of {s}" for s in sources if isinstance(s, str) and s.rstrip("/") in DOCKER_SOCKETS]
+    devices = [d.get("hostPath") for d in _entries(props.get("devices"))]
+    return found + [f"device {d}" for d in devices if isinstance(d, str)]
+
+
+def check_no_added_privileges(resource: Mapping[str, Any], _config: Mapping[str, Any]) -> list[str]:
+    """No container outside the platform runs privileged or with more than Docker's default."""
+    if resource["type"] != CONTAINER:
+        return []
+    role = labels_of(resource["props"]).get(ROLE)
+    if role in PLATFORM_ROLES:
+        return []
+    found = added_privileges(resource["props"])
+    if not found:
+        return []
+    return [f"{role or 'unlabelled'} container {resource['name']} sets {', '.join(found)}: a "
+            "service or a dependency needs none of that, and with it a compromised process reaches "
+            "the host and every colour on it. Remove it from the container's arguments (service "
+            "containers are made by ColourSlot with colour_slot.SERVICE_HARDENING, dependencies by "
+            "Service._dependency; nothing in service.yaml sets these)"]
+
+
 def check_memory(resource: Mapping[str, Any], _config: Mapping[str, Any]) -> list[str]:
     if resource["type"] != CONTAINER:
         return []
@@ -128,6 +175,11 @@ POLICIES = [
         "container-restart-policy",
         "Every container has a restart policy (unless-stopped, always or on-failure).",
         EnforcementLevel.MANDATORY, check_restart, severity=Severity.MEDIUM),
+    resource_policy(
+        "container-no-added-privileges",
+        "Service and dependency containers are not privileged, add no capability, keep seccomp "
+        "and AppArmor, share no host namespace and mount neither the Docker socket nor devices.",
+        EnforcementLevel.MANDATORY, check_no_added_privileges, severity=Severity.CRITICAL),
     # Advisory: a colour deployed before the hardening keeps running as it was until its next
     # deploy (nothing replaces what may serve traffic), and this must not stop the update.
     resource_policy(

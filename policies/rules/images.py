@@ -7,7 +7,8 @@ from typing import Any, Mapping
 
 from pulumi_policy import EnforcementLevel, PolicyConfigSchema, Severity
 
-from .common import (CONTAINER, DIGEST_REFERENCE, ROLE_DEPENDENCY, ROLE_SERVICE, is_unknown,
+from .common import (CONTAINER, DIGEST_REFERENCE, REMOTE_IMAGE, ROLE_DEPENDENCY, ROLE_SERVICE,
+                     SERVICE, is_unknown, labels_of, parent_type, policy_config_file,
                      resource_policy, role_of)
 
 # Without configured registries, the in-house registry is the platform's: published on the
@@ -23,10 +24,12 @@ def registry_of(repository: str) -> str:
     return "docker.io"
 
 
-def image_problem(image: Any, registries: list[str] | None) -> str | None:
+def image_problem(image: Any, registries: list[str] | None,
+                  config_file: str = "stacks/policy.<stack>.json") -> str | None:
     """Why `image` is not a digest reference from an allowed registry, or None when it is.
 
-    `registries` (host[:port] entries) is the allow-list; empty or None means loopback only."""
+    `registries` (host[:port] entries) is the allow-list; empty or None means loopback only;
+    `config_file` is where the stack lists them."""
     if is_unknown(image):
         return None  # a new build's digest is known only once pushed; checked again at `up`
     if not isinstance(image, str) or not image:
@@ -42,10 +45,11 @@ def image_problem(image: Any, registries: list[str] | None) -> str | None:
     if registries:
         return (f"runs an image from {registry}, which is not an in-house registry "
                 f"({', '.join(registries)}). Build and push it with ServiceImage to the "
-                "platform registry, or add that registry to this policy's `registries` config")
+                f"platform registry, or add that registry to {config_file}: "
+                f"{{\"service-image-pinned\": {{\"registries\": [..., \"{registry}\"]}}}}")
     return (f"runs an image from {registry}, not from the platform registry (published on "
-            "127.0.0.1). Build and push it with ServiceImage, or list the in-house registry in "
-            "this policy's `registries` config, e.g. {\"service-image-pinned\": "
+            f"127.0.0.1). Build and push it with ServiceImage, or list the in-house registry in "
+            f"{config_file}, e.g. {{\"service-image-pinned\": "
             "{\"registries\": [\"registry.example:5000\"]}}")
 
 
@@ -57,7 +61,8 @@ def _registries(config: Mapping[str, Any]) -> list[str]:
 def check_service_image(resource: Mapping[str, Any], config: Mapping[str, Any]) -> list[str]:
     if resource["type"] != CONTAINER or role_of(resource["props"]) != ROLE_SERVICE:
         return []
-    problem = image_problem(resource["props"].get("image"), _registries(config))
+    problem = image_problem(resource["props"].get("image"), _registries(config),
+                            policy_config_file(resource["urn"]))
     return [f"service container {resource['name']} {problem}"] if problem else []
 
 
@@ -78,22 +83,37 @@ def registry_allowed(registry: str, registries: list[str] | None) -> bool:
     return registry in registries if registries else bool(LOOPBACK_REGISTRY.match(registry))
 
 
+def dependency_image_of(resource: Mapping[str, Any]) -> tuple[str, str] | None:
+    """(image, what) for a dependency's container, or for the pull of its image: a direct
+    child of a Service (a service's own images are pulled by its ColourSlots and built by its
+    ServiceImages). The pull comes first, so the rule must stop it before anything is pulled."""
+    props = resource["props"]
+    if resource["type"] == CONTAINER and role_of(props) == ROLE_DEPENDENCY:
+        alias = labels_of(props).get("bluegreen.dependency") or "<alias>"
+        return props.get("image"), f"dependency container {resource['name']} (dependencies.{alias})"
+    if resource["type"] == REMOTE_IMAGE and parent_type(resource["urn"]) == SERVICE \
+            and not props.get("build"):
+        return props.get("name"), f"the pull of dependency image {resource['name']}"
+    return None
+
+
 def check_dependency_registry(resource: Mapping[str, Any], config: Mapping[str, Any]) -> list[str]:
     """A dependency's image comes from an allowed registry: a service.yaml's `image:` may name
-    anything, and whatever it names runs on the platform's hosts beside the service."""
-    if resource["type"] != CONTAINER or role_of(resource["props"]) != ROLE_DEPENDENCY:
-        return []
-    image = resource["props"].get("image")
+    anything, and whatever it names is pulled to and runs on the platform's hosts beside the
+    service."""
+    found = dependency_image_of(resource)
+    image, what = found if found else (None, "")
     if is_unknown(image) or not isinstance(image, str) or not image:
         return []
     registry, registries = registry_of(image.split("@", 1)[0]), _registries(config)
     if registry_allowed(registry, registries):
         return []
     allowed = ", ".join(registries) if registries else "the platform registry on 127.0.0.1"
-    return [f"dependency container {resource['name']} runs {image!r} from {registry}, which is "
-            f"not an allowed registry ({allowed}). Give the dependency a `build:` context in "
-            "service.yaml (the platform builds and pushes it to its registry), or list that "
-            "registry in this policy's `registries` config"]
+    return [f"{what} runs {image!r} from {registry}, which is not an allowed registry "
+            f"({allowed}). In the service's service.yaml, give that dependency a `build:` "
+            "context instead of `image:` (the platform builds it and pushes it to its registry); "
+            f"or, for a registry the site trusts, list it in {policy_config_file(resource['urn'])}: "
+            f"{{\"dependency-image-registry\": {{\"registries\": [..., \"{registry}\"]}}}}"]
 
 
 REGISTRIES_SCHEMA = PolicyConfigSchema(properties={

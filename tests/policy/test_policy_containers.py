@@ -143,3 +143,40 @@ def test_every_role_the_platform_gives_its_containers_is_a_platform_role():
             text = handle.read()
         roles.update(re.findall(r'role="([a-z-]+)"', text))
     assert roles and roles <= PLATFORM_ROLES, roles - PLATFORM_ROLES
+
+
+# --- container-no-added-privileges ----------------------------------------------------------------
+@pytest.mark.parametrize("changes, named", [
+    ({"privileged": True}, "privileged: true"),
+    ({"capabilities": {"adds": ["NET_ADMIN"], "drops": ["ALL"]}}, "capabilities.adds: ['NET_ADMIN']"),
+    ({"securityOpts": ["no-new-privileges:true", "seccomp=unconfined"]}, "security_opts: seccomp=unconfined"),
+    ({"securityOpts": ["apparmor:unconfined"]}, "security_opts: apparmor:unconfined"),
+    ({"pidMode": "host"}, "pidMode: host"),
+    ({"usernsMode": "host"}, "usernsMode: host"),
+    ({"volumes": [{"hostPath": "/var/run/docker.sock", "containerPath": "/s"}]}, "a mount of /var/run/docker.sock"),
+    ({"mounts": [{"source": "/run/docker.sock", "target": "/s", "type": "bind"}]}, "a mount of /run/docker.sock"),
+    ({"devices": [{"hostPath": "/dev/kmsg"}]}, "device /dev/kmsg"),
+])
+def test_a_service_or_dependency_with_added_privileges_is_refused(changes, named):
+    for box in (service_container(**{**HARDENED, **changes}), dependency_container(**changes)):
+        [message] = run_resource_policy("container-no-added-privileges", box)
+        assert named in message and "SERVICE_HARDENING" in message, message
+
+
+def test_confinement_as_the_program_makes_it_passes_and_the_platform_is_left_alone():
+    assert run_resource_policy("container-no-added-privileges", service_container(**HARDENED)) == []
+    assert run_resource_policy("container-no-added-privileges", service_container()) == []
+    assert run_resource_policy("container-no-added-privileges", dependency_container(
+        volumes=[{"volumeName": "production-vizconfig-db", "containerPath": "/data"}])) == []
+    assert run_resource_policy("container-no-added-privileges", service_container(
+        capabilities=UNKNOWN, securityOpts=UNKNOWN, volumes=UNKNOWN)) == []
+    registrator = platform_container("registrator", volumes=[
+        {"hostPath": "/var/run/docker.sock", "containerPath": "/var/run/docker.sock"}])
+    assert run_resource_policy("container-no-added-privileges", registrator) == []
+
+
+def test_added_privileges_are_mandatory():
+    from policies.rules import ALL_POLICIES
+    from pulumi_policy import EnforcementLevel
+    rule = next(p for p in ALL_POLICIES if p.name == "container-no-added-privileges")
+    assert rule.enforcement_level == EnforcementLevel.MANDATORY

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from delivery import build, recovery, stacks
+from policies.rules.common import policy_config_file
 from unit_harness import ROOT
 
 PACK = os.path.join(ROOT, "policies")
@@ -53,6 +54,11 @@ def test_the_lab_stacks_allow_the_lab_platforms_registry():
         for rule in ("service-image-pinned", "dependency-image-registry"):
             assert config[rule]["registries"] == [registry], (stack, rule)
     assert stacks.policy_configs("local") is None
+
+
+def test_the_packs_refusals_name_the_file_the_commands_pass():
+    urn = "urn:pulumi:production::bluegreen::docker:index/container:Container::c"
+    assert stacks.policy_configs("production") == [os.path.join(ROOT, policy_config_file(urn))]
 
 
 def test_bg_up_runs_the_pack():
