@@ -37,6 +37,22 @@ class AcceptanceRun:
             raise ValueError("an acceptance run needs a command")
 
 
+def registry_refusal(image: str, registries: list[str], manifest: str, config_file: str) -> str | None:
+    """Why the manifest's tester image may not run (its registry is not one the stack allows,
+    as the policy pack's service-image-pinned has it), or None. The pack never sees this image:
+    `docker run` starts it, not `pulumi up`."""
+    from policies.rules.images import registry_allowed, registry_of   # the pack's own test
+    registry = registry_of(image.split("@", 1)[0])
+    if registry_allowed(registry, registries):
+        return None
+    allowed = ", ".join(registries) if registries else "the platform registry on 127.0.0.1"
+    return (f"{manifest}: acceptance.image: {image} comes from {registry}, which this stack does "
+            f"not allow ({allowed}), so it was not run. Push the tester image to the platform "
+            "registry and name it there by digest (or leave acceptance.image out: the service's "
+            f"own image runs the command); for a registry the site trusts, list it in {config_file}: "
+            f"{{\"service-image-pinned\": {{\"registries\": [..., \"{registry}\"]}}}}")
+
+
 def acceptance_name(service: str) -> str:
     return docker_name("acceptance", service, uuid.uuid4().hex[:8])
 

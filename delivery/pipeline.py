@@ -42,14 +42,15 @@ from components.naming import config_prefix, context_digest, instance_id, offlin
 from components.model.credentials import credential
 
 from . import REPO, audit
-from .acceptance import AcceptanceRun, acceptance_name, container_url, run_acceptance
+from .acceptance import (AcceptanceRun, acceptance_name, container_url, registry_refusal,
+                         run_acceptance)
 from .build import BuildRequest, BuildResult, build, build_stack_name
 from .isolation import health_probe, run_tests, tail
 from .lock import DeployLock, LockHeld, service_lock
 from .preview_gate import check_preview
 from .stacks import (
-    EnvStack, error_summary, platform_outputs, platform_owner, relative_to_repo, short_name,
-    stack_for_service
+    EnvStack, allowed_registries, error_summary, platform_outputs, platform_owner,
+    policy_config_file, relative_to_repo, short_name, stack_for_service
 )
 from .steps import INCLUDED, SKIPPED, PipelineFailed, Run, StepFailed, write_report
 
@@ -390,6 +391,11 @@ class Pipeline:
         host, spec = config.hosts[config.build_host], self.manifest.acceptance
         if spec is None:
             raise StepFailed(f"{self.manifest.path}: acceptance: not set, so there is nothing to run")
+        if spec.image is not None:
+            refusal = registry_refusal(spec.image, allowed_registries(config.stack, "service-image-pinned"),
+                                       self.manifest.path, policy_config_file(config.stack))
+            if refusal:
+                raise StepFailed(refusal)
         base_url = container_url(url, host, config.source)
         run = AcceptanceRun(name=acceptance_name(self.service), image=spec.image or self._built().image,
                             command=spec.command,

@@ -35,11 +35,27 @@ NAMESPACE = "bluegreen"
 POLICY_PACK = os.path.join(REPO, "policies")
 
 
+def policy_config_file(stack: str) -> str:
+    """Where `stack`'s own policy config lives, relative to the repo."""
+    return os.path.join("stacks", f"policy.{short_name(stack)}.json")
+
+
 def policy_configs(stack: str) -> list[str] | None:
     """The pack's config for `stack`, stacks/policy.<stack>.json, when it has one (what its
     registries are: a platform whose registry is not on loopback lists it there)."""
-    path = os.path.join(REPO, "stacks", f"policy.{short_name(stack)}.json")
+    path = os.path.join(REPO, policy_config_file(stack))
     return [path] if os.path.exists(path) else None
+
+
+def allowed_registries(stack: str, rule: str) -> list[str]:
+    """The registries (host[:port]) the pack's `rule` allows on `stack`, from its policy config;
+    none listed means the platform's registry on a loopback address only."""
+    for path in policy_configs(stack) or []:
+        with open(path, encoding="utf-8") as handle:
+            settings = json.load(handle).get(rule)
+        if isinstance(settings, Mapping):
+            return [str(r) for r in settings.get("registries") or [] if r]
+    return []
 
 
 def automation():

@@ -104,7 +104,7 @@ def pipeline_for(tmp_path, acceptance_data: dict) -> Pipeline:
 def integration_config() -> types.SimpleNamespace:
     other = Host("host2", "ssh://root@10.0.0.3", "http://10.0.0.3:8500", "10.0.0.3")
     return types.SimpleNamespace(hosts={"local": LOCAL, "host2": other}, build_host="local",
-                                 source="stacks/Pulumi.int.yaml")
+                                 source="stacks/Pulumi.int.yaml", stack="int")
 
 
 def captured_runs(monkeypatch, code: int = 0, output: str = "ok: all") -> list:
@@ -136,11 +136,32 @@ def test_the_container_gets_only_the_base_url_the_version_and_the_name(tmp_path,
 
 def test_an_image_the_manifest_names_runs_instead(tmp_path, monkeypatch):
     runs = captured_runs(monkeypatch)
-    tester = "registry.example/api-tests@sha256:" + "b" * 64
+    tester = "127.0.0.1:15000/api-tests@sha256:" + "b" * 64
     pipeline = pipeline_for(tmp_path, {"command": "pytest -q", "image": tester})
     pipeline._acceptance(integration_config(), "http://127.0.0.1:18080/int/api/")
     assert runs[0][0].image == tester
     assert runs[0][0].command == ("/bin/sh", "-c", "pytest -q")
+
+
+def test_a_tester_image_from_a_registry_the_stack_does_not_allow_is_not_run(tmp_path, monkeypatch):
+    """The policy pack never sees it (`docker run` starts it), so the step checks it the same way."""
+    runs = captured_runs(monkeypatch)
+    monkeypatch.setattr("delivery.stacks.REPO", str(tmp_path))
+    tester = "evil.example.com/api-tests@sha256:" + "b" * 64
+    pipeline = pipeline_for(tmp_path, {"command": "pytest -q", "image": tester})
+    with pytest.raises(StepFailed) as refused:
+        pipeline._acceptance(integration_config(), "http://127.0.0.1:18080/int/api/")
+    assert runs == []
+    message = str(refused.value)
+    assert message.startswith(f"{tmp_path}/service.yaml: acceptance.image: {tester} comes from "
+                              "evil.example.com, which this stack does not allow")
+    assert ('stacks/policy.int.json: {"service-image-pinned": {"registries": [..., '
+            '"evil.example.com"]}}') in message
+    (tmp_path / "stacks").mkdir()
+    (tmp_path / "stacks" / "policy.int.json").write_text(
+        '{"service-image-pinned": {"registries": ["evil.example.com"]}}')
+    pipeline._acceptance(integration_config(), "http://127.0.0.1:18080/int/api/")
+    assert runs[0][0].image == tester
 
 
 def test_a_failing_command_fails_the_step_with_its_last_line(tmp_path, monkeypatch):
