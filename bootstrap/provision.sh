@@ -138,7 +138,7 @@ setup_second_host() {
   as_root iptables -C "$chain" -s "$host2_pool" -d "$host2_pool" -j ACCEPT 2>/dev/null ||
     as_root iptables -I "$chain" -s "$host2_pool" -d "$host2_pool" -j ACCEPT
   # The platform's agent image must be on every host (no public registry to pull it from).
-  local image="bluegreen/consul:$CONSUL_VERSION"
+  local image="bluegreen/consul:$CONSUL_IMAGE_VERSION"
   if [ "$(docker image inspect -f '{{.Id}}' "$image")" != \
        "$(docker -H "unix://$host2_socket" image inspect -f '{{.Id}}' "$image" 2>/dev/null)" ]; then
     docker save "$image" | docker -H "unix://$host2_socket" load -q >/dev/null
@@ -146,14 +146,19 @@ setup_second_host() {
   echo "    host2: unix://$host2_socket"
 }
 
-build_image() { # TAG DIR [FILES TO COPY INTO THE CONTEXT...]
+build_image() { # TAG DIR [FILES OR FOLDERS TO COPY INTO THE CONTEXT...]
   local tag=$1 dir=$2 context; shift 2
   context=$(mktemp -d); cp -r "$dir"/. "$context"
-  for f in "$@"; do cp "$(readlink -f "$f")" "$context/"; done
+  for f in "$@"; do cp -r "$(readlink -f "$f")" "$context/"; done
   # Debian's engine has no buildx: the legacy builder works, minus its deprecation banner.
   docker build -q --build-arg "BASE_IMAGE=$base_image" -t "$tag" "$context" 2>&1 >/dev/null |
     { grep -vE 'DEPRECATED|legacy builder|buildx|^\s*$' >&2 || true; }
   rm -rf "$context"; echo "    $tag"
+}
+
+stage_package() { # DIR: the project's package, as the consul image installs it
+  mkdir -p "$1"
+  cp -r "$repo/pyproject.toml" "$repo/components" "$repo/delivery" "$repo/policies" "$1/"
 }
 
 setup_images() {
@@ -161,11 +166,11 @@ setup_images() {
     echo "    making $base_image with debootstrap (about a minute)"
     as_root bash "$repo/images/base/build.sh" "$base_image"
   fi
-  build_image "bluegreen/consul:$CONSUL_VERSION" "$repo/images/consul" "$cache/bin/consul" \
-    "$repo/components/naming.py" "$repo/components/model/analysis.py" \
-    "$repo/components/model/rollout.py" "$repo/components/model/election.py" \
-    "$repo/components/model/hooks.py" \
-    "$repo/components/model/scoreboard.py"
+  local package; package=$(mktemp -d)
+  stage_package "$package/package"
+  build_image "bluegreen/consul:$CONSUL_IMAGE_VERSION" "$repo/images/consul" "$cache/bin/consul" \
+    "$package/package"
+  rm -rf "$package"
   build_image "bluegreen/proxy:$PROXY_IMAGE_VERSION" "$repo/images/proxy" "$cache/bin/consul-template"
   build_image "bluegreen/registry:2.8" "$repo/images/registry"
   build_image "bluegreen/prometheus:$PROMETHEUS_IMAGE_VERSION" "$repo/images/prometheus"

@@ -1,7 +1,7 @@
 """Names, KV keys, colours and registration payloads: the one module that makes them.
 
-Standard library only: the bootstrap copies this file into the consul image for the registrator
-and the bake watchdog."""
+Standard library only: the consul image's registrator, bake watchdog and delivery exporter import
+it from the project's package, which that image installs without Pulumi."""
 
 from __future__ import annotations
 

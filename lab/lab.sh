@@ -28,7 +28,7 @@ disks=/var/lib/bluegreen-lab      # each host's Docker data root: its "disk", ke
 base_image=${BLUEGREEN_BASE_IMAGE:-bluegreen/base:bookworm}
 # Images no registry serves: the agents', what services build FROM, and the registry's and the
 # proxy's (a platform may run them on a lab host).
-images=("bluegreen/consul:$CONSUL_VERSION" "$base_image" "bluegreen/registry:2.8"
+images=("bluegreen/consul:$CONSUL_IMAGE_VERSION" "$base_image" "bluegreen/registry:2.8"
         "bluegreen/proxy:$PROXY_IMAGE_VERSION")
 
 gateway=$LAB_PREFIX.1

@@ -9,7 +9,7 @@
 #   (the CLI loads its language host from its own folder); without one there, ours is built and
 #   put beside a copy of that pulumi.
 # - consul and consul-template on PATH are used only at exactly the pinned versions: they go into
-#   the platform images the stacks name (bluegreen/consul:$CONSUL_VERSION,
+#   the platform images the stacks name (bluegreen/consul:$CONSUL_IMAGE_VERSION,
 #   bluegreen/proxy:$PROXY_IMAGE_VERSION); and Consul 1.17.0 or later
 #   is no longer open source (Business Source License 1.1).
 # A tool already in the cache is reused. Everything lands in "$BLUEGREEN_CACHE/bin" (default

@@ -1,5 +1,7 @@
-"""The few Consul HTTP API calls the platform makes (KV, agent registration, instance health, ACL
-policies and tokens).
+"""The Consul HTTP API calls the platform makes (KV, transactions, sessions, agent registration and
+checks, instance health, ACL policies and tokens): the one client of the Pulumi program, the
+delivery commands and the platform's own containers (the consul image's registrator, watchdog and
+delivery exporter, which find their agent with `LocalAgent.from_environment`).
 
 Written against the documented HTTP API with `requests`; the pulumi-consul provider writes
 services to the catalog directly (bypassing the agents, so nobody runs their checks), and its
@@ -9,11 +11,16 @@ Every call carries a token (X-Consul-Token): the agents deny anything anonymous.
 from __future__ import annotations
 
 import base64
+import os
 import time
 import uuid
 from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
 
 import requests
+
+from components.naming import read_token_file
 
 TIMEOUT_S = 10
 CONNECT_TIMEOUT_S = 3    # an agent on a host whose link is down must not stall a poll for long
@@ -27,7 +34,7 @@ class ConsulError(RuntimeError):
 
 
 def _call(method: str, address: str, path: str, token: str, ok: tuple[int, ...] = (404,),
-          **kwargs) -> requests.Response:
+          timeout_s: float = TIMEOUT_S, **kwargs) -> requests.Response:
     if not token:
         raise ConsulError(f"{method} {path}: no Consul token given; the agents deny anonymous calls "
                           "(a resource made before ACLs were on gets one at its next `pulumi up`)")
@@ -35,7 +42,7 @@ def _call(method: str, address: str, path: str, token: str, ok: tuple[int, ...] 
     deadline = time.monotonic() + ELECTION_WAIT_S
     while True:
         try:
-            response = requests.request(method, url, timeout=(CONNECT_TIMEOUT_S, TIMEOUT_S),
+            response = requests.request(method, url, timeout=(CONNECT_TIMEOUT_S, timeout_s),
                                         headers={"X-Consul-Token": token}, **kwargs)
         except requests.RequestException as error:
             raise ConsulError(f"Consul at {address} is unreachable ({error}); is the agent running?") from None
@@ -45,6 +52,17 @@ def _call(method: str, address: str, path: str, token: str, ok: tuple[int, ...] 
     if response.status_code >= 400 and response.status_code not in ok:
         raise ConsulError(f"{method} {url} failed: {response.status_code} {response.text.strip()}")
     return response
+
+
+def blocking_timeout(wait_s: float) -> float:
+    """How long a blocking query of `wait_s` may take: Consul adds up to wait/16 of jitter."""
+    return wait_s * 17 / 16 + TIMEOUT_S
+
+
+def blocking(index: int, wait_s: float) -> dict[str, str] | None:
+    """A blocking query's parameters: it answers once its data changes past `index`, or after
+    `wait_s` (None: an ordinary read)."""
+    return {"index": str(index), "wait": f"{max(1, round(wait_s))}s"} if index and wait_s > 0 else None
 
 
 def is_leaderless(status: int, text: str) -> bool:
@@ -83,29 +101,29 @@ def kv_cas(address: str, key: str, value: str, index: int, token: str) -> bool:
 
 def kv_cas_many(address: str, writes: dict[str, tuple[str, int]], token: str,
                 sets: dict[str, str | None] | None = None,
-                unchanged: dict[str, int] | None = None) -> bool:
+                unchanged: dict[str, int] | None = None, held: dict[str, str] | None = None,
+                timeout_s: float = TIMEOUT_S) -> bool:
     """One transaction: every key gets its value if each is still at its ModifyIndex, or none
     does. `writes` maps key -> (value, index); `sets` are written (None: deleted) with them;
-    `unchanged` keys (key -> index) must still be at their index, and are not written."""
-    operations = [{"KV": {"Verb": "check-index", "Key": key, "Index": index}}
-                  for key, index in sorted((unchanged or {}).items())]
+    `unchanged` keys (key -> index) must still be at their index, and are not written; `held`
+    keys (key -> session) must be held by that session (a leader's writes land only while it leads)."""
+    operations: list[dict[str, Any]] = [{"KV": {"Verb": "check-session", "Key": key, "Session": session}}
+                                        for key, session in sorted((held or {}).items())]
+    operations += [{"KV": {"Verb": "check-index", "Key": key, "Index": index}}
+                   for key, index in sorted((unchanged or {}).items())]
     operations += [{"KV": {"Verb": "cas", "Key": key, "Index": index,
                            "Value": base64.b64encode(value.encode()).decode()}}
                    for key, (value, index) in sorted(writes.items())]
     operations += [{"KV": {"Verb": "delete", "Key": key}} if value is None else
                    {"KV": {"Verb": "set", "Key": key, "Value": base64.b64encode(value.encode()).decode()}}
                    for key, value in sorted((sets or {}).items())]
-    response = _call("PUT", address, "/v1/txn", token, ok=(409,), json=operations)
+    response = _call("PUT", address, "/v1/txn", token, ok=(409,), json=operations, timeout_s=timeout_s)
     return response.status_code == 200
 
 
 def kv_tree(address: str, prefix: str, token: str) -> dict[str, str]:
     """Every key under `prefix` with its value, in one request."""
-    response = _call("GET", address, f"/v1/kv/{prefix}", token, params={"recurse": "true"})
-    if response.status_code == 404:
-        return {}
-    return {entry["Key"]: base64.b64decode(entry["Value"] or b"").decode()
-            for entry in response.json()}
+    return {key: entry.value for key, entry in kv_entries(address, prefix, token)[0].items()}
 
 
 def kv_delete(address: str, key: str, token: str, recurse: bool = False) -> None:
@@ -124,18 +142,36 @@ class KVEntry:
     session: str = ""   # the Consul session holding the key, if any
 
 
+def _entry(item: dict[str, Any]) -> KVEntry:
+    return KVEntry(base64.b64decode(item["Value"] or b"").decode(), item["ModifyIndex"],
+                   item.get("Session", ""))
+
+
+def _next_index(response: requests.Response) -> int:
+    return int(response.headers.get("X-Consul-Index", "0") or 0)
+
+
 def kv_entry(address: str, key: str, token: str, index: int = 0,
              wait_s: float = 0.0) -> tuple[KVEntry | None, int]:
     """A key with its holder, and the index to block on next. With `index`, a blocking query:
     it answers once the key changes past `index`, or after `wait_s`."""
-    params = {"index": str(index), "wait": f"{max(1, round(wait_s))}s"} if index and wait_s > 0 else None
-    response = _call("GET", address, f"/v1/kv/{key}", token, params=params)
-    next_index = int(response.headers.get("X-Consul-Index", "0") or 0)
+    response = _call("GET", address, f"/v1/kv/{key}", token, params=blocking(index, wait_s),
+                     timeout_s=blocking_timeout(wait_s))
     if response.status_code == 404:
-        return None, next_index
-    entry = response.json()[0]
-    return KVEntry(base64.b64decode(entry["Value"] or b"").decode(), entry["ModifyIndex"],
-                   entry.get("Session", "")), next_index
+        return None, _next_index(response)
+    return _entry(response.json()[0]), _next_index(response)
+
+
+def kv_entries(address: str, prefix: str, token: str, index: int = 0,
+               wait_s: float = 0.0) -> tuple[dict[str, KVEntry], int]:
+    """Every key under `prefix` with its entry, and the index to block on next; with `index`, a
+    blocking query that answers once something under `prefix` changes, or after `wait_s`."""
+    params = {"recurse": "true", **(blocking(index, wait_s) or {})}
+    response = _call("GET", address, f"/v1/kv/{prefix}", token, params=params,
+                     timeout_s=blocking_timeout(wait_s))
+    if response.status_code == 404:
+        return {}, _next_index(response)
+    return {item["Key"]: _entry(item) for item in response.json()}, _next_index(response)
 
 
 def kv_acquire(address: str, key: str, value: str, session: str, token: str) -> bool:
@@ -149,8 +185,18 @@ def session_create(address: str, token: str, name: str, ttl_s: int, behavior: st
     """A session on the agent's node that ends when it is not renewed within `ttl_s` (or the
     node fails); what it holds is then deleted (or released). Returns its ID."""
     # No lock delay: a successor waits out the TTL already, and every flip is a check-and-set.
-    body = {"Name": name, "TTL": f"{ttl_s}s", "Behavior": behavior, "LockDelay": "0s"}
+    return session_create_from(address, token, {"Name": name, "TTL": f"{ttl_s}s",
+                                                "Behavior": behavior, "LockDelay": "0s"})
+
+
+def session_create_from(address: str, token: str, body: dict[str, Any]) -> str:
+    """A session made from a whole body (its checks, behavior, lock delay); returns its ID."""
     return _call("PUT", address, "/v1/session/create", token, json=body).json()["ID"]
+
+
+def session_exists(address: str, session: str, token: str) -> bool:
+    """Whether Consul still knows the session (it ends with its checks, node or TTL)."""
+    return bool(_call("GET", address, f"/v1/session/info/{session}", token).json())
 
 
 def session_renew(address: str, session: str, token: str) -> bool:
@@ -180,6 +226,18 @@ def whole_numbers(value):
 
 def agent_deregister(address: str, service_id: str, token: str) -> None:
     _call("PUT", address, f"/v1/agent/service/deregister/{service_id}", token)
+
+
+def agent_service(address: str, service_id: str, token: str) -> dict[str, Any] | None:
+    """One service instance as its agent registered it (None: not registered there)."""
+    response = _call("GET", address, f"/v1/agent/service/{quote(service_id, safe='')}", token)
+    return None if response.status_code == 404 else response.json()
+
+
+def agent_check_pass(address: str, check_id: str, token: str, timeout_s: float = TIMEOUT_S) -> None:
+    """Passes a TTL check for another TTL period."""
+    _call("PUT", address, f"/v1/agent/check/pass/{quote(check_id, safe='')}", token,
+          timeout_s=timeout_s)
 
 
 @dataclass(frozen=True)
@@ -212,9 +270,33 @@ def agent_service_checks(address: str, service_id: str, token: str) -> list[Chec
 def catalog_passing(address: str, service: str, token: str) -> set[str]:
     """IDs of the service's instances that pass every check in the catalog, node checks included:
     what the proxy renders from. It lags an agent's own view while the servers elect a leader."""
-    response = _call("GET", address, f"/v1/health/service/{service}", token,
-                     params={"passing": "true"})
-    return {entry["Service"]["ID"] for entry in response.json() or []}
+    return {entry["Service"]["ID"] for entry in health_service(address, service, token, passing=True)}
+
+
+def health_service(address: str, service: str, token: str, passing: bool = False) -> list[dict[str, Any]]:
+    """The service's instances in the catalog with their checks (Consul's health API entries);
+    with `passing`, only those passing every check."""
+    response = _call("GET", address, f"/v1/health/service/{quote(service, safe='')}",
+                     token, params={"passing": "true"} if passing else None)
+    return response.json() or []
+
+
+@dataclass(frozen=True)
+class LocalAgent:
+    """The agent a platform container talks to, found as the Consul CLI finds it: its address in
+    CONSUL_HTTP_ADDR, its token in the file CONSUL_HTTP_TOKEN_FILE names (read at every call: the
+    platform uploads the file after the container starts, and replaces it with a new token)."""
+    address: str
+    token_file: str = ""
+
+    @classmethod
+    def from_environment(cls) -> LocalAgent:
+        return cls(os.environ.get("CONSUL_HTTP_ADDR", "http://127.0.0.1:8500").rstrip("/"),
+                   os.environ.get("CONSUL_HTTP_TOKEN_FILE", ""))
+
+    @property
+    def token(self) -> str:
+        return read_token_file(self.token_file)
 
 
 # -- ACL ------------------------------------------------------------------------------------------

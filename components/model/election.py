@@ -1,5 +1,5 @@
 """Which of the platform's watchdogs acts: the one whose Consul session holds the leader key
-(naming.watchdog_lock_key). Pure and standard library only (the watchdog's image carries this file).
+(naming.watchdog_lock_key). Pure and standard library only (the consul image's watchdog imports it).
 
 Each watchdog registers itself with its host's agent as a service whose TCP check the agent runs
 against a port the watchdog listens on, with a TTL check its heartbeat passes while its main loop
@@ -67,8 +67,3 @@ def step(own: str | None, holder: str | None) -> str:
 def holder_record(ident: str, host: str, since: str) -> str:
     """The key's value: which watchdog acts, on which host, since when (naming.format_time)."""
     return json.dumps({"watchdog": ident, "host": host, "since": since}, sort_keys=True)
-
-
-def guard(key: str, session: str) -> dict[str, Any]:
-    """The transaction operation that fails the whole transaction unless `session` holds `key`."""
-    return {"KV": {"Verb": "check-session", "Key": key, "Session": session}}

@@ -1,5 +1,5 @@
 """Hooks, a manual approval gate and notifications around a flip. Pure and standard library only
-(the watchdog's image carries this file): what a service's stack entry asks for, the JSON payload
+(the consul image's watchdog imports it): what a service's stack entry asks for, the JSON payload
 every hook and notification gets, what a hook's answer (or its silence) decides, the approval
 record `./bg approve` writes, and the Slack-compatible message. The HTTP calls and the wait for
 an approval are components/consul/hooks.py's.

@@ -1,6 +1,6 @@
 """Progressive rollouts: a flip walked in steps of a split, each judged by the real traffic before
 the next (model.analysis), driven by the platform's watchdog so a killed runner never leaves one
-halfway. Pure and standard library only (the watchdog's image carries this file): the record a
+halfway. Pure and standard library only (the consul image's watchdog imports it): the record a
 flip with a rollout writes instead of moving the alias, and the decision the watchdog takes at each
 look. The stack entry's `rollout:` is parsed by model.config.
 

@@ -11,41 +11,36 @@ those of services whose history is gone, and serves them all in Prometheus's tex
 DELIVERY_METRICS_LISTEN (host:port, /metrics).
 
 Environment: CONSUL_HTTP_ADDR, CONSUL_HTTP_TOKEN_FILE (its token: lists the histories, writes the
-delivery keys), DELIVERY_METRICS_LISTEN. Standard library only."""
+delivery keys), DELIVERY_METRICS_LISTEN. It talks to Consul through the platform's client (components.consul.api)."""
 
 from __future__ import annotations
 
-import base64
 import datetime
 import http.server
 import json
 import os
 import threading
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 
-from consul_http import CONSUL, consul
-from naming import delivery_key, delivery_prefix, history_root
-from scoreboard import delivery_metrics, exposition
+from components.consul import api
+from components.model.scoreboard import delivery_metrics, exposition
+from components.naming import delivery_key, delivery_prefix, history_root
 
 LISTEN = os.environ.get("DELIVERY_METRICS_LISTEN", "")
-WAIT = "60s"          # a blocking query returns at the latest after this: the window slides
+WAIT_S = 60           # a blocking query returns at the latest after this: the window slides
 EXPOSITION = {"text": exposition({})}   # what /metrics serves, replaced whole on each pass
+AGENT = api.LocalAgent.from_environment()
 
 
-
-
-def histories(body) -> dict[tuple[str, str], dict[str, dict]]:
+def histories(entries: dict[str, api.KVEntry]) -> dict[tuple[str, str], dict[str, dict]]:
     """(environment, service) -> release -> entry, from a recursive read of the history root."""
     found: dict[tuple[str, str], dict[str, dict]] = {}
-    for item in body or []:
-        parts = item["Key"][len(history_root()):].split("/")
+    for key, item in entries.items():
+        parts = key[len(history_root()):].split("/")
         if len(parts) != 3 or not all(parts):
             continue
         try:
-            entry = json.loads(base64.b64decode(item.get("Value") or b"").decode() or "null")
+            entry = json.loads(item.value or "null")
         except ValueError:
             continue
         if isinstance(entry, dict):
@@ -65,18 +60,17 @@ def publish(figures: dict, written: dict) -> None:
     """Writes the changed figures and deletes the gone ones; `written` follows what landed."""
     puts, deletes = changes(figures, written)
     for key, value in puts.items():
-        consul("PUT", f"/v1/kv/{key}", value.encode())
+        api.kv_put(AGENT.address, key, value, AGENT.token)
         written[key] = value
     for key in deletes:
-        consul("DELETE", f"/v1/kv/{key}")
+        api.kv_delete(AGENT.address, key, AGENT.token)
         written.pop(key, None)
 
 
 def current() -> dict:
     """What the delivery keys hold now (so a restart does not rewrite them all)."""
-    _, _, body = consul("GET", f"/v1/kv/{delivery_prefix()}?recurse=true")
-    return {item["Key"]: base64.b64decode(item.get("Value") or b"").decode()
-            for item in body or [] if item["Key"] != delivery_prefix()}
+    return {key: value for key, value in api.kv_tree(AGENT.address, delivery_prefix(), AGENT.token).items()
+            if key != delivery_prefix()}
 
 
 def watch() -> None:
@@ -85,12 +79,10 @@ def watch() -> None:
     while True:
         try:
             written = current() if written is None else written
-            query = urllib.parse.urlencode({"recurse": "true", "index": str(index), "wait": WAIT})
-            _, headers, body = consul("GET", f"/v1/kv/{history_root()}?{query}", timeout=90)
-            new_index = int(headers.get("X-Consul-Index") or 0)
+            entries, new_index = api.kv_entries(AGENT.address, history_root(), AGENT.token, index, WAIT_S)
             index = new_index if new_index >= index else 0   # a reset Consul: start over
             now = datetime.datetime.now(datetime.timezone.utc)
-            figures = {key: delivery_metrics(history, now) for key, history in histories(body).items()}
+            figures = {key: delivery_metrics(history, now) for key, history in histories(entries).items()}
             EXPOSITION["text"] = exposition(figures)
             publish(figures, written)
         except Exception as error:  # noqa: BLE001 - keep publishing through agent restarts
@@ -121,7 +113,7 @@ def main() -> None:
         host, port = LISTEN.rsplit(":", 1)
         server = http.server.ThreadingHTTPServer((host, int(port)), Metrics)
         threading.Thread(target=server.serve_forever, daemon=True).start()
-    print(f"delivery-exporter: watching {CONSUL}/v1/kv/{history_root()}; "
+    print(f"delivery-exporter: watching {AGENT.address}/v1/kv/{history_root()}; "
           f"/metrics on {LISTEN or 'nothing'}", flush=True)
     watch()
 

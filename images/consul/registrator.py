@@ -10,50 +10,60 @@ agent at the new port, keeping the ID, tags, metadata and check the deploy gave 
 
 Environment: CONSUL_HTTP_ADDR (the host's agent), CONSUL_HTTP_TOKEN_FILE (a file holding this
 registrator's ACL token), ADVERTISE_ADDRESS (what registrations carry), DOCKER_SOCKET (default
-/var/run/docker.sock). Standard library only.
+/var/run/docker.sock). Docker through its Python SDK (docker), Consul through the platform's client
+(components.consul.api).
 """
 
-import http.client
-import json
+from __future__ import annotations
+
 import os
-import socket
 import sys
 import time
-import urllib.parse
-import urllib.request
+from typing import Any
 
-from consul_http import CONSUL, consul
-from naming import platform_instance, registration_payload
+import docker
+import docker.errors
+
+from components.consul import api
+from components.naming import platform_instance, registration_payload
 
 ADVERTISE = os.environ.get("ADVERTISE_ADDRESS", "127.0.0.1")
 DOCKER_SOCKET = os.environ.get("DOCKER_SOCKET", "/var/run/docker.sock")
+AGENT = api.LocalAgent.from_environment()
+DOCKER_TIMEOUT_S = 10
+# Only a narrowing of the events to read: whether a container counts is platform_instance's to say.
+EVENTS = {"type": "container", "event": "start", "label": "bluegreen.instance"}
 
 
-class DockerConnection(http.client.HTTPConnection):
-    def __init__(self, timeout=None):
-        super().__init__("docker", timeout=timeout)
+class Host:
+    """The host's Docker engine, connected on first use (the SDK asks the engine its API version)."""
+    client: docker.DockerClient | None = None
 
-    def connect(self):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.connect(DOCKER_SOCKET)
-
-
-def docker_get(path: str):
-    connection = DockerConnection(timeout=10)
-    connection.request("GET", path)
-    response = connection.getresponse()
-    body = response.read()
-    connection.close()
-    return json.loads(body) if response.status == 200 else None
+    @classmethod
+    def docker(cls) -> docker.DockerClient:
+        if cls.client is None:
+            cls.client = docker.DockerClient(base_url=f"unix://{DOCKER_SOCKET}", timeout=DOCKER_TIMEOUT_S)
+        return cls.client
 
 
-def agent(method: str, path: str, body=None):
-    """The agent's JSON answer (None: no such service, or no body)."""
-    _, _, answer = consul(method, path, None if body is None else json.dumps(body).encode())
-    return answer
+def inspect(container_id: str) -> dict[str, Any] | None:
+    """`docker inspect` of a container (None: gone already)."""
+    try:
+        return Host.docker().containers.get(container_id).attrs
+    except docker.errors.NotFound:
+        return None
 
 
-def published_port(container: dict) -> int | None:
+def registered(instance: str) -> dict[str, Any] | None:
+    """The instance as the host's agent has it (None: not registered there)."""
+    return api.agent_service(AGENT.address, instance, AGENT.token)
+
+
+def register(payload: dict[str, Any]) -> None:
+    api.agent_register(AGENT.address, payload, AGENT.token)
+
+
+def published_port(container: dict[str, Any]) -> int | None:
     for bindings in (container["NetworkSettings"].get("Ports") or {}).values():
         for binding in bindings or []:
             if binding.get("HostPort"):
@@ -62,7 +72,7 @@ def published_port(container: dict) -> int | None:
 
 
 def sync(container_id: str) -> None:
-    container = docker_get(f"/containers/{container_id}/json")
+    container = inspect(container_id)
     if not container or not container["State"].get("Running"):
         return
     labels = container["Config"].get("Labels") or {}
@@ -70,55 +80,47 @@ def sync(container_id: str) -> None:
     port = published_port(container)
     if not instance or port is None:
         return
-    current = agent("GET", f"/v1/agent/service/{urllib.parse.quote(instance)}")
+    current = registered(instance)
     if current is None:
         return  # not deployed (or already removed) by the platform: nothing to keep in step
     if current.get("Port") == port:
         return
     meta = current.get("Meta") or {}
-    payload = registration_payload(
+    register(registration_payload(
         instance=instance, service=current["Service"], environment=meta.get("environment", ""),
         colour=meta.get("colour", ""), address=ADVERTISE, port=port,
         health_path=labels.get("bluegreen.health.path", "/health"),
         interval_s=float(labels.get("bluegreen.health.interval", "2")),
         timeout_s=float(labels.get("bluegreen.health.timeout", "1")),
-        version=meta.get("version", ""), image=meta.get("image", ""), host=meta.get("host", ""))
-    agent("PUT", "/v1/agent/service/register", payload)
+        version=meta.get("version", ""), image=meta.get("image", ""), host=meta.get("host", "")))
     print(f"registrator: {instance} moved from port {current.get('Port')} to {port}", flush=True)
 
 
 def watch() -> None:
-    filters = urllib.parse.quote(json.dumps(
-        {"type": ["container"], "event": ["start"], "label": ["bluegreen.instance"]}))
-    connection = DockerConnection(timeout=None)
-    connection.request("GET", f"/events?filters={filters}")
-    response = connection.getresponse()
-    # Catch up on anything that started while nobody was watching.
-    for container in docker_get('/containers/json?filters={"label":["bluegreen.instance"]}') or []:
-        sync(container["Id"])
-    buffer = b""
-    while True:
-        chunk = response.read1(65536) if hasattr(response, "read1") else response.read(1)
-        if not chunk:
-            raise ConnectionError("Docker closed the event stream")
-        buffer += chunk
-        while b"\n" in buffer:
-            line, buffer = buffer.split(b"\n", 1)
-            if line.strip():
-                event = json.loads(line)
-                try:
-                    sync(event["id"])
-                except Exception as error:  # noqa: BLE001 - one bad event must not stop the watch
-                    print(f"registrator: {event.get('id', '?')[:12]}: {error}", file=sys.stderr, flush=True)
+    engine = Host.docker()
+    events = engine.events(decode=True, filters=EVENTS)   # opened first: no start falls between
+    try:
+        # Catch up on anything that started while nobody was watching.
+        for container in engine.containers.list(filters={"label": "bluegreen.instance"}):
+            sync(str(container.id))
+        for event in events:
+            try:
+                sync(event["id"])
+            except Exception as error:  # noqa: BLE001 - one bad event must not stop the watch
+                print(f"registrator: {event.get('id', '?')[:12]}: {error}", file=sys.stderr, flush=True)
+    finally:
+        events.close()
+    raise ConnectionError("Docker closed the event stream")
 
 
 def main() -> None:
-    print(f"registrator: watching {DOCKER_SOCKET}, agent {CONSUL}", flush=True)
+    print(f"registrator: watching {DOCKER_SOCKET}, agent {AGENT.address}", flush=True)
     while True:
         try:
             watch()
         except Exception as error:  # noqa: BLE001 - reconnect after agent or Docker restarts
             print(f"registrator: {error}; retrying in 2s", file=sys.stderr, flush=True)
+            Host.client = None
             time.sleep(2)
 
 

@@ -37,12 +37,13 @@ carries a check of the session on the key, so only the holder's writes ever land
 
 Environment: CONSUL_HTTP_ADDR (the platform host's agent), PROXY_URL (the proxy's base URL),
 CONSUL_HTTP_TOKEN_FILE (a file holding its ACL token), PROBE_RATE, WINDOW_S, PROMETHEUS_URL
-(optional), WATCHDOG_ID (its name; its container's), WATCHDOG_HOST. Standard library only.
+(optional), WATCHDOG_ID (its name; its container's), WATCHDOG_HOST. It talks to Consul through the
+platform's client (components.consul.api) and writes its flips as check-and-set transactions
+(api.kv_cas_many), as the delivery commands do.
 """
 
 from __future__ import annotations
 
-import base64
 import collections
 import contextlib
 import datetime
@@ -57,13 +58,10 @@ import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 
-import election
-import hooks
-import rollout
-from analysis import FAIL, PASS, Bounds, Verdict, analyse, traffic_queries
-from consul_http import CONSUL
-from consul_http import consul as agent_call
-from naming import (
+from components.consul import api
+from components.model import election, hooks, rollout
+from components.model.analysis import FAIL, PASS, Bounds, Verdict, analyse, traffic_queries
+from components.naming import (
     PROXY_COLOUR_HEADER, alias_key, bake_outcome, bake_prefix, format_time, history_prefix, hooks_key,
     parse_time, route_key, split_key, watchdog_lock_key, went_live_entry
 )
@@ -75,8 +73,9 @@ MIN_SAMPLES = 10            # fewer answers say nothing about a rate
 MIN_ERRORS = 3              # one or two stray errors never roll back
 CHECK_GRACE_S = 2.0         # how long a critical check (or no instance) may last
 PROBE_TIMEOUT_S = 2.0       # a probe that takes longer counts as an error
-WAIT = "300s"               # a blocking query returns at the latest after this
+WAIT_S = 300                # a blocking query returns at the latest after this
 PROMETHEUS = os.environ.get("PROMETHEUS_URL", "").rstrip("/")
+AGENT = api.LocalAgent.from_environment()
 IDENT = os.environ.get("WATCHDOG_ID") or socket.gethostname()   # its container's name
 HOST = os.environ.get("WATCHDOG_HOST", "")                      # the platform host it runs on
 ANALYSIS_S = 2.0            # how often a bake asks Prometheus
@@ -150,17 +149,19 @@ class Liveness:
 LIVENESS = Liveness()
 
 
-def consul(method: str, path: str, body: bytes | None = None, timeout: float = 10.0):
-    """consul_http.consul, as one step of the main loop."""
-    with LIVENESS.step(timeout):
-        return agent_call(method, path, body, timeout)
+def consul(call, *args, **kwargs):
+    """`call` of the Consul client (components.consul.api) on this watchdog's agent, as one step of
+    the main loop: its deadline is the call's timeout (a blocking query's wait) and a leader
+    election's wait."""
+    with LIVENESS.step(api.blocking_timeout(kwargs.get("wait_s", 0.0)) + api.ELECTION_WAIT_S):
+        return call(AGENT.address, *args, token=AGENT.token, **kwargs)
 
 
 def heartbeat() -> None:
     """Passes this watchdog's progress check (election.progress_check_id) every HEARTBEAT_S while
     the main loop keeps its deadline. A loop that hung past it ends the process (Docker starts it
     again); a frozen process passes nothing: either way its session ends and the standby leads."""
-    check = urllib.parse.quote(election.progress_check_id(IDENT))
+    check = election.progress_check_id(IDENT)
     while True:
         time.sleep(election.HEARTBEAT_S)
         if time.monotonic() > LIVENESS.deadline:
@@ -168,8 +169,8 @@ def heartbeat() -> None:
                 f"exiting so that its session ends")
             os._exit(70)
         try:
-            agent_call("PUT", f"/v1/agent/check/pass/{check}", timeout=election.HEARTBEAT_S)
-        except (OSError, ValueError):
+            api.agent_check_pass(AGENT.address, check, AGENT.token, timeout_s=election.HEARTBEAT_S)
+        except (OSError, ValueError, api.ConsulError):
             pass   # the agent away: the TTL lapses, as it should when nothing reaches it
 
 
@@ -184,36 +185,27 @@ class Entry:
 
 def read_records(index: int = 0) -> tuple[dict[str, Entry], int]:
     """The bake records; with `index`, a blocking query that returns once they change."""
-    query = {"recurse": "true"}
-    if index:
-        query.update(index=str(index), wait=WAIT)
     COUNTS["kv_reads"] += 1
-    status, headers, body = consul("GET", f"/v1/kv/{bake_prefix()}?{urllib.parse.urlencode(query)}",
-                                   timeout=330 if index else 10)
+    found, next_index = consul(api.kv_entries, bake_prefix(), index=index, wait_s=WAIT_S if index else 0.0)
     entries = {}
-    for item in body or []:
+    for key, item in found.items():
         try:
-            value = json.loads(base64.b64decode(item.get("Value") or b"").decode() or "null")
+            value = json.loads(item.value or "null")
         except ValueError:
             continue
         if isinstance(value, dict):
-            entries[item["Key"]] = Entry(item["Key"], value, item["ModifyIndex"])
-    return entries, int(headers.get("X-Consul-Index") or 0)
+            entries[key] = Entry(key, value, item.index)
+    return entries, next_index
 
 
 def kv_get(key: str) -> tuple[str | None, int]:
     COUNTS["kv_reads"] += 1
-    status, _, body = consul("GET", f"/v1/kv/{key}")
-    if status == 404 or not body:
-        return None, 0
-    return base64.b64decode(body[0].get("Value") or b"").decode(), body[0]["ModifyIndex"]
+    return consul(api.kv_get_indexed, key)
 
 
 def instances(service: str, environment: str, colour: str, passing: bool = False) -> list[dict]:
     COUNTS["health_reads"] += 1
-    query = "?passing=true" if passing else ""
-    _, _, body = consul("GET", f"/v1/health/service/{urllib.parse.quote(service)}{query}")
-    return [entry for entry in body or []
+    return [entry for entry in consul(api.health_service, service, passing=passing)
             if {environment, colour} <= set(entry["Service"].get("Tags") or [])]
 
 
@@ -559,12 +551,7 @@ def split_write(bake: Bake, percent: int) -> dict:
 def transact(writes: dict) -> bool:
     """{key: (value, index)} written with check-and-set in one transaction, or none of them; none
     either unless this watchdog's session holds the leader key (election.guard)."""
-    operations = [election.guard(watchdog_lock_key(), LEADER.session or "none")]
-    operations += [{"KV": {"Verb": "cas", "Key": key, "Index": index,
-                           "Value": base64.b64encode(value.encode()).decode()}}
-                   for key, (value, index) in writes.items()]
-    status_code, _, _ = consul("PUT", "/v1/txn", json.dumps(operations).encode())
-    return status_code == 200
+    return consul(api.kv_cas_many, writes, held={watchdog_lock_key(): LEADER.session or "none"})
 
 
 def bake_all(entries: dict[str, Entry]) -> None:
@@ -625,31 +612,27 @@ def accept_forever(server: socket.socket) -> None:
 def new_session() -> str:
     """Registers this watchdog again (removing its previous registration ends the session of a
     previous run of it, which may still hold the key) and makes a session tied to its check."""
-    consul("PUT", f"/v1/agent/service/deregister/{urllib.parse.quote(IDENT)}")
-    consul("PUT", "/v1/agent/service/register",
-           json.dumps(election.registration(IDENT, LEADER.port)).encode())
-    _, _, body = consul("PUT", "/v1/session/create", json.dumps(election.session_body(IDENT)).encode())
-    return body["ID"]
+    consul(api.agent_deregister, IDENT)
+    consul(api.agent_register, election.registration(IDENT, LEADER.port))
+    return consul(api.session_create_from, body=election.session_body(IDENT))
 
 
 def session_valid() -> str | None:
     """Its session while Consul still knows it, else None."""
     if LEADER.session is None:
         return None
-    _, _, body = consul("GET", f"/v1/session/info/{LEADER.session}")
-    return LEADER.session if body else None
+    return LEADER.session if consul(api.session_exists, LEADER.session) else None
 
 
 def key_holder(index: int = 0) -> tuple[str | None, str, int]:
     """(the session holding the leader key, the key's value, the index); with `index`, a
     blocking query that returns once the key changes."""
-    query = f"?index={index}&wait={WAIT}" if index else ""
     COUNTS["kv_reads"] += 1
-    status, headers, body = consul("GET", f"/v1/kv/{watchdog_lock_key()}{query}",
-                                   timeout=330 if index else 10)
-    item = (body or [{}])[0] if status != 404 else {}
-    value = base64.b64decode(item.get("Value") or b"").decode()
-    return item.get("Session"), value, int(headers.get("X-Consul-Index") or 0)
+    entry, next_index = consul(api.kv_entry, watchdog_lock_key(), index=index,
+                               wait_s=WAIT_S if index else 0.0)
+    if entry is None:
+        return None, "", next_index
+    return entry.session or None, entry.value, next_index
 
 
 def holding() -> bool:
@@ -673,9 +656,7 @@ def await_lead() -> None:
             LEADER.index = 0
             record = election.holder_record(IDENT, HOST, format_time(datetime.datetime.now(
                 datetime.timezone.utc)))
-            _, _, taken = consul("PUT", f"/v1/kv/{watchdog_lock_key()}?acquire={LEADER.session}",
-                                 record.encode())
-            if taken is True:
+            if consul(api.kv_acquire, watchdog_lock_key(), record, LEADER.session):
                 break
         elif action == election.LEAD:
             break
@@ -701,7 +682,7 @@ def anchor() -> None:
     """Makes the bake prefix exist as a folder key: a blocking query on a prefix without keys
     wakes on every KV write anywhere, one on an existing prefix only on changes under it."""
     try:
-        consul("PUT", f"/v1/kv/{bake_prefix()}?cas=0", b"")
+        consul(api.kv_cas, bake_prefix(), "", 0)
     except Exception as error:  # noqa: BLE001 - without it the watchdog still works, only wakes more
         say(f"cannot create {bake_prefix()} ({error}); every KV write will wake the watchdog")
 
@@ -711,7 +692,7 @@ def main() -> None:
     # `docker kill --signal USR1`: Docker 20.10 then counts the container as stopped by hand and
     # no longer restarts it when it dies.)
     signal.signal(signal.SIGUSR1, lambda *_: say(f"counters: {counters()}"))
-    say(f"{IDENT}: watching {CONSUL}/v1/kv/{bake_prefix()} (proxy {PROXY}, Prometheus "
+    say(f"{IDENT}: watching {AGENT.address}/v1/kv/{bake_prefix()} (proxy {PROXY}, Prometheus "
         f"{PROMETHEUS or 'none: judging by probes'}) while it holds {watchdog_lock_key()}; "
         f"{counters()}")
     LEADER.port = listen()

@@ -2,10 +2,10 @@
 over a sliding window, never over a newer flip), the program refusing to re-flip a release the
 watchdog rolled back, and the wiring (the record after the alias; the watchdog on the platform)."""
 
-import base64
 import dataclasses
 import datetime
 import json
+from types import SimpleNamespace
 
 import pytest
 
@@ -17,6 +17,7 @@ from components.model.config import ColourConfig, ServiceConfig, parse_stack_con
 from components.model.release import rollback_target
 from components.model.validation import ConfigError
 from unit_harness import CONSUL_KEY, ROOT, ProgramFailed, run_program
+from consul_agent import Response
 from consul_image import load_script
 
 import test_wiring
@@ -402,15 +403,12 @@ class FakeConsul:
     def kv_get(self, key):
         return self.kv.get(key, (None, 0))
 
-    def consul(self, method, path, body=None, timeout=10.0):
-        assert (method, path) == ("PUT", "/v1/txn")
-        self.transactions.append({op["KV"]["Key"]: self.decoded(op["KV"]["Value"])
-                                  for op in json.loads(body) if op["KV"]["Verb"] == "cas"})
-        return 200, {}, None
+    def kv_cas_many(self, address, writes, token, held=None):
+        self.transactions.append({key: self.decoded(value) for key, (value, _index) in writes.items()})
+        return True
 
     @staticmethod
-    def decoded(value: str):
-        text = base64.b64decode(value).decode()
+    def decoded(text: str):
         return json.loads(text) if text.startswith("{") else text
 
 
@@ -420,7 +418,7 @@ def rolling_bake(monkeypatch, kv: dict, verdict_outcome: str | None):
     key = naming.bake_key("production", "vizconfig")
     fake = FakeConsul(kv)
     monkeypatch.setattr(watchdog, "kv_get", fake.kv_get)
-    monkeypatch.setattr(watchdog, "consul", fake.consul)
+    monkeypatch.setattr(watchdog.api, "kv_cas_many", fake.kv_cas_many)
     monkeypatch.setattr(watchdog, "PROMETHEUS", "http://127.0.0.1:9090")
     monkeypatch.setattr(watchdog, "judge_traffic", lambda bake, wall: setattr(bake, "outcome", verdict_outcome))
     bake = watchdog.Bake(watchdog.Entry(key, record, 7), "production", "vizconfig")
@@ -457,15 +455,16 @@ class Beats:
         if len(self.calls) >= self.n:
             raise StopIteration
 
-    def call(self, method, path, body=None, timeout=10.0):
-        self.calls.append((method, path))
-        return 200, {}, None
+    def call(self, method, url, timeout=None, headers=None, **kwargs):
+        self.calls.append((method, url.split("8500", 1)[1]))
+        return Response(200, {}, None)
 
 
 def test_the_heartbeat_passes_the_progress_check_while_the_loop_keeps_its_deadline(monkeypatch):
     beats = Beats(3)
     monkeypatch.setattr(watchdog.time, "sleep", beats.sleep)
-    monkeypatch.setattr(watchdog, "agent_call", beats.call)
+    monkeypatch.setattr(watchdog.api.requests, "request", beats.call)
+    monkeypatch.setattr(watchdog, "AGENT", SimpleNamespace(address="http://agent:8500", token="t"))
     monkeypatch.setattr(watchdog, "IDENT", "w1")
     with watchdog.LIVENESS.step(300):     # a blocking query may take its whole wait
         with pytest.raises(StopIteration):
@@ -476,7 +475,8 @@ def test_the_heartbeat_passes_the_progress_check_while_the_loop_keeps_its_deadli
 def test_a_loop_stuck_past_its_steps_timeout_ends_the_process(monkeypatch):
     beats = Beats(3)
     monkeypatch.setattr(watchdog.time, "sleep", beats.sleep)
-    monkeypatch.setattr(watchdog, "agent_call", beats.call)
+    monkeypatch.setattr(watchdog.api.requests, "request", beats.call)
+    monkeypatch.setattr(watchdog, "AGENT", SimpleNamespace(address="http://agent:8500", token="t"))
     monkeypatch.setattr(watchdog.os, "_exit", lambda code: (_ for _ in ()).throw(SystemExit(code)))
     with watchdog.LIVENESS.step(2):
         pass

@@ -3,12 +3,12 @@ tree, and which keys it writes and deletes."""
 
 from __future__ import annotations
 
-import base64
 import json
 
 import pytest
 
 from components import naming
+from components.consul.api import KVEntry
 from consul_image import load_script
 
 pytestmark = pytest.mark.unit
@@ -16,21 +16,20 @@ pytestmark = pytest.mark.unit
 exporter = load_script("delivery_exporter.py", "delivery_exporter")
 
 
-def item(key: str, value) -> dict:
-    text = value if isinstance(value, str) else json.dumps(value)
-    return {"Key": key, "Value": base64.b64encode(text.encode()).decode()}
+def item(key: str, value) -> tuple[str, KVEntry]:
+    return key, KVEntry(value if isinstance(value, str) else json.dumps(value), 1)
 
 
 def test_the_history_tree_groups_by_environment_and_service():
-    body = [item("bluegreen/history/prod/api/1.0.0", {"liveAt": "2026-12-07T10:00:00Z"}),
-            item("bluegreen/history/prod/api/2.0.0", {"deployedAt": "2026-12-07T11:00:00Z"}),
-            item("bluegreen/history/staging/web/1.0.0", {"liveAt": "2026-12-07T09:00:00Z"}),
-            item("bluegreen/history/prod/", ""),                       # a folder key
-            item("bluegreen/history/prod/api/broken", "{not json")]
-    found = exporter.histories(body)
+    tree = dict([item("bluegreen/history/prod/api/1.0.0", {"liveAt": "2026-12-07T10:00:00Z"}),
+                 item("bluegreen/history/prod/api/2.0.0", {"deployedAt": "2026-12-07T11:00:00Z"}),
+                 item("bluegreen/history/staging/web/1.0.0", {"liveAt": "2026-12-07T09:00:00Z"}),
+                 item("bluegreen/history/prod/", ""),                       # a folder key
+                 item("bluegreen/history/prod/api/broken", "{not json")])
+    found = exporter.histories(tree)
     assert sorted(found) == [("prod", "api"), ("staging", "web")]
     assert sorted(found[("prod", "api")]) == ["1.0.0", "2.0.0"]
-    assert exporter.histories(None) == {}
+    assert exporter.histories({}) == {}
 
 
 def test_only_changed_figures_are_written_and_gone_services_deleted():

@@ -4,6 +4,7 @@ key's holder writes, and a standby taking the key once its holder's session ends
 
 import base64
 import json
+from types import SimpleNamespace
 
 from hypothesis import given, strategies as st
 
@@ -13,6 +14,7 @@ from components.model import election
 from components.platform.watchdog import WatchdogArgs
 from delivery.status import status_lines, status_of
 
+from consul_agent import FakeAgent
 from test_bake import watchdog
 
 SESSIONS = st.sampled_from(["s1", "s2", "s3"])
@@ -74,52 +76,41 @@ def test_a_watchdog_number_outside_the_pair_is_refused():
             raise AssertionError(number)
 
 
-class Consul:
-    """The Consul answers the election reads, in order per path; every call is recorded."""
-
-    def __init__(self, answers: dict):
-        self.answers, self.calls = answers, []
-
-    def __call__(self, method, path, body=None, timeout=10.0):
-        self.calls.append((method, path, body))
-        for prefix, answers in self.answers.items():
-            if path.startswith(prefix):
-                return answers.pop(0) if len(answers) > 1 else answers[0]
-        raise AssertionError(path)
-
-
 def leader_key(session: str | None, index: int):
     value = base64.b64encode(b'{"watchdog": "w1"}').decode()
-    item = {"Value": value, **({"Session": session} if session else {})}
+    item = {"Value": value, "ModifyIndex": index, **({"Session": session} if session else {})}
     return 200, {"X-Consul-Index": str(index)}, [item]
+
+
+def agent(monkeypatch, answers: dict) -> FakeAgent:
+    monkeypatch.setattr(watchdog, "AGENT", SimpleNamespace(address="http://agent:8500", token="t"))
+    return FakeAgent(answers).install(monkeypatch)
 
 
 def test_a_standby_blocks_on_the_key_and_takes_it_once_its_holder_is_gone(monkeypatch):
     key = naming.watchdog_lock_key()
-    fake = Consul({
-        f"/v1/kv/{key}?acquire=": [(200, {}, True)],
+    fake = agent(monkeypatch, {
+        f"/v1/kv/{key}?acquire=": [(200, {}, "true")],
         f"/v1/kv/{key}": [leader_key("theirs", 40), (404, {"X-Consul-Index": "41"}, None)],
         "/v1/session/info/": [(200, {}, [{"ID": "mine"}])],
     })
-    monkeypatch.setattr(watchdog, "consul", fake)
     monkeypatch.setattr(watchdog, "LEADER", watchdog.Leader(port=4000, session="mine"))
     watchdog.await_lead()
     reads = [path for method, path, _ in fake.calls if method == "GET" and "/kv/" in path]
-    assert reads == [f"/v1/kv/{key}", f"/v1/kv/{key}?index=40&wait={watchdog.WAIT}"]
+    assert reads == [f"/v1/kv/{key}", f"/v1/kv/{key}?index=40&wait={watchdog.WAIT_S}s"]
     assert fake.calls[-1][:2] == ("PUT", f"/v1/kv/{key}?acquire=mine")
     assert watchdog.LEADER.acting
 
 
 def test_a_watchdog_whose_session_ended_registers_again_and_makes_a_new_one(monkeypatch):
     key = naming.watchdog_lock_key()
-    fake = Consul({
-        f"/v1/kv/{key}?acquire=": [(200, {}, True)],
+    fake = agent(monkeypatch, {
+        f"/v1/kv/{key}?acquire=": [(200, {}, "true")],
         f"/v1/kv/{key}": [(404, {"X-Consul-Index": "41"}, None)],
         "/v1/session/info/": [(200, {}, []), (200, {}, [{"ID": "new"}])],
         "/v1/session/create": [(200, {}, {"ID": "new"})],
         "/v1/agent/service/": [(200, {}, None)],
     })
-    monkeypatch.setattr(watchdog, "consul", fake)
     monkeypatch.setattr(watchdog, "LEADER", watchdog.Leader(port=4000, session="old"))
     watchdog.await_lead()
     puts = [path for method, path, _ in fake.calls if method == "PUT"]
@@ -128,12 +119,11 @@ def test_a_watchdog_whose_session_ended_registers_again_and_makes_a_new_one(monk
 
 
 def test_every_write_is_void_unless_the_writer_holds_the_leader_key(monkeypatch):
-    fake = Consul({"/v1/txn": [(409, {}, None)]})
-    monkeypatch.setattr(watchdog, "consul", fake)
+    fake = agent(monkeypatch, {"/v1/txn": [(409, {}, None)]})
     monkeypatch.setattr(watchdog, "LEADER", watchdog.Leader(session="mine"))
     assert watchdog.transact({"bluegreen/aliases/e/s": ("green", 7)}) is False
-    [(_, _, body)] = fake.calls
-    guard, write = json.loads(body)
+    [(_, _, operations)] = fake.calls
+    guard, write = operations
     assert guard == {"KV": {"Verb": "check-session", "Key": naming.watchdog_lock_key(), "Session": "mine"}}
     assert write["KV"]["Verb"] == "cas"
 

@@ -2,6 +2,9 @@
 an image's own `bluegreen.*` labels (a Dockerfile LABEL) never move another instance's
 registration, whichever container runs the image (an isolation probe, a hand-run container)."""
 
+from types import SimpleNamespace
+
+import pytest
 from hypothesis import given, strategies as st
 
 from components.naming import docker_name, instance_id, platform_instance
@@ -24,15 +27,9 @@ def registered_ports(monkeypatch, running: dict) -> list[int]:
     puts: list[int] = []
     current = {"ID": VICTIM, "Service": "vizconfig", "Port": REGISTERED_PORT,
                "Meta": {"environment": "production", "colour": "blue"}}
-
-    def agent(method, path, body=None):
-        if method == "PUT":
-            puts.append(body["Port"])
-            return None
-        return current if path.endswith("/" + VICTIM) else None
-
-    monkeypatch.setattr(registrator, "docker_get", lambda path: running)
-    monkeypatch.setattr(registrator, "agent", agent)
+    monkeypatch.setattr(registrator, "inspect", lambda container_id: running)
+    monkeypatch.setattr(registrator, "registered", lambda instance: current if instance == VICTIM else None)
+    monkeypatch.setattr(registrator, "register", lambda payload: puts.append(payload["Port"]))
     registrator.sync("abc")
     return puts
 
@@ -60,6 +57,46 @@ def test_a_hand_run_container_with_the_image_labels_moves_nothing(monkeypatch):
 def test_a_platform_container_of_another_role_moves_nothing(monkeypatch):
     labels = {**PLATFORM_LABELS, "bluegreen.role": "acceptance"}
     assert registered_ports(monkeypatch, container(docker_name(VICTIM), labels)) == []
+
+
+class Engine:
+    """The Docker SDK's client as the registrator uses it: containers running at the start, then
+    a stream of start events; `closed` once the registrator is done with the stream."""
+
+    def __init__(self, running: list[str], started: list[str]):
+        self.running, self.started, self.asked, self.closed = running, started, [], False
+        self.containers = SimpleNamespace(list=self.list)
+
+    def list(self, filters):
+        self.asked.append(("list", filters))
+        return [SimpleNamespace(id=container_id) for container_id in self.running]
+
+    def events(self, decode, filters):
+        self.asked.append(("events", filters))
+        engine = self
+
+        class Stream:
+            def __iter__(self):
+                return iter([{"id": container_id} for container_id in engine.started])
+
+            def close(self):
+                engine.closed = True
+        return Stream()
+
+
+def test_the_watch_opens_the_events_first_catches_up_then_follows_them(monkeypatch):
+    engine, synced = Engine(["a", "b"], ["c", "bad", "d"]), []
+
+    def sync(container_id):
+        if container_id == "bad":
+            raise OSError("gone")
+        synced.append(container_id)
+    monkeypatch.setattr(registrator.Host, "client", engine)
+    monkeypatch.setattr(registrator, "sync", sync)
+    with pytest.raises(ConnectionError, match="closed the event stream"):
+        registrator.watch()
+    assert synced == ["a", "b", "c", "d"] and engine.closed
+    assert [what for what, _ in engine.asked] == ["events", "list"]
 
 
 @given(name=st.text(max_size=40), instance=st.text(min_size=1, max_size=40))

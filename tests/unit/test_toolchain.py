@@ -69,7 +69,7 @@ def test_the_stacks_name_the_platform_images_the_bootstrap_builds(stack):
     import yaml
     with open(os.path.join(ROOT, "stacks", f"Pulumi.{stack}.yaml"), encoding="utf-8") as handle:
         platform = yaml.safe_load(handle)["config"]["bluegreen:platform"]
-    assert platform["consul"]["image"] == f"bluegreen/consul:{CONSUL}"
+    assert platform["consul"]["image"] == f"bluegreen/consul:{PINS['CONSUL_IMAGE_VERSION'].strip()}"
     assert platform["proxy"]["image"] == f"bluegreen/proxy:{PINS['PROXY_IMAGE_VERSION'].strip()}"
     assert platform["prometheus"]["image"] == \
         f"bluegreen/prometheus:{PINS['PROMETHEUS_IMAGE_VERSION'].strip()}"
