@@ -582,6 +582,29 @@ def test_o_an_image_labelled_as_another_instance_moves_no_registration(deploymen
     assert get_json(STABLE)["colour"] == "green"
 
 
+def test_o_a_restarted_platform_container_is_registered_again_at_its_new_port(deployment):
+    """What the registrator is for: the offline colour's container restarted outside Pulumi gets
+    another host port, and its registration follows it (Docker's SDK sees the start event)."""
+    instance = f"{ENV}-vizconfig-blue-local-0"
+    session = consul(MANAGEMENT)
+
+    def ports() -> tuple[int, int]:
+        [container] = docker_json("inspect", f"bluegreen-{instance}")
+        published = int(next(iter(container["NetworkSettings"]["Ports"].values()))[0]["HostPort"])
+        return published, session.get(f"{CONSUL}/v1/agent/service/{instance}", timeout=3).json()["Port"]
+
+    def followed() -> int | None:
+        published, registered = ports()
+        return published if published == registered else None
+
+    before, _ = ports()
+    subprocess.run(["docker", "restart", "-t", "1", f"bluegreen-{instance}"], check=True,
+                   capture_output=True, timeout=60)
+    published, waited = wait_until(followed, 10, what=f"{instance} registered at its new port")
+    assert published != before, "Docker gave the restarted container its old port: nothing proven"
+    FIGURES["registrator_follows_restart_s"] = round(waited, 2)
+
+
 def test_p_service_containers_keep_no_capability_and_gain_no_privilege(deployment):
     for colour in ("blue", "green"):
         for host in (None, HOST2_DOCKER):
