@@ -11,6 +11,7 @@ import ipaddress
 import os
 import re
 import stat
+import zlib
 from typing import Any, Iterable
 from urllib.parse import urlparse
 
@@ -121,6 +122,28 @@ def bridge_listen_key() -> str:
     """The KV key holding a further address:port the proxy listens on: the platform host's bridge
     address, where containers reach the services they call."""
     return f"{KV_ROOT}/proxy/bridge-listen"
+
+
+def proxies_key() -> str:
+    """The KV key holding the site's proxies as JSON ({"virtualAddress": ..., "proxies": [{"host",
+    "url"}]}): what the catalogue lists."""
+    return f"{KV_ROOT}/proxy/proxies"
+
+
+def proxy_container(stack: str, host: str, several: bool) -> str:
+    """The proxy's container on `host`: one proxy keeps the platform's single name."""
+    return docker_name(stack, "proxy", host) if several else docker_name(stack, "proxy")
+
+
+def vrrp_container(stack: str, host: str) -> str:
+    """keepalived beside the proxy on `host`, moving the virtual address."""
+    return docker_name(stack, "vrrp", host)
+
+
+def vrrp_router_id(stack: str) -> int:
+    """The VRRP virtual router id (1-255) of a stack's proxies: stable, and distinct between the
+    stacks of one network unless two of them hash alike (they also talk unicast only)."""
+    return zlib.crc32(stack.encode()) % 255 + 1
 
 
 def proxy_port(url: str) -> int:

@@ -41,7 +41,8 @@ class Wiring:
 
     providers: dict
     registry: pulumi.Input[str]
-    proxy: pulumi.Input[str]
+    proxy: pulumi.Input[str]       # the URL clients use
+    proxies: pulumi.Input[dict]    # each proxy's own base URL by host: a flip is proven on each
     agents: dict[str, pulumi.Input[str]]
     port: pulumi.Input[int]
     address: pulumi.Input[str]
@@ -91,8 +92,9 @@ def own_platform(inputs: StackInputs, settings: PlatformConfig) -> Wiring:
         pulumi.export("registryCa", platform.registry_ca)
     # Environment stacks (and the pipeline) read these through a StackReference.
     pulumi.export("credentials", platform.credentials)
-    return Wiring(providers, platform.registry, platform.proxy, dict(platform.agents),
-                  settings.proxy_port, settings.proxy_address, platform.credentials)
+    return Wiring(providers, platform.registry, platform.proxy, platform.proxies,
+                  dict(platform.agents), settings.proxy_port, settings.client_proxy_address,
+                  platform.credentials)
 
 
 def referenced_platform(inputs: StackInputs, owner: str) -> Wiring:
@@ -108,8 +110,11 @@ def referenced_platform(inputs: StackInputs, owner: str) -> Wiring:
         owner, stack.hosts, registry,
         from_credentials(credentials, "registryUsername", platform_stack),
         from_credentials(credentials, "registryPassword", platform_stack))
-    return Wiring(providers, registry, proxy, {}, proxy.apply(proxy_port), proxy.apply(proxy_host),
-                  credentials)
+    # A platform from before `proxies` existed ran one proxy, at `proxy`.
+    proxies = pulumi.Output.all(proxy, reference.get_output("proxies")).apply(
+        lambda values: values[1] or {"proxy": values[0]})
+    return Wiring(providers, registry, proxy, proxies, {}, proxy.apply(proxy_port),
+                  proxy.apply(proxy_host), credentials)
 
 
 def deploy_service(inputs: StackInputs, settings, wiring: Wiring, owner: str, actor: str,
@@ -120,7 +125,7 @@ def deploy_service(inputs: StackInputs, settings, wiring: Wiring, owner: str, ac
         stack=owner, environment=stack.environment, settings=settings,
         manifest=inputs.manifests[settings.name], hosts=stack.hosts, providers=wiring.providers,
         build_host=stack.build_host, registry=wiring.registry, agents=wiring.agents,
-        proxy=wiring.proxy,
+        proxy=wiring.proxy, proxies=wiring.proxies,
         consul_token=pulumi.Output.secret(wiring.credentials.apply(
             lambda values: deployer_token(values, stack.environment, platform_owner))),
         issuer_token=from_credentials(wiring.credentials, "consulIssuerToken", platform_owner),
@@ -145,4 +150,6 @@ def service_summary(service: Service) -> dict:
         "images": service.images,
         # Alias write -> the proxy serving the live colour, measured at the last flip.
         "flipSeconds": service.flip_seconds,
+        # ... per proxy: the flip is proven on each.
+        "flipProofs": service.flip_proofs,
     }

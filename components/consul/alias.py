@@ -1,7 +1,7 @@
 """Alias: the KV key `<environment>/<service>` -> live colour, written only after that colour's
 health gate passed (its value is the gate's output, so the write depends on the gate) and once the
-proxy serves that colour on the preview URI; then proven: the update fails unless the proxy's
-stable URI answers from that colour within a bound."""
+every proxy serves that colour on the preview URI; then proven: the update fails unless each
+proxy's stable URI answers from that colour within a bound."""
 
 from __future__ import annotations
 
@@ -22,10 +22,10 @@ class AliasArgs:
     service: str
     colour: str
     gate: HealthGate
-    # The health path under the service's stable URI at the proxy, where the flip is proven, and
-    # under its preview URI, where the colour must answer before the flip.
-    url: pulumi.Input[str]
-    preview_url: pulumi.Input[str]
+    # The health path under the service's stable URI at each proxy (proxy name -> URL), where
+    # the flip is proven, and under its preview URI, where the colour must answer before the flip.
+    urls: pulumi.Input[dict]
+    preview_urls: pulumi.Input[dict]
     token: pulumi.Input[str]         # the deployer's Consul token (a secret)
     # Asked before a flip and told after it (model.hooks), with what it moves and who moves it.
     hooks: Hooks = NO_HOOKS
@@ -44,7 +44,8 @@ class Alias(pulumi.ComponentResource):
 
     key: pulumi.Output[str]
     colour: pulumi.Output[str]
-    flip_seconds: pulumi.Output[float]   # alias write -> the proxy serving that colour, last flip
+    flip_seconds: pulumi.Output[float]   # alias write -> every proxy serving that colour, last flip
+    proofs: pulumi.Output[dict]          # alias write -> serving, per proxy, last flip
 
     def __init__(self, name: str, args: AliasArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("bluegreen:service:Alias", name, None, opts)
@@ -61,9 +62,9 @@ class Alias(pulumi.ComponentResource):
             address=args.consul_address,
             key=alias_key(args.environment, args.service),
             value=args.gate.colour.apply(checked),
-            url=args.url,
+            urls=args.urls,
             route=proxy_route(args.environment, args.service),
-            preview_url=args.preview_url,
+            preview_urls=args.preview_urls,
             preview_route=proxy_route(args.environment, args.service, preview=True),
             token=args.token,
             hooks=args.hooks.as_record() if args.hooks != NO_HOOKS else None,
@@ -74,5 +75,6 @@ class Alias(pulumi.ComponentResource):
         self.key = self.entry.key
         self.colour = self.entry.value
         self.flip_seconds = self.entry.flip_s
+        self.proofs = self.entry.proofs
         self.register_outputs({"key": self.key, "colour": self.colour,
-                               "flipSeconds": self.flip_seconds})
+                               "flipSeconds": self.flip_seconds, "proofs": self.proofs})

@@ -1,15 +1,17 @@
 """Proof that traffic moved: the proxy names the route and colour of every answer
 (X-Bluegreen-Route, X-Bluegreen-Colour), so a URI proves which colour serves it.
 
-AliasKey writes an alias like ConsulKey does, with the proxy on both sides of the write: before it,
-the colour it moves to must answer on the preview URI (so the flip never lands on an upstream the
-proxy has not rendered yet); after it, the stable URI must answer from that colour, or the update
-fails saying so and the write is undone. The measured time (alias write -> proxy serving) is its
+AliasKey writes an alias like ConsulKey does, with every proxy on both sides of the write (each
+renders from Consul on its own): before it, the colour it moves to must answer on the preview URI
+at each (so the flip never lands on an upstream a proxy has not rendered yet); after it, the stable
+URI must answer from that colour at each, or the update fails naming the proxies that do not and
+the write is undone. The measured time (alias write -> proxy serving) is its
 output. The offline colour's gate waits the same way for the preview URI."""
 
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Mapping
 
 import pulumi
@@ -65,6 +67,34 @@ def wait_for_route(url: str, route: str, colour: str, timeout_s: float,
         if time.monotonic() >= deadline:
             raise RuntimeError(f"the proxy at {url} {last} after {timeout_s:.0f}s")
         time.sleep(interval_s)
+
+
+def wait_on_every(urls: Mapping[str, str], route: str, colour: str, timeout_s: float,
+                  started: float | None = None,
+                  interval_s: float = POLL_INTERVAL_S) -> dict[str, float]:
+    """wait_for_route on every proxy at once (`urls`: proxy name -> URL): each one's seconds
+    from `started`, or raises naming every proxy that did not prove `colour` and why."""
+    started = time.monotonic() if started is None else started
+    with ThreadPoolExecutor(max_workers=max(1, len(urls))) as pool:
+        futures = {name: pool.submit(wait_for_route, url, route, colour, timeout_s, started, interval_s)
+                   for name, url in urls.items()}
+    proven_s: dict[str, float] = {}
+    problems: list[str] = []
+    for name, future in futures.items():
+        try:
+            proven_s[name] = future.result()
+        except RuntimeError as error:
+            problems.append(f"{error} (proxy on {name})" if len(urls) > 1 else str(error))
+    if problems:
+        raise RuntimeError("; ".join(problems))
+    return proven_s
+
+
+def proxy_urls(props: Mapping[str, Any], preview: bool = False) -> dict[str, str]:
+    """The probe URL at each proxy (`urls` / `preview_urls`); an alias written before there
+    were several proxies has one (`url` / `preview_url`)."""
+    many, one = ("preview_urls", "preview_url") if preview else ("urls", "url")
+    return dict(props.get(many) or ({"proxy": props[one]} if props.get(one) else {}))
 
 
 class _AliasKeyProvider(_ConsulKeyProvider):
@@ -138,33 +168,37 @@ def ready_to_move(props: Mapping[str, Any]) -> None:
     preview URI (the route to the offline colour). Nothing to check when the alias is new or names
     that colour already (as after a rollback that wrote it)."""
     current = consul_api.kv_get(props["address"], props["key"], props["token"])
-    if current is None or current.strip() == props["value"] or not props.get("preview_url"):
+    urls = proxy_urls(props, preview=True)
+    if current is None or current.strip() == props["value"] or not urls:
         return
     try:
-        wait_for_route(props["preview_url"], props["preview_route"], props["value"],
-                       float(props["timeout_s"]), interval_s=READY_POLL_INTERVAL_S)
+        wait_on_every(urls, props["preview_route"], props["value"], float(props["timeout_s"]),
+                      interval_s=READY_POLL_INTERVAL_S)
     except RuntimeError as error:
         raise RuntimeError(f"alias {props['key']} was not moved to {props['value']}: {error}; "
                            f"traffic stays on {current.strip()}") from None
 
 
 def proven(props: Mapping[str, Any], written: float) -> dict[str, Any]:
-    """The alias's outputs once the proxy serves its colour, with the seconds since `written`
-    (time.monotonic() just before the write); raises saying what the proxy serves instead."""
+    """The alias's outputs once every proxy serves its colour: `proofs` (each proxy's seconds
+    since `written`, time.monotonic() just before the write) and `flip_s` (the slowest); raises
+    naming each proxy that serves something else."""
     try:
-        flip_s = wait_for_route(props["url"], props["route"], props["value"],
-                                float(props["timeout_s"]), written)
+        proofs = wait_on_every(proxy_urls(props), props["route"], props["value"],
+                               float(props["timeout_s"]), written)
     except RuntimeError as error:
         raise RuntimeError(f"alias {props['key']} was written ({props['value']}), but {error}: "
                            "traffic did not move (see the proxy's log: consul-template, "
                            "apply-config)") from None
-    return {**props, "flip_s": round(flip_s, 3)}
+    return {**props, "flip_s": round(max(proofs.values()), 3),
+            "proofs": {name: round(seconds, 3) for name, seconds in proofs.items()}}
 
 
 class AliasKey(dynamic.Resource, module=CONSUL_KEY_TYPE[0], name=CONSUL_KEY_TYPE[1]):
-    """An alias written to Consul KV, checked and proven at the proxy: `preview_url` must answer
-    from `value` (the colour) under `preview_route` before the write, `url` under `route` after it,
-    each within `timeout_s`; `flip_s` is write -> serving; `token` (a secret) writes it; `hooks`
+    """An alias written to Consul KV, checked and proven at every proxy: each of `preview_urls`
+    (proxy name -> URL) must answer from `value` (the colour) under `preview_route` before the
+    write, each of `urls` under `route` after it, each within `timeout_s`; `proofs` is write ->
+    serving per proxy, `flip_s` the slowest; `token` (a secret) writes it; `hooks`
     (model.hooks.Hooks.as_record) are asked and told around a flip described by `flip`. A Consul
     key to everything else (its
     type, policies, an alias written by an earlier ConsulKey)."""
@@ -173,17 +207,19 @@ class AliasKey(dynamic.Resource, module=CONSUL_KEY_TYPE[0], name=CONSUL_KEY_TYPE
     key: pulumi.Output[str]
     value: pulumi.Output[str]
     flip_s: pulumi.Output[float]
+    proofs: pulumi.Output[dict]
 
     def __init__(self, name: str, *, address: pulumi.Input[str], key: pulumi.Input[str],
-                 value: pulumi.Input[str], url: pulumi.Input[str], route: str,
-                 preview_url: pulumi.Input[str], preview_route: str,
+                 value: pulumi.Input[str], urls: pulumi.Input[dict], route: str,
+                 preview_urls: pulumi.Input[dict], preview_route: str,
                  token: pulumi.Input[str], timeout_s: float = PROOF_TIMEOUT_S,
                  hooks: dict | None = None, flip: dict | None = None,
                  opts: pulumi.ResourceOptions | None = None):
         super().__init__(_AliasKeyProvider(), name, {
-            "address": address, "key": key, "value": value, "url": url, "route": route,
-            "preview_url": preview_url, "preview_route": preview_route, "timeout_s": timeout_s,
-            "token": pulumi.Output.secret(token), "flip_s": None, "hooks": hooks, "flip": flip},
+            "address": address, "key": key, "value": value, "urls": urls, "route": route,
+            "preview_urls": preview_urls, "preview_route": preview_route, "timeout_s": timeout_s,
+            "token": pulumi.Output.secret(token), "flip_s": None, "proofs": None, "hooks": hooks,
+            "flip": flip},
             pulumi.ResourceOptions.merge(with_legacy_type(opts), pulumi.ResourceOptions(
                 additional_secret_outputs=["token"])))
 

@@ -3,6 +3,7 @@ watchdog."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import pulumi
@@ -13,13 +14,15 @@ from components.model.config import Host, PlatformConfig
 from components.model.credentials import CREDENTIAL_KEYS
 from components.model.election import WATCHDOGS
 from components.naming import (
-    bridge_listen_key, drain_timeout_key, nginx_duration, preview_from_key, prometheus_address_key
+    bridge_listen_key, drain_timeout_key, nginx_duration, preview_from_key, prometheus_address_key,
+    proxies_key, proxy_container
 )
 from components.platform.consul_cluster import ConsulCluster, ConsulClusterArgs
 from components.platform.credentials import PlatformCredentials
 from components.platform.delivery_exporter import DeliveryExporter, DeliveryExporterArgs
 from components.platform.metrics import Metrics, MetricsArgs
 from components.platform.proxy import Proxy, ProxyArgs
+from components.platform.virtual_address import VirtualAddress, VirtualAddressArgs
 from components.platform.docker_host import needs_tls, once_up
 from components.platform.registry import Registry, RegistryArgs, RegistryTls
 from components.platform.registry_certificate import RegistryCertificate
@@ -43,8 +46,9 @@ class PlatformArgs:
 
 class Platform(pulumi.ComponentResource):
     """Outputs: `consul` (the platform host's agent URL), `registry` (host:port), `registryCa`
-    (the CA its TLS certificate chains to; None when it serves loopback only), `proxy` (base
-    URL), `prometheus` (base URL; None when the stack runs none), and the secrets environment
+    (the CA its TLS certificate chains to; None when it serves loopback only), `proxy` (the base
+    URL clients use: the virtual address with several proxies), `proxies` (each proxy's own base
+    URL by host: where a flip is proven), `prometheus` (base URL; None when the stack runs none), and the secrets environment
     stacks need: `credentials` (a deployer's Consul token per environment, the issuer's, the
     registry's user and password). The proxy's drain bound (bluegreen:platform.proxy.drainTimeout) is a KV
     entry the proxy reads."""
@@ -72,16 +76,13 @@ class Platform(pulumi.ComponentResource):
             address=home.address, provider=args.providers[home.name],
             username=secrets.registry_username, password=secrets.registry_password, tls=tls),
             opts=child)
-        self.proxy_component = Proxy(f"{name}-proxy", ProxyArgs(
-            stack=args.stack, image=settings.proxy_image, port=settings.proxy_port,
-            consul_address=home.consul, provider=args.providers[home.name],
-            address=settings.proxy_address, consul_token=self.cluster.tokens["proxy"],
-            metrics_port=settings.proxy_metrics_port, depends_on=(self.cluster,)), opts=child)
+        self.proxy_components = self._proxies(name, args, child)
+        self.proxy_component = next(iter(self.proxy_components.values()))
         self.prometheus = self._metrics(name, args, child)
         # Both on the platform host: the proxy and Prometheus they ask may listen on its loopback.
         self.watchdogs = [Watchdog(f"{name}-watchdog-{number}", WatchdogArgs(
             stack=args.stack, image=settings.consul.image, host=home,
-            proxy_url=self.proxy_component.url, provider=args.providers[home.name],
+            proxy_url=self.proxy, provider=args.providers[home.name],
             consul_token=self.cluster.tokens["watchdog"], prometheus_url=self.prometheus,
             depends_on=(self.cluster,), number=number), opts=child)
             for number in range(1, WATCHDOGS + 1)]
@@ -92,14 +93,42 @@ class Platform(pulumi.ComponentResource):
         # Resolves once every platform host trusts it: environment stacks pull right after.
         self.registry = pulumi.Output.all(self.registry_component.address, *trusted).apply(
             lambda values: values[0])
-        self.proxy = self.proxy_component.url
         self._proxy_settings(name, args, child)
         self.credentials = pulumi.Output.secret(platform_credentials(
             self.cluster.deployer_tokens, self.cluster.tokens["issuer"],
             secrets.registry_username, secrets.registry_password))
         self.register_outputs({"consul": self.consul, "registry": self.registry, "proxy": self.proxy,
-                               "credentials": self.credentials, "registryCa": self.registry_ca,
-                               "prometheus": self.prometheus})
+                               "proxies": self.proxies, "credentials": self.credentials,
+                               "registryCa": self.registry_ca, "prometheus": self.prometheus})
+
+    def _proxies(self, name: str, args: PlatformArgs,
+                 child: pulumi.ResourceOptions) -> dict[str, Proxy]:
+        """A proxy on each proxy host, reading Consul through its own host's agent; with several,
+        the virtual address in front of them. Sets `proxy` (the URL clients use, once every
+        proxy is up) and `proxies` (each proxy's own URL, where a flip is proven)."""
+        settings = args.settings
+        several = len(settings.proxy_host_names) > 1
+        proxies = {host: Proxy(f"{name}-proxy-{host}" if several else f"{name}-proxy", ProxyArgs(
+            stack=args.stack, image=settings.proxy_image, port=settings.proxy_port,
+            consul_address=args.hosts[host].consul, provider=args.providers[host],
+            address=args.hosts[host].address if several else settings.proxy_address,
+            consul_token=self.cluster.tokens["proxy"], metrics_port=settings.proxy_metrics_port,
+            container_name=proxy_container(args.stack, host, several), host=host if several else "",
+            every_address=several, depends_on=(self.cluster,)), opts=child)
+            for host in settings.proxy_host_names}
+        urls = [p.url for p in proxies.values()]
+        if several and settings.proxy_virtual_address:
+            self.virtual_address = VirtualAddress(f"{name}-proxy-vip", VirtualAddressArgs(
+                stack=args.stack, image=settings.proxy_image,
+                address=settings.proxy_virtual_address, port=settings.proxy_port,
+                hosts=tuple(args.hosts[h] for h in settings.proxy_host_names),
+                providers=args.providers, depends_on=tuple(proxies.values())), opts=child)
+            urls.append(self.virtual_address.address)
+        clients = f"http://{settings.client_proxy_address}:{settings.proxy_port}"
+        self.proxy = pulumi.Output.all(*urls).apply(lambda _: clients)
+        self.proxies = pulumi.Output.all(*urls).apply(
+            lambda values: dict(zip(proxies, values[:len(proxies)])))
+        return proxies
 
     def _registry_tls(self, name: str, args: PlatformArgs, registry: str,
                       child: pulumi.ResourceOptions) -> tuple[RegistryTls | None, list]:
@@ -138,6 +167,11 @@ class Platform(pulumi.ComponentResource):
                 f"{name}-proxy-preview-from", address=self.consul, key=preview_from_key(),
                 value=" ".join(settings.proxy_preview_from),
                 token=secrets.consul_management_token, opts=child)
+        # The catalogue lists the proxies and the address clients use.
+        self.proxies_entry = ConsulKey(
+            f"{name}-proxy-list", address=self.consul, key=proxies_key(),
+            value=self.proxies.apply(lambda urls: proxies_value(settings.proxy_virtual_address, urls)),
+            token=secrets.consul_management_token, opts=child)
         # The catalogue page's charts ask Prometheus through the proxy (its read-only queries only).
         if settings.prometheus is not None:
             self.prometheus_address = ConsulKey(
@@ -167,10 +201,17 @@ class Platform(pulumi.ComponentResource):
             port=settings.delivery_port, depends_on=(self.cluster,)), opts=child)
         self.metrics = Metrics(f"{name}-metrics", MetricsArgs(
             stack=args.stack, image=settings.image, port=settings.port,
-            provider=args.providers[home.name], proxies=(proxy_metrics,),
+            provider=args.providers[home.name],
+            proxies=tuple(p.metrics for p in self.proxy_components.values() if p.metrics is not None),
             delivery=self.delivery.address, address=home.address, retention=settings.retention,
             scrape_interval_s=settings.scrape_interval_s), opts=child)
         return self.metrics.url
+
+
+def proxies_value(virtual_address: str | None, urls: dict[str, str]) -> str:
+    """The proxies' KV entry (naming.proxies_key) as the catalogue reads it."""
+    return json.dumps({"virtualAddress": virtual_address,
+                       "proxies": [{"host": host, "url": url} for host, url in urls.items()]})
 
 
 def platform_credentials(deployers: dict[str, pulumi.Output[str]], issuer: pulumi.Input[str],

@@ -24,6 +24,11 @@ class ProxyArgs:
     depends_on: tuple[pulumi.Resource, ...] = ()
     address: str = "127.0.0.1"   # where it listens on its host (the host network)
     metrics_port: int | None = None   # where mtail serves every request's counts; None: not counted
+    container_name: str = ""     # default: the platform's single proxy (naming.proxy_container)
+    host: str = ""               # the host's name, on the container's labels
+    # One of several behind a virtual address: it listens on every address of its host, since the
+    # virtual one comes and goes with VRRP (binding an absent address needs a host sysctl).
+    every_address: bool = False
 
     def __post_init__(self):
         if not 0 < self.port < 65536:
@@ -47,20 +52,21 @@ class Proxy(pulumi.ComponentResource):
         super().__init__("bluegreen:platform:Proxy", name, None, opts)
         image = local_image(args.image, args.provider, self)
         listen = f"{args.address}:{args.port}"
+        bind = f"0.0.0.0:{args.port}" if args.every_address else listen
         metrics = f"{args.address}:{args.metrics_port}" if args.metrics_port else None
         self.container = docker.Container(
             f"{name}-container",
-            name=docker_name(args.stack, "proxy"),
+            name=args.container_name or docker_name(args.stack, "proxy"),
             image=image,
             network_mode="host",
-            envs=[f"PROXY_LISTEN={listen}", f"CONSUL_HTTP_ADDR={args.consul_address}",
+            envs=[f"PROXY_LISTEN={bind}", f"CONSUL_HTTP_ADDR={args.consul_address}",
                   f"CONSUL_HTTP_TOKEN_FILE={PLATFORM_TOKEN_FILE}",
                   *([f"PROXY_METRICS_LISTEN={metrics}"] if metrics else [])],
             uploads=[secret_upload(PLATFORM_TOKEN_FILE, args.consul_token)],
             restart="unless-stopped",
             memory=128,
             memory_swap=128,  # no swap; also what Docker reports back
-            labels=labels(stack=args.stack, role="proxy"),
+            labels=labels(stack=args.stack, role="proxy", **({"host": args.host} if args.host else {})),
             # A request through nginx's public listener, as a client makes it: unhealthy within 2 s
             # of nginx not answering, yet a minute to start (the first render from Consul).
             # Written as Docker reports it back ("60s" reads back as "1m0s": a diff on every

@@ -47,7 +47,7 @@ class ServiceArgs:
     build_host: str                  # whose engine builds and pushes
     registry: pulumi.Input[str]      # host:port of the in-house registry
     agents: dict[str, pulumi.Input[str]]  # host name -> its Consul agent's URL
-    proxy: pulumi.Input[str]         # the proxy's base URL: flips and previews are proven there
+    proxy: pulumi.Input[str]         # the base URL clients use (the previews' gate asks there)
     consul_token: pulumi.Input[str]  # the deployer's: registrations, gates, KV (a secret)
     issuer_token: pulumi.Input[str]  # makes the service's own token (a secret)
     plans: dict[str, ColourPlan]     # colour -> what it runs (model.release.plan_colours)
@@ -66,6 +66,8 @@ class ServiceArgs:
     routes: dict[str, str] = field(default_factory=dict)  # service -> route, of this stack's services
     secret_fingerprints: dict[str, str] = field(default_factory=dict)  # NAME -> release.secret_fingerprint
     dependencies_shape: str = ""     # live.dependencies_shape of its linked dependencies
+    # Each proxy's own base URL by host, where a flip is proven; None: the one proxy at `proxy`.
+    proxies: pulumi.Input[dict] | None = None
 
     def __post_init__(self):
         if self.settings.name != self.manifest.name:
@@ -94,6 +96,7 @@ class Service(pulumi.ComponentResource):
     url: pulumi.Output[str]
     preview_url: pulumi.Output[str]
     flip_seconds: pulumi.Output[float]
+    flip_proofs: pulumi.Output[dict]
 
     def __init__(self, name: str, args: ServiceArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("bluegreen:service:Service", name, None, opts)
@@ -106,6 +109,8 @@ class Service(pulumi.ComponentResource):
         # Where the proxy is asked whether it serves a colour: the health path under each URI.
         probes = {preview: pulumi.Output.concat(args.proxy, health_probe_path(
             env, manifest.route, manifest.health.path, preview=preview)) for preview in (False, True)}
+        proofs = {preview: at_each_proxy(args.proxies or {"proxy": args.proxy}, health_probe_path(
+            env, manifest.route, manifest.health.path, preview=preview)) for preview in (False, True)}
         # The services it calls, each at its route (a callee of another stack: its name).
         callees = call_routes(manifest.calls, args.routes)
         images = self._images(name, args)
@@ -116,8 +121,8 @@ class Service(pulumi.ComponentResource):
         aliased = alias_colour(args.settings, args.records)
         self.alias = Alias(f"{name}-alias", AliasArgs(
             consul_address=consul, environment=env, service=manifest.name,
-            colour=aliased, gate=self.slots[aliased].gate, url=probes[False],
-            preview_url=probes[True], token=args.consul_token, hooks=args.settings.hooks,
+            colour=aliased, gate=self.slots[aliased].gate, urls=proofs[False],
+            preview_urls=proofs[True], token=args.consul_token, hooks=args.settings.hooks,
             version=args.plans[aliased].version, digest=images[aliased], actor=args.actor,
             stack=args.stack),
             opts=pulumi.ResourceOptions(parent=self))
@@ -125,6 +130,7 @@ class Service(pulumi.ComponentResource):
         self.split = self._split(name, args, consul)
         self.live = self.alias.colour
         self.flip_seconds = self.alias.flip_seconds
+        self.flip_proofs = self.alias.proofs
         self.images = pulumi.Output.from_input(
             {colour: {"version": plan.version, "image": images[colour]}
              for colour, plan in args.plans.items()})
@@ -404,3 +410,9 @@ class Service(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, provider=provider, delete_before_replace=True,
                                         depends_on=[pulled]),
         )
+
+
+def at_each_proxy(proxies: pulumi.Input[dict], path: str) -> pulumi.Output[dict]:
+    """`path` at each proxy's base URL (proxy name -> URL)."""
+    return pulumi.Output.from_input(proxies).apply(
+        lambda urls: {name: f"{url}{path}" for name, url in urls.items()})

@@ -71,7 +71,7 @@ ROLE_SERVICE = "service"
 ROLE_DEPENDENCY = "dependency"
 # Only the platform publishes known host ports (and may use the host network).
 PLATFORM_ROLES = frozenset({"consul-server", "consul-client", "registrator", "watchdog", "registry",
-                            "registry-trust", "proxy", "prometheus", "delivery-exporter"})
+                            "registry-trust", "proxy", "vrrp", "prometheus", "delivery-exporter"})
 SERVICE_LABELS = ("bluegreen.service", "bluegreen.environment", "bluegreen.colour",
                   "bluegreen.instance")
 

@@ -20,6 +20,8 @@ from components.model.config import (
     parse_stack_config,
 )
 from components.model.validation import ConfigError
+from components.model.vrrp import vrrp_environment
+from components.naming import vrrp_router_id
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -127,6 +129,18 @@ def test_preview_from_names_networks_beside_the_proxys_own_host():
         .platform.proxy_preview_from == ("10.250.77.1/32", "10.0.0.0/8")
 
 
+def test_one_proxy_on_the_platform_host_unless_proxy_hosts_are_listed():
+    config = parse(values()).platform
+    assert config.proxy_host_names == ("local",) and config.proxy_virtual_address is None
+    assert config.client_proxy_address == "127.0.0.1"
+    two = parse(values(**{"platform.proxy.hosts": ["local", "second"],
+                          "platform.proxy.virtualAddress": "10.0.0.100"})).platform
+    assert two.proxy_host_names == ("local", "second")
+    assert two.client_proxy_address == "10.0.0.100"
+    # Each proxy reads Consul through its own host's agent.
+    assert "second" in two.client_hosts
+
+
 def test_the_platform_lists_the_environments_that_deploy_on_it():
     assert parse(values()).platform.environments == ()
     listed = parse(values(**{"platform.environments": ["integration", "production"]}))
@@ -221,6 +235,20 @@ ERRORS = [
                  "unknown key; allowed keys here are: image, port", id="unknown-proxy-key"),
     pytest.param({"platform.proxy.previewFrom": ["10.1.2.3/40"]}, "bluegreen.platform.proxy.previewFrom",
                  "is not a list of IPv4 networks; write e.g. [10.250.77.1/32]", id="preview-from-bad"),
+    pytest.param({"platform.proxy.hosts": ["local", "ghost"]}, "bluegreen.platform.proxy.hosts",
+                 "must list configured hosts once each (local, second)", id="proxy-hosts-unknown"),
+    pytest.param({"platform.proxy.hosts": ["local", "second"]}, "bluegreen.platform.proxy.virtualAddress",
+                 "is required with two or more proxy hosts", id="proxy-hosts-without-address"),
+    pytest.param({"platform.proxy.virtualAddress": "10.0.0.100"},
+                 "bluegreen.platform.proxy.virtualAddress", "list them in proxy.hosts",
+                 id="virtual-address-one-proxy"),
+    pytest.param({"platform.proxy.hosts": ["local", "second"], "platform.proxy.address": "127.0.0.1",
+                  "platform.proxy.virtualAddress": "10.0.0.100"}, "bluegreen.platform.proxy.address",
+                 "clients use proxy.virtualAddress: remove it", id="proxy-address-with-several"),
+    pytest.param({"platform.proxy.hosts": ["local", "second"],
+                  "platform.proxy.virtualAddress": "127.0.0.1"},
+                 "bluegreen.platform.proxy.virtualAddress", "is a host's own address",
+                 id="virtual-address-of-a-host"),
     pytest.param({"platform.environments": "production"}, "bluegreen.platform.environments",
                  "is not a list of distinct environment names; write e.g. [integration, production]",
                  id="environments-not-a-list"),
@@ -347,3 +375,16 @@ def test_the_config_keys_are_the_ones_pulumi_yaml_declares():
         declared = yaml.safe_load(handle)["config"]
     types = {key.split(":", 1)[1]: spec["type"] for key, spec in declared.items()}
     assert types == {**{k: "string" for k in STRING_KEYS}, **{k: "object" for k in (*OBJECT_KEYS, *SECRET_KEYS)}}
+
+
+def test_each_keepalived_prefers_the_first_proxy_host_and_talks_to_the_others():
+    addresses = ["10.0.0.11", "10.0.0.12", "10.0.0.13"]
+    second = vrrp_environment("platform", "10.0.0.100", addresses, 1, 18080)
+    assert "VRRP_PEERS=10.0.0.11 10.0.0.13" in second and "VRRP_PRIORITY=190" in second
+    assert "PROXY_HEALTH=http://10.0.0.12:18080/healthz" in second
+    assert f"VRRP_ROUTER_ID={vrrp_router_id('platform')}" in second
+    assert 1 <= vrrp_router_id("platform") <= 255
+    with pytest.raises(ValueError, match="is a proxy host's own address"):
+        vrrp_environment("platform", "10.0.0.11", addresses, 0, 18080)
+    with pytest.raises(ValueError, match="distinct addresses"):
+        vrrp_environment("platform", "10.0.0.100", ["10.0.0.11", "10.0.0.11"], 0, 18080)

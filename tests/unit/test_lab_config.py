@@ -14,10 +14,12 @@ def platform():
     return parse_stack_config("platform", stack_values("platform"), ROOT)
 
 
-def test_platform_stack_runs_three_servers_on_the_lab_and_a_client_for_the_proxy():
+def test_platform_stack_runs_three_servers_and_two_proxies_on_the_lab():
     config = platform()
     assert config.platform.server_hosts == ("lab1", "lab2", "lab3")
     assert config.platform.client_hosts == ("local",)
+    assert config.platform.proxy_host_names == ("lab1", "lab2")
+    assert config.platform.client_proxy_address == "10.250.77.100"
     for name in config.platform.server_hosts:
         host = config.hosts[name]
         assert host.docker == f"ssh://root@{host.address}"

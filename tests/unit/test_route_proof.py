@@ -214,3 +214,33 @@ def test_a_colour_a_flip_made_offline_does_not_wait(monkeypatch, clock):
     olds = {**GATE, "blocking": True}
     outs = health_gate._HealthGateProvider().update("id", olds, GATE).outs
     assert outs["passing"] is True and outs["waited_s"] == 0.0
+
+
+# -- several proxies -------------------------------------------------------------------------------
+
+ELSEWHERE = "http://10.250.77.12:29080/integration/vizconfig/"
+
+
+def test_a_flip_is_proven_on_every_proxy_and_the_proof_names_each(monkeypatch, clock, kv):
+    kv[ALIAS["key"]] = "blue"
+    asked = proxy(monkeypatch, clock, routed_by(kv))
+    both = {**ALIAS, "urls": {"lab1": URL, "lab2": ELSEWHERE}}
+    result = route_proof._AliasKeyProvider().update(ALIAS["key"], {**both, "value": "blue"}, both)
+    assert set(result.outs["proofs"]) == {"lab1", "lab2"}
+    assert result.outs["flip_s"] == max(result.outs["proofs"].values())
+    assert {URL, ELSEWHERE} <= {url for url, _ in asked}
+
+
+def test_one_proxy_that_keeps_the_old_colour_fails_the_flip_naming_it(monkeypatch, clock, kv):
+    kv[ALIAS["key"]] = "blue"
+    live = routed_by(kv)
+    proxy(monkeypatch, clock, lambda now, url: (200, headers(colour="blue")) if url == ELSEWHERE
+          else live(now, url))
+    both = {**ALIAS, "urls": {"lab1": URL, "lab2": ELSEWHERE}}
+    with pytest.raises(RuntimeError) as raised:
+        route_proof._AliasKeyProvider().update(ALIAS["key"], {**both, "value": "blue"}, both)
+    message = str(raised.value)
+    assert f"the proxy at {ELSEWHERE} still serves blue" in message and "(proxy on lab2)" in message
+    assert "lab1" not in message
+    assert message.endswith("so the alias was put back to blue")
+    assert kv[ALIAS["key"]] == "blue"

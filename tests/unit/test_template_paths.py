@@ -31,6 +31,7 @@ EXPECTED = {
     "bluegreen/splits/%s/%s": naming.split_key(ENV, SERVICE),
     "bluegreen/delivery/%s/%s": naming.delivery_key(ENV, SERVICE),
     "bluegreen/proxy/prometheus": naming.prometheus_address_key(),
+    "bluegreen/proxy/proxies": naming.proxies_key(),
 }
 
 

@@ -166,13 +166,14 @@ def test_alias_depends_on_the_gate_of_the_live_colour_only(live):
 
 def test_the_alias_is_proven_on_the_health_path_under_the_proxys_stable_uri(one_host):
     alias = one_host.key(f"bluegreen/aliases/{ENV}/vizconfig")
-    assert alias.inputs["url"] == f"http://127.0.0.1:18080/{ENV}/vizconfig/health"
+    assert alias.inputs["urls"] == {"local": f"http://127.0.0.1:18080/{ENV}/vizconfig/health"}
     assert alias.inputs["route"] == f"{ENV}/vizconfig"
     # ...and checked at its preview URI before it moves.
-    assert alias.inputs["preview_url"] == f"http://127.0.0.1:18080/preview/{ENV}/vizconfig/health"
+    assert alias.inputs["preview_urls"] == {
+        "local": f"http://127.0.0.1:18080/preview/{ENV}/vizconfig/health"}
     assert alias.inputs["preview_route"] == f"preview/{ENV}/vizconfig"
     proxy = one_host.one(one_host.role("proxy"))
-    assert proxy.urn in alias.property_dependencies["url"]
+    assert proxy.urn in alias.property_dependencies["urls"]
 
 
 def test_gates_know_their_preview_uri_at_the_proxy(one_host):
@@ -578,6 +579,39 @@ def test_proxy_listens_on_loopback(two_hosts):
     assert "PROXY_LISTEN=127.0.0.1:18080" in proxy.inputs["envs"]
     assert "CONSUL_HTTP_ADDR=http://127.0.0.1:18500" in proxy.inputs["envs"]
     assert not proxy.inputs.get("ports")
+
+
+def two_proxies_config():
+    cfg = config(hosts=("local", "second"))
+    cfg["hosts"]["local"]["address"], cfg["hosts"]["second"]["address"] = "10.0.0.11", "10.0.0.12"
+    cfg["platform"]["proxy"].update(hosts=["local", "second"], virtualAddress="10.0.0.100")
+    return cfg
+
+
+def test_two_proxies_each_read_their_own_agent_behind_one_virtual_address():
+    deployment = run(two_proxies_config())
+    proxies = {p.label("bluegreen.host"): p for p in deployment.role("proxy")}
+    assert set(proxies) == {"local", "second"}
+    for host, proxy in proxies.items():
+        assert proxy.inputs["name"] == f"bluegreen-{STACK}-proxy-{host}"
+        assert proxy.provider_urn == deployment.provider_of_host(host).urn
+        # Every address of its host: the virtual one comes and goes.
+        assert "PROXY_LISTEN=0.0.0.0:18080" in proxy.inputs["envs"]
+        assert f"CONSUL_HTTP_ADDR={HOSTS[host]['consul']}" in proxy.inputs["envs"]
+    vrrp = {c.label("bluegreen.host"): c for c in deployment.role("vrrp")}
+    assert vrrp["local"].inputs["capabilities"] == {"adds": ["NET_ADMIN"]}
+    assert "VRRP_PEERS=10.0.0.12" in vrrp["local"].inputs["envs"]
+    assert "VRRP_PRIORITY=200" in vrrp["local"].inputs["envs"]
+    assert "VRRP_PRIORITY=190" in vrrp["second"].inputs["envs"]
+    assert "PROXY_HEALTH=http://10.0.0.12:18080/healthz" in vrrp["second"].inputs["envs"]
+    # The flip is proven at each proxy, by its own address; the catalogue lists them.
+    alias = deployment.key(f"bluegreen/aliases/{ENV}/vizconfig")
+    assert alias.inputs["urls"] == {h: f"http://10.0.0.{n}:18080/{ENV}/vizconfig/health"
+                                    for h, n in (("local", 11), ("second", 12))}
+    listed = json.loads(deployment.key("bluegreen/proxy/proxies").inputs["value"])
+    assert listed == {"virtualAddress": "10.0.0.100", "proxies": [
+        {"host": "local", "url": "http://10.0.0.11:18080"},
+        {"host": "second", "url": "http://10.0.0.12:18080"}]}
 
 
 def test_no_container_publishes_beyond_loopback(two_hosts):
