@@ -31,9 +31,12 @@ def _scenario(mode: str, service: dict, environment: str = "production", **extra
                       sort_keys=True)
 
 
+# Its database from a registry no stack allows (a manifest may name any image).
+EVIL_DEPENDENCY = dict(ONE, manifest="tests/policy/evil_dependency/service.yaml")
 SCENARIOS = [_scenario("up", BOTH), _scenario("preview", BOTH), _scenario("up", ONE),
              _scenario("up", ONE, environment="integration"),
-             _scenario("up", PLAIN_PASSWORD, secret_env=True)]
+             _scenario("up", PLAIN_PASSWORD, secret_env=True),
+             _scenario("up", EVIL_DEPENDENCY, environment="integration")]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -147,3 +150,18 @@ def test_secret_env_passes_and_plain_password_override_fails():
     assert "container production-vizconfig-green-local-0" in places
     assert "bluegreen/slots/production/vizconfig/green.config.env.DB_PASSWORD" in places
     assert "bluegreen/history/production/vizconfig/1.1.0.config.env.DB_PASSWORD" in places
+
+
+def test_a_dependency_from_a_registry_the_stack_does_not_allow_is_refused_before_its_pull():
+    """The real Service pulls the image (a RemoteImage under it) before the container runs it:
+    the rule refuses both, so a mandatory refusal stops the update before anything is pulled."""
+    recorded = records("up", EVIL_DEPENDENCY, environment="integration")
+    found = [message for policy, _, message in diagnostics(recorded)
+             if policy == "dependency-image-registry"]
+    assert len(found) == 2, found
+    assert any("the pull of dependency image integration-vizconfig-db-local-pull runs "
+               "'evil.example.com/miner:latest'" in m for m in found)
+    assert any("dependency container integration-vizconfig-db-local (dependencies.db) runs "
+               "'evil.example.com/miner:latest'" in m for m in found)
+    assert all("stacks/policy.stack.json" in m and "build:" in m for m in found)
+    assert [p for p, _, _ in diagnostics(recorded)] == ["dependency-image-registry"] * 2
