@@ -66,6 +66,7 @@ def run(root: str) -> None:
         wiring.agents.setdefault(name, host.consul)
     pulumi.export("registry", wiring.registry)
     pulumi.export("proxy", wiring.proxy)
+    pulumi.export("proxies", wiring.proxies)   # environment stacks prove their flips on each
     summary = {settings.name: service_summary(deploy_service(inputs, settings, wiring, owner, actor, now))
                for settings in stack.services}
     pulumi.export("environment", stack.environment)

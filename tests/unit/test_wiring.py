@@ -688,6 +688,16 @@ def test_platform_stack_reference_supplies_registry_and_agents():
         assert registration.inputs["address"] == HOSTS[host]["consul"]
 
 
+def test_a_referencing_stack_proves_its_flips_on_each_proxy_of_its_platform():
+    proxies = {"lab1": "http://10.0.0.11:18080", "lab2": "http://10.0.0.12:18080"}
+    for outputs, expected in (({**PLATFORM_OUTPUTS, "proxies": proxies}, proxies),
+                              (PLATFORM_OUTPUTS, {"proxy": PLATFORM_OUTPUTS["proxy"]})):
+        deployment = Deployment(run_program(referencing_config("local"), stack=STACK,
+                                            stack_outputs=outputs))
+        alias = deployment.key(f"bluegreen/aliases/{ENV}/vizconfig")
+        assert alias.inputs["urls"] == {h: f"{u}/{ENV}/vizconfig/health" for h, u in expected.items()}
+
+
 # --- the committed local stack -------------------------------------------------------------------
 
 def test_the_local_stack_file_deploys_under_mocks():
