@@ -114,12 +114,24 @@ def test_no_other_platform_header_is_named_anywhere():
 def test_nginx_and_consul_template_run_under_runit_with_tini_as_pid_1():
     dockerfile = read("Dockerfile")
     assert 'ENTRYPOINT ["/usr/bin/tini", "--", "/usr/local/bin/entrypoint"]' in dockerfile
-    assert read("entrypoint").rstrip().endswith("exec runsvdir /etc/bluegreen/sv")
+    entrypoint = read("entrypoint")
+    # runsvdir supervises; the entrypoint only waits on it (and drains first on SIGTERM), so the
+    # container ends when runsvdir does.
+    assert "runsvdir /etc/bluegreen/sv &" in entrypoint
+    assert entrypoint.rstrip().endswith("wait $supervisor")
     for service, command in (("nginx", "exec nginx -g 'daemon off;'"),
                              ("consul-template", "exec consul-template -config")):
         path = os.path.join(IMAGE, "sv", service, "run")
         assert os.access(path, os.X_OK), f"{path} is not executable"
         assert command in read("sv", service, "run")
+
+
+def test_a_stopping_proxy_fails_its_health_first_and_serves_on_while_the_address_moves():
+    entrypoint, routes = read("entrypoint"), read("routes.conf.ctmpl")
+    assert "trap 'touch /run/bluegreen/stopping; sleep" in entrypoint
+    assert "if (-f /run/bluegreen/stopping) { return 503" in routes
+    # The VRRP sidecar asks exactly there, every 100 ms.
+    assert "PROXY_HEALTH" in read("vrrp") and "while sleep 0.1" in read("vrrp")
 
 
 def test_reloads_go_through_one_script_that_tolerates_a_restarting_nginx():
