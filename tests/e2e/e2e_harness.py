@@ -528,12 +528,14 @@ def lab_hosts(ports: dict) -> dict:
     return hosts
 
 
-def lab_platform_config(ports: dict, hosts: dict, environments: tuple[str, ...]) -> dict:
+def lab_platform_config(ports: dict, hosts: dict, environments: tuple[str, ...],
+                        proxies: tuple[str, ...] = (), virtual_address: str | None = None) -> dict:
     """A platform wholly on the lab: a Consul server on every host; the registry and the proxy on
     the first, at its lab address (so nothing runs on this machine's shared engine), for stacks
-    of `environments`."""
+    of `environments`. With `proxies` (lab hosts) a proxy on each of them instead, behind
+    `virtual_address`."""
     home = next(iter(hosts))
-    return {
+    config = {
         "bluegreen:hosts": hosts,
         "bluegreen:platform": {
             "host": home,
@@ -548,6 +550,11 @@ def lab_platform_config(ports: dict, hosts: dict, environments: tuple[str, ...])
             "environments": list(environments),
         },
     }
+    if proxies:
+        proxy = config["bluegreen:platform"]["proxy"]
+        del proxy["address"]
+        proxy.update(hosts=list(proxies), virtualAddress=virtual_address)
+    return config
 
 
 def host_docker(host: dict, *args: str, check: bool = True) -> str:

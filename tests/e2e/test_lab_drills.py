@@ -2,11 +2,14 @@
 each): every drill runs under a bounded client loop through the proxy and records the failed
 requests, the time to detect and the time to converge (reports/e2e/lab-figures.json).
 
-Everything runs on the lab's own engines: the registry and the proxy on the first host, at its
-lab address. The service runs on every lab host but the last, which holds only a Consul server:
-drill (a) stops that server (made leader first) in the middle of a deploy; drills (b) and (e) take
-down the last service host (not the proxy's). Last, a caller joins on every service host and
-reaches its callee through the proxy from each. Runs in order on one stack."""
+Everything runs on the lab's own engines: the registry on the first host, at its lab address, and
+a proxy on each service host behind one virtual address (VRRP), which the clients use. The service
+runs on every lab host but the last, which holds only a Consul server: drill (a) stops that server
+(made leader first) in the middle of a deploy; drills (b) and (e) take down the last service host.
+Then a caller joins on every service host and reaches its callee through the virtual address from
+each. Drills (g) and (h) lose the proxy that holds the address: its container killed during a
+flip, then its host's link cut; fresh and keep-alive clients on the address. Runs in order on one
+stack."""
 
 from __future__ import annotations
 
@@ -22,7 +25,7 @@ import time
 import pytest
 import requests
 
-from components.naming import docker_name, instance_id
+from components.naming import docker_name, instance_id, proxy_container, vrrp_container
 from e2e_harness import (LOG_DIR, REPO, Deployment, RequestLoop, allow_registry, get_json,
                          host_docker, lab, lab_hosts, lab_platform_config, require_environment,
                          state_locks, wait_until)
@@ -47,7 +50,9 @@ class Lab:
             raise RuntimeError("the drills need a lab of at least 3 hosts (BLUEGREEN_LAB_HOSTS)")
         self.service_hosts = self.lab_names[:-1]
         self.server_only = self.lab_names[-1]
-        self.proxy_host = self.lab_names[0]
+        self.proxy_host = self.lab_names[0]     # the registry's, and the first proxy's
+        self.proxy_hosts = self.service_hosts
+        self.virtual_address = self.hosts[self.proxy_host]["address"].rsplit(".", 1)[0] + ".120"
         # Questions about the cluster go to the proxy's host's agent (never stopped but in (d)).
         self.local_agent = self.hosts[self.proxy_host]["consul"]
         # Operator questions need the management token: set once the platform stack made it.
@@ -90,9 +95,20 @@ class Lab:
         response = self.consul.get(f"{self.agent(host)}/v1/agent/service/{instance}", timeout=2)
         return response.json() if response.status_code == 200 else None
 
+    def proxy_url(self, name: str) -> str:
+        """The proxy on lab host `name`, at its own address (not the virtual one)."""
+        return f"http://{self.hosts[name]['address']}:{PORTS['proxy']}"
+
+    def address_holders(self) -> set[str]:
+        """The proxy hosts whose interface holds the virtual address now (asked of the VRRP
+        containers on the engines' sockets: this works with a host's link cut)."""
+        return {n for n in self.proxy_hosts if f" {self.virtual_address}/" in host_docker(
+            self.hosts[n], "exec", vrrp_container(PLATFORM, n), "ip", "-4", "-o", "addr", "show")}
+
     def live_upstream(self, colour: str) -> str:
-        """The upstream of the drill's service and `colour` in the proxy's applied config."""
-        text = host_docker(self.hosts[self.proxy_host], "exec", docker_name(PLATFORM, "proxy"),
+        """The upstream of the drill's service and `colour` in the first proxy's applied config."""
+        text = host_docker(self.hosts[self.proxy_host], "exec",
+                           proxy_container(PLATFORM, self.proxy_host, True),
                            "cat", "/etc/nginx/live/upstreams.conf")
         start = text.index(f"upstream {ENV}--vizconfig--{colour} {{")
         return text[start:text.index("}", start)]
@@ -111,8 +127,10 @@ def drill():
     lab("up")
     the_lab = Lab()
     global STABLE
-    STABLE = f"http://{the_lab.hosts[the_lab.proxy_host]['address']}:{PORTS['proxy']}/{ENV}/vizconfig/"
-    platform = Deployment(PLATFORM, lab_platform_config(PORTS, the_lab.hosts, (ENV,)))
+    STABLE = f"http://{the_lab.virtual_address}:{PORTS['proxy']}/{ENV}/vizconfig/"
+    platform = Deployment(PLATFORM, lab_platform_config(
+        PORTS, the_lab.hosts, (ENV,), proxies=tuple(the_lab.proxy_hosts),
+        virtual_address=the_lab.virtual_address))
     environment = None
     try:
         platform.up()
@@ -153,8 +171,8 @@ def set_service(environment: Deployment, lab_: Lab, **overrides) -> None:
         "vizconfig", service_settings(hosts=lab_.service_hosts, **overrides)))
 
 
-def served() -> tuple[str, str]:
-    body = get_json(STABLE)
+def served(url: str = "") -> tuple[str, str]:
+    body = get_json(url or STABLE)
     return body["version"], body["colour"]
 
 
@@ -226,6 +244,11 @@ def test_the_lab_serves_across_hosts_by_address(drill):
     assert requests.get(f"http://{registry}/v2/", timeout=5).status_code == 400   # plain HTTP
     with pytest.raises(requests.exceptions.SSLError):
         requests.get(f"https://{registry}/v2/", timeout=5)    # not a CA anyone else trusts
+    # Clients use one address; the catalogue lists the proxies behind it.
+    catalogue = get_json(f"http://{the_lab.virtual_address}:{PORTS['proxy']}/catalogue.json")
+    assert catalogue["proxies"] == {"virtualAddress": the_lab.virtual_address, "proxies": [
+        {"host": n, "url": the_lab.proxy_url(n)} for n in the_lab.proxy_hosts]}
+    assert len(the_lab.address_holders()) == 1
     # The certificate is made once and the exited trust containers are kept: a re-run of the
     # platform changes nothing.
     changes = platform.preview().change_summary
@@ -423,19 +446,21 @@ def test_drill_d_proxy_killed_serves_last_good_config_at_once(drill):
     the_lab, _, _ = drill
     the_lab.wait_healthy()
     home = the_lab.hosts[the_lab.proxy_host]
-    proxy = docker_name(PLATFORM, "proxy")
+    proxy = proxy_container(PLATFORM, the_lab.proxy_host, True)
     agent = docker_name(PLATFORM, "consul", the_lab.proxy_host)
-    live = served()
+    # This proxy at its own address: the virtual one may move to the other proxy meanwhile.
+    own = f"{the_lab.proxy_url(the_lab.proxy_host)}/{ENV}/vizconfig/"
+    live = served(own)
     # With the proxy's Consul agent away it cannot render anything new: whatever it serves after
     # the restart is the configuration it had applied before.
     host_docker(home, "stop", agent)
     try:
         pid = int(host_docker(home, "inspect", "-f", "{{.State.Pid}}", proxy))
-        with RequestLoop(STABLE, rate=20, max_requests=2000, max_seconds=60) as client:
+        with RequestLoop(own, rate=20, max_requests=2000, max_seconds=60) as client:
             time.sleep(1)
             killed = time.monotonic()
             os.kill(pid, signal.SIGKILL)
-            _, first_ok = wait_until(lambda: served() == live, 30, interval_s=0.05,
+            _, first_ok = wait_until(lambda: served(own) == live, 30, interval_s=0.05,
                                      what="the restarted proxy serves the live colour")
             time.sleep(2)
         restarts = int(host_docker(home, "inspect", "-f", "{{.RestartCount}}", proxy))
@@ -453,7 +478,7 @@ def test_drill_d_proxy_killed_serves_last_good_config_at_once(drill):
         host_docker(home, "start", agent)
     # With its agent back the proxy follows Consul again, still serving the live colour.
     the_lab.wait_healthy()
-    assert served() == live
+    assert served(own) == live
     record("d_proxy_killed", client, serving_again_after_s=outage,
            failed_while_restarting=len(refused), restarts=restarts)
 
@@ -497,21 +522,19 @@ def test_drill_e_a_host_restarted(drill):
 
 
 def test_f_a_caller_on_every_service_host_reaches_its_callee_through_the_proxy(drill):
-    # frontend calls vizconfig through the proxy, which runs on the first host: there its
-    # containers reach it over their bridge (the proxy's bridge listener), on the other hosts at
-    # the proxy's lab address.
+    # frontend calls vizconfig through the proxies' virtual address, from every host (also where
+    # a proxy runs: the address may be on the other one).
     the_lab, _, environment = drill
     the_lab.wait_healthy()
     environment.update_config(lambda c: c["bluegreen:services"].__setitem__("frontend", {
         "manifest": "services/frontend/service.yaml", "live": "blue", "blue": {"version": "1.0.0"},
         "gateTimeout": GATE_TIMEOUT_S, "hosts": the_lab.service_hosts}))
     environment.up()
-    proxy = the_lab.hosts[the_lab.proxy_host]
     for name in the_lab.service_hosts:
         host = the_lab.hosts[name]
         container = docker_name(instance_id(ENV, "frontend", "blue", name, 0))
         env = json.loads(host_docker(host, "inspect", "-f", "{{json .Config.Env}}", container))
-        reach = host["bridgeAddress"] if name == the_lab.proxy_host else proxy["address"]
+        reach = the_lab.virtual_address
         assert f"VIZCONFIG_URL=http://{reach}:{PORTS['proxy']}/{ENV}/vizconfig/" in env, (name, env)
         # Each instance asked directly (at its published port), so each host's path is used.
         ports = json.loads(host_docker(host, "inspect", "-f", "{{json .NetworkSettings.Ports}}", container))
@@ -521,3 +544,128 @@ def test_f_a_caller_on_every_service_host_reaches_its_callee_through_the_proxy(d
         called = answer.json()["vizconfig"]
         assert (called.get("version"), called.get("colour")) == served(), (name, called)
     FIGURES["f_calls_across_hosts"] = {"callers": the_lab.service_hosts, "callee": "vizconfig"}
+
+
+def fresh_and_kept() -> tuple[RequestLoop, RequestLoop]:
+    """A fresh-connection client and a keep-alive one on the virtual address."""
+    return (RequestLoop(STABLE, rate=10, max_requests=3000, max_seconds=240),
+            RequestLoop(STABLE, rate=10, max_requests=3000, max_seconds=240, keep_alive=True))
+
+
+def longest_gap(client: RequestLoop, since: float) -> float:
+    """The longest time between two successes of `client` around and after `since`."""
+    times = [r[0] for r in client.results if r[1] == 200]
+    gaps = [b - a for a, b in zip(times, times[1:]) if b >= since]
+    return max(gaps, default=0.0)
+
+
+def loss_figures(lost: str, fresh: RequestLoop, kept: RequestLoop, since: float, moved: float,
+                 back: float) -> dict:
+    """What losing the proxy on `lost` at `since` cost: failed requests, the longest wait between
+    two answers, when the address answered from the survivor (it moved `moved` s after `since`),
+    and `back`: when the lost proxy served again."""
+    answered = first_answer(fresh, since + moved) - since
+    return {"lost": lost, "failed_fresh": len(fresh.failures),
+            "failed_keep_alive": len(kept.failures), "requests_fresh": len(fresh.results),
+            "requests_keep_alive": len(kept.results), "address_moved_s": moved,
+            "answered_from_survivor_s": answered, "fresh_longest_gap_s": longest_gap(fresh, since),
+            "keep_alive_longest_gap_s": longest_gap(kept, since),
+            # The keep-alive client's first answer on a connection opened after the move.
+            "keep_alive_answered_s": first_answer(kept, since + moved) - since,
+            "lost_serves_again_s": back}
+
+
+def first_answer(client: RequestLoop, after: float) -> float:
+    """When `client` sent its first request after `after` that was answered (monotonic)."""
+    return next((r[0] for r in client.results if r[0] >= after and r[1] == 200), float("inf"))
+
+
+def serves_again(the_lab: Lab, lost: str, since: float) -> float:
+    """Seconds from `since` until the proxy on `lost` answers at its own address."""
+    def answers() -> bool:
+        try:
+            return requests.get(f"{the_lab.proxy_url(lost)}/healthz", timeout=1).ok
+        except requests.RequestException:
+            return False
+    wait_until(answers, 90, interval_s=0.1, what=f"the proxy on {lost} serves again")
+    return time.monotonic() - since
+
+
+def moved_to(the_lab: Lab, survivor: str, since: float) -> float:
+    """Seconds from `since` until the virtual address is on `survivor` (polled every 20 ms)."""
+    wait_until(lambda: survivor in the_lab.address_holders(), 10, interval_s=0.02,
+               what=f"the virtual address on {survivor}")
+    return time.monotonic() - since
+
+
+def the_other(the_lab: Lab, name: str) -> str:
+    return next(n for n in the_lab.proxy_hosts if n != name)
+
+
+def test_drill_g_the_address_holders_proxy_killed_during_a_flip(drill):
+    the_lab, _, environment = drill
+    the_lab.wait_healthy()
+    (holder,) = the_lab.address_holders()
+    survivor = the_other(the_lab, holder)
+    _, live = served()
+    target = "blue" if live == "green" else "green"
+    set_service(environment, the_lab, live=target, blue=BLUE_3, green={"version": "4.0.0"})
+    pid = int(host_docker(the_lab.hosts[holder], "inspect", "-f", "{{.State.Pid}}",
+                          proxy_container(PLATFORM, holder, True)))
+    logged = os.path.getsize(environment.log) if os.path.exists(environment.log) else 0
+    fresh, kept = fresh_and_kept()
+    with fresh, kept:
+        time.sleep(1)
+        deploy = Background(environment)
+        # The flip starts (the alias is about to be checked at every proxy and written): kill.
+        wait_until(lambda: logged_line(environment.log, logged, f"{ENV}-vizconfig-alias-key updating"),
+                   240, interval_s=0.05, what="the flip starts")
+        killed = time.monotonic()
+        os.kill(pid, signal.SIGKILL)
+        moved = moved_to(the_lab, survivor, killed)
+        back = serves_again(the_lab, holder, killed)
+        deploy.join(300)
+        time.sleep(2)
+    figures = loss_figures(holder, fresh, kept, killed, moved, back)
+    proofs = environment.outputs()["services"]["vizconfig"].get("flipProofs") if deploy.error is None else None
+    record("g_address_holder_killed_during_flip", fresh, **figures, flip_proofs=proofs,
+           deploy_s=deploy.finished - deploy.started, killed_after_deploy_start_s=killed - deploy.started)
+    print(f"\ndrill g: {json.dumps(FIGURES['g_address_holder_killed_during_flip'])}")
+    assert deploy.error is None, deploy.error
+    assert served()[1] == target
+    # Proven on each proxy, the one that was killed included.
+    assert set(proofs) == set(the_lab.proxy_hosts), proofs
+    assert all(r[2] == target for r in fresh.results if r[0] > deploy.finished and r[1] == 200)
+    assert figures["keep_alive_answered_s"] < 2, figures
+
+
+def test_drill_h_the_address_holders_link_cut(drill):
+    the_lab, _, _ = drill
+    the_lab.wait_healthy()
+    (holder,) = the_lab.address_holders()
+    survivor = the_other(the_lab, holder)
+    live = served()
+    fresh, kept = fresh_and_kept()
+    with fresh, kept:
+        time.sleep(1)
+        with link_down(the_lab, holder) as cut:
+            moved = moved_to(the_lab, survivor, cut)
+            time.sleep(5)    # traffic on the survivor alone
+        back = serves_again(the_lab, holder, time.monotonic())
+        the_lab.wait_healthy()
+        time.sleep(2)
+    figures = loss_figures(holder, fresh, kept, cut, moved, back)
+    assert served() == live
+    # The host that comes back does not take the address away again (no preemption).
+    assert the_lab.address_holders() == {survivor}
+    record("h_address_holder_link_cut", fresh, **figures)
+    print(f"\ndrill h: {json.dumps(FIGURES['h_address_holder_link_cut'])}")
+    assert figures["failed_fresh"] == 0 and figures["failed_keep_alive"] == 0, figures
+    assert figures["keep_alive_answered_s"] < 2, figures
+
+
+def logged_line(log: str, offset: int, text: str) -> bool:
+    """Whether the update logged (after `offset`) a line containing `text`."""
+    with open(log, encoding="utf-8") as handle:
+        handle.seek(offset)
+        return any(text in line for line in handle)
