@@ -105,6 +105,16 @@ class Lab:
         return {n for n in self.proxy_hosts if f" {self.virtual_address}/" in host_docker(
             self.hosts[n], "exec", vrrp_container(PLATFORM, n), "ip", "-4", "-o", "addr", "show")}
 
+    def hand_address_to(self, name: str) -> None:
+        """Puts the virtual address on `name`'s proxy: the holder's keepalived restarts (it gives
+        the address up on the way out, and comes back standby). Drills (b) and (e) take down a
+        service host that also runs a proxy: they measure that host's loss, (g) and (h) the
+        address holder's."""
+        for other in self.address_holders() - {name}:
+            host_docker(self.hosts[other], "restart", vrrp_container(PLATFORM, other))
+        wait_until(lambda: self.address_holders() == {name}, 15, interval_s=0.1,
+                   what=f"the virtual address on {name} alone")
+
     def live_upstream(self, colour: str) -> str:
         """The upstream of the drill's service and `colour` in the first proxy's applied config."""
         text = host_docker(self.hosts[self.proxy_host], "exec",
@@ -297,6 +307,7 @@ def test_drill_b_a_host_link_down_during_a_deploy_to_it(drill):
     victim = the_lab.service_hosts[-1]
     others = [n for n in the_lab.lab_names if n != victim]
     the_lab.wait_healthy()
+    the_lab.hand_address_to(the_lab.proxy_host)
     live_before = {n: container_identity_on(the_lab, n, "green") for n in the_lab.service_hosts}
     deps_before = {n: host_docker(the_lab.hosts[n], "ps", "-q", "--filter", "label=bluegreen.role=dependency")
                    for n in others if n in the_lab.service_hosts}
@@ -488,6 +499,7 @@ def test_drill_e_a_host_restarted(drill):
     victim = the_lab.service_hosts[-1]
     address = the_lab.hosts[victim]["address"]
     the_lab.wait_healthy()
+    the_lab.hand_address_to(the_lab.proxy_host)
     live = served()
     before = {c: (the_lab.registration(victim, c) or {}).get("Port") for c in ("blue", "green")}
     with loop() as client:
