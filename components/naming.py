@@ -562,3 +562,11 @@ def bake_outcome(record: dict[str, Any], status: str, now: datetime.datetime, re
     if reason:
         outcome["reason"] = reason
     return outcome
+
+
+PACKAGE_NAME = "bluegreen"   # the component package (PulumiPlugin.yaml): resources bluegreen:index:<Name>
+
+
+def package_type(resource: str) -> str:
+    """The type token of one of the component package's resources, e.g. bluegreen:index:Service."""
+    return f"{PACKAGE_NAME}:index:{resource}"

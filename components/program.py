@@ -12,7 +12,9 @@ from dataclasses import dataclass
 
 import pulumi
 
-from components.model.config import PlatformConfig, deployer_environments
+from components.model.config import (
+    PlatformConfig, PlatformSecrets, StackConfig, deployer_environments
+)
 from components.model.release import timestamp
 from components.naming import offline_colour, proxy_host, proxy_port, service_component_name
 from components.platform.credentials import PlatformCredentials, PlatformCredentialsArgs
@@ -53,9 +55,7 @@ def run(root: str) -> None:
     """Registers the platform a stack owns (if any) and each of its services."""
     inputs = read_inputs(root)
     stack = inputs.stack
-    actor = os.environ.get("BLUEGREEN_ACTOR") or \
-        f"{getpass.getuser()}@{socket.gethostname()} (pulumi {'preview' if pulumi.runtime.is_dry_run() else 'up'})"
-    now = timestamp(datetime.datetime.now(datetime.timezone.utc))
+    actor, now = actor_and_time()
     # A service stack names its providers and labels its containers as its environment stack
     # does: a service moved between the two (`pulumi state move`) then keeps every URN and input.
     owner = stack.environment_stack or stack.stack
@@ -73,18 +73,17 @@ def run(root: str) -> None:
     pulumi.export("services", summary)
 
 
+def actor_and_time() -> tuple[str, str]:
+    """Who deploys (BLUEGREEN_ACTOR, else user@host and the command) and when, for the release
+    history."""
+    actor = os.environ.get("BLUEGREEN_ACTOR") or \
+        f"{getpass.getuser()}@{socket.gethostname()} (pulumi {'preview' if pulumi.runtime.is_dry_run() else 'up'})"
+    return actor, timestamp(datetime.datetime.now(datetime.timezone.utc))
+
+
 def own_platform(inputs: StackInputs, settings: PlatformConfig) -> Wiring:
     """The platform this stack owns (`settings`): registered here, its outputs exported."""
-    stack = inputs.stack
-    home = stack.hosts[settings.host]
-    owned = PlatformCredentials(f"{stack.stack}-credentials",
-                                PlatformCredentialsArgs(supplied=inputs.platform_secrets))
-    providers = host_providers(stack.stack, stack.hosts,
-                               f"{home.address}:{settings.registry_port}",
-                               owned.registry_username, owned.registry_password)
-    platform = Platform(f"{stack.stack}-platform", PlatformArgs(
-        stack=stack.stack, settings=dataclasses.replace(settings, environments=deployer_environments(stack)),
-        hosts=stack.hosts, providers=providers, credentials=owned))
+    platform, wiring = owned_platform(inputs.stack, settings, inputs.platform_secrets)
     pulumi.export("consul", platform.consul)
     if platform.prometheus is not None:
         pulumi.export("prometheus", platform.prometheus)
@@ -93,9 +92,25 @@ def own_platform(inputs: StackInputs, settings: PlatformConfig) -> Wiring:
         pulumi.export("registryCa", platform.registry_ca)
     # Environment stacks (and the pipeline) read these through a StackReference.
     pulumi.export("credentials", platform.credentials)
-    return Wiring(providers, platform.registry, platform.proxy, platform.proxies,
-                  dict(platform.agents), settings.proxy_port, settings.client_proxy_address,
-                  platform.credentials)
+    return wiring
+
+
+def owned_platform(stack: StackConfig, settings: PlatformConfig, supplied: PlatformSecrets,
+                   opts: pulumi.ResourceOptions | None = None) -> tuple[Platform, Wiring]:
+    """Registers the platform `settings` describe, with the site's `supplied` credentials (any
+    not supplied are generated); `opts` (e.g. a parent) apply to its top-level resources."""
+    home = stack.hosts[settings.host]
+    owned = PlatformCredentials(f"{stack.stack}-credentials",
+                                PlatformCredentialsArgs(supplied=supplied), opts=opts)
+    providers = host_providers(stack.stack, stack.hosts,
+                               f"{home.address}:{settings.registry_port}",
+                               owned.registry_username, owned.registry_password, opts=opts)
+    platform = Platform(f"{stack.stack}-platform", PlatformArgs(
+        stack=stack.stack, settings=dataclasses.replace(settings, environments=deployer_environments(stack)),
+        hosts=stack.hosts, providers=providers, credentials=owned), opts=opts)
+    return platform, Wiring(providers, platform.registry, platform.proxy, platform.proxies,
+                            dict(platform.agents), settings.proxy_port,
+                            settings.client_proxy_address, platform.credentials)
 
 
 def referenced_platform(inputs: StackInputs, owner: str) -> Wiring:
@@ -104,22 +119,32 @@ def referenced_platform(inputs: StackInputs, owner: str) -> Wiring:
     if reference is None or platform_stack is None:
         raise pulumi.RunError(f"{stack.source}: bluegreen.platform: set either platform (this stack "
                               "owns the platform) or platformStack (the stack that owns it)")
-    registry = reference.require_output("registry")
-    proxy = reference.require_output("proxy")
+    registry, proxy = reference.require_output("registry"), reference.require_output("proxy")
     credentials: pulumi.Output[dict] = pulumi.Output.secret(reference.get_output("credentials"))
-    providers = host_providers(
-        owner, stack.hosts, registry,
-        from_credentials(credentials, "registryUsername", platform_stack),
-        from_credentials(credentials, "registryPassword", platform_stack))
     # A platform from before `proxies` existed ran one proxy, at `proxy`.
     proxies = pulumi.Output.all(proxy, reference.get_output("proxies")).apply(
         lambda values: values[1] or {"proxy": values[0]})
+    return platform_wiring(stack, owner, registry, proxy, proxies, credentials, platform_stack)
+
+
+def platform_wiring(stack: StackConfig, prefix: str, registry: pulumi.Output[str],
+                    proxy: pulumi.Output[str], proxies: pulumi.Input[dict],
+                    credentials: pulumi.Output[dict], platform_owner: str,
+                    opts: pulumi.ResourceOptions | None = None) -> Wiring:
+    """What services deploy with on a platform known by its outputs (`registry`, `proxy`,
+    `proxies`, `credentials`, as a Platform exports them): providers named
+    `<prefix>-host-<host>`; `platform_owner` names the platform in errors."""
+    providers = host_providers(
+        prefix, stack.hosts, registry,
+        from_credentials(credentials, "registryUsername", platform_owner),
+        from_credentials(credentials, "registryPassword", platform_owner), opts=opts)
     return Wiring(providers, registry, proxy, proxies, {}, proxy.apply(proxy_port),
                   proxy.apply(proxy_host), credentials)
 
 
 def deploy_service(inputs: StackInputs, settings, wiring: Wiring, owner: str, actor: str,
-                   now: str) -> Service:
+                   now: str, opts: pulumi.ResourceOptions | None = None) -> Service:
+    """Registers one service of the stack on the platform `wiring` describes."""
     stack = inputs.stack
     platform_owner = stack.platform_stack or stack.stack
     return Service(service_component_name(stack.environment, settings.name), ServiceArgs(
@@ -138,7 +163,7 @@ def deploy_service(inputs: StackInputs, settings, wiring: Wiring, owner: str, ac
         proxy_port=wiring.port, proxy_address=wiring.address,
         routes={name: m.route for name, m in inputs.manifests.items()},
         secret_fingerprints=inputs.fingerprints.get(settings.name, {}),
-        dependencies_shape=inputs.dependencies[settings.name]))
+        dependencies_shape=inputs.dependencies[settings.name]), opts=opts)
 
 
 def service_summary(service: Service) -> dict:

@@ -54,19 +54,24 @@ class StackInputs:
     commits: dict[str, str | None] = field(default_factory=dict)  # service -> its commit's time
 
 
-def read_inputs(root: str) -> StackInputs:
-    """Reads and validates the stack's inputs; raises pulumi.RunError (nothing registered yet)."""
+def read_inputs(root: str, config: StackConfig | None = None,
+                known_token: str | None = None) -> StackInputs:
+    """Reads and validates the stack's inputs; raises pulumi.RunError (nothing registered yet).
+
+    `config` replaces this stack's bluegreen:* config, and `known_token` the deployer token its
+    platform's outputs hold (the component package's resources are given both)."""
     try:
-        stack = read_config(root)
+        stack = config or read_config(root)
         secrets = read_secrets(stack.stack)
         platform_secrets = read_platform_secrets(stack.stack)
         manifests = {s.name: load_manifest(s.manifest, (stack.source, f"bluegreen.services.{s.name}.manifest"))
                      for s in stack.services}
         check_manifests(stack, manifests)
         network_hosts = plan_networks(stack, manifests) if stack.services else {}
-        reference = platform_reference(stack) if stack.services or stack.platform_stack else None
-        token = last_deployer_token(reference, stack.environment) \
-            if reference is not None and stack.services else ""
+        reference = platform_reference(stack) \
+            if known_token is None and (stack.services or stack.platform_stack) else None
+        token = known_token or (last_deployer_token(reference, stack.environment)
+                                if reference is not None and stack.services else "")
         records = {s.name: read_records(stack, s, token) for s in stack.services}
         checkouts = {name: context_digest(m.build.context, exclude_files=(m.path,))
                      for name, m in manifests.items()}
@@ -266,7 +271,18 @@ def last_deployer_token(reference: pulumi.StackReference, environment: str) -> s
     platform's first update (or before it made a token for the environment: the program's
     `deployer_token` then says how)."""
     details = _sync_await(reference.get_output_details("credentials"))
-    values = details.secret_value if details.secret_value is not None else details.value
+    return deployer_token_in(details.secret_value if details.secret_value is not None else details.value,
+                             environment)
+
+
+def known_deployer_token(credentials: pulumi.Output[dict], environment: str) -> str:
+    """The environment's deployer token in a platform's `credentials` as known now (empty while
+    unknown, as in a preview before the platform exists)."""
+    return deployer_token_in(_sync_await(credentials.future()), environment)
+
+
+def deployer_token_in(values: object, environment: str) -> str:
+    """The environment's deployer token in a `credentials` value ('' when it holds none)."""
     tokens = values.get("consulDeployerTokens") if isinstance(values, dict) else None
     return (tokens or {}).get(environment, "") if isinstance(tokens, dict) else ""
 

@@ -12,7 +12,8 @@ from components.naming import PLATFORM_TOKEN_FILE
 
 
 def host_providers(stack: str, hosts: dict[str, Host], registry: pulumi.Input[str],
-                   username: pulumi.Input[str], password: pulumi.Input[str]) -> dict[str, docker.Provider]:
+                   username: pulumi.Input[str], password: pulumi.Input[str],
+                   opts: pulumi.ResourceOptions | None = None) -> dict[str, docker.Provider]:
     """One pulumi-docker provider per configured host (its engine socket or ssh URL), with the
     in-house registry's credentials (secrets) for its pushes and pulls."""
     # The scheme tells the provider how to read digests: plain HTTP from a registry on loopback,
@@ -20,7 +21,7 @@ def host_providers(stack: str, hosts: dict[str, Host], registry: pulumi.Input[st
     auth = [docker.ProviderRegistryAuthArgs(address=pulumi.Output.from_input(registry).apply(registry_url),
                                             username=pulumi.Output.secret(username),
                                             password=pulumi.Output.secret(password))]
-    return {name: docker.Provider(f"{stack}-host-{name}", host=host.docker, registry_auth=auth)
+    return {name: docker.Provider(f"{stack}-host-{name}", host=host.docker, registry_auth=auth, opts=opts)
             for name, host in hosts.items()}
 
 

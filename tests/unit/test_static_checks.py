@@ -15,7 +15,7 @@ import sys
 from consul_image import IMAGE
 from unit_harness import ROOT
 
-PYTHON_TREES = ("components", "delivery", "policies", "images", "tests", "benchmarks", "lab",
+PYTHON_TREES = ("components", "delivery", "policies", "images", "tests", "benchmarks", "lab", "provider",
                 "__main__.py")
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import socket
 import subprocess
 import time
@@ -23,7 +22,7 @@ from components import naming
 from components.model.config import ENV_NAME, IPV4
 from components.model.manifest import NAME_PATTERN
 from components.naming import joined_name_problem
-from unit_harness import ROOT
+from unit_harness import ROOT, binary
 
 PROXY = os.path.join(ROOT, "images", "proxy")
 TEMPLATES = ("routes.conf", "upstreams.conf", "aliases.list", "settings.conf")
@@ -31,15 +30,6 @@ MARK = "INJECTED"
 # Hostile pieces: what ends a directive or a block in nginx, or a path or a line elsewhere.
 BREAKS = [";", "{", "}", " ", "\n", "'", '"', "$", "#", "/", "..", "--", "\\", "\t"]
 GOOD_ENV, GOOD_SVC = "prod", "good"
-
-
-def binary(name: str) -> str:
-    """A toolchain binary: on PATH (./bg test), else in the set-up's cache."""
-    cache = os.environ.get("BLUEGREEN_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "bluegreen")
-    found = shutil.which(name) or shutil.which(name, path=os.path.join(cache, "bin"))
-    assert found, f"{name} is missing: ./bg setup builds it into {cache}/bin"
-    return found
 
 
 def free_ports(count: int) -> list[int]:

@@ -13,7 +13,8 @@ import itertools
 import json
 import os
 from dataclasses import dataclass, field
-from typing import Any
+import shutil
+from typing import Any, Callable
 
 import pulumi
 from pulumi.runtime import mocks as pulumi_mocks
@@ -40,6 +41,15 @@ REMOTE_IMAGE = "docker:index/remoteImage:RemoteImage"
 REGISTRY_IMAGE = "docker:index/registryImage:RegistryImage"
 PROVIDER = "pulumi:providers:docker"
 FIRST_EXTERNAL_PORT = 32768
+
+
+def binary(name: str) -> str:
+    """A toolchain binary: on PATH (./bg test), else in the set-up's cache."""
+    cache = os.environ.get("BLUEGREEN_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "bluegreen")
+    found = shutil.which(name) or shutil.which(name, path=os.path.join(cache, "bin"))
+    assert found, f"{name} is missing: ./bg setup builds it into {cache}/bin"
+    return found
 
 
 def fake_digest(text: str) -> str:
@@ -261,9 +271,11 @@ def _recording_export(export):
 def run_program(config: dict, *, stack: str = "local", root: str = ROOT,
                 stack_outputs: dict | None = None,
                 records: dict | None = None,
-                engines: dict | None = None) -> list[RegisteredResource]:
-    """Runs components.program.run(root) with `config` (bluegreen:* values, keys without the
-    namespace) and returns every registered resource. Raises ProgramFailed on an error.
+                engines: dict | None = None,
+                body: Callable[[], None] | None = None) -> list[RegisteredResource]:
+    """Runs components.program.run(root) (or `body`, another program) with `config` (bluegreen:*
+    values, keys without the namespace) and returns every registered resource. Raises
+    ProgramFailed on an error.
 
     `stack_outputs` answers StackReferences (stacks that use another stack's platform);
     `records` ({service: ServiceRecords}) stands in for what Consul holds before the update;
@@ -295,7 +307,7 @@ def run_program(config: dict, *, stack: str = "local", root: str = ROOT,
     real_export = pulumi.export
     pulumi.export = _recording_export(real_export)
     try:
-        _sync_await(run_pulumi_func(lambda: program.run(root)))
+        _sync_await(run_pulumi_func(body or (lambda: program.run(root))))
     except Exception as error:  # noqa: BLE001 - handed to the test with what was registered
         # Outputs the failed program left behind must not fail the next one.
         with pulumi_settings.SETTINGS.lock:
