@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Builds the Pulumi engine, its Python language host, the Docker provider plugin, Consul and
+# Builds the Pulumi engine, its Python and YAML language hosts, the Docker provider plugin, Consul and
 # consul-template from the Go module proxy into a per-user cache keyed by version.
 #
-#   toolchain/build.sh [TOOL...]     TOOL: pulumi language-python provider-docker consul consul-template
+#   toolchain/build.sh [TOOL...]     TOOL: pulumi language-python language-yaml provider-docker consul consul-template
 #
 # Tools already installed are used as they are, and only what is missing is built:
 # - pulumi on PATH at or above PULUMI_VERSION is used, with the pulumi-language-python beside it
@@ -145,6 +145,26 @@ build_language_python() {
   link_tool language-python "$home"
 }
 
+build_language_yaml() {
+  # Pulumi YAML's language host: programs in YAML use this project as a component package
+  # (examples/yaml). The CLI looks for it beside its own binary, as for the Python one.
+  local home; home=$(dirname "$(readlink -f "$bin/pulumi")")
+  if [ -x "$home/pulumi-language-yaml" ] && [[ $home != "$cache"/tools/* ]]; then
+    log "pulumi-language-yaml: using $home/pulumi-language-yaml"; return
+  fi
+  local out="$cache/tools/language-yaml-$PULUMI_YAML_VERSION"
+  if ! cached "$out"; then
+    log "pulumi-language-yaml $PULUMI_YAML_VERSION: compiling (minutes when cold)"
+    mkdir -p "$out"
+    GOBIN="$out" go install "${goflags_build[@]}" "github.com/pulumi/pulumi-yaml/cmd/pulumi-language-yaml@v$PULUMI_YAML_VERSION"
+    touch "$out/.complete"
+  fi
+  case $home in
+    "$cache"/tools/*) cp -f "$out/pulumi-language-yaml" "$home/pulumi-language-yaml"; link_tool language-yaml "$home" ;;
+    *) link_tool language-yaml "$out" ;;  # an installed CLI without it: found on PATH
+  esac
+}
+
 build_provider_docker() {
   local key; key=$(cat "$here/provider-docker/"{go.mod,go.sum,*.go,shim/shim.go.txt} "$here/versions.env" \
     | sha256sum | cut -c1-12)
@@ -218,7 +238,7 @@ build_consul_template() {
 }
 
 tools=("$@")
-[ ${#tools[@]} -gt 0 ] || tools=(pulumi language-python provider-docker consul-template consul)
+[ ${#tools[@]} -gt 0 ] || tools=(pulumi language-python language-yaml provider-docker consul-template consul)
 for tool in "${tools[@]}"; do
   start=$(date +%s)
   "build_${tool//-/_}"

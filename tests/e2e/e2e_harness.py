@@ -115,21 +115,28 @@ def _image(repository: str) -> str:
     return named[0]
 
 
+def stack_config_dir(project: str) -> str:
+    """Where a Pulumi project keeps its stack files (its Pulumi.yaml's stackConfigDir)."""
+    with open(os.path.join(project, "Pulumi.yaml"), encoding="utf-8") as handle:
+        return (yaml.safe_load(handle) or {}).get("stackConfigDir") or ""
+
+
 class Deployment:
     """One stack of this project, driven through the Automation API. `secrets` ({path: value},
     e.g. `bluegreen:platformSecrets.registryPassword`) are set encrypted, as
     `pulumi config set --secret --path` would."""
 
-    def __init__(self, name: str, config: dict, secrets: dict | None = None):
+    def __init__(self, name: str, config: dict, secrets: dict | None = None, project: str = REPO):
         self.name = name
         self.config = config
         self.secrets = dict(secrets or {})
-        self.path = os.path.join(REPO, "stacks", f"Pulumi.{name}.yaml")
+        self.project = project   # the Pulumi project's directory (another one: examples/)
+        self.path = os.path.join(project, stack_config_dir(project), f"Pulumi.{name}.yaml")
         os.makedirs(LOG_DIR, exist_ok=True)
         self.log = os.path.join(LOG_DIR, f"{name}.log")
         self.stack = None
         self.write_config()
-        self.stack = auto.create_or_select_stack(stack_name=name, work_dir=REPO)
+        self.stack = auto.create_or_select_stack(stack_name=name, work_dir=project)
         self._set_secrets()
 
     def write_config(self) -> None:
@@ -226,7 +233,7 @@ class Deployment:
         """Destroys what is left and forgets the stack and its config file (first clearing what
         an update killed by a failed test left, as `./bg destroy` would)."""
         try:
-            recovery.recover(self.name, REPO, recovery.backend_directory())
+            recovery.recover(self.name, self.project, recovery.backend_directory())
             self.destroy()
         finally:
             self.stack.workspace.remove_stack(self.name)
@@ -275,11 +282,11 @@ def write_report(path: str, figures: dict) -> None:
 
 @contextlib.contextmanager
 def deployed(name: str, config: dict, figures: dict | None = None, figures_name: str = "",
-             secrets: dict | None = None):
-    """A stack for a module's tests (with `secrets` set as secret config paths): removed
-    afterwards, and its figures written (if given)."""
+             secrets: dict | None = None, project: str = REPO):
+    """A stack for a module's tests (with `secrets` set as secret config paths) of the project
+    in `project`: removed afterwards, and its figures written (if given)."""
     require_environment()
-    deployment = Deployment(name, config, secrets=secrets)
+    deployment = Deployment(name, config, secrets=secrets, project=project)
     try:
         yield deployment
     finally:
