@@ -5,12 +5,18 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
+import sys
 import tomllib
+import zipfile
 
 import pytest
+import yaml
 from hypothesis import given, strategies as st
+from packaging.requirements import Requirement
 
+from components.model.config import parse_stack_config
 from components.model.wire import integral_numbers
 from components.package.platform import Platform
 from components.package.service import Service
@@ -128,3 +134,65 @@ def test_values_from_the_wire_get_their_whole_numbers_back_as_ints(value):
     restored = integral_numbers(on_the_wire(value))
     assert restored == value
     assert json.dumps(restored) == json.dumps(value)   # 8500, not 8500.0
+
+
+def pyproject() -> dict:
+    with open(os.path.join(ROOT, "pyproject.toml"), "rb") as handle:
+        return tomllib.load(handle)
+
+
+def test_the_changelog_names_the_version_pyproject_declares():
+    with open(os.path.join(ROOT, "CHANGELOG.md"), encoding="utf-8") as handle:
+        released = [line.split()[1] for line in handle if line.startswith("## ") and "Unreleased" not in line]
+    assert released[0] == pyproject()["project"]["version"]
+
+
+def built_wheel(directory) -> zipfile.ZipFile:
+    """The wheel of a copy of the package's sources (a build in the checkout would leave build/
+    there), made with the virtualenv's setuptools, without any index."""
+    source = directory / "source"
+    for tree in ("components", "delivery", "policies"):
+        shutil.copytree(os.path.join(ROOT, tree), source / tree,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    shutil.copy(os.path.join(ROOT, "pyproject.toml"), source)
+    done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+                           "--no-index", "-q", "-w", str(directory / "dist"), str(source)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    wheels = list((directory / "dist").glob("*.whl"))
+    assert [w.name for w in wheels] == [f"bluegreen-{pyproject()['project']['version']}-py3-none-any.whl"]
+    return zipfile.ZipFile(wheels[0])
+
+
+def test_the_wheel_holds_the_package_and_declares_its_dependencies(tmp_path):
+    wheel = built_wheel(tmp_path)
+    names = set(wheel.namelist())
+    for expected in ("components/package/service.py", "components/package/platform.py",
+                     "components/program.py", "components/model/wire.py", "delivery/pipeline.py",
+                     "policies/__main__.py", "policies/PulumiPolicy.yaml"):
+        assert expected in names, expected
+    assert {name.split("/", 1)[0] for name in names} == {
+        "components", "delivery", "policies", f"bluegreen-{pyproject()['project']['version']}.dist-info"}
+    metadata = wheel.read(f"bluegreen-{pyproject()['project']['version']}.dist-info/METADATA").decode()
+    required = {normalised(line.split(": ", 1)[1]) for line in metadata.splitlines()
+                if line.startswith("Requires-Dist: ")}
+    assert required == {normalised(r) for r in pyproject()["project"]["dependencies"]}
+
+
+def normalised(requirement: str) -> tuple[str, frozenset[str]]:
+    parsed = Requirement(requirement)
+    return parsed.name.lower(), frozenset(str(s) for s in parsed.specifier)
+
+
+def test_the_yaml_example_adds_this_package_and_its_stack_holds_valid_values():
+    example = os.path.join(ROOT, "examples", "yaml")
+    with open(os.path.join(example, "Pulumi.yaml"), encoding="utf-8") as handle:
+        project = yaml.safe_load(handle)
+    assert os.path.realpath(os.path.join(example, project["packages"]["bluegreen"])) == PROVIDER
+    assert {r["type"] for r in project["resources"].values()} == {"bluegreen:Platform", "bluegreen:Service"}
+    with open(os.path.join(example, "Pulumi.example.yaml"), encoding="utf-8") as handle:
+        config = yaml.safe_load(handle)["config"]
+    values = {key.split(":", 1)[1]: value for key, value in config.items()}
+    stack = parse_stack_config("example", values, ROOT)
+    assert stack.platform is not None and stack.environment in stack.platform.environments
+    assert [s.name for s in stack.services] == ["vizconfig"]
