@@ -332,7 +332,7 @@ def test_f_secrets_never_appear_in_plain_text(deployment):
     service_tokens = {k: v for k, v in generated.items() if k.endswith("vizconfig-token")
                       or k.endswith("vizother-token")}
     assert set(generated) >= {f"{ENV}-vizconfig-token", f"{ENV}-vizother-token",
-                              f"{STACK}-platform-consul-deployer-token"}
+                              f"{STACK}-platform-consul-deployer-{ENV}-token"}
     planted = {**{f"planted {k}": v for k, v in PLANTED.items() if k != "registryUsername"},
                "planted service secret": SERVICE_SECRET}
     every = {**planted, **generated}
