@@ -20,6 +20,7 @@ from urllib.parse import quote
 
 import requests
 
+from components.model.wire import integral_numbers
 from components.naming import read_token_file
 
 TIMEOUT_S = 10
@@ -210,18 +211,8 @@ def session_destroy(address: str, session: str, token: str) -> None:
 
 
 def agent_register(address: str, payload: dict, token: str) -> None:
-    _call("PUT", address, "/v1/agent/service/register", token, json=whole_numbers(payload))
-
-
-def whole_numbers(value):
-    """Pulumi carries every number as a float; Consul's Go structs want ints where they are whole."""
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, dict):
-        return {k: whole_numbers(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [whole_numbers(v) for v in value]
-    return value
+    # Pulumi carries every number as a float; Consul's Go structs want ints where they are whole.
+    _call("PUT", address, "/v1/agent/service/register", token, json=integral_numbers(payload))
 
 
 def agent_deregister(address: str, service_id: str, token: str) -> None:
