@@ -17,6 +17,7 @@ import contextlib
 import glob
 import json
 import os
+import re
 import signal
 import subprocess
 import threading
@@ -35,6 +36,10 @@ STACK = ENV = "e2e-lab"
 PORTS = {"consul": 29500, "serf": 29301, "server": 29300, "registry": 29005, "proxy": 29080}
 STABLE = ""  # the proxy on the first lab host: set once the lab answers
 GATE_TIMEOUT_S = 20
+# nginx's wait for a connection to an instance before it tries the next one (routes.conf.ctmpl).
+CONNECT_TIMEOUT_S = float(re.search(r"proxy_connect_timeout (\d+)s;",
+                                    open(os.path.join(REPO, "images/proxy/routes.conf.ctmpl"),
+                                         encoding="utf-8").read()).group(1))
 WARMUP_S = 4    # drill b's new instances answer 503 on /health for this long after they start
 BLUE_3 = {"version": "3.0.0", "env": {"WARMUP_SECONDS": str(WARMUP_S)}}   # drill b's, kept after
 FIGURES: dict = {}
@@ -673,7 +678,10 @@ def test_drill_h_the_address_holders_link_cut(drill):
     record("h_address_holder_link_cut", fresh, **figures)
     print(f"\ndrill h: {json.dumps(FIGURES['h_address_holder_link_cut'])}")
     assert figures["failed_fresh"] == 0 and figures["failed_keep_alive"] == 0, figures
-    assert figures["keep_alive_answered_s"] < 2, figures
+    # The cut host also runs an instance: a request nginx sends there first waits the connect
+    # timeout before it goes to the next instance, so a new connection is answered within the
+    # address move plus that wait (measured 0.97-2.89 s), not within the move alone.
+    assert figures["keep_alive_answered_s"] < moved + CONNECT_TIMEOUT_S + 1, figures
 
 
 def logged_line(log: str, offset: int, text: str) -> bool:
