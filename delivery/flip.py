@@ -19,7 +19,7 @@ from components.model.config import ServiceConfig, StackConfig
 from components.model.hooks import FLIP, ROLLBACK, flip_payload
 from components.model.release import release_version, went_live
 from components.model.split import split_value
-from components.naming import alias_key, bake_key, history_prefix, instance_id, split_key
+from components.naming import alias_key, bake_key, history_prefix, split_key
 
 from . import audit
 from .preview_gate import check_preview
@@ -85,9 +85,7 @@ class Move:
 def check_colour(move: Move) -> float:
     """Waits (up to GATE_S) until every instance of the target colour passes its checks."""
     config, settings = move.config, move.settings
-    instances = {instance_id(config.environment, settings.name, move.colour, host, index):
-                 config.hosts[host].consul
-                 for host in settings.hosts for index in range(settings.replicas)}
+    instances = config.colour_instances(settings, move.colour)
     try:
         return wait_for_gate(instances, GATE_S, f"{config.environment}/{settings.name}/{move.colour}",
                              move.token, settings.name)

@@ -2,13 +2,15 @@
 
 1-3   build the image with ServiceImage on an inline build stack, push it, keep its digest; test it
       in isolation (test.command with no network, then a health probe with its linked dependencies)
-4-5   integration: the offline colour gets version + digest in stack config, `up`; then `live`
-      moves to it and `up` again (the live colour's gate blocks, the alias follows)
+4-5   integration: the offline colour gets version + digest and `live` moves to it in stack
+      config, one `up` (the new colour's gate blocks the alias until it passes, then the alias
+      follows); a service whose preview traffic is judged first (gate.previewTraffic) gets two
 6     the manifest's acceptance.command against integration's stable URI (BASE_URL), in a throwaway
       container of the service's image on integration's build host
 7     configuration upload: the stacks' `up` writes the manifest's config to Consul KV
-8-10  production: the same as 4-5, with an explicit wait for the offline colour's checks (the gate
-      the flip will re-check) between deploying it and flipping
+8-10  production: the offline colour's deploy (started while 4-6 run when delivery/staging.py
+      allows it), an explicit wait for its checks (the gate the flip will re-check), then the
+      flip as a change and an update of its own
 11    production's stable URI answers with the new version
 
 Every config change goes through `stack.set_config(..., path=True)`, so it lands in
@@ -38,7 +40,7 @@ from components.model.manifest import Manifest, load_manifest
 from components.model.release import Release, suggest_next
 from components.model.live import serving_colour
 from components.model.validation import ConfigError
-from components.naming import config_prefix, context_digest, instance_id, offline_colour
+from components.naming import config_prefix, context_digest, offline_colour
 from components.model.credentials import credential
 
 from . import REPO, audit
@@ -52,6 +54,7 @@ from .stacks import (
     EnvStack, allowed_registries, error_summary, platform_outputs, platform_owner,
     policy_config_file, relative_to_repo, short_name, stack_for_service
 )
+from .staging import Staging, stage_plan
 from .steps import INCLUDED, SKIPPED, PipelineFailed, Run, StepFailed, write_report
 
 VERSION = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"
@@ -97,6 +100,7 @@ class Pipeline:
         self.flips: dict[str, dict] = {}
         self.who = who or audit.operator(f"pipeline {args.service_repo} --version {args.version}")
         self.trails: dict[str, audit.Trail] = {}
+        self.staged: dict = {}       # production's offline colour, when staged during integration
 
     # -- helpers
     def _say(self, text: str) -> None:
@@ -116,37 +120,53 @@ class Pipeline:
         entry = self.environments.setdefault(role, {"stack": stack.name})
         entry[when] = state
 
-    def _deploy_offline(self, stack: EnvStack, label: str) -> tuple[str, str | None, dict]:
-        """Records version + digest for the offline colour, `up`. Returns (colour, the live
-        colour before or None on a first deploy, outputs)."""
+    def _offline_plan(self, stack: EnvStack, say=None) -> tuple[str, str | None, dict]:
+        """(the colour this release goes to, the live colour or None on a first deploy, the
+        stack config changes that put it there); `say` prints what it found (default: _say)."""
+        say = say or self._say
         settings = stack.service(self.service)
         image = self._built().image
         if settings is None:
-            colour, live = "blue", None
-            self._say(f"first deploy of {self.service} on {stack.name}: {colour} goes live in this up "
-                      "(its gate blocks it)")
-            stack.set_service(self.service, {
-                "manifest": relative_to_repo(self.manifest.path), "live": colour,
-                f"{colour}.version": self.version, f"{colour}.image": image})
-        elif (running := colour_running(settings, self.version, image)) is not None:
+            colour = "blue"
+            say(f"first deploy of {self.service} on {stack.name}: {colour} goes live in this up "
+                "(its gate blocks it)")
+            return colour, None, {"manifest": relative_to_repo(self.manifest.path), "live": colour,
+                                  f"{colour}.version": self.version, f"{colour}.image": image}
+        if (running := colour_running(settings, self.version, image)) is not None:
             # A run of this release ended early (killed, say): its colour gets no new deploy,
             # and the live colour is never touched; the `up` finishes what that run left.
-            live, colour = self._serving(stack, settings), running
-            self._say(f"stacks/Pulumi.{stack.name}.yaml: {self.service}.{colour} runs {self.version} "
-                      f"already ({'live' if colour == live else 'offline'}); pulumi up converges it")
-        else:
             live = self._serving(stack, settings)
-            colour = offline_colour(live)
-            stack.set_service(self.service, {f"{colour}.version": self.version,
-                                             f"{colour}.image": image})
-            self._say(f"stacks/Pulumi.{stack.name}.yaml: {self.service}.{colour} = {self.version} "
-                      f"@ {image.rsplit('@', 1)[-1][:19]}…; pulumi up")
-        outputs = stack.up(f"{label}: {colour} {self.version}")
-        self.urls[stack.name] = outputs["services"][self.service]["url"]
+            say(f"stacks/Pulumi.{stack.name}.yaml: {self.service}.{running} runs {self.version} "
+                f"already ({'live' if running == live else 'offline'}); pulumi up converges it")
+            return running, live, {}
+        live = self._serving(stack, settings)
+        colour = offline_colour(live)
+        say(f"stacks/Pulumi.{stack.name}.yaml: {self.service}.{colour} = {self.version} "
+            f"@ {image.rsplit('@', 1)[-1][:19]}…")
+        return colour, live, {f"{colour}.version": self.version, f"{colour}.image": image}
+
+    def _deploy_offline(self, stack: EnvStack, label: str,
+                        plan: tuple[str, str | None, dict]) -> tuple[str, str | None, dict]:
+        """Records version + digest for the offline colour (`plan`: see _offline_plan), `up`.
+        Returns (colour, the live colour before or None on a first deploy, outputs)."""
+        colour, live, changes = plan
+        if changes:
+            stack.set_service(self.service, changes)
+        outputs = self._offline_outputs(stack, colour, live, stack.up(f"{label}: {colour} {self.version}"))
+        return colour, live, outputs
+
+    def _offline_outputs(self, stack: EnvStack, colour: str, live: str | None, outputs: dict) -> dict:
+        """An offline deploy's outputs, after noting its URIs (the preview one is printed)."""
+        self._outputs_of(stack, outputs)
         preview = outputs["services"][self.service].get("previewUrl")
         if live not in (None, colour) and preview:
             self._say(f"{colour} runs {self.version}, offline: {preview}")
-        return colour, live, outputs
+        return outputs
+
+    def _outputs_of(self, stack: EnvStack, outputs: dict) -> dict:
+        """An `up`'s outputs, after noting the service's stable URI there."""
+        self.urls[stack.name] = outputs["services"][self.service]["url"]
+        return outputs
 
     def _serving(self, stack: EnvStack, settings: ServiceConfig) -> str:
         """The colour the alias names (the stack file's `live:` only before the first flip); a
@@ -161,11 +181,12 @@ class Pipeline:
                       f"names {alias}, which serves: recorded live: {alias} before deploying")
         return alias
 
-    def _flip(self, stack: EnvStack, colour: str, live: str) -> dict:
+    def _flip(self, stack: EnvStack, colour: str, live: str, deploy: dict | None = None) -> dict:
         """`live` -> colour, `up` (the gate blocks, the alias flips, and the up proves that the
-        proxy serves `colour`). A failed flip puts `live` back in the stack config, which then
-        again matches the alias that stayed (or was put back). A service that asks for it has
-        its preview traffic on `colour` judged first (gate.previewTraffic)."""
+        proxy serves `colour`); `deploy`: the offline colour's changes, made in the same `up`.
+        A failed flip puts `live` back in the stack config, which then again matches the alias
+        that stayed (or was put back). A service that asks for it has its preview traffic on
+        `colour` judged first (gate.previewTraffic)."""
         refusal, judged = check_preview(stack.config(), deployed(stack, self.service), colour)
         if judged:
             self._say(judged)
@@ -173,10 +194,10 @@ class Pipeline:
             self._trail(stack).record("failed", self.service, before=live, after=colour,
                                       version=self.version, reason=refusal)
             raise StepFailed(f"{refusal}; the alias stays on {live}")
-        stack.set_service(self.service, {"live": colour})
+        stack.set_service(self.service, {**(deploy or {}), "live": colour})
         self._say(f"stacks/Pulumi.{stack.name}.yaml: {self.service}.live = {colour} (was {live}); pulumi up")
         try:
-            outputs = stack.up(f"flip {self.service} to {colour}")
+            outputs = self._outputs_of(stack, stack.up(f"flip {self.service} to {colour}"))
         except StepFailed as error:
             stack.set_service(self.service, {"live": live})
             self._trail(stack).record("failed", self.service, before=live, after=colour,
@@ -277,6 +298,7 @@ class Pipeline:
             "environments": self.environments,
             "urls": self.urls,
             "flips": self.flips,
+            "staged": self.staged,
             "log": self.log_path,
         }
 
@@ -320,17 +342,64 @@ class Pipeline:
         run.record(3, INCLUDED, f"pushed by step 1 (ServiceImage's RegistryImage); deploys use "
                                 f"the digest {self.build.digest}")
         # Each environment's deploy lock is held while the pipeline works on it, not during the build.
-        with contextlib.ExitStack() as held:
-            self._integration_steps(integration, held)
-        with contextlib.ExitStack() as held:
-            self._production_steps(production, held)
+        with contextlib.ExitStack() as held_production:
+            staging = self._stage_production(production, held_production)
+            with contextlib.ExitStack() as held:
+                try:
+                    self._integration_steps(integration, held)
+                except PipelineFailed:
+                    self._unstage(staging)
+                    raise
+            self._production_steps(production, held_production, staging)
+
+    def _stage_production(self, production: EnvStack, held: contextlib.ExitStack) -> Staging | None:
+        """Step 8 started now, in a thread, when staging.stage_plan allows it and production's
+        deploy lock is free; else None (step 8 then runs after integration's steps)."""
+        try:
+            colour, live, changes = self._offline_plan(production, say=lambda _: None)
+            _, drift = self._config_drift(production)
+        except StepFailed:
+            return None     # step 8 and 7 meet the same problem in their turn, and name it
+        plan = stage_plan(production.service(self.service), colour, live, changes, drift)
+        if plan is None:
+            return None
+        lock = service_lock(production, self.service, self.who, 0.0, self.out)
+        try:
+            lock.acquire()
+        except LockHeld:
+            return None
+        held.callback(lock.release)
+        self._say(f"production's offline colour {colour} gets {self.version} now, while integration's "
+                  f"steps run (step 8, staged; put back to {plan.restore[f'{colour}.version']} if "
+                  "integration fails)")
+        self.staged = {"colour": colour, "restore": plan.restore}
+        return Staging(production, self.service, plan, f"production: {colour} {self.version}").start()
+
+    def _unstage(self, staging: Staging | None) -> None:
+        """Integration failed: the staged colour gets its earlier release back."""
+        if staging is None:
+            return
+        try:
+            self._say(staging.restore())
+            self.staged["restored"] = True
+        except Exception as error:  # noqa: BLE001 - said, and kept in the report
+            self.staged["restored"] = False
+            self._say(f"could not put production's {staging.plan.colour} back: {error_summary(str(error))}; "
+                      f"set {staging.plan.restore} in its stack file and run pulumi up")
 
     def _integration_steps(self, integration: EnvStack, held: contextlib.ExitStack) -> None:
         run, manifest = self.run, self.manifest
         with run.step(4) as step:
             held.callback(self._locked(integration).release)
-            colour, live, outputs = self._deploy_offline(integration, "integration")
-            step.detail = f"{colour} runs {self.version} on {integration.name}"
+            colour, live, changes = plan = self._offline_plan(integration)
+            if live is not None and flips_with_deploy(deployed(integration, self.service), live, colour):
+                # Integration deploys and flips in one `up`: the new colour's gate holds the
+                # alias until every instance passes, as in a first deploy.
+                self._flip(integration, colour, live, deploy=changes)
+                step.detail = f"{colour} runs {self.version} on {integration.name}, live once its gate passed"
+            else:
+                self._deploy_offline(integration, "integration", plan)
+                step.detail = f"{colour} runs {self.version} on {integration.name}"
             if live is None:
                 self._wait_online(self.urls[integration.name], colour)
         if live is None:
@@ -338,6 +407,10 @@ class Pipeline:
         elif live == colour:
             run.record(5, INCLUDED, f"{colour} runs {self.version} live already: step 4's up "
                                     "converged it (gate, then alias)")
+        elif integration.name in self.flips:
+            waited = self._wait_online(self.urls[integration.name], colour)
+            run.record(5, INCLUDED, f"in step 4's up: {flip_detail(integration.name, self.flips[integration.name])}; "
+                                    f"serving {waited:.1f}s after it")
         else:
             with run.step(5) as step:
                 self._flip(integration, colour, live)
@@ -352,12 +425,20 @@ class Pipeline:
             with run.step(6) as step:
                 step.detail = self._acceptance(integration.config(), self.urls[integration.name])
 
-    def _production_steps(self, production: EnvStack, held: contextlib.ExitStack) -> None:
+    def _production_steps(self, production: EnvStack, held: contextlib.ExitStack,
+                          staging: Staging | None) -> None:
         run = self.run
         with run.step(8) as step:
-            held.callback(self._locked(production).release)
-            colour, live, outputs = self._deploy_offline(production, "production")
-            step.detail = f"{colour} runs {self.version} on {production.name}"
+            if staging is None:
+                held.callback(self._locked(production).release)
+                colour, live, _ = self._deploy_offline(production, "production",
+                                                       self._offline_plan(production))
+                step.detail = f"{colour} runs {self.version} on {production.name}"
+            else:
+                colour, live = staging.plan.colour, staging.plan.live
+                self._offline_outputs(production, colour, live, staging.join())
+                step.detail = (f"{colour} runs {self.version} on {production.name} (staged during "
+                               f"integration's steps; its up took {staging.seconds:.1f}s)")
         with run.step(7) as step:
             # The upload is the ConsulKey resources of step 8's `up` (a key is written only when
             # its value changed); this step checks Consul holds the manifest's configuration.
@@ -409,20 +490,27 @@ class Pipeline:
                              f"{output.splitlines()[-1] if output else ''}")
         return f"passed against {base_url} in {run.image}"
 
-    def _check_config(self, production: EnvStack) -> str:
-        """Every config entry of the manifest is in production's Consul KV with its value."""
+    def _config_drift(self, production: EnvStack) -> tuple[str, list[str]]:
+        """(production's config prefix in Consul KV, the manifest's config keys it lacks or holds
+        another value for)."""
         config = production.config()
-        settings = deployed(production, self.service)
-        wanted = load_manifest(settings.manifest).config
         prefix = config_prefix(config.environment, self.service)
+        wanted = self.manifest.config
         if not wanted:
-            return "the manifest has no config entries"
+            return prefix, []
         try:
-            present = consul_api.kv_tree(config.service_host(settings).consul, prefix,
+            present = consul_api.kv_tree(config.service_host(self.service).consul, prefix,
                                          production.deployer_token())
         except consul_api.ConsulError as error:
             raise StepFailed(f"cannot read the service configuration from Consul: {error}") from None
-        wrong = [key for key, value in sorted(wanted.items()) if present.get(prefix + key) != value]
+        return prefix, [key for key, value in sorted(wanted.items()) if present.get(prefix + key) != value]
+
+    def _check_config(self, production: EnvStack) -> str:
+        """Every config entry of the manifest is in production's Consul KV with its value."""
+        wanted = self.manifest.config
+        if not wanted:
+            return "the manifest has no config entries"
+        prefix, wrong = self._config_drift(production)
         if wrong:
             raise StepFailed(f"Consul KV under {prefix} lacks or differs for {', '.join(wrong)} "
                              f"after step 8's up")
@@ -453,9 +541,7 @@ class Pipeline:
         """Step 9 with the health gate's own wait: every instance of `colour` on every host."""
         config = production.config()
         settings = deployed(production, self.service)
-        instances = {instance_id(config.environment, self.service, colour, host, index):
-                     config.hosts[host].consul
-                     for host in settings.hosts for index in range(settings.replicas)}
+        instances = config.colour_instances(settings, colour)
         self._say(f"{len(instances)} instance(s) on {', '.join(settings.hosts)}, up to "
                   f"{settings.gate_timeout_s}s")
         return wait_for_gate(instances, settings.gate_timeout_s,
@@ -469,6 +555,13 @@ def check_deployed_as(config: StackConfig, manifest: Manifest) -> None:
     for settings in config.services:
         if settings.name == manifest.name or same_file(settings.manifest, manifest.path):
             check_entry(config.source, settings, manifest)
+
+
+def flips_with_deploy(settings: ServiceConfig, live: str, colour: str) -> bool:
+    """Whether integration's offline deploy and its flip to `colour` go in one `up`: yes, unless
+    `colour` is live already or its preview traffic must be judged between the two
+    (gate.previewTraffic)."""
+    return colour != live and settings.preview_gate is None
 
 
 def colour_running(settings: ServiceConfig, version: str, image: str) -> str | None:

@@ -21,7 +21,7 @@ from components.model.manifest import (
 from components.model.validation import LONG_UNITS, ConfigError, Fields
 from components.model.rollout import MAX_STEPS, STEP_S, Rollout
 from components.model.split import NO_SPLIT, Split, parse_split
-from components.naming import COLOURS, PROXY_PATHS, joined_name_problem
+from components.naming import COLOURS, PROXY_PATHS, instance_id, joined_name_problem
 
 # The bluegreen:* stack config keys, declared once (Pulumi.yaml carries their descriptions and
 # defaults; a unit test keeps the two in step). Secrets are read separately, as a secret Output.
@@ -203,6 +203,12 @@ class StackConfig:
         if isinstance(service, str):
             service = next((s for s in self.services if s.name == service), None)
         return self.hosts[service.hosts[0]] if service else next(iter(self.hosts.values()))
+
+    def colour_instances(self, service: "ServiceConfig", colour: str) -> dict[str, str]:
+        """Every instance of `service`'s `colour` (its Consul service ID) -> the Consul agent
+        address it is registered with, on every host and replica: what a health gate waits for."""
+        return {instance_id(self.environment, service.name, colour, host, index): self.hosts[host].consul
+                for host in service.hosts for index in range(service.replicas)}
 
 
 def stack_file(stack: str) -> str:

@@ -224,8 +224,9 @@ def test_a_pipeline_delivers_v1_then_v2_to_production(stacks, tmp_path):
     # Every step is reported, in order, with its status and duration; progress was printed.
     assert [s["number"] for s in report["steps"]] == list(range(1, 12))
     statuses = {s["number"]: s["status"] for s in report["steps"]}
-    assert {n for n, s in statuses.items() if s == "included"} == {3}, statuses
-    assert all(statuses[n] == "passed" for n in (1, 2, 4, 5, 6, 7, 8, 9, 10, 11)), statuses
+    # Integration's deploy and flip are one update (step 4); production's flip is its own.
+    assert {n for n, s in statuses.items() if s == "included"} == {3, 5}, statuses
+    assert all(statuses[n] == "passed" for n in (1, 2, 4, 6, 7, 8, 9, 10, 11)), statuses
     assert all(isinstance(s["seconds"], float) for s in report["steps"])
     for number in range(1, 12):
         assert f"==> [{number}/11] " in output
@@ -293,7 +294,9 @@ def test_c_failing_acceptance_tests_stop_at_step_6(stacks, tmp_path):
         with open(path, "w") as handle:
             yaml.safe_dump(manifest, handle, sort_keys=False)
 
-    before = production_snapshot()
+    before_alias, before = production_snapshot()
+    live = {name: identity for name, identity in before.items() if f"-{before_alias}-" in name}
+    offline = stack_services(PROD)["blue" if before_alias == "green" else "green"]
     repo = service_copy(tmp_path, failing_acceptance)
     with delivered_from(repo):
         code, output, report = pipeline("3.0.2", tmp_path, repo)
@@ -309,7 +312,15 @@ def test_c_failing_acceptance_tests_stop_at_step_6(stacks, tmp_path):
     assert "runner file readable: False" in output, output[-2000:]
     assert f"base url: http://172.17.0.1:{PORTS['proxy']}/{INT}/vizconfig/" in output, output[-2000:]
     assert docker_names("container", "bluegreen-acceptance-") == []
-    assert production_snapshot() == before
+    # Production's offline colour was staged with the candidate while integration ran, and got
+    # its release back when integration failed; the live colour and the alias were never touched.
+    assert report["staged"]["restored"] is True, report["staged"]
+    assert f"runs {offline['version']} again" in output, output[-2000:]
+    assert stack_services(PROD)[report["staged"]["colour"]] == offline
+    assert container_image(f"bluegreen-{PROD}-vizconfig-{report['staged']['colour']}-local-0") == offline["image"]
+    after_alias, after = production_snapshot()
+    assert after_alias == before_alias
+    assert {name: after[name] for name in live} == live
     assert served(PROD) == ("2.0.0", "green")
     # Integration is where it failed: it runs the candidate.
     assert served(INT) == ("3.0.2", "blue")

@@ -197,6 +197,17 @@ def test_service_settings():
     assert service.colours == {"green": ColourConfig("7")}
 
 
+def test_a_colours_instances_are_every_replica_on_every_host_with_that_hosts_agent():
+    config = parse(values(**{"services.vizconfig.hosts": ["local", "second"],
+                             "services.vizconfig.replicas": 2}))
+    instances = config.colour_instances(config.services[0], "blue")
+    assert instances == {
+        "integration-vizconfig-blue-local-0": "http://127.0.0.1:18500",
+        "integration-vizconfig-blue-local-1": "http://127.0.0.1:18500",
+        "integration-vizconfig-blue-second-0": "http://127.0.0.1:28500",
+        "integration-vizconfig-blue-second-1": "http://127.0.0.1:28500"}
+
+
 def test_a_single_colour_can_be_live():
     config = parse(values(**{"services.vizconfig.live": "blue", "services.vizconfig.green": None}))
     assert config.services[0].live == "blue"

@@ -13,7 +13,10 @@ from components.model.manifest import AcceptanceSpec, parse_manifest
 from components.model.validation import ConfigError
 from delivery import cli
 from components.model.config import ColourConfig, ServiceConfig
-from delivery.pipeline import Pipeline, PipelineArgs, colour_running, flip_detail, flip_record, run_pipeline
+from components.model.analysis import Bounds
+from delivery.pipeline import (Pipeline, PipelineArgs, colour_running, flip_detail, flip_record,
+                               flips_with_deploy, run_pipeline)
+from delivery.staging import stage_plan
 from delivery.stacks import classify, container_changes, decode_values, error_summary, short_name
 from delivery.steps import (FAILED, INCLUDED, NOT_RUN, PASSED, PIPELINE_STEPS, SKIPPED,
                             PipelineFailed, Run, StepFailed, step_shares, write_report)
@@ -294,3 +297,78 @@ def test_a_rerun_finds_the_colour_its_release_already_runs_on():
     # Only that release counts: another digest or version is a new deploy to the offline colour.
     assert colour_running(settings(old, ColourConfig("2.0.0", image=image)), "2.0.1", image) is None
     assert colour_running(settings(old, ColourConfig("2.0.0")), "2.0.0", image) is None
+
+
+def test_integration_deploys_and_flips_in_one_up_unless_preview_traffic_is_judged_between():
+    def settings(**extra) -> ServiceConfig:
+        return ServiceConfig(name="api", manifest="service.yaml", live="blue",
+                             colours={"blue": ColourConfig("1.0.0")}, hosts=("local",), **extra)
+
+    assert flips_with_deploy(settings(), "blue", "green")
+    # Already live (a re-run that converges): nothing to flip.
+    assert not flips_with_deploy(settings(), "green", "green")
+    # The flip waits for a verdict on the new colour's preview traffic: two updates.
+    assert not flips_with_deploy(settings(preview_gate=Bounds()), "blue", "green")
+
+
+def test_production_is_staged_early_only_when_a_failure_in_integration_can_put_it_back():
+    image = "r:5000/api@sha256:" + "a" * 64
+    new = {"green.version": "3.0.0", "green.image": "r:5000/api@sha256:" + "c" * 64}
+
+    def settings(green: ColourConfig) -> ServiceConfig:
+        return ServiceConfig(name="api", manifest="service.yaml", live="blue",
+                             colours={"blue": ColourConfig("1.0.0", image=image), "green": green},
+                             hosts=("local",))
+
+    plan = stage_plan(settings(ColourConfig("2.0.0", image=image)), "green", "blue", new, [])
+    assert plan is not None and plan.changes == new
+    assert plan.restore == {"green.version": "2.0.0", "green.image": image}
+    # A first deploy, a re-run or a flip-only change: nothing to stage.
+    assert stage_plan(None, "blue", None, new, []) is None
+    assert stage_plan(settings(ColourConfig("2.0.0", image=image)), "green", "blue", {}, []) is None
+    assert stage_plan(settings(ColourConfig("2.0.0", image=image)), "blue", "blue", new, []) is None
+    # The colour records no digest: a restore could not bring back what ran.
+    assert stage_plan(settings(ColourConfig("2.0.0")), "green", "blue", new, []) is None
+    # The release changes configuration that both colours read live: after integration passes.
+    assert stage_plan(settings(ColourConfig("2.0.0", image=image)), "green", "blue", new,
+                      ["LOG_LEVEL"]) is None
+
+
+class RecordingStack:
+    """An EnvStack stand-in that records what it was told; its first `up` may fail."""
+
+    name = "production"
+
+    def __init__(self, fail_first_up: bool = False):
+        self.calls: list[tuple] = []
+        self.fail_first_up = fail_first_up
+
+    def set_service(self, service, settings):
+        self.calls.append(("set", service, dict(settings)))
+
+    def up(self, label):
+        self.calls.append(("up", label))
+        if self.fail_first_up and sum(call[0] == "up" for call in self.calls) == 1:
+            raise RuntimeError("the staged up failed")
+        return {"services": {"api": {"url": "http://proxy/production/api/"}}}
+
+
+def staged(stack) -> "Staging":
+    from delivery.staging import StagePlan, Staging
+    plan = StagePlan("green", "blue", {"green.version": "3.0.0"}, {"green.version": "2.0.0"})
+    return Staging(stack, "api", plan, "production: green 3.0.0").start()
+
+
+def test_a_staged_deploy_hands_its_outputs_or_its_error_to_the_joining_step():
+    stack = RecordingStack()
+    assert staged(stack).join()["services"]["api"]["url"].endswith("/api/")
+    assert stack.calls == [("set", "api", {"green.version": "3.0.0"}), ("up", "production: green 3.0.0")]
+    with pytest.raises(RuntimeError, match="staged up failed"):
+        staged(RecordingStack(fail_first_up=True)).join()
+
+
+def test_a_restore_puts_the_earlier_release_back_even_when_the_staged_up_failed():
+    stack = RecordingStack(fail_first_up=True)
+    said = staged(stack).restore()
+    assert stack.calls[-2:] == [("set", "api", {"green.version": "2.0.0"}), ("up", "restore green 2.0.0")]
+    assert "green runs 2.0.0 again" in said
