@@ -16,7 +16,7 @@ from components.model.config import ColourConfig, ServiceConfig
 from components.model.analysis import Bounds
 from delivery.pipeline import (Pipeline, PipelineArgs, colour_running, flip_detail, flip_record,
                                flips_with_deploy, run_pipeline)
-from delivery.staging import stage_plan
+from delivery.staging import StagePlan, Staging, stage_plan
 from delivery.stacks import classify, container_changes, decode_values, error_summary, short_name
 from delivery.steps import (FAILED, INCLUDED, NOT_RUN, PASSED, PIPELINE_STEPS, SKIPPED,
                             PipelineFailed, Run, StepFailed, step_shares, write_report)
@@ -353,8 +353,7 @@ class RecordingStack:
         return {"services": {"api": {"url": "http://proxy/production/api/"}}}
 
 
-def staged(stack) -> "Staging":
-    from delivery.staging import StagePlan, Staging
+def staged(stack) -> Staging:
     plan = StagePlan("green", "blue", {"green.version": "3.0.0"}, {"green.version": "2.0.0"})
     return Staging(stack, "api", plan, "production: green 3.0.0").start()
 
