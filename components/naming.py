@@ -80,9 +80,25 @@ def alias_key(environment: str, service: str) -> str:
     return f"{alias_root()}{environment}/{service}"
 
 
+def routes_prefix(environment: str) -> str:
+    """Where an environment's routes and route claims live."""
+    return f"{KV_ROOT}/routes/{environment}/"
+
+
 def route_key(environment: str, service: str) -> str:
     """The KV key holding the path segment under which the proxy serves a service."""
-    return f"{KV_ROOT}/routes/{environment}/{service}"
+    return f"{routes_prefix(environment)}{service}"
+
+
+# Route claims sit beside the routes (the deployer already writes that tree) under a folder no
+# service can be named (names start with a letter), so no claim is ever read as a service's route.
+ROUTE_CLAIMS = "_claims"
+
+
+def route_claim_key(environment: str, route: str) -> str:
+    """The KV key naming the service that holds `route` in an environment: created only if absent
+    (check-and-set), so one service per route even across stacks updating at the same time."""
+    return f"{routes_prefix(environment)}{ROUTE_CLAIMS}/{route}"
 
 
 def split_root() -> str:

@@ -14,17 +14,19 @@ from pulumi.runtime.sync_await import _sync_await
 
 from components.consul.api import ConsulError
 from components.consul.records import ServiceRecords, read_service_records
+from components.consul.route_claims import claim_route, read_route_book
 from components.model.bake import disagreement
 from components.model.live import (
     ColourChange, dependencies_shape, disagreement_note, refusal, serving_colour
 )
 from components.model.config import (
     OBJECT_KEYS, STRING_KEYS, PlatformSecrets, ServiceConfig, StackConfig, parse_platform_secrets,
-    parse_stack_config, stack_file, stack_values
+    parse_stack_config, stack_deploying, stack_file, stack_values
 )
 from components.model.entry import check_entry, check_routes
 from components.model.manifest import Manifest, load_manifest
 from components.model.release import ColourPlan, plan_colours, secret_fingerprint
+from components.model.routes import RouteBook, RouteUse, route_holder, route_taken
 from components.model.split import serving_colours
 from components.model.validation import ConfigError
 from components.naming import (
@@ -89,6 +91,7 @@ def read_inputs(root: str, config: StackConfig | None = None,
         raise pulumi.RunError(f"cannot read the release records, so nothing was changed: {error}") from None
     if disagreements:
         raise pulumi.RunError(f"the stack disagrees with the bake watchdog: {disagreements[0]}")
+    check_route_claims(stack, manifests, token, root)
     for s in stack.services:
         note = disagreement_note(stack.source, stack.environment, s, records[s.name].live)
         if note:
@@ -198,6 +201,53 @@ def check_manifests(stack: StackConfig, manifests: dict[str, Manifest]) -> None:
     check_routes(stack.source, manifests)
 
 
+def check_route_claims(stack: StackConfig, manifests: dict[str, Manifest], token: str,
+                       root: str) -> None:
+    """Routes are unique per environment, across its stacks (model.routes): refuses a route
+    another service holds; an update (not a preview) then claims each route, check-and-set, so
+    two stacks updating at once cannot both take one. The last check before anything registers."""
+    try:
+        book = read_routes(stack, token)
+        if book is None:
+            return
+        for settings in stack.services:
+            manifest = manifests[settings.name]
+            claim_or_refuse(stack, RouteUse(stack.environment, settings.name, manifest.route,
+                                            manifest.path, stack.source), book, token, root)
+    except ConfigError as error:
+        raise pulumi.RunError(f"invalid configuration, so nothing was changed: {error}") from None
+    except ConsulError as error:
+        raise pulumi.RunError(f"cannot read or claim the routes of {stack.environment}, so "
+                              f"nothing was changed: {error}") from None
+
+
+def claim_or_refuse(stack: StackConfig, use: RouteUse, book: RouteBook, token: str,
+                    root: str) -> None:
+    """Raises ConfigError when another service holds `use`'s route, naming the stack that deploys
+    it; an update claims a free route (a preview only checks)."""
+    holder = route_holder(book, use.service, use.route)
+    if holder is None and not pulumi.runtime.is_dry_run():
+        holder = claim_route(stack.service_host(use.service).consul, use.environment, use.service,
+                             use.route, token)
+    if holder is not None:
+        owner = stack_deploying(stack.environment_stack or stack.stack, holder, root)
+        raise route_taken(use, holder, owner, book)
+
+
+def read_routes(stack: StackConfig, token: str) -> RouteBook | None:
+    """The routes of the stack's environment (None before the platform's first update has made
+    its Consul: no other service can hold one yet)."""
+    if not stack.services:
+        return None
+    try:
+        return read_route_book(stack.service_host(stack.services[0]).consul, stack.environment,
+                               token or "anonymous")
+    except ConsulError:
+        if platform_not_up_yet(stack, token):
+            return None
+        raise
+
+
 def read_config(root: str) -> StackConfig:
     """Reads every bluegreen:* value of the current stack once and validates it."""
     config = pulumi.Config("bluegreen")
@@ -297,12 +347,16 @@ def read_records(stack: StackConfig, settings: ServiceConfig, token: str) -> Ser
         return read_service_records(host.consul, stack.environment, settings.name,
                                     token or "anonymous")
     except ConsulError:
-        # The platform's first update has not finished: its Consul does not exist yet, or its
-        # outputs hold no deployer token yet (and Consul denies anonymous reads).
-        if stack.platform is not None and (not token or not container_exists(
-                stack.hosts[stack.platform.host].docker, docker_name(stack.stack, "consul", stack.platform.host))):
+        if platform_not_up_yet(stack, token):
             return ServiceRecords()
         raise
+
+
+def platform_not_up_yet(stack: StackConfig, token: str) -> bool:
+    """Whether the first update of the platform this stack owns has not finished: its Consul does
+    not exist yet, or its outputs hold no deployer token yet (and Consul denies anonymous reads)."""
+    return stack.platform is not None and (not token or not container_exists(
+        stack.hosts[stack.platform.host].docker, docker_name(stack.stack, "consul", stack.platform.host)))
 
 
 def read_networks(stack: StackConfig, hosts) -> dict[str, EngineNetworks]:

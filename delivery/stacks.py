@@ -18,7 +18,7 @@ import yaml
 from components.consul import api as consul_api
 from components.model.config import (
     OBJECT_KEYS, STRING_KEYS, ServiceConfig, StackConfig, parse_stack_config, read_stack_file,
-    service_stacks, stack_file, stack_values
+    stack_deploying, stack_file, stack_values
 )
 from components.naming import COLOURS, alias_key
 from components.model.credentials import deployer_token
@@ -285,11 +285,9 @@ def stack_for_service(stack: str, service: str, root: str = REPO) -> str:
     stack = short_name(stack)
     if not os.path.exists(os.path.join(root, stack_file(stack))):
         return stack
-    own = read_stack_file(root, stack)
-    if own.get("environmentStack") or service in (own.get("services") or {}):
+    if read_stack_file(root, stack).get("environmentStack"):
         return stack
-    return next((name for name, values in service_stacks(stack, root).items()
-                 if service in (values.get("services") or {})), stack)
+    return stack_deploying(stack, service, root) or stack
 
 
 def platform_owner(config: StackConfig) -> str:

@@ -311,6 +311,19 @@ def service_stacks(environment_stack: str, root: str) -> dict[str, dict[str, Any
     return found
 
 
+def stack_deploying(environment_stack: str, service: str, root: str) -> str | None:
+    """Which stack of an environment deploys `service`: the environment stack or one of its
+    service stacks (None: no stack file under `root` lists it)."""
+    try:
+        own = read_stack_file(root, environment_stack)
+    except (OSError, yaml.YAMLError):
+        return None
+    if service in (own.get("services") or {}):
+        return environment_stack
+    return next((name for name, values in service_stacks(environment_stack, root).items()
+                 if service in (values.get("services") or {})), None)
+
+
 def _refuse_shared_services(stack: str, services: Any, root: str) -> None:
     """An environment stack may not deploy a service one of its service stacks deploys."""
     if not isinstance(services, Mapping):

@@ -28,8 +28,8 @@ from components.model.live import ColourChange, live_touch, serving_colour
 from components.model.split import split_value
 from components.naming import (
     acl_token_name, call_routes, bake_key, catalogue_entry, catalogue_key, config_prefix, docker_name,
-    health_probe_path, history_prefix, hooks_key, preview_path, release_prefix, route_key, service_network,
-    slot_key, split_key, stable_path
+    health_probe_path, history_prefix, hooks_key, preview_path, release_prefix, route_claim_key,
+    route_key, service_network, slot_key, split_key, stable_path
 )
 from components.platform.docker_host import labels, needs_legacy_builder
 from components.service.colour_slot import ColourSlot, ColourSlotArgs, shape_of, tokenless_kept
@@ -239,6 +239,12 @@ class Service(pulumi.ComponentResource):
             for key, value in sorted(manifest.config.items())]
         self.route = ConsulKey(f"{name}-route", address=consul, token=token,
                                key=route_key(env, manifest.name), value=manifest.route, opts=child)
+        # The program claimed the route (check-and-set) before anything registered
+        # (stack_inputs.check_route_claims); this key keeps the claim, and its deletion (the
+        # service leaves its stack, or takes another route) frees it.
+        self.route_claim = ConsulKey(f"{name}-route-claim", address=consul, token=token,
+                                     key=route_claim_key(env, manifest.route), value=manifest.name,
+                                     opts=child)
         # The watchdog tells them of its flips (a roll-back, a rollout's last step).
         self.hooks = ConsulKey(f"{name}-hooks", address=consul, token=token,
                                key=hooks_key(env, manifest.name),

@@ -272,6 +272,7 @@ def run_program(config: dict, *, stack: str = "local", root: str = ROOT,
                 stack_outputs: dict | None = None,
                 records: dict | None = None,
                 engines: dict | None = None,
+                routes: Any = None,
                 body: Callable[[], None] | None = None) -> list[RegisteredResource]:
     """Runs components.program.run(root) (or `body`, another program) with `config` (bluegreen:*
     values, keys without the namespace) and returns every registered resource. Raises
@@ -280,9 +281,11 @@ def run_program(config: dict, *, stack: str = "local", root: str = ROOT,
     `stack_outputs` answers StackReferences (stacks that use another stack's platform);
     `records` ({service: ServiceRecords}) stands in for what Consul holds before the update;
     `engines` ({host: EngineNetworks}) for what each Docker engine says about its networks
-    (default: Docker's own pools and only the default bridge)."""
+    (default: Docker's own pools and only the default bridge); `routes` (a model.routes.RouteBook)
+    for the environment's routes and claims (default: none), where every claim succeeds."""
     from components import program, stack_inputs
     from components.consul.records import ServiceRecords
+    from components.model.routes import RouteBook
 
     pulumi_settings.ROOT.set(None)
     plain_secrets = config.pop("plain_secrets", False)
@@ -304,6 +307,9 @@ def run_program(config: dict, *, stack: str = "local", root: str = ROOT,
     read_networks = stack_inputs.read_networks
     stack_inputs.read_networks = lambda _stack, hosts: {
         h: (engines or {}).get(h, engine_networks()) for h in hosts}
+    read_routes, claim_route = stack_inputs.read_routes, stack_inputs.claim_route
+    stack_inputs.read_routes = lambda _stack, _token: routes or RouteBook()
+    stack_inputs.claim_route = lambda *_: None
     real_export = pulumi.export
     pulumi.export = _recording_export(real_export)
     try:
@@ -317,6 +323,7 @@ def run_program(config: dict, *, stack: str = "local", root: str = ROOT,
         pulumi.export = real_export
         stack_inputs.read_records = read_records
         stack_inputs.read_networks = read_networks
+        stack_inputs.read_routes, stack_inputs.claim_route = read_routes, claim_route
         pulumi.runtime.set_all_config({})
     return list(monitor.registered)
 
