@@ -134,7 +134,9 @@ def test_flip_to_v2_then_a_broken_v3_on_the_offline_colour(repo, deployment):
         wait_until(lambda: answer() == ("2.0.0", "green", "two"), 10, what="v2 live")
     checked(loop, "flip_to_v2")
     repo.edit("three", healthy=False)
-    change(deployment, blue={"version": "3.0.0"})
+    # An offline gate that never passes waits its whole timeout before it reports; a healthy
+    # colour passes in a second or two (1 s health interval), so 10 s is ample from here on.
+    change(deployment, blue={"version": "3.0.0"}, gateTimeout=10)
     deployment.up()   # the offline colour's gate only reports: v3 fails it, traffic stays on v2
     wait_until(lambda: requests.get(PREVIEW, timeout=3).status_code >= 500, 20, what="v3 unhealthy")
     assert answer() == ("2.0.0", "green", "two")
