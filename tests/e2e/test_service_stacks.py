@@ -1,6 +1,7 @@
 """Service stacks: two services of one environment, each in its own stack that inherits the
 environment stack, deployed at the same time by two Automation API `up`s that do not wait on each
-other; both serve through the proxy. Services without dependencies make no Docker network."""
+other; both serve through the proxy, and one cannot take the other's route. Services without
+dependencies make no Docker network."""
 
 from __future__ import annotations
 
@@ -13,10 +14,13 @@ import time
 
 import pytest
 import yaml
+from pulumi import automation as auto
 
 from e2e_harness import (REPO, Deployment, container_identity, docker_names, get_json,
                          platform_config, require_environment, tiny_service, wait_until)
 
+from components.consul import api as consul_api
+from components.naming import route_claim_key, routes_prefix
 from delivery.preview import affected_stacks
 from delivery.stacks import EnvStack, stack_for_service
 
@@ -69,7 +73,8 @@ def deployed():
             thread.start()
         for thread in threads:
             thread.join(timeout=600)
-        yield {"timings": timings, "errors": errors, "stacks": stacks, "workdir": workdir}
+        yield {"timings": timings, "errors": errors, "stacks": stacks, "workdir": workdir,
+               "platform": platform}
     finally:
         for deployment in stacks.values():
             deployment.remove()
@@ -94,6 +99,44 @@ def test_both_serve_through_the_proxy(deployed):
                              what=f"{service} through the proxy")
         assert body == {"name": service, "version": "1.0.0", "colour": "blue",
                         "environment": ENVIRONMENT}
+
+
+def test_a_route_another_stack_of_the_environment_holds_is_refused_before_any_change(deployed):
+    """beta's manifest asks for alpha's route: its own stack holds no other service, so only the
+    environment's claims in Consul can refuse it, and preview and up stop before anything changes."""
+    beta, manifest = deployed["stacks"]["beta"], os.path.join(deployed["workdir"], "beta", "service.yaml")
+    consul = f"http://127.0.0.1:{PORTS['consul']}"
+    token = deployed["platform"].deployer_token(ENVIRONMENT)
+    routes = consul_api.kv_tree(consul, routes_prefix(ENVIRONMENT), token)
+    assert {route_claim_key(ENVIRONMENT, s): s for s in SERVICES}.items() <= routes.items()
+    before = resources_of(beta)
+    with open(manifest, encoding="utf-8") as handle:
+        original = handle.read()
+    try:
+        with open(manifest, "w", encoding="utf-8") as handle:
+            handle.write(original.replace("route: beta", "route: alpha"))
+        for attempt in (beta.preview, beta.up):
+            with pytest.raises(auto.CommandError) as refused:
+                attempt()
+            message = " ".join(str(refused.value).split())
+            assert (f"{manifest}: route: route /{ENVIRONMENT}/alpha/ is taken by service alpha in "
+                    f"environment {ENVIRONMENT} (stacks/Pulumi.{service_stack_name('alpha')}.yaml)") in message
+            assert f"stacks/Pulumi.{service_stack_name('beta')}.yaml deploys beta there" in message
+            assert "choose another route for beta" in message and "nothing was changed" in message
+        assert resources_of(beta) == before
+        assert consul_api.kv_tree(consul, routes_prefix(ENVIRONMENT), token) == routes
+    finally:
+        with open(manifest, "w", encoding="utf-8") as handle:
+            handle.write(original)
+    for service in SERVICES:   # alpha keeps its route, and beta its own
+        body, _ = wait_until(lambda s=service: get_json(f"{PROXY}/{ENVIRONMENT}/{s}/"), 30, what=service)
+        assert body["name"] == service
+
+
+def resources_of(deployment: Deployment) -> list:
+    """Each resource of a stack's state as its last update left it: URN, inputs and outputs."""
+    state = deployment.stack.export_stack().deployment
+    return [(r["urn"], r.get("inputs"), r.get("outputs")) for r in state.get("resources") or []]
 
 
 def test_services_without_dependencies_make_no_network(deployed):
