@@ -235,3 +235,14 @@ def test_a_service_keeps_its_claim_in_a_key_of_its_own():
     claims = [r for r in resources if r.type == CONSUL_KEY and r.name.endswith("-route-claim")]
     assert {(r.inputs["key"], r.inputs["value"]) for r in claims} >= {
         (route_claim_key("local", service), service)}
+
+
+def test_a_route_another_update_claims_first_registers_nothing():
+    """Both programs read the route free; the other update's claim lands first."""
+    config = stack_config("local")
+    service = next(iter(config["services"]))
+    with pytest.raises(ProgramFailed) as raised:
+        run_program(config, stack="local", taken={service: "other"})
+    assert f"route /local/{service}/ is taken by service other" in str(raised.value)
+    assert "has no route key yet: it is being deployed now" in str(raised.value)
+    assert {r.type for r in raised.value.resources} <= {"pulumi:pulumi:StackReference"}

@@ -273,6 +273,7 @@ def run_program(config: dict, *, stack: str = "local", root: str = ROOT,
                 records: dict | None = None,
                 engines: dict | None = None,
                 routes: Any = None,
+                taken: dict | None = None,
                 body: Callable[[], None] | None = None) -> list[RegisteredResource]:
     """Runs components.program.run(root) (or `body`, another program) with `config` (bluegreen:*
     values, keys without the namespace) and returns every registered resource. Raises
@@ -282,7 +283,8 @@ def run_program(config: dict, *, stack: str = "local", root: str = ROOT,
     `records` ({service: ServiceRecords}) stands in for what Consul holds before the update;
     `engines` ({host: EngineNetworks}) for what each Docker engine says about its networks
     (default: Docker's own pools and only the default bridge); `routes` (a model.routes.RouteBook)
-    for the environment's routes and claims (default: none), where every claim succeeds."""
+    for the environment's routes and claims (default: none), and `taken` ({route: service}) for
+    the routes another update claims between this program's read and its claim."""
     from components import program, stack_inputs
     from components.consul.records import ServiceRecords
     from components.model.routes import RouteBook
@@ -309,7 +311,8 @@ def run_program(config: dict, *, stack: str = "local", root: str = ROOT,
         h: (engines or {}).get(h, engine_networks()) for h in hosts}
     read_routes, claim_route = stack_inputs.read_routes, stack_inputs.claim_route
     stack_inputs.read_routes = lambda _stack, _token: routes or RouteBook()
-    stack_inputs.claim_route = lambda *_: None
+    stack_inputs.claim_route = lambda _address, _environment, _service, route, _token: \
+        (taken or {}).get(route)
     real_export = pulumi.export
     pulumi.export = _recording_export(real_export)
     try:
