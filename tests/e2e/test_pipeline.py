@@ -217,8 +217,17 @@ def test_a_pipeline_delivers_v1_then_v2_to_production(stacks, tmp_path):
     assert served(PROD) == ("1.0.0", "blue")
     assert served(INT) == ("1.0.0", "blue")
 
-    code, output, report = pipeline("2.0.0", tmp_path)
-    assert code == 0, output[-3000:]
+    live = service_containers(PROD)
+    # What serves production is never touched, and its clients see no failure through the whole
+    # run. Green records no release yet, so nothing is staged (test_c and test_g stage).
+    with RequestLoop(stable(PROD), rate=10, max_requests=3000, max_seconds=300) as client:
+        code, output, report = pipeline("2.0.0", tmp_path)
+        assert code == 0, output[-3000:]
+        wait_until(lambda: served(PROD) == ("2.0.0", "green"), 10, what="2.0.0 from green")
+        time.sleep(1)
+    assert client.failures == [], client.failures[:5]
+    assert {name: after for name, after in service_containers(PROD).items() if name in live} == live
+    assert report["staged"] == {}, report["staged"]
     assert served(PROD) == ("2.0.0", "green")
     assert alias(PROD) == "green" and alias(INT) == "green"
     # Every step is reported, in order, with its status and duration; progress was printed.
@@ -399,9 +408,10 @@ def test_g_kill_9_of_the_pipeline_during_the_flip_then_the_same_command_converge
         process = subprocess.Popen(pipeline_command("3.1.0", report), cwd=REPO, text=True,
                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                    env={**os.environ, "PYTHONUNBUFFERED": "1"}, start_new_session=True)
-        started, killed = time.monotonic(), None
+        started, killed, staged = time.monotonic(), None, False
         for line in process.stdout:
             log.write(line)
+            staged = staged or "production's offline colour green gets 3.1.0 now" in line
             if line.startswith("==> [10/11] "):
                 wait_until(lambda: state_locks(PROD), 60, interval_s=0.05, what="the flip's update")
                 time.sleep(1)
@@ -411,6 +421,7 @@ def test_g_kill_9_of_the_pipeline_during_the_flip_then_the_same_command_converge
         process.wait(10)
         log.flush()     # before the re-run appends its own output
         assert killed is not None, "the pipeline ended before its production flip"
+        assert staged, "production's green was not staged during integration's steps"
         assert state_locks(PROD), "the killed flip left no lock (the kill missed the update)"
         # The kill lands before or after the alias write: the re-run converges from either.
         moved = alias(PROD) == "green"
