@@ -358,15 +358,12 @@ class Pipeline:
         try:
             colour, live, changes = self._offline_plan(production, say=lambda _: None)
             _, drift = self._config_drift(production)
-        except StepFailed:
-            return None     # step 8 and 7 meet the same problem in their turn, and name it
-        plan = stage_plan(production.service(self.service), colour, live, changes, drift)
-        if plan is None:
-            return None
-        lock = service_lock(production, self.service, self.who, 0.0, self.out)
-        try:
+            plan = stage_plan(production.service(self.service), colour, live, changes, drift)
+            if plan is None:
+                return None
+            lock = service_lock(production, self.service, self.who, 0.0, self.out)
             lock.acquire()
-        except LockHeld:
+        except Exception:  # noqa: BLE001 - a held lock, Consul unreachable: step 8 meets it in its turn, and names it
             return None
         held.callback(lock.release)
         self._say(f"production's offline colour {colour} gets {self.version} now, while integration's "
@@ -396,7 +393,9 @@ class Pipeline:
                 # Integration deploys and flips in one `up`: the new colour's gate holds the
                 # alias until every instance passes, as in a first deploy.
                 self._flip(integration, colour, live, deploy=changes)
-                step.detail = f"{colour} runs {self.version} on {integration.name}, live once its gate passed"
+                waited = self._wait_online(self.urls[integration.name], colour)
+                step.detail = (f"{colour} runs {self.version} on {integration.name}, live once its gate "
+                               f"passed; serving {waited:.1f}s after the up")
             else:
                 self._deploy_offline(integration, "integration", plan)
                 step.detail = f"{colour} runs {self.version} on {integration.name}"
@@ -408,9 +407,7 @@ class Pipeline:
             run.record(5, INCLUDED, f"{colour} runs {self.version} live already: step 4's up "
                                     "converged it (gate, then alias)")
         elif integration.name in self.flips:
-            waited = self._wait_online(self.urls[integration.name], colour)
-            run.record(5, INCLUDED, f"in step 4's up: {flip_detail(integration.name, self.flips[integration.name])}; "
-                                    f"serving {waited:.1f}s after it")
+            run.record(5, INCLUDED, f"in step 4's up: {flip_detail(integration.name, self.flips[integration.name])}")
         else:
             with run.step(5) as step:
                 self._flip(integration, colour, live)
