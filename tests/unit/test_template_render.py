@@ -74,10 +74,24 @@ def put(address: str, key: str, value: str) -> None:
     assert requests.put(url, data=value.encode(), timeout=5).json() is True, key
 
 
-def register(address: str, instance: str, service: str, tags: list[str], host: str) -> None:
-    body = {"ID": instance, "Name": service, "Tags": tags, "Address": host, "Port": 31000}
+def register(address: str, instance: str, service: str, tags: list[str], host: str,
+             port: int = 31000, status: str | None = None) -> None:
+    """An instance; with `status`, a TTL check in that state (without: no check, so passing)."""
+    body = {"ID": instance, "Name": service, "Tags": tags, "Address": host, "Port": port}
+    if status is not None:
+        body["Check"] = {"CheckID": f"{instance}-ttl", "TTL": "600s", "Status": status}
     requests.put(f"http://{address}/v1/agent/service/register", json=body,
                  timeout=5).raise_for_status()
+
+
+def sick_service(address: str) -> None:
+    """prod/sick: blue's only instance failing its check; green with one passing instance and
+    one failing."""
+    put(address, naming.alias_key(GOOD_ENV, "sick"), "blue")
+    put(address, naming.route_key(GOOD_ENV, "sick"), "sick")
+    register(address, "sick-blue-0", "sick", [GOOD_ENV, "blue"], "127.0.0.1", 32001, "critical")
+    register(address, "sick-green-0", "sick", [GOOD_ENV, "green"], "127.0.0.1", 32002, "passing")
+    register(address, "sick-green-1", "sick", [GOOD_ENV, "green"], "127.0.0.1", 32003, "critical")
 
 
 def hostile_data(address: str) -> None:
@@ -107,6 +121,7 @@ def hostile_data(address: str) -> None:
 @pytest.fixture(scope="module")
 def rendered(consul, tmp_path_factory) -> dict:
     hostile_data(consul)
+    sick_service(consul)
     out = tmp_path_factory.mktemp("rendered")
     environment = {**os.environ, "PROXY_LISTEN": "0.0.0.0:8080"}
     environment.pop("CONSUL_HTTP_TOKEN_FILE", None)
@@ -143,6 +158,22 @@ def test_the_well_formed_service_still_renders(rendered):
     assert f"{GOOD_ENV}--split blue 0" in rendered["aliases.list"].splitlines()
     assert "192.0.2.1/32 1;" in rendered["routes.conf"]
     assert "worker_shutdown_timeout 30s;" in rendered["settings.conf"]
+
+
+def upstream(rendered: dict, name: str) -> list[str]:
+    """The server lines of upstream `name` in the rendered upstreams.conf."""
+    text = rendered["upstreams.conf"]
+    block = text[text.index(f"upstream {name} {{"):]
+    return [line.strip() for line in block[:block.index("}")].splitlines()[1:]]
+
+
+def test_a_colour_with_no_passing_instance_gets_all_of_its_instances(rendered):
+    # Blue's only instance fails its check: nginx tries it rather than answering 502 at once.
+    assert upstream(rendered, f"{GOOD_ENV}--sick--blue") == [
+        "server 127.0.0.1:32001 max_fails=0;", "server 127.0.0.1:9 down;"]
+    # Green has a passing instance: the failing one stays out.
+    assert upstream(rendered, f"{GOOD_ENV}--sick--green") == [
+        "server 127.0.0.1:32002 max_fails=0;", "server 127.0.0.1:9 down;"]
 
 
 def test_every_rendered_name_is_one_nginx_takes_as_a_single_token(rendered):
