@@ -347,7 +347,10 @@ def test_drill_b_a_host_link_down_during_a_deploy_to_it(drill):
     assert detected <= GATE_TIMEOUT_S + 15, detected
     assert live_during == live_before
     assert deps_during == deps_before
-    assert failed == [], failed[:5]
+    # A request in flight to the victim's instance when its cable is cut gets no answer (nginx
+    # waits its read timeout on that connection); the loop sends one request at a time, so at
+    # most that one. Every request sent after the cut is answered.
+    assert all(sent < cut for sent, *_ in failed) and len(failed) <= 1, failed[:5]
     the_lab.wait_healthy()
     with loop() as client:
         rerun = time.monotonic()
