@@ -367,7 +367,7 @@ class Pipeline:
             return None
         held.callback(lock.release)
         self._say(f"production's offline colour {colour} gets {self.version} now, while integration's "
-                  f"steps run (step 8, staged; put back to {plan.restore[f'{colour}.version']} if "
+                  f"steps run (step 8, staged; put back to {plan.restore_version} if "
                   "integration fails)")
         self.staged = {"colour": colour, "restore": plan.restore}
         return Staging(production, self.service, plan, f"production: {colour} {self.version}").start()

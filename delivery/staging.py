@@ -27,6 +27,11 @@ class StagePlan:
     changes: dict[str, str]
     restore: dict[str, str]
 
+    @property
+    def restore_version(self) -> str:
+        """The version the colour ran before, which a failure in integration puts back."""
+        return self.restore[f"{self.colour}.version"]
+
 
 def stage_plan(settings: ServiceConfig | None, colour: str, live: str | None,
                changes: dict, config_changes: list[str]) -> StagePlan | None:
@@ -86,6 +91,6 @@ class Staging:
         except Exception:  # noqa: BLE001 - the release before goes back either way
             pass
         self.stack.set_service(self.service, self.plan.restore)
-        self.stack.up(f"restore {self.plan.colour} {self.plan.restore[f'{self.plan.colour}.version']}")
-        return (f"production's {self.plan.colour} runs {self.plan.restore[f'{self.plan.colour}.version']} "
+        self.stack.up(f"restore {self.plan.colour} {self.plan.restore_version}")
+        return (f"production's {self.plan.colour} runs {self.plan.restore_version} "
                 f"again (staged during integration, put back after integration failed)")
