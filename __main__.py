@@ -2,6 +2,6 @@
 
 import os
 
-from components.program import run
+from bluegreen.components.program import run
 
 run(os.path.dirname(os.path.abspath(__file__)))

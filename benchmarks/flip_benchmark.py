@@ -35,8 +35,8 @@ import time
 from e2e_harness import (REPO, Deployment, RequestLoop, platform_config, require_environment,
                          time_bound, write_report)
 
-from components.consul import api as consul_api
-from components.naming import alias_key, stable_path
+from bluegreen.components.consul import api as consul_api
+from bluegreen.components.naming import alias_key, stable_path
 
 STACK = ENV = "bench-flip"
 PORTS = {"consul": 28770, "serf": 28771, "server": 28772, "registry": 28773, "proxy": 28774}

@@ -43,8 +43,8 @@ import urllib.request
 from e2e_harness import (REPO, Deployment, _image, docker_json, platform_config,
                          require_environment, time_bound, wait_until, write_report)
 
-from components.model.prometheus import scrape_config
-from components.naming import docker_name, stable_path
+from bluegreen.components.model.prometheus import scrape_config
+from bluegreen.components.naming import docker_name, stable_path
 
 STACK = ENV = "bench-metrics"
 PORTS = {"consul": 28940, "serf": 28941, "server": 28942, "registry": 28943, "proxy": 28944,

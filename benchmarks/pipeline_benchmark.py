@@ -31,8 +31,8 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 from e2e_harness import Deployment, platform_config, require_environment, write_report
 
-from delivery.build import build_stack_name, remove as remove_build_stack
-from delivery.steps import step_shares
+from bluegreen.delivery.build import build_stack_name, remove as remove_build_stack
+from bluegreen.delivery.steps import step_shares
 
 PLATFORM, INT, PROD = "bench-pipe-platform", "bench-pipe-int", "bench-pipe-prod"
 PORTS = {"consul": 28750, "serf": 28751, "server": 28752, "registry": 28753, "proxy": 28754}
@@ -58,7 +58,7 @@ def pipeline(repo: str, version: str, workdir: str, tree: str = REPO) -> tuple[f
     """One `pipeline` run of the delivery code in `tree`: its wall seconds and its report."""
     report = os.path.join(workdir, f"pipeline-{version}.json")
     start = time.monotonic()
-    result = subprocess.run([sys.executable, "-m", "delivery", "pipeline", repo, "--version", version,
+    result = subprocess.run([sys.executable, "-m", "bluegreen.delivery", "pipeline", repo, "--version", version,
                              "--integration", INT, "--production", PROD, "--report", report],
                             cwd=tree, capture_output=True, text=True, timeout=900)
     seconds = time.monotonic() - start

@@ -37,8 +37,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 from e2e_harness import (Deployment, get_json, platform_config, push_tiny_image, require_environment,
                          tiny_service, wait_until)
 
-from delivery.rollback import run_rollback
-from delivery.stacks import EnvStack
+from bluegreen.delivery.rollback import run_rollback
+from bluegreen.delivery.stacks import EnvStack
 
 PLATFORM = "bench-scale-platform"
 ENV_STACK, ENVIRONMENT = "bench-scale", "bscale"

@@ -33,9 +33,9 @@ import time
 from e2e_harness import (REPO, Deployment, RequestLoop, platform_config, require_environment,
                          time_bound, write_report)
 
-from components.consul import api as consul_api
-from components.model.split import Split, split_value
-from components.naming import SPLIT_COOKIE, split_key, stable_path
+from bluegreen.components.consul import api as consul_api
+from bluegreen.components.model.split import Split, split_value
+from bluegreen.components.naming import SPLIT_COOKIE, split_key, stable_path
 
 STACK = ENV = "bench-split"
 PORTS = {"consul": 28780, "serf": 28781, "server": 28782, "registry": 28783, "proxy": 28784}

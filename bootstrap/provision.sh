@@ -158,7 +158,8 @@ build_image() { # TAG DIR [FILES OR FOLDERS TO COPY INTO THE CONTEXT...]
 
 stage_package() { # DIR: the project's package, as the consul image installs it
   mkdir -p "$1"
-  cp -r "$repo/pyproject.toml" "$repo/components" "$repo/delivery" "$repo/policies" "$1/"
+  cp -r "$repo/pyproject.toml" "$1/"
+  cp -rL "$repo/bluegreen" "$1/"   # its links to components/, delivery/, policies/ as folders
 }
 
 setup_images() {

@@ -12,17 +12,17 @@ from dataclasses import dataclass
 
 import pulumi
 
-from components.model.config import (
+from bluegreen.components.model.config import (
     PlatformConfig, PlatformSecrets, StackConfig, deployer_environments
 )
-from components.model.release import timestamp
-from components.naming import offline_colour, proxy_host, proxy_port, service_component_name
-from components.platform.credentials import PlatformCredentials, PlatformCredentialsArgs
-from components.platform.docker_host import host_providers
-from components.model.credentials import credential, deployer_token
-from components.platform.platform import Platform, PlatformArgs
-from components.service.service import Service, ServiceArgs
-from components.stack_inputs import StackInputs, read_inputs
+from bluegreen.components.model.release import timestamp
+from bluegreen.components.naming import offline_colour, proxy_host, proxy_port, service_component_name
+from bluegreen.components.platform.credentials import PlatformCredentials, PlatformCredentialsArgs
+from bluegreen.components.platform.docker_host import host_providers
+from bluegreen.components.model.credentials import credential, deployer_token
+from bluegreen.components.platform.platform import Platform, PlatformArgs
+from bluegreen.components.service.service import Service, ServiceArgs
+from bluegreen.components.stack_inputs import StackInputs, read_inputs
 
 
 def from_credentials(credentials: pulumi.Output[dict], key: str, owner: str) -> pulumi.Output[str]:

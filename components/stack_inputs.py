@@ -12,30 +12,30 @@ from dataclasses import dataclass, field
 import pulumi
 from pulumi.runtime.sync_await import _sync_await
 
-from components.consul.api import ConsulError
-from components.consul.records import ServiceRecords, read_service_records
-from components.consul.route_claims import claim_route, read_route_book
-from components.model.bake import disagreement
-from components.model.live import (
+from bluegreen.components.consul.api import ConsulError
+from bluegreen.components.consul.records import ServiceRecords, read_service_records
+from bluegreen.components.consul.route_claims import claim_route, read_route_book
+from bluegreen.components.model.bake import disagreement
+from bluegreen.components.model.live import (
     ColourChange, dependencies_shape, disagreement_note, refusal, serving_colour
 )
-from components.model.config import (
+from bluegreen.components.model.config import (
     OBJECT_KEYS, STRING_KEYS, PlatformSecrets, ServiceConfig, StackConfig, parse_platform_secrets,
     parse_stack_config, stack_deploying, stack_file, stack_values
 )
-from components.model.entry import check_entry, check_routes
-from components.model.manifest import Manifest, load_manifest
-from components.model.release import ColourPlan, plan_colours, secret_fingerprint
-from components.model.routes import RouteBook, RouteUse, route_holder, route_taken
-from components.model.split import serving_colours
-from components.model.validation import ConfigError
-from components.naming import (
+from bluegreen.components.model.entry import check_entry, check_routes
+from bluegreen.components.model.manifest import Manifest, load_manifest
+from bluegreen.components.model.release import ColourPlan, plan_colours, secret_fingerprint
+from bluegreen.components.model.routes import RouteBook, RouteUse, route_holder, route_taken
+from bluegreen.components.model.split import serving_colours
+from bluegreen.components.model.validation import ConfigError
+from bluegreen.components.naming import (
     call_routes, context_digest, docker_name, format_time, offline_colour, service_network
 )
-from components.platform.address_pools import (
+from bluegreen.components.platform.address_pools import (
     EngineNetworks, check_capacity, new_networks, private_network_hosts, read_engine_networks
 )
-from components.service.colour_slot import planned_shape
+from bluegreen.components.service.colour_slot import planned_shape
 
 
 @dataclass(frozen=True)

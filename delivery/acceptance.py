@@ -12,8 +12,8 @@ import uuid
 from dataclasses import dataclass, field
 from urllib.parse import urlparse
 
-from components.model.config import Host
-from components.naming import caller_proxy_address, docker_name
+from bluegreen.components.model.config import Host
+from bluegreen.components.naming import caller_proxy_address, docker_name
 
 from .isolation import docker_cli, tail
 from .steps import StepFailed
@@ -41,7 +41,7 @@ def registry_refusal(image: str, registries: list[str], manifest: str, config_fi
     """Why the manifest's tester image may not run (its registry is not one the stack allows,
     as the policy pack's service-image-pinned has it), or None. The pack never sees this image:
     `docker run` starts it, not `pulumi up`."""
-    from policies.rules.images import registry_allowed, registry_of   # the pack's own test
+    from bluegreen.policies.rules.images import registry_allowed, registry_of   # the pack's own test
     registry = registry_of(image.split("@", 1)[0])
     if registry_allowed(registry, registries):
         return None

@@ -10,11 +10,11 @@ import json
 import sys
 from typing import TextIO
 
-from components.consul import api as consul_api
-from components.model.audit import Operator, audit_record
-from components.model.hooks import WAITING, approval_record, describe
-from components.model.validation import ConfigError
-from components.naming import approval_key, format_time
+from bluegreen.components.consul import api as consul_api
+from bluegreen.components.model.audit import Operator, audit_record
+from bluegreen.components.model.hooks import WAITING, approval_record, describe
+from bluegreen.components.model.validation import ConfigError
+from bluegreen.components.naming import approval_key, format_time
 
 from . import audit
 from .stacks import EnvStack, consul_address, stack_for_service

@@ -14,13 +14,13 @@ import uuid
 from dataclasses import dataclass, field
 from typing import TextIO
 
-from components.consul import api as consul_api
-from components.model.audit import (
+from bluegreen.components.consul import api as consul_api
+from bluegreen.components.model.audit import (
     Operator, actor_name, audit_key, audit_lines, audit_record, expired, since
 )
-from components.model.config import StackConfig
-from components.model.validation import ConfigError
-from components.naming import audit_prefix
+from bluegreen.components.model.config import StackConfig
+from bluegreen.components.model.validation import ConfigError
+from bluegreen.components.naming import audit_prefix
 
 from .stacks import EnvStack, consul_address, stack_for_service
 from .steps import StepFailed

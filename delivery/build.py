@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 import pulumi
 from pulumi import automation as auto
 
-from components.model.config import Host
-from components.model.manifest import Manifest
-from components.platform.docker_host import host_providers, needs_legacy_builder
-from components.service.service_image import ServiceImage, dependency_image_args, service_image_args
+from bluegreen.components.model.config import Host
+from bluegreen.components.model.manifest import Manifest
+from bluegreen.components.platform.docker_host import host_providers, needs_legacy_builder
+from bluegreen.components.service.service_image import ServiceImage, dependency_image_args, service_image_args
 
 from .stacks import POLICY_PACK, error_summary
 from .steps import StepFailed

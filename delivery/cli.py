@@ -1,4 +1,4 @@
-"""Command line of the delivery package: `python -m delivery COMMAND --help`."""
+"""Command line of the delivery package: `python -m bluegreen.delivery COMMAND --help`."""
 
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ show)."""
 
 def parser() -> argparse.ArgumentParser:
     # ./bg names itself, so usage lines read as the command that was typed.
-    top = argparse.ArgumentParser(prog=os.environ.get("BLUEGREEN_DELIVERY_PROG", "python -m delivery"),
+    top = argparse.ArgumentParser(prog=os.environ.get("BLUEGREEN_DELIVERY_PROG", "python -m bluegreen.delivery"),
                                   description="Blue/green delivery: pipeline, rollback, PR preview.")
     top.add_argument("--check", action="store_true",
                      help="only check the command line (exit 2 with usage on an error), run nothing")
@@ -129,7 +129,7 @@ def _split(commands) -> None:
 
 def percent(text: str) -> int:
     """A PERCENT argument (argparse type): 0 to 100."""
-    from components.model.split import checked_percent
+    from bluegreen.components.model.split import checked_percent
     try:
         return checked_percent(text)
     except ValueError as error:
@@ -219,7 +219,7 @@ flip waiting it changes nothing and exits 2. A held flip that times out leaves t
 def duration(text: str) -> float:
     """A DURATION argument (argparse type): 30s, 10m, 2h, 1d."""
     # Imported when an argument is given: the help needs nothing but argparse.
-    from components.model.validation import LONG_UNITS, duration_hint, parse_duration
+    from bluegreen.components.model.validation import LONG_UNITS, duration_hint, parse_duration
     seconds = parse_duration(text, LONG_UNITS)
     if seconds is None:
         raise argparse.ArgumentTypeError(f"{text!r} is not a duration; {duration_hint(LONG_UNITS)}")
@@ -257,7 +257,7 @@ def _operations(commands) -> None:
 
 def command_line(argv: list[str]) -> str:
     """The command as typed, for the audit trail and the lock's holder."""
-    prog = os.environ.get("BLUEGREEN_DELIVERY_PROG", "python -m delivery")
+    prog = os.environ.get("BLUEGREEN_DELIVERY_PROG", "python -m bluegreen.delivery")
     return " ".join([prog, *map(shlex.quote, argv)])
 
 

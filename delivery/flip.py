@@ -10,16 +10,16 @@ from __future__ import annotations
 import datetime
 from dataclasses import dataclass, field
 
-from components.consul import api as consul_api
-from components.consul import hooks
-from components.consul.checks import wait_for_gate
-from components.model.audit import Operator, audit_record
-from components.model.bake import flip_record
-from components.model.config import ServiceConfig, StackConfig
-from components.model.hooks import FLIP, ROLLBACK, flip_payload
-from components.model.release import release_version, went_live
-from components.model.split import split_value
-from components.naming import alias_key, bake_key, history_prefix, split_key
+from bluegreen.components.consul import api as consul_api
+from bluegreen.components.consul import hooks
+from bluegreen.components.consul.checks import wait_for_gate
+from bluegreen.components.model.audit import Operator, audit_record
+from bluegreen.components.model.bake import flip_record
+from bluegreen.components.model.config import ServiceConfig, StackConfig
+from bluegreen.components.model.hooks import FLIP, ROLLBACK, flip_payload
+from bluegreen.components.model.release import release_version, went_live
+from bluegreen.components.model.split import split_value
+from bluegreen.components.naming import alias_key, bake_key, history_prefix, split_key
 
 from . import audit
 from .preview_gate import check_preview

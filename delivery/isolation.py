@@ -12,8 +12,8 @@ import uuid
 
 import requests
 
-from components.model.manifest import Manifest
-from components.naming import docker_name
+from bluegreen.components.model.manifest import Manifest
+from bluegreen.components.naming import docker_name
 
 from .steps import StepFailed
 

@@ -3,7 +3,7 @@ naming.lock_key while `rollback`, `promote`, the pipeline or a `pulumi up` throu
 the service. A thread renews the session; when its holder dies the session lapses within two TTLs
 and the key is deleted. A second comer is refused naming the holder, or waits (--lock-wait).
 
-`python -m delivery.lock --stack S [--lock-wait D] -- COMMAND...` runs COMMAND holding the locks
+`python -m bluegreen.delivery.lock --stack S [--lock-wait D] -- COMMAND...` runs COMMAND holding the locks
 of every service the stack deploys (./bg wraps `pulumi up` and `destroy` with it)."""
 
 from __future__ import annotations
@@ -20,14 +20,14 @@ import threading
 import time
 from typing import Iterator, TextIO
 
-from components.consul import api as consul_api
-from components.model.audit import Operator
-from components.model.lock import (
+from bluegreen.components.consul import api as consul_api
+from bluegreen.components.model.audit import Operator
+from bluegreen.components.model.lock import (
     LOCK_TTL_S, RENEW_EVERY_S, WAIT_STEP_S, abandoned, held_message, holder_record, parse_holder,
     status_line
 )
-from components.model.validation import ConfigError
-from components.naming import lock_key
+from bluegreen.components.model.validation import ConfigError
+from bluegreen.components.naming import lock_key
 
 from .audit import now, operator, trail_or_none
 from .cli import duration
@@ -215,7 +215,7 @@ def _release(stack: EnvStack, service: str, holder: dict | None, session: str, w
         trail.record("unlocked", service, reason=was)
 
 
-# -- python -m delivery.lock --stack S -- COMMAND ----------------------------------------------
+# -- python -m bluegreen.delivery.lock --stack S -- COMMAND ----------------------------------------------
 
 def stack_locks(stack: EnvStack, who: Operator, wait_s: float, out: TextIO) -> list[DeployLock]:
     """The locks of every service of the stack; none (said) before its platform runs, when the
@@ -250,7 +250,7 @@ def run_locked(command: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m delivery.lock", description=(
+    parser = argparse.ArgumentParser(prog="python -m bluegreen.delivery.lock", description=(
         "Runs COMMAND holding the deploy lock of every service STACK deploys."))
     parser.add_argument("--stack", required=True)
     parser.add_argument("--lock-wait", type=duration, default=0.0, metavar="DURATION",

@@ -30,18 +30,18 @@ from dataclasses import dataclass
 
 import requests
 
-from components.consul import api as consul_api
-from components.consul.checks import wait_for_gate
-from components.consul.records import read_service_records
-from components.model.audit import Operator
-from components.model.config import ServiceConfig, StackConfig
-from components.model.entry import check_entry, same_file
-from components.model.manifest import Manifest, load_manifest
-from components.model.release import Release, suggest_next
-from components.model.live import serving_colour
-from components.model.validation import ConfigError
-from components.naming import config_prefix, context_digest, offline_colour
-from components.model.credentials import credential
+from bluegreen.components.consul import api as consul_api
+from bluegreen.components.consul.checks import wait_for_gate
+from bluegreen.components.consul.records import read_service_records
+from bluegreen.components.model.audit import Operator
+from bluegreen.components.model.config import ServiceConfig, StackConfig
+from bluegreen.components.model.entry import check_entry, same_file
+from bluegreen.components.model.manifest import Manifest, load_manifest
+from bluegreen.components.model.release import Release, suggest_next
+from bluegreen.components.model.live import serving_colour
+from bluegreen.components.model.validation import ConfigError
+from bluegreen.components.naming import config_prefix, context_digest, offline_colour
+from bluegreen.components.model.credentials import credential
 
 from . import REPO, audit
 from .acceptance import (AcceptanceRun, acceptance_name, container_url, registry_refusal,

@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 import yaml
 from pulumi import automation as auto
 
-from components.model.split import describe_record
-from components.model.validation import ConfigError
-from components.naming import (
+from bluegreen.components.model.split import describe_record
+from bluegreen.components.model.validation import ConfigError
+from bluegreen.components.naming import (
     COLOURS, KV_ROOT, bake_prefix, owning_service, slot_image_name, split_root
 )
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import requests
 
-from components.model.analysis import Bounds, Verdict, analyse, preview_refusal, traffic_queries
-from components.model.config import ServiceConfig, StackConfig
+from bluegreen.components.model.analysis import Bounds, Verdict, analyse, preview_refusal, traffic_queries
+from bluegreen.components.model.config import ServiceConfig, StackConfig
 
 from .stacks import platform_outputs
 from .steps import StepFailed

@@ -13,12 +13,12 @@ import os
 import sys
 import time
 
-from components.consul import api as consul_api
-from components.consul.records import read_service_records
-from components.model.audit import Operator
-from components.model.live import serving_colour
-from components.model.validation import ConfigError
-from components.naming import offline_colour
+from bluegreen.components.consul import api as consul_api
+from bluegreen.components.consul.records import read_service_records
+from bluegreen.components.model.audit import Operator
+from bluegreen.components.model.live import serving_colour
+from bluegreen.components.model.validation import ConfigError
+from bluegreen.components.naming import offline_colour
 
 from . import REPO, audit
 from .flip import FlipRefused, FlipVetoed, Move, flip_together

@@ -8,7 +8,8 @@ interrupted create may have made a container that the state does not know, and t
 would collide with its name. Such a container belongs to the offline colour (a deploy creates
 nothing else), so it is removed and the pending entry dropped; the re-run creates it again.
 
-`python -m delivery.recovery --stack S` does both; ./bg runs it before every `pulumi up`,
+A state written by an older version of the package is brought to this one's import path
+(`migrations`). `python -m bluegreen.delivery.recovery --stack S` does all three; ./bg runs it before every `pulumi up`,
 `refresh`, `destroy` and `preview`, and the delivery commands before every update."""
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from typing import Callable
+
+from . import migrations
 
 CONTAINER_TYPE = "docker:index/container:Container"
 
@@ -144,25 +147,67 @@ def repair_attributes(backend_dir: str, stack: str, out=sys.stderr) -> list[str]
     return removed
 
 
-def has_pending(backend_dir: str, stack: str) -> bool:
-    """Whether the stack's checkpoint (read directly: cheaper than an export) has pending
-    operations; True when it cannot tell."""
+def latest_checkpoint(backend_dir: str, stack: str) -> dict | None:
+    """The stack's latest deployment, read from the file backend directly (cheaper than an
+    export); None when it cannot be read as one plain file."""
     paths = glob.glob(os.path.join(backend_dir, ".pulumi", "stacks", "*", f"{stack}.json"))
     if len(paths) != 1:
-        return bool(paths) or bool(glob.glob(os.path.join(backend_dir, ".pulumi", "stacks", "*",
-                                                          f"{stack}.json.gz")))
+        return None
     try:
         with open(paths[0], encoding="utf-8") as handle:
-            latest = (json.load(handle).get("checkpoint") or {}).get("latest") or {}
+            return (json.load(handle).get("checkpoint") or {}).get("latest") or {}
     except (OSError, ValueError):
-        return True
-    return bool(latest.get("pending_operations"))
+        return None
+
+
+def has_pending(backend_dir: str, stack: str) -> bool:
+    """Whether the stack's checkpoint has pending operations; True when it cannot tell."""
+    latest = latest_checkpoint(backend_dir, stack)
+    return has_checkpoint(backend_dir, stack) if latest is None else bool(latest.get("pending_operations"))
+
+
+def has_checkpoint(backend_dir: str, stack: str) -> bool:
+    """Whether the file backend has a checkpoint of the stack (plain or compressed)."""
+    return bool(glob.glob(os.path.join(backend_dir, ".pulumi", "stacks", "*", f"{stack}.json"))
+                or glob.glob(os.path.join(backend_dir, ".pulumi", "stacks", "*", f"{stack}.json.gz")))
+
+
+def needs_migration(backend_dir: str, stack: str) -> bool:
+    """Whether the stack's state names providers by an older version's import path (when it
+    cannot tell from the checkpoint, an export decides)."""
+    latest = latest_checkpoint(backend_dir, stack)
+    return has_checkpoint(backend_dir, stack) if latest is None else migrations.has_legacy(latest)
+
+
+def export_state(stack: str, cwd: str) -> dict:
+    return json.loads(_pulumi("stack", "export", "--stack", stack, "--cwd", cwd))
+
+
+def import_state(stack: str, cwd: str, state: dict) -> None:
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
+        json.dump(state, handle)
+    try:
+        _pulumi("stack", "import", "--stack", stack, "--cwd", cwd, "--force", "--file", handle.name)
+    finally:
+        os.remove(handle.name)
+
+
+def migrate_providers(stack: str, cwd: str, out=sys.stderr) -> int:
+    """Brings the providers of an older version's state to this import path (delivery.migrations);
+    returns how many it rewrote."""
+    state = export_state(stack, cwd)
+    count = migrations.migrate(state.get("deployment") or {})
+    if count:
+        import_state(stack, cwd, state)
+        print(f"recovery: {count} Consul resources of stack {stack} now name their provider by the "
+              "bluegreen.* import path (0.4.0); nothing deployed changed", file=out)
+    return count
 
 
 def resolve_pending(stack: str, cwd: str, out=sys.stderr) -> int:
     """Drops the stack's pending operations, removing containers of interrupted creates first.
     Returns how many operations were pending."""
-    state = json.loads(_pulumi("stack", "export", "--stack", stack, "--cwd", cwd))
+    state = export_state(stack, cwd)
     pending = (state.get("deployment") or {}).get("pending_operations") or []
     if not pending:
         return 0
@@ -175,12 +220,7 @@ def resolve_pending(stack: str, cwd: str, out=sys.stderr) -> int:
     for operation in pending:
         print(f"recovery: {operation.get('resource', {}).get('urn', '?')} was interrupted while "
               f"{operation.get('type')}; the update does it again", file=out)
-    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
-        json.dump(without_pending(state), handle)
-    try:
-        _pulumi("stack", "import", "--stack", stack, "--cwd", cwd, "--force", "--file", handle.name)
-    finally:
-        os.remove(handle.name)
+    import_state(stack, cwd, without_pending(state))
     return len(pending)
 
 
@@ -193,8 +233,11 @@ def recover(stack: str, cwd: str, backend_dir: str | None, out=sys.stderr) -> No
     if cleared or not lock_files(backend_dir, stack):
         repair_attributes(backend_dir, stack, out)
     # With a live lock, another update runs: its pending operations are its own business.
-    if (cleared or not lock_files(backend_dir, stack)) and has_pending(backend_dir, stack):
-        resolve_pending(stack, cwd, out)
+    if cleared or not lock_files(backend_dir, stack):
+        if has_pending(backend_dir, stack):
+            resolve_pending(stack, cwd, out)
+        if needs_migration(backend_dir, stack):
+            migrate_providers(stack, cwd, out)
 
 
 def backend_directory() -> str | None:
@@ -203,7 +246,7 @@ def backend_directory() -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m delivery.recovery",
+    parser = argparse.ArgumentParser(prog="python -m bluegreen.delivery.recovery",
                                      description="Clear what a dead `pulumi up` left on a stack.")
     parser.add_argument("--stack", required=True)
     parser.add_argument("--cwd", default=os.getcwd())

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import sys
 
-from components.consul import api as consul_api
-from components.consul.records import read_service_records
-from components.model.validation import ConfigError
+from bluegreen.components.consul import api as consul_api
+from bluegreen.components.consul.records import read_service_records
+from bluegreen.components.model.validation import ConfigError
 
 from .stacks import EnvStack, stack_for_service
 from .steps import StepFailed

@@ -25,11 +25,11 @@ import sys
 import time
 from dataclasses import dataclass
 
-from components.consul import api as consul_api
-from components.model.config import StackConfig, read_stack_file
-from components.model.manifest import load_manifest
-from components.model.validation import ConfigError
-from components.naming import alias_root, docker_name, history_prefix, history_root, release_prefix
+from bluegreen.components.consul import api as consul_api
+from bluegreen.components.model.config import StackConfig, read_stack_file
+from bluegreen.components.model.manifest import load_manifest
+from bluegreen.components.model.validation import ConfigError
+from bluegreen.components.naming import alias_root, docker_name, history_prefix, history_root, release_prefix
 
 from . import REPO
 from .stacks import EnvStack, platform_outputs, platform_owner, short_name, stack_for_service

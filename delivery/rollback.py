@@ -23,17 +23,17 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-from components.consul import api as consul_api
-from components.consul.records import ServiceRecords, read_service_records
-from components.model.audit import Operator
-from components.model.bake import watchdog_reason
-from components.model.config import ServiceConfig
-from components.model.hooks import ROLLBACK
-from components.model.live import serving_colour
-from components.model.release import release_version, rollback_target
-from components.model.split import serving_colours
-from components.model.validation import ConfigError
-from components.naming import alias_key, offline_colour
+from bluegreen.components.consul import api as consul_api
+from bluegreen.components.consul.records import ServiceRecords, read_service_records
+from bluegreen.components.model.audit import Operator
+from bluegreen.components.model.bake import watchdog_reason
+from bluegreen.components.model.config import ServiceConfig
+from bluegreen.components.model.hooks import ROLLBACK
+from bluegreen.components.model.live import serving_colour
+from bluegreen.components.model.release import release_version, rollback_target
+from bluegreen.components.model.split import serving_colours
+from bluegreen.components.model.validation import ConfigError
+from bluegreen.components.naming import alias_key, offline_colour
 
 from . import REPO, audit
 from .flip import FlipRefused, FlipVetoed, Move, flip_together

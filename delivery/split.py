@@ -15,13 +15,13 @@ import sys
 import time
 from dataclasses import dataclass
 
-from components.consul import api as consul_api
-from components.consul.records import ServiceRecords, read_service_records
-from components.model.audit import Operator
-from components.model.live import serving_colour
-from components.model.split import describe, share, split_value
-from components.model.validation import ConfigError
-from components.naming import alias_key, offline_colour, split_key
+from bluegreen.components.consul import api as consul_api
+from bluegreen.components.consul.records import ServiceRecords, read_service_records
+from bluegreen.components.model.audit import Operator
+from bluegreen.components.model.live import serving_colour
+from bluegreen.components.model.split import describe, share, split_value
+from bluegreen.components.model.validation import ConfigError
+from bluegreen.components.naming import alias_key, offline_colour, split_key
 
 from . import REPO, audit
 from .flip import FlipRefused, FlipVetoed, Move, check_colour, flip_together

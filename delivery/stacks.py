@@ -15,13 +15,13 @@ from typing import TYPE_CHECKING
 
 import yaml
 
-from components.consul import api as consul_api
-from components.model.config import (
+from bluegreen.components.consul import api as consul_api
+from bluegreen.components.model.config import (
     OBJECT_KEYS, STRING_KEYS, ServiceConfig, StackConfig, parse_stack_config, read_stack_file,
     stack_deploying, stack_file, stack_values
 )
-from components.naming import COLOURS, alias_key
-from components.model.credentials import deployer_token
+from bluegreen.components.naming import COLOURS, alias_key
+from bluegreen.components.model.credentials import deployer_token
 
 from . import REPO, recovery
 from .steps import StepFailed

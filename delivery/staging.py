@@ -13,7 +13,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from components.model.config import ServiceConfig
+from bluegreen.components.model.config import ServiceConfig
 
 from .stacks import EnvStack
 

@@ -12,14 +12,14 @@ import sys
 
 import requests
 
-from components.consul import api as consul_api
-from components.consul.records import ServiceRecords, read_service_records
-from components.model.analysis import chart_queries, range_series
-from components.model.live import serving_colour
-from components.model.scoreboard import delivery_metrics, summary
-from components.model.split import describe_record, share
-from components.model.validation import ConfigError
-from components.naming import COLOURS, watchdog_lock_key
+from bluegreen.components.consul import api as consul_api
+from bluegreen.components.consul.records import ServiceRecords, read_service_records
+from bluegreen.components.model.analysis import chart_queries, range_series
+from bluegreen.components.model.live import serving_colour
+from bluegreen.components.model.scoreboard import delivery_metrics, summary
+from bluegreen.components.model.split import describe_record, share
+from bluegreen.components.model.validation import ConfigError
+from bluegreen.components.naming import COLOURS, watchdog_lock_key
 
 from .stacks import EnvStack, consul_address, platform_outputs, stack_for_service
 from .steps import StepFailed

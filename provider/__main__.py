@@ -8,10 +8,10 @@ import sys
 # host runs this directory, so only provider/ would be on sys.path.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from components.naming import PACKAGE_NAME  # noqa: E402
-from components.package import package_version  # noqa: E402
-from components.package.platform import Platform  # noqa: E402
-from components.package.service import Service  # noqa: E402
+from bluegreen.components.naming import PACKAGE_NAME  # noqa: E402
+from bluegreen.components.package import package_version  # noqa: E402
+from bluegreen.components.package.platform import Platform  # noqa: E402
+from bluegreen.components.package.service import Service  # noqa: E402
 from pulumi.provider.experimental import component_provider_host  # noqa: E402
 
 if __name__ == "__main__":

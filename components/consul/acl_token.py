@@ -12,8 +12,8 @@ from typing import Any
 import pulumi
 from pulumi import dynamic
 
-from components.consul import api as consul_api
-from components.naming import ACL_TOKEN_TYPE
+from bluegreen.components.consul import api as consul_api
+from bluegreen.components.naming import ACL_TOKEN_TYPE
 
 SECRET_OUTPUTS = ["secret_id", "token"]
 

@@ -9,10 +9,10 @@ from dataclasses import dataclass
 
 import pulumi
 
-from components.consul.health_gate import HealthGate
-from components.consul.route_proof import AliasKey
-from components.model.hooks import NO_HOOKS, Hooks
-from components.naming import COLOURS, alias_key, proxy_route
+from bluegreen.components.consul.health_gate import HealthGate
+from bluegreen.components.consul.route_proof import AliasKey
+from bluegreen.components.model.hooks import NO_HOOKS, Hooks
+from bluegreen.components.naming import COLOURS, alias_key, proxy_route
 
 
 @dataclass(frozen=True)

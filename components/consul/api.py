@@ -20,8 +20,8 @@ from urllib.parse import quote
 
 import requests
 
-from components.model.wire import integral_numbers
-from components.naming import read_token_file
+from bluegreen.components.model.wire import integral_numbers
+from bluegreen.components.naming import read_token_file
 
 TIMEOUT_S = 10
 CONNECT_TIMEOUT_S = 3    # an agent on a host whose link is down must not stall a poll for long

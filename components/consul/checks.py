@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass
 from typing import Mapping
 
-from components.consul import api as consul_api
+from bluegreen.components.consul import api as consul_api
 
 POLL_INTERVAL_S = 0.5
 

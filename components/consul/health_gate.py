@@ -16,10 +16,10 @@ from typing import Any, Mapping
 import pulumi
 from pulumi import dynamic
 
-from components.consul.checks import gate_problems, read_checks, wait_for_gate
-from components.consul.legacy import with_legacy_type
-from components.consul.route_proof import wait_for_route
-from components.naming import HEALTH_GATE_TYPE
+from bluegreen.components.consul.checks import gate_problems, read_checks, wait_for_gate
+from bluegreen.components.consul.legacy import with_legacy_type
+from bluegreen.components.consul.route_proof import wait_for_route
+from bluegreen.components.naming import HEALTH_GATE_TYPE
 
 PREVIEW_POLL_INTERVAL_S = 0.05
 

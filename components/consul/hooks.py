@@ -13,12 +13,12 @@ from typing import Callable
 
 import requests
 
-from components.consul import api as consul_api
-from components.model.hooks import (
+from bluegreen.components.consul import api as consul_api
+from bluegreen.components.model.hooks import (
     MANUAL, NOTIFY_TIMEOUT_S, ROLLBACK, VETOED, Answer, Hooks, answer, approve_command, approves,
     describe, notification, veto_message, waiting_record
 )
-from components.naming import approval_key, format_time
+from bluegreen.components.naming import approval_key, format_time
 
 Say = Callable[[str], None]
 POLL_S = 10.0      # one blocking read of the approval key waits at most this

@@ -7,9 +7,9 @@ from typing import Any
 import pulumi
 from pulumi import dynamic
 
-from components.consul import api as consul_api
-from components.consul.legacy import with_legacy_type
-from components.naming import CONSUL_KEY_TYPE
+from bluegreen.components.consul import api as consul_api
+from bluegreen.components.consul.legacy import with_legacy_type
+from bluegreen.components.naming import CONSUL_KEY_TYPE
 
 
 def _drifted(props: dict[str, Any]) -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pulumi
 
-from components.naming import LEGACY_DYNAMIC_TYPE
+from bluegreen.components.naming import LEGACY_DYNAMIC_TYPE
 
 
 def with_legacy_type(opts: pulumi.ResourceOptions | None) -> pulumi.ResourceOptions:

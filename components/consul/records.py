@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from components.consul import api as consul_api
-from components.model.release import Release
-from components.naming import (
+from bluegreen.components.consul import api as consul_api
+from bluegreen.components.model.release import Release
+from bluegreen.components.naming import (
     COLOURS, alias_key, bake_key, history_prefix, release_prefix, slot_key, split_key
 )
 

@@ -4,9 +4,9 @@ Service's `-route-claim` key then keeps the claim, and deleting it frees the rou
 
 from __future__ import annotations
 
-from components.consul import api as consul_api
-from components.model.routes import RouteBook, route_book
-from components.naming import route_claim_key, routes_prefix
+from bluegreen.components.consul import api as consul_api
+from bluegreen.components.model.routes import RouteBook, route_book
+from bluegreen.components.naming import route_claim_key, routes_prefix
 
 CLAIM_TRIES = 3   # a claim deleted between our read and our write is read again, a few times
 

@@ -18,12 +18,12 @@ import pulumi
 import requests
 from pulumi import dynamic
 
-from components.consul import api as consul_api
-from components.consul import hooks
-from components.consul.key import _ConsulKeyProvider
-from components.consul.legacy import with_legacy_type
-from components.model.hooks import FLIP, Hooks, flip_payload
-from components.naming import CONSUL_KEY_TYPE, PROXY_COLOUR_HEADER, PROXY_ROUTE_HEADER
+from bluegreen.components.consul import api as consul_api
+from bluegreen.components.consul import hooks
+from bluegreen.components.consul.key import _ConsulKeyProvider
+from bluegreen.components.consul.legacy import with_legacy_type
+from bluegreen.components.model.hooks import FLIP, Hooks, flip_payload
+from bluegreen.components.naming import CONSUL_KEY_TYPE, PROXY_COLOUR_HEADER, PROXY_ROUTE_HEADER
 
 ROUTE_HEADER = PROXY_ROUTE_HEADER
 COLOUR_HEADER = PROXY_COLOUR_HEADER

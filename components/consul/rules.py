@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import json
 
-from components.model import election
-from components.naming import (
+from bluegreen.components.model import election
+from bluegreen.components.naming import (
     KV_ROOT, alias_key, config_prefix, delivery_prefix, drain_timeout_key, history_root,
     release_root, watchdog_lock_key
 )

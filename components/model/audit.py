@@ -9,7 +9,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
-from components.naming import audit_prefix, audit_stamp, audit_stamp_time, format_time
+from bluegreen.components.naming import audit_prefix, audit_stamp, audit_stamp_time, format_time
 
 # flip: an alias moved; rollback and promote: what the command did; failed: a command that
 # stopped partway; refused: one that changed nothing (a held lock, a plan that cannot be carried

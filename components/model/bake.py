@@ -8,14 +8,14 @@ import datetime
 import json
 from typing import TYPE_CHECKING, Any, TypeGuard
 
-from components.model.config import ServiceConfig
-from components.model.release import suggest_next
-from components.model.rollout import is_rolling_to, rolling_record
-from components.model.validation import ConfigError
-from components.naming import COLOURS, bake_key, bake_outcome, bake_record
+from bluegreen.components.model.config import ServiceConfig
+from bluegreen.components.model.release import suggest_next
+from bluegreen.components.model.rollout import is_rolling_to, rolling_record
+from bluegreen.components.model.validation import ConfigError
+from bluegreen.components.naming import COLOURS, bake_key, bake_outcome, bake_record
 
 if TYPE_CHECKING:   # the records are read by components.consul; this module stays pure
-    from components.consul.records import ServiceRecords
+    from bluegreen.components.consul.records import ServiceRecords
 
 
 def flips(live_before: str | None, live: str) -> TypeGuard[str]:

@@ -13,15 +13,15 @@ from typing import Any, Callable, Mapping
 
 import yaml
 
-from components.model.analysis import Bounds
-from components.model.hooks import CONFIRM_TIMEOUT_S, HOOK_TIMEOUT_S, MANUAL, NO_HOOKS, Hooks, url_problem
-from components.model.manifest import (
+from bluegreen.components.model.analysis import Bounds
+from bluegreen.components.model.hooks import CONFIRM_TIMEOUT_S, HOOK_TIMEOUT_S, MANUAL, NO_HOOKS, Hooks, url_problem
+from bluegreen.components.model.manifest import (
     NAME_HINT, NAME_PATTERN, check_variables, joinable, memory_size
 )
-from components.model.validation import LONG_UNITS, ConfigError, Fields
-from components.model.rollout import MAX_STEPS, STEP_S, Rollout
-from components.model.split import NO_SPLIT, Split, parse_split
-from components.naming import COLOURS, PROXY_PATHS, instance_id, joined_name_problem
+from bluegreen.components.model.validation import LONG_UNITS, ConfigError, Fields
+from bluegreen.components.model.rollout import MAX_STEPS, STEP_S, Rollout
+from bluegreen.components.model.split import NO_SPLIT, Split, parse_split
+from bluegreen.components.naming import COLOURS, PROXY_PATHS, instance_id, joined_name_problem
 
 # The bluegreen:* stack config keys, declared once (Pulumi.yaml carries their descriptions and
 # defaults; a unit test keeps the two in step). Secrets are read separately, as a secret Output.

@@ -6,9 +6,9 @@ from __future__ import annotations
 import os
 from typing import Mapping
 
-from components.model.config import DEFAULT_MAX_MEMORY_MB, ServiceConfig
-from components.model.manifest import Manifest, check_variables
-from components.model.validation import ConfigError
+from bluegreen.components.model.config import DEFAULT_MAX_MEMORY_MB, ServiceConfig
+from bluegreen.components.model.manifest import Manifest, check_variables
+from bluegreen.components.model.validation import ConfigError
 
 
 def check_entry(source: str, settings: ServiceConfig, manifest: Manifest) -> None:

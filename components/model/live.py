@@ -12,10 +12,10 @@ import hashlib
 import json
 from dataclasses import dataclass
 
-from components.model.config import ServiceConfig
-from components.model.manifest import Manifest
-from components.model.validation import ConfigError
-from components.naming import (
+from bluegreen.components.model.config import ServiceConfig
+from bluegreen.components.model.manifest import Manifest
+from bluegreen.components.model.validation import ConfigError
+from bluegreen.components.naming import (
     COLOURS, alias_key, bake_key, context_digest, offline_colour, split_key
 )
 

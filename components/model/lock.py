@@ -7,8 +7,8 @@ import datetime
 import json
 from typing import Any, Callable
 
-from components.model.audit import Operator
-from components.naming import format_time, parse_time
+from bluegreen.components.model.audit import Operator
+from bluegreen.components.naming import format_time, parse_time
 
 # Consul's shortest session TTL; it invalidates an unrenewed session between one and two TTLs.
 LOCK_TTL_S = 10

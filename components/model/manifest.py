@@ -13,8 +13,8 @@ from typing import Any
 
 import yaml
 
-from components.model.validation import ConfigError, Fields
-from components.naming import joined_name_problem, reserved_variables
+from bluegreen.components.model.validation import ConfigError, Fields
+from bluegreen.components.naming import joined_name_problem, reserved_variables
 
 NAME_PATTERN = r"[a-z][a-z0-9-]{0,30}[a-z0-9]"
 NAME_HINT = "lower-case letters, digits and '-', 2-32 characters, starting with a letter"

@@ -14,10 +14,10 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from components.model.config import ServiceConfig
-from components.model.manifest import Manifest
-from components.model.validation import ConfigError
-from components.naming import went_live_entry
+from bluegreen.components.model.config import ServiceConfig
+from bluegreen.components.model.manifest import Manifest
+from bluegreen.components.model.validation import ConfigError
+from bluegreen.components.naming import went_live_entry
 
 
 @dataclass(frozen=True)

@@ -8,9 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Mapping
 
-from components.model.config import stack_file
-from components.model.validation import ConfigError
-from components.naming import ROUTE_CLAIMS, route_claim_key, routes_prefix, stable_path
+from bluegreen.components.model.config import stack_file
+from bluegreen.components.model.validation import ConfigError
+from bluegreen.components.naming import ROUTE_CLAIMS, route_claim_key, routes_prefix, stable_path
 
 
 @dataclass(frozen=True)

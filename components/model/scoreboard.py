@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 try:
-    from components.naming import parse_time
+    from bluegreen.components.naming import parse_time
 except ImportError:   # in the watchdog's image, naming.py sits beside this file
     # Found only in the image's layout (mypy checks that too: tests/unit/test_static_checks.py).
     from naming import parse_time  # type: ignore[import-not-found, no-redef]

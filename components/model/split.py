@@ -19,8 +19,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from components.model.validation import ConfigError, Fields
-from components.naming import COLOURS, PROXY_HEADERS, offline_colour
+from bluegreen.components.model.validation import ConfigError, Fields
+from bluegreen.components.naming import COLOURS, PROXY_HEADERS, offline_colour
 
 HEADER_PATTERN = r"[A-Za-z][A-Za-z0-9-]{0,63}"
 COOKIE_PATTERN = r"[A-Za-z][A-Za-z0-9_]{0,63}"

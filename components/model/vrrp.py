@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from components.naming import vrrp_router_id
+from bluegreen.components.naming import vrrp_router_id
 
 TOP_PRIORITY = 200     # the first proxy host's; each next one 10 lower
 PRIORITY_STEP = 10

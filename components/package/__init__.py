@@ -6,10 +6,10 @@ import importlib.metadata
 import os
 import tomllib
 
-from components.naming import PACKAGE_NAME
+from bluegreen.components.naming import PACKAGE_NAME
 
 # The repository: manifest paths a Service is given relative resolve here by default.
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
 
 
 def input_error(resource: str, name: str, error: ValueError) -> ValueError:

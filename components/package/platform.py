@@ -6,12 +6,12 @@ from typing import Any, NotRequired, TypedDict
 
 import pulumi
 
-from components.model.config import PlatformSecrets, StackConfig, parse_stack_config
-from components.model.validation import ConfigError
-from components.model.wire import integral_numbers
-from components.naming import package_type
-from components.program import owned_platform
-from components.package import ROOT, input_error
+from bluegreen.components.model.config import PlatformSecrets, StackConfig, parse_stack_config
+from bluegreen.components.model.validation import ConfigError
+from bluegreen.components.model.wire import integral_numbers
+from bluegreen.components.naming import package_type
+from bluegreen.components.program import owned_platform
+from bluegreen.components.package import ROOT, input_error
 
 
 class PlatformArgs(TypedDict):

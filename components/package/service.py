@@ -6,13 +6,13 @@ from typing import Any, NotRequired, TypedDict
 
 import pulumi
 
-from components.model.config import StackConfig, parse_stack_config
-from components.model.validation import ConfigError
-from components.model.wire import integral_numbers
-from components.naming import package_type
-from components.package import ROOT, input_error
-from components.program import actor_and_time, deploy_service, platform_wiring, service_summary
-from components.stack_inputs import known_deployer_token, read_inputs
+from bluegreen.components.model.config import StackConfig, parse_stack_config
+from bluegreen.components.model.validation import ConfigError
+from bluegreen.components.model.wire import integral_numbers
+from bluegreen.components.naming import package_type
+from bluegreen.components.package import ROOT, input_error
+from bluegreen.components.program import actor_and_time, deploy_service, platform_wiring, service_summary
+from bluegreen.components.stack_inputs import known_deployer_token, read_inputs
 
 
 class ServiceArgs(TypedDict):

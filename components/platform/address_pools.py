@@ -14,8 +14,8 @@ import subprocess
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping
 
-from components.model.validation import ConfigError
-from components.naming import service_network
+from bluegreen.components.model.validation import ConfigError
+from bluegreen.components.naming import service_network
 
 # Docker's own pools when daemon.json sets none: 172.17-31.0.0/16 as /16s, 192.168.0.0/16 as /20s.
 BUILTIN_POOLS = tuple({"Base": f"172.{i}.0.0/16", "Size": 16} for i in range(17, 32)) + (

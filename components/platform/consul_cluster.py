@@ -18,12 +18,12 @@ from urllib.parse import urlparse
 import pulumi
 import pulumi_docker as docker
 
-from components.consul import rules
-from components.consul.acl_token import AclToken
-from components.model.config import Host
-from components.naming import PLATFORM_TOKEN_FILE, acl_token_name, docker_name
-from components.platform.docker_host import http_healthcheck, labels, local_image, once_up, secret_upload
-from components.platform.generated_secret import GeneratedSecret
+from bluegreen.components.consul import rules
+from bluegreen.components.consul.acl_token import AclToken
+from bluegreen.components.model.config import Host
+from bluegreen.components.naming import PLATFORM_TOKEN_FILE, acl_token_name, docker_name
+from bluegreen.components.platform.docker_host import http_healthcheck, labels, local_image, once_up, secret_upload
+from bluegreen.components.platform.generated_secret import GeneratedSecret
 
 SECRETS_FILE = "/consul/config/secrets.json"
 ACL_SETTINGS = ('acl {\n  enabled = true\n  default_policy = "deny"\n  down_policy = "extend-cache"\n'

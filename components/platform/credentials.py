@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 
 import pulumi
 
-from components.model.config import PlatformSecrets
-from components.platform.generated_secret import GeneratedSecret
+from bluegreen.components.model.config import PlatformSecrets
+from bluegreen.components.platform.generated_secret import GeneratedSecret
 
 DEFAULT_REGISTRY_USER = "bluegreen"
 

@@ -7,8 +7,8 @@ import ipaddress
 import pulumi
 import pulumi_docker as docker
 
-from components.model.config import Host
-from components.naming import PLATFORM_TOKEN_FILE
+from bluegreen.components.model.config import Host
+from bluegreen.components.naming import PLATFORM_TOKEN_FILE
 
 
 def host_providers(stack: str, hosts: dict[str, Host], registry: pulumi.Input[str],

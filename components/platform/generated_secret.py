@@ -11,7 +11,7 @@ from typing import Any
 import pulumi
 from pulumi import dynamic
 
-from components.naming import GENERATED_SECRET_TYPE
+from bluegreen.components.naming import GENERATED_SECRET_TYPE
 
 KINDS = ("uuid", "gossip-key", "password")
 

@@ -11,7 +11,7 @@ import bcrypt
 import pulumi
 from pulumi import dynamic
 
-from components.naming import HTPASSWD_TYPE
+from bluegreen.components.naming import HTPASSWD_TYPE
 
 # The registry checks the hash on every request: a low cost keeps pushes fast, and a generated
 # password (32 random bytes) needs no stretching.

@@ -9,10 +9,10 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_docker as docker
 
-from components.model.config import RETENTION, SCRAPE_INTERVAL_S
-from components.model.prometheus import scrape_config
-from components.naming import docker_name
-from components.platform.docker_host import http_healthcheck, labels, local_image
+from bluegreen.components.model.config import RETENTION, SCRAPE_INTERVAL_S
+from bluegreen.components.model.prometheus import scrape_config
+from bluegreen.components.naming import docker_name
+from bluegreen.components.platform.docker_host import http_healthcheck, labels, local_image
 
 CONFIG_FILE = "/etc/prometheus/prometheus.yml"
 STORAGE = "/var/lib/prometheus/metrics2"    # images/prometheus/Dockerfile makes it Prometheus's

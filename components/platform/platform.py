@@ -9,25 +9,25 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_docker as docker
 
-from components.consul.key import ConsulKey
-from components.model.config import Host, PlatformConfig
-from components.model.credentials import CREDENTIAL_KEYS
-from components.model.election import WATCHDOGS
-from components.naming import (
+from bluegreen.components.consul.key import ConsulKey
+from bluegreen.components.model.config import Host, PlatformConfig
+from bluegreen.components.model.credentials import CREDENTIAL_KEYS
+from bluegreen.components.model.election import WATCHDOGS
+from bluegreen.components.naming import (
     bridge_listen_key, drain_timeout_key, nginx_duration, preview_from_key, prometheus_address_key,
     proxies_key, proxy_container
 )
-from components.platform.consul_cluster import ConsulCluster, ConsulClusterArgs
-from components.platform.credentials import PlatformCredentials
-from components.platform.delivery_exporter import DeliveryExporter, DeliveryExporterArgs
-from components.platform.metrics import Metrics, MetricsArgs
-from components.platform.proxy import Proxy, ProxyArgs
-from components.platform.virtual_address import VirtualAddress, VirtualAddressArgs
-from components.platform.docker_host import needs_tls, once_up
-from components.platform.registry import Registry, RegistryArgs, RegistryTls
-from components.platform.registry_certificate import RegistryCertificate
-from components.platform.registry_trust import RegistryTrust, RegistryTrustArgs
-from components.platform.watchdog import Watchdog, WatchdogArgs
+from bluegreen.components.platform.consul_cluster import ConsulCluster, ConsulClusterArgs
+from bluegreen.components.platform.credentials import PlatformCredentials
+from bluegreen.components.platform.delivery_exporter import DeliveryExporter, DeliveryExporterArgs
+from bluegreen.components.platform.metrics import Metrics, MetricsArgs
+from bluegreen.components.platform.proxy import Proxy, ProxyArgs
+from bluegreen.components.platform.virtual_address import VirtualAddress, VirtualAddressArgs
+from bluegreen.components.platform.docker_host import needs_tls, once_up
+from bluegreen.components.platform.registry import Registry, RegistryArgs, RegistryTls
+from bluegreen.components.platform.registry_certificate import RegistryCertificate
+from bluegreen.components.platform.registry_trust import RegistryTrust, RegistryTrustArgs
+from bluegreen.components.platform.watchdog import Watchdog, WatchdogArgs
 
 
 @dataclass(frozen=True)

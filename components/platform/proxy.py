@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_docker as docker
 
-from components.naming import PLATFORM_TOKEN_FILE, docker_name
-from components.platform.docker_host import http_healthcheck, labels, local_image, secret_upload
+from bluegreen.components.naming import PLATFORM_TOKEN_FILE, docker_name
+from bluegreen.components.platform.docker_host import http_healthcheck, labels, local_image, secret_upload
 
 
 

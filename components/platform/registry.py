@@ -9,9 +9,9 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_docker as docker
 
-from components.naming import docker_name
-from components.platform.docker_host import http_healthcheck, labels, local_image, secret_upload
-from components.platform.htpasswd import Htpasswd
+from bluegreen.components.naming import docker_name
+from bluegreen.components.platform.docker_host import http_healthcheck, labels, local_image, secret_upload
+from bluegreen.components.platform.htpasswd import Htpasswd
 
 HTPASSWD_FILE = "/etc/docker/registry/htpasswd"   # images/registry/config.yml names it
 TLS_CERTIFICATE_FILE = "/etc/docker/registry/tls/registry.crt"

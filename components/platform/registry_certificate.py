@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from pulumi import dynamic
 
-from components.naming import REGISTRY_CERTIFICATE_TYPE
+from bluegreen.components.naming import REGISTRY_CERTIFICATE_TYPE
 
 VALID_DAYS = 3650
 

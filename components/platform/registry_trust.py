@@ -17,8 +17,8 @@ import pulumi_docker as docker
 
 import shlex
 
-from components.naming import DOCKER_CERTS_DIR, REGISTRY_CA_DIR, docker_name, registry_ca_file
-from components.platform.docker_host import labels
+from bluegreen.components.naming import DOCKER_CERTS_DIR, REGISTRY_CA_DIR, docker_name, registry_ca_file
+from bluegreen.components.platform.docker_host import labels
 
 CA_FILE = "ca.crt"
 MOUNT = "/certs.d"

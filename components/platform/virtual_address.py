@@ -8,10 +8,10 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_docker as docker
 
-from components.model.config import Host
-from components.model.vrrp import vrrp_environment
-from components.naming import vrrp_container
-from components.platform.docker_host import labels, local_image
+from bluegreen.components.model.config import Host
+from bluegreen.components.model.vrrp import vrrp_environment
+from bluegreen.components.naming import vrrp_container
+from bluegreen.components.platform.docker_host import labels, local_image
 
 
 @dataclass(frozen=True)

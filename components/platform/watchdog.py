@@ -10,10 +10,10 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_docker as docker
 
-from components.model.config import Host
-from components.model.election import WATCHDOGS
-from components.naming import docker_name
-from components.platform.docker_host import consul_image_script
+from bluegreen.components.model.config import Host
+from bluegreen.components.model.election import WATCHDOGS
+from bluegreen.components.naming import docker_name
+from bluegreen.components.platform.docker_host import consul_image_script
 
 
 @dataclass(frozen=True)

@@ -13,15 +13,15 @@ from urllib.parse import urlparse
 import pulumi
 import pulumi_docker as docker
 
-from components.consul.health_gate import HealthGate
-from components.consul.registration import AgentRegistration
-from components.model.config import Host
-from components.model.release import RuntimeSpec
-from components.naming import (
+from bluegreen.components.consul.health_gate import HealthGate
+from bluegreen.components.consul.registration import AgentRegistration
+from bluegreen.components.model.config import Host
+from bluegreen.components.model.release import RuntimeSpec
+from bluegreen.components.naming import (
     COLOURS, SERVICE_TOKEN_FILE, call_environment, caller_proxy_address, config_prefix, docker_name,
     instance_id, proxy_route, registration_payload
 )
-from components.platform.docker_host import labels
+from bluegreen.components.platform.docker_host import labels
 
 
 

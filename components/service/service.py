@@ -10,30 +10,30 @@ from dataclasses import dataclass, field, replace
 import pulumi
 import pulumi_docker as docker
 
-from components.consul import rules
-from components.consul.acl_token import AclToken
-from components.consul.alias import Alias, AliasArgs
-from components.consul.key import ConsulKey
-from components.consul.records import ServiceRecords
-from components.model.bake import (
+from bluegreen.components.consul import rules
+from bluegreen.components.consul.acl_token import AclToken
+from bluegreen.components.consul.alias import Alias, AliasArgs
+from bluegreen.components.consul.key import ConsulKey
+from bluegreen.components.consul.records import ServiceRecords
+from bluegreen.components.model.bake import (
     alias_colour, bake_start, flips, rolling, rollout_cancelled, rollout_start, rolls_out
 )
-from components.model.config import Host, ServiceConfig
-from components.model.hooks import NO_HOOKS
-from components.model.manifest import Dependency, Manifest
-from components.model.release import (
+from bluegreen.components.model.config import Host, ServiceConfig
+from bluegreen.components.model.hooks import NO_HOOKS
+from bluegreen.components.model.manifest import Dependency, Manifest
+from bluegreen.components.model.release import (
     ColourPlan, Release, history_entry, release_config, release_id, slot_record
 )
-from components.model.live import ColourChange, live_touch, serving_colour
-from components.model.split import split_value
-from components.naming import (
+from bluegreen.components.model.live import ColourChange, live_touch, serving_colour
+from bluegreen.components.model.split import split_value
+from bluegreen.components.naming import (
     acl_token_name, call_routes, bake_key, catalogue_entry, catalogue_key, config_prefix, docker_name,
     health_probe_path, history_prefix, hooks_key, preview_path, release_prefix, route_claim_key,
     route_key, service_network, slot_key, split_key, stable_path
 )
-from components.platform.docker_host import labels, needs_legacy_builder
-from components.service.colour_slot import ColourSlot, ColourSlotArgs, shape_of, tokenless_kept
-from components.service.service_image import ServiceImage, dependency_image_args, service_image_args
+from bluegreen.components.platform.docker_host import labels, needs_legacy_builder
+from bluegreen.components.service.colour_slot import ColourSlot, ColourSlotArgs, shape_of, tokenless_kept
+from bluegreen.components.service.service_image import ServiceImage, dependency_image_args, service_image_args
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_docker as docker
 
-from components.model.manifest import BuildSpec, Dependency, Manifest
-from components.naming import context_digest, digest_reference
+from bluegreen.components.model.manifest import BuildSpec, Dependency, Manifest
+from bluegreen.components.naming import context_digest, digest_reference
 
 
 @dataclass(frozen=True)

@@ -22,9 +22,9 @@ import os
 import threading
 import time
 
-from components.consul import api
-from components.model.scoreboard import delivery_metrics, exposition
-from components.naming import delivery_key, delivery_prefix, history_root
+from bluegreen.components.consul import api
+from bluegreen.components.model.scoreboard import delivery_metrics, exposition
+from bluegreen.components.naming import delivery_key, delivery_prefix, history_root
 
 LISTEN = os.environ.get("DELIVERY_METRICS_LISTEN", "")
 WAIT_S = 60           # a blocking query returns at the latest after this: the window slides

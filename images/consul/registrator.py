@@ -24,8 +24,8 @@ from typing import Any
 import docker
 import docker.errors
 
-from components.consul import api
-from components.naming import platform_instance, registration_payload
+from bluegreen.components.consul import api
+from bluegreen.components.naming import platform_instance, registration_payload
 
 ADVERTISE = os.environ.get("ADVERTISE_ADDRESS", "127.0.0.1")
 DOCKER_SOCKET = os.environ.get("DOCKER_SOCKET", "/var/run/docker.sock")

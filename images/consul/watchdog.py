@@ -58,10 +58,10 @@ import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 
-from components.consul import api
-from components.model import election, hooks, rollout
-from components.model.analysis import FAIL, PASS, Bounds, Verdict, analyse, traffic_queries
-from components.naming import (
+from bluegreen.components.consul import api
+from bluegreen.components.model import election, hooks, rollout
+from bluegreen.components.model.analysis import FAIL, PASS, Bounds, Verdict, analyse, traffic_queries
+from bluegreen.components.naming import (
     PROXY_COLOUR_HEADER, alias_key, bake_outcome, bake_prefix, format_time, history_prefix, hooks_key,
     parse_time, route_key, split_key, watchdog_lock_key, went_live_entry
 )

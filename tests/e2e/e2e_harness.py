@@ -22,8 +22,8 @@ import urllib3
 import yaml
 from pulumi import automation as auto
 
-from components.naming import docker_name
-from delivery import recovery
+from bluegreen.components.naming import docker_name
+from bluegreen.delivery import recovery
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 LOG_DIR = os.path.join(REPO, "reports", "e2e")

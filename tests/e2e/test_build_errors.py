@@ -11,10 +11,10 @@ import tempfile
 import pytest
 from e2e_harness import LOG_DIR, require_environment
 
-from components.model.config import Host
-from components.model.manifest import load_manifest
-from delivery.build import BuildRequest, build, remove
-from delivery.steps import StepFailed
+from bluegreen.components.model.config import Host
+from bluegreen.components.model.manifest import load_manifest
+from bluegreen.delivery.build import BuildRequest, build, remove
+from bluegreen.delivery.steps import StepFailed
 
 STACK = "e2e-build-broken"
 

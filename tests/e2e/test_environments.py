@@ -22,7 +22,7 @@ from e2e_harness import (HOST2_DOCKER, LOG_DIR, REPO, Deployment, RequestLoop, R
                          require_environment, wait_until)
 from e2e_harness import consul as consul_session
 
-from components.naming import alias_key, config_prefix
+from bluegreen.components.naming import alias_key, config_prefix
 
 PORTS = {"consul": 28900, "serf": 28901, "server": 28902, "registry": 28905, "proxy": 28980,
          "host2_consul": 28910, "host2_serf": 28911, "host2_server": 28912}
@@ -247,7 +247,7 @@ def image_names(repository: str, host: str | None) -> list[str]:
 
 
 def remove(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "delivery", "remove", "vizconfig", *args], cwd=REPO,
+    return subprocess.run([sys.executable, "-m", "bluegreen.delivery", "remove", "vizconfig", *args], cwd=REPO,
                           capture_output=True, text=True, timeout=600)
 
 

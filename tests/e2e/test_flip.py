@@ -19,7 +19,7 @@ import requests
 import yaml
 from pulumi import automation as auto
 
-from components.naming import SPLIT_COOKIE
+from bluegreen.components.naming import SPLIT_COOKIE
 
 from e2e_harness import (LOG_DIR, REPO, Deployment, InBackground, RequestLoop, container_identity,
                          container_processes, deployed, deployer_consul, platform_config, wait_until)
@@ -283,7 +283,7 @@ CLIENTS = 600
 
 
 def split_command(*args: str) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable, "-m", "delivery", "split", "vizconfig", "--stack", STACK,
+    result = subprocess.run([sys.executable, "-m", "bluegreen.delivery", "split", "vizconfig", "--stack", STACK,
                              *args], cwd=REPO, capture_output=True, text=True, timeout=300)
     with open(os.path.join(LOG_DIR, f"{STACK}-split.log"), "a", encoding="utf-8") as log:
         log.write(f"$ split {' '.join(args)}\n{result.stdout}{result.stderr}\n")
@@ -331,7 +331,7 @@ def test_e_a_split_sends_its_share_of_clients_offline_and_each_client_stays_on_i
     assert int(deployment_file_split(deployment)["percent"]) == 20
     assert reloads_during_split() == 0
     wait_until(lambda: (catalogue_split() or {}).get("percent") == 20, 5, what="the catalogue's split")
-    status = subprocess.run([sys.executable, "-m", "delivery", "status", "vizconfig", "--stack", STACK],
+    status = subprocess.run([sys.executable, "-m", "bluegreen.delivery", "status", "vizconfig", "--stack", STACK],
                             cwd=REPO, capture_output=True, text=True, timeout=60)
     assert "  split: 20% to green (sticky by cookie)" in status.stdout, status.stdout + status.stderr
 

@@ -26,7 +26,7 @@ import time
 import pytest
 import requests
 
-from components.naming import docker_name, instance_id, proxy_container, vrrp_container
+from bluegreen.components.naming import docker_name, instance_id, proxy_container, vrrp_container
 from e2e_harness import (LOG_DIR, REPO, Deployment, RequestLoop, allow_registry, get_json,
                          host_docker, lab, lab_hosts, lab_platform_config, require_environment,
                          state_locks, wait_until)
@@ -447,7 +447,7 @@ def test_drill_c_kill_9_of_pulumi_up_during_the_flip(drill):
             converged = time.monotonic()
         finally:
             # A failed drill must not leave the killed update's lock to the drills after it.
-            subprocess.run([os.path.join(REPO, ".venv", "bin", "python"), "-m", "delivery.recovery",
+            subprocess.run([os.path.join(REPO, ".venv", "bin", "python"), "-m", "bluegreen.delivery.recovery",
                             "--stack", STACK], cwd=REPO, capture_output=True)
         log.write(result.stdout + result.stderr)
         assert result.returncode == 0, result.stderr[-3000:] + result.stdout[-3000:]

@@ -347,7 +347,7 @@ def test_the_delivery_metrics_count_the_modules_releases_in_the_catalogue_and_pr
     found, scraped = wait_until(lambda: (v := {name: next(iter(query(name + selector).values()), None)
                                                for name in expected}) == expected and v,
                                 30, interval_s=0.5, what=f"Prometheus to hold {expected}")
-    status = subprocess.run([sys.executable, "-m", "delivery", "status", "vizconfig", "--stack", STACK],
+    status = subprocess.run([sys.executable, "-m", "bluegreen.delivery", "status", "vizconfig", "--stack", STACK],
                             cwd=REPO, capture_output=True, text=True, timeout=60)
     assert "  delivery: 0.571 deployments/day, lead time " in status.stdout, status.stdout + status.stderr
     assert re.search(r"^    blue  .*[▁-█].* now \d+\.\d/s \| ", status.stdout, re.M), status.stdout

@@ -22,8 +22,8 @@ import pytest
 import requests
 import yaml
 
-from components.model.audit import Operator
-from delivery.lock import DeployLock
+from bluegreen.components.model.audit import Operator
+from bluegreen.delivery.lock import DeployLock
 
 from e2e_harness import (LOG_DIR, REPO, RequestLoop, deployed, deployer_consul, get_json, platform_config,
                          tiny_service, wait_until)
@@ -49,7 +49,7 @@ def deployment():
 
 
 def delivery(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable, "-m", "delivery", *args], cwd=REPO, capture_output=True,
+    result = subprocess.run([sys.executable, "-m", "bluegreen.delivery", *args], cwd=REPO, capture_output=True,
                             text=True, timeout=timeout)
     logged(" ".join(args), result.stdout + result.stderr)
     return result
@@ -71,8 +71,8 @@ def lock_holder() -> dict | None:
 
 
 def hold_lock() -> subprocess.Popen:
-    """Another command holding the lock: `python -m delivery.lock` around a long sleep."""
-    holder = subprocess.Popen([sys.executable, "-m", "delivery.lock", "--stack", STACK, "--",
+    """Another command holding the lock: `python -m bluegreen.delivery.lock` around a long sleep."""
+    holder = subprocess.Popen([sys.executable, "-m", "bluegreen.delivery.lock", "--stack", STACK, "--",
                                "sleep", "120"], cwd=REPO, stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True, start_new_session=True)
     wait_until(lambda: (lock_holder() or {}).get("Session"), 30, interval_s=0.1, what="the holder's lock")
@@ -99,7 +99,7 @@ def test_a_rollback_is_refused_while_another_command_holds_the_lock_then_waits_f
         assert status.stdout.startswith(f"tiny in {ENV}: held by ") and "(sleep 120)" in status.stdout
         with RequestLoop(STABLE, keep_alive=True) as loop:
             waiting = subprocess.Popen(
-                [sys.executable, "-m", "delivery", "rollback", "tiny", "--stack", STACK, "--to",
+                [sys.executable, "-m", "bluegreen.delivery", "rollback", "tiny", "--stack", STACK, "--to",
                  "2.0.0", "--lock-wait", "2m"], cwd=REPO, stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT, text=True)
             time.sleep(3)
@@ -168,7 +168,7 @@ def test_the_lock_costs_a_deploy_a_few_seconds(deployment):
     assert waiter.session and not thread.is_alive()
     waiter.release()
     up = ["pulumi", "up", "--yes", "--skip-preview", "--stack", STACK]
-    wrapper = [sys.executable, "-m", "delivery.lock", "--stack", STACK, "--"]
+    wrapper = [sys.executable, "-m", "bluegreen.delivery.lock", "--stack", STACK, "--"]
     FIGURES["true_bare_s"], FIGURES["true_under_lock_s"] = timed(["true"]), timed([*wrapper, "true"])
     FIGURES["pulumi_up_bare_s"], FIGURES["pulumi_up_under_lock_s"] = timed(up), timed([*wrapper, *up])
     assert lock_holder() is None
@@ -303,7 +303,7 @@ def test_a_held_flip_waits_for_approve_then_flips_and_tells_the_hooks(deployment
     webhooks["before"].answer(200)
     set_entry(deployment, confirm="manual", confirmTimeout="2m")
     with RequestLoop(STABLE) as loop:
-        held = subprocess.Popen([sys.executable, "-m", "delivery", "rollback", "tiny", "--stack", STACK,
+        held = subprocess.Popen([sys.executable, "-m", "bluegreen.delivery", "rollback", "tiny", "--stack", STACK,
                                  "--to", "2.0.0"], cwd=REPO, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True)
         waiting, _ = wait_until(approval_waiting, 60, interval_s=0.2, what="the held flip's record")

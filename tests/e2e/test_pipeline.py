@@ -1,4 +1,4 @@
-"""The delivery pipeline end to end (`python -m delivery`): a real build, push, isolation test,
+"""The delivery pipeline end to end (`python -m bluegreen.delivery`): a real build, push, isolation test,
 integration deploy and flip, acceptance tests (in a container of the image), production deploy, gate and flip, on stacks of its
 own: a platform stack and two environment stacks that reference it. Then failures at steps 2, 6
 and 9 that must leave production untouched, a rollback, a PR preview, `kill -9` of the pipeline
@@ -71,7 +71,7 @@ class Stacks:
 
 
 def _remove_build_stack() -> None:
-    from delivery.build import remove
+    from bluegreen.delivery.build import remove
     remove(BUILD_STACK)
 
 
@@ -104,7 +104,7 @@ def stacks():
 # -- helpers -------------------------------------------------------------------------------------
 
 def pipeline_command(version: str, report: str, repo: str = SERVICE_REPO) -> list[str]:
-    return [sys.executable, "-m", "delivery", "pipeline", repo, "--version", version,
+    return [sys.executable, "-m", "bluegreen.delivery", "pipeline", repo, "--version", version,
             "--integration", INT, "--production", PROD, "--report", report]
 
 
@@ -124,7 +124,7 @@ def pipeline(version: str, tmp_path, repo: str = SERVICE_REPO) -> tuple[int, str
 
 
 def delivery(*args: str) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable, "-m", "delivery", *args], cwd=REPO,
+    result = subprocess.run([sys.executable, "-m", "bluegreen.delivery", *args], cwd=REPO,
                             capture_output=True, text=True, timeout=300)
     with open(PIPELINE_LOG, "a", encoding="utf-8") as handle:
         handle.write(f"\n===== {' '.join(args)} (exit {result.returncode})\n{result.stdout}{result.stderr}")

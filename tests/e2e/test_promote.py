@@ -61,7 +61,7 @@ def live(service: str) -> str:
 
 
 def promote(*services: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "delivery", "promote", "--stack", STACK, *services],
+    return subprocess.run([sys.executable, "-m", "bluegreen.delivery", "promote", "--stack", STACK, *services],
                           cwd=REPO, capture_output=True, text=True, timeout=300)
 
 

@@ -81,7 +81,7 @@ def both_colours() -> dict[str, tuple[str, str]]:
 
 def rollback(*args: str) -> tuple[subprocess.CompletedProcess, float]:
     start = time.monotonic()
-    result = subprocess.run([sys.executable, "-m", "delivery", "rollback", "vizconfig", "--stack",
+    result = subprocess.run([sys.executable, "-m", "bluegreen.delivery", "rollback", "vizconfig", "--stack",
                              STACK, *args], cwd=REPO, capture_output=True, text=True, timeout=300)
     with open(os.path.join(LOG_DIR, f"{STACK}.log"), "a", encoding="utf-8") as log:
         log.write(f"\n===== rollback {' '.join(args)}\n{result.stdout}{result.stderr}")
@@ -181,7 +181,7 @@ def test_rollback_when_the_other_colour_runs_it_moves_only_the_alias(repo, deplo
     before = both_colours()
     with RequestLoop(STABLE, keep_alive=True) as loop:
         start = time.monotonic()
-        process = subprocess.Popen([sys.executable, "-m", "delivery", "rollback", "vizconfig",
+        process = subprocess.Popen([sys.executable, "-m", "bluegreen.delivery", "rollback", "vizconfig",
                                     "--stack", STACK], cwd=REPO, stdout=subprocess.PIPE,
                                    stderr=subprocess.STDOUT, text=True)
         _, waited = wait_until(lambda: answer() == ("4.0.0", "green", "four"), 15, interval_s=0.05,
@@ -195,7 +195,7 @@ def test_rollback_when_the_other_colour_runs_it_moves_only_the_alias(repo, deplo
     assert both_colours() == before
     reload_config(deployment)
     assert service(deployment)["live"] == "green"
-    listing = subprocess.run([sys.executable, "-m", "delivery", "releases", "vizconfig", "--stack",
+    listing = subprocess.run([sys.executable, "-m", "bluegreen.delivery", "releases", "vizconfig", "--stack",
                               STACK], cwd=REPO, capture_output=True, text=True, timeout=60).stdout
     rows = {line.split()[0]: line for line in listing.splitlines()[1:]}
     assert set(rows) == {"1.0.0", "2.0.0", "3.0.0", "4.0.0"}
@@ -307,7 +307,7 @@ def test_a_configuration_only_change_is_its_own_release_and_rolls_back(deploymen
     assert containers("green") == green_before
     release = slot_record("blue")["release"]
     assert release.startswith("4.0.0+") and slot_record("blue")["config"]["env"] == {"GREETING": "hi"}
-    listing = subprocess.run([sys.executable, "-m", "delivery", "releases", "vizconfig", "--stack",
+    listing = subprocess.run([sys.executable, "-m", "bluegreen.delivery", "releases", "vizconfig", "--stack",
                               STACK], cwd=REPO, capture_output=True, text=True, timeout=60).stdout
     assert any(line.split()[0] == release and line.rstrip().endswith("blue (live)")
                for line in listing.splitlines()[1:]), listing
@@ -328,7 +328,7 @@ def test_a_rollback_killed_midway_converges_when_run_again(deployment):
     green_before = containers("green")
     with RequestLoop(STABLE, keep_alive=True) as loop:
         process = subprocess.Popen(
-            [sys.executable, "-m", "delivery", "rollback", "vizconfig", "--stack", STACK, "--to",
+            [sys.executable, "-m", "bluegreen.delivery", "rollback", "vizconfig", "--stack", STACK, "--to",
              "2.0.0"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
             start_new_session=True)
         wait_until(lambda: state_locks(STACK), 60, interval_s=0.05, what="the rollback's update")
@@ -349,7 +349,7 @@ def test_a_rollback_killed_midway_converges_when_run_again(deployment):
 def test_remove_leaves_nothing_of_the_service(deployment):
     """`remove --purge-releases`: containers, network, volume, registrations, KV, images, the
     registry's repositories and the release records all go; the platform stays."""
-    result = subprocess.run([sys.executable, "-m", "delivery", "remove", "vizconfig", "--stack", STACK,
+    result = subprocess.run([sys.executable, "-m", "bluegreen.delivery", "remove", "vizconfig", "--stack", STACK,
                              "--purge-releases"], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     prefix = f"bluegreen-{ENV}-vizconfig"

@@ -19,10 +19,10 @@ from pulumi import automation as auto
 from e2e_harness import (REPO, Deployment, container_identity, docker_names, get_json,
                          platform_config, require_environment, tiny_service, wait_until)
 
-from components.consul import api as consul_api
-from components.naming import route_claim_key, routes_prefix
-from delivery.preview import affected_stacks
-from delivery.stacks import EnvStack, stack_for_service
+from bluegreen.components.consul import api as consul_api
+from bluegreen.components.naming import route_claim_key, routes_prefix
+from bluegreen.delivery.preview import affected_stacks
+from bluegreen.delivery.stacks import EnvStack, stack_for_service
 
 PORTS = {"consul": 28840, "serf": 28841, "server": 28842, "registry": 28843, "proxy": 28844}
 PROXY = f"http://127.0.0.1:{PORTS['proxy']}"

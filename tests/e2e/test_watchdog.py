@@ -253,7 +253,7 @@ def test_a_release_serving_5xx_after_its_flip_is_flipped_back_within_the_bake_ti
     page = catalogue_page()
     assert 'data-bake="rolled-back"' in page
     assert f"blue 3.0.0 rolled back to green at {record['endedAt']}: 5xx on /{ENV}/vizconfig/" in page
-    listing = subprocess.run([sys.executable, "-m", "delivery", "releases", "vizconfig", "--stack",
+    listing = subprocess.run([sys.executable, "-m", "bluegreen.delivery", "releases", "vizconfig", "--stack",
                               STACK], cwd=REPO, capture_output=True, text=True, timeout=60).stdout
     assert f"3.0.0 was rolled back at {record['endedAt']}: 5xx on /{ENV}/vizconfig/" in listing
     assert "ROLLED BACK" in listing.splitlines()[0]
@@ -271,7 +271,7 @@ def test_the_next_up_reports_the_disagreement_instead_of_flipping_again(deployme
     assert kv(ALIAS) == "green" and containers() == before
     record = bake_record()
     # The rollback command accepts it: the alias is on green already, so it only records live.
-    result = subprocess.run([sys.executable, "-m", "delivery", "rollback", "vizconfig", "--stack",
+    result = subprocess.run([sys.executable, "-m", "bluegreen.delivery", "rollback", "vizconfig", "--stack",
                              STACK], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"but the alias bluegreen/aliases/{ENV}/vizconfig names green, which serves " \
@@ -377,7 +377,7 @@ def test_killing_the_acting_watchdog_during_a_failing_bake_the_standby_rolls_it_
     rolled_back = f"ROLLED BACK {ENV}/vizconfig blue 3.0.1"
     assert rolled_back in watchdog_log(new[0][1]) and rolled_back not in watchdog_log(killed)
     restarted_as_standby(killed, stood_by)
-    status = subprocess.run([sys.executable, "-m", "delivery", "status", "vizconfig", "--stack", STACK],
+    status = subprocess.run([sys.executable, "-m", "bluegreen.delivery", "status", "vizconfig", "--stack", STACK],
                             cwd=REPO, capture_output=True, text=True, timeout=60).stdout
     assert f"  watchdog: {acting()} on local acts since " in status, status
 

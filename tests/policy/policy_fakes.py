@@ -10,14 +10,14 @@ from pulumi_policy import (PolicyCustomTimeouts, PolicyResource, PolicyResourceO
                            ResourceValidationArgs, StackValidationArgs)
 from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, unknown_checking_proxy
 
-from policies.rules import ALL_POLICIES
+from bluegreen.policies.rules import ALL_POLICIES
 
 DIGEST = "sha256:" + "0123456789abcdef" * 4
 IMAGE = f"127.0.0.1:15000/vizconfig@{DIGEST}"
 UNKNOWN = UNKNOWN_STRING_VALUE  # how the engine sends a value it does not know yet
 STACK = "urn:pulumi:production::bluegreen::"
 CONTAINER = "docker:index/container:Container"
-from policies.rules.common import CONSUL_KEY_TYPE, HEALTH_GATE_TYPE, REGISTRATION_TYPE
+from bluegreen.policies.rules.common import CONSUL_KEY_TYPE, HEALTH_GATE_TYPE, REGISTRATION_TYPE
 
 
 def policy(name: str):

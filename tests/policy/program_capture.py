@@ -74,10 +74,10 @@ def main() -> None:
                              preview=preview, monitor=recorder)
     RecordingCallbacks().install()
 
-    from components.model.config import parse_stack_config
-    from components.model.manifest import load_manifest
-    from components.model.release import plan_colours
-    from components.service.service import Service, ServiceArgs
+    from bluegreen.components.model.config import parse_stack_config
+    from bluegreen.components.model.manifest import load_manifest
+    from bluegreen.components.model.release import plan_colours
+    from bluegreen.components.service.service import Service, ServiceArgs
 
     @pulumi.runtime.test
     def program():

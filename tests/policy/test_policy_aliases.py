@@ -1,6 +1,6 @@
 import pytest
 
-from policies.rules.aliases import check_alias_gated, check_colour_values
+from bluegreen.policies.rules.aliases import check_alias_gated, check_colour_values
 from policy_fakes import (UNKNOWN, consul_key, find, gate, labels, production_service,
                           registration, registration_payload, run_resource_policy,
                           run_stack_policy, service_container)

@@ -1,8 +1,8 @@
 from pulumi_policy.deserialize import SPECIAL_SECRET_SIG, SPECIAL_SIG_KEY, deserialize_properties
 from pulumi_policy.proxy import UNKNOWN_NUMBER_VALUE, UNKNOWN_STRING_VALUE, unknown_checking_proxy
 
-from policies.rules import common, secret_markers
-from policies.rules.common import (CONSUL_KEY, HEALTH_GATE, REGISTRATION, UNKNOWN, dynamic_kind,
+from bluegreen.policies.rules import common, secret_markers
+from bluegreen.policies.rules.common import (CONSUL_KEY, HEALTH_GATE, REGISTRATION, UNKNOWN, dynamic_kind,
                                    is_secret, is_unknown, labels_of, plain)
 from policy_fakes import consul_key, gate, registration, resource
 

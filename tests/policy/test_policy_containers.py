@@ -1,6 +1,6 @@
 import pytest
 
-from policies.rules.containers import (check_host_ports, check_memory, check_restart,
+from bluegreen.policies.rules.containers import (check_host_ports, check_memory, check_restart,
                                        check_service_labels)
 from policy_fakes import (UNKNOWN, dependency_container, labels, platform_container, resource,
                           run_resource_policy, service_container)
@@ -120,7 +120,7 @@ def test_a_service_container_with_capabilities_or_privilege_gain_is_reported(cha
 
 
 def test_hardening_is_advisory_and_only_for_service_containers():
-    from policies.rules import ALL_POLICIES
+    from bluegreen.policies.rules import ALL_POLICIES
     from pulumi_policy import EnforcementLevel
     rule = next(p for p in ALL_POLICIES if p.name == "service-container-hardened")
     assert rule.enforcement_level == EnforcementLevel.ADVISORY
@@ -135,7 +135,7 @@ def test_every_role_the_platform_gives_its_containers_is_a_platform_role():
     import os
     import re
 
-    from policies.rules.common import PLATFORM_ROLES
+    from bluegreen.policies.rules.common import PLATFORM_ROLES
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     roles = set()
     for path in glob.glob(os.path.join(root, "components", "platform", "*.py")):
@@ -176,7 +176,7 @@ def test_confinement_as_the_program_makes_it_passes_and_the_platform_is_left_alo
 
 
 def test_added_privileges_are_mandatory():
-    from policies.rules import ALL_POLICIES
+    from bluegreen.policies.rules import ALL_POLICIES
     from pulumi_policy import EnforcementLevel
     rule = next(p for p in ALL_POLICIES if p.name == "container-no-added-privileges")
     assert rule.enforcement_level == EnforcementLevel.MANDATORY

@@ -1,11 +1,11 @@
 import pytest
 
-from policies.rules.images import (check_dependency_image, check_service_image, image_problem,
+from bluegreen.policies.rules.images import (check_dependency_image, check_service_image, image_problem,
                                    registry_of)
 from policy_fakes import (DIGEST, IMAGE, UNKNOWN, dependency_container, platform_container, resource,
                           run_resource_policy, service_container)
 
-from policies.rules.common import REMOTE_IMAGE, parent_type, policy_config_file, stack_of
+from bluegreen.policies.rules.common import REMOTE_IMAGE, parent_type, policy_config_file, stack_of
 
 
 @pytest.mark.parametrize("repository, registry", [
@@ -97,7 +97,7 @@ def test_a_dependency_image_from_an_unlisted_registry_is_refused():
 
 
 def test_the_dependency_registry_rule_is_mandatory_and_leaves_other_containers_alone():
-    from policies.rules import ALL_POLICIES
+    from bluegreen.policies.rules import ALL_POLICIES
     from pulumi_policy import EnforcementLevel
     rule = next(p for p in ALL_POLICIES if p.name == "dependency-image-registry")
     assert rule.enforcement_level == EnforcementLevel.MANDATORY

@@ -1,6 +1,6 @@
 import json
 
-from policies.rules.live import check_live_untouched
+from bluegreen.policies.rules.live import check_live_untouched
 from policy_fakes import consul_key
 
 
@@ -29,5 +29,5 @@ def test_an_acknowledged_replacement_of_the_live_colour_passes():
 
 def test_the_rule_is_mandatory():
     from pulumi_policy import EnforcementLevel
-    from policies.rules.live import POLICIES
+    from bluegreen.policies.rules.live import POLICIES
     assert [p.enforcement_level for p in POLICIES] == [EnforcementLevel.MANDATORY]

@@ -15,7 +15,7 @@ from pulumi.runtime import proto
 from pulumi.runtime.proto import analyzer_pb2_grpc
 from pulumi_policy import EnforcementLevel, ResourceValidationPolicy, StackValidationPolicy
 
-from policies.rules import ALL_POLICIES, common
+from bluegreen.policies.rules import ALL_POLICIES, common
 from policy_fakes import service_container
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -39,7 +39,7 @@ def test_policies_are_named_described_and_levelled():
 
 
 def test_constants_mirror_the_components():
-    from components import naming as planning
+    from bluegreen.components import naming as planning
     assert common.REGISTRATION_TYPE == planning.dynamic_type(planning.REGISTRATION_TYPE)
     assert common.CONSUL_KEY_TYPE == planning.dynamic_type(planning.CONSUL_KEY_TYPE)
     assert common.HEALTH_GATE_TYPE == planning.dynamic_type(planning.HEALTH_GATE_TYPE)

@@ -1,4 +1,4 @@
-from policies.rules.production import check_both_colours, service_identity
+from bluegreen.policies.rules.production import check_both_colours, service_identity
 from policy_fakes import find, production_service, run_stack_policy
 
 RULE = "production-keeps-both-colours"

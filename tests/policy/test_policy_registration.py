@@ -1,4 +1,4 @@
-from policies.rules.registration import check_http_health, check_registered, find_registration
+from bluegreen.policies.rules.registration import check_http_health, check_registered, find_registration
 from policy_fakes import (UNKNOWN, find, production_service, registration_payload,
                           run_stack_policy, service_container)
 

@@ -2,8 +2,8 @@ import json
 
 import pytest
 
-from policies.rules.secret_markers import SecretStr
-from policies.rules.secrets import check_plaintext_secrets, secret_name, value_problem
+from bluegreen.policies.rules.secret_markers import SecretStr
+from bluegreen.policies.rules.secrets import check_plaintext_secrets, secret_name, value_problem
 from policy_fakes import (UNKNOWN, consul_key, registration, registration_payload,
                           run_resource_policy, service_container)
 

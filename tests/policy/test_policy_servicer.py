@@ -7,7 +7,7 @@ from pulumi_policy import EnforcementLevel
 from pulumi_policy.deserialize import SPECIAL_SECRET_SIG, SPECIAL_SIG_KEY
 from pulumi_policy.policy import _PolicyAnalyzerServicer
 
-from policies.rules import ALL_POLICIES, PACK_NAME, install_secret_markers
+from bluegreen.policies.rules import ALL_POLICIES, PACK_NAME, install_secret_markers
 from policy_fakes import UNKNOWN, production_service, service_container
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import urllib.parse
 
-from components.consul import api
+from bluegreen.components.consul import api
 
 
 class Response:

@@ -9,15 +9,15 @@ import types
 
 import pytest
 
-from components.model.config import Host
-from components.model.manifest import AcceptanceSpec, load_manifest, parse_manifest
-from components.model.validation import ConfigError
-from delivery import REPO, acceptance
-from delivery.acceptance import (AcceptanceRun, container_url, removal_arguments, run_acceptance,
+from bluegreen.components.model.config import Host
+from bluegreen.components.model.manifest import AcceptanceSpec, load_manifest, parse_manifest
+from bluegreen.components.model.validation import ConfigError
+from bluegreen.delivery import REPO, acceptance
+from bluegreen.delivery.acceptance import (AcceptanceRun, container_url, removal_arguments, run_acceptance,
                                  run_arguments)
-from delivery.build import BuildResult
-from delivery.pipeline import Pipeline, PipelineArgs
-from delivery.steps import StepFailed
+from bluegreen.delivery.build import BuildResult
+from bluegreen.delivery.pipeline import Pipeline, PipelineArgs
+from bluegreen.delivery.steps import StepFailed
 
 IMAGE = "127.0.0.1:15000/vizconfig@sha256:" + "a" * 64
 RUN = AcceptanceRun(name="bluegreen-acceptance-vizconfig-0123abcd", image=IMAGE,
@@ -114,7 +114,7 @@ def captured_runs(monkeypatch, code: int = 0, output: str = "ok: all") -> list:
         runs.append((run, engine))
         return code, output
 
-    monkeypatch.setattr("delivery.pipeline.run_acceptance", run_acceptance)
+    monkeypatch.setattr("bluegreen.delivery.pipeline.run_acceptance", run_acceptance)
     return runs
 
 
@@ -146,7 +146,7 @@ def test_an_image_the_manifest_names_runs_instead(tmp_path, monkeypatch):
 def test_a_tester_image_from_a_registry_the_stack_does_not_allow_is_not_run(tmp_path, monkeypatch):
     """The policy pack never sees it (`docker run` starts it), so the step checks it the same way."""
     runs = captured_runs(monkeypatch)
-    monkeypatch.setattr("delivery.stacks.REPO", str(tmp_path))
+    monkeypatch.setattr("bluegreen.delivery.stacks.REPO", str(tmp_path))
     tester = "evil.example.com/api-tests@sha256:" + "b" * 64
     pipeline = pipeline_for(tmp_path, {"command": "pytest -q", "image": tester})
     with pytest.raises(StepFailed) as refused:

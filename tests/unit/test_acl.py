@@ -9,18 +9,18 @@ import uuid
 import bcrypt
 import pytest
 
-from components.consul import api as consul_api
-from components.consul import rules
-from components.consul.key import _ConsulKeyProvider
-from components.consul.registration import _AgentRegistrationProvider
-from components.model.config import Host, parse_platform_secrets
-from components.model.validation import ConfigError
-from components.naming import PLATFORM_TOKEN_FILE
-from components.platform.consul_cluster import ACL_SETTINGS, agent_command, agent_secrets
-from components.platform.generated_secret import generate
-from components import naming
-from components.model.credentials import credential, deployer_token
-from components.platform.htpasswd import _HtpasswdProvider, entry_matches, htpasswd_entry
+from bluegreen.components.consul import api as consul_api
+from bluegreen.components.consul import rules
+from bluegreen.components.consul.key import _ConsulKeyProvider
+from bluegreen.components.consul.registration import _AgentRegistrationProvider
+from bluegreen.components.model.config import Host, parse_platform_secrets
+from bluegreen.components.model.validation import ConfigError
+from bluegreen.components.naming import PLATFORM_TOKEN_FILE
+from bluegreen.components.platform.consul_cluster import ACL_SETTINGS, agent_command, agent_secrets
+from bluegreen.components.platform.generated_secret import generate
+from bluegreen.components import naming
+from bluegreen.components.model.credentials import credential, deployer_token
+from bluegreen.components.platform.htpasswd import _HtpasswdProvider, entry_matches, htpasswd_entry
 from unit_harness import (ACL_TOKEN, CONTAINER, HTPASSWD, ProgramFailed, fake_secret, is_secret,
                           plain, run_program)
 
@@ -410,8 +410,8 @@ def test_an_existing_token_is_updated_or_replaced_when_its_secret_differs(monkey
 def test_a_colour_deployed_before_acls_keeps_its_containers_and_a_new_deploy_gets_the_token(monkeypatch):
     """The live colour runs as it was deployed before ACLs (its slot records the tokenless shape):
     it gets no token file, so nothing of it is replaced; the colour being deployed gets one."""
-    from components.consul.records import ServiceRecords
-    from components.service import colour_slot
+    from bluegreen.components.consul.records import ServiceRecords
+    from bluegreen.components.service import colour_slot
 
     from test_wiring import _released
     tokenless_shapes = {}

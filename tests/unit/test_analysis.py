@@ -6,7 +6,7 @@ import math
 import pytest
 from hypothesis import given, strategies as st
 
-from components.model.analysis import FAIL, PASS, TOO_LITTLE, Bounds, analyse, traffic_queries
+from bluegreen.components.model.analysis import FAIL, PASS, TOO_LITTLE, Bounds, analyse, traffic_queries
 
 BOUNDS = Bounds()   # 99%, 500 ms, 60 s, 20 requests
 

@@ -8,14 +8,14 @@ import json
 
 import pytest
 
-from components.consul import rules
-from components.model.audit import (
+from bluegreen.components.consul import rules
+from bluegreen.components.model.audit import (
     Operator, actor_name, audit_key, audit_lines, audit_record, expired, since
 )
-from components.model.config import AUDIT_RETENTION_S, parse_stack_config
-from components.model.lock import ago, held_message, holder_record, parse_holder, status_line
-from components.model.validation import LONG_UNITS, ConfigError, Fields, parse_duration
-from components.naming import audit_prefix, audit_stamp, audit_stamp_time, lock_key
+from bluegreen.components.model.config import AUDIT_RETENTION_S, parse_stack_config
+from bluegreen.components.model.lock import ago, held_message, holder_record, parse_holder, status_line
+from bluegreen.components.model.validation import LONG_UNITS, ConfigError, Fields, parse_duration
+from bluegreen.components.naming import audit_prefix, audit_stamp, audit_stamp_time, lock_key
 
 NOW = datetime.datetime(2024, 5, 1, 12, 0, 0, 250000, tzinfo=datetime.timezone.utc)
 WHO = Operator("ana@ci", "./bg rollback vizconfig --stack production")
@@ -146,7 +146,7 @@ def test_the_deployer_keeps_the_trail_and_holds_locks_with_sessions():
 
 
 def test_a_lock_held_by_a_dead_process_of_this_machine_is_abandoned():
-    from components.model.lock import abandoned
+    from bluegreen.components.model.lock import abandoned
     holder = {"host": "vm", "pid": 4242}
     assert abandoned(holder, "vm", alive=lambda pid: False)
     assert not abandoned(holder, "vm", alive=lambda pid: True)

@@ -9,13 +9,13 @@ from types import SimpleNamespace
 
 import pytest
 
-from components import naming
-from components.model import analysis, rollout
-from components.consul.records import ServiceRecords
-from components.model.bake import disagreement, flip_record, flips, rollout_start
-from components.model.config import ColourConfig, ServiceConfig, parse_stack_config
-from components.model.release import rollback_target
-from components.model.validation import ConfigError
+from bluegreen.components import naming
+from bluegreen.components.model import analysis, rollout
+from bluegreen.components.consul.records import ServiceRecords
+from bluegreen.components.model.bake import disagreement, flip_record, flips, rollout_start
+from bluegreen.components.model.config import ColourConfig, ServiceConfig, parse_stack_config
+from bluegreen.components.model.release import rollback_target
+from bluegreen.components.model.validation import ConfigError
 from unit_harness import CONSUL_KEY, ROOT, ProgramFailed, run_program
 from consul_agent import Response
 from consul_image import load_script
@@ -293,7 +293,7 @@ def test_the_platform_runs_two_watchdogs_beside_its_agent_and_proxy():
 # --- the flips outside pulumi up ---------------------------------------------------------------
 
 def test_rollback_and_promote_write_the_bake_record_in_the_flip_transaction(monkeypatch):
-    from delivery import flip
+    from bluegreen.delivery import flip
     config = parse_stack_config("production", {
         "environment": "production", "platformStack": "org/bluegreen/platform",
         "hosts": {"local": {"docker": "unix:///var/run/docker.sock", "consul": "http://c:8500"}},

@@ -73,6 +73,7 @@ def test_help_in_a_fresh_clone_before_any_set_up(tmp_path):
     shutil.copy(os.path.join(ROOT, "toolchain", "versions.env"), clone / "toolchain")
     shutil.copytree(os.path.join(ROOT, "bootstrap"), clone / "bootstrap")
     shutil.copytree(os.path.join(ROOT, "delivery"), clone / "delivery")
+    shutil.copytree(os.path.join(ROOT, "bluegreen"), clone / "bluegreen", symlinks=True)
     path = os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep) if ".venv" not in p)
     result = subprocess.run([str(clone / "bg"), "pipeline", "--help"], capture_output=True, text=True,
                             timeout=30, env={**os.environ, "PATH": path,

@@ -16,10 +16,10 @@ import yaml
 from hypothesis import given, strategies as st
 from packaging.requirements import Requirement
 
-from components.model.config import parse_stack_config
-from components.model.wire import integral_numbers
-from components.package.platform import Platform
-from components.package.service import Service
+from bluegreen.components.model.config import parse_stack_config
+from bluegreen.components.model.wire import integral_numbers
+from bluegreen.components.package.platform import Platform
+from bluegreen.components.package.service import Service
 from unit_harness import ROOT, ProgramFailed, binary, run_program, stack_config
 
 PROVIDER = os.path.join(ROOT, "provider")
@@ -151,9 +151,8 @@ def built_wheel(directory) -> zipfile.ZipFile:
     """The wheel of a copy of the package's sources (a build in the checkout would leave build/
     there), made with the virtualenv's setuptools, without any index."""
     source = directory / "source"
-    for tree in ("components", "delivery", "policies"):
-        shutil.copytree(os.path.join(ROOT, tree), source / tree,
-                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    shutil.copytree(os.path.join(ROOT, "bluegreen"), source / "bluegreen", symlinks=False,
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     shutil.copy(os.path.join(ROOT, "pyproject.toml"), source)
     done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
                            "--no-index", "-q", "-w", str(directory / "dist"), str(source)],
@@ -170,9 +169,10 @@ def test_the_wheel_holds_the_package_and_declares_its_dependencies(tmp_path):
     for expected in ("components/package/service.py", "components/package/platform.py",
                      "components/program.py", "components/model/wire.py", "delivery/pipeline.py",
                      "policies/__main__.py", "policies/PulumiPolicy.yaml"):
-        assert expected in names, expected
+        assert f"bluegreen/{expected}" in names, expected
+    # One top-level name: nothing of the package collides with another's modules.
     assert {name.split("/", 1)[0] for name in names} == {
-        "components", "delivery", "policies", f"bluegreen-{pyproject()['project']['version']}.dist-info"}
+        "bluegreen", f"bluegreen-{pyproject()['project']['version']}.dist-info"}
     metadata = wheel.read(f"bluegreen-{pyproject()['project']['version']}.dist-info/METADATA").decode()
     required = {normalised(line.split(": ", 1)[1]) for line in metadata.splitlines()
                 if line.startswith("Requires-Dist: ")}

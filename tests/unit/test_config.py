@@ -8,7 +8,7 @@ import os
 import pytest
 import yaml
 
-from components.model.config import (
+from bluegreen.components.model.config import (
     ColourConfig,
     deployer_environments,
     ConsulSettings,
@@ -19,9 +19,9 @@ from components.model.config import (
     StackConfig,
     parse_stack_config,
 )
-from components.model.validation import ConfigError
-from components.model.vrrp import vrrp_environment
-from components.naming import vrrp_router_id
+from bluegreen.components.model.validation import ConfigError
+from bluegreen.components.model.vrrp import vrrp_environment
+from bluegreen.components.naming import vrrp_router_id
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -380,7 +380,7 @@ def test_the_config_keys_are_the_ones_pulumi_yaml_declares():
 
     import yaml
 
-    from components.model.config import OBJECT_KEYS, SECRET_KEYS, STRING_KEYS
+    from bluegreen.components.model.config import OBJECT_KEYS, SECRET_KEYS, STRING_KEYS
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     with open(os.path.join(root, "Pulumi.yaml"), encoding="utf-8") as handle:
         declared = yaml.safe_load(handle)["config"]

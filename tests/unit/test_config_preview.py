@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
-from delivery import REPO
-from delivery.config_preview import ENGINE_NOTE, render, service_changes, stack_changes, stack_file_at
+from bluegreen.delivery import REPO
+from bluegreen.delivery.config_preview import ENGINE_NOTE, render, service_changes, stack_changes, stack_file_at
 
 OLD = "127.0.0.1:15000/vizconfig@sha256:" + "1" * 64
 NEW = "127.0.0.1:15000/vizconfig@sha256:" + "2" * 64

@@ -9,16 +9,16 @@ import types
 
 import pytest
 
-from components.model.manifest import AcceptanceSpec, parse_manifest
-from components.model.validation import ConfigError
-from delivery import cli
-from components.model.config import ColourConfig, ServiceConfig
-from components.model.analysis import Bounds
-from delivery.pipeline import (Pipeline, PipelineArgs, colour_running, flip_detail, flip_record,
+from bluegreen.components.model.manifest import AcceptanceSpec, parse_manifest
+from bluegreen.components.model.validation import ConfigError
+from bluegreen.delivery import cli
+from bluegreen.components.model.config import ColourConfig, ServiceConfig
+from bluegreen.components.model.analysis import Bounds
+from bluegreen.delivery.pipeline import (Pipeline, PipelineArgs, colour_running, flip_detail, flip_record,
                                flips_with_deploy, run_pipeline)
-from delivery.staging import StagePlan, Staging, stage_plan
-from delivery.stacks import classify, container_changes, decode_values, error_summary, short_name
-from delivery.steps import (FAILED, INCLUDED, NOT_RUN, PASSED, PIPELINE_STEPS, SKIPPED,
+from bluegreen.delivery.staging import StagePlan, Staging, stage_plan
+from bluegreen.delivery.stacks import classify, container_changes, decode_values, error_summary, short_name
+from bluegreen.delivery.steps import (FAILED, INCLUDED, NOT_RUN, PASSED, PIPELINE_STEPS, SKIPPED,
                             PipelineFailed, Run, StepFailed, step_shares, write_report)
 
 
@@ -231,8 +231,8 @@ def test_invalid_acceptance_names_the_field(tmp_path, acceptance, field, problem
 
 
 def test_the_example_service_declares_its_acceptance_tests():
-    from delivery import REPO
-    from components.model.manifest import load_manifest
+    from bluegreen.delivery import REPO
+    from bluegreen.components.model.manifest import load_manifest
     manifest = load_manifest(f"{REPO}/services/vizconfig/service.yaml")
     assert manifest.acceptance.command == ("python3", "/app/tests/acceptance.py")
 

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from components import naming
-from components.consul.api import KVEntry
+from bluegreen.components import naming
+from bluegreen.components.consul.api import KVEntry
 from consul_image import load_script
 
 pytestmark = pytest.mark.unit

@@ -12,7 +12,7 @@ import os
 
 import pytest
 
-from delivery.preview import (MARKER, StackPreview, Violation, affected_stacks, order_stacks,
+from bluegreen.delivery.preview import (MARKER, StackPreview, Violation, affected_stacks, order_stacks,
                               render_markdown, short_digest, summarise, urn_parts)
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "test_delivery_data")
@@ -209,7 +209,7 @@ def test_stacks_are_selected_from_the_git_diff(tmp_path):
     """A scratch repo: one stack edited, one added, one ignored, one untouched, a file removed."""
     import subprocess
 
-    from delivery.preview import changed_paths, default_base, stack_configs
+    from bluegreen.delivery.preview import changed_paths, default_base, stack_configs
 
     def git(*args):
         subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path,
@@ -293,7 +293,7 @@ def test_a_service_stacks_summary_uses_the_inherited_environment(recorded):
 
 
 def test_a_split_change_is_shown_in_words(recorded):
-    from components.model.split import Cohort, Split, split_value
+    from bluegreen.components.model.split import Cohort, Split, split_value
     digest = copy.deepcopy(recorded)
     key = "bluegreen/splits/e2e-pipe-prod/vizconfig"
     urn = next(s["urn"] for s in recorded["steps"] if s["urn"].endswith("-vizconfig-alias-key"))

@@ -8,11 +8,11 @@ from types import SimpleNamespace
 
 from hypothesis import given, strategies as st
 
-from components import naming
-from components.consul.records import ServiceRecords
-from components.model import election
-from components.platform.watchdog import WatchdogArgs
-from delivery.status import status_lines, status_of
+from bluegreen.components import naming
+from bluegreen.components.consul.records import ServiceRecords
+from bluegreen.components.model import election
+from bluegreen.components.platform.watchdog import WatchdogArgs
+from bluegreen.delivery.status import status_lines, status_of
 
 from consul_agent import FakeAgent
 from test_bake import watchdog

@@ -5,10 +5,10 @@ import textwrap
 
 import pytest
 
-from components.model.config import parse_stack_config
-from components.model.manifest import load_manifest
-from components.model.validation import ConfigError
-from components.stack_inputs import check_manifests
+from bluegreen.components.model.config import parse_stack_config
+from bluegreen.components.model.manifest import load_manifest
+from bluegreen.components.model.validation import ConfigError
+from bluegreen.components.stack_inputs import check_manifests
 
 HOSTS = {"local": {"docker": "unix:///var/run/docker.sock", "consul": "http://127.0.0.1:8500",
                    "bridgeAddress": "172.17.0.1"}}

@@ -4,8 +4,8 @@ until its next deploy."""
 
 import json
 
-from components.consul.records import ServiceRecords
-from components.service import colour_slot
+from bluegreen.components.consul.records import ServiceRecords
+from bluegreen.components.service import colour_slot
 from test_wiring import STACK, Deployment, _released, config
 from unit_harness import run_program
 

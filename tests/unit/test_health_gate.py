@@ -3,9 +3,9 @@
 import pytest
 from hypothesis import given, strategies as st
 
-from components.consul import checks, health_gate
-from components.consul.api import CheckState
-from components.consul.checks import Unreachable, gate_problems, wait_for_gate
+from bluegreen.components.consul import checks, health_gate
+from bluegreen.components.consul.api import CheckState
+from bluegreen.components.consul.checks import Unreachable, gate_problems, wait_for_gate
 from unit_harness import FakeClock
 
 

@@ -16,12 +16,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from components.consul import hooks as flip_hooks
-from components.consul import route_proof
-from components import naming
-from components.model import hooks
-from components.model.config import parse_stack_config
-from components.model.validation import ConfigError
+from bluegreen.components.consul import hooks as flip_hooks
+from bluegreen.components.consul import route_proof
+from bluegreen.components import naming
+from bluegreen.components.model import hooks
+from bluegreen.components.model.config import parse_stack_config
+from bluegreen.components.model.validation import ConfigError
 from test_config import BASE, ROOT
 
 PAYLOAD = hooks.flip_payload(event=hooks.FLIP, service="tiny", environment="prod", before="blue",
@@ -288,7 +288,7 @@ def test_the_watchdog_tells_the_hooks_of_its_roll_back(monkeypatch, targets):
 
 
 def test_a_service_with_hooks_writes_them_where_the_proxy_cannot_read():
-    from components.consul import rules
+    from bluegreen.components.consul import rules
     key = naming.hooks_key("production", "vizconfig")
     assert not any(key.startswith(prefix) for prefix in rules.PROXY_PREFIXES)
     assert any(key.startswith(prefix) for prefix in rules.WATCHDOG_READS)
@@ -299,8 +299,8 @@ def test_a_service_with_hooks_writes_them_where_the_proxy_cannot_read():
 # --- ./bg approve --------------------------------------------------------------------------------
 
 def test_approve_marks_the_held_flip_with_its_audit_record_in_one_transaction(monkeypatch):
-    from components.model.audit import Operator
-    from delivery import approve
+    from bluegreen.components.model.audit import Operator
+    from bluegreen.delivery import approve
     key = naming.approval_key("prod", "tiny")
     waiting = hooks.waiting_record(PAYLOAD, "2026-12-07T03:00:00Z")
     transactions = []
@@ -324,7 +324,7 @@ def test_approve_marks_the_held_flip_with_its_audit_record_in_one_transaction(mo
     ("garbage", "(it holds 'garbage')"),
 ])
 def test_approve_refuses_when_nothing_waits(monkeypatch, value, says):
-    from delivery import approve
+    from bluegreen.delivery import approve
     monkeypatch.setattr(approve.consul_api, "kv_get_indexed", lambda *_: (value, 3 if value else 0))
     with pytest.raises(approve.NothingHeld, match=re.escape(says)):
         approve.held_flip("c", naming.approval_key("prod", "tiny"), "t")
@@ -352,7 +352,7 @@ def test_the_alias_carries_the_hooks_and_what_it_moves_and_the_watchdog_gets_its
 
 def fake_consul_for_flips(monkeypatch, alias="blue"):
     """delivery.flip against a fake Consul: the alias, and every transaction it writes."""
-    from delivery import flip
+    from bluegreen.delivery import flip
     transactions = []
     monkeypatch.setattr(flip, "check_colour", lambda move: 0.0)
     monkeypatch.setattr(flip.consul_api, "kv_get_indexed", lambda *_: (alias, 7))
@@ -372,7 +372,7 @@ def a_move(flip, **entry):
 
 
 def test_a_vetoed_flip_writes_nothing_and_a_flip_that_goes_tells_after_the_transaction(monkeypatch, targets):
-    from components.model.audit import Operator
+    from bluegreen.components.model.audit import Operator
     flip, transactions = fake_consul_for_flips(monkeypatch)
     before, after, notify = targets(status=503, body="frozen"), targets(), targets()
     entry = {"hooks": {"beforeFlip": before.url, "afterFlip": after.url}, "notify": notify.url}

@@ -11,10 +11,10 @@ import re
 import pytest
 from hypothesis import HealthCheck, example, given, settings, strategies as st
 
-from components.model.config import parse_stack_config
-from components.model.manifest import parse_manifest
-from components.model.validation import ConfigError
-from components.naming import PROXY_JOINER, reserved_variables
+from bluegreen.components.model.config import parse_stack_config
+from bluegreen.components.model.manifest import parse_manifest
+from bluegreen.components.model.validation import ConfigError
+from bluegreen.components.naming import PROXY_JOINER, reserved_variables
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

@@ -4,9 +4,9 @@ import copy
 
 import pytest
 
-from components.model.config import parse_stack_config
-from components.model.validation import ConfigError
-from components.platform.consul_cluster import agent_command, docker_socket_path
+from bluegreen.components.model.config import parse_stack_config
+from bluegreen.components.model.validation import ConfigError
+from bluegreen.components.platform.consul_cluster import agent_command, docker_socket_path
 from test_config import ROOT, stack_values
 
 

@@ -11,8 +11,8 @@ import os
 import pulumi
 import pytest
 
-from components.consul.records import ServiceRecords
-from components.model.release import Release
+from bluegreen.components.consul.records import ServiceRecords
+from bluegreen.components.model.release import Release
 from test_wiring import ENV, STACK, Deployment, config
 from unit_harness import CONSUL_KEY, CONTAINER, ProgramFailed, plain, run_program
 
@@ -141,7 +141,7 @@ def test_a_configuration_only_change_is_a_release_of_its_own():
 # --- rollback's plan, from Consul's records alone -------------------------------------------------
 
 def stack_service(cfg: dict):
-    from components.model.config import parse_stack_config
+    from bluegreen.components.model.config import parse_stack_config
     from unit_harness import ROOT
     return parse_stack_config(STACK, cfg, ROOT).services[0]
 
@@ -158,7 +158,7 @@ def after_a_failed_deploy_of_v3() -> tuple:
 
 
 def test_rollback_to_a_version_goes_to_the_colour_the_alias_does_not_name_with_its_config():
-    from delivery.rollback import plan_rollback
+    from bluegreen.delivery.rollback import plan_rollback
     settings, consul = after_a_failed_deploy_of_v3()
     plan = plan_rollback(settings, consul, "1.0.0")
     assert (plan.action, plan.live, plan.colour, plan.release) == ("redeploy", "green", "blue", "1.0.0")
@@ -168,7 +168,7 @@ def test_rollback_to_a_version_goes_to_the_colour_the_alias_does_not_name_with_i
 
 
 def test_rollback_after_a_failed_flip_records_what_serves():
-    from delivery.rollback import plan_rollback
+    from bluegreen.delivery.rollback import plan_rollback
     settings, consul = after_a_failed_deploy_of_v3()
     plan = plan_rollback(settings, consul, None)
     assert (plan.action, plan.colour, plan.release) == ("reconcile", "green", "2.0.0")
@@ -178,7 +178,7 @@ def test_rollback_after_a_failed_flip_records_what_serves():
 
 
 def test_rollback_when_the_offline_colour_runs_the_target_moves_only_the_alias():
-    from delivery.rollback import plan_rollback
+    from bluegreen.delivery.rollback import plan_rollback
     first = consul_after(deploy(config(live="blue", green=None)), "blue")
     second = consul_after(deploy(config(live="green"), first), "green", first)
     plan = plan_rollback(stack_service(config(live="green")), second, None)

@@ -15,18 +15,18 @@ import os
 from hypothesis import settings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from components.consul.records import ServiceRecords
-from components.model.config import parse_stack_config
-from components.model.live import dependencies_shape, serving_colour
-from components.model.manifest import load_manifest
-from components.model.release import (
+from bluegreen.components.consul.records import ServiceRecords
+from bluegreen.components.model.config import parse_stack_config
+from bluegreen.components.model.live import dependencies_shape, serving_colour
+from bluegreen.components.model.manifest import load_manifest
+from bluegreen.components.model.release import (
     Release, history_entry, plan_colours, release_config, release_id, release_version
 )
-from components.model.validation import ConfigError
-from components.naming import COLOURS, offline_colour
-from components.stack_inputs import check_live_untouched, colour_change
-from delivery.promote import runs_as_configured
-from delivery.rollback import RollbackRefused, plan_rollback
+from bluegreen.components.model.validation import ConfigError
+from bluegreen.components.naming import COLOURS, offline_colour
+from bluegreen.components.stack_inputs import check_live_untouched, colour_change
+from bluegreen.delivery.promote import runs_as_configured
+from bluegreen.delivery.rollback import RollbackRefused, plan_rollback
 from unit_harness import ROOT
 
 MANIFEST = load_manifest(os.path.join(ROOT, "services/vizconfig/service.yaml"))

@@ -7,7 +7,7 @@ import pytest
 import yaml
 from hypothesis import HealthCheck as HypothesisHealthCheck, given, settings, strategies as st
 
-from components.model.manifest import (
+from bluegreen.components.model.manifest import (
     NAME_PATTERN,
     BuildSpec,
     Dependency,
@@ -17,8 +17,8 @@ from components.model.manifest import (
     load_manifest,
     parse_manifest,
 )
-from components.model.validation import ConfigError
-from components.naming import PLATFORM_VARIABLES
+from bluegreen.components.model.validation import ConfigError
+from bluegreen.components.naming import PLATFORM_VARIABLES
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 EXAMPLE = os.path.join(ROOT, "services", "vizconfig", "service.yaml")

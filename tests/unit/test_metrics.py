@@ -7,8 +7,8 @@ import yaml
 
 import test_wiring
 import unit_harness
-from components.model.prometheus import scrape_config
-from components.platform.metrics import MetricsArgs
+from bluegreen.components.model.prometheus import scrape_config
+from bluegreen.components.platform.metrics import MetricsArgs
 
 PROMETHEUS = {"image": "bluegreen/prometheus:2.42.0", "port": 19090}
 

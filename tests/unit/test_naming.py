@@ -12,7 +12,7 @@ import jsonschema
 import pytest
 from hypothesis import given, strategies as st
 
-from components.naming import (
+from bluegreen.components.naming import (
     COLOURS,
     alias_key,
     bridge_listen_key,
@@ -257,7 +257,7 @@ def _digest_in_a_child(directory, timeout_s: float = 20) -> str:
     """context_digest(directory) in a child process: one that opens a FIFO waits forever for a
     writer, and the timeout ends it."""
     return subprocess.run(
-        [sys.executable, "-c", "import sys; from components.naming import context_digest; "
+        [sys.executable, "-c", "import sys; from bluegreen.components.naming import context_digest; "
                                "print(context_digest(sys.argv[1]))", str(directory)],
         capture_output=True, text=True, timeout=timeout_s, check=True).stdout.strip()
 
@@ -295,7 +295,7 @@ def test_naming_imports_only_the_standard_library():
     import ast
     import sys
 
-    import components.naming as naming
+    import bluegreen.components.naming as naming
     tree = ast.parse(open(naming.__file__, encoding="utf-8").read())
     imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
                 for alias in node.names}
@@ -306,7 +306,7 @@ def test_naming_imports_only_the_standard_library():
 
 
 def test_owning_service_prefers_the_longest_name():
-    from components.naming import owning_service, service_component_name, slot_image_name
+    from bluegreen.components.naming import owning_service, service_component_name, slot_image_name
     services = ["api", "api-admin"]
     assert owning_service("prod", services, "prod-api-admin-blue-gate") == ("api-admin", "blue-gate")
     assert owning_service("prod", services, "prod-api-green-local-0") == ("api", "green-local-0")

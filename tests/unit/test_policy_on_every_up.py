@@ -10,8 +10,8 @@ import types
 import pytest
 import yaml
 
-from delivery import build, recovery, stacks
-from policies.rules.common import policy_config_file
+from bluegreen.delivery import build, recovery, stacks
+from bluegreen.policies.rules.common import policy_config_file
 from unit_harness import ROOT
 
 PACK = os.path.join(ROOT, "policies")

@@ -10,12 +10,12 @@ import requests
 from hypothesis import given
 from hypothesis import strategies as st
 
-from components.model.analysis import FAIL, PASS, TOO_LITTLE, Bounds, Verdict, preview_refusal
-from components.model.audit import Operator
-from components.model.config import parse_stack_config
-from components.model.hooks import ROLLBACK
-from components.model.validation import ConfigError
-from delivery import flip, preview_gate
+from bluegreen.components.model.analysis import FAIL, PASS, TOO_LITTLE, Bounds, Verdict, preview_refusal
+from bluegreen.components.model.audit import Operator
+from bluegreen.components.model.config import parse_stack_config
+from bluegreen.components.model.hooks import ROLLBACK
+from bluegreen.components.model.validation import ConfigError
+from bluegreen.delivery import flip, preview_gate
 from test_config import BASE, ROOT
 
 PROMETHEUS = "http://127.0.0.1:9"
@@ -174,8 +174,8 @@ def test_a_flip_whose_preview_passes_goes_and_says_what_was_judged(monkeypatch, 
 def test_the_pipeline_refuses_its_flip_before_touching_the_stack_file(monkeypatch, prometheus):
     from types import SimpleNamespace
 
-    from delivery.pipeline import Pipeline
-    from delivery.steps import StepFailed
+    from bluegreen.delivery.pipeline import Pipeline
+    from bluegreen.delivery.steps import StepFailed
     prometheus(counts={"2xx": 3.0})
     config, service = settings(gate={"previewTraffic": {}})
     changed, recorded, said = [], [], []

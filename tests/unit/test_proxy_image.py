@@ -7,7 +7,7 @@ import re
 
 from hypothesis import given, strategies as st
 
-from components.naming import PROXY_HEADERS, PROXY_PREVIEW_HEADER
+from bluegreen.components.naming import PROXY_HEADERS, PROXY_PREVIEW_HEADER
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 IMAGE = os.path.join(ROOT, "images", "proxy")

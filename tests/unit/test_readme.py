@@ -7,7 +7,7 @@ import re
 import pytest
 import yaml
 
-from components.model.config import parse_stack_config
+from bluegreen.components.model.config import parse_stack_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 READMES = ["README.md", "delivery/README.md", "policies/README.md", "docs/service-teams.md",

@@ -3,9 +3,9 @@
 import json
 import os
 
-from components.consul.api import is_leaderless
-from delivery import recovery
-from delivery.recovery import Lock, Orphan, pending_orphans, stale_locks, without_pending
+from bluegreen.components.consul.api import is_leaderless
+from bluegreen.delivery import recovery
+from bluegreen.delivery.recovery import Lock, Orphan, pending_orphans, stale_locks, without_pending
 
 
 def test_only_locks_of_dead_processes_on_this_machine_are_stale():
@@ -98,7 +98,7 @@ def test_a_checkpoint_sidecar_left_empty_by_a_kill_is_removed(tmp_path):
 def test_a_zombie_is_not_alive():
     import os
     import time
-    from delivery.recovery import pid_alive
+    from bluegreen.delivery.recovery import pid_alive
     child = os.fork()
     if child == 0:
         os._exit(0)

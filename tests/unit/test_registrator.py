@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import pytest
 from hypothesis import given, strategies as st
 
-from components.naming import docker_name, instance_id, platform_instance
+from bluegreen.components.naming import docker_name, instance_id, platform_instance
 from consul_image import load_script
 
 VICTIM = instance_id("production", "vizconfig", "blue", "local", 0)

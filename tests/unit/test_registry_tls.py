@@ -10,13 +10,13 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from components.model.config import parse_platform_secrets
-from components.model.validation import ConfigError
-from components.naming import DOCKER_CERTS_DIR, REGISTRY_CA_DIR, registry_ca_file, registry_trust_dir
-from components.platform.docker_host import needs_tls, registry_url
-from components.platform.registry import TLS_CERTIFICATE_FILE, TLS_KEY_FILE
-from components.platform.registry_certificate import issue
-from components.platform.registry_trust import CA_MOUNT, MOUNT, UPLOADED, install_script
+from bluegreen.components.model.config import parse_platform_secrets
+from bluegreen.components.model.validation import ConfigError
+from bluegreen.components.naming import DOCKER_CERTS_DIR, REGISTRY_CA_DIR, registry_ca_file, registry_trust_dir
+from bluegreen.components.platform.docker_host import needs_tls, registry_url
+from bluegreen.components.platform.registry import TLS_CERTIFICATE_FILE, TLS_KEY_FILE
+from bluegreen.components.platform.registry_certificate import issue
+from bluegreen.components.platform.registry_trust import CA_MOUNT, MOUNT, UPLOADED, install_script
 from test_config import stack_values
 from unit_harness import (CONTAINER, REGISTRY_CERTIFICATE, fake_secret, is_secret, plain,
                           run_program)
@@ -144,8 +144,8 @@ def test_a_partial_or_malformed_site_certificate_is_refused_naming_the_field(cha
 
 
 def test_the_trust_containers_pass_the_container_policies():
-    from policies.rules import containers
-    from policies.rules.common import CONTAINER as POLICY_CONTAINER
+    from bluegreen.policies.rules import containers
+    from bluegreen.policies.rules.common import CONTAINER as POLICY_CONTAINER
     trust = [r for r in platform_resources() if r.type == CONTAINER
              and r.label("bluegreen.role") == "registry-trust"]
     for container in trust:

@@ -5,12 +5,12 @@ import os
 
 import pytest
 
-from components.model.config import ColourConfig, ServiceConfig
-from components.model.manifest import load_manifest
-from components.model.release import (
+from bluegreen.components.model.config import ColourConfig, ServiceConfig
+from bluegreen.components.model.manifest import load_manifest
+from bluegreen.components.model.release import (
     Release, RuntimeSpec, history_entry, plan_colours, rollback_target, suggest_next
 )
-from components.model.validation import ConfigError
+from bluegreen.components.model.validation import ConfigError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MANIFEST = load_manifest(os.path.join(ROOT, "services/vizconfig/service.yaml"))

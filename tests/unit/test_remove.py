@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from delivery.remove import RemovePlan, describe, image_names, why_not
+from bluegreen.delivery.remove import RemovePlan, describe, image_names, why_not
 
 REGISTRY = "127.0.0.1:15000"
 REPOSITORIES = (f"{REGISTRY}/vizconfig", f"{REGISTRY}/vizconfig-db")

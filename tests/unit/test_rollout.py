@@ -12,11 +12,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from components import naming
-from components.model import rollout
-from components.model.bake import rollout_start
-from components.model.config import Rollout
-from components.model.validation import ConfigError
+from bluegreen.components import naming
+from bluegreen.components.model import rollout
+from bluegreen.components.model.bake import rollout_start
+from bluegreen.components.model.config import Rollout
+from bluegreen.components.model.validation import ConfigError
 from test_bake import stack
 from test_live import consul_after, deploy, refused
 from test_wiring import ENV, config

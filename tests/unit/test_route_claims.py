@@ -10,11 +10,11 @@ from hypothesis import given, settings, strategies as st
 
 from unit_harness import CONSUL_KEY, ProgramFailed, run_program, stack_config
 
-from components.consul import api as consul_api
-from components.consul import route_claims
-from components.model.config import stack_deploying
-from components.model.routes import RouteBook, RouteUse, route_book, route_holder, route_taken
-from components.naming import route_claim_key, route_key, routes_prefix
+from bluegreen.components.consul import api as consul_api
+from bluegreen.components.consul import route_claims
+from bluegreen.components.model.config import stack_deploying
+from bluegreen.components.model.routes import RouteBook, RouteUse, route_book, route_holder, route_taken
+from bluegreen.components.naming import route_claim_key, route_key, routes_prefix
 
 ENV = "production"
 USE = RouteUse(ENV, "beta", "alpha", "/repos/beta/service.yaml", "stacks/Pulumi.production.beta.yaml")

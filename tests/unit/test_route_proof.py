@@ -6,9 +6,9 @@ from types import SimpleNamespace
 import pytest
 import requests
 
-from components.consul import api as consul_api
-from components.consul import checks, health_gate, route_proof
-from components.consul.route_proof import COLOUR_HEADER, ROUTE_HEADER, route_problem, wait_for_route
+from bluegreen.components.consul import api as consul_api
+from bluegreen.components.consul import checks, health_gate, route_proof
+from bluegreen.components.consul.route_proof import COLOUR_HEADER, ROUTE_HEADER, route_problem, wait_for_route
 from unit_harness import FakeClock
 
 URL = "http://127.0.0.1:18080/integration/vizconfig/"

@@ -8,9 +8,9 @@ import shutil
 import pytest
 import yaml
 
-from components.model.config import parse_stack_config, stack_values
-from components.model.validation import ConfigError
-from components.platform.address_pools import (
+from bluegreen.components.model.config import parse_stack_config, stack_values
+from bluegreen.components.model.validation import ConfigError
+from bluegreen.components.platform.address_pools import (
     BUILTIN_POOLS, EngineNetworks, check_capacity, new_networks, pool_capacity,
     private_network_hosts
 )
@@ -318,7 +318,7 @@ def test_a_service_stack_error_registers_nothing(project):
 
 
 def test_delivery_commands_find_the_service_stack_of_an_environment(project):
-    from delivery.stacks import stack_for_service
+    from bluegreen.delivery.stacks import stack_for_service
 
     write_stack(project, "production.plain", service_stack())
     root = str(project)

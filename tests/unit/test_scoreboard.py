@@ -13,11 +13,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from components.model.release import history_entry, went_live
-from components.model.scoreboard import (
+from bluegreen.components.model.release import history_entry, went_live
+from bluegreen.components.model.scoreboard import (
     deployments, delivery_metrics, duration_words, exposition, summary
 )
-from components.naming import format_time
+from bluegreen.components.naming import format_time
 
 pytestmark = pytest.mark.unit
 
@@ -166,7 +166,7 @@ def test_a_rollback_to_a_release_is_no_new_deployment(history):
 
 
 def test_a_release_records_the_time_of_its_build_contexts_commit_unless_it_holds_changes(tmp_path):
-    from components.stack_inputs import commit_time
+    from bluegreen.components.stack_inputs import commit_time
     git = ["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@localhost"]
     assert commit_time(str(tmp_path)) is None                        # not in git
     subprocess.run([*git, "init", "-q"], check=True)

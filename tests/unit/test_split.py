@@ -10,12 +10,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from components.model.config import ServiceConfig
-from components.model.split import (
+from bluegreen.components.model.config import ServiceConfig
+from bluegreen.components.model.split import (
     Cohort, Split, checked_percent, parse_record, parse_split, serving_colours, share, split_value
 )
-from components.model.validation import ConfigError, Fields
-from components.naming import COLOURS, offline_colour
+from bluegreen.components.model.validation import ConfigError, Fields
+from bluegreen.components.naming import COLOURS, offline_colour
 from test_live import consul_after, deploy, refused
 from test_wiring import ENV, config
 from unit_harness import plain

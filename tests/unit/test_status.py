@@ -6,9 +6,9 @@ import datetime
 import json
 import math
 
-from components.consul.records import ServiceRecords
-from components.model.split import Cohort, Split, split_value
-from delivery.status import read_traffic, sparkline, status_lines, status_of
+from bluegreen.components.consul.records import ServiceRecords
+from bluegreen.components.model.split import Cohort, Split, split_value
+from bluegreen.delivery.status import read_traffic, sparkline, status_lines, status_of
 
 
 def records(**fields) -> ServiceRecords:
@@ -67,7 +67,7 @@ def test_traffic_without_prometheus_says_so():
 
 
 def test_the_chart_queries_give_a_colour_without_5xx_a_share_of_zero():
-    from components.model.analysis import chart_queries, range_series
+    from bluegreen.components.model.analysis import chart_queries, range_series
     requests, errors = chart_queries("prod", "api")
     assert requests == 'sum by (colour) (rate(bluegreen_requests_total{environment="prod",service="api",' \
                        'traffic="stable"}[1m]))'

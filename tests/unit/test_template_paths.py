@@ -8,7 +8,7 @@ import glob
 import os
 import re
 
-from components import naming
+from bluegreen.components import naming
 from unit_harness import ROOT
 
 TEMPLATES = sorted(glob.glob(os.path.join(ROOT, "images", "proxy", "*.ctmpl")))

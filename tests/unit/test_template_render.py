@@ -18,10 +18,10 @@ import pytest
 import requests
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from components import naming
-from components.model.config import ENV_NAME, IPV4
-from components.model.manifest import NAME_PATTERN
-from components.naming import joined_name_problem
+from bluegreen.components import naming
+from bluegreen.components.model.config import ENV_NAME, IPV4
+from bluegreen.components.model.manifest import NAME_PATTERN
+from bluegreen.components.naming import joined_name_problem
 from unit_harness import ROOT, binary
 
 PROXY = os.path.join(ROOT, "images", "proxy")

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from components.model import election
-from components.naming import (
+from bluegreen.components.model import election
+from bluegreen.components.naming import (
     acl_token_name, alias_key, approval_key, audit_prefix, bake_key, bridge_listen_key, catalogue_key,
     config_prefix, delivery_key, drain_timeout_key, history_prefix, hooks_key, lock_key,
     preview_from_key, prometheus_address_key, proxies_key, release_prefix, route_key, slot_key,

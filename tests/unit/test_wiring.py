@@ -27,7 +27,7 @@ from unit_harness import (
     run_program,
     stack_config,
 )
-from components.naming import reserved_variables
+from bluegreen.components.naming import reserved_variables
 
 ENV = "integration"
 STACK = "integration"
@@ -746,9 +746,9 @@ def test_secrets_set_without_encryption_are_refused_and_nothing_deploys():
 def _released(version, spec_changes, digest_char="9"):
     import dataclasses
 
-    from components.model.manifest import load_manifest
-    from components.model.release import Release, RuntimeSpec
-    from components.naming import context_digest
+    from bluegreen.components.model.manifest import load_manifest
+    from bluegreen.components.model.release import Release, RuntimeSpec
+    from bluegreen.components.naming import context_digest
     manifest = load_manifest(os.path.join(ROOT, "services/vizconfig/service.yaml"))
     source = context_digest(manifest.build.context, exclude_files=(manifest.path,))
     return Release("vizconfig", version, f"{REGISTRY}/vizconfig@sha256:{digest_char * 64}", source,
@@ -756,7 +756,7 @@ def _released(version, spec_changes, digest_char="9"):
 
 
 def test_a_released_version_is_not_built_and_runs_its_recorded_spec():
-    from components.consul.records import ServiceRecords
+    from bluegreen.components.consul.records import ServiceRecords
     blue = _released("1.0.0", {"memory_mb": 48, "port": 7000})
     records = {"vizconfig": ServiceRecords(releases={"1.0.0": blue}, slots={"blue": "1.0.0"},
                                            live="blue")}

@@ -9,7 +9,7 @@ import subprocess
 
 import yaml
 
-from delivery import REPO
+from bluegreen.delivery import REPO
 
 WORKFLOW = os.path.join(REPO, ".github", "workflows", "delivery.yml")
 STATE_ENV = os.path.join(REPO, ".github", "workflows", "state-env.sh")
@@ -42,7 +42,7 @@ def test_the_pull_request_job_has_no_secret_and_no_deploying_state():
     assert preview["env"] == {"STATE_SCOPE": "pull-request"}
     runs = "\n".join(step.get("run", "") for step in preview["steps"])
     assert "./bg test tests/unit tests/policy -q" in runs
-    assert "python -m delivery preview --config-only" in runs
+    assert "python -m bluegreen.delivery preview --config-only" in runs
     # The engine's preview decrypts the state: it runs in the merge job, before its up.
     up_runs = "\n".join(step.get("run", "") for step in workflow()["jobs"]["up"]["steps"])
     assert up_runs.index("delivery preview --base") < up_runs.index("pulumi up --yes")

@@ -25,7 +25,7 @@ from pulumi.runtime.sync_await import _sync_await
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PROJECT = "bluegreen"
-from components.naming import (ACL_TOKEN_TYPE, CONSUL_KEY_TYPE, GENERATED_SECRET_TYPE,
+from bluegreen.components.naming import (ACL_TOKEN_TYPE, CONSUL_KEY_TYPE, GENERATED_SECRET_TYPE,
                                HEALTH_GATE_TYPE, HTPASSWD_TYPE, REGISTRATION_TYPE,
                                REGISTRY_CERTIFICATE_TYPE, dynamic_type)
 
@@ -254,7 +254,7 @@ STACK_OUTPUTS: dict[str, Any] = {}  # what the last run_program exported
 
 def engine_networks(pools=None, bridges=("bridge",)):
     """What `docker info` and `docker network ls` say about one engine, for run_program."""
-    from components.platform.address_pools import EngineNetworks
+    from bluegreen.components.platform.address_pools import EngineNetworks
 
     return EngineNetworks(None if pools is None else tuple(pools), frozenset(bridges))
 
@@ -285,9 +285,9 @@ def run_program(config: dict, *, stack: str = "local", root: str = ROOT,
     (default: Docker's own pools and only the default bridge); `routes` (a model.routes.RouteBook)
     for the environment's routes and claims (default: none), and `taken` ({route: service}) for
     the routes another update claims between this program's read and its claim."""
-    from components import program, stack_inputs
-    from components.consul.records import ServiceRecords
-    from components.model.routes import RouteBook
+    from bluegreen.components import program, stack_inputs
+    from bluegreen.components.consul.records import ServiceRecords
+    from bluegreen.components.model.routes import RouteBook
 
     pulumi_settings.ROOT.set(None)
     plain_secrets = config.pop("plain_secrets", False)
