@@ -14,6 +14,7 @@ from typing import Any, Callable, Mapping
 import yaml
 
 from bluegreen.components.model.analysis import Bounds
+from bluegreen.components.model.election import WATCHDOGS
 from bluegreen.components.model.hooks import CONFIRM_TIMEOUT_S, HOOK_TIMEOUT_S, MANUAL, NO_HOOKS, Hooks, url_problem
 from bluegreen.components.model.manifest import (
     NAME_HINT, NAME_PATTERN, check_variables, joinable, memory_size
@@ -95,6 +96,9 @@ class PlatformConfig:
     # The environments that deploy on this platform, each with a deployer token that can change
     # only that environment (a stack that owns its platform and deploys services adds its own).
     environments: tuple[str, ...] = ()
+    # The hosts of the platform's two bake watchdogs (() means both on `host`): on two hosts, the
+    # standby takes over the bakes when the active one's host is lost.
+    watchdog_hosts: tuple[str, ...] = ()
 
     @property
     def server_hosts(self) -> tuple[str, ...]:
@@ -103,6 +107,11 @@ class PlatformConfig:
     @property
     def proxy_host_names(self) -> tuple[str, ...]:
         return self.proxy_hosts or (self.host,)
+
+    @property
+    def watchdog_host_names(self) -> tuple[str, ...]:
+        """The host of each watchdog, in their numbers' order."""
+        return self.watchdog_hosts or (self.host,) * WATCHDOGS
 
     @property
     def client_proxy_address(self) -> str:
@@ -476,7 +485,7 @@ def _hosts(top: Fields) -> dict[str, Host]:
 
 def _platform(top: Fields, hosts: dict[str, Host]) -> PlatformConfig:
     fields = top.nested("platform", ["host", "agents", "servers", "consul", "registry", "proxy",
-                                     "prometheus", "environments"])
+                                     "prometheus", "environments", "watchdogHosts"])
     host = fields.choice("host", list(hosts))
     servers = fields.raw("servers", [])
     if not isinstance(servers, list) or any(s not in hosts for s in servers) \
@@ -514,7 +523,31 @@ def _platform(top: Fields, hosts: dict[str, Host]) -> PlatformConfig:
         **_proxy_hosts(proxy, hosts),
         environments=_environments(fields),
         **_metrics(fields, proxy),
+        watchdog_hosts=_watchdog_hosts(fields, hosts, agent_hosts={host, *(servers or [host]), *agents,
+                                                                   *proxy.raw("hosts", [])},
+                                       proxy_address=proxy.raw("virtualAddress") or proxy.raw("address")),
     )
+
+
+def _watchdog_hosts(platform: Fields, hosts: dict[str, Host], agent_hosts: set[str],
+                    proxy_address: str | None) -> tuple[str, ...]:
+    """watchdogHosts: one host per watchdog, each with a Consul agent of the platform; a host
+    other than the platform host must reach the proxy and Prometheus at their addresses."""
+    if not platform.has("watchdogHosts"):
+        return ()
+    raw = platform.raw("watchdogHosts")
+    candidates = [h for h in hosts if h in agent_hosts]
+    if not isinstance(raw, list) or len(raw) != WATCHDOGS or any(h not in candidates for h in raw):
+        raise platform.error("watchdogHosts", f"{raw!r} must name {WATCHDOGS} hosts that run a Consul "
+                             f"agent of the platform ({', '.join(candidates)}), one per watchdog, "
+                             f"e.g. [{candidates[0]}, {candidates[-1]}]")
+    home = platform.string("host")
+    loopback = [a for a in (hosts[home].address, proxy_address or "127.0.0.1") if a.startswith("127.")]
+    if any(h != home for h in raw) and loopback:
+        raise platform.error("watchdogHosts", f"puts a watchdog off the platform host {home}, but the "
+                             f"proxy and Prometheus it asks listen on {loopback[0]} there; keep both "
+                             f"on {home}, or give the platform host and the proxy network addresses")
+    return tuple(raw)
 
 
 def _proxy_hosts(proxy: Fields, hosts: dict[str, Host]) -> dict[str, Any]:

@@ -12,7 +12,6 @@ import pulumi_docker as docker
 from bluegreen.components.consul.key import ConsulKey
 from bluegreen.components.model.config import Host, PlatformConfig
 from bluegreen.components.model.credentials import CREDENTIAL_KEYS
-from bluegreen.components.model.election import WATCHDOGS
 from bluegreen.components.naming import (
     bridge_listen_key, drain_timeout_key, nginx_duration, preview_from_key, prometheus_address_key,
     proxies_key, proxy_container
@@ -79,13 +78,14 @@ class Platform(pulumi.ComponentResource):
         self.proxy_components = self._proxies(name, args, child)
         self.proxy_component = next(iter(self.proxy_components.values()))
         self.prometheus = self._metrics(name, args, child)
-        # Both on the platform host: the proxy and Prometheus they ask may listen on its loopback.
+        # On the platform host unless watchdogHosts says otherwise (config checks that the others
+        # reach the proxy and Prometheus): the standby then outlives the active one's host.
         self.watchdogs = [Watchdog(f"{name}-watchdog-{number}", WatchdogArgs(
-            stack=args.stack, image=settings.consul.image, host=home,
-            proxy_url=self.proxy, provider=args.providers[home.name],
+            stack=args.stack, image=settings.consul.image, host=args.hosts[host],
+            proxy_url=self.proxy, provider=args.providers[host],
             consul_token=self.cluster.tokens["watchdog"], prometheus_url=self.prometheus,
             depends_on=(self.cluster,), number=number), opts=child)
-            for number in range(1, WATCHDOGS + 1)]
+            for number, host in enumerate(settings.watchdog_host_names, start=1)]
         # Each URL resolves once its agent's container is healthy: users of it wait for that.
         self.agents = {host: once_up(container, args.hosts[host].consul)
                        for host, container in self.cluster.containers.items()}

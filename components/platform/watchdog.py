@@ -21,7 +21,7 @@ class WatchdogArgs:
     stack: str
     image: str                     # the platform's Consul image: it carries the script, naming.py
     #                                and analysis.py
-    host: Host                     # the platform host; the watchdog talks to its agent
+    host: Host                     # where it runs (platform.watchdogHosts); it talks to that agent
     proxy_url: pulumi.Input[str]   # the proxy's base URL: the stable URIs it probes
     provider: docker.Provider
     consul_token: pulumi.Input[str]   # a secret: reads bakes and checks, flips an alias back

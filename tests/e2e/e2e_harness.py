@@ -536,11 +536,12 @@ def lab_hosts(ports: dict) -> dict:
 
 
 def lab_platform_config(ports: dict, hosts: dict, environments: tuple[str, ...],
-                        proxies: tuple[str, ...] = (), virtual_address: str | None = None) -> dict:
+                        proxies: tuple[str, ...] = (), virtual_address: str | None = None,
+                        watchdogs: tuple[str, ...] = ()) -> dict:
     """A platform wholly on the lab: a Consul server on every host; the registry and the proxy on
     the first, at its lab address (so nothing runs on this machine's shared engine), for stacks
     of `environments`. With `proxies` (lab hosts) a proxy on each of them instead, behind
-    `virtual_address`."""
+    `virtual_address`; with `watchdogs`, the bake watchdogs' hosts."""
     home = next(iter(hosts))
     config = {
         "bluegreen:hosts": hosts,
@@ -561,6 +562,8 @@ def lab_platform_config(ports: dict, hosts: dict, environments: tuple[str, ...],
         proxy = config["bluegreen:platform"]["proxy"]
         del proxy["address"]
         proxy.update(hosts=list(proxies), virtualAddress=virtual_address)
+    if watchdogs:
+        config["bluegreen:platform"]["watchdogHosts"] = list(watchdogs)
     return config
 
 

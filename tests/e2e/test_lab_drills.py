@@ -8,8 +8,9 @@ runs on every lab host but the last, which holds only a Consul server: drill (a)
 (made leader first) in the middle of a deploy; drills (b) and (e) take down the last service host.
 Then a caller joins on every service host and reaches its callee through the virtual address from
 each. Drills (g) and (h) lose the proxy that holds the address: its container killed during a
-flip, then its host's link cut; fresh and keep-alive clients on the address. Runs in order on one
-stack."""
+flip, then its host's link cut; fresh and keep-alive clients on the address. Drill (i) loses the
+host of the acting bake watchdog during a bake: the standby on another host takes it over. Runs in
+order on one stack."""
 
 from __future__ import annotations
 
@@ -26,7 +27,8 @@ import time
 import pytest
 import requests
 
-from bluegreen.components.naming import docker_name, instance_id, proxy_container, vrrp_container
+from bluegreen.components.naming import (bake_key, docker_name, instance_id, proxy_container, vrrp_container,
+                                         watchdog_lock_key)
 from e2e_harness import (LOG_DIR, REPO, Deployment, RequestLoop, allow_registry, get_json,
                          host_docker, lab, lab_hosts, lab_platform_config, require_environment,
                          state_locks, wait_until)
@@ -58,6 +60,8 @@ class Lab:
         self.proxy_host = self.lab_names[0]     # the registry's, and the first proxy's
         self.proxy_hosts = self.service_hosts
         self.virtual_address = self.hosts[self.proxy_host]["address"].rsplit(".", 1)[0] + ".120"
+        # The platform host's watchdog (number 1) and one on the server-only host (number 2).
+        self.watchdog_hosts = (self.proxy_host, self.server_only)
         # Questions about the cluster go to the proxy's host's agent (never stopped but in (d)).
         self.local_agent = self.hosts[self.proxy_host]["consul"]
         # Operator questions need the management token: set once the platform stack made it.
@@ -145,7 +149,7 @@ def drill():
     STABLE = f"http://{the_lab.virtual_address}:{PORTS['proxy']}/{ENV}/vizconfig/"
     platform = Deployment(PLATFORM, lab_platform_config(
         PORTS, the_lab.hosts, (ENV,), proxies=tuple(the_lab.proxy_hosts),
-        virtual_address=the_lab.virtual_address))
+        virtual_address=the_lab.virtual_address, watchdogs=the_lab.watchdog_hosts))
     environment = None
     try:
         platform.up()
@@ -685,6 +689,75 @@ def test_drill_h_the_address_holders_link_cut(drill):
     # timeout before it goes to the next instance, so a new connection is answered within the
     # address move plus that wait (measured 0.97-2.89 s), not within the move alone.
     assert figures["keep_alive_answered_s"] < moved + CONNECT_TIMEOUT_S + 1, figures
+
+
+def kv_json(the_lab: Lab, key: str) -> dict | None:
+    """A JSON value of Consul KV, asked of the platform host's agent (None: no such key)."""
+    response = the_lab.consul.get(f"{the_lab.local_agent}/v1/kv/{key}", params={"raw": "true"}, timeout=3)
+    return None if response.status_code == 404 else response.json()
+
+
+def acting_host(the_lab: Lab) -> str | None:
+    """The host of the watchdog that holds the leader key (None: nobody holds it)."""
+    holder = kv_json(the_lab, watchdog_lock_key())
+    return holder["host"] if holder else None
+
+
+def watchdogs_up(the_lab: Lab) -> int:
+    """How many of the platform's watchdogs pass their checks (each registers with its agent)."""
+    return len(the_lab.consul.get(f"{the_lab.local_agent}/v1/health/service/bluegreen-watchdog",
+                                  params={"passing": "true"}, timeout=3).json())
+
+
+def hand_lead_to(the_lab: Lab, host: str) -> None:
+    """Makes the watchdog on `host` the acting one: the other is stopped until it has taken the
+    leader key, then started again, and back as the standby."""
+    holder = acting_host(the_lab)
+    if holder != host:
+        number = str(the_lab.watchdog_hosts.index(holder) + 1)
+        container = docker_name(PLATFORM, "watchdog", number)
+        host_docker(the_lab.hosts[holder], "stop", "-t", "2", container)
+        try:
+            wait_until(lambda: acting_host(the_lab) == host, 30, interval_s=0.2,
+                       what=f"the watchdog on {host} acts")
+        finally:
+            host_docker(the_lab.hosts[holder], "start", container)
+    wait_until(lambda: watchdogs_up(the_lab) == 2, 30, interval_s=0.2, what="both watchdogs up")
+
+
+def test_drill_i_the_acting_watchdogs_host_lost_during_a_bake(drill):
+    the_lab, _, environment = drill
+    the_lab.wait_healthy()
+    standby, acting = the_lab.watchdog_hosts
+    # The standby's host leads Consul: what is measured is the takeover, not a new election.
+    the_lab.make_leader(standby)
+    hand_lead_to(the_lab, acting)
+    _, live = served()
+    target = "blue" if live == "green" else "green"
+    set_service(environment, the_lab, live=target, blue=BLUE_3, green={"version": "4.0.0"},
+                bakeTime="20s")
+    with loop() as client:
+        environment.up()
+        bake = bake_key(ENV, "vizconfig")
+        assert (kv_json(the_lab, bake) or {}).get("status") == "baking"
+        with link_down(the_lab, acting) as cut:
+            wait_until(lambda: acting_host(the_lab) == standby, 15, interval_s=0.1,
+                       what=f"the watchdog on {standby} acts")
+            took_over = time.monotonic() - cut
+            # Only the standby can write now (the cut host's Consul is cut off with it).
+            _, waited = wait_until(lambda: kv_json(the_lab, bake)["status"] != "baking", 60,
+                                   interval_s=0.2, what="the bake to end")
+            ended = (kv_json(the_lab, bake) or {}).get("status")
+        the_lab.wait_healthy()
+        time.sleep(1)
+    record("i_acting_watchdogs_host_lost_during_a_bake", client, lost=acting, took_over_s=took_over,
+           bake_ended_s=took_over + waited, bake_status=ended)
+    print(f"\ndrill i: {json.dumps(FIGURES['i_acting_watchdogs_host_lost_during_a_bake'])}")
+    assert ended == "baked" and served()[1] == target
+    assert client.failures == [], client.failures[:5]
+    assert took_over <= 10, FIGURES["i_acting_watchdogs_host_lost_during_a_bake"]
+    # The host that comes back stands by: nobody took the key from the one acting.
+    assert acting_host(the_lab) == standby
 
 
 def logged_line(log: str, offset: int, text: str) -> bool:

@@ -290,6 +290,20 @@ def test_the_platform_runs_two_watchdogs_beside_its_agent_and_proxy():
         assert container.inputs["memory"] == 64 and container.inputs["restart"] == "unless-stopped"
 
 
+def test_watchdog_hosts_put_the_standby_on_another_host_beside_that_hosts_agent():
+    config = test_wiring.two_proxies_config()
+    config["platform"]["watchdogHosts"] = ["local", "second"]
+    deployment = test_wiring.run(config)
+    containers = sorted(deployment.role("watchdog"), key=lambda c: c.inputs["name"])
+    for container, host in zip(containers, ("local", "second"), strict=True):
+        assert container.provider_urn == deployment.provider_of_host(host).urn
+        envs = container.inputs["envs"]
+        assert f"CONSUL_HTTP_ADDR={test_wiring.HOSTS[host]['consul']}" in envs
+        assert f"WATCHDOG_HOST={host}" in envs
+        # Both probe through the address clients use, which the other host reaches too.
+        assert "PROXY_URL=http://10.0.0.100:18080" in envs
+
+
 # --- the flips outside pulumi up ---------------------------------------------------------------
 
 def test_rollback_and_promote_write_the_bake_record_in_the_flip_transaction(monkeypatch):

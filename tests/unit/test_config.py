@@ -141,6 +141,16 @@ def test_one_proxy_on_the_platform_host_unless_proxy_hosts_are_listed():
     assert "second" in two.client_hosts
 
 
+SITE = {"hosts.local.address": "10.0.0.1", "platform.proxy.hosts": ["local", "second"],
+        "platform.proxy.virtualAddress": "10.0.0.100"}
+
+
+def test_both_watchdogs_on_the_platform_host_unless_watchdog_hosts_are_listed():
+    assert parse(values()).platform.watchdog_host_names == ("local", "local")
+    apart = parse(values(**SITE, **{"platform.watchdogHosts": ["local", "second"]})).platform
+    assert apart.watchdog_host_names == ("local", "second")
+
+
 def test_the_platform_lists_the_environments_that_deploy_on_it():
     assert parse(values()).platform.environments == ()
     listed = parse(values(**{"platform.environments": ["integration", "production"]}))
@@ -246,6 +256,17 @@ ERRORS = [
                  "unknown key; allowed keys here are: image, port", id="unknown-proxy-key"),
     pytest.param({"platform.proxy.previewFrom": ["10.1.2.3/40"]}, "bluegreen.platform.proxy.previewFrom",
                  "is not a list of IPv4 networks; write e.g. [10.250.77.1/32]", id="preview-from-bad"),
+    pytest.param({"platform.watchdogHosts": ["local"]}, "bluegreen.platform.watchdogHosts",
+                 "must name 2 hosts that run a Consul agent of the platform (local, second), one per "
+                 "watchdog", id="one-watchdog-host"),
+    pytest.param({**SITE, "platform.agents": None, "platform.proxy.hosts": None,
+                  "platform.proxy.virtualAddress": None, "platform.proxy.address": "10.0.0.1",
+                  "platform.watchdogHosts": ["local", "second"]},
+                 "bluegreen.platform.watchdogHosts", "run a Consul agent of the platform (local)",
+                 id="watchdog-host-without-agent"),
+    pytest.param({"platform.watchdogHosts": ["local", "second"]}, "bluegreen.platform.watchdogHosts",
+                 "the proxy and Prometheus it asks listen on 127.0.0.1 there; keep both on local",
+                 id="watchdog-off-a-loopback-platform"),
     pytest.param({"platform.proxy.hosts": ["local", "ghost"]}, "bluegreen.platform.proxy.hosts",
                  "must list configured hosts once each (local, second)", id="proxy-hosts-unknown"),
     pytest.param({"platform.proxy.hosts": ["local", "second"]}, "bluegreen.platform.proxy.virtualAddress",
