@@ -138,8 +138,19 @@ def test_flip_to_v2_then_a_broken_v3_on_the_offline_colour(repo, deployment):
     # colour passes in a second or two (1 s health interval), so 10 s is ample from here on.
     change(deployment, blue={"version": "3.0.0"}, gateTimeout=10)
     deployment.up()   # the offline colour's gate only reports: v3 fails it, traffic stays on v2
-    wait_until(lambda: requests.get(PREVIEW, timeout=3).status_code >= 500, 20, what="v3 unhealthy")
+    wait_until(lambda: blue_checks() == {"critical"}, 20, what="v3's checks critical")
+    # None of blue's instances passes, so its upstream holds all of them (panic routing): the
+    # preview shows what the failing release does, and its gate says why it fails.
+    assert answer(PREVIEW) == ("3.0.0", "blue", "three")
     assert answer() == ("2.0.0", "green", "two")
+
+
+def blue_checks() -> set[str]:
+    """The states of the checks of the environment's blue instances in Consul."""
+    entries = deployer_consul(STACK).get(f"{CONSUL}/v1/health/service/vizconfig?tag={ENV}&tag=blue",
+                                         timeout=3).json()
+    return {check["Status"] for entry in entries for check in entry["Checks"]
+            if check["CheckID"] != "serfHealth"}
 
 
 def test_rollback_after_a_failed_deploy_goes_to_the_last_good_release(repo, deployment):
