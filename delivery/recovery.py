@@ -172,15 +172,20 @@ def has_checkpoint(backend_dir: str, stack: str) -> bool:
                 or glob.glob(os.path.join(backend_dir, ".pulumi", "stacks", "*", f"{stack}.json.gz")))
 
 
+def migration_marker(backend_dir: str, stack: str) -> str:
+    """The file that says the stack's providers name this version's import path (checked once)."""
+    return os.path.join(backend_dir, ".pulumi", "bluegreen", f"{stack}.import-path")
+
+
 def needs_migration(backend_dir: str, stack: str) -> bool:
-    """Whether the stack's state names providers by an older version's import path (when it
-    cannot tell from the checkpoint, an export decides)."""
-    latest = latest_checkpoint(backend_dir, stack)
-    return has_checkpoint(backend_dir, stack) if latest is None else migrations.has_legacy(latest)
+    """Whether the stack's state may name providers by an older version's import path: it has
+    one, and no check since this version (its providers are secrets: only an export can tell)."""
+    return has_checkpoint(backend_dir, stack) and not os.path.exists(migration_marker(backend_dir, stack))
 
 
-def export_state(stack: str, cwd: str) -> dict:
-    return json.loads(_pulumi("stack", "export", "--stack", stack, "--cwd", cwd))
+def export_state(stack: str, cwd: str, show_secrets: bool = False) -> dict:
+    return json.loads(_pulumi("stack", "export", "--stack", stack, "--cwd", cwd,
+                              *(["--show-secrets"] if show_secrets else [])))
 
 
 def import_state(stack: str, cwd: str, state: dict) -> None:
@@ -192,15 +197,19 @@ def import_state(stack: str, cwd: str, state: dict) -> None:
         os.remove(handle.name)
 
 
-def migrate_providers(stack: str, cwd: str, out=sys.stderr) -> int:
-    """Brings the providers of an older version's state to this import path (delivery.migrations);
-    returns how many it rewrote."""
-    state = export_state(stack, cwd)
+def migrate_providers(backend_dir: str, stack: str, cwd: str, out=sys.stderr) -> int:
+    """Brings the providers of an older version's state to this import path (delivery.migrations)
+    and marks the stack checked; returns how many it rewrote."""
+    state = export_state(stack, cwd, show_secrets=True)
     count = migrations.migrate(state.get("deployment") or {})
     if count:
         import_state(stack, cwd, state)
         print(f"recovery: {count} Consul resources of stack {stack} now name their provider by the "
               "bluegreen.* import path (0.4.0); nothing deployed changed", file=out)
+    marker = migration_marker(backend_dir, stack)
+    os.makedirs(os.path.dirname(marker), exist_ok=True)
+    with open(marker, "w", encoding="utf-8") as handle:
+        handle.write("bluegreen.* (0.4.0)\n")
     return count
 
 
@@ -237,7 +246,7 @@ def recover(stack: str, cwd: str, backend_dir: str | None, out=sys.stderr) -> No
         if has_pending(backend_dir, stack):
             resolve_pending(stack, cwd, out)
         if needs_migration(backend_dir, stack):
-            migrate_providers(stack, cwd, out)
+            migrate_providers(backend_dir, stack, cwd, out)
 
 
 def backend_directory() -> str | None:

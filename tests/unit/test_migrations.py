@@ -19,9 +19,14 @@ LEGACY_GATE = base64.b64encode(
     b"\x8c\x13_HealthGateProvider\x94\x93\x94)\x81\x94.").decode()
 
 
+def secret(value: str) -> dict:
+    """A secret as `pulumi stack export --show-secrets` writes it (the SDK stores providers so)."""
+    return {migrations.SECRET_SIG: migrations.SECRET_VALUE, "plaintext": json.dumps(value)}
+
+
 def deployment(provider: str) -> dict:
     gate = {"urn": "urn:pulumi:s::bluegreen::bluegreen:consul:HealthGate::s-gate",
-            "inputs": {"__provider": provider, "colour": "blue"},
+            "inputs": {"__provider": secret(provider), "colour": "blue"},
             "outputs": {"__provider": provider, "colour": "blue", "passing": True}}
     container = {"urn": "urn:pulumi:s::bluegreen::docker:index/container:Container::s-c",
                  "inputs": {"name": "c"}, "outputs": {"name": "c", "__provider": "not base64 ~"}}
@@ -32,6 +37,7 @@ def deployment(provider: str) -> dict:
 def test_a_legacy_provider_is_recognised_and_a_current_one_is_not():
     assert migrations.is_legacy(LEGACY_GATE)
     assert not migrations.is_legacy(serialize_provider(_HealthGateProvider()))
+    assert migrations.is_legacy(secret(LEGACY_GATE))
     assert not migrations.is_legacy("not base64 ~") and not migrations.is_legacy(None)
 
 
@@ -41,14 +47,13 @@ def test_the_rewritten_provider_is_the_one_a_current_program_pickles():
 
 def test_migrate_rewrites_inputs_outputs_and_pending_and_nothing_else():
     state = deployment(LEGACY_GATE)
-    assert migrations.has_legacy(state)
     assert migrations.migrate(state) == 4   # the gate's inputs and outputs, twice (pending too)
     current = serialize_provider(_HealthGateProvider())
     gate = state["resources"][0]
-    assert gate["inputs"] == {"__provider": current, "colour": "blue"}
+    assert gate["inputs"] == {"__provider": secret(current), "colour": "blue"}   # still a secret
     assert gate["outputs"] == {"__provider": current, "colour": "blue", "passing": True}
     assert state["resources"][1]["outputs"] == {"name": "c", "__provider": "not base64 ~"}
-    assert not migrations.has_legacy(state) and migrations.migrate(state) == 0
+    assert migrations.migrate(state) == 0
 
 
 def test_the_migrated_provider_loads_where_the_old_modules_do_not_exist(tmp_path):
@@ -73,17 +78,21 @@ def checkpoint(backend, stack: str, latest: dict) -> None:
     (folder / f"{stack}.json").write_text(json.dumps({"checkpoint": {"latest": latest}}))
 
 
-def test_recover_migrates_a_legacy_state_once_and_leaves_a_current_one_alone(tmp_path, monkeypatch):
-    exported, imported = {"deployment": deployment(LEGACY_GATE)}, []
-    monkeypatch.setattr(recovery, "export_state", lambda stack, cwd: json.loads(json.dumps(exported)))
+def test_recover_checks_a_stack_once_with_its_secrets_shown_and_imports_only_a_change(tmp_path, monkeypatch):
+    exports, imported = [], []
+
+    def export(stack, cwd, show_secrets=False):
+        exports.append(show_secrets)
+        return {"deployment": deployment(LEGACY_GATE)}
+
+    monkeypatch.setattr(recovery, "export_state", export)
     monkeypatch.setattr(recovery, "import_state", lambda stack, cwd, state: imported.append(state))
-    checkpoint(tmp_path, "s", {"resources": deployment(LEGACY_GATE)["resources"]})
+    checkpoint(tmp_path, "s", {"resources": []})
     with open(os.devnull, "w", encoding="utf-8") as quiet:
         recovery.recover("s", str(tmp_path), str(tmp_path), out=quiet)
-        assert len(imported) == 1 and not migrations.has_legacy(imported[0]["deployment"])
-        checkpoint(tmp_path, "s", {"resources": imported[0]["deployment"]["resources"]})
         recovery.recover("s", str(tmp_path), str(tmp_path), out=quiet)
-    assert len(imported) == 1
+    assert exports == [True] and len(imported) == 1
+    assert migrations.migrate(imported[0]["deployment"]) == 0
 
 
 def test_a_stack_without_a_checkpoint_needs_nothing(tmp_path):
