@@ -204,8 +204,9 @@ def migrate_providers(backend_dir: str, stack: str, cwd: str, out=sys.stderr) ->
     count = migrations.migrate(state.get("deployment") or {})
     if count:
         import_state(stack, cwd, state)
-        print(f"recovery: {count} Consul resources of stack {stack} now name their provider by the "
-              "bluegreen.* import path (0.4.0); nothing deployed changed", file=out)
+        print(f"recovery: {count} stored providers (inputs and outputs) of the Consul resources of "
+              f"stack {stack} now name the bluegreen.* import path (0.4.0); nothing deployed changed",
+              file=out)
     marker = migration_marker(backend_dir, stack)
     os.makedirs(os.path.dirname(marker), exist_ok=True)
     with open(marker, "w", encoding="utf-8") as handle:
