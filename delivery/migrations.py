@@ -27,7 +27,7 @@ PROVIDER_KEY = "__provider"
 SECRET_SIG, SECRET_VALUE = "4dabf18193072939515e22adb298388d", "1b47061264138c4ac30d75fd1eb44270"
 LEGACY_PACKAGES = ("components", "delivery", "policies")
 # A module path of a legacy package as a pickle names it (not already under bluegreen.).
-LEGACY_MODULE = re.compile(rb"(?<![\w.])(?:" + b"|".join(p.encode() for p in LEGACY_PACKAGES) + rb")\.")
+LEGACY_MODULE = re.compile(rb"(?<!bluegreen\.)(?:" + b"|".join(p.encode() for p in LEGACY_PACKAGES) + rb")\.")
 
 
 class _NewPathUnpickler(dill.Unpickler):
