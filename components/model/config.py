@@ -8,7 +8,7 @@ import glob
 import ipaddress
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Mapping
 
 import yaml
@@ -507,7 +507,7 @@ def _platform(top: Fields, hosts: dict[str, Host]) -> PlatformConfig:
     if not 1 <= drain_s <= 3600:
         raise proxy.error("drainTimeout", f"{proxy.raw('drainTimeout')!r} is out of range; "
                           "allowed: 1s to 60m, e.g. 30s")
-    return PlatformConfig(
+    platform = PlatformConfig(
         host=host,
         consul=ConsulSettings(image=consul.string("image"), datacenter=consul.string("datacenter", "dc1")),
         registry_image=registry.string("image"),
@@ -523,28 +523,26 @@ def _platform(top: Fields, hosts: dict[str, Host]) -> PlatformConfig:
         **_proxy_hosts(proxy, hosts),
         environments=_environments(fields),
         **_metrics(fields, proxy),
-        watchdog_hosts=_watchdog_hosts(fields, hosts, agent_hosts={host, *(servers or [host]), *agents,
-                                                                   *proxy.raw("hosts", [])},
-                                       proxy_address=proxy.raw("virtualAddress") or proxy.raw("address")),
     )
+    return replace(platform, watchdog_hosts=_watchdog_hosts(fields, hosts, platform))
 
 
-def _watchdog_hosts(platform: Fields, hosts: dict[str, Host], agent_hosts: set[str],
-                    proxy_address: str | None) -> tuple[str, ...]:
+def _watchdog_hosts(fields: Fields, hosts: dict[str, Host], platform: PlatformConfig) -> tuple[str, ...]:
     """watchdogHosts: one host per watchdog, each with a Consul agent of the platform; a host
     other than the platform host must reach the proxy and Prometheus at their addresses."""
-    if not platform.has("watchdogHosts"):
+    if not fields.has("watchdogHosts"):
         return ()
-    raw = platform.raw("watchdogHosts")
+    raw = fields.raw("watchdogHosts")
+    agent_hosts = {*platform.server_hosts, *platform.client_hosts}
     candidates = [h for h in hosts if h in agent_hosts]
     if not isinstance(raw, list) or len(raw) != WATCHDOGS or any(h not in candidates for h in raw):
-        raise platform.error("watchdogHosts", f"{raw!r} must name {WATCHDOGS} hosts that run a Consul "
+        raise fields.error("watchdogHosts", f"{raw!r} must name {WATCHDOGS} hosts that run a Consul "
                              f"agent of the platform ({', '.join(candidates)}), one per watchdog, "
                              f"e.g. [{candidates[0]}, {candidates[-1]}]")
-    home = platform.string("host")
-    loopback = [a for a in (hosts[home].address, proxy_address or "127.0.0.1") if a.startswith("127.")]
+    home = platform.host
+    loopback = [a for a in (hosts[home].address, platform.client_proxy_address) if a.startswith("127.")]
     if any(h != home for h in raw) and loopback:
-        raise platform.error("watchdogHosts", f"puts a watchdog off the platform host {home}, but the "
+        raise fields.error("watchdogHosts", f"puts a watchdog off the platform host {home}, but the "
                              f"proxy and Prometheus it asks listen on {loopback[0]} there; keep both "
                              f"on {home}, or give the platform host and the proxy network addresses")
     return tuple(raw)
